@@ -1,0 +1,113 @@
+//! The one error type of the kernel. Every variant names the thing that is wrong.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the kernel, as a value. A failed operation leaves the state
+/// it was called on unchanged, unless the variant says otherwise ([`Error::Poisoned`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A token, generation or node id that is not valid (zero, out of range, badly encoded).
+    #[error("invalid token: {0}")]
+    InvalidToken(&'static str),
+
+    /// A resource key that is empty or too long.
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+
+    /// The fence holds as many resources as it was opened for.
+    #[error(
+        "the fence already holds {max} resources; open it with a larger FenceOptions::max_resources"
+    )]
+    TooManyResources {
+        /// The configured capacity.
+        max: usize,
+    },
+
+    /// A `ResourceId` that this fence never handed out.
+    #[error("unknown resource id {0}: register the key with this fence first")]
+    UnknownResource(u32),
+
+    /// A batch longer than `limits::BATCH_MAX`, or whose output is not as long as its input.
+    #[error("invalid batch: {0}")]
+    InvalidBatch(String),
+
+    /// A record payload larger than the log accepts.
+    #[error("record payload of {len} bytes exceeds the limit of {max} bytes")]
+    RecordTooLarge {
+        /// The payload's length.
+        len: usize,
+        /// The largest payload the log takes.
+        max: usize,
+    },
+
+    /// An option outside its allowed range.
+    #[error("option {field} = {value} is out of range: {expected}")]
+    InvalidOption {
+        /// The option's name.
+        field: &'static str,
+        /// The value given.
+        value: u64,
+        /// What the value must be.
+        expected: &'static str,
+    },
+
+    /// The data directory is locked by another open log (another process, or this one).
+    #[error("{} is locked by another open log (another process, or this one); \
+             stop the other user or choose another directory", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+
+    /// An I/O operation failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("create data directory", "fdatasync", ...).
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The log is damaged before its tail: recovery refuses to guess.
+    #[error("corrupt log: {} at offset {offset}: {reason}", path.display())]
+    Corrupt {
+        /// The segment file.
+        path: PathBuf,
+        /// The byte offset in that file.
+        offset: u64,
+        /// What is wrong there.
+        reason: String,
+    },
+
+    /// An earlier write or sync of the log failed; nothing more is written until the log is
+    /// reopened, because after a failed fdatasync the page cache cannot be trusted.
+    #[error("the log refuses writes after an earlier failure ({0}); reopen it to recover")]
+    Poisoned(String),
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(
+        path: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Error {
+        Error::Corrupt {
+            path: path.into(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,513 @@
+//! The fencing check (DESIGN.md I5): the storage side's final word on whether a write may land.
+//!
+//! For each resource the fence keeps a durable high-water mark, the newest token it accepted.
+//! A token is checked against it:
+//!
+//! | token vs. mark                          | verdict                                   |
+//! |-----------------------------------------|-------------------------------------------|
+//! | same generation, same holder            | [`Verdict::Accepted`] (the hot path)      |
+//! | higher generation, or no mark yet       | [`Verdict::Advanced`], durable first      |
+//! | lower generation                        | [`Verdict::Stale`]                        |
+//! | same generation, another holder         | [`Verdict::Conflict`] unless the [`TieBreaker`] hands the generation over |
+//!
+//! The hot path is two or three atomic loads and a compare, with no allocation, lock, log or
+//! syscall. Everything else takes the resource's lock; an advance appends the new mark to the
+//! write-ahead log and waits for fdatasync (group-committed with concurrent advances) before it
+//! publishes the mark and returns, so every `Advanced` ever returned survives a crash.
+
+mod accepted;
+mod key_index;
+mod mark;
+mod slot;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::error::Error;
+use crate::limits::{BATCH_MAX, KEY_LEN_MAX, RESOURCES_DEFAULT, RESOURCES_MAX};
+use crate::policy::{ConflictResolution, RejectConflicts, TieBreaker};
+use crate::token::Token;
+use crate::wal::{RecordKind, RecoveryReport, Wal, WalOptions};
+use accepted::AcceptedCounters;
+use key_index::KeyIndex;
+use slot::{AdvanceGuard, Slot};
+
+/// A registered resource of one [`Fence`]: an index, valid only with the fence that returned
+/// it (ids are not stable across reopening; keys are).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResourceId(u32);
+
+impl ResourceId {
+    /// The id's number.
+    pub const fn as_u32(self) -> u32 {
+        self.0
+    }
+
+    /// An id from its number, as received across an ABI; the fence checks it on use.
+    pub const fn from_u32(raw: u32) -> ResourceId {
+        ResourceId(raw)
+    }
+
+    #[inline(always)]
+    const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// The fence's answer to a token.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The token is the current mark: the write may land.
+    Accepted,
+    /// The token is newer than the mark (or took over a conflict): the new mark is durable and
+    /// the write may land. `previous` is the mark it replaced, `None` for a resource's first.
+    Advanced {
+        /// The mark before this one.
+        previous: Option<Token>,
+    },
+    /// The token is older than the mark: a deposed leader. The write must not land.
+    Stale {
+        /// The mark that outranks the token.
+        current: Token,
+    },
+    /// Another holder has the token's generation: split brain. The write must not land.
+    Conflict {
+        /// The mark of the other holder.
+        current: Token,
+    },
+}
+
+impl Verdict {
+    /// True for [`Verdict::Accepted`] and [`Verdict::Advanced`]: the write may land.
+    #[inline]
+    pub const fn is_accepted(&self) -> bool {
+        matches!(self, Verdict::Accepted | Verdict::Advanced { .. })
+    }
+}
+
+/// What a fence has decided for one resource since it was opened (not persisted).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Checks answered [`Verdict::Accepted`].
+    pub accepted: u64,
+    /// Checks answered [`Verdict::Advanced`].
+    pub advanced: u64,
+    /// Checks answered [`Verdict::Stale`].
+    pub stale: u64,
+    /// Conflicts met, whichever way the tie-breaker settled them.
+    pub conflicts: u64,
+}
+
+/// Options of [`Fence::open`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FenceOptions {
+    /// How many resources the fence can hold, at most [`RESOURCES_MAX`]. Memory is reserved
+    /// for all of them when the fence opens (about 100 bytes each, plus counter rows that cost
+    /// address space until a thread uses them).
+    pub max_resources: usize,
+    /// Compact the log once it holds this many bytes more than its last snapshot (and at
+    /// least as many as the snapshot itself, so compaction costs amortise).
+    pub compact_after_bytes: u64,
+    /// The log's options.
+    pub wal: WalOptions,
+}
+
+impl Default for FenceOptions {
+    fn default() -> Self {
+        FenceOptions {
+            max_resources: RESOURCES_DEFAULT,
+            compact_after_bytes: 8 << 20,
+            wal: WalOptions::default(),
+        }
+    }
+}
+
+/// The durable fencing check of one storage. `Send + Sync`; every method takes `&self`.
+pub struct Fence {
+    /// Invariant: slots `..registered` have keys; their marks are durable in `wal`.
+    slots: Box<[Slot]>,
+    registered: AtomicUsize,
+    register_lock: Mutex<()>,
+    index: KeyIndex,
+    accepted: AcceptedCounters,
+    wal: Wal,
+    /// Advances hold it shared from append to publish; compaction holds it exclusively, so a
+    /// snapshot sees every mark the log it replaces holds.
+    compaction_gate: RwLock<()>,
+    /// Log size at which the next compaction runs.
+    compact_at: AtomicU64,
+    compact_after_bytes: u64,
+    tie_breaker: RwLock<Arc<dyn TieBreaker>>,
+}
+
+impl fmt::Debug for Fence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fence")
+            .field("dir", &self.wal.dir())
+            .field("resources", &self.len())
+            .field("capacity", &self.slots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn validate_key(key: &[u8]) -> Result<(), Error> {
+    if key.is_empty() {
+        return Err(Error::InvalidKey(
+            "a key is 1 to 256 bytes; this one is empty".into(),
+        ));
+    }
+    if key.len() > KEY_LEN_MAX {
+        return Err(Error::InvalidKey(format!(
+            "a key is 1 to {KEY_LEN_MAX} bytes; this one is {} bytes",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+impl Fence {
+    /// Opens (creating if needed) the fence whose log is in `dir`, restoring every mark.
+    pub fn open(dir: impl AsRef<Path>, options: FenceOptions) -> Result<Fence, Error> {
+        if options.max_resources == 0 || options.max_resources > RESOURCES_MAX {
+            return Err(Error::InvalidOption {
+                field: "FenceOptions::max_resources",
+                value: options.max_resources as u64,
+                expected: "from 1 to 2^20",
+            });
+        }
+        // Replay: the last record of each key is its mark, and marks never go back.
+        let mut order: Vec<(Box<[u8]>, Token)> = Vec::new();
+        let mut positions: HashMap<Box<[u8]>, usize> = HashMap::new();
+        let wal = Wal::open(dir, options.wal.clone(), &mut |record| {
+            let (key, token) = mark::decode(&record)?;
+            match positions.get(key) {
+                Some(&i) => {
+                    let previous = order[i].1;
+                    if token.generation < previous.generation {
+                        return Err(record.corrupt(format!(
+                            "fence mark {token} for a key whose mark was already {previous}"
+                        )));
+                    }
+                    order[i].1 = token;
+                }
+                None => {
+                    positions.insert(key.into(), order.len());
+                    order.push((key.into(), token));
+                }
+            }
+            Ok(())
+        })?;
+        if order.len() > options.max_resources {
+            return Err(Error::TooManyResources {
+                max: options.max_resources,
+            });
+        }
+
+        let mut slots: Box<[Slot]> = (0..options.max_resources)
+            .map(|_| Slot::default())
+            .collect();
+        let index = KeyIndex::with_capacity(options.max_resources);
+        for (i, (key, token)) in order.into_iter().enumerate() {
+            slots[i].restore(token);
+            index.insert(&key, i);
+            slots[i].key.set(key).expect("fresh slot");
+        }
+        let registered = positions.len();
+        let live = wal.live_bytes();
+        Ok(Fence {
+            accepted: AcceptedCounters::new(options.max_resources),
+            slots,
+            registered: AtomicUsize::new(registered),
+            register_lock: Mutex::new(()),
+            index,
+            wal,
+            compaction_gate: RwLock::new(()),
+            compact_at: AtomicU64::new(live + options.compact_after_bytes.max(live)),
+            compact_after_bytes: options.compact_after_bytes,
+            tie_breaker: RwLock::new(Arc::new(RejectConflicts)),
+        })
+    }
+
+    /// Replaces the policy that settles conflicts (the default rejects them all).
+    pub fn set_tie_breaker(&self, tie_breaker: Arc<dyn TieBreaker>) {
+        *self.tie_breaker.write().unwrap_or_else(|p| p.into_inner()) = tie_breaker;
+    }
+
+    /// The id of `key`, registering it if new. Registration itself writes nothing durable:
+    /// a resource without a mark has nothing to protect.
+    pub fn register(&self, key: &[u8]) -> Result<ResourceId, Error> {
+        validate_key(key)?;
+        if let Some(index) = self.index.find(key, &self.slots) {
+            return Ok(ResourceId(index as u32));
+        }
+        let _guard = self.register_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(index) = self.index.find(key, &self.slots) {
+            return Ok(ResourceId(index as u32));
+        }
+        let index = self.registered.load(Ordering::Relaxed);
+        if index == self.slots.len() {
+            return Err(Error::TooManyResources {
+                max: self.slots.len(),
+            });
+        }
+        self.slots[index]
+            .key
+            .set(key.into())
+            .expect("slot beyond `registered` is fresh");
+        // Publish the count before the index entry: whoever finds the key may use its id.
+        self.registered.store(index + 1, Ordering::Release);
+        self.index.insert(key, index);
+        Ok(ResourceId(index as u32))
+    }
+
+    /// The id of `key` if it is registered.
+    pub fn lookup(&self, key: &[u8]) -> Option<ResourceId> {
+        self.index
+            .find(key, &self.slots)
+            .map(|index| ResourceId(index as u32))
+    }
+
+    /// Checks `token` for the resource `id` (see the module docs for the verdicts).
+    #[inline]
+    pub fn check(&self, id: ResourceId, token: Token) -> Result<Verdict, Error> {
+        let index = id.index();
+        let Some(slot) = self.slots.get(index) else {
+            return Err(Error::UnknownResource(id.0));
+        };
+        if slot.holds(token) {
+            self.accepted.row().add(index);
+            return Ok(Verdict::Accepted);
+        }
+        self.check_slow(index, token)
+    }
+
+    /// Checks `token` for the resource named `key`, registering the key if it is new.
+    #[inline]
+    pub fn check_key(&self, key: &[u8], token: Token) -> Result<Verdict, Error> {
+        let id = match self.index.find(key, &self.slots) {
+            Some(index) => ResourceId(index as u32),
+            None => self.register(key)?,
+        };
+        self.check(id, token)
+    }
+
+    /// Checks each `(id, token)` of `items`, writing the verdicts to `out` in order.
+    ///
+    /// `out` must be as long as `items`, and `items` at most [`BATCH_MAX`] long. Every id is
+    /// validated before any check runs, so a bad id changes nothing. An I/O error during an
+    /// advance stops the batch: the items before it took effect and their verdicts are in
+    /// `out`; the failing item and those after it did not.
+    pub fn check_batch(
+        &self,
+        items: &[(ResourceId, Token)],
+        out: &mut [Verdict],
+    ) -> Result<(), Error> {
+        if items.len() > BATCH_MAX {
+            return Err(Error::InvalidBatch(format!(
+                "{} items; a batch holds at most {BATCH_MAX}",
+                items.len()
+            )));
+        }
+        if out.len() != items.len() {
+            return Err(Error::InvalidBatch(format!(
+                "{} items but {} verdict slots",
+                items.len(),
+                out.len()
+            )));
+        }
+        let registered = self.registered.load(Ordering::Acquire);
+        if let Some((id, _)) = items.iter().find(|(id, _)| id.index() >= registered) {
+            return Err(Error::UnknownResource(id.0));
+        }
+        let row = self.accepted.row();
+        for (&(id, token), verdict) in items.iter().zip(out.iter_mut()) {
+            let index = id.index();
+            *verdict = if self.slots[index].holds(token) {
+                row.add(index);
+                Verdict::Accepted
+            } else {
+                self.check_slow(index, token)?
+            };
+        }
+        Ok(())
+    }
+
+    /// Everything but the current token: under the resource's lock.
+    #[cold]
+    #[inline(never)]
+    fn check_slow(&self, index: usize, token: Token) -> Result<Verdict, Error> {
+        if index >= self.registered.load(Ordering::Acquire) {
+            return Err(Error::UnknownResource(index as u32));
+        }
+        let slot = &self.slots[index];
+        let guard = slot.lock();
+        let verdict = match slot.current_locked(&guard) {
+            None => self.advance(slot, &guard, token, None)?,
+            Some(current) if token.generation > current.generation => {
+                self.advance(slot, &guard, token, Some(current))?
+            }
+            Some(current) if token.generation < current.generation => {
+                slot.stale.fetch_add(1, Ordering::Relaxed);
+                Verdict::Stale { current }
+            }
+            // A concurrent advance to this very token finished while we waited for the lock.
+            Some(current) if token.holder == current.holder => {
+                self.accepted.row().add(index);
+                Verdict::Accepted
+            }
+            Some(current) => {
+                slot.conflicts.fetch_add(1, Ordering::Relaxed);
+                match self.resolve_conflict(slot, current, token) {
+                    ConflictResolution::KeepCurrent => Verdict::Conflict { current },
+                    ConflictResolution::Challenger => {
+                        self.advance(slot, &guard, token, Some(current))?
+                    }
+                }
+            }
+        };
+        drop(guard);
+        if matches!(verdict, Verdict::Advanced { .. }) {
+            self.maybe_compact();
+        }
+        Ok(verdict)
+    }
+
+    fn resolve_conflict(
+        &self,
+        slot: &Slot,
+        current: Token,
+        challenger: Token,
+    ) -> ConflictResolution {
+        let tie_breaker = Arc::clone(&self.tie_breaker.read().unwrap_or_else(|p| p.into_inner()));
+        let key = slot.key.get().map_or(&[][..], |k| &k[..]);
+        // Fail closed (I7): a policy that panics keeps the current holder.
+        catch_unwind(AssertUnwindSafe(|| {
+            tie_breaker.resolve_conflict(key, current, challenger)
+        }))
+        .unwrap_or(ConflictResolution::KeepCurrent)
+    }
+
+    /// Makes `token` the durable mark, then publishes it. On error nothing changed.
+    fn advance(
+        &self,
+        slot: &Slot,
+        guard: &AdvanceGuard<'_>,
+        token: Token,
+        previous: Option<Token>,
+    ) -> Result<Verdict, Error> {
+        let _gate = self
+            .compaction_gate
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let key = slot.key.get().expect("registered slot has a key");
+        self.wal.append_sync(
+            RecordKind::FENCE_MARK,
+            token.generation.get(),
+            &mark::encode(token, key),
+        )?;
+        slot.publish(guard, token);
+        slot.advanced.fetch_add(1, Ordering::Relaxed);
+        Ok(Verdict::Advanced { previous })
+    }
+
+    fn maybe_compact(&self) {
+        let live = self.wal.live_bytes();
+        let at = self.compact_at.load(Ordering::Relaxed);
+        // One advancing thread claims the compaction; the others go on.
+        if live < at
+            || self
+                .compact_at
+                .compare_exchange(at, u64::MAX, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        // A failed compaction changed nothing (or left only garbage that the next open
+        // removes); try again after the log has grown as much again. If the log itself failed,
+        // the next advance reports it.
+        let next = match self.compact() {
+            Ok(()) => {
+                let snapshot = self.wal.live_bytes();
+                snapshot + self.compact_after_bytes.max(snapshot)
+            }
+            Err(_) => live * 2,
+        };
+        self.compact_at.store(next, Ordering::Relaxed);
+    }
+
+    /// Rewrites the log as one snapshot of the current marks and removes the old segments.
+    /// Runs by itself as the log grows; advances wait while it runs, checks do not.
+    pub fn compact(&self) -> Result<(), Error> {
+        let _gate = self
+            .compaction_gate
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        let registered = self.registered.load(Ordering::Acquire);
+        self.wal.compact(&mut |snapshot| {
+            for slot in &self.slots[..registered] {
+                if let (Some(token), Some(key)) = (slot.current(), slot.key.get()) {
+                    snapshot.push(
+                        RecordKind::FENCE_MARK,
+                        token.generation.get(),
+                        &mark::encode(token, key),
+                    )?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The current mark of `id`, or `None` if it has none yet.
+    pub fn mark(&self, id: ResourceId) -> Result<Option<Token>, Error> {
+        Ok(self.registered_slot(id)?.current())
+    }
+
+    /// The key `id` was registered under.
+    pub fn key(&self, id: ResourceId) -> Result<&[u8], Error> {
+        let slot = self.registered_slot(id)?;
+        Ok(slot.key.get().expect("registered slot has a key"))
+    }
+
+    /// What the fence decided for `id` since it was opened.
+    pub fn counters(&self, id: ResourceId) -> Result<Counters, Error> {
+        let slot = self.registered_slot(id)?;
+        Ok(Counters {
+            accepted: self.accepted.total(id.index()),
+            advanced: slot.advanced.load(Ordering::Relaxed),
+            stale: slot.stale.load(Ordering::Relaxed),
+            conflicts: slot.conflicts.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Registered resources.
+    pub fn len(&self) -> usize {
+        self.registered.load(Ordering::Acquire)
+    }
+
+    /// True if no resource is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The ids of all registered resources, in registration order.
+    pub fn resources(&self) -> impl Iterator<Item = ResourceId> + '_ {
+        (0..self.len()).map(|i| ResourceId(i as u32))
+    }
+
+    /// What recovering the log found when the fence opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        self.wal.recovery_report()
+    }
+
+    fn registered_slot(&self, id: ResourceId) -> Result<&Slot, Error> {
+        if id.index() < self.len() {
+            Ok(&self.slots[id.index()])
+        } else {
+            Err(Error::UnknownResource(id.0))
+        }
+    }
+}
