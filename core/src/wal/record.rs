@@ -3,18 +3,21 @@
 //! A segment file starts with a 64-byte header, then records, each aligned to 8 bytes:
 //!
 //! ```text
-//! record:  0  u32  crc32c over (segment u64, offset u64, bytes 4..padded end)
+//! record:  0  u32  header crc32c over (segment u64, offset u64, header bytes 4..32)
 //!          4  u32  payload length
 //!          8  u8   kind (0 is never written: an all-zero header is the end of the log)
-//!          9  [u8; 7] reserved, zero
+//!          9  [u8; 3] reserved, zero
+//!         12  u32  payload crc32c over the payload and its padding
 //!         16  u64  generation
 //!         24  u64  durable-up-to: the log position that was synced when this was written
-//!         32  payload, then zero padding to a multiple of 8 (covered by the checksum)
+//!         32  payload, then zero padding to a multiple of 8
 //! ```
 //!
-//! All integers are little-endian. The checksum covers the record's own segment number and
-//! offset, so a record copied, misplaced or left over from another file does not validate
-//! where it lies (raft-engine and etcd do the same). The durable-up-to field lets recovery tell
+//! All integers are little-endian. The header checksum covers the record's own segment number
+//! and offset, so a record copied, misplaced or left over from another file does not validate
+//! where it lies (raft-engine and etcd do the same). The header has its own checksum so that
+//! its length can be trusted before the payload is judged: a damaged length must not make a
+//! record look torn. The durable-up-to field lets recovery tell
 //! a torn tail (never acknowledged) from corruption of an acknowledged record: see
 //! `recovery.rs`.
 
@@ -38,11 +41,11 @@ pub(crate) const fn encoded_len(payload_len: usize) -> usize {
     (RECORD_HEADER_LEN + payload_len).next_multiple_of(RECORD_ALIGN)
 }
 
-fn checksum(position: Position, body: &[u8]) -> u32 {
+fn header_checksum(position: Position, header_rest: &[u8]) -> u32 {
     let mut place = [0u8; 16];
     place[..8].copy_from_slice(&position.segment().to_le_bytes());
     place[8..].copy_from_slice(&position.offset().to_le_bytes());
-    crc32c::crc32c_append(crc32c::crc32c(&place), body)
+    crc32c::crc32c_append(crc32c::crc32c(&place), header_rest)
 }
 
 /// Appends the encoding of one record, to be written at `at`, to `out`.
@@ -60,13 +63,16 @@ pub(crate) fn encode(
     out.extend_from_slice(&[0u8; 4]);
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.push(kind.get());
-    out.extend_from_slice(&[0u8; 7]);
+    out.extend_from_slice(&[0u8; 3]);
+    out.extend_from_slice(&[0u8; 4]);
     out.extend_from_slice(&generation.to_le_bytes());
     out.extend_from_slice(&durable_upto.as_u64().to_le_bytes());
     out.extend_from_slice(payload);
     out.resize(start + len, 0);
-    let crc = checksum(at, &out[start + 4..]);
-    out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+    let payload_crc = crc32c::crc32c(&out[start + RECORD_HEADER_LEN..]);
+    out[start + 12..start + 16].copy_from_slice(&payload_crc.to_le_bytes());
+    let header_crc = header_checksum(at, &out[start + 4..start + RECORD_HEADER_LEN]);
+    out[start..start + 4].copy_from_slice(&header_crc.to_le_bytes());
 }
 
 /// A record as it lies in a segment.
@@ -104,57 +110,67 @@ fn u64_at(data: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(word)
 }
 
-/// Parses the record at `offset` of segment `segment`, whose bytes are `data` (bytes past the
-/// end of `data` read as zero, as they would in a preallocated file that was cut short).
-pub(crate) fn parse(data: &[u8], segment: u64, offset: usize) -> Parsed<'_> {
+/// Parses the record at `offset` of segment `segment`, a segment of `size` bytes whose file
+/// holds `data` (bytes past the end of `data` read as zero, as they would in a preallocated
+/// file that was cut short).
+pub(crate) fn parse(data: &[u8], segment: u64, size: usize, offset: usize) -> Parsed<'_> {
+    let header_only = |reason: String| Parsed::Invalid {
+        extent: RECORD_HEADER_LEN,
+        reason,
+    };
+    if offset + RECORD_HEADER_LEN > size {
+        return Parsed::End;
+    }
     let available = data.len().saturating_sub(offset);
     if available < RECORD_HEADER_LEN {
         return if data[offset.min(data.len())..].iter().all(|&b| b == 0) {
             Parsed::End
         } else {
-            Parsed::Invalid {
-                extent: RECORD_HEADER_LEN,
-                reason: "a record header is cut off by the end of the file".into(),
-            }
+            header_only("a record header is cut off by the end of the file".into())
         };
     }
     let header = &data[offset..offset + RECORD_HEADER_LEN];
     if header.iter().all(|&b| b == 0) {
         return Parsed::End;
     }
-    let invalid = |extent, reason: String| Parsed::Invalid { extent, reason };
-    let payload_len = u32_at(header, 4) as usize;
-    if payload_len > RECORD_PAYLOAD_MAX {
-        return invalid(
-            RECORD_HEADER_LEN,
-            format!("record length {payload_len} exceeds the maximum {RECORD_PAYLOAD_MAX}"),
-        );
+    let stored = u32_at(header, 0);
+    let computed = header_checksum(Position::new(segment, offset as u64), &header[4..]);
+    if stored != computed {
+        return header_only(format!(
+            "record header checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+        ));
     }
+    // The header is intact from here on: its fields are what the writer wrote.
+    let payload_len = u32_at(header, 4) as usize;
     let len = encoded_len(payload_len);
-    if len > available {
-        return invalid(
-            len,
-            format!("record of {len} bytes runs past the end of the file"),
-        );
+    if payload_len > RECORD_PAYLOAD_MAX || offset + len > size {
+        return header_only(format!(
+            "record length {payload_len} does not fit the segment (damage or a bug)"
+        ));
     }
     let Some(kind) = RecordKind::new(header[8]) else {
-        return invalid(len, "record kind 0".into());
+        return header_only("record kind 0".into());
     };
-    if header[9..16].iter().any(|&b| b != 0) {
-        return invalid(len, "reserved header bytes are not zero".into());
+    if header[9..12].iter().any(|&b| b != 0) {
+        return header_only("reserved header bytes are not zero".into());
     }
-    let stored = u32_at(header, 0);
-    let computed = checksum(
-        Position::new(segment, offset as u64),
-        &data[offset + 4..offset + len],
-    );
-    if stored != computed {
-        return invalid(
-            len,
-            format!("checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"),
-        );
+    if len > available {
+        return Parsed::Invalid {
+            extent: len,
+            reason: "the record is cut off by the end of the file".into(),
+        };
     }
     let body = offset + RECORD_HEADER_LEN;
+    let stored = u32_at(header, 12);
+    let computed = crc32c::crc32c(&data[body..offset + len]);
+    if stored != computed {
+        return Parsed::Invalid {
+            extent: len,
+            reason: format!(
+                "payload checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+            ),
+        };
+    }
     Parsed::Valid(RecordView {
         kind,
         generation: u64_at(header, 16),
@@ -252,7 +268,7 @@ mod tests {
             encode(&mut data, at, RecordKind::new(kind).unwrap(), generation,
                    Position::from_u64(durable), &payload);
             prop_assert_eq!(data.len() - offset as usize, encoded_len(payload.len()));
-            match parse(&data, segment, offset as usize) {
+            match parse(&data, segment, usize::MAX, offset as usize) {
                 Parsed::Valid(view) => {
                     prop_assert_eq!(view.kind.get(), kind);
                     prop_assert_eq!(view.generation, generation);
@@ -262,11 +278,11 @@ mod tests {
                 other => prop_assert!(false, "{:?}", other),
             }
             // The same bytes one record later, or in another segment, do not validate.
-            let moved = matches!(parse(&data, segment + 1, offset as usize), Parsed::Invalid { .. });
+            let moved = matches!(parse(&data, segment + 1, usize::MAX, offset as usize), Parsed::Invalid { .. });
             prop_assert!(moved, "valid in another segment");
             let mut shifted = vec![0u8; 8];
             shifted.extend_from_slice(&data);
-            let shifted_ok = matches!(parse(&shifted, segment, offset as usize + 8), Parsed::Invalid { .. });
+            let shifted_ok = matches!(parse(&shifted, segment, usize::MAX, offset as usize + 8), Parsed::Invalid { .. });
             prop_assert!(shifted_ok, "valid at another offset");
         }
 
@@ -275,7 +291,7 @@ mod tests {
             let mut data = Vec::new();
             encode(&mut data, Position::new(3, 0), RecordKind::FENCE_MARK, 7, Position::new(3, 0), &[0xAB; 40]);
             data[flip / 8] ^= 1 << (flip % 8);
-            let valid = matches!(parse(&data, 3, 0), Parsed::Valid(_));
+            let valid = matches!(parse(&data, 3, usize::MAX, 0), Parsed::Valid(_));
             prop_assert!(!valid, "flip undetected");
         }
     }

@@ -128,10 +128,7 @@ pub(crate) fn recover(
         let size = header.size as usize;
         let mut offset = SEGMENT_HEADER_LEN as usize;
         let stop = loop {
-            if offset + RECORD_HEADER_LEN > size {
-                break Stop::Clean;
-            }
-            match parse(&data, header.number, offset) {
+            match parse(&data, header.number, size, offset) {
                 Parsed::Valid(view) => {
                     visit(Record {
                         position: Position::new(header.number, offset as u64),
@@ -162,7 +159,7 @@ pub(crate) fn recover(
             Stop::Clean => "an unwritten record header".to_owned(),
             Stop::Dirty { reason, .. } => reason.clone(),
         };
-        if let Some(witness) = find_witness(&data, header.number, offset + RECORD_ALIGN, at) {
+        if let Some(witness) = find_witness(&data, header.number, size, offset + RECORD_ALIGN, at) {
             return Err(Error::corrupt(
                 path,
                 offset as u64,
@@ -175,7 +172,13 @@ pub(crate) fn recover(
             let later_data =
                 fs::read(later_path).map_err(|e| Error::io("read segment", later_path, e))?;
             if let Some(witness) =
-                find_witness(&later_data, later.number, SEGMENT_HEADER_LEN as usize, at)
+                find_witness(
+                    &later_data,
+                    later.number,
+                    later.size as usize,
+                    SEGMENT_HEADER_LEN as usize,
+                    at,
+                )
             {
                 return Err(Error::corrupt(
                     path,
@@ -302,10 +305,10 @@ fn sync_file(path: &PathBuf) -> Result<(), Error> {
 
 /// The offset of a valid record at or after `from` that was written after `at` had been
 /// synced, if there is one.
-fn find_witness(data: &[u8], segment: u64, from: usize, at: Position) -> Option<usize> {
+fn find_witness(data: &[u8], segment: u64, size: usize, from: usize, at: Position) -> Option<usize> {
     let mut offset = from.next_multiple_of(RECORD_ALIGN);
     while offset + RECORD_HEADER_LEN <= data.len() {
-        match parse(data, segment, offset) {
+        match parse(data, segment, size, offset) {
             Parsed::Valid(view) if view.durable_upto > at => return Some(offset),
             Parsed::Valid(view) => offset += view.len,
             Parsed::End | Parsed::Invalid { .. } => offset += RECORD_ALIGN,

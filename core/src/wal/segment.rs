@@ -17,6 +17,8 @@ const SUFFIX: &str = ".wal";
 const TEMP_SUFFIX: &str = ".wal.tmp";
 const LOCK_FILE: &str = "LOCK";
 const ZERO_CHUNK: usize = 1 << 20;
+const LOCK_RETRIES: u32 = 25;
+const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(4);
 
 /// What a directory entry is to the log.
 #[derive(Debug, PartialEq, Eq)]
@@ -169,6 +171,10 @@ impl SegmentFile {
 
 /// An exclusive lock on a log directory, held while the log is open. `flock` locks belong to
 /// the open file, so a second open in the same process is refused as well as one in another.
+///
+/// A process that forks (to spawn a child) briefly shares every open file with the child until
+/// the child's `exec` closes it; a lock released and retaken in that window looks held. So a
+/// held lock is retried for a short while before it is reported.
 #[derive(Debug)]
 pub(crate) struct DirLock {
     _file: File,
@@ -184,11 +190,17 @@ impl DirLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io("open lock file", &path, e))?;
-        match file.try_lock() {
-            Ok(()) => Ok(DirLock { _file: file }),
-            Err(TryLockError::WouldBlock) => Err(Error::Locked { path }),
-            Err(TryLockError::Error(e)) => Err(Error::io("lock", &path, e)),
+        for attempt in 0..=LOCK_RETRIES {
+            match file.try_lock() {
+                Ok(()) => return Ok(DirLock { _file: file }),
+                Err(TryLockError::WouldBlock) if attempt < LOCK_RETRIES => {
+                    std::thread::sleep(LOCK_RETRY_PAUSE);
+                }
+                Err(TryLockError::WouldBlock) => break,
+                Err(TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
+            }
         }
+        Err(Error::Locked { path })
     }
 }
 

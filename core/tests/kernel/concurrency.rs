@@ -1,0 +1,127 @@
+//! Many threads checking while others advance: no lost update, no regression, and no thread
+//! ever accepted below a generation whose advance had already been reported (I5).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use fencekit::{Fence, Token, Verdict};
+
+use crate::support::small_fence;
+
+/// One holder per generation, so a checker can rebuild the token of any generation.
+fn token(generation: u64) -> Token {
+    Token::from_parts(generation, generation % 5 + 1).unwrap()
+}
+
+#[test]
+fn concurrent_advances_and_checks_never_lose_or_regress() {
+    let dir = tempfile::tempdir().unwrap();
+    let fence = Arc::new(Fence::open(dir.path(), small_fence()).unwrap());
+    let resources: Vec<_> = (0..3)
+        .map(|i| fence.register(format!("shard/{i}").as_bytes()).unwrap())
+        .collect();
+    let next_generation: Arc<Vec<AtomicU64>> = Arc::new((0..3).map(|_| AtomicU64::new(1)).collect());
+    // The highest generation whose `Advanced` has been returned, per resource.
+    let reported: Arc<Vec<AtomicU64>> = Arc::new((0..3).map(|_| AtomicU64::new(0)).collect());
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (fence, resources) = (Arc::clone(&fence), resources.clone());
+            let (next_generation, reported) = (Arc::clone(&next_generation), Arc::clone(&reported));
+            std::thread::spawn(move || {
+                for i in 0..150 {
+                    let r = (w + i) % 3;
+                    let generation = next_generation[r].fetch_add(1, Ordering::SeqCst);
+                    match fence.check(resources[r], token(generation)).unwrap() {
+                        Verdict::Advanced { previous } => {
+                            assert!(previous.is_none_or(|p| p.generation.get() < generation));
+                            reported[r].fetch_max(generation, Ordering::SeqCst);
+                        }
+                        Verdict::Stale { current } => assert!(current.generation.get() > generation),
+                        other => panic!("generation {generation} is unique, got {other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let checkers: Vec<_> = (0..3)
+        .map(|c| {
+            let (fence, resources) = (Arc::clone(&fence), resources.clone());
+            let (reported, stop) = (Arc::clone(&reported), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut seen = [0u64; 3];
+                let mut checks = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    for r in 0..3 {
+                        let floor = reported[r].load(Ordering::SeqCst);
+                        if floor > 1 {
+                            // Reported before this check began: anything older must be refused.
+                            let verdict = fence.check(resources[r], token(floor - 1)).unwrap();
+                            assert!(!verdict.is_accepted(), "checker {c}: {floor}-1 got {verdict:?}");
+                        }
+                        if let Some(mark) = fence.mark(resources[r]).unwrap() {
+                            let g = mark.generation.get();
+                            assert!(g >= seen[r], "checker {c}: mark went back {} -> {g}", seen[r]);
+                            assert!(g >= floor, "checker {c}: mark {g} below reported {floor}");
+                            seen[r] = g;
+                            // The current mark is accepted, or already superseded.
+                            match fence.check(resources[r], mark).unwrap() {
+                                Verdict::Accepted | Verdict::Stale { .. } => {}
+                                other => panic!("checker {c}: the mark itself got {other:?}"),
+                            }
+                        }
+                        checks += 1;
+                    }
+                }
+                checks
+            })
+        })
+        .collect();
+
+    for w in writers {
+        w.join().unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    let checks: u64 = checkers.into_iter().map(|c| c.join().unwrap()).sum();
+    assert!(checks > 0);
+
+    // No lost update: the highest generation handed out won, and it is durable.
+    let expected: Vec<_> = (0..3)
+        .map(|r| token(next_generation[r].load(Ordering::SeqCst) - 1))
+        .collect();
+    for r in 0..3 {
+        assert_eq!(fence.mark(resources[r]).unwrap(), Some(expected[r]));
+        assert_eq!(reported[r].load(Ordering::SeqCst), expected[r].generation.get());
+    }
+    drop(fence);
+    let fence = Fence::open(dir.path(), small_fence()).unwrap();
+    for (r, expected) in expected.iter().enumerate() {
+        let id = fence.lookup(format!("shard/{r}").as_bytes()).unwrap();
+        assert_eq!(fence.mark(id).unwrap(), Some(*expected));
+    }
+}
+
+#[test]
+fn the_hot_path_counts_every_accepted_check_from_many_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let fence = Arc::new(Fence::open(dir.path(), small_fence()).unwrap());
+    let id = fence.register(b"hot").unwrap();
+    let t = Token::from_parts(1, 1).unwrap();
+    fence.check(id, t).unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let fence = Arc::clone(&fence);
+            std::thread::spawn(move || {
+                for _ in 0..100_000 {
+                    assert_eq!(fence.check(id, t).unwrap(), Verdict::Accepted);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(fence.counters(id).unwrap().accepted, 800_000);
+}

@@ -1,0 +1,11 @@
+//! Integration tests of the kernel: one binary, a module per concern (raft-rs's harness
+//! layout). Crash tests re-execute this binary as the child they kill.
+
+mod bad_input;
+mod concurrency;
+mod conflicts;
+mod crash;
+mod fence_model;
+mod full_disk;
+mod support;
+mod wal_recovery;

@@ -1,0 +1,329 @@
+//! I6: nothing acknowledged is lost; a torn tail is cut at the last whole record; damage
+//! before the tail is refused with the file and offset.
+
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::FileExt;
+
+use fencekit::{Error, Position, WalOptions};
+
+use crate::support::{Owned, copy_dir, kind, open_wal, payload, segments};
+
+/// Appends `count` records, each synced on its own (so each one is acknowledged and each
+/// later record witnesses that the earlier ones were synced). Returns the records and the
+/// position each one starts at.
+fn synced_log(dir: &std::path::Path, count: u64, len: usize) -> (Vec<Owned>, Vec<Position>) {
+    let (wal, existing) = open_wal(dir).unwrap();
+    assert!(existing.is_empty());
+    let mut records = Vec::new();
+    let mut starts = Vec::new();
+    let mut start = wal.durable();
+    for i in 0..count {
+        let record = Owned {
+            kind: 1 + (i % 3) as u8,
+            generation: i + 1,
+            payload: payload(i, len),
+        };
+        let end = wal
+            .append_sync(kind(record.kind), record.generation, &record.payload)
+            .unwrap();
+        starts.push(start);
+        start = end;
+        records.push(record);
+    }
+    starts.push(start);
+    (records, starts)
+}
+
+#[test]
+fn records_survive_reopen_in_order_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected = Vec::new();
+    {
+        let (wal, _) = open_wal(dir.path()).unwrap();
+        for i in 0..3000u64 {
+            let record = Owned {
+                kind: 7,
+                generation: i,
+                payload: payload(i, (i as usize * 37) % 300),
+            };
+            wal.append(kind(7), i, &record.payload).unwrap();
+            expected.push(record);
+            if i % 7 == 0 {
+                wal.sync().unwrap();
+            }
+        }
+        wal.sync().unwrap();
+    }
+    assert!(segments(dir.path()).len() > 3, "the test must roll segments");
+    let (_, records) = open_wal(dir.path()).unwrap();
+    assert_eq!(records, expected);
+}
+
+#[test]
+fn truncation_at_every_byte_of_the_last_records_recovers_the_prefix_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (records, starts) = synced_log(dir.path(), 30, 120);
+    let segment = &segments(dir.path())[0];
+    let first = starts[records.len() - 3].offset();
+    let end = starts[records.len()].offset();
+    for cut in first..=end {
+        let copy = copy_dir(dir.path());
+        let file = OpenOptions::new()
+            .write(true)
+            .open(copy.path().join(segment.file_name().unwrap()))
+            .unwrap();
+        file.set_len(cut).unwrap();
+        drop(file);
+        let whole = starts.iter().skip(1).filter(|end| end.offset() <= cut).count();
+        let (wal, recovered) = open_wal(copy.path())
+            .unwrap_or_else(|e| panic!("cut at {cut}: recovery refused: {e}"));
+        assert_eq!(recovered, records[..whole], "cut at {cut}");
+        if cut % 97 == 0 {
+            // The log goes on after the cut, and what is appended there survives.
+            wal.append_sync(kind(9), 99, b"after the tear").unwrap();
+            drop(wal);
+            let (_, again) = open_wal(copy.path()).unwrap();
+            assert_eq!(again.len(), whole + 1);
+            assert_eq!(again[whole].payload, b"after the tear");
+        }
+    }
+}
+
+#[test]
+fn a_batch_torn_at_sector_granularity_loses_only_what_follows_its_first_hole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (acked, starts) = synced_log(dir.path(), 5, 64);
+    // One more batch, written by a single sync: its records do not witness one another.
+    let mut batch = Vec::new();
+    let batch_start = starts[acked.len()];
+    {
+        let (wal, _) = open_wal(dir.path()).unwrap();
+        for i in 0..20u64 {
+            let record = Owned {
+                kind: 4,
+                generation: 100 + i,
+                payload: payload(100 + i, 200),
+            };
+            wal.append(kind(4), record.generation, &record.payload).unwrap();
+            batch.push(record);
+        }
+        wal.sync().unwrap();
+    }
+    let segment = segments(dir.path())[0].clone();
+    let record_len = 32 + 200;
+    let batch_offset = batch_start.offset() as usize;
+    let batch_end = batch_offset + batch.len() * record_len;
+    // Power loss while the batch was being written: some of its sectors never reached the disk.
+    for hole in (batch_offset.next_multiple_of(512)..batch_end).step_by(512) {
+        let copy = copy_dir(dir.path());
+        let file = OpenOptions::new()
+            .write(true)
+            .open(copy.path().join(segment.file_name().unwrap()))
+            .unwrap();
+        file.write_all_at(&[0u8; 512], hole as u64).unwrap();
+        drop(file);
+        let (_, recovered) = open_wal(copy.path()).unwrap();
+        // Records wholly before the hole survive; the one it hits and all after it go.
+        let intact = (hole - batch_offset) / record_len;
+        let mut expected = acked.clone();
+        expected.extend_from_slice(&batch[..intact.min(batch.len())]);
+        assert_eq!(recovered, expected, "hole at {hole}");
+    }
+}
+
+#[test]
+fn a_flipped_bit_in_any_acknowledged_record_is_refused_with_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    // Payloads of a multiple of 8 bytes: no padding, so no sector piece of a record is zero.
+    let (records, starts) = synced_log(dir.path(), 25, 96);
+    let segment = segments(dir.path())[0].clone();
+    let name = segment.file_name().unwrap().to_owned();
+    for k in 0..records.len() {
+        let start = starts[k].offset();
+        let len = starts[k + 1].offset() - start;
+        for probe in 0..4u64 {
+            let bit = (k as u64 * 7919 + probe * 104_729) % (len * 8);
+            let copy = copy_dir(dir.path());
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(copy.path().join(&name))
+                .unwrap();
+            let mut byte = [0u8];
+            file.read_exact_at(&mut byte, start + bit / 8).unwrap();
+            byte[0] ^= 1 << (bit % 8);
+            file.write_all_at(&byte, start + bit / 8).unwrap();
+            drop(file);
+            match open_wal(copy.path()) {
+                Err(Error::Corrupt { path, offset, .. }) => {
+                    assert_eq!(path.file_name().unwrap(), name, "record {k}");
+                    assert_eq!(offset, start, "record {k}, bit {bit}");
+                }
+                Err(other) => panic!("record {k}, bit {bit}: wrong error {other}"),
+                Ok(_) => panic!("record {k}, bit {bit}: damage was not noticed"),
+            }
+        }
+    }
+}
+
+#[test]
+fn corruption_message_names_the_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, starts) = synced_log(dir.path(), 10, 40);
+    let segment = segments(dir.path())[0].clone();
+    let at = starts[3].offset() + 40;
+    let file = OpenOptions::new().write(true).open(&segment).unwrap();
+    file.write_all_at(&[0xFF], at).unwrap();
+    drop(file);
+    let message = open_wal(dir.path()).unwrap_err().to_string();
+    assert!(message.contains(&segment.display().to_string()), "{message}");
+    assert!(message.contains(&format!("offset {}", starts[3].offset())), "{message}");
+    assert!(message.contains("synced"), "{message}");
+}
+
+#[test]
+fn a_missing_or_damaged_segment_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (wal, _) = open_wal(dir.path()).unwrap();
+        for i in 0..2000u64 {
+            wal.append(kind(2), i, &payload(i, 100)).unwrap();
+        }
+        wal.sync().unwrap();
+    }
+    let files = segments(dir.path());
+    assert!(files.len() >= 3);
+
+    let missing = copy_dir(dir.path());
+    fs::remove_file(missing.path().join(files[1].file_name().unwrap())).unwrap();
+    let message = open_wal(missing.path()).unwrap_err().to_string();
+    assert!(message.contains("segment 2 (the one before this) is missing"), "{message}");
+
+    let first_gone = copy_dir(dir.path());
+    fs::remove_file(first_gone.path().join(files[0].file_name().unwrap())).unwrap();
+    let message = open_wal(first_gone.path()).unwrap_err().to_string();
+    assert!(message.contains("no segment is a snapshot base"), "{message}");
+
+    let damaged = copy_dir(dir.path());
+    let file = OpenOptions::new()
+        .write(true)
+        .open(damaged.path().join(files[1].file_name().unwrap()))
+        .unwrap();
+    file.write_all_at(b"X", 20).unwrap();
+    drop(file);
+    let message = open_wal(damaged.path()).unwrap_err().to_string();
+    assert!(message.contains("segment header checksum mismatch"), "{message}");
+}
+
+fn compacted_log(dir: &std::path::Path) -> Vec<Owned> {
+    let (wal, _) = open_wal(dir).unwrap();
+    for i in 0..2000u64 {
+        wal.append(kind(1), i, &payload(i, 90)).unwrap();
+    }
+    wal.sync().unwrap();
+    let snapshot: Vec<Owned> = (0..3u64)
+        .map(|i| Owned {
+            kind: 5,
+            generation: 1000 + i,
+            payload: payload(1000 + i, 50),
+        })
+        .collect();
+    wal.compact(&mut |writer| {
+        for r in &snapshot {
+            writer.push(kind(r.kind), r.generation, &r.payload)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let mut expected = snapshot;
+    for i in 0..2u64 {
+        let record = Owned {
+            kind: 6,
+            generation: 2000 + i,
+            payload: payload(2000 + i, 30),
+        };
+        wal.append_sync(kind(6), record.generation, &record.payload).unwrap();
+        expected.push(record);
+    }
+    expected
+}
+
+#[test]
+fn compaction_keeps_the_snapshot_and_what_follows_and_removes_old_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = compacted_log(dir.path());
+    assert_eq!(segments(dir.path()).len(), 1);
+    let (wal, records) = open_wal(dir.path()).unwrap();
+    assert_eq!(records, expected);
+    assert!(wal.live_bytes() < 1000);
+}
+
+#[test]
+fn a_crash_at_any_step_of_compaction_recovers_a_whole_log() {
+    // Step 1: crash while the new segment is being written: a temporary file is left.
+    let dir = tempfile::tempdir().unwrap();
+    let (records, _) = synced_log(dir.path(), 50, 40);
+    fs::write(dir.path().join("0000000000000002.wal.tmp"), b"half a snapshot").unwrap();
+    let (_, recovered) = open_wal(dir.path()).unwrap();
+    assert_eq!(recovered, records);
+    assert!(!dir.path().join("0000000000000002.wal.tmp").exists());
+
+    // Step 2: crash after the rename, before the old segments were removed.
+    let dir = tempfile::tempdir().unwrap();
+    let before = tempfile::tempdir().unwrap();
+    {
+        let (wal, _) = open_wal(dir.path()).unwrap();
+        for i in 0..2000u64 {
+            wal.append(kind(1), i, &payload(i, 90)).unwrap();
+        }
+        wal.sync().unwrap();
+    }
+    let old = segments(dir.path());
+    for path in &old {
+        fs::copy(path, before.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let (wal, _) = open_wal(dir.path()).unwrap();
+    wal.compact(&mut |writer| writer.push(kind(5), 77, b"the whole state"))
+        .unwrap();
+    drop(wal);
+    for path in &old {
+        fs::copy(before.path().join(path.file_name().unwrap()), path).unwrap();
+    }
+    let (wal, recovered) = open_wal(dir.path()).unwrap();
+    assert_eq!(
+        recovered,
+        vec![Owned {
+            kind: 5,
+            generation: 77,
+            payload: b"the whole state".to_vec()
+        }]
+    );
+    assert_eq!(wal.recovery_report().removed_segments.len(), old.len());
+    assert_eq!(segments(dir.path()).len(), 1);
+}
+
+#[test]
+fn unsynced_records_are_not_durable_until_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = open_wal(dir.path()).unwrap();
+    let start = wal.durable();
+    let end = wal.append(kind(1), 1, b"pending").unwrap();
+    assert_eq!(wal.durable(), start, "append alone promises nothing");
+    wal.sync_through(end).unwrap();
+    assert_eq!(wal.durable(), end);
+}
+
+#[test]
+fn oversized_records_and_bad_options_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = open_wal(dir.path()).unwrap();
+    let too_big = vec![1u8; (64 << 10) + 1];
+    assert!(matches!(
+        wal.append(kind(1), 1, &too_big),
+        Err(Error::RecordTooLarge { .. })
+    ));
+    drop(wal);
+    let bad = WalOptions { segment_size: 1000 };
+    let err = fencekit::Wal::open(dir.path(), bad, &mut |_| Ok(())).unwrap_err();
+    assert!(err.to_string().contains("WalOptions::segment_size"), "{err}");
+}
