@@ -171,15 +171,13 @@ pub(crate) fn recover(
         for (later_path, later) in &segments[index + 1..] {
             let later_data =
                 fs::read(later_path).map_err(|e| Error::io("read segment", later_path, e))?;
-            if let Some(witness) =
-                find_witness(
-                    &later_data,
-                    later.number,
-                    later.size as usize,
-                    SEGMENT_HEADER_LEN as usize,
-                    at,
-                )
-            {
+            if let Some(witness) = find_witness(
+                &later_data,
+                later.number,
+                later.size as usize,
+                SEGMENT_HEADER_LEN as usize,
+                at,
+            ) {
                 return Err(Error::corrupt(
                     path,
                     offset as u64,
@@ -305,7 +303,13 @@ fn sync_file(path: &PathBuf) -> Result<(), Error> {
 
 /// The offset of a valid record at or after `from` that was written after `at` had been
 /// synced, if there is one.
-fn find_witness(data: &[u8], segment: u64, size: usize, from: usize, at: Position) -> Option<usize> {
+fn find_witness(
+    data: &[u8],
+    segment: u64,
+    size: usize,
+    from: usize,
+    at: Position,
+) -> Option<usize> {
     let mut offset = from.next_multiple_of(RECORD_ALIGN);
     while offset + RECORD_HEADER_LEN <= data.len() {
         match parse(data, segment, size, offset) {

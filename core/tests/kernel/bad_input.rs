@@ -13,7 +13,10 @@ fn empty_and_over_long_keys_are_refused() {
     let fence = Fence::open(dir.path(), small_fence()).unwrap();
     let t = Token::from_parts(1, 1).unwrap();
     let err = fence.register(b"").unwrap_err();
-    assert!(matches!(err, Error::InvalidKey(_)) && err.to_string().contains("empty"), "{err}");
+    assert!(
+        matches!(err, Error::InvalidKey(_)) && err.to_string().contains("empty"),
+        "{err}"
+    );
     let long = vec![b'k'; KEY_LEN_MAX + 1];
     let err = fence.check_key(&long, t).unwrap_err();
     assert!(err.to_string().contains("257 bytes"), "{err}");
@@ -23,8 +26,18 @@ fn empty_and_over_long_keys_are_refused() {
 
 #[test]
 fn generation_zero_and_holder_zero_are_not_tokens() {
-    assert!(Generation::new(0).unwrap_err().to_string().contains("generation 0"));
-    assert!(NodeId::new(0).unwrap_err().to_string().contains("node id 0"));
+    assert!(
+        Generation::new(0)
+            .unwrap_err()
+            .to_string()
+            .contains("generation 0")
+    );
+    assert!(
+        NodeId::new(0)
+            .unwrap_err()
+            .to_string()
+            .contains("node id 0")
+    );
     assert!(Token::from_bytes(&[0; 16]).is_err());
 }
 
@@ -35,8 +48,14 @@ fn unknown_ids_and_bad_batches_are_refused_before_anything_changes() {
     let id = fence.register(b"a").unwrap();
     let t = Token::from_parts(1, 1).unwrap();
     let never = ResourceId::from_u32(5);
-    assert!(matches!(fence.check(never, t), Err(Error::UnknownResource(5))));
-    assert!(matches!(fence.check(ResourceId::from_u32(u32::MAX), t), Err(Error::UnknownResource(_))));
+    assert!(matches!(
+        fence.check(never, t),
+        Err(Error::UnknownResource(5))
+    ));
+    assert!(matches!(
+        fence.check(ResourceId::from_u32(u32::MAX), t),
+        Err(Error::UnknownResource(_))
+    ));
 
     // A batch with one bad id does nothing at all, not even the good items.
     let mut out = [Verdict::Accepted; 2];
@@ -44,10 +63,16 @@ fn unknown_ids_and_bad_batches_are_refused_before_anything_changes() {
     assert_eq!(fence.mark(id).unwrap(), None);
 
     let err = fence.check_batch(&[(id, t)], &mut []).unwrap_err();
-    assert!(err.to_string().contains("1 items but 0 verdict slots"), "{err}");
+    assert!(
+        err.to_string().contains("1 items but 0 verdict slots"),
+        "{err}"
+    );
     let big = vec![(id, t); BATCH_MAX + 1];
     let mut out = vec![Verdict::Accepted; BATCH_MAX + 1];
-    assert!(matches!(fence.check_batch(&big, &mut out), Err(Error::InvalidBatch(_))));
+    assert!(matches!(
+        fence.check_batch(&big, &mut out),
+        Err(Error::InvalidBatch(_))
+    ));
     assert_eq!(fence.mark(id).unwrap(), None);
 }
 
@@ -69,7 +94,12 @@ fn a_full_fence_refuses_new_resources_and_keeps_the_old() {
         ..options
     };
     drop(fence);
-    assert!(Fence::open(dir.path(), zero).unwrap_err().to_string().contains("max_resources"));
+    assert!(
+        Fence::open(dir.path(), zero)
+            .unwrap_err()
+            .to_string()
+            .contains("max_resources")
+    );
 }
 
 #[test]
@@ -80,7 +110,10 @@ fn a_directory_that_cannot_be_created_is_named() {
     let err = Fence::open(file.join("data"), small_fence()).unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err}");
     let message = err.to_string();
-    assert!(message.contains("create data directory") && message.contains("a-file"), "{message}");
+    assert!(
+        message.contains("create data directory") && message.contains("a-file"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -97,7 +130,8 @@ fn a_log_of_another_kind_is_not_taken_for_a_fence() {
     let dir = tempfile::tempdir().unwrap();
     {
         let (wal, _) = crate::support::open_wal(dir.path()).unwrap();
-        wal.append_sync(fencekit::RecordKind::RAFT_ENTRIES, 3, b"entries").unwrap();
+        wal.append_sync(fencekit::RecordKind::RAFT_ENTRIES, 3, b"entries")
+            .unwrap();
     }
     let err = Fence::open(dir.path(), small_fence()).unwrap_err();
     assert!(err.to_string().contains("not a fence mark"), "{err}");
@@ -113,8 +147,10 @@ fn a_regressing_mark_in_the_log_is_corruption() {
             p.extend_from_slice(b"key");
             p
         };
-        wal.append_sync(fencekit::RecordKind::FENCE_MARK, 5, &mark(1)).unwrap();
-        wal.append_sync(fencekit::RecordKind::FENCE_MARK, 4, &mark(1)).unwrap();
+        wal.append_sync(fencekit::RecordKind::FENCE_MARK, 5, &mark(1))
+            .unwrap();
+        wal.append_sync(fencekit::RecordKind::FENCE_MARK, 4, &mark(1))
+            .unwrap();
     }
     let err = Fence::open(dir.path(), small_fence()).unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");

@@ -20,7 +20,8 @@ fn concurrent_advances_and_checks_never_lose_or_regress() {
     let resources: Vec<_> = (0..3)
         .map(|i| fence.register(format!("shard/{i}").as_bytes()).unwrap())
         .collect();
-    let next_generation: Arc<Vec<AtomicU64>> = Arc::new((0..3).map(|_| AtomicU64::new(1)).collect());
+    let next_generation: Arc<Vec<AtomicU64>> =
+        Arc::new((0..3).map(|_| AtomicU64::new(1)).collect());
     // The highest generation whose `Advanced` has been returned, per resource.
     let reported: Arc<Vec<AtomicU64>> = Arc::new((0..3).map(|_| AtomicU64::new(0)).collect());
     let stop = Arc::new(AtomicBool::new(false));
@@ -38,7 +39,9 @@ fn concurrent_advances_and_checks_never_lose_or_regress() {
                             assert!(previous.is_none_or(|p| p.generation.get() < generation));
                             reported[r].fetch_max(generation, Ordering::SeqCst);
                         }
-                        Verdict::Stale { current } => assert!(current.generation.get() > generation),
+                        Verdict::Stale { current } => {
+                            assert!(current.generation.get() > generation)
+                        }
                         other => panic!("generation {generation} is unique, got {other:?}"),
                     }
                 }
@@ -59,11 +62,18 @@ fn concurrent_advances_and_checks_never_lose_or_regress() {
                         if floor > 1 {
                             // Reported before this check began: anything older must be refused.
                             let verdict = fence.check(resources[r], token(floor - 1)).unwrap();
-                            assert!(!verdict.is_accepted(), "checker {c}: {floor}-1 got {verdict:?}");
+                            assert!(
+                                !verdict.is_accepted(),
+                                "checker {c}: {floor}-1 got {verdict:?}"
+                            );
                         }
                         if let Some(mark) = fence.mark(resources[r]).unwrap() {
                             let g = mark.generation.get();
-                            assert!(g >= seen[r], "checker {c}: mark went back {} -> {g}", seen[r]);
+                            assert!(
+                                g >= seen[r],
+                                "checker {c}: mark went back {} -> {g}",
+                                seen[r]
+                            );
                             assert!(g >= floor, "checker {c}: mark {g} below reported {floor}");
                             seen[r] = g;
                             // The current mark is accepted, or already superseded.
@@ -93,7 +103,10 @@ fn concurrent_advances_and_checks_never_lose_or_regress() {
         .collect();
     for r in 0..3 {
         assert_eq!(fence.mark(resources[r]).unwrap(), Some(expected[r]));
-        assert_eq!(reported[r].load(Ordering::SeqCst), expected[r].generation.get());
+        assert_eq!(
+            reported[r].load(Ordering::SeqCst),
+            expected[r].generation.get()
+        );
     }
     drop(fence);
     let fence = Fence::open(dir.path(), small_fence()).unwrap();

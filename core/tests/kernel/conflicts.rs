@@ -18,7 +18,10 @@ fn a_conflict_is_rejected_and_counted_by_default() {
     let fence = Fence::open(dir.path(), small_fence()).unwrap();
     let id = fence.register(b"primary").unwrap();
     fence.check(id, t(7, 1)).unwrap();
-    assert_eq!(fence.check(id, t(7, 2)).unwrap(), Verdict::Conflict { current: t(7, 1) });
+    assert_eq!(
+        fence.check(id, t(7, 2)).unwrap(),
+        Verdict::Conflict { current: t(7, 1) }
+    );
     assert_eq!(fence.check(id, t(7, 1)).unwrap(), Verdict::Accepted);
     assert_eq!(fence.counters(id).unwrap().conflicts, 1);
 }
@@ -27,7 +30,12 @@ fn a_conflict_is_rejected_and_counted_by_default() {
 struct HigherNodeWins(AtomicUsize);
 
 impl TieBreaker for HigherNodeWins {
-    fn resolve_conflict(&self, key: &[u8], current: Token, challenger: Token) -> ConflictResolution {
+    fn resolve_conflict(
+        &self,
+        key: &[u8],
+        current: Token,
+        challenger: Token,
+    ) -> ConflictResolution {
         assert_eq!(key, b"primary");
         self.0.fetch_add(1, Ordering::SeqCst);
         if challenger.holder > current.holder {
@@ -47,18 +55,34 @@ fn a_tie_breaker_can_hand_the_generation_over_durably() {
         fence.set_tie_breaker(policy.clone());
         let id = fence.register(b"primary").unwrap();
         fence.check(id, t(7, 2)).unwrap();
-        assert_eq!(fence.check(id, t(7, 1)).unwrap(), Verdict::Conflict { current: t(7, 2) });
+        assert_eq!(
+            fence.check(id, t(7, 1)).unwrap(),
+            Verdict::Conflict { current: t(7, 2) }
+        );
         assert_eq!(
             fence.check(id, t(7, 3)).unwrap(),
-            Verdict::Advanced { previous: Some(t(7, 2)) }
+            Verdict::Advanced {
+                previous: Some(t(7, 2))
+            }
         );
-        assert_eq!(fence.check(id, t(7, 2)).unwrap(), Verdict::Conflict { current: t(7, 3) });
+        assert_eq!(
+            fence.check(id, t(7, 2)).unwrap(),
+            Verdict::Conflict { current: t(7, 3) }
+        );
         assert_eq!(fence.counters(id).unwrap().conflicts, 3);
     }
-    assert_eq!(policy.0.load(Ordering::SeqCst), 3, "every conflict reaches the policy");
+    assert_eq!(
+        policy.0.load(Ordering::SeqCst),
+        3,
+        "every conflict reaches the policy"
+    );
     let fence = Fence::open(dir.path(), small_fence()).unwrap();
     let id = fence.lookup(b"primary").unwrap();
-    assert_eq!(fence.mark(id).unwrap(), Some(t(7, 3)), "the hand-over survived reopening");
+    assert_eq!(
+        fence.mark(id).unwrap(),
+        Some(t(7, 3)),
+        "the hand-over survived reopening"
+    );
 }
 
 struct Panics;
@@ -76,6 +100,9 @@ fn a_panicking_tie_breaker_fails_closed() {
     fence.set_tie_breaker(Arc::new(Panics));
     let id = fence.register(b"primary").unwrap();
     fence.check(id, t(7, 1)).unwrap();
-    assert_eq!(fence.check(id, t(7, 2)).unwrap(), Verdict::Conflict { current: t(7, 1) });
+    assert_eq!(
+        fence.check(id, t(7, 2)).unwrap(),
+        Verdict::Conflict { current: t(7, 1) }
+    );
     assert_eq!(fence.mark(id).unwrap(), Some(t(7, 1)));
 }

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fencekit::{Fence, Token};
+use fencekit::{Fence, FenceOptions, Token};
 
 use crate::support::{kind, open_wal, payload, small_fence};
 
@@ -62,15 +62,27 @@ fn child_appends(dir: &Path) {
     }
 }
 
+/// Options for the advancing child: small segments, but compaction rare, because a
+/// compaction flushes and snapshots everything and would hide an advance that skipped its sync.
+fn crash_fence() -> FenceOptions {
+    FenceOptions {
+        compact_after_bytes: 1 << 20,
+        ..small_fence()
+    }
+}
+
 fn child_advances(dir: &Path) {
-    let fence = Arc::new(Fence::open(dir, small_fence()).unwrap());
+    let fence = Arc::new(Fence::open(dir, crash_fence()).unwrap());
     let threads: Vec<_> = (0..4u64)
         .map(|t| {
             let fence = Arc::clone(&fence);
             std::thread::spawn(move || {
                 let key = format!("resource/{t}");
                 let id = fence.register(key.as_bytes()).unwrap();
-                let mut generation = fence.mark(id).unwrap().map_or(1, |m| m.generation.get() + 1);
+                let mut generation = fence
+                    .mark(id)
+                    .unwrap()
+                    .map_or(1, |m| m.generation.get() + 1);
                 loop {
                     let token = Token::from_parts(generation, t + 1).unwrap();
                     assert!(fence.check(id, token).unwrap().is_accepted());
@@ -89,7 +101,12 @@ fn child_advances(dir: &Path) {
 /// it acknowledged.
 fn run_and_kill(role: &str, dir: &Path, run: Duration) -> Vec<String> {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash::child_entry", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "crash::child_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(ROLE, role)
         .env(DIR, dir)
         .stdout(Stdio::piped())
@@ -136,10 +153,14 @@ fn every_acknowledged_record_survives_sigkill() {
     for (round, delay) in kill_delays(0xC0FFEE, 8).into_iter().enumerate() {
         let acked = run_and_kill("wal", dir.path(), delay);
         let (_, records) = open_wal(dir.path()).unwrap();
-        let present: std::collections::HashSet<u64> = records.iter().map(|r| r.generation).collect();
+        let present: std::collections::HashSet<u64> =
+            records.iter().map(|r| r.generation).collect();
         for line in &acked {
             let id: u64 = line.parse().unwrap();
-            assert!(present.contains(&id), "round {round}: acknowledged record {id} lost");
+            assert!(
+                present.contains(&id),
+                "round {round}: acknowledged record {id} lost"
+            );
             let record = records.iter().find(|r| r.generation == id).unwrap();
             assert_eq!(record.payload, payload(id, (id % 200) as usize + 8));
         }
@@ -159,7 +180,7 @@ fn every_acknowledged_advance_is_still_the_floor_after_sigkill() {
             let entry = highest.entry(key.to_owned()).or_default();
             *entry = (*entry).max(generation);
         }
-        let fence = Fence::open(dir.path(), small_fence()).unwrap();
+        let fence = Fence::open(dir.path(), crash_fence()).unwrap();
         for (key, &generation) in &highest {
             let id = fence.lookup(key.as_bytes()).unwrap();
             let mark = fence.mark(id).unwrap().unwrap();

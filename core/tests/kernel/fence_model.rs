@@ -10,7 +10,11 @@ use crate::support::small_fence;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Check { key: u8, generation: u64, holder: u64 },
+    Check {
+        key: u8,
+        generation: u64,
+        holder: u64,
+    },
     Batch(Vec<(u8, u64, u64)>),
     Reopen,
     Compact,

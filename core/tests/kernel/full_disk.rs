@@ -75,11 +75,20 @@ fn a_full_disk_fails_the_append_and_loses_nothing_acknowledged() {
         let first = fence.lookup(acked[0].as_bytes()).unwrap();
         assert_eq!(fence.check(first, token).unwrap(), Verdict::Accepted);
     }
-    assert!(acked.len() > 1000, "only {} advances before the disk filled", acked.len());
+    assert!(
+        acked.len() > 1000,
+        "only {} advances before the disk filled",
+        acked.len()
+    );
     let fence = Fence::open(&dir, options).unwrap();
     for key in &acked {
-        let id = fence.lookup(key.as_bytes()).unwrap_or_else(|| panic!("{key} lost"));
+        let id = fence
+            .lookup(key.as_bytes())
+            .unwrap_or_else(|| panic!("{key} lost"));
         assert!(fence.mark(id).unwrap().is_some());
     }
-    assert!(fence.lookup(failed_key.as_bytes()).is_none(), "the failed advance left no mark");
+    assert!(
+        fence.lookup(failed_key.as_bytes()).is_none(),
+        "the failed advance left no mark"
+    );
 }

@@ -54,7 +54,10 @@ fn records_survive_reopen_in_order_across_segments() {
         }
         wal.sync().unwrap();
     }
-    assert!(segments(dir.path()).len() > 3, "the test must roll segments");
+    assert!(
+        segments(dir.path()).len() > 3,
+        "the test must roll segments"
+    );
     let (_, records) = open_wal(dir.path()).unwrap();
     assert_eq!(records, expected);
 }
@@ -74,9 +77,13 @@ fn truncation_at_every_byte_of_the_last_records_recovers_the_prefix_before_it() 
             .unwrap();
         file.set_len(cut).unwrap();
         drop(file);
-        let whole = starts.iter().skip(1).filter(|end| end.offset() <= cut).count();
-        let (wal, recovered) = open_wal(copy.path())
-            .unwrap_or_else(|e| panic!("cut at {cut}: recovery refused: {e}"));
+        let whole = starts
+            .iter()
+            .skip(1)
+            .filter(|end| end.offset() <= cut)
+            .count();
+        let (wal, recovered) =
+            open_wal(copy.path()).unwrap_or_else(|e| panic!("cut at {cut}: recovery refused: {e}"));
         assert_eq!(recovered, records[..whole], "cut at {cut}");
         if cut % 97 == 0 {
             // The log goes on after the cut, and what is appended there survives.
@@ -104,7 +111,8 @@ fn a_batch_torn_at_sector_granularity_loses_only_what_follows_its_first_hole() {
                 generation: 100 + i,
                 payload: payload(100 + i, 200),
             };
-            wal.append(kind(4), record.generation, &record.payload).unwrap();
+            wal.append(kind(4), record.generation, &record.payload)
+                .unwrap();
             batch.push(record);
         }
         wal.sync().unwrap();
@@ -176,8 +184,14 @@ fn corruption_message_names_the_file_and_offset() {
     file.write_all_at(&[0xFF], at).unwrap();
     drop(file);
     let message = open_wal(dir.path()).unwrap_err().to_string();
-    assert!(message.contains(&segment.display().to_string()), "{message}");
-    assert!(message.contains(&format!("offset {}", starts[3].offset())), "{message}");
+    assert!(
+        message.contains(&segment.display().to_string()),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("offset {}", starts[3].offset())),
+        "{message}"
+    );
     assert!(message.contains("synced"), "{message}");
 }
 
@@ -197,12 +211,18 @@ fn a_missing_or_damaged_segment_is_refused() {
     let missing = copy_dir(dir.path());
     fs::remove_file(missing.path().join(files[1].file_name().unwrap())).unwrap();
     let message = open_wal(missing.path()).unwrap_err().to_string();
-    assert!(message.contains("segment 2 (the one before this) is missing"), "{message}");
+    assert!(
+        message.contains("segment 2 (the one before this) is missing"),
+        "{message}"
+    );
 
     let first_gone = copy_dir(dir.path());
     fs::remove_file(first_gone.path().join(files[0].file_name().unwrap())).unwrap();
     let message = open_wal(first_gone.path()).unwrap_err().to_string();
-    assert!(message.contains("no segment is a snapshot base"), "{message}");
+    assert!(
+        message.contains("no segment is a snapshot base"),
+        "{message}"
+    );
 
     let damaged = copy_dir(dir.path());
     let file = OpenOptions::new()
@@ -212,7 +232,10 @@ fn a_missing_or_damaged_segment_is_refused() {
     file.write_all_at(b"X", 20).unwrap();
     drop(file);
     let message = open_wal(damaged.path()).unwrap_err().to_string();
-    assert!(message.contains("segment header checksum mismatch"), "{message}");
+    assert!(
+        message.contains("segment header checksum mismatch"),
+        "{message}"
+    );
 }
 
 fn compacted_log(dir: &std::path::Path) -> Vec<Owned> {
@@ -242,7 +265,8 @@ fn compacted_log(dir: &std::path::Path) -> Vec<Owned> {
             generation: 2000 + i,
             payload: payload(2000 + i, 30),
         };
-        wal.append_sync(kind(6), record.generation, &record.payload).unwrap();
+        wal.append_sync(kind(6), record.generation, &record.payload)
+            .unwrap();
         expected.push(record);
     }
     expected
@@ -263,7 +287,11 @@ fn a_crash_at_any_step_of_compaction_recovers_a_whole_log() {
     // Step 1: crash while the new segment is being written: a temporary file is left.
     let dir = tempfile::tempdir().unwrap();
     let (records, _) = synced_log(dir.path(), 50, 40);
-    fs::write(dir.path().join("0000000000000002.wal.tmp"), b"half a snapshot").unwrap();
+    fs::write(
+        dir.path().join("0000000000000002.wal.tmp"),
+        b"half a snapshot",
+    )
+    .unwrap();
     let (_, recovered) = open_wal(dir.path()).unwrap();
     assert_eq!(recovered, records);
     assert!(!dir.path().join("0000000000000002.wal.tmp").exists());
@@ -325,5 +353,29 @@ fn oversized_records_and_bad_options_are_refused() {
     drop(wal);
     let bad = WalOptions { segment_size: 1000 };
     let err = fencekit::Wal::open(dir.path(), bad, &mut |_| Ok(())).unwrap_err();
-    assert!(err.to_string().contains("WalOptions::segment_size"), "{err}");
+    assert!(
+        err.to_string().contains("WalOptions::segment_size"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_zeroed_sector_inside_an_acknowledged_record_is_refused_not_truncated() {
+    // Zeros look like a torn write; only the later records' durable-up-to field tells that
+    // this record had been synced, so cutting the log here would lose acknowledged records.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, starts) = synced_log(dir.path(), 12, 1500);
+    let segment = segments(dir.path())[0].clone();
+    let victim = starts[4].offset();
+    let sector = (victim + 600).next_multiple_of(512);
+    let file = OpenOptions::new().write(true).open(&segment).unwrap();
+    file.write_all_at(&[0u8; 512], sector).unwrap();
+    drop(file);
+    match open_wal(dir.path()) {
+        Err(Error::Corrupt { offset, reason, .. }) => {
+            assert_eq!(offset, victim);
+            assert!(reason.contains("had been synced"), "{reason}");
+        }
+        other => panic!("expected corruption, got {:?}", other.map(|(_, r)| r.len())),
+    }
 }
