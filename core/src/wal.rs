@@ -161,7 +161,7 @@ impl Default for WalOptions {
 impl WalOptions {
     fn validate(&self) -> Result<(), Error> {
         if !(SEGMENT_SIZE_MIN..=SEGMENT_SIZE_MAX).contains(&self.segment_size)
-            || self.segment_size % 4096 != 0
+            || !self.segment_size.is_multiple_of(4096)
         {
             return Err(Error::InvalidOption {
                 field: "WalOptions::segment_size",

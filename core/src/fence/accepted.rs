@@ -76,14 +76,17 @@ pub(super) struct AcceptedCounters {
 
 /// The calling thread's row, fetched once per call (or once per batch).
 pub(super) struct Row<'a> {
-    cells: &'a [AtomicU64],
+    counters: &'a AcceptedCounters,
+    start: usize,
     shared: bool,
 }
 
 impl Row<'_> {
+    /// Counts one accepted check of resource `index` (below the capacity).
     #[inline(always)]
     pub(super) fn add(&self, index: usize) {
-        let cell = &self.cells[index];
+        debug_assert!(index < self.counters.resources);
+        let cell = &self.counters.cells[self.start + index];
         if self.shared {
             cell.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -105,9 +108,9 @@ impl AcceptedCounters {
     #[inline(always)]
     pub(super) fn row(&self) -> Row<'_> {
         let row = this_threads_row();
-        let start = row * self.resources;
         Row {
-            cells: &self.cells[start..start + self.resources],
+            counters: self,
+            start: row * self.resources,
             shared: row == SHARED,
         }
     }

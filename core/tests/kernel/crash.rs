@@ -57,9 +57,8 @@ fn child_appends(dir: &Path) {
             })
         })
         .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
+    // The threads run until the parent kills this process; a panic in one ends it early.
+    threads.into_iter().for_each(|t| t.join().unwrap());
 }
 
 /// Options for the advancing child: small segments, but compaction rare, because a
@@ -92,9 +91,8 @@ fn child_advances(dir: &Path) {
             })
         })
         .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
+    // The threads run until the parent kills this process; a panic in one ends it early.
+    threads.into_iter().for_each(|t| t.join().unwrap());
 }
 
 /// Runs a child of `role` on `dir`, kills it with SIGKILL after `run`, and returns the lines

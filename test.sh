@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs every test of fencekit, installing what a fresh machine lacks first.
+# Usage: ./test.sh
+set -euo pipefail
+cd "$(dirname "$0")"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# --- what a fresh machine may lack -------------------------------------------------------
+step "toolchain"
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo is missing: install Rust 1.95 with rustup first" >&2
+    exit 1
+fi
+for component in rustfmt clippy; do
+    if ! rustup component list --installed 2>/dev/null | grep -q "^${component}"; then
+        rustup component add "$component"
+    fi
+done
+cargo --version
+
+# --- checks ----------------------------------------------------------------------------
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
+
+step "cargo bench -- --test (benches keep compiling and run once)"
+cargo bench --workspace --locked -- --test
+
+step "examples"
+cargo run --locked -p fencekit --example fence_basics
+
+echo
+echo "all checks passed"
