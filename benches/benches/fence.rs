@@ -3,7 +3,10 @@
 //!
 //! `cargo bench -p fencekit-benches --bench fence`; results and goals in benches/README.md.
 
-#![allow(missing_docs, reason = "criterion_group! generates an undocumented pub fn")]
+#![allow(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented pub fn"
+)]
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;

@@ -344,6 +344,14 @@ impl Fence {
             return Err(Error::UnknownResource(index as u32));
         }
         let slot = &self.slots[index];
+        // Marks only grow, so a token older than the mark read now is stale for good: say so
+        // without waiting for the lock, which an advance holds across its fdatasync.
+        if let Some(current) = slot.current()
+            && token.generation < current.generation
+        {
+            slot.stale.fetch_add(1, Ordering::Relaxed);
+            return Ok(Verdict::Stale { current });
+        }
         let guard = slot.lock();
         let verdict = match slot.current_locked(&guard) {
             None => self.advance(slot, &guard, token, None)?,

@@ -341,6 +341,11 @@ impl Wal {
                 continue;
             }
             state.syncing = true;
+            // Threads woken by the previous sync are about to append: let them, so that this
+            // sync carries their records too instead of leaving them for the next one.
+            drop(state);
+            std::thread::yield_now();
+            state = self.lock_state();
             let batch = std::mem::take(&mut state.pending);
             let end = state.next;
             drop(state);

@@ -1,7 +1,10 @@
 //! Integration tests of the kernel: one binary, a module per concern (raft-rs's harness
 //! layout). Crash tests re-execute this binary as the child they kill.
 
-#![allow(clippy::unwrap_used, reason = "a test that meets an error should stop right there")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test that meets an error should stop right there"
+)]
 
 mod bad_input;
 mod concurrency;
