@@ -27,7 +27,11 @@ step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
-cargo test --workspace --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$log"
+passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s += $1} END {print s + 0}')
+failed=$(grep -Eo '([0-9]+) failed;' "$log" | awk '{s += $1} END {print s + 0}')
 
 step "cargo bench -- --test (benches keep compiling and run once)"
 cargo bench --workspace --locked -- --test
@@ -37,3 +41,4 @@ cargo run --locked -p fencekit --example fence_basics
 
 echo
 echo "all checks passed"
+echo "tests: ${passed} passed, ${failed} failed"
