@@ -30,6 +30,23 @@ pub(crate) struct Owned {
     pub payload: Vec<u8>,
 }
 
+impl Owned {
+    /// A record whose payload of `len` bytes is derived from its generation.
+    pub(crate) fn new(kind: u8, generation: u64, len: usize) -> Owned {
+        Owned {
+            kind,
+            generation,
+            payload: payload(generation, len),
+        }
+    }
+
+    /// Appends this record to `wal` (buffered; not yet synced).
+    pub(crate) fn append_to(&self, wal: &Wal) -> fencekit::Position {
+        wal.append(self::kind(self.kind), self.generation, &self.payload)
+            .unwrap_or_else(|e| panic!("append: {e}"))
+    }
+}
+
 pub(crate) fn open_wal(dir: &Path) -> Result<(Wal, Vec<Owned>), Error> {
     let mut records = Vec::new();
     let wal = Wal::open(dir, small_wal(), &mut |r: Record<'_>| {

@@ -18,14 +18,9 @@ fn synced_log(dir: &std::path::Path, count: u64, len: usize) -> (Vec<Owned>, Vec
     let mut starts = Vec::new();
     let mut start = wal.durable();
     for i in 0..count {
-        let record = Owned {
-            kind: 1 + (i % 3) as u8,
-            generation: i + 1,
-            payload: payload(i, len),
-        };
-        let end = wal
-            .append_sync(kind(record.kind), record.generation, &record.payload)
-            .unwrap();
+        let record = Owned::new(1 + (i % 3) as u8, i + 1, len);
+        let end = record.append_to(&wal);
+        wal.sync_through(end).unwrap();
         starts.push(start);
         start = end;
         records.push(record);
@@ -41,12 +36,8 @@ fn records_survive_reopen_in_order_across_segments() {
     {
         let (wal, _) = open_wal(dir.path()).unwrap();
         for i in 0..3000u64 {
-            let record = Owned {
-                kind: 7,
-                generation: i,
-                payload: payload(i, (i as usize * 37) % 300),
-            };
-            wal.append(kind(7), i, &record.payload).unwrap();
+            let record = Owned::new(7, i, (i as usize * 37) % 300);
+            record.append_to(&wal);
             expected.push(record);
             if i % 7 == 0 {
                 wal.sync().unwrap();
@@ -106,13 +97,8 @@ fn a_batch_torn_at_sector_granularity_loses_only_what_follows_its_first_hole() {
     {
         let (wal, _) = open_wal(dir.path()).unwrap();
         for i in 0..20u64 {
-            let record = Owned {
-                kind: 4,
-                generation: 100 + i,
-                payload: payload(100 + i, 200),
-            };
-            wal.append(kind(4), record.generation, &record.payload)
-                .unwrap();
+            let record = Owned::new(4, 100 + i, 200);
+            record.append_to(&wal);
             batch.push(record);
         }
         wal.sync().unwrap();
@@ -244,13 +230,7 @@ fn compacted_log(dir: &std::path::Path) -> Vec<Owned> {
         wal.append(kind(1), i, &payload(i, 90)).unwrap();
     }
     wal.sync().unwrap();
-    let snapshot: Vec<Owned> = (0..3u64)
-        .map(|i| Owned {
-            kind: 5,
-            generation: 1000 + i,
-            payload: payload(1000 + i, 50),
-        })
-        .collect();
+    let snapshot: Vec<Owned> = (0..3u64).map(|i| Owned::new(5, 1000 + i, 50)).collect();
     wal.compact(&mut |writer| {
         for r in &snapshot {
             writer.push(kind(r.kind), r.generation, &r.payload)?;
@@ -260,13 +240,9 @@ fn compacted_log(dir: &std::path::Path) -> Vec<Owned> {
     .unwrap();
     let mut expected = snapshot;
     for i in 0..2u64 {
-        let record = Owned {
-            kind: 6,
-            generation: 2000 + i,
-            payload: payload(2000 + i, 30),
-        };
-        wal.append_sync(kind(6), record.generation, &record.payload)
-            .unwrap();
+        let record = Owned::new(6, 2000 + i, 30);
+        record.append_to(&wal);
+        wal.sync().unwrap();
         expected.push(record);
     }
     expected
