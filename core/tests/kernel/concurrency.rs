@@ -8,13 +8,28 @@ use fencekit::{Fence, Token, Verdict};
 
 use crate::support::small_fence;
 
+/// Holder ids that fit the packed mark word, and ids that do not (so the mark lives in the
+/// two-word seqlock form): both forms must hold up under concurrency.
+const PACKED_HOLDERS: u64 = 0;
+const WIDE_HOLDERS: u64 = 1 << 40;
+
 /// One holder per generation, so a checker can rebuild the token of any generation.
-fn token(generation: u64) -> Token {
-    Token::from_parts(generation, generation % 5 + 1).unwrap()
+fn token_maker(holder_base: u64) -> impl Fn(u64) -> Token + Copy + Send + 'static {
+    move |generation| Token::from_parts(generation, holder_base + generation % 5 + 1).unwrap()
 }
 
 #[test]
 fn concurrent_advances_and_checks_never_lose_or_regress() {
+    race_advances_against_checks(PACKED_HOLDERS);
+}
+
+#[test]
+fn concurrent_advances_and_checks_never_lose_or_regress_with_wide_marks() {
+    race_advances_against_checks(WIDE_HOLDERS);
+}
+
+fn race_advances_against_checks(holder_base: u64) {
+    let token = token_maker(holder_base);
     let dir = tempfile::tempdir().unwrap();
     let fence = Arc::new(Fence::open(dir.path(), small_fence()).unwrap());
     let resources: Vec<_> = (0..3)

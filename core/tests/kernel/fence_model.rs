@@ -21,7 +21,9 @@ enum Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let check = (0u8..6, 1u64..12, 1u64..4);
+    // Small holder ids fit the packed mark word; ids from 2^40 on take the two-word form.
+    let holder = prop_oneof![1u64..4, (1u64 << 40)..(1u64 << 40) + 3];
+    let check = (0u8..6, 1u64..12, holder);
     prop_oneof![
         8 => check.clone().prop_map(|(key, generation, holder)| Op::Check { key, generation, holder }),
         2 => proptest::collection::vec(check, 1..8).prop_map(Op::Batch),
