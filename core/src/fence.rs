@@ -106,8 +106,8 @@ pub struct Counters {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FenceOptions {
     /// How many resources the fence can hold, at most [`RESOURCES_MAX`]. Memory is reserved
-    /// for all of them when the fence opens (about 100 bytes each, plus counter rows that cost
-    /// address space until a thread uses them).
+    /// for all of them when the fence opens: about 90 bytes each, plus 8 bytes per resource
+    /// for each thread that checks (counter rows cost address space only until then).
     pub max_resources: usize,
     /// Compact the log once it holds this many bytes more than its last snapshot (and at
     /// least as many as the snapshot itself, so compaction costs amortise).
@@ -156,9 +156,9 @@ impl fmt::Debug for Fence {
 
 fn validate_key(key: &[u8]) -> Result<(), Error> {
     if key.is_empty() {
-        return Err(Error::InvalidKey(
-            "a key is 1 to 256 bytes; this one is empty".into(),
-        ));
+        return Err(Error::InvalidKey(format!(
+            "a key is 1 to {KEY_LEN_MAX} bytes; this one is empty"
+        )));
     }
     if key.len() > KEY_LEN_MAX {
         return Err(Error::InvalidKey(format!(
