@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 
 use fencekit::{Error, Position, WalOptions};
 
-use crate::support::{Owned, copy_dir, kind, open_wal, payload, segments};
+use crate::support::{Owned, copy_dir, kind, open_wal, segments};
 
 /// Appends `count` records, each synced on its own (so each one is acknowledged and each
 /// later record witnesses that the earlier ones were synced). Returns the records and the
@@ -27,6 +27,19 @@ fn synced_log(dir: &std::path::Path, count: u64, len: usize) -> (Vec<Owned>, Vec
     }
     starts.push(start);
     (records, starts)
+}
+
+/// Writes and syncs enough records to fill several small segments.
+fn multi_segment_log(dir: &std::path::Path) {
+    let (wal, _) = open_wal(dir).unwrap();
+    for i in 0..2000u64 {
+        Owned::new(1 + (i % 2) as u8, i, 96).append_to(&wal);
+    }
+    wal.sync().unwrap();
+    assert!(
+        segments(dir).len() >= 3,
+        "the log must span several segments"
+    );
 }
 
 #[test]
@@ -184,15 +197,8 @@ fn corruption_message_names_the_file_and_offset() {
 #[test]
 fn a_missing_or_damaged_segment_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let (wal, _) = open_wal(dir.path()).unwrap();
-        for i in 0..2000u64 {
-            wal.append(kind(2), i, &payload(i, 100)).unwrap();
-        }
-        wal.sync().unwrap();
-    }
+    multi_segment_log(dir.path());
     let files = segments(dir.path());
-    assert!(files.len() >= 3);
 
     let missing = copy_dir(dir.path());
     fs::remove_file(missing.path().join(files[1].file_name().unwrap())).unwrap();
@@ -225,11 +231,8 @@ fn a_missing_or_damaged_segment_is_refused() {
 }
 
 fn compacted_log(dir: &std::path::Path) -> Vec<Owned> {
+    multi_segment_log(dir);
     let (wal, _) = open_wal(dir).unwrap();
-    for i in 0..2000u64 {
-        wal.append(kind(1), i, &payload(i, 90)).unwrap();
-    }
-    wal.sync().unwrap();
     let snapshot: Vec<Owned> = (0..3u64).map(|i| Owned::new(5, 1000 + i, 50)).collect();
     wal.compact(&mut |writer| {
         for r in &snapshot {
@@ -275,13 +278,7 @@ fn a_crash_at_any_step_of_compaction_recovers_a_whole_log() {
     // Step 2: crash after the rename, before the old segments were removed.
     let dir = tempfile::tempdir().unwrap();
     let before = tempfile::tempdir().unwrap();
-    {
-        let (wal, _) = open_wal(dir.path()).unwrap();
-        for i in 0..2000u64 {
-            wal.append(kind(1), i, &payload(i, 90)).unwrap();
-        }
-        wal.sync().unwrap();
-    }
+    multi_segment_log(dir.path());
     let old = segments(dir.path());
     for path in &old {
         fs::copy(path, before.path().join(path.file_name().unwrap())).unwrap();
