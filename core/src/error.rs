@@ -84,6 +84,61 @@ pub enum Error {
         reason: String,
     },
 
+    /// The data directory was bootstrapped for another cluster or node.
+    #[error("{} belongs to cluster {found_cluster:#x} node {found_node}, not cluster \
+             {expected_cluster:#x} node {expected_node}; use the right directory or an empty one", path.display())]
+    WrongCluster {
+        /// The data directory.
+        path: PathBuf,
+        /// The cluster recorded in it.
+        found_cluster: u64,
+        /// The node recorded in it.
+        found_node: u64,
+        /// The cluster asked for.
+        expected_cluster: u64,
+        /// The node asked for.
+        expected_node: u64,
+    },
+
+    /// Raft log entries or a snapshot that cannot follow what the log holds.
+    #[error("invalid Raft log operation: {0}")]
+    InvalidRaftLog(String),
+
+    /// A message or record that could not be encoded or decoded.
+    #[error("encoding: {0}")]
+    Encoding(String),
+
+    /// A node configuration that is not valid or not safe.
+    #[error("invalid node configuration: {0}")]
+    InvalidConfig(String),
+
+    /// This node is not the leader; `hint` is the leader it knows of, if any.
+    #[error("not the leader{}", match hint { Some(id) => format!(" (the leader is node {id})"), None => String::from(" (no leader is known)") })]
+    NotLeader {
+        /// The leader this node knows of.
+        hint: Option<u64>,
+    },
+
+    /// A membership change that is refused.
+    #[error("membership change refused: {0}")]
+    Membership(String),
+
+    /// The node has stopped; nothing more is done.
+    #[error("the node has stopped")]
+    Stopped,
+
+    /// Raft refused an operation.
+    #[error("raft: {0}")]
+    Raft(String),
+
+    /// A transport failure: binding, connecting, or a peer that broke the protocol.
+    #[error("transport: {0}")]
+    Transport(String),
+
+    /// An operation did not finish in time.
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
+
     /// An earlier write or sync of the log failed; nothing more is written until the log is
     /// reopened, because after a failed fdatasync the page cache cannot be trusted.
     #[error("the log refuses writes after an earlier failure ({0}); reopen it to recover")]
@@ -109,5 +164,17 @@ impl Error {
             offset,
             reason: reason.into(),
         }
+    }
+}
+
+impl From<protobuf::ProtobufError> for Error {
+    fn from(e: protobuf::ProtobufError) -> Error {
+        Error::Encoding(e.to_string())
+    }
+}
+
+impl From<raft::Error> for Error {
+    fn from(e: raft::Error) -> Error {
+        Error::Raft(e.to_string())
     }
 }

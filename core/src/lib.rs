@@ -49,7 +49,10 @@
 pub mod error;
 pub mod fence;
 pub mod limits;
+pub mod lease;
+pub mod node;
 pub mod policy;
+pub mod raft_storage;
 pub mod time;
 pub mod token;
 pub mod wal;

@@ -22,6 +22,23 @@ pub const SEGMENT_SIZE_MAX: u64 = 1 << 30;
 /// Segment size unless told otherwise.
 pub const SEGMENT_SIZE_DEFAULT: u64 = 16 << 20;
 
+/// A Raft log is rewritten as its live state once it has grown past this many bytes and four
+/// times that state.
+pub const RAFT_LOG_COMPACT_MIN_BYTES: u64 = 64 << 20;
+
+/// Largest proposal payload: an entry must fit in one log record, with room for its framing.
+pub const PROPOSAL_MAX: usize = RECORD_PAYLOAD_MAX / 2;
+
+/// Largest frame the TCP transport reads; a larger length prefix ends the connection.
+pub const FRAME_MAX: usize = 4 * RECORD_PAYLOAD_MAX;
+
+/// Messages queued per peer by the TCP transport; beyond this, messages are dropped (Raft
+/// retransmits) rather than stalling the node thread.
+pub const PEER_QUEUE_MAX: usize = 4096;
+
+/// Events kept for a consumer that does not read them; the oldest are dropped beyond this.
+pub const EVENT_QUEUE_MAX: usize = 1024;
+
 /// Threads that count accepted checks on a private counter row; further threads share one
 /// atomic row (correct, slower).
 pub const COUNTER_SHARDS_MAX: usize = 64;

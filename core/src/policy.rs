@@ -1,7 +1,7 @@
 //! Policy seams: the decisions a host may make instead of the kernel's defaults. The Wasm
 //! plugins of `fencekit-plugins` implement these traits; `core` knows nothing of Wasm.
 
-use crate::token::Token;
+use crate::token::{NodeId, Token};
 
 /// How a fence settles a conflict: two tokens of one generation with different holders.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -21,6 +21,14 @@ pub trait TieBreaker: Send + Sync {
     /// another holder. A panic here is treated as [`ConflictResolution::KeepCurrent`].
     fn resolve_conflict(&self, key: &[u8], current: Token, challenger: Token)
     -> ConflictResolution;
+
+    /// The election priority of `node` (raft-rs `priority`): with logs equally up to date, a
+    /// voter refuses a candidate of lower priority. The default gives every node the same. A
+    /// panic here counts as priority 0.
+    fn election_priority(&self, node: NodeId) -> i64 {
+        let _ = node;
+        0
+    }
 }
 
 /// The default: a conflict is always rejected.

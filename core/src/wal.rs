@@ -44,6 +44,8 @@ impl RecordKind {
     pub const RAFT_CONF_STATE: RecordKind = RecordKind(NonZeroU8::new(0x12).expect("non-zero"));
     /// Raft snapshot metadata.
     pub const RAFT_SNAPSHOT_META: RecordKind = RecordKind(NonZeroU8::new(0x13).expect("non-zero"));
+    /// The cluster and node a Raft log belongs to.
+    pub const RAFT_IDENTITY: RecordKind = RecordKind(NonZeroU8::new(0x14).expect("non-zero"));
 
     /// A kind from its byte; 0 is refused (an all-zero header marks the end of the log).
     pub const fn new(byte: u8) -> Option<RecordKind> {
@@ -255,6 +257,11 @@ impl Wal {
     /// The directory of this log.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The largest payload one record of this log may carry.
+    pub fn payload_max(&self) -> usize {
+        self.options.payload_max()
     }
 
     /// What recovery found when this log was opened.

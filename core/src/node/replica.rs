@@ -1,0 +1,717 @@
+//! One Raft member as a deterministic state machine: no thread, no clock of its own. Every call
+//! takes the current instant; [`Replica::process`] persists what raft-rs hands out and returns
+//! what must leave the node. The threaded [`crate::node::Node`] drives it in production; test
+//! harnesses and the simulator drive it step by step on virtual clocks.
+//!
+//! The order inside `process` is the safety argument:
+//! 1. leadership changes are applied first, so a lease is revoked before any message of the
+//!    same step (a vote for a successor, say) can leave;
+//! 2. entries, hard state and snapshot are made durable (one fdatasync) before the messages
+//!    that depend on them are returned (I2) and before raft-rs is told they are persisted;
+//! 3. leadership is reported only after a quorum acknowledged a heartbeat round sent in this
+//!    term, which raft-rs serves only once an entry of the term is committed (I4); the lease
+//!    runs from that round's send time (I3).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType};
+use raft::{RawNode, ReadState, StateRole};
+
+use crate::error::Error;
+use crate::lease::Timing;
+use crate::limits::PROPOSAL_MAX;
+use crate::node::config::NodeConfig;
+use crate::node::event::{Applied, Event, Leadership, LostReason};
+use crate::node::membership::{self, MembershipChange};
+use crate::node::status::{Role, Status};
+use crate::raft_storage::{Identity, RaftStorage};
+use crate::time::Instant;
+use crate::token::{Generation, NodeId, Token};
+
+/// Lease rounds kept in flight; older ones are forgotten (their acknowledgements then count
+/// for nothing, which only shortens the lease).
+const ROUNDS_IN_FLIGHT_MAX: usize = 64;
+
+/// A host's handle on one proposal, echoed back when it is resolved.
+pub type ProposalId = u64;
+
+/// What one step produced: to send, to deliver, to report.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Messages for peers, in order. Everything they depend on is already durable.
+    pub messages: Vec<Message>,
+    /// Committed log items for the host, in index order.
+    pub applied: Vec<Applied>,
+    /// Events, in order.
+    pub events: Vec<Event>,
+    /// Proposals resolved: committed at an index, or lost.
+    pub resolved: Vec<(ProposalId, Result<u64, Error>)>,
+    /// Peer addresses learnt from membership changes (`None`: the peer was removed).
+    pub peers: Vec<(NodeId, Option<String>)>,
+}
+
+impl Output {
+    /// Whether there is nothing in it.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+            && self.applied.is_empty()
+            && self.events.is_empty()
+            && self.resolved.is_empty()
+            && self.peers.is_empty()
+    }
+}
+
+/// A heartbeat round of the lease: the context given to raft's read index, and when it left.
+#[derive(Copy, Clone, Debug)]
+struct Round {
+    term: u64,
+    number: u64,
+    sent: Instant,
+}
+
+impl Round {
+    fn context(&self) -> Vec<u8> {
+        let mut ctx = Vec::with_capacity(16);
+        ctx.extend_from_slice(&self.term.to_le_bytes());
+        ctx.extend_from_slice(&self.number.to_le_bytes());
+        ctx
+    }
+
+    fn parse(ctx: &[u8]) -> Option<(u64, u64)> {
+        let term = u64::from_le_bytes(ctx.get(..8)?.try_into().ok()?);
+        let number = u64::from_le_bytes(ctx.get(8..16)?.try_into().ok()?);
+        Some((term, number))
+    }
+}
+
+/// One Raft member. See the module documentation.
+pub struct Replica {
+    raw: RawNode<RaftStorage>,
+    id: NodeId,
+    timing: Timing,
+    /// Votes are refused until then (I3's second trap: a restarted node forgot whom it heard).
+    votes_refused_until: Instant,
+    rounds: VecDeque<Round>,
+    next_round: u64,
+    ticks_since_round: usize,
+    /// The lease: usable leadership, until its deadline.
+    lease: Option<Leadership>,
+    /// A term in which the lease was revoked for good (a transfer or step-down began).
+    revoked_term: Option<u64>,
+    /// Send time of the latest round a quorum acknowledged (leader), or the last time the
+    /// leader was heard (follower).
+    last_contact: Option<Instant>,
+    reported_leader: (Option<NodeId>, u64),
+    /// Membership as applied, and its history since the snapshot (for compaction).
+    conf: ConfState,
+    conf_history: Vec<(u64, ConfState)>,
+    pending: BTreeMap<u64, (u64, ProposalId)>,
+    removed: bool,
+    out: Output,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("id", &self.id)
+            .field("term", &self.raw.raft.term)
+            .field("role", &self.raw.raft.state)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replica {
+    /// Opens the node's log, binds it to the cluster (or checks it belongs to it), and starts
+    /// the Raft state machine at `now`. The first output holds the snapshot to restore and the
+    /// committed entries after it.
+    pub fn open(config: &NodeConfig, now: Instant) -> Result<Replica, Error> {
+        config.validate()?;
+        let mut storage = RaftStorage::open(&config.data_dir, config.wal.clone())?;
+        let identity = Identity {
+            cluster: config.cluster,
+            node: config.id,
+        };
+        storage.bootstrap(identity, &config.voters)?;
+        let snapshot = storage.snapshot_clone();
+        let conf = storage.snapshot_conf_state().clone();
+        let applied = storage.snapshot_index();
+        let tie_breaker = config.tie_breaker.clone();
+        let priority = catch_unwind(AssertUnwindSafe(|| {
+            tie_breaker.election_priority(config.id)
+        }))
+        .unwrap_or(0);
+        let raft_config = raft::Config {
+            id: config.id.get(),
+            election_tick: config.timing.election_tick,
+            heartbeat_tick: config.timing.heartbeat_tick,
+            applied,
+            check_quorum: true,
+            pre_vote: true,
+            priority,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            ..Default::default()
+        };
+        raft_config.validate()?;
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let raw = RawNode::new(&raft_config, storage, &logger)?;
+        let mut replica = Replica {
+            raw,
+            id: config.id,
+            timing: config.timing,
+            votes_refused_until: now.saturating_add(config.timing.election_timeout()),
+            rounds: VecDeque::new(),
+            next_round: 0,
+            ticks_since_round: 0,
+            lease: None,
+            revoked_term: None,
+            last_contact: None,
+            reported_leader: (None, 0),
+            conf_history: vec![(applied, conf.clone())],
+            conf,
+            pending: BTreeMap::new(),
+            removed: false,
+            out: Output::default(),
+        };
+        replica.out.applied.push(Applied::Snapshot {
+            index: applied,
+            term: snapshot.get_metadata().term,
+            data: snapshot.get_data().to_vec(),
+        });
+        Ok(replica)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The timing this node runs with.
+    pub fn timing(&self) -> &Timing {
+        &self.timing
+    }
+
+    /// Whether this node was removed from the membership (it then takes no part).
+    pub fn is_removed(&self) -> bool {
+        self.removed
+    }
+
+    /// Usable leadership at `now` (I4): `None` unless the lease holds at `now`.
+    pub fn leadership(&self, now: Instant) -> Option<Leadership> {
+        self.lease.filter(|l| now < l.lease_deadline)
+    }
+
+    /// The term.
+    pub fn term(&self) -> u64 {
+        self.raw.raft.term
+    }
+
+    /// The leader this node knows of.
+    pub fn leader(&self) -> Option<NodeId> {
+        NodeId::new(self.raw.raft.leader_id).ok()
+    }
+
+    /// Ends the lease if it lapsed by `now`. Called first on every wake-up, so a node that was
+    /// paused learns it lost leadership before it does anything else.
+    pub fn expire(&mut self, now: Instant) {
+        if let Some(lease) = self.lease
+            && now >= lease.lease_deadline
+        {
+            self.lose(LostReason::LeaseExpired);
+        }
+    }
+
+    /// One Raft tick. The leader also starts a lease round every heartbeat interval.
+    pub fn tick(&mut self, now: Instant) {
+        self.expire(now);
+        if self.removed {
+            return;
+        }
+        self.raw.tick();
+        self.ticks_since_round += 1;
+        if self.ticks_since_round >= self.timing.heartbeat_tick {
+            self.start_round(now);
+        }
+    }
+
+    /// A message from a peer.
+    pub fn step(&mut self, message: Message, now: Instant) -> Result<(), Error> {
+        self.expire(now);
+        if self.removed {
+            return Ok(());
+        }
+        let kind = message.get_msg_type();
+        let is_vote = matches!(
+            kind,
+            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+        );
+        if is_vote && now < self.votes_refused_until && message.context != raft::CAMPAIGN_TRANSFER
+        {
+            return Ok(());
+        }
+        if message.from == self.raw.raft.leader_id
+            && message.term == self.raw.raft.term
+            && matches!(
+                kind,
+                MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
+            )
+        {
+            self.last_contact = Some(now);
+        }
+        match self.raw.step(message) {
+            Ok(()) => Ok(()),
+            // A message from a node that is not a member, or a stale response: not an error of
+            // this node; raft-rs ignores it.
+            Err(raft::Error::StepPeerNotFound | raft::Error::StepLocalMsg) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Proposes `data`; it is resolved (under `id`) once committed, or lost if another
+    /// leader's entry takes its index.
+    pub fn propose(&mut self, data: Vec<u8>, id: ProposalId) -> Result<u64, Error> {
+        if data.len() > PROPOSAL_MAX {
+            return Err(Error::RecordTooLarge {
+                len: data.len(),
+                max: PROPOSAL_MAX,
+            });
+        }
+        self.require_leader()?;
+        self.raw
+            .propose(Vec::new(), data)
+            .map_err(|e| self.refusal(e))?;
+        let index = self.raw.raft.raft_log.last_index();
+        self.pending.insert(index, (self.raw.raft.term, id));
+        Ok(index)
+    }
+
+    /// Proposes a membership change (joint consensus when it takes more than one step).
+    pub fn change_membership(
+        &mut self,
+        changes: &[MembershipChange],
+        id: ProposalId,
+    ) -> Result<u64, Error> {
+        self.require_leader()?;
+        if self.raw.raft.has_pending_conf() {
+            return Err(Error::Membership(
+                "another membership change is still in progress".into(),
+            ));
+        }
+        let me = self.id.get();
+        let prs = self.raw.raft.prs();
+        let cc: ConfChangeV2 = membership::plan(&self.conf, changes, |v| {
+            v == me || prs.get(v).is_some_and(|p| p.recent_active)
+        })?;
+        self.raw
+            .propose_conf_change(Vec::new(), cc)
+            .map_err(|e| self.refusal(e))?;
+        let index = self.raw.raft.raft_log.last_index();
+        self.pending.insert(index, (self.raw.raft.term, id));
+        Ok(index)
+    }
+
+    /// Revokes the lease, then hands leadership to `to` (DESIGN.md I3: the successor is
+    /// elected at once, overriding the followers' lease, so the old lease must end first).
+    pub fn transfer_leadership(&mut self, to: NodeId) -> Result<(), Error> {
+        self.require_leader()?;
+        if to == self.id {
+            return Err(Error::Membership(
+                "cannot transfer leadership to this node itself".into(),
+            ));
+        }
+        if !self.conf.voters.contains(&to.get()) {
+            return Err(Error::Membership(format!("node {to} is not a voter")));
+        }
+        self.revoke(LostReason::Transferring);
+        self.raw.transfer_leader(to.get());
+        Ok(())
+    }
+
+    /// Gives up leadership: revokes the lease and transfers to the voter whose log is most
+    /// up to date. Refused when there is no other voter.
+    pub fn step_down(&mut self) -> Result<NodeId, Error> {
+        self.require_leader()?;
+        let me = self.id.get();
+        let prs = self.raw.raft.prs();
+        let best = self
+            .conf
+            .voters
+            .iter()
+            .filter(|&&v| v != me)
+            .filter_map(|&v| prs.get(v).map(|p| (p.matched, p.recent_active, v)))
+            .max()
+            .and_then(|(_, _, v)| NodeId::new(v).ok())
+            .ok_or_else(|| Error::Membership("no other voter to hand leadership to".into()))?;
+        self.revoke(LostReason::Transferring);
+        self.raw.transfer_leader(best.get());
+        Ok(best)
+    }
+
+    /// Compacts the log: the host's state as of `index` (at most what was applied) is `data`.
+    pub fn compact(&mut self, index: u64, data: &[u8]) -> Result<(), Error> {
+        let applied = self.raw.raft.raft_log.applied;
+        if index > applied {
+            return Err(Error::InvalidRaftLog(format!(
+                "cannot compact to index {index}: only {applied} is applied"
+            )));
+        }
+        let conf = self
+            .conf_history
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= index)
+            .map(|(_, cs)| cs.clone())
+            .ok_or_else(|| {
+                Error::InvalidRaftLog(format!("index {index} is before the latest snapshot"))
+            })?;
+        self.raw.mut_store().compact(index, conf.clone(), data)?;
+        self.raw.mut_store().sync()?;
+        self.conf_history.retain(|(at, _)| *at > index);
+        self.conf_history.insert(0, (index, conf));
+        Ok(())
+    }
+
+    /// Persists and collects everything raft-rs has ready. Returns what must leave the node.
+    pub fn process(&mut self, now: Instant) -> Result<Output, Error> {
+        self.expire(now);
+        while self.raw.has_ready() {
+            self.observe_roles();
+            let mut ready = self.raw.ready();
+            // The leader's own appends and heartbeats may go before its entries are durable
+            // (raft-rs counts its own vote only once they are).
+            self.out.messages.extend(ready.take_messages());
+
+            if !ready.snapshot().is_empty() {
+                let snapshot = ready.snapshot().clone();
+                self.raw.mut_store().apply_snapshot(snapshot.clone())?;
+                self.conf = snapshot.get_metadata().get_conf_state().clone();
+                let index = snapshot.get_metadata().index;
+                self.conf_history = vec![(index, self.conf.clone())];
+                self.out.applied.push(Applied::Snapshot {
+                    index,
+                    term: snapshot.get_metadata().term,
+                    data: snapshot.get_data().to_vec(),
+                });
+                self.resolve_through(index);
+            }
+            let store = self.raw.mut_store();
+            store.append(ready.entries())?;
+            if let Some(hs) = ready.hs() {
+                store.set_hard_state(hs)?;
+            }
+            // I2: durable before any vote or append response of this Ready leaves, and before
+            // raft-rs is told (advance) that it may count these entries as persisted.
+            store.sync()?;
+            self.out.messages.extend(ready.take_persisted_messages());
+
+            // Committed entries are applied before `advance`, which tells raft-rs they are:
+            // it proposes the leave of a joint configuration from there, and would propose it
+            // twice if the enter were not applied yet.
+            self.apply(ready.take_committed_entries())?;
+            let read_states = ready.take_read_states();
+            let mut light = self.raw.advance(ready);
+            if let Some(commit) = light.commit_index() {
+                self.raw.mut_store().set_commit(commit)?;
+            }
+            self.out.messages.extend(light.take_messages());
+            self.apply(light.take_committed_entries())?;
+            self.raw.advance_apply();
+            self.acknowledged(read_states, now);
+            self.observe_roles();
+            // A leader that has just committed its first entry starts a round at once rather
+            // than a heartbeat later: failover time is what users wait for.
+            if self.lease.is_none() && self.rounds.is_empty() {
+                self.start_round(now);
+            }
+        }
+        // Commit-index-only hard states need no fdatasync of their own; they ride with the
+        // next one, and a commit index lost in a crash is recomputed by raft.
+        Ok(std::mem::take(&mut self.out))
+    }
+
+    /// Stops taking part: the lease ends and pending proposals fail.
+    pub fn shut_down(&mut self) -> Output {
+        self.revoke(LostReason::Stopped);
+        let pending = std::mem::take(&mut self.pending);
+        for (_, (_, id)) in pending {
+            self.out.resolved.push((id, Err(Error::Stopped)));
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// The node's view at `now`.
+    pub fn status(&self, now: Instant) -> Status {
+        let leadership = self.leadership(now);
+        let to_ids = |v: &[u64]| {
+            let mut ids: Vec<NodeId> = v.iter().filter_map(|&id| NodeId::new(id).ok()).collect();
+            ids.sort_unstable();
+            ids
+        };
+        Status {
+            id: self.id,
+            term: self.raw.raft.term,
+            role: Role::from_raft(self.raw.raft.state),
+            leader: self.leader(),
+            leadership,
+            lease_remaining: leadership.map(|l| l.lease_deadline.saturating_duration_since(now)),
+            commit: self.raw.raft.raft_log.committed,
+            applied: self.raw.raft.raft_log.applied,
+            last_quorum_contact: self.last_contact.map(|t| now.saturating_duration_since(t)),
+            voters: to_ids(&self.conf.voters),
+            learners: to_ids(&self.conf.learners),
+            events_dropped: 0,
+            at: now,
+        }
+    }
+
+    /// Raft's view, for tests and checkers.
+    pub fn raft(&self) -> &raft::Raft<RaftStorage> {
+        &self.raw.raft
+    }
+
+    /// Time until the next lease deadline, if leading (for a driver choosing when to wake).
+    pub fn lease_remaining(&self, now: Instant) -> Option<Duration> {
+        self.leadership(now)
+            .map(|l| l.lease_deadline.saturating_duration_since(now))
+    }
+
+    fn require_leader(&self) -> Result<(), Error> {
+        if self.removed {
+            return Err(Error::Stopped);
+        }
+        if self.raw.raft.state != StateRole::Leader {
+            return Err(Error::NotLeader {
+                hint: self.leader().map(NodeId::get),
+            });
+        }
+        Ok(())
+    }
+
+    fn refusal(&self, e: raft::Error) -> Error {
+        match e {
+            raft::Error::ProposalDropped => match self.raw.raft.lead_transferee {
+                Some(to) => Error::NotLeader { hint: Some(to) },
+                None => Error::Raft("proposal dropped (uncommitted log too large)".into()),
+            },
+            other => other.into(),
+        }
+    }
+
+    /// Starts a lease round if this node leads, has committed in its term, and is not handing
+    /// leadership over.
+    fn start_round(&mut self, now: Instant) {
+        let raft = &self.raw.raft;
+        let term = raft.term;
+        if raft.state != StateRole::Leader
+            || !raft.commit_to_current_term()
+            || raft.lead_transferee.is_some()
+            || self.revoked_term == Some(term)
+        {
+            return;
+        }
+        self.ticks_since_round = 0;
+        let round = Round {
+            term,
+            number: self.next_round,
+            sent: now,
+        };
+        self.next_round += 1;
+        if self.rounds.len() == ROUNDS_IN_FLIGHT_MAX {
+            self.rounds.pop_front();
+        }
+        self.rounds.push_back(round);
+        // Safe read index: raft-rs broadcasts a heartbeat carrying the context and reports it
+        // back (a ReadState) once a quorum has answered that very heartbeat.
+        self.raw.read_index(round.context());
+    }
+
+    /// Rounds a quorum acknowledged extend the lease from their send time.
+    fn acknowledged(&mut self, read_states: Vec<ReadState>, now: Instant) {
+        let term = self.raw.raft.term;
+        for state in read_states {
+            let Some((round_term, number)) = Round::parse(&state.request_ctx) else {
+                continue;
+            };
+            let Some(at) = self.rounds.iter().position(|r| r.number == number) else {
+                continue;
+            };
+            let round = self.rounds[at];
+            // This round and every older one are settled.
+            self.rounds.drain(..=at);
+            if round_term != term
+                || self.raw.raft.state != StateRole::Leader
+                || self.revoked_term == Some(term)
+                || self.raw.raft.lead_transferee.is_some()
+            {
+                continue;
+            }
+            self.last_contact = Some(self.last_contact.map_or(round.sent, |t| t.max(round.sent)));
+            let deadline = round.sent.saturating_add(self.timing.lease_duration());
+            if deadline <= now {
+                continue;
+            }
+            let Ok(generation) = Generation::new(term) else {
+                continue;
+            };
+            let token = Token::new(generation, self.id);
+            match &mut self.lease {
+                Some(lease) => lease.lease_deadline = lease.lease_deadline.max(deadline),
+                None => {
+                    self.lease = Some(Leadership {
+                        token,
+                        lease_deadline: deadline,
+                    });
+                    self.out.events.push(Event::Elected {
+                        token,
+                        lease_deadline: deadline,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Applies committed entries: the host's proposals, membership changes, and resolutions.
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), Error> {
+        for entry in entries {
+            let (index, term) = (entry.index, entry.term);
+            match entry.get_entry_type() {
+                EntryType::EntryNormal => {
+                    if !entry.data.is_empty() {
+                        self.out.applied.push(Applied::Entry {
+                            index,
+                            term,
+                            data: entry.data.to_vec(),
+                        });
+                    }
+                }
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    self.apply_conf_change(&entry)?;
+                }
+            }
+            self.resolve(index, term);
+        }
+        Ok(())
+    }
+
+    fn apply_conf_change(&mut self, entry: &Entry) -> Result<(), Error> {
+        // This node proposes only V2 changes; V1 is applied as raft-rs defines it.
+        let (cs, context) = if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
+            let cc = ConfChangeV2::parse_from_bytes(&entry.data)?;
+            (self.raw.apply_conf_change(&cc)?, cc.context)
+        } else {
+            let cc = raft::eraftpb::ConfChange::parse_from_bytes(&entry.data)?;
+            (self.raw.apply_conf_change(&cc)?, cc.context)
+        };
+        for (id, address) in membership::addresses(&context) {
+            self.out.peers.push((id, Some(address)));
+        }
+        let members = |cs: &ConfState| -> Vec<u64> {
+            let mut all: Vec<u64> = cs.voters.iter().chain(&cs.learners).copied().collect();
+            all.extend(cs.voters_outgoing.iter().chain(&cs.learners_next));
+            all.sort_unstable();
+            all.dedup();
+            all
+        };
+        let before = members(&self.conf);
+        let after = members(&cs);
+        for gone in before.iter().filter(|id| !after.contains(id)) {
+            if let Ok(id) = NodeId::new(*gone) {
+                self.out.peers.push((id, None));
+            }
+        }
+        let ids = |v: &[u64]| v.iter().filter_map(|&id| NodeId::new(id).ok()).collect();
+        self.out.events.push(Event::MembershipChanged {
+            voters: ids(&cs.voters),
+            learners: ids(&cs.learners),
+        });
+        self.conf = cs.clone();
+        self.conf_history.push((entry.index, cs));
+        // A member that a change leaves out is removed; a node not yet added (bootstrap entries
+        // naming others first, or a node joining) is not.
+        if before.contains(&self.id.get()) && !after.contains(&self.id.get()) {
+            self.removed = true;
+            self.revoke(LostReason::Removed);
+        }
+        Ok(())
+    }
+
+    fn resolve(&mut self, index: u64, term: u64) {
+        // Everything below `index` was committed (or lost) already.
+        self.resolve_through(index.saturating_sub(1));
+        if let Some((proposed_in, id)) = self.pending.remove(&index) {
+            let result = if proposed_in == term {
+                Ok(index)
+            } else {
+                Err(Error::NotLeader {
+                    hint: self.leader().map(NodeId::get),
+                })
+            };
+            self.out.resolved.push((id, result));
+        }
+    }
+
+    /// Proposals at or below `index` that were not resolved were overtaken (by a snapshot, or
+    /// another leader's log): their outcome is not ours to know.
+    fn resolve_through(&mut self, index: u64) {
+        while let Some(entry) = self.pending.first_entry() {
+            if *entry.key() > index {
+                break;
+            }
+            let (_, (_, id)) = entry.remove_entry();
+            self.out.resolved.push((
+                id,
+                Err(Error::NotLeader {
+                    hint: self.leader().map(NodeId::get),
+                }),
+            ));
+        }
+    }
+
+    /// Notices leader and role changes; a lost Raft leadership ends the lease.
+    fn observe_roles(&mut self) {
+        let raft = &self.raw.raft;
+        let leader = NodeId::new(raft.leader_id).ok();
+        let (term, is_leader) = (raft.term, raft.state == StateRole::Leader);
+        let transferring = raft.lead_transferee.is_some();
+        if self
+            .lease
+            .is_some_and(|l| !is_leader || l.token.generation.get() != term)
+        {
+            self.lose(LostReason::SteppedDown);
+        }
+        if !is_leader {
+            self.rounds.clear();
+        }
+        // Elections bump the term with no leader known; only a leader (new, or gone) is news.
+        let (reported, reported_term) = self.reported_leader;
+        if leader != reported || (leader.is_some() && term != reported_term) {
+            self.out.events.push(Event::LeaderChanged { leader, term });
+        }
+        self.reported_leader = (leader, term);
+        // A transfer that raft-rs gave up on leaves this node leader without a lease for the
+        // rest of the term: step down, so that a new term (and a lease) can follow.
+        if is_leader && !transferring && self.revoked_term == Some(term) {
+            self.raw.raft.become_follower(term, raft::INVALID_ID);
+        }
+    }
+
+    /// Ends the lease for good in this term.
+    fn revoke(&mut self, reason: LostReason) {
+        self.revoked_term = Some(self.raw.raft.term);
+        self.rounds.clear();
+        self.lose(reason);
+    }
+
+    fn lose(&mut self, reason: LostReason) {
+        if let Some(lease) = self.lease.take() {
+            self.out.events.push(Event::Lost {
+                token: lease.token,
+                reason,
+            });
+        }
+    }
+}

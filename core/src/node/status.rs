@@ -1,0 +1,114 @@
+//! A node's view of its group at one instant, for operators and for [`crate::detect::audit`].
+
+use std::time::Duration;
+
+use crate::node::Leadership;
+use crate::time::Instant;
+use crate::token::NodeId;
+
+/// The Raft role of a node.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Follows a leader (or waits for one).
+    Follower,
+    /// Asking for pre-votes before starting an election.
+    PreCandidate,
+    /// Asking for votes.
+    Candidate,
+    /// Raft leader. Usable leadership is [`Status::leadership`], which needs the lease too.
+    Leader,
+}
+
+impl Role {
+    pub(crate) fn from_raft(role: raft::StateRole) -> Role {
+        match role {
+            raft::StateRole::Follower => Role::Follower,
+            raft::StateRole::PreCandidate => Role::PreCandidate,
+            raft::StateRole::Candidate => Role::Candidate,
+            raft::StateRole::Leader => Role::Leader,
+        }
+    }
+
+    /// The role's name, lowercase.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Follower => "follower",
+            Role::PreCandidate => "pre-candidate",
+            Role::Candidate => "candidate",
+            Role::Leader => "leader",
+        }
+    }
+}
+
+/// A node's view. Times are relative to `at`, on the node's clock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The node.
+    pub id: NodeId,
+    /// Its current term.
+    pub term: u64,
+    /// Its Raft role (as last seen by the node thread).
+    pub role: Role,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// Usable leadership at `at`: `Some` only while the lease holds.
+    pub leadership: Option<Leadership>,
+    /// Time left on the lease at `at`.
+    pub lease_remaining: Option<Duration>,
+    /// Highest committed index.
+    pub commit: u64,
+    /// Highest index delivered to the host.
+    pub applied: u64,
+    /// For a leader: time since the send time of the latest heartbeat round a quorum
+    /// acknowledged. For a follower: time since it last heard from the leader.
+    pub last_quorum_contact: Option<Duration>,
+    /// Voters, as this node applied them.
+    pub voters: Vec<NodeId>,
+    /// Learners, as this node applied them.
+    pub learners: Vec<NodeId>,
+    /// Events dropped because the host did not read them.
+    pub events_dropped: u64,
+    /// When this view was taken, on the node's clock.
+    pub at: Instant,
+}
+
+impl Status {
+    /// The status as JSON (one object; ids as numbers, durations in milliseconds).
+    pub fn to_json(&self) -> String {
+        let ids = |v: &[NodeId]| {
+            let items: Vec<String> = v.iter().map(|id| id.get().to_string()).collect();
+            format!("[{}]", items.join(","))
+        };
+        let ms = |d: Option<Duration>| match d {
+            Some(d) => format!("{:.3}", d.as_secs_f64() * 1e3),
+            None => "null".into(),
+        };
+        let (generation, deadline) = match self.leadership {
+            Some(l) => (
+                l.token.generation.get().to_string(),
+                l.lease_deadline.as_nanos().to_string(),
+            ),
+            None => ("null".into(), "null".into()),
+        };
+        format!(
+            "{{\"id\":{},\"term\":{},\"role\":\"{}\",\"leader\":{},\"leading_generation\":{},\
+             \"lease_deadline_ns\":{},\"lease_remaining_ms\":{},\"commit\":{},\"applied\":{},\
+             \"last_quorum_contact_ms\":{},\"voters\":{},\"learners\":{},\"events_dropped\":{},\
+             \"at_ns\":{}}}",
+            self.id.get(),
+            self.term,
+            self.role.as_str(),
+            self.leader.map_or("null".into(), |l| l.get().to_string()),
+            generation,
+            deadline,
+            ms(self.lease_remaining),
+            self.commit,
+            self.applied,
+            ms(self.last_quorum_contact),
+            ids(&self.voters),
+            ids(&self.learners),
+            self.events_dropped,
+            self.at.as_nanos(),
+        )
+    }
+}

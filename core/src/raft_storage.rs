@@ -1,0 +1,526 @@
+//! `raft::Storage` on the write-ahead generation log: what a Raft replica must not forget.
+//!
+//! The log holds four kinds of record, replayed in order on open:
+//!
+//! - `RAFT_IDENTITY`: the cluster and node this directory belongs to, written once at bootstrap,
+//!   so that a directory of another cluster (or node) is refused instead of joined;
+//! - `RAFT_SNAPSHOT_META`: a snapshot (metadata with its membership, and the host's data); the
+//!   log's entries start after it. Bootstrap writes one at index 0 holding the first membership;
+//! - `RAFT_ENTRIES`: a run of entries; a run that starts at or before the last index replaces
+//!   the suffix from there on (Raft's conflict rule);
+//! - `RAFT_HARD_STATE`: term, vote and commit.
+//!
+//! The writer methods only buffer; [`RaftStorage::sync`] makes everything durable in one
+//! fdatasync. The node calls it once per `Ready`, before any message that depends on it leaves
+//! (DESIGN.md I2). When the log has grown to several times the live state it is rewritten as
+//! one snapshot-based segment ([`Wal::compact`]).
+
+use std::path::Path;
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, StorageError};
+
+use crate::error::Error;
+use crate::limits::RAFT_LOG_COMPACT_MIN_BYTES;
+use crate::token::NodeId;
+use crate::wal::{Position, Record, RecordKind, Wal, WalOptions};
+
+/// The cluster and node a data directory belongs to.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The cluster's id, the same on every member.
+    pub cluster: u64,
+    /// This node's id.
+    pub node: NodeId,
+}
+
+impl Identity {
+    fn encode(self) -> [u8; 16] {
+        let mut out = [0; 16];
+        out[..8].copy_from_slice(&self.cluster.to_le_bytes());
+        out[8..].copy_from_slice(&self.node.get().to_le_bytes());
+        out
+    }
+
+    fn decode(record: &Record<'_>) -> Result<Identity, Error> {
+        let bytes: [u8; 16] = record
+            .payload
+            .try_into()
+            .map_err(|_| record.corrupt("identity record is not 16 bytes"))?;
+        let cluster = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+        let node = u64::from_le_bytes(bytes[8..].try_into().expect("8 bytes"));
+        let node = NodeId::new(node).map_err(|_| record.corrupt("identity with node id 0"))?;
+        Ok(Identity { cluster, node })
+    }
+}
+
+/// Raft's durable state, in memory and in the log under it.
+#[derive(Debug)]
+pub struct RaftStorage {
+    wal: Wal,
+    identity: Option<Identity>,
+    hard_state: HardState,
+    /// The latest snapshot; entries follow its index. Its metadata's conf state is the
+    /// membership as of that index (later changes are in the entries, re-applied on restart).
+    snapshot: Snapshot,
+    entries: Vec<Entry>,
+    /// End of the last buffered record not yet synced.
+    unsynced: Option<Position>,
+}
+
+impl RaftStorage {
+    /// Opens (creating if needed) the Raft log in `dir`, replaying what it holds.
+    pub fn open(dir: impl AsRef<Path>, options: WalOptions) -> Result<RaftStorage, Error> {
+        let mut identity = None;
+        let mut hard_state = HardState::default();
+        let mut snapshot = Snapshot::default();
+        let mut entries: Vec<Entry> = Vec::new();
+        let wal = Wal::open(dir, options, &mut |record| {
+            match record.kind {
+                RecordKind::RAFT_IDENTITY => {
+                    let found = Identity::decode(&record)?;
+                    if identity.is_some_and(|known| known != found) {
+                        return Err(record.corrupt("a second, different identity record"));
+                    }
+                    identity = Some(found);
+                }
+                RecordKind::RAFT_HARD_STATE => {
+                    hard_state = HardState::parse_from_bytes(record.payload)
+                        .map_err(|e| record.corrupt(format!("hard state: {e}")))?;
+                }
+                RecordKind::RAFT_SNAPSHOT_META => {
+                    let snap = Snapshot::parse_from_bytes(record.payload)
+                        .map_err(|e| record.corrupt(format!("snapshot: {e}")))?;
+                    install_snapshot(&mut hard_state, &mut snapshot, &mut entries, snap);
+                }
+                RecordKind::RAFT_ENTRIES => {
+                    let run = decode_entries(&record)?;
+                    splice(&mut entries, first_after(&snapshot), run)
+                        .map_err(|reason| record.corrupt(reason))?;
+                }
+                other => {
+                    return Err(record.corrupt(format!("{other:?} is not a Raft record")));
+                }
+            }
+            Ok(())
+        })?;
+        Ok(RaftStorage {
+            wal,
+            identity,
+            hard_state,
+            snapshot,
+            entries,
+            unsynced: None,
+        })
+    }
+
+    /// Binds a fresh directory to `identity` and, if `voters` is not empty, writes the first
+    /// membership as committed entries 1..=n in term 1, one `AddNode` each (etcd's bootstrap):
+    /// a node that joins later replays them from the leader's log like any other change. With
+    /// no voters the node waits to be added to an existing group. A used directory is checked
+    /// instead: one of another cluster or node is refused, naming both.
+    pub fn bootstrap(&mut self, identity: Identity, voters: &[NodeId]) -> Result<(), Error> {
+        match self.identity {
+            Some(found) if found == identity => return Ok(()),
+            Some(found) => {
+                return Err(Error::WrongCluster {
+                    path: self.wal.dir().to_path_buf(),
+                    found_cluster: found.cluster,
+                    found_node: found.node.get(),
+                    expected_cluster: identity.cluster,
+                    expected_node: identity.node.get(),
+                });
+            }
+            None => {}
+        }
+        self.push(RecordKind::RAFT_IDENTITY, 0, &identity.encode())?;
+        if !voters.is_empty() {
+            let mut run = Vec::with_capacity(voters.len());
+            for (i, voter) in voters.iter().enumerate() {
+                let mut cc = ConfChange::default();
+                cc.set_change_type(ConfChangeType::AddNode);
+                cc.node_id = voter.get();
+                let mut entry = Entry::default();
+                entry.set_entry_type(EntryType::EntryConfChange);
+                entry.index = i as u64 + 1;
+                entry.term = 1;
+                entry.data = cc.write_to_bytes()?.into();
+                run.push(entry);
+            }
+            self.append(&run)?;
+            let mut hard_state = HardState::default();
+            hard_state.term = 1;
+            hard_state.commit = voters.len() as u64;
+            self.set_hard_state(&hard_state)?;
+        }
+        self.sync()?;
+        self.identity = Some(identity);
+        Ok(())
+    }
+
+    /// A copy of the latest snapshot.
+    pub fn snapshot_clone(&self) -> Snapshot {
+        self.snapshot.clone()
+    }
+
+    /// The identity this directory was bootstrapped with, if it was.
+    pub fn identity(&self) -> Option<Identity> {
+        self.identity
+    }
+
+    /// The persisted hard state (as last buffered).
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard_state
+    }
+
+    /// The membership as of the latest snapshot.
+    pub fn snapshot_conf_state(&self) -> &ConfState {
+        self.snapshot.get_metadata().get_conf_state()
+    }
+
+    /// The index of the latest snapshot (0 before any compaction).
+    pub fn snapshot_index(&self) -> u64 {
+        self.snapshot.get_metadata().index
+    }
+
+    /// Buffers a run of entries, replacing any suffix they conflict with.
+    pub fn append(&mut self, run: &[Entry]) -> Result<(), Error> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        let first = first_after(&self.snapshot);
+        // Validate before buffering, so a refused run leaves memory and log alike.
+        check_run(&self.entries, first, run).map_err(Error::InvalidRaftLog)?;
+        let max = self.wal_payload_max();
+        let mut chunk = Vec::new();
+        let mut chunk_term = 0;
+        for entry in run {
+            let bytes = entry.write_to_bytes()?;
+            if 4 + bytes.len() > max {
+                return Err(Error::RecordTooLarge {
+                    len: bytes.len(),
+                    max: max - 4,
+                });
+            }
+            if chunk.len() + 4 + bytes.len() > max {
+                self.push(RecordKind::RAFT_ENTRIES, chunk_term, &chunk)?;
+                chunk.clear();
+            }
+            chunk.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            chunk.extend_from_slice(&bytes);
+            chunk_term = entry.term;
+        }
+        self.push(RecordKind::RAFT_ENTRIES, chunk_term, &chunk)?;
+        splice(&mut self.entries, first, run.to_vec()).map_err(Error::InvalidRaftLog)
+    }
+
+    /// Buffers a new hard state.
+    pub fn set_hard_state(&mut self, hard_state: &HardState) -> Result<(), Error> {
+        if *hard_state == self.hard_state {
+            return Ok(());
+        }
+        self.push(
+            RecordKind::RAFT_HARD_STATE,
+            hard_state.term,
+            &hard_state.write_to_bytes()?,
+        )?;
+        self.hard_state = hard_state.clone();
+        Ok(())
+    }
+
+    /// Buffers a commit index (the rest of the hard state unchanged).
+    pub fn set_commit(&mut self, commit: u64) -> Result<(), Error> {
+        let mut hard_state = self.hard_state.clone();
+        hard_state.commit = commit;
+        self.set_hard_state(&hard_state)
+    }
+
+    /// Buffers a snapshot received from the leader: it replaces every entry it covers.
+    pub fn apply_snapshot(&mut self, snap: Snapshot) -> Result<(), Error> {
+        let index = snap.get_metadata().index;
+        if index < self.snapshot_index() {
+            return Err(Error::InvalidRaftLog(format!(
+                "snapshot at index {index} is older than the one held, at {}",
+                self.snapshot_index()
+            )));
+        }
+        self.push(
+            RecordKind::RAFT_SNAPSHOT_META,
+            snap.get_metadata().term,
+            &snap.write_to_bytes()?,
+        )?;
+        install_snapshot(
+            &mut self.hard_state,
+            &mut self.snapshot,
+            &mut self.entries,
+            snap,
+        );
+        Ok(())
+    }
+
+    /// Log compaction: the host's state up to `index` (applied, so committed) is `data`, and
+    /// `conf_state` is the membership as of `index`. Entries up to `index` are dropped; a
+    /// follower that needs them gets this snapshot instead.
+    pub fn compact(&mut self, index: u64, conf_state: ConfState, data: &[u8]) -> Result<(), Error> {
+        if index <= self.snapshot_index() {
+            return Ok(());
+        }
+        if index > self.hard_state.commit {
+            return Err(Error::InvalidRaftLog(format!(
+                "cannot compact to index {index}: only {} is committed",
+                self.hard_state.commit
+            )));
+        }
+        let term = self
+            .term_of(index)
+            .ok_or_else(|| Error::InvalidRaftLog(format!("no entry at index {index}")))?;
+        let mut snap = Snapshot::default();
+        snap.set_data(data.to_vec().into());
+        let meta = snap.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(conf_state);
+        self.apply_snapshot(snap)
+    }
+
+    /// Makes everything buffered durable. Then, if the log has grown to several times the live
+    /// state, rewrites it as that state alone.
+    pub fn sync(&mut self) -> Result<(), Error> {
+        if let Some(end) = self.unsynced.take() {
+            self.wal.sync_through(end)?;
+        }
+        let live = self.wal.live_bytes();
+        if live > RAFT_LOG_COMPACT_MIN_BYTES && live > 4 * self.state_bytes() {
+            self.rewrite()?;
+        }
+        Ok(())
+    }
+
+    /// Whether anything is buffered and not yet durable.
+    pub fn has_unsynced(&self) -> bool {
+        self.unsynced.is_some()
+    }
+
+    /// Bytes in the log since its last rewrite.
+    pub fn log_bytes(&self) -> u64 {
+        self.wal.live_bytes()
+    }
+
+    fn state_bytes(&self) -> u64 {
+        let entries: u64 = self
+            .entries
+            .iter()
+            .map(|e| e.compute_size() as u64 + 4)
+            .sum();
+        entries + self.snapshot.compute_size() as u64 + 256
+    }
+
+    /// Rewrites the log as identity, snapshot, hard state and entries.
+    fn rewrite(&mut self) -> Result<(), Error> {
+        let identity = self.identity.map(Identity::encode);
+        let snapshot = self.snapshot.write_to_bytes()?;
+        let hard_state = self.hard_state.write_to_bytes()?;
+        let max = self.wal_payload_max();
+        let entries = &self.entries;
+        self.wal.compact(&mut |writer| {
+            if let Some(identity) = &identity {
+                writer.push(RecordKind::RAFT_IDENTITY, 0, identity)?;
+            }
+            writer.push(RecordKind::RAFT_SNAPSHOT_META, 0, &snapshot)?;
+            let mut chunk = Vec::new();
+            let mut term = 0;
+            for entry in entries {
+                let bytes = entry.write_to_bytes()?;
+                if !chunk.is_empty() && chunk.len() + 4 + bytes.len() > max {
+                    writer.push(RecordKind::RAFT_ENTRIES, term, &chunk)?;
+                    chunk.clear();
+                }
+                chunk.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                chunk.extend_from_slice(&bytes);
+                term = entry.term;
+            }
+            if !chunk.is_empty() {
+                writer.push(RecordKind::RAFT_ENTRIES, term, &chunk)?;
+            }
+            // The hard state last: its commit may refer to the entries above.
+            writer.push(RecordKind::RAFT_HARD_STATE, 0, &hard_state)
+        })
+    }
+
+    fn wal_payload_max(&self) -> usize {
+        self.wal.payload_max()
+    }
+
+    fn push(&mut self, kind: RecordKind, generation: u64, payload: &[u8]) -> Result<(), Error> {
+        let end = self.wal.append(kind, generation, payload)?;
+        self.unsynced = Some(end);
+        Ok(())
+    }
+
+    fn term_of(&self, index: u64) -> Option<u64> {
+        let meta = self.snapshot.get_metadata();
+        if index == meta.index {
+            return Some(meta.term);
+        }
+        let first = first_after(&self.snapshot);
+        let at = index.checked_sub(first)?;
+        self.entries.get(at as usize).map(|e| e.term)
+    }
+
+    fn last_index(&self) -> u64 {
+        self.entries
+            .last()
+            .map_or(self.snapshot_index(), |e| e.index)
+    }
+}
+
+/// The index of the first entry after a snapshot.
+fn first_after(snapshot: &Snapshot) -> u64 {
+    snapshot.get_metadata().index + 1
+}
+
+fn install_snapshot(
+    hard_state: &mut HardState,
+    snapshot: &mut Snapshot,
+    entries: &mut Vec<Entry>,
+    snap: Snapshot,
+) {
+    let index = snap.get_metadata().index;
+    // Entries past the snapshot that agree with it stay (a local compaction); otherwise the
+    // snapshot replaces the whole log (one received from the leader).
+    let keep = entries
+        .iter()
+        .position(|e| e.index == index)
+        .filter(|&at| entries[at].term == snap.get_metadata().term);
+    match keep {
+        Some(at) => {
+            entries.drain(..=at);
+        }
+        None => entries.clear(),
+    }
+    hard_state.term = hard_state.term.max(snap.get_metadata().term);
+    hard_state.commit = hard_state.commit.max(index);
+    *snapshot = snap;
+}
+
+/// Why a run of entries cannot follow `entries` (which start at index `first`), if it cannot.
+fn check_run(entries: &[Entry], first: u64, run: &[Entry]) -> Result<(), String> {
+    let Some(head) = run.first() else {
+        return Ok(());
+    };
+    let last = entries.last().map_or(first - 1, |e| e.index);
+    if head.index < first {
+        return Err(format!(
+            "entries from index {} overwrite the snapshot, which covers up to {}",
+            head.index,
+            first - 1
+        ));
+    }
+    if head.index > last + 1 {
+        return Err(format!(
+            "entries from index {} leave a gap after the last index {last}",
+            head.index
+        ));
+    }
+    for pair in run.windows(2) {
+        if pair[1].index != pair[0].index + 1 {
+            return Err(format!(
+                "entry indexes jump from {} to {}",
+                pair[0].index, pair[1].index
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Appends `run` to `entries` (which start at `first`), replacing the suffix it overlaps.
+fn splice(entries: &mut Vec<Entry>, first: u64, run: Vec<Entry>) -> Result<(), String> {
+    check_run(entries, first, &run)?;
+    if let Some(head) = run.first() {
+        entries.truncate((head.index - first) as usize);
+        entries.extend(run);
+    }
+    Ok(())
+}
+
+fn decode_entries(record: &Record<'_>) -> Result<Vec<Entry>, Error> {
+    let mut rest = record.payload;
+    let mut run = Vec::new();
+    while !rest.is_empty() {
+        let (len, tail) = rest
+            .split_first_chunk::<4>()
+            .ok_or_else(|| record.corrupt("truncated entry length"))?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if tail.len() < len {
+            return Err(record.corrupt("entry longer than its record"));
+        }
+        let entry = Entry::parse_from_bytes(&tail[..len])
+            .map_err(|e| record.corrupt(format!("entry: {e}")))?;
+        run.push(entry);
+        rest = &tail[len..];
+    }
+    Ok(run)
+}
+
+fn storage_error(e: StorageError) -> raft::Error {
+    raft::Error::Store(e)
+}
+
+impl raft::Storage for RaftStorage {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState::new(
+            self.hard_state.clone(),
+            self.snapshot_conf_state().clone(),
+        ))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        let first = first_after(&self.snapshot);
+        if low < first {
+            return Err(storage_error(StorageError::Compacted));
+        }
+        if high > self.last_index() + 1 || low > high {
+            return Err(storage_error(StorageError::Unavailable));
+        }
+        let mut run = self.entries[(low - first) as usize..(high - first) as usize].to_vec();
+        raft::util::limit_size(&mut run, max_size.into());
+        Ok(run)
+    }
+
+    fn term(&self, index: u64) -> raft::Result<u64> {
+        if index < self.snapshot_index() {
+            return Err(storage_error(StorageError::Compacted));
+        }
+        self.term_of(index)
+            .ok_or_else(|| storage_error(StorageError::Unavailable))
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(first_after(&self.snapshot))
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(RaftStorage::last_index(self))
+    }
+
+    fn snapshot(&self, _request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        // raft-rs refuses to restore a snapshot whose membership does not name the recipient
+        // (a node added after the last compaction). Only the host can make a newer one: until
+        // it compacts again, the leader keeps asking.
+        let cs = self.snapshot_conf_state();
+        let names = |ids: &[u64]| ids.contains(&to);
+        if !(names(&cs.voters) || names(&cs.learners) || names(&cs.voters_outgoing)
+            || names(&cs.learners_next))
+        {
+            return Err(storage_error(StorageError::SnapshotTemporarilyUnavailable));
+        }
+        Ok(self.snapshot.clone())
+    }
+}
