@@ -138,13 +138,55 @@ mod tests {
     fn unsafe_settings_are_refused() {
         let base = Timing::default();
         for (t, needle) in [
-            (Timing { margin: Duration::from_millis(9), ..base }, "less than one tick"),
-            (Timing { max_drift: 0.5, ..base }, "max_drift"),
-            (Timing { max_drift: -0.1, ..base }, "max_drift"),
-            (Timing { heartbeat_tick: 20, ..base }, "less than election_tick"),
-            (Timing { heartbeat_tick: 0, ..base }, "heartbeat_tick = 0"),
-            (Timing { tick: Duration::ZERO, ..base }, "tick"),
-            (Timing { margin: Duration::from_secs(1), ..base }, "not positive"),
+            (
+                Timing {
+                    margin: Duration::from_millis(9),
+                    ..base
+                },
+                "less than one tick",
+            ),
+            (
+                Timing {
+                    max_drift: 0.5,
+                    ..base
+                },
+                "max_drift",
+            ),
+            (
+                Timing {
+                    max_drift: -0.1,
+                    ..base
+                },
+                "max_drift",
+            ),
+            (
+                Timing {
+                    heartbeat_tick: 20,
+                    ..base
+                },
+                "less than election_tick",
+            ),
+            (
+                Timing {
+                    heartbeat_tick: 0,
+                    ..base
+                },
+                "heartbeat_tick = 0",
+            ),
+            (
+                Timing {
+                    tick: Duration::ZERO,
+                    ..base
+                },
+                "tick",
+            ),
+            (
+                Timing {
+                    margin: Duration::from_secs(1),
+                    ..base
+                },
+                "not positive",
+            ),
         ] {
             let err = t.validate().unwrap_err().to_string();
             assert!(err.contains(needle), "{err} should mention {needle}");

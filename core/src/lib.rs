@@ -46,15 +46,17 @@
 //!
 //! 4. **Time.** Lease arithmetic reads a [`time::Clock`], real or simulated.
 
+pub mod detect;
 pub mod error;
 pub mod fence;
-pub mod limits;
 pub mod lease;
+pub mod limits;
 pub mod node;
 pub mod policy;
 pub mod raft_storage;
 pub mod time;
 pub mod token;
+pub mod transport;
 pub mod wal;
 
 pub use error::Error;

@@ -1,13 +1,293 @@
 //! The Raft node: leadership with terms, a lease that ends before any successor, events,
 //! proposals, transfer and membership.
+//!
+//! [`Replica`] is the deterministic state machine (no thread, no clock of its own); [`Node`]
+//! runs one on its own thread, fed by channels, ticking on a [`Clock`], and answers queries
+//! from any thread. `leadership()` is computed at the moment it is asked, from the lease
+//! deadline the node thread last published: a node thread that is paused (stopped process,
+//! long stall) cannot extend it, so the answer turns to `None` when the deadline passes, before
+//! the thread runs again.
+
 pub mod config;
+pub(crate) mod driver;
 pub mod event;
 pub mod membership;
 pub mod replica;
 pub mod status;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 pub use config::NodeConfig;
 pub use event::{Applied, Event, Leadership, LostReason};
 pub use membership::MembershipChange;
 pub use replica::{Output, ProposalId, Replica};
 pub use status::{Role, Status};
+
+use crate::error::Error;
+use crate::limits::EVENT_QUEUE_MAX;
+use crate::time::{Clock, MonotonicClock};
+use crate::token::NodeId;
+use crate::transport::{Inbox, Transport};
+use driver::{Command, Driver, Input};
+
+/// Inputs queued for the node thread. Peer messages beyond this are dropped; host calls wait.
+const INPUT_QUEUE_MAX: usize = 16 * 1024;
+
+/// What the node thread last published.
+#[derive(Debug, Default)]
+pub(crate) struct View {
+    leadership: Option<Leadership>,
+    status: Option<Status>,
+    stopped: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    view: Mutex<View>,
+    events_dropped: AtomicU64,
+}
+
+/// The answer to a proposal or membership change, once it is committed.
+#[derive(Debug)]
+pub struct Ticket {
+    reply: Receiver<Result<u64, Error>>,
+}
+
+impl Ticket {
+    /// Waits for the outcome: the committed index, or why it was not committed
+    /// ([`Error::NotLeader`] when another leader's entry took its place).
+    pub fn wait(self, timeout: Duration) -> Result<u64, Error> {
+        match self.reply.recv_timeout(timeout) {
+            Ok(result) => result,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                Err(Error::Timeout("waiting for a proposal to commit"))
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(Error::Stopped),
+        }
+    }
+
+    /// The outcome if it is known already.
+    pub fn try_result(&self) -> Option<Result<u64, Error>> {
+        self.reply.try_recv().ok()
+    }
+}
+
+/// A running member of a Raft group. `Send + Sync`: share it by reference or `Arc`.
+pub struct Node {
+    id: NodeId,
+    shared: Arc<Shared>,
+    input: Sender<Input>,
+    events: Receiver<Event>,
+    applied: Receiver<Applied>,
+    clock: Arc<dyn Clock>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Starts a node on the real monotonic clock. `transport` is built with the node's inbox.
+    pub fn start<T: Transport>(
+        config: NodeConfig,
+        transport: impl FnOnce(Inbox) -> Result<T, Error>,
+    ) -> Result<Node, Error> {
+        Node::start_with_clock(config, Arc::new(MonotonicClock::new()), transport)
+    }
+
+    /// Starts a node on `clock`.
+    pub fn start_with_clock<T: Transport>(
+        config: NodeConfig,
+        clock: Arc<dyn Clock>,
+        transport: impl FnOnce(Inbox) -> Result<T, Error>,
+    ) -> Result<Node, Error> {
+        let mut replica = Replica::open(&config, clock.now())?;
+        let first = replica.process(clock.now())?;
+        let (input_tx, input_rx) = bounded(INPUT_QUEUE_MAX);
+        let transport = transport(Inbox {
+            to: config.id,
+            input: input_tx.clone(),
+        })?;
+        let (events_tx, events_rx) = bounded(EVENT_QUEUE_MAX);
+        let (applied_tx, applied_rx) = unbounded();
+        let shared = Arc::new(Shared::default());
+        let driver = Driver {
+            replica,
+            transport,
+            clock: clock.clone(),
+            shared: shared.clone(),
+            input: input_rx,
+            events: events_tx,
+            events_overflow: events_rx.clone(),
+            applied: applied_tx,
+            tickets: HashMap::new(),
+            next_ticket: 1,
+            stopping: false,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("fencekit-node-{}", config.id))
+            .spawn(move || driver.run(first))
+            .map_err(|e| Error::io("spawn the node thread", &config.data_dir, e))?;
+        Ok(Node {
+            id: config.id,
+            shared,
+            input: input_tx,
+            events: events_rx,
+            applied: applied_rx,
+            clock,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Usable leadership now (I4): `Some` only after this node committed an entry in its term
+    /// and while its lease holds on the node's clock. Computed at the call, so a paused node
+    /// thread cannot keep it alive.
+    pub fn leadership(&self) -> Option<Leadership> {
+        let now = self.clock.now();
+        let view = self.shared.lock();
+        if view.stopped.is_some() {
+            return None;
+        }
+        view.leadership.filter(|l| now < l.lease_deadline)
+    }
+
+    /// The node's view, with leadership and times as of now.
+    pub fn status(&self) -> Result<Status, Error> {
+        let now = self.clock.now();
+        let view = self.shared.lock();
+        let mut status = view.status.clone().ok_or(Error::Stopped)?;
+        let elapsed = now.saturating_duration_since(status.at);
+        status.leadership = if view.stopped.is_some() {
+            None
+        } else {
+            view.leadership.filter(|l| now < l.lease_deadline)
+        };
+        status.lease_remaining = status
+            .leadership
+            .map(|l| l.lease_deadline.saturating_duration_since(now));
+        status.last_quorum_contact = status.last_quorum_contact.map(|d| d + elapsed);
+        status.events_dropped = self.shared.events_dropped.load(Ordering::Relaxed);
+        status.at = now;
+        Ok(status)
+    }
+
+    /// Why the node stopped, if it has.
+    pub fn stopped(&self) -> Option<String> {
+        self.shared.lock().stopped.clone()
+    }
+
+    /// The events, in order. A host that lags by more than the queue loses the oldest
+    /// (counted in [`Status::events_dropped`]); [`Node::leadership`] is always current.
+    pub fn events(&self) -> &Receiver<Event> {
+        &self.events
+    }
+
+    /// Committed log items, in index order: the host's proposals and snapshots. After a
+    /// restart, delivery starts again from the latest snapshot; a host skips what it applied.
+    pub fn applied(&self) -> &Receiver<Applied> {
+        &self.applied
+    }
+
+    /// Proposes `data`. Refused at once with [`Error::NotLeader`] when this node is known not
+    /// to lead; otherwise the ticket completes when the entry commits, or fails.
+    pub fn propose(&self, data: Vec<u8>) -> Result<Ticket, Error> {
+        self.refuse_if_not_leader()?;
+        let (tx, rx) = bounded(1);
+        self.send(Input::Propose(data, tx))?;
+        Ok(Ticket { reply: rx })
+    }
+
+    /// Changes the membership (joint consensus for several changes at once). The ticket
+    /// completes when the change is committed.
+    pub fn change_membership(&self, changes: Vec<MembershipChange>) -> Result<Ticket, Error> {
+        self.refuse_if_not_leader()?;
+        let (tx, rx) = bounded(1);
+        self.send(Input::Command(Command::Membership(changes, tx)))?;
+        Ok(Ticket { reply: rx })
+    }
+
+    /// Revokes this leader's lease, then hands leadership to `to`.
+    pub fn transfer_leadership(&self, to: NodeId) -> Result<(), Error> {
+        let (tx, rx) = bounded(1);
+        self.send(Input::Command(Command::Transfer(to, tx)))?;
+        rx.recv().map_err(|_| Error::Stopped)?
+    }
+
+    /// Revokes this leader's lease and hands leadership to the most up-to-date other voter,
+    /// which it returns.
+    pub fn step_down(&self) -> Result<NodeId, Error> {
+        let (tx, rx) = bounded(1);
+        self.send(Input::Command(Command::StepDown(tx)))?;
+        rx.recv().map_err(|_| Error::Stopped)?
+    }
+
+    /// Compacts the log: the host's state as of `index` (an index it has applied) is `data`.
+    pub fn compact(&self, index: u64, data: Vec<u8>) -> Result<(), Error> {
+        let (tx, rx) = bounded(1);
+        self.send(Input::Command(Command::Compact(index, data, tx)))?;
+        rx.recv().map_err(|_| Error::Stopped)?
+    }
+
+    /// Test hook: stalls the node thread for `d`, as a long GC pause or a descheduled thread
+    /// would. Queries from other threads keep working meanwhile.
+    #[doc(hidden)]
+    pub fn stall_for_testing(&self, d: Duration) -> Result<(), Error> {
+        self.send(Input::Command(Command::Stall(d)))
+    }
+
+    /// Stops the node: the lease ends, pending tickets fail, the thread exits. Stopping a
+    /// stopped node does nothing.
+    pub fn stop(&self) {
+        let _ = self.input.send(Input::Command(Command::Stop));
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = thread {
+            // A panic on the node thread has already ended it; the view says it stopped.
+            if thread.join().is_err() {
+                self.shared.lock().stopped = Some("the node thread panicked".into());
+            }
+        }
+    }
+
+    fn refuse_if_not_leader(&self) -> Result<(), Error> {
+        let view = self.shared.lock();
+        if view.stopped.is_some() {
+            return Err(Error::Stopped);
+        }
+        match &view.status {
+            Some(s) if s.role != Role::Leader => Err(Error::NotLeader {
+                hint: s.leader.map(NodeId::get),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn send(&self, input: Input) -> Result<(), Error> {
+        if self.shared.lock().stopped.is_some() {
+            driver::refuse(input);
+            return Err(Error::Stopped);
+        }
+        self.input.send(input).map_err(|_| Error::Stopped)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

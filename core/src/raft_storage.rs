@@ -149,9 +149,11 @@ impl RaftStorage {
                 run.push(entry);
             }
             self.append(&run)?;
-            let mut hard_state = HardState::default();
-            hard_state.term = 1;
-            hard_state.commit = voters.len() as u64;
+            let hard_state = HardState {
+                term: 1,
+                commit: voters.len() as u64,
+                ..Default::default()
+            };
             self.set_hard_state(&hard_state)?;
         }
         self.sync()?;
@@ -516,7 +518,9 @@ impl raft::Storage for RaftStorage {
         // it compacts again, the leader keeps asking.
         let cs = self.snapshot_conf_state();
         let names = |ids: &[u64]| ids.contains(&to);
-        if !(names(&cs.voters) || names(&cs.learners) || names(&cs.voters_outgoing)
+        if !(names(&cs.voters)
+            || names(&cs.learners)
+            || names(&cs.voters_outgoing)
             || names(&cs.learners_next))
         {
             return Err(storage_error(StorageError::SnapshotTemporarilyUnavailable));

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use raft::eraftpb::{ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState};
+use raft::eraftpb::{
+    ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState,
+};
 
 use crate::error::Error;
 use crate::token::NodeId;
@@ -143,7 +145,11 @@ mod tests {
 
     #[test]
     fn removing_the_last_voter_is_refused() {
-        let err = plan(&conf(&[1]), &[MembershipChange::Remove { id: id(1) }], |_| true);
+        let err = plan(
+            &conf(&[1]),
+            &[MembershipChange::Remove { id: id(1) }],
+            |_| true,
+        );
         assert!(err.unwrap_err().to_string().contains("no voter"));
     }
 
@@ -161,15 +167,24 @@ mod tests {
     fn addresses_travel_in_the_context() {
         let cc = plan(
             &conf(&[1]),
-            &[MembershipChange::AddVoter { id: id(2), address: Some("127.0.0.1:7002".into()) }],
+            &[MembershipChange::AddVoter {
+                id: id(2),
+                address: Some("127.0.0.1:7002".into()),
+            }],
             |v| v == 1,
         )
         .unwrap();
-        assert_eq!(addresses(&cc.context), vec![(id(2), "127.0.0.1:7002".to_string())]);
+        assert_eq!(
+            addresses(&cc.context),
+            vec![(id(2), "127.0.0.1:7002".to_string())]
+        );
         let twice = plan(
             &conf(&[1]),
             &[
-                MembershipChange::AddVoter { id: id(2), address: None },
+                MembershipChange::AddVoter {
+                    id: id(2),
+                    address: None,
+                },
                 MembershipChange::Remove { id: id(2) },
             ],
             |_| true,

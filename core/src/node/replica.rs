@@ -249,8 +249,7 @@ impl Replica {
             kind,
             MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
         );
-        if is_vote && now < self.votes_refused_until && message.context != raft::CAMPAIGN_TRANSFER
-        {
+        if is_vote && now < self.votes_refused_until && message.context != raft::CAMPAIGN_TRANSFER {
             return Ok(());
         }
         if message.from == self.raw.raft.leader_id

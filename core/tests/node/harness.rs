@@ -106,10 +106,6 @@ impl Cluster {
         self.start(n);
     }
 
-    pub(crate) fn config_mut(&mut self, n: u64) -> &mut NodeConfig {
-        self.configs.get_mut(&n).unwrap()
-    }
-
     /// Node `n`'s clock now.
     pub(crate) fn local(&self, n: u64) -> Instant {
         Instant::from_nanos((self.now as f64 * self.rates[&n]) as u64)
@@ -130,7 +126,11 @@ impl Cluster {
     }
 
     pub(crate) fn replica_mut(&mut self, n: u64) -> &mut Replica {
-        self.nodes.get_mut(&n).unwrap().as_mut().expect("node is running")
+        self.nodes
+            .get_mut(&n)
+            .unwrap()
+            .as_mut()
+            .expect("node is running")
     }
 
     /// Starts (or restarts, from its directory) node `n`.
@@ -166,11 +166,6 @@ impl Cluster {
                 self.blocked.insert((y, x));
             }
         }
-    }
-
-    /// Cuts one direction only.
-    pub(crate) fn cut(&mut self, from: u64, to: u64) {
-        self.blocked.insert((from, to));
     }
 
     pub(crate) fn heal(&mut self) {
@@ -249,7 +244,11 @@ impl Cluster {
     }
 
     /// Runs until `f` holds, at most `limit`; returns whether it held.
-    pub(crate) fn run_until(&mut self, limit: Duration, mut f: impl FnMut(&Cluster) -> bool) -> bool {
+    pub(crate) fn run_until(
+        &mut self,
+        limit: Duration,
+        mut f: impl FnMut(&Cluster) -> bool,
+    ) -> bool {
         let end = self.now + limit.as_nanos() as u64;
         while self.now < end {
             if f(self) {
@@ -274,7 +273,10 @@ impl Cluster {
             .filter(|(n, r)| r.leadership(self.local(*n)).is_some())
             .map(|(n, _)| n)
             .collect();
-        assert!(leaders.len() <= 1, "two usable leaders at once: {leaders:?}");
+        assert!(
+            leaders.len() <= 1,
+            "two usable leaders at once: {leaders:?}"
+        );
         leaders.first().copied()
     }
 

@@ -10,3 +10,5 @@
 mod harness;
 mod replica;
 mod storage;
+mod tcp;
+mod threaded;

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use fencekit::node::{Applied, Event, LostReason, MembershipChange, Role};
 use fencekit::Error;
+use fencekit::node::{Applied, Event, LostReason, MembershipChange, Role};
 
 use crate::harness::{Cluster, id};
 
@@ -21,7 +21,10 @@ fn three_nodes_elect_one_leader_whose_token_is_its_term() {
     assert_eq!(l.token.holder, id(leader));
     // I4: reported only once an entry of the term is committed.
     let raft = r.raft();
-    assert_eq!(raft.raft_log.term(raft.raft_log.committed).unwrap(), raft.term);
+    assert_eq!(
+        raft.raft_log.term(raft.raft_log.committed).unwrap(),
+        raft.term
+    );
     // Followers agree on who leads.
     c.run_for(ms(100));
     for n in 1..=3 {
@@ -63,7 +66,11 @@ fn a_new_leader_is_elected_after_the_leader_crashes_and_only_after_its_lease() {
     c.assert_leases_disjoint();
     // Failover is bounded: the followers' window, at most 2 election timeouts, and rounds.
     let bound = ms(2 * 200 + 100).as_nanos() as u64;
-    assert!(elected_at - crashed_at < bound, "failover took {} ns", elected_at - crashed_at);
+    assert!(
+        elected_at - crashed_at < bound,
+        "failover took {} ns",
+        elected_at - crashed_at
+    );
 }
 
 #[test]
@@ -83,7 +90,9 @@ fn a_partitioned_leader_loses_its_lease_before_the_majority_elects_a_successor()
     let cut_at = c.now;
     c.partition(&[leader], &others);
     assert!(c.run_until(Duration::from_secs(5), |c| {
-        c.events.iter().any(|e| e.at > cut_at && matches!(e.event, Event::Elected { .. }))
+        c.events
+            .iter()
+            .any(|e| e.at > cut_at && matches!(e.event, Event::Elected { .. }))
     }));
     let (elected_at, new, _) = c.elected_after(cut_at).unwrap();
     assert!(others.contains(&new));
@@ -92,10 +101,20 @@ fn a_partitioned_leader_loses_its_lease_before_the_majority_elects_a_successor()
         .iter()
         .find(|e| {
             e.node == leader
-                && matches!(e.event, Event::Lost { reason: LostReason::LeaseExpired, .. })
+                && matches!(
+                    e.event,
+                    Event::Lost {
+                        reason: LostReason::LeaseExpired,
+                        ..
+                    }
+                )
         })
         .expect("the cut-off leader reports its lease expired");
-    assert!(lost.at <= elected_at, "lease lost at {} but successor elected at {elected_at}", lost.at);
+    assert!(
+        lost.at <= elected_at,
+        "lease lost at {} but successor elected at {elected_at}",
+        lost.at
+    );
     c.assert_leases_disjoint();
     // The cut-off node may still believe it is Raft leader (check-quorum has not stepped it
     // down yet, or has), but it never reports usable leadership.
@@ -113,7 +132,11 @@ fn a_paused_leader_wakes_without_leadership() {
     // Before it processes anything at all, its view of leadership is gone: the lease is a
     // deadline on its clock, not a flag someone has to clear.
     let r = c.replica(leader);
-    assert_eq!(r.raft().state, raft::StateRole::Leader, "raft has not noticed yet");
+    assert_eq!(
+        r.raft().state,
+        raft::StateRole::Leader,
+        "raft has not noticed yet"
+    );
     assert!(r.leadership(c.local(leader)).is_none());
     assert_eq!(r.status(c.local(leader)).role, Role::Leader);
     assert!(r.status(c.local(leader)).leadership.is_none());
@@ -152,11 +175,15 @@ fn a_follower_restarting_right_after_acknowledging_does_not_shorten_the_lease() 
     // Without the restart rule the acker would grant that pre-vote and the vote after it, and
     // the rival would lead within milliseconds while the old lease holds.
     assert!(c.run_until(Duration::from_secs(5), |c| {
-        c.events.iter().any(|e| e.at > restarted_at && e.node != leader
-            && matches!(e.event, Event::Elected { .. }))
+        c.events.iter().any(|e| {
+            e.at > restarted_at && e.node != leader && matches!(e.event, Event::Elected { .. })
+        })
     }));
     let (elected_at, _, _) = c.elected_after(restarted_at).unwrap();
-    assert!(elected_at >= lease_end, "elected at {elected_at}, the old lease ends {lease_end}");
+    assert!(
+        elected_at >= lease_end,
+        "elected at {elected_at}, the old lease ends {lease_end}"
+    );
     c.assert_leases_disjoint();
 }
 
@@ -170,14 +197,23 @@ fn transfer_revokes_the_lease_before_the_successor_is_elected() {
     c.with(leader, |r| r.transfer_leadership(id(to))).unwrap();
     // Revoked at once, in the same step.
     assert!(c.replica(leader).leadership(c.local(leader)).is_none());
-    assert!(c.events.iter().any(|e| e.node == leader && e.at == asked_at
-        && matches!(e.event, Event::Lost { reason: LostReason::Transferring, .. })));
+    assert!(c.events.iter().any(|e| e.node == leader
+        && e.at == asked_at
+        && matches!(
+            e.event,
+            Event::Lost {
+                reason: LostReason::Transferring,
+                ..
+            }
+        )));
     let new = c.wait_for_leader();
     assert_eq!(new, to);
     c.assert_leases_disjoint();
     // Asking a follower, or naming a non-voter, is refused with a reason.
     let follower = (1..=3).find(|&n| n != new).unwrap();
-    let err = c.with(follower, |r| r.transfer_leadership(id(new))).unwrap_err();
+    let err = c
+        .with(follower, |r| r.transfer_leadership(id(new)))
+        .unwrap_err();
     assert!(matches!(err, Error::NotLeader { hint: Some(h) } if h == new));
     let err = c.with(new, |r| r.transfer_leadership(id(9))).unwrap_err();
     assert!(err.to_string().contains("not a voter"));
@@ -217,11 +253,17 @@ fn proposals_commit_in_order_on_every_node_and_followers_refuse_with_a_hint() {
         let expected: Vec<Vec<u8>> = (0..20).map(|i| format!("job-{i}").into_bytes()).collect();
         assert_eq!(data, expected, "node {n}");
         let indexes: Vec<u64> = c.applied[&n].iter().map(Applied::index).collect();
-        assert!(indexes.windows(2).all(|w| w[0] < w[1]), "node {n}: {indexes:?}");
+        assert!(
+            indexes.windows(2).all(|w| w[0] < w[1]),
+            "node {n}: {indexes:?}"
+        );
     }
     let follower = (1..=3).find(|&n| n != leader).unwrap();
     let err = c.propose(follower, b"x").unwrap_err();
-    assert!(matches!(err, Error::NotLeader { hint: Some(h) } if h == leader), "{err}");
+    assert!(
+        matches!(err, Error::NotLeader { hint: Some(h) } if h == leader),
+        "{err}"
+    );
 }
 
 #[test]
@@ -233,10 +275,16 @@ fn a_proposal_overwritten_by_a_new_leader_fails_instead_of_succeeding() {
     // Appended on the isolated leader only: it can never commit.
     let ticket = c.propose(leader, b"lost").unwrap();
     let new = {
-        assert!(c.run_until(Duration::from_secs(5), |c| others.iter().any(|&n| {
-            c.replica(n).leadership(c.local(n)).is_some()
-        })));
-        others.iter().copied().find(|&n| c.replica(n).leadership(c.local(n)).is_some()).unwrap()
+        assert!(c.run_until(Duration::from_secs(5), |c| {
+            others
+                .iter()
+                .any(|&n| c.replica(n).leadership(c.local(n)).is_some())
+        }));
+        others
+            .iter()
+            .copied()
+            .find(|&n| c.replica(n).leadership(c.local(n)).is_some())
+            .unwrap()
     };
     c.propose(new, b"won").unwrap();
     c.run_for(ms(50));
@@ -244,7 +292,11 @@ fn a_proposal_overwritten_by_a_new_leader_fails_instead_of_succeeding() {
     c.run_for(ms(1_000));
     assert!(c.resolved[&ticket].is_err(), "{:?}", c.resolved[&ticket]);
     for n in 1..=3 {
-        assert!(!c.applied[&n].iter().any(|a| matches!(a, Applied::Entry { data, .. } if data == b"lost")));
+        assert!(
+            !c.applied[&n]
+                .iter()
+                .any(|a| matches!(a, Applied::Entry { data, .. } if data == b"lost"))
+        );
     }
 }
 
@@ -257,7 +309,13 @@ fn membership_add_a_joining_node_then_remove_one() {
     c.add_node(4, Vec::new());
     let ticket = c
         .with(leader, |r| {
-            r.change_membership(&[MembershipChange::AddVoter { id: id(4), address: None }], 999)
+            r.change_membership(
+                &[MembershipChange::AddVoter {
+                    id: id(4),
+                    address: None,
+                }],
+                999,
+            )
         })
         .unwrap();
     c.run_for(ms(500));
@@ -265,16 +323,31 @@ fn membership_add_a_joining_node_then_remove_one() {
     assert!(c.resolved[&999].is_ok());
     for n in 1..=4 {
         let s = c.replica(n).status(c.local(n));
-        assert_eq!(s.voters, vec![id(1), id(2), id(3), id(4)], "node {n}: {:?} {:?}", c.applied[&n], s);
+        assert_eq!(
+            s.voters,
+            vec![id(1), id(2), id(3), id(4)],
+            "node {n}: {:?} {:?}",
+            c.applied[&n],
+            s
+        );
     }
     // The joining node got the membership through a snapshot, then the log.
-    assert!(matches!(c.applied[&4].first(), Some(Applied::Snapshot { .. })));
-    assert!(c.applied[&4].iter().any(|a| matches!(a, Applied::Entry { data, .. } if data == b"before-join")));
+    assert!(matches!(
+        c.applied[&4].first(),
+        Some(Applied::Snapshot { .. })
+    ));
+    assert!(
+        c.applied[&4]
+            .iter()
+            .any(|a| matches!(a, Applied::Entry { data, .. } if data == b"before-join"))
+    );
 
     // Remove a follower: it stops taking part.
     let gone = (1..=4).find(|&n| n != leader).unwrap();
-    c.with(leader, |r| r.change_membership(&[MembershipChange::Remove { id: id(gone) }], 1000))
-        .unwrap();
+    c.with(leader, |r| {
+        r.change_membership(&[MembershipChange::Remove { id: id(gone) }], 1000)
+    })
+    .unwrap();
     c.run_for(ms(500));
     assert!(c.resolved[&1000].is_ok());
     assert!(c.replica(gone).is_removed());
@@ -289,8 +362,13 @@ fn membership_add_a_joining_node_then_remove_one() {
     c.with(leader, |r| {
         r.change_membership(
             &[
-                MembershipChange::AddLearner { id: id(5), address: None },
-                MembershipChange::Remove { id: (1..=4).find(|&n| n != leader && n != gone).map(id).unwrap() },
+                MembershipChange::AddLearner {
+                    id: id(5),
+                    address: None,
+                },
+                MembershipChange::Remove {
+                    id: (1..=4).find(|&n| n != leader && n != gone).map(id).unwrap(),
+                },
             ],
             1001,
         )
@@ -318,12 +396,16 @@ fn a_membership_change_that_leaves_no_quorum_is_refused() {
     assert_eq!(c.usable_leader(), Some(leader));
     // Removing a reachable voter would leave 2 reachable of 4: below the quorum of 3.
     let err = c
-        .with(leader, |r| r.change_membership(&[MembershipChange::Remove { id: id(active[0]) }], 7))
+        .with(leader, |r| {
+            r.change_membership(&[MembershipChange::Remove { id: id(active[0]) }], 7)
+        })
         .unwrap_err();
     assert!(err.to_string().contains("fewer than the quorum"), "{err}");
     // Removing an unreachable one leaves 3 reachable of 4, and goes through.
-    c.with(leader, |r| r.change_membership(&[MembershipChange::Remove { id: id(away[0]) }], 8))
-        .unwrap();
+    c.with(leader, |r| {
+        r.change_membership(&[MembershipChange::Remove { id: id(away[0]) }], 8)
+    })
+    .unwrap();
     c.run_for(ms(200));
     assert!(c.resolved[&8].is_ok());
     let err = c.with(leader, |r| r.change_membership(&[], 9)).unwrap_err();
@@ -341,7 +423,12 @@ fn restart_from_disk_keeps_term_vote_and_log() {
     let before: Vec<(u64, u64, u64, u64)> = (1..=3)
         .map(|n| {
             let raft = c.replica(n).raft();
-            (raft.term, raft.vote, raft.raft_log.last_index(), raft.raft_log.committed)
+            (
+                raft.term,
+                raft.vote,
+                raft.raft_log.last_index(),
+                raft.raft_log.committed,
+            )
         })
         .collect();
     for n in 1..=3 {
@@ -354,7 +441,11 @@ fn restart_from_disk_keeps_term_vote_and_log() {
     for n in 1..=3 {
         let raft = c.replica(n).raft();
         let (term, vote, last, commit) = before[(n - 1) as usize];
-        assert_eq!((raft.term, raft.vote, raft.raft_log.last_index()), (term, vote, last), "node {n}");
+        assert_eq!(
+            (raft.term, raft.vote, raft.raft_log.last_index()),
+            (term, vote, last),
+            "node {n}"
+        );
         assert!(raft.raft_log.committed <= commit);
     }
     c.wait_for_leader();
@@ -362,7 +453,10 @@ fn restart_from_disk_keeps_term_vote_and_log() {
     // Every committed entry is delivered again after the restart, in order, so a host that
     // lost its state rebuilds it.
     for n in 1..=3 {
-        let n_entries = c.applied[&n].iter().filter(|a| matches!(a, Applied::Entry { .. })).count();
+        let n_entries = c.applied[&n]
+            .iter()
+            .filter(|a| matches!(a, Applied::Entry { .. }))
+            .count();
         assert_eq!(n_entries, 10, "node {n}");
     }
     c.assert_leases_disjoint();
@@ -379,21 +473,30 @@ fn compaction_then_a_lagging_follower_catches_up_from_the_snapshot() {
     }
     c.run_for(ms(100));
     let applied = c.replica(leader).status(c.local(leader)).applied;
-    c.with(leader, |r| r.compact(applied, b"state-after-30")).unwrap();
+    c.with(leader, |r| r.compact(applied, b"state-after-30"))
+        .unwrap();
     c.start(lagging);
     c.run_for(ms(1_000));
     let got = &c.applied[&lagging];
     assert!(
-        got.iter().any(|a| matches!(a, Applied::Snapshot { data, .. } if data == b"state-after-30")),
+        got.iter()
+            .any(|a| matches!(a, Applied::Snapshot { data, .. } if data == b"state-after-30")),
         "{got:?}"
     );
-    assert_eq!(c.replica(lagging).status(c.local(lagging)).commit, c.replica(leader).status(c.local(leader)).commit);
+    assert_eq!(
+        c.replica(lagging).status(c.local(lagging)).commit,
+        c.replica(leader).status(c.local(leader)).commit
+    );
     // Compacting past what is applied is refused.
-    let err = c.with(leader, |r| r.compact(applied + 1_000, b"")).unwrap_err();
+    let err = c
+        .with(leader, |r| r.compact(applied + 1_000, b""))
+        .unwrap_err();
     assert!(err.to_string().contains("applied"), "{err}");
     // The leader's own log restarts from the snapshot.
     c.crash(leader);
     c.applied.remove(&leader);
     c.start(leader);
-    assert!(matches!(c.applied[&leader].first(), Some(Applied::Snapshot { data, .. }) if data == b"state-after-30"));
+    assert!(
+        matches!(c.applied[&leader].first(), Some(Applied::Snapshot { data, .. }) if data == b"state-after-30")
+    );
 }

@@ -6,19 +6,29 @@ use raft::Storage as _;
 use raft::eraftpb::{ConfState, Entry, HardState};
 
 fn entry(index: u64, term: u64, data: &str) -> Entry {
-    let mut e = Entry::default();
-    e.index = index;
-    e.term = term;
-    e.data = data.as_bytes().to_vec().into();
-    e
+    Entry {
+        index,
+        term,
+        data: data.as_bytes().to_vec().into(),
+        ..Default::default()
+    }
 }
 
 fn identity(cluster: u64, node: u64) -> Identity {
-    Identity { cluster, node: NodeId::new(node).unwrap() }
+    Identity {
+        cluster,
+        node: NodeId::new(node).unwrap(),
+    }
 }
 
 fn open(dir: &std::path::Path) -> RaftStorage {
-    RaftStorage::open(dir, WalOptions { segment_size: 1 << 16 }).unwrap()
+    RaftStorage::open(
+        dir,
+        WalOptions {
+            segment_size: 1 << 16,
+        },
+    )
+    .unwrap()
 }
 
 fn voters() -> Vec<NodeId> {
@@ -33,9 +43,11 @@ fn reopen_recovers_hard_state_entries_and_membership() {
         let mut s = open(dir.path());
         s.bootstrap(identity(7, 1), &voters()).unwrap();
         // The bootstrap wrote the membership as entries 1 and 2.
-        s.append(&[entry(3, 2, "a"), entry(4, 2, "b"), entry(5, 2, "c")]).unwrap();
+        s.append(&[entry(3, 2, "a"), entry(4, 2, "b"), entry(5, 2, "c")])
+            .unwrap();
         // A new leader's entries replace the conflicting suffix from index 4.
-        s.append(&[entry(4, 3, "B"), entry(5, 3, "C"), entry(6, 3, "D")]).unwrap();
+        s.append(&[entry(4, 3, "B"), entry(5, 3, "C"), entry(6, 3, "D")])
+            .unwrap();
         hs.term = 3;
         hs.vote = 2;
         hs.commit = 4;
@@ -50,7 +62,9 @@ fn reopen_recovers_hard_state_entries_and_membership() {
     assert!(state.conf_state.voters.is_empty());
     assert_eq!(s.first_index().unwrap(), 1);
     assert_eq!(s.last_index().unwrap(), 6);
-    let got = s.entries(3, 7, None, raft::GetEntriesContext::empty(false)).unwrap();
+    let got = s
+        .entries(3, 7, None, raft::GetEntriesContext::empty(false))
+        .unwrap();
     let data: Vec<&[u8]> = got.iter().map(|e| &e.data[..]).collect();
     assert_eq!(data, vec![&b"a"[..], b"B", b"C", b"D"]);
     assert_eq!(s.term(1).unwrap(), 1);
@@ -82,23 +96,34 @@ fn compaction_keeps_what_follows_and_survives_reopen() {
     {
         let mut s = open(dir.path());
         s.bootstrap(identity(7, 1), &voters()).unwrap();
-        s.append(&[entry(3, 2, "a"), entry(4, 2, "b"), entry(5, 2, "c")]).unwrap();
-        let mut hs = HardState::default();
-        hs.term = 2;
-        hs.commit = 4;
+        s.append(&[entry(3, 2, "a"), entry(4, 2, "b"), entry(5, 2, "c")])
+            .unwrap();
+        let hs = HardState {
+            term: 2,
+            commit: 4,
+            ..Default::default()
+        };
         s.set_hard_state(&hs).unwrap();
-        let mut cs = ConfState::default();
-        cs.voters = vec![1, 2, 3];
+        let cs = ConfState {
+            voters: vec![1, 2, 3],
+            ..Default::default()
+        };
         s.compact(4, cs, b"host-state").unwrap();
         // Past the commit index is refused and changes nothing.
-        assert!(matches!(s.compact(5, ConfState::default(), b""), Err(Error::InvalidRaftLog(_))));
+        assert!(matches!(
+            s.compact(5, ConfState::default(), b""),
+            Err(Error::InvalidRaftLog(_))
+        ));
         s.sync().unwrap();
     }
     let s = open(dir.path());
     assert_eq!(s.first_index().unwrap(), 5);
     assert_eq!(s.last_index().unwrap(), 5);
     assert_eq!(s.term(4).unwrap(), 2);
-    assert!(matches!(s.term(3), Err(raft::Error::Store(raft::StorageError::Compacted))));
+    assert!(matches!(
+        s.term(3),
+        Err(raft::Error::Store(raft::StorageError::Compacted))
+    ));
     let snap = s.snapshot(0, 2).unwrap();
     assert_eq!(&snap.data[..], b"host-state");
     assert_eq!(snap.get_metadata().get_conf_state().voters, vec![1, 2, 3]);
@@ -113,7 +138,17 @@ fn a_directory_of_another_cluster_or_node_is_refused() {
     }
     let mut s = open(dir.path());
     let err = s.bootstrap(identity(8, 1), &voters()).unwrap_err();
-    assert!(matches!(err, Error::WrongCluster { found_cluster: 7, expected_cluster: 8, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::WrongCluster {
+                found_cluster: 7,
+                expected_cluster: 8,
+                ..
+            }
+        ),
+        "{err}"
+    );
     let err = s.bootstrap(identity(7, 2), &voters()).unwrap_err();
     assert!(err.to_string().contains("node 1"), "{err}");
     s.bootstrap(identity(7, 1), &voters()).unwrap();

@@ -1,0 +1,135 @@
+//! Split-brain detection: an audit of many nodes' statuses, taken at about the same time.
+//!
+//! Each anomaly is evidence that something is wrong (a bug, a broken clock bound, a stale
+//! status) and names the nodes involved. Leases are compared as each node reported them on its
+//! own clock, so the audit flags two nodes that *both* reported a live lease, not a precise
+//! overlap in real time.
+
+use std::collections::BTreeMap;
+
+use crate::node::{Role, Status};
+use crate::token::NodeId;
+
+/// Something that must not happen in a healthy group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Anomaly {
+    /// Two nodes claim Raft leadership of the same term (I1 broken).
+    TwoLeadersInOneTerm {
+        /// The term.
+        term: u64,
+        /// The nodes claiming it.
+        nodes: Vec<NodeId>,
+    },
+    /// Two nodes report a live lease at once (I3 broken, or the statuses are far apart).
+    OverlappingLeases {
+        /// The nodes with a live lease, with their generations.
+        holders: Vec<(NodeId, u64)>,
+    },
+    /// A node claims leadership of an older term while another node leads a newer one: a
+    /// deposed leader that has not noticed yet (it must not act; its lease should be gone).
+    StaleLeader {
+        /// The node with the old claim.
+        node: NodeId,
+        /// Its term.
+        term: u64,
+        /// The newer leader.
+        newer_leader: NodeId,
+        /// The newer term.
+        newer_term: u64,
+        /// Whether the stale node still reports a live lease (the dangerous case).
+        with_lease: bool,
+    },
+    /// Nodes disagree on the voters.
+    MembershipDisagreement {
+        /// Each distinct voter set, with the nodes that hold it.
+        views: Vec<(Vec<NodeId>, Vec<NodeId>)>,
+    },
+}
+
+impl std::fmt::Display for Anomaly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Anomaly::TwoLeadersInOneTerm { term, nodes } => {
+                write!(f, "two leaders in term {term}: {nodes:?}")
+            }
+            Anomaly::OverlappingLeases { holders } => {
+                write!(
+                    f,
+                    "live leases held at once by {holders:?} (node, generation)"
+                )
+            }
+            Anomaly::StaleLeader {
+                node,
+                term,
+                newer_leader,
+                newer_term,
+                with_lease,
+            } => write!(
+                f,
+                "node {node} claims leadership of term {term} while node {newer_leader} leads \
+                 term {newer_term}{}",
+                if *with_lease {
+                    ", and still reports a live lease"
+                } else {
+                    ""
+                }
+            ),
+            Anomaly::MembershipDisagreement { views } => {
+                write!(f, "nodes disagree on the voters:")?;
+                for (voters, nodes) in views {
+                    write!(f, " {nodes:?} see {voters:?};")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Audits `statuses` (one per node) and returns every anomaly found.
+pub fn audit(statuses: &[Status]) -> Vec<Anomaly> {
+    let mut found = Vec::new();
+    let leaders: Vec<&Status> = statuses.iter().filter(|s| s.role == Role::Leader).collect();
+
+    let mut by_term: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
+    for s in &leaders {
+        by_term.entry(s.term).or_default().push(s.id);
+    }
+    for (term, nodes) in by_term {
+        if nodes.len() > 1 {
+            found.push(Anomaly::TwoLeadersInOneTerm { term, nodes });
+        }
+    }
+
+    let holders: Vec<(NodeId, u64)> = statuses
+        .iter()
+        .filter_map(|s| s.leadership.map(|l| (s.id, l.token.generation.get())))
+        .collect();
+    if holders.len() > 1 {
+        found.push(Anomaly::OverlappingLeases { holders });
+    }
+
+    if let Some(newest) = leaders.iter().max_by_key(|s| s.term) {
+        for s in &leaders {
+            if s.term < newest.term {
+                found.push(Anomaly::StaleLeader {
+                    node: s.id,
+                    term: s.term,
+                    newer_leader: newest.id,
+                    newer_term: newest.term,
+                    with_lease: s.leadership.is_some(),
+                });
+            }
+        }
+    }
+
+    let mut views: BTreeMap<Vec<NodeId>, Vec<NodeId>> = BTreeMap::new();
+    for s in statuses {
+        views.entry(s.voters.clone()).or_default().push(s.id);
+    }
+    if views.len() > 1 {
+        found.push(Anomaly::MembershipDisagreement {
+            views: views.into_iter().collect(),
+        });
+    }
+    found
+}

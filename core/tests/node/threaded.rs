@@ -1,0 +1,218 @@
+//! The threaded node on an in-process network, in real time.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fencekit::detect::{Anomaly, audit};
+use fencekit::node::{Applied, Event, Node, NodeConfig, Role};
+use fencekit::transport::{Inbox, Transport};
+use fencekit::{Error, NodeId};
+use raft::eraftpb::Message;
+
+use crate::harness::id;
+
+/// Inboxes of every node, and links that are cut.
+#[derive(Clone, Default)]
+struct LocalNet {
+    inboxes: Arc<Mutex<HashMap<u64, Inbox>>>,
+    cut: Arc<Mutex<HashSet<(u64, u64)>>>,
+}
+
+struct LocalTransport {
+    net: LocalNet,
+}
+
+impl Transport for LocalTransport {
+    fn send(&mut self, message: Message) {
+        if self
+            .net
+            .cut
+            .lock()
+            .unwrap()
+            .contains(&(message.from, message.to))
+        {
+            return;
+        }
+        if let Some(inbox) = self.net.inboxes.lock().unwrap().get(&message.to) {
+            inbox.deliver(message);
+        }
+    }
+}
+
+struct Group {
+    nodes: Vec<Node>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Group {
+    fn new(n: u64) -> Group {
+        let net = LocalNet::default();
+        let voters: Vec<NodeId> = (1..=n).map(id).collect();
+        let mut dirs = Vec::new();
+        let mut nodes = Vec::new();
+        for i in 1..=n {
+            let dir = tempfile::tempdir().unwrap();
+            let config = NodeConfig::new(id(i), 0xC1, dir.path(), voters.clone());
+            let net2 = net.clone();
+            let node = Node::start(config, move |inbox: Inbox| {
+                net2.inboxes.lock().unwrap().insert(i, inbox);
+                Ok(LocalTransport { net: net2 })
+            })
+            .unwrap();
+            dirs.push(dir);
+            nodes.push(node);
+        }
+        Group { nodes, _dirs: dirs }
+    }
+
+    fn node(&self, n: u64) -> &Node {
+        &self.nodes[(n - 1) as usize]
+    }
+
+    fn wait_for_leader(&self, except: Option<u64>) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            for node in &self.nodes {
+                if Some(node.id().get()) != except && node.leadership().is_some() {
+                    return node.id().get();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("no leader within 10 s");
+    }
+}
+
+#[test]
+fn a_threaded_group_elects_reports_and_replicates() {
+    let g = Group::new(3);
+    let leader = g.wait_for_leader(None);
+    let l = g.node(leader).leadership().unwrap();
+    assert_eq!(l.token.holder, id(leader));
+    // The event stream said so too, in order: a leader change, then Elected.
+    let events: Vec<Event> = g.node(leader).events().try_iter().collect();
+    let elected = events
+        .iter()
+        .position(|e| matches!(e, Event::Elected { token, .. } if *token == l.token));
+    let changed = events.iter().position(
+        |e| matches!(e, Event::LeaderChanged { leader: Some(x), .. } if x.get() == leader),
+    );
+    assert!(changed.unwrap() < elected.unwrap(), "{events:?}");
+
+    let tickets: Vec<_> = (0..10)
+        .map(|i| {
+            g.node(leader)
+                .propose(format!("job-{i}").into_bytes())
+                .unwrap()
+        })
+        .collect();
+    let indexes: Vec<u64> = tickets
+        .into_iter()
+        .map(|t| t.wait(Duration::from_secs(5)).unwrap())
+        .collect();
+    assert!(indexes.windows(2).all(|w| w[0] < w[1]));
+    for node in &g.nodes {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.len() < 10 && Instant::now() < deadline {
+            if let Ok(Applied::Entry { data, .. }) =
+                node.applied().recv_timeout(Duration::from_millis(100))
+            {
+                got.push(String::from_utf8(data).unwrap());
+            }
+        }
+        let expected: Vec<String> = (0..10).map(|i| format!("job-{i}")).collect();
+        assert_eq!(got, expected);
+    }
+    // A follower refuses at once, naming the leader.
+    let follower = (1..=3).find(|&n| n != leader).unwrap();
+    let err = g.node(follower).propose(b"x".to_vec()).unwrap_err();
+    assert!(
+        matches!(err, Error::NotLeader { hint: Some(h) } if h == leader),
+        "{err}"
+    );
+    let statuses: Vec<_> = g.nodes.iter().map(|n| n.status().unwrap()).collect();
+    assert_eq!(audit(&statuses), vec![]);
+}
+
+#[test]
+fn a_stalled_leader_thread_loses_leadership_before_it_runs_again() {
+    let g = Group::new(3);
+    let leader = g.wait_for_leader(None);
+    let node = g.node(leader);
+    let lease = node.status().unwrap().lease_remaining.unwrap();
+    node.stall_for_testing(Duration::from_secs(2)).unwrap();
+    // While the thread sleeps, nothing renews the lease; it runs out on the clock.
+    std::thread::sleep(Duration::from_millis(250).max(lease + Duration::from_millis(50)));
+    assert!(
+        node.leadership().is_none(),
+        "a stalled leader must not report leadership"
+    );
+    let status = node.status().unwrap();
+    assert_eq!(status.role, Role::Leader, "the node thread has not run yet");
+    assert!(status.lease_remaining.is_none());
+    // The others elect a successor meanwhile; the audit names the deposed leader, whose lease
+    // is already gone.
+    let new = g.wait_for_leader(Some(leader));
+    let statuses: Vec<_> = g.nodes.iter().map(|n| n.status().unwrap()).collect();
+    let anomalies = audit(&statuses);
+    assert!(
+        anomalies.iter().any(|a| matches!(a,
+        Anomaly::StaleLeader { node, with_lease: false, newer_leader, .. }
+            if node.get() == leader && newer_leader.get() == new)),
+        "{anomalies:?}"
+    );
+    assert!(
+        !anomalies
+            .iter()
+            .any(|a| matches!(a, Anomaly::OverlappingLeases { .. }))
+    );
+    // When the thread wakes it steps down.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while node.status().unwrap().role == Role::Leader && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_ne!(node.status().unwrap().role, Role::Leader);
+    assert!(node.leadership().is_none());
+}
+
+#[test]
+fn transfer_step_down_and_stop_through_the_node() {
+    let g = Group::new(3);
+    let leader = g.wait_for_leader(None);
+    let to = (1..=3).find(|&n| n != leader).unwrap();
+    g.node(leader).transfer_leadership(id(to)).unwrap();
+    assert!(
+        g.node(leader).leadership().is_none(),
+        "revoked before the call returns"
+    );
+    assert_eq!(g.wait_for_leader(Some(leader)), to);
+    let next = g.node(to).step_down().unwrap();
+    assert_ne!(next.get(), to);
+    assert!(g.node(to).leadership().is_none());
+    assert_eq!(g.wait_for_leader(Some(to)), next.get());
+
+    // Stopping: the lease ends, later calls fail with Stopped, stopping again is harmless.
+    let node = g.node(next.get());
+    node.stop();
+    node.stop();
+    assert!(node.leadership().is_none());
+    assert!(matches!(node.propose(b"x".to_vec()), Err(Error::Stopped)));
+    assert!(matches!(node.step_down(), Err(Error::Stopped)));
+    assert!(node.stopped().unwrap().contains("stopped"));
+    let events: Vec<Event> = node.events().try_iter().collect();
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::Lost {
+                reason: fencekit::node::LostReason::Stopped,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    // The two others go on.
+    let survivor = g.wait_for_leader(Some(next.get()));
+    assert_ne!(survivor, next.get());
+}
