@@ -133,3 +133,82 @@ pub fn audit(statuses: &[Status]) -> Vec<Anomaly> {
     }
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::Leadership;
+    use crate::time::Instant;
+    use crate::token::{Generation, Token};
+
+    fn status(id: u64, term: u64, role: Role, lease: bool, voters: &[u64]) -> Status {
+        let node = NodeId::new(id).unwrap();
+        Status {
+            id: node,
+            term,
+            role,
+            leader: None,
+            leadership: lease.then(|| Leadership {
+                token: Token::new(Generation::new(term).unwrap(), node),
+                lease_deadline: Instant::from_nanos(1_000),
+            }),
+            lease_remaining: None,
+            commit: 0,
+            applied: 0,
+            last_quorum_contact: None,
+            voters: voters.iter().map(|&v| NodeId::new(v).unwrap()).collect(),
+            learners: vec![],
+            events_dropped: 0,
+            at: Instant::ZERO,
+        }
+    }
+
+    #[test]
+    fn a_healthy_group_has_no_anomaly() {
+        let v = [1, 2, 3];
+        let statuses = [
+            status(1, 5, Role::Leader, true, &v),
+            status(2, 5, Role::Follower, false, &v),
+            status(3, 5, Role::Follower, false, &v),
+        ];
+        assert_eq!(audit(&statuses), vec![]);
+    }
+
+    #[test]
+    fn every_planted_anomaly_is_named() {
+        let v = [1, 2, 3];
+        let two_in_one_term = [
+            status(1, 5, Role::Leader, false, &v),
+            status(2, 5, Role::Leader, false, &v),
+        ];
+        assert!(matches!(&audit(&two_in_one_term)[..],
+            [Anomaly::TwoLeadersInOneTerm { term: 5, nodes }] if nodes.len() == 2));
+
+        let stale = [
+            status(1, 4, Role::Leader, true, &v),
+            status(2, 5, Role::Leader, true, &v),
+            status(3, 5, Role::Follower, false, &[1, 2]),
+        ];
+        let found = audit(&stale);
+        assert!(
+            found
+                .iter()
+                .any(|a| matches!(a, Anomaly::OverlappingLeases { holders } if holders.len() == 2))
+        );
+        assert!(found.iter().any(|a| matches!(
+            a,
+            Anomaly::StaleLeader {
+                term: 4,
+                newer_term: 5,
+                with_lease: true,
+                ..
+            }
+        )));
+        let disagreement = found
+            .iter()
+            .find(|a| matches!(a, Anomaly::MembershipDisagreement { .. }))
+            .unwrap();
+        assert!(disagreement.to_string().contains("disagree"));
+        assert_eq!(found.len(), 3);
+    }
+}

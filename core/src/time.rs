@@ -48,20 +48,53 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> Instant;
 }
 
-/// The operating system's monotonic clock (`CLOCK_MONOTONIC` through `std::time::Instant`),
-/// guarded so that it never goes backwards even if the platform's clock does: a reading earlier
-/// than the latest one returned is replaced by the latest.
+/// The operating system's monotonic clock, guarded so that it never goes backwards even if the
+/// platform's clock does: a reading earlier than the latest one returned is replaced by the
+/// latest.
+///
+/// On Linux it reads `CLOCK_BOOTTIME`, which keeps counting while the machine is suspended.
+/// `CLOCK_MONOTONIC` (behind `std::time::Instant`) stops during a suspend: a leader whose VM
+/// or laptop was suspended for a minute would wake believing only microseconds had passed, and
+/// act on a lease its followers' clocks ended long ago.
 #[derive(Debug)]
 pub struct MonotonicClock {
-    origin: std::time::Instant,
+    origin: u64,
     latest: AtomicU64,
+}
+
+#[cfg(target_os = "linux")]
+fn os_nanos() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_BOOTTIME exists on every Linux since
+    // 2.6.39, and clock_gettime writes only through the pointer it is given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    if rc != 0 {
+        return std_nanos();
+    }
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn os_nanos() -> u64 {
+    std_nanos()
+}
+
+/// `std::time::Instant` against a process-wide origin, where `CLOCK_BOOTTIME` is unavailable.
+fn std_nanos() -> u64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    duration_nanos(ORIGIN.get_or_init(std::time::Instant::now).elapsed())
 }
 
 impl MonotonicClock {
     /// A clock whose origin is now.
     pub fn new() -> MonotonicClock {
         MonotonicClock {
-            origin: std::time::Instant::now(),
+            origin: os_nanos(),
             latest: AtomicU64::new(0),
         }
     }
@@ -83,7 +116,7 @@ impl Default for MonotonicClock {
 
 impl Clock for MonotonicClock {
     fn now(&self) -> Instant {
-        self.observe(duration_nanos(self.origin.elapsed()))
+        self.observe(os_nanos().saturating_sub(self.origin))
     }
 }
 

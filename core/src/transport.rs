@@ -2,6 +2,7 @@
 //! [`Transport`] and never waits on it; incoming messages reach the node through its [`Inbox`].
 //! `transport::tcp` is the real one; tests and the simulator bring their own.
 
+pub mod local;
 pub mod tcp;
 
 use crossbeam_channel::{Sender, TrySendError};

@@ -1,44 +1,14 @@
 //! The threaded node on an in-process network, in real time.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fencekit::detect::{Anomaly, audit};
 use fencekit::node::{Applied, Event, Node, NodeConfig, Role};
-use fencekit::transport::{Inbox, Transport};
+use fencekit::transport::Inbox;
+use fencekit::transport::local::LocalNetwork;
 use fencekit::{Error, NodeId};
-use raft::eraftpb::Message;
 
 use crate::harness::id;
-
-/// Inboxes of every node, and links that are cut.
-#[derive(Clone, Default)]
-struct LocalNet {
-    inboxes: Arc<Mutex<HashMap<u64, Inbox>>>,
-    cut: Arc<Mutex<HashSet<(u64, u64)>>>,
-}
-
-struct LocalTransport {
-    net: LocalNet,
-}
-
-impl Transport for LocalTransport {
-    fn send(&mut self, message: Message) {
-        if self
-            .net
-            .cut
-            .lock()
-            .unwrap()
-            .contains(&(message.from, message.to))
-        {
-            return;
-        }
-        if let Some(inbox) = self.net.inboxes.lock().unwrap().get(&message.to) {
-            inbox.deliver(message);
-        }
-    }
-}
 
 struct Group {
     nodes: Vec<Node>,
@@ -47,19 +17,14 @@ struct Group {
 
 impl Group {
     fn new(n: u64) -> Group {
-        let net = LocalNet::default();
+        let net = LocalNetwork::new();
         let voters: Vec<NodeId> = (1..=n).map(id).collect();
         let mut dirs = Vec::new();
         let mut nodes = Vec::new();
         for i in 1..=n {
             let dir = tempfile::tempdir().unwrap();
             let config = NodeConfig::new(id(i), 0xC1, dir.path(), voters.clone());
-            let net2 = net.clone();
-            let node = Node::start(config, move |inbox: Inbox| {
-                net2.inboxes.lock().unwrap().insert(i, inbox);
-                Ok(LocalTransport { net: net2 })
-            })
-            .unwrap();
+            let node = Node::start(config, |inbox: Inbox| Ok(net.attach(inbox))).unwrap();
             dirs.push(dir);
             nodes.push(node);
         }
