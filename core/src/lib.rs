@@ -5,7 +5,7 @@
 //! fencing check on the storage side that rejects every write made under an older generation,
 //! even when a paused or partitioned leader wakes up believing it still leads.
 //!
-//! This crate is the kernel: no async, no Wasm, no C. So far it holds:
+//! This crate is the kernel: no async, no Wasm, no C. It holds:
 //!
 //! 1. **Tokens.** A [`Token`] is a [`Generation`] and the [`NodeId`] holding it:
 //!
@@ -45,6 +45,13 @@
 //!    group commit, torn-tail recovery, compaction.
 //!
 //! 4. **Time.** Lease arithmetic reads a [`time::Clock`], real or simulated.
+//!
+//! 5. **The Raft node.** [`node::Node`] runs one member of a Raft group on its own thread
+//!    ([`node::Replica`] is the same state machine without a thread, for simulators). Its
+//!    [`node::Node::leadership`] is usable leadership: after a commit in the term, and only
+//!    while a lease computed by [`lease::Timing`] holds, so it ends before any successor can be
+//!    elected. [`raft_storage`] keeps Raft's state in the log; [`transport`] carries messages
+//!    (TCP, or in-process); [`detect::audit`] finds split-brain evidence in many statuses.
 
 pub mod detect;
 pub mod error;

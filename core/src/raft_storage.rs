@@ -65,6 +65,9 @@ pub struct RaftStorage {
     /// membership as of that index (later changes are in the entries, re-applied on restart).
     snapshot: Snapshot,
     entries: Vec<Entry>,
+    /// Encoded size of `entries`, kept as they change: the rewrite decision reads it on every
+    /// sync, and summing a long log each time would make syncs quadratic.
+    entry_bytes: u64,
     /// End of the last buffered record not yet synced.
     unsynced: Option<Position>,
 }
@@ -105,12 +108,14 @@ impl RaftStorage {
             }
             Ok(())
         })?;
+        let entry_bytes = entries.iter().map(encoded_size).sum();
         Ok(RaftStorage {
             wal,
             identity,
             hard_state,
             snapshot,
             entries,
+            entry_bytes,
             unsynced: None,
         })
     }
@@ -214,7 +219,18 @@ impl RaftStorage {
             chunk_term = entry.term;
         }
         self.push(RecordKind::RAFT_ENTRIES, chunk_term, &chunk)?;
-        splice(&mut self.entries, first, run.to_vec()).map_err(Error::InvalidRaftLog)
+        let keep = (run[0].index - first) as usize;
+        let removed: u64 = self
+            .entries
+            .get(keep..)
+            .unwrap_or(&[])
+            .iter()
+            .map(encoded_size)
+            .sum();
+        let added: u64 = run.iter().map(encoded_size).sum();
+        splice(&mut self.entries, first, run.to_vec()).map_err(Error::InvalidRaftLog)?;
+        self.entry_bytes = self.entry_bytes.saturating_sub(removed) + added;
+        Ok(())
     }
 
     /// Buffers a new hard state.
@@ -258,6 +274,8 @@ impl RaftStorage {
             &mut self.entries,
             snap,
         );
+        // Rare (a compaction, or a snapshot from the leader): recounting is fine here.
+        self.entry_bytes = self.entries.iter().map(encoded_size).sum();
         Ok(())
     }
 
@@ -310,12 +328,7 @@ impl RaftStorage {
     }
 
     fn state_bytes(&self) -> u64 {
-        let entries: u64 = self
-            .entries
-            .iter()
-            .map(|e| e.compute_size() as u64 + 4)
-            .sum();
-        entries + self.snapshot.compute_size() as u64 + 256
+        self.entry_bytes + self.snapshot.compute_size() as u64 + 256
     }
 
     /// Rewrites the log as identity, snapshot, hard state and entries.
@@ -375,6 +388,11 @@ impl RaftStorage {
             .last()
             .map_or(self.snapshot_index(), |e| e.index)
     }
+}
+
+/// An entry's size in a record: its encoding and a 4-byte length.
+fn encoded_size(entry: &Entry) -> u64 {
+    entry.compute_size() as u64 + 4
 }
 
 /// The index of the first entry after a snapshot.

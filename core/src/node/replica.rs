@@ -403,8 +403,13 @@ impl Replica {
                 store.set_hard_state(hs)?;
             }
             // I2: durable before any vote or append response of this Ready leaves, and before
-            // raft-rs is told (advance) that it may count these entries as persisted.
-            store.sync()?;
+            // raft-rs is told (advance) that it may count these entries as persisted. A Ready
+            // whose only change is the commit index needs no fdatasync of its own (raft-rs's
+            // `must_sync`): a commit index lost in a crash is learnt again from the leader, so
+            // it rides with the next sync.
+            if ready.must_sync() {
+                store.sync()?;
+            }
             self.out.messages.extend(ready.take_persisted_messages());
 
             // Committed entries are applied before `advance`, which tells raft-rs they are:
@@ -427,8 +432,6 @@ impl Replica {
                 self.start_round(now);
             }
         }
-        // Commit-index-only hard states need no fdatasync of their own; they ride with the
-        // next one, and a commit index lost in a crash is recomputed by raft.
         Ok(std::mem::take(&mut self.out))
     }
 
