@@ -70,6 +70,11 @@ pub(crate) fn id(n: u64) -> NodeId {
 impl Cluster {
     /// `n` voters with default timing, all clocks at rate 1.
     pub(crate) fn new(n: u64) -> Cluster {
+        Cluster::new_with(n, |_| {})
+    }
+
+    /// `n` voters, each configuration adjusted by `adjust` before its node starts.
+    pub(crate) fn new_with(n: u64, adjust: impl Fn(&mut NodeConfig)) -> Cluster {
         let voters: Vec<NodeId> = (1..=n).map(id).collect();
         let mut cluster = Cluster {
             nodes: BTreeMap::new(),
@@ -90,16 +95,21 @@ impl Cluster {
             next_proposal: 1,
         };
         for n in 1..=n {
-            cluster.add_node(n, voters.clone());
+            cluster.add_node_with(n, voters.clone(), &adjust);
         }
         cluster
     }
 
     /// Creates and starts node `n` with first membership `voters` (empty: it joins).
     pub(crate) fn add_node(&mut self, n: u64, voters: Vec<NodeId>) {
+        self.add_node_with(n, voters, &|_| {});
+    }
+
+    fn add_node_with(&mut self, n: u64, voters: Vec<NodeId>, adjust: &dyn Fn(&mut NodeConfig)) {
         let dir = tempfile::tempdir_in(data_root()).unwrap();
         let mut config = NodeConfig::new(id(n), 0xC1, dir.path(), voters);
         config.wal.segment_size = 1 << 20;
+        adjust(&mut config);
         self._dirs.push(dir);
         self.configs.insert(n, config);
         self.rates.insert(n, 1.0);

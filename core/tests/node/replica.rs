@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
-use fencekit::Error;
+use std::sync::Arc;
+
 use fencekit::node::{Applied, Event, LostReason, MembershipChange, Role};
+use fencekit::{ConflictResolution, Error, NodeId, TieBreaker, Token};
 
 use crate::harness::{Cluster, id};
 
@@ -499,4 +501,36 @@ fn compaction_then_a_lagging_follower_catches_up_from_the_snapshot() {
     assert!(
         matches!(c.applied[&leader].first(), Some(Applied::Snapshot { data, .. }) if data == b"state-after-30")
     );
+}
+
+/// Prefers node 3 for elections; panics for node 2 (a broken policy).
+struct PreferThree;
+
+impl TieBreaker for PreferThree {
+    fn resolve_conflict(&self, _: &[u8], _: Token, _: Token) -> ConflictResolution {
+        ConflictResolution::KeepCurrent
+    }
+
+    fn election_priority(&self, node: NodeId) -> i64 {
+        match node.get() {
+            3 => 10,
+            2 => panic!("a broken policy"),
+            _ => 1,
+        }
+    }
+}
+
+#[test]
+fn election_priority_comes_from_the_tie_breaker_and_a_panicking_one_counts_as_zero() {
+    let mut c = Cluster::new_with(3, |config| config.tie_breaker = Arc::new(PreferThree));
+    assert_eq!(c.replica(1).raft().priority, 1);
+    assert_eq!(c.replica(2).raft().priority, 0);
+    assert_eq!(c.replica(3).raft().priority, 10);
+    // The default policy gives every node the same priority.
+    let plain = Cluster::new(1);
+    assert_eq!(plain.replica(1).raft().priority, 0);
+    // Node 3 refuses to vote for the others while its log is as good as theirs, and they do
+    // not refuse it: with the others unable to agree without it, it leads.
+    c.partition(&[1], &[2]);
+    assert_eq!(c.wait_for_leader(), 3);
 }
