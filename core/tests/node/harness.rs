@@ -1,6 +1,7 @@
 //! An in-process cluster of replicas on one virtual time line: a simulated network (drop,
 //! delay, partitions), per-node clock rates, pauses and crashes. Single-threaded and
-//! deterministic, so tests assert on the clocks, never on sleeps.
+//! deterministic but for raft-rs's own randomized election timeouts, so tests assert on the
+//! clocks (never on sleeps) and only on what holds whatever those draws are.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
