@@ -199,26 +199,11 @@ impl RaftStorage {
         let first = first_after(&self.snapshot);
         // Validate before buffering, so a refused run leaves memory and log alike.
         check_run(&self.entries, first, run).map_err(Error::InvalidRaftLog)?;
-        let max = self.wal_payload_max();
-        let mut chunk = Vec::new();
-        let mut chunk_term = 0;
-        for entry in run {
-            let bytes = entry.write_to_bytes()?;
-            if 4 + bytes.len() > max {
-                return Err(Error::RecordTooLarge {
-                    len: bytes.len(),
-                    max: max - 4,
-                });
-            }
-            if chunk.len() + 4 + bytes.len() > max {
-                self.push(RecordKind::RAFT_ENTRIES, chunk_term, &chunk)?;
-                chunk.clear();
-            }
-            chunk.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-            chunk.extend_from_slice(&bytes);
-            chunk_term = entry.term;
+        // Encoded in full first, so an entry too large for a record is refused with nothing
+        // buffered.
+        for (term, payload) in entry_records(run, self.wal_payload_max())? {
+            self.push(RecordKind::RAFT_ENTRIES, term, &payload)?;
         }
-        self.push(RecordKind::RAFT_ENTRIES, chunk_term, &chunk)?;
         let keep = (run[0].index - first) as usize;
         let removed: u64 = self
             .entries
@@ -336,27 +321,14 @@ impl RaftStorage {
         let identity = self.identity.map(Identity::encode);
         let snapshot = self.snapshot.write_to_bytes()?;
         let hard_state = self.hard_state.write_to_bytes()?;
-        let max = self.wal_payload_max();
-        let entries = &self.entries;
+        let entries = entry_records(&self.entries, self.wal_payload_max())?;
         self.wal.compact(&mut |writer| {
             if let Some(identity) = &identity {
                 writer.push(RecordKind::RAFT_IDENTITY, 0, identity)?;
             }
             writer.push(RecordKind::RAFT_SNAPSHOT_META, 0, &snapshot)?;
-            let mut chunk = Vec::new();
-            let mut term = 0;
-            for entry in entries {
-                let bytes = entry.write_to_bytes()?;
-                if !chunk.is_empty() && chunk.len() + 4 + bytes.len() > max {
-                    writer.push(RecordKind::RAFT_ENTRIES, term, &chunk)?;
-                    chunk.clear();
-                }
-                chunk.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-                chunk.extend_from_slice(&bytes);
-                term = entry.term;
-            }
-            if !chunk.is_empty() {
-                writer.push(RecordKind::RAFT_ENTRIES, term, &chunk)?;
+            for (term, payload) in &entries {
+                writer.push(RecordKind::RAFT_ENTRIES, *term, payload)?;
             }
             // The hard state last: its commit may refer to the entries above.
             writer.push(RecordKind::RAFT_HARD_STATE, 0, &hard_state)
@@ -388,6 +360,34 @@ impl RaftStorage {
             .last()
             .map_or(self.snapshot_index(), |e| e.index)
     }
+}
+
+/// Packs entries into `RAFT_ENTRIES` payloads of at most `max` bytes, each a run of
+/// length-prefixed encodings, with the term of its last entry. Refuses an entry that cannot fit
+/// in a record of its own.
+fn entry_records(entries: &[Entry], max: usize) -> Result<Vec<(u64, Vec<u8>)>, Error> {
+    let mut records = Vec::new();
+    let mut chunk = Vec::new();
+    let mut term = 0;
+    for entry in entries {
+        let bytes = entry.write_to_bytes()?;
+        if 4 + bytes.len() > max {
+            return Err(Error::RecordTooLarge {
+                len: bytes.len(),
+                max: max - 4,
+            });
+        }
+        if !chunk.is_empty() && chunk.len() + 4 + bytes.len() > max {
+            records.push((term, std::mem::take(&mut chunk)));
+        }
+        chunk.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        chunk.extend_from_slice(&bytes);
+        term = entry.term;
+    }
+    if !chunk.is_empty() {
+        records.push((term, chunk));
+    }
+    Ok(records)
 }
 
 /// An entry's size in a record: its encoding and a 4-byte length.

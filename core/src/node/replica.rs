@@ -283,9 +283,7 @@ impl Replica {
         self.raw
             .propose(Vec::new(), data)
             .map_err(|e| self.refusal(e))?;
-        let index = self.raw.raft.raft_log.last_index();
-        self.pending.insert(index, (self.raw.raft.term, id));
-        Ok(index)
+        Ok(self.track(id))
     }
 
     /// Proposes a membership change (joint consensus when it takes more than one step).
@@ -308,9 +306,7 @@ impl Replica {
         self.raw
             .propose_conf_change(Vec::new(), cc)
             .map_err(|e| self.refusal(e))?;
-        let index = self.raw.raft.raft_log.last_index();
-        self.pending.insert(index, (self.raw.raft.term, id));
-        Ok(index)
+        Ok(self.track(id))
     }
 
     /// Revokes the lease, then hands leadership to `to` (DESIGN.md I3: the successor is
@@ -479,6 +475,14 @@ impl Replica {
     pub fn lease_remaining(&self, now: Instant) -> Option<Duration> {
         self.leadership(now)
             .map(|l| l.lease_deadline.saturating_duration_since(now))
+    }
+
+    /// Remembers the entry just proposed (the last in the log) under `id`, to resolve it when
+    /// its index commits.
+    fn track(&mut self, id: ProposalId) -> u64 {
+        let index = self.raw.raft.raft_log.last_index();
+        self.pending.insert(index, (self.raw.raft.term, id));
+        index
     }
 
     fn require_leader(&self) -> Result<(), Error> {
