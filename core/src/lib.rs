@@ -54,6 +54,7 @@
 //!    (TCP, or in-process); [`detect::audit`] finds split-brain evidence in many statuses.
 
 pub mod detect;
+pub mod disk;
 pub mod error;
 pub mod fence;
 pub mod lease;

@@ -17,11 +17,11 @@ mod recovery;
 mod segment;
 
 use std::fmt;
-use std::fs;
 use std::num::NonZeroU8;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
+use crate::disk::DiskHandle;
 use crate::error::Error;
 use crate::limits::{RECORD_PAYLOAD_MAX, SEGMENT_SIZE_DEFAULT, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};
 use record::{FLAG_SNAPSHOT_BASE, SEGMENT_HEADER_LEN, SegmentHeader};
@@ -150,12 +150,15 @@ pub struct WalOptions {
     /// Size of each segment file, preallocated at creation. Between
     /// [`SEGMENT_SIZE_MIN`] and [`SEGMENT_SIZE_MAX`], a multiple of 4096.
     pub segment_size: u64,
+    /// The file system the log lives on: the operating system's unless a simulator's.
+    pub disk: DiskHandle,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
         WalOptions {
             segment_size: SEGMENT_SIZE_DEFAULT,
+            disk: DiskHandle::default(),
         }
     }
 }
@@ -230,9 +233,11 @@ impl Wal {
     ) -> Result<Wal, Error> {
         options.validate()?;
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir).map_err(|e| Error::io("create data directory", &dir, e))?;
-        let lock = DirLock::acquire(&dir)?;
-        let recovered = recovery::recover(&dir, options.segment_size, visit)?;
+        let disk = &*options.disk;
+        disk.create_dir_all(&dir)
+            .map_err(|e| Error::io("create data directory", &dir, e))?;
+        let lock = DirLock::acquire(disk, &dir)?;
+        let recovered = recovery::recover(disk, &dir, options.segment_size, visit)?;
         let next = Position::new(recovered.tail.number(), recovered.next);
         let state = State {
             next,
@@ -448,7 +453,7 @@ impl Wal {
             flags: FLAG_SNAPSHOT_BASE,
         };
         // Before the rename, a failure leaves the old log whole and in use.
-        let base = SegmentFile::create(&self.dir, header, &writer.bytes)?;
+        let base = SegmentFile::create(&*self.options.disk, &self.dir, header, &writer.bytes)?;
         let old_first = self.first_segment_before(number)?;
         *current = base;
         state.next = Position::new(number, used);
@@ -458,15 +463,12 @@ impl Wal {
         drop(current);
         drop(state);
         // The new base is durable; what is older is garbage whatever happens now.
+        let disk = &*self.options.disk;
         for old in old_first..number {
             let path = segment::segment_path(&self.dir, old);
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("remove compacted segment", &path, e)),
-            }
+            segment::remove(disk, &path, "remove compacted segment")?;
         }
-        segment::sync_dir(&self.dir)
+        segment::sync_dir(disk, &self.dir)
     }
 
     fn write_and_sync_locked(
@@ -487,7 +489,7 @@ impl Wal {
                     size: self.options.segment_size,
                     flags: 0,
                 };
-                *current = SegmentFile::create(&self.dir, header, &[])?;
+                *current = SegmentFile::create(&*self.options.disk, &self.dir, header, &[])?;
             }
             current.write_at(chunk.offset, &chunk.bytes)?;
         }
@@ -496,13 +498,14 @@ impl Wal {
 
     /// The lowest segment number present below `number`.
     fn first_segment_before(&self, number: u64) -> Result<u64, Error> {
-        let entries =
-            fs::read_dir(&self.dir).map_err(|e| Error::io("list log directory", &self.dir, e))?;
+        let names = self
+            .options
+            .disk
+            .list(&self.dir)
+            .map_err(|e| Error::io("list log directory", &self.dir, e))?;
         let mut first = number;
-        for entry in entries.flatten() {
-            if let segment::EntryName::Segment(n) =
-                segment::classify(&entry.file_name().to_string_lossy())
-            {
+        for name in names {
+            if let segment::EntryName::Segment(n) = segment::classify(&name) {
                 first = first.min(n);
             }
         }

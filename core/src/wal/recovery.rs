@@ -22,9 +22,7 @@
 //! damage itself looks like a torn write (a whole sector of zeros): no later record exists to
 //! witness that they were synced.
 
-use std::fs::{self, File};
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::record::{
     FLAG_SNAPSHOT_BASE, Parsed, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SegmentHeader,
@@ -32,6 +30,7 @@ use super::record::{
 };
 use super::segment::{self, EntryName, SegmentFile};
 use super::{Position, Record, RecoveryReport, TornTail};
+use crate::disk::Disk;
 use crate::error::Error;
 use crate::limits::{SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};
 
@@ -54,18 +53,19 @@ enum Stop {
 }
 
 pub(crate) fn recover(
+    disk: &dyn Disk,
     dir: &Path,
     segment_size: u64,
     visit: &mut dyn FnMut(Record<'_>) -> Result<(), Error>,
 ) -> Result<Recovered, Error> {
-    let numbers = list_segments(dir)?;
+    let numbers = list_segments(disk, dir)?;
     if numbers.is_empty() {
         let header = SegmentHeader {
             number: 1,
             size: segment_size,
             flags: FLAG_SNAPSHOT_BASE,
         };
-        let tail = SegmentFile::create(dir, header, &[])?;
+        let tail = SegmentFile::create(disk, dir, header, &[])?;
         return Ok(Recovered {
             tail,
             next: SEGMENT_HEADER_LEN,
@@ -77,7 +77,7 @@ pub(crate) fn recover(
     let mut segments = Vec::with_capacity(numbers.len());
     for number in numbers {
         let path = segment::segment_path(dir, number);
-        let header = read_header(&path, number)?;
+        let header = read_header(disk, &path, number)?;
         segments.push((path, header));
     }
     let Some(base) = segments
@@ -92,11 +92,11 @@ pub(crate) fn recover(
     };
     let mut report = RecoveryReport::default();
     for (path, _) in segments.drain(..base) {
-        fs::remove_file(&path).map_err(|e| Error::io("remove obsolete segment", &path, e))?;
+        segment::remove(disk, &path, "remove obsolete segment")?;
         report.removed_segments.push(path);
     }
     if !report.removed_segments.is_empty() {
-        segment::sync_dir(dir)?;
+        segment::sync_dir(disk, dir)?;
     }
     for pair in segments.windows(2) {
         let expected = pair[0].1.number + 1;
@@ -113,7 +113,9 @@ pub(crate) fn recover(
     for index in 0..segments.len() {
         let (path, header) = segments[index].clone();
         let (path, header) = (&path, &header);
-        let data = fs::read(path).map_err(|e| Error::io("read segment", path, e))?;
+        let data = disk
+            .read(path)
+            .map_err(|e| Error::io("read segment", path, e))?;
         if data.len() as u64 > header.size {
             return Err(Error::corrupt(
                 path,
@@ -169,8 +171,9 @@ pub(crate) fn recover(
             ));
         }
         for (later_path, later) in &segments[index + 1..] {
-            let later_data =
-                fs::read(later_path).map_err(|e| Error::io("read segment", later_path, e))?;
+            let later_data = disk
+                .read(later_path)
+                .map_err(|e| Error::io("read segment", later_path, e))?;
             if let Some(witness) = find_witness(
                 &later_data,
                 later.number,
@@ -201,7 +204,7 @@ pub(crate) fn recover(
         }
 
         // A torn tail: discard everything from `offset` on.
-        let tail = SegmentFile::open(path.clone(), *header)?;
+        let tail = SegmentFile::open(disk, path.clone(), *header)?;
         let mut discarded = 0u64;
         if let Some(last) = data.iter().rposition(|&b| b != 0)
             && last >= offset
@@ -213,11 +216,10 @@ pub(crate) fn recover(
             tail.write_zeros(data.len() as u64, header.size - data.len() as u64)?;
         }
         for (later_path, _) in segments.drain(index + 1..) {
-            fs::remove_file(&later_path)
-                .map_err(|e| Error::io("remove segment after a torn tail", &later_path, e))?;
+            segment::remove(disk, &later_path, "remove segment after a torn tail")?;
             report.removed_segments.push(later_path);
         }
-        segment::sync_dir(dir)?;
+        segment::sync_dir(disk, dir)?;
         if discarded > 0 || matches!(stop, Stop::Dirty { .. }) {
             report.torn_tail = Some(TornTail {
                 path: path.clone(),
@@ -228,7 +230,9 @@ pub(crate) fn recover(
         // Records recovered from the page cache after a process crash may never have been
         // synced: make them durable before anyone acts on them.
         for (live_path, _) in &segments {
-            sync_file(live_path)?;
+            disk.open(live_path)
+                .and_then(|f| f.sync_data())
+                .map_err(|e| Error::io("fdatasync", live_path, e))?;
         }
         report.segments = segments.len();
         return Ok(Recovered {
@@ -241,34 +245,34 @@ pub(crate) fn recover(
     unreachable!("the last segment always yields the tail")
 }
 
-fn list_segments(dir: &Path) -> Result<Vec<u64>, Error> {
-    let entries = fs::read_dir(dir).map_err(|e| Error::io("list log directory", dir, e))?;
+fn list_segments(disk: &dyn Disk, dir: &Path) -> Result<Vec<u64>, Error> {
+    let names = disk
+        .list(dir)
+        .map_err(|e| Error::io("list log directory", dir, e))?;
     let mut numbers = Vec::new();
     let mut removed_temp = false;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io("list log directory", dir, e))?;
-        let name = entry.file_name();
-        match segment::classify(&name.to_string_lossy()) {
+    for name in names {
+        match segment::classify(&name) {
             EntryName::Segment(number) => numbers.push(number),
             EntryName::Temp(_) => {
                 // A segment whose creation never finished: it never held a record.
-                let path = entry.path();
-                fs::remove_file(&path)
-                    .map_err(|e| Error::io("remove unfinished segment", &path, e))?;
+                segment::remove(disk, &dir.join(&name), "remove unfinished segment")?;
                 removed_temp = true;
             }
             EntryName::Other => {}
         }
     }
     if removed_temp {
-        segment::sync_dir(dir)?;
+        segment::sync_dir(disk, dir)?;
     }
     numbers.sort_unstable();
     Ok(numbers)
 }
 
-fn read_header(path: &Path, number: u64) -> Result<SegmentHeader, Error> {
-    let file = File::open(path).map_err(|e| Error::io("open segment", path, e))?;
+fn read_header(disk: &dyn Disk, path: &Path, number: u64) -> Result<SegmentHeader, Error> {
+    let file = disk
+        .open(path)
+        .map_err(|e| Error::io("open segment", path, e))?;
     let mut bytes = [0u8; SEGMENT_HEADER_LEN as usize];
     let read = file
         .read_at(&mut bytes, 0)
@@ -293,12 +297,6 @@ fn read_header(path: &Path, number: u64) -> Result<SegmentHeader, Error> {
         ));
     }
     Ok(header)
-}
-
-fn sync_file(path: &PathBuf) -> Result<(), Error> {
-    File::open(path)
-        .and_then(|f| f.sync_data())
-        .map_err(|e| Error::io("fdatasync", path, e))
 }
 
 /// The offset of a valid record at or after `from` that was written after `at` had been

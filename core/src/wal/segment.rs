@@ -6,11 +6,10 @@
 //! "unwritten" extents whose conversion is metadata every later fdatasync must journal) makes
 //! each later append an overwrite of allocated blocks, so fdatasync flushes data only.
 
-use std::fs::{self, File, OpenOptions, TryLockError};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::record::{SEGMENT_HEADER_LEN, SegmentHeader};
+use crate::disk::{Disk, DiskFile, DiskLock};
 use crate::error::Error;
 
 const SUFFIX: &str = ".wal";
@@ -52,24 +51,27 @@ pub(crate) fn classify(name: &str) -> EntryName {
 }
 
 /// Makes the directory's entries (creations, renames, removals) durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), Error> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+pub(crate) fn sync_dir(disk: &dyn Disk, dir: &Path) -> Result<(), Error> {
+    disk.sync_dir(dir)
         .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
+/// Removes a file; one already gone is no error.
+pub(crate) fn remove(disk: &dyn Disk, path: &Path, context: &'static str) -> Result<(), Error> {
+    match disk.remove(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(context, path, e)),
+    }
+}
+
 /// Writes `len` zero bytes at `offset`.
-pub(crate) fn write_zeros(
-    file: &File,
-    path: &Path,
-    mut offset: u64,
-    len: u64,
-) -> Result<(), Error> {
+fn write_zeros(file: &dyn DiskFile, path: &Path, mut offset: u64, len: u64) -> Result<(), Error> {
     let zeros = vec![0u8; ZERO_CHUNK.min(len as usize)];
     let end = offset + len;
     while offset < end {
         let n = (end - offset).min(ZERO_CHUNK as u64) as usize;
-        file.write_all_at(&zeros[..n], offset)
+        file.write_at(&zeros[..n], offset)
             .map_err(|e| Error::io("write zeros to", path, e))?;
         offset += n as u64;
     }
@@ -81,40 +83,43 @@ pub(crate) fn write_zeros(
 pub(crate) struct SegmentFile {
     pub(crate) header: SegmentHeader,
     pub(crate) path: PathBuf,
-    file: File,
+    file: Box<dyn DiskFile>,
 }
 
 impl SegmentFile {
     /// Creates segment `header.number` holding `initial` right after its header, crash-safely:
     /// either the whole file appears under its name, synced, or nothing does.
     pub(crate) fn create(
+        disk: &dyn Disk,
         dir: &Path,
         header: SegmentHeader,
         initial: &[u8],
     ) -> Result<SegmentFile, Error> {
         let temp = temp_path(dir, header.number);
-        let result = Self::fill_temp(&temp, header, initial);
+        let result = Self::fill_temp(disk, &temp, header, initial);
         let file = match result {
             Ok(file) => file,
             Err(e) => {
                 // Best effort: a leftover temporary file is also removed by the next recovery.
-                let _ = fs::remove_file(&temp);
+                let _ = disk.remove(&temp);
                 return Err(e);
             }
         };
         let path = segment_path(dir, header.number);
-        fs::rename(&temp, &path).map_err(|e| Error::io("rename segment into place", &path, e))?;
-        sync_dir(dir)?;
+        disk.rename(&temp, &path)
+            .map_err(|e| Error::io("rename segment into place", &path, e))?;
+        sync_dir(disk, dir)?;
         Ok(SegmentFile { header, path, file })
     }
 
-    fn fill_temp(temp: &Path, header: SegmentHeader, initial: &[u8]) -> Result<File, Error> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(temp)
+    fn fill_temp(
+        disk: &dyn Disk,
+        temp: &Path,
+        header: SegmentHeader,
+        initial: &[u8],
+    ) -> Result<Box<dyn DiskFile>, Error> {
+        let file = disk
+            .create(temp)
             .map_err(|e| Error::io("create segment", temp, e))?;
         let mut head = Vec::with_capacity(SEGMENT_HEADER_LEN as usize + initial.len());
         head.extend_from_slice(&header.encode());
@@ -123,24 +128,26 @@ impl SegmentFile {
             head.len() as u64 <= header.size,
             "initial records exceed the segment"
         );
-        file.write_all_at(&head, 0)
+        file.write_at(&head, 0)
             .map_err(|e| Error::io("write segment", temp, e))?;
         write_zeros(
-            &file,
+            &*file,
             temp,
             head.len() as u64,
             header.size - head.len() as u64,
         )?;
-        file.sync_all()
+        file.sync_data()
             .map_err(|e| Error::io("fsync segment", temp, e))?;
         Ok(file)
     }
 
     /// Opens an existing segment for recovery and appends.
-    pub(crate) fn open(path: PathBuf, header: SegmentHeader) -> Result<SegmentFile, Error> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
+    pub(crate) fn open(
+        disk: &dyn Disk,
+        path: PathBuf,
+        header: SegmentHeader,
+    ) -> Result<SegmentFile, Error> {
+        let file = disk
             .open(&path)
             .map_err(|e| Error::io("open segment", &path, e))?;
         Ok(SegmentFile { header, path, file })
@@ -153,12 +160,12 @@ impl SegmentFile {
     pub(crate) fn write_at(&self, offset: u64, bytes: &[u8]) -> Result<(), Error> {
         debug_assert!(offset + bytes.len() as u64 <= self.header.size);
         self.file
-            .write_all_at(bytes, offset)
+            .write_at(bytes, offset)
             .map_err(|e| Error::io("write", &self.path, e))
     }
 
     pub(crate) fn write_zeros(&self, offset: u64, len: u64) -> Result<(), Error> {
-        write_zeros(&self.file, &self.path, offset, len)
+        write_zeros(&*self.file, &self.path, offset, len)
     }
 
     /// fdatasync: the file's data (and the metadata needed to read it) is on stable storage.
@@ -169,35 +176,25 @@ impl SegmentFile {
     }
 }
 
-/// An exclusive lock on a log directory, held while the log is open. `flock` locks belong to
-/// the open file, so a second open in the same process is refused as well as one in another.
+/// An exclusive lock on a log directory, held while the log is open.
 ///
 /// A process that forks (to spawn a child) briefly shares every open file with the child until
 /// the child's `exec` closes it; a lock released and retaken in that window looks held. So a
 /// held lock is retried for a short while before it is reported.
 #[derive(Debug)]
 pub(crate) struct DirLock {
-    _file: File,
+    _lock: DiskLock,
 }
 
 impl DirLock {
-    pub(crate) fn acquire(dir: &Path) -> Result<DirLock, Error> {
+    pub(crate) fn acquire(disk: &dyn Disk, dir: &Path) -> Result<DirLock, Error> {
         let path = dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| Error::io("open lock file", &path, e))?;
         for attempt in 0..=LOCK_RETRIES {
-            match file.try_lock() {
-                Ok(()) => return Ok(DirLock { _file: file }),
-                Err(TryLockError::WouldBlock) if attempt < LOCK_RETRIES => {
-                    std::thread::sleep(LOCK_RETRY_PAUSE);
-                }
-                Err(TryLockError::WouldBlock) => break,
-                Err(TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
+            match disk.try_lock(&path) {
+                Ok(Some(lock)) => return Ok(DirLock { _lock: lock }),
+                Ok(None) if attempt < LOCK_RETRIES => std::thread::sleep(LOCK_RETRY_PAUSE),
+                Ok(None) => break,
+                Err(e) => return Err(Error::io("lock", &path, e)),
             }
         }
         Err(Error::Locked { path })
@@ -230,12 +227,13 @@ mod tests {
     #[test]
     fn a_directory_is_locked_once() {
         let dir = tempfile::tempdir().unwrap();
-        let first = DirLock::acquire(dir.path()).unwrap();
+        let disk = crate::disk::OsDisk;
+        let first = DirLock::acquire(&disk, dir.path()).unwrap();
         assert!(matches!(
-            DirLock::acquire(dir.path()),
+            DirLock::acquire(&disk, dir.path()),
             Err(Error::Locked { .. })
         ));
         drop(first);
-        DirLock::acquire(dir.path()).unwrap();
+        DirLock::acquire(&disk, dir.path()).unwrap();
     }
 }

@@ -11,6 +11,7 @@ pub(crate) const SMALL_SEGMENT: u64 = 64 << 10;
 pub(crate) fn small_wal() -> WalOptions {
     WalOptions {
         segment_size: SMALL_SEGMENT,
+        ..WalOptions::default()
     }
 }
 

@@ -324,7 +324,10 @@ fn oversized_records_and_bad_options_are_refused() {
         Err(Error::RecordTooLarge { .. })
     ));
     drop(wal);
-    let bad = WalOptions { segment_size: 1000 };
+    let bad = WalOptions {
+        segment_size: 1000,
+        ..WalOptions::default()
+    };
     let err = fencekit::Wal::open(dir.path(), bad, &mut |_| Ok(())).unwrap_err();
     assert!(
         err.to_string().contains("WalOptions::segment_size"),

@@ -26,6 +26,7 @@ fn open(dir: &std::path::Path) -> RaftStorage {
         dir,
         WalOptions {
             segment_size: 1 << 16,
+            ..WalOptions::default()
         },
     )
     .unwrap()

@@ -1,0 +1,193 @@
+//! The file system under the write-ahead log, as a seam.
+//!
+//! The log reaches the disk only through [`Disk`] and [`DiskFile`]: [`OsDisk`] is the real
+//! file system; a simulator supplies one that loses unsynced writes, tears them, flips bits at
+//! rest and fills up, to test recovery (DESIGN.md I6) against every fault, deterministically.
+//! The operations are the few the log needs, with POSIX meaning: data written is visible to
+//! reads at once and durable only after `sync_data`; a creation, rename or removal is durable
+//! only after `sync_dir` of its directory.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+/// A file system. `Send + Sync`: logs on many threads share one.
+pub trait Disk: Send + Sync + fmt::Debug {
+    /// Creates `dir` and its parents, if missing.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// The names of the entries of `dir`.
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Creates (or truncates) `path` for reading and writing.
+    fn create(&self, path: &Path) -> io::Result<Box<dyn DiskFile>>;
+    /// Opens the existing `path` for reading and writing.
+    fn open(&self, path: &Path) -> io::Result<Box<dyn DiskFile>>;
+    /// The whole content of `path`.
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Renames `from` to `to`, replacing `to`.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes the file `path`.
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Makes the creations, renames and removals in `dir` durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Takes an exclusive lock on `path` (a lock file, created if missing), held until the
+    /// returned guard is dropped. `Ok(None)` when another holder has it.
+    fn try_lock(&self, path: &Path) -> io::Result<Option<DiskLock>>;
+}
+
+/// An open file of a [`Disk`].
+pub trait DiskFile: Send + Sync + fmt::Debug {
+    /// Writes all of `bytes` at `offset`.
+    fn write_at(&self, bytes: &[u8], offset: u64) -> io::Result<()>;
+    /// Reads into `buf` from `offset`; returns how many bytes were read (fewer at the end).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// fdatasync: the data written so far is durable.
+    fn sync_data(&self) -> io::Result<()>;
+}
+
+/// A held lock of [`Disk::try_lock`]; dropping it releases the lock.
+pub struct DiskLock(#[allow(dead_code, reason = "held for its Drop")] Box<dyn Send + Sync>);
+
+impl DiskLock {
+    /// Wraps whatever holds the lock until it is dropped.
+    pub fn new(holder: impl Send + Sync + 'static) -> DiskLock {
+        DiskLock(Box::new(holder))
+    }
+}
+
+impl fmt::Debug for DiskLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DiskLock")
+    }
+}
+
+/// A shared handle on a [`Disk`]; the default is the operating system's file system.
+#[derive(Clone)]
+pub struct DiskHandle(Arc<dyn Disk>);
+
+impl DiskHandle {
+    /// A handle on `disk`.
+    pub fn new(disk: impl Disk + 'static) -> DiskHandle {
+        DiskHandle(Arc::new(disk))
+    }
+
+    /// A handle on a shared `disk`.
+    pub fn from_arc(disk: Arc<dyn Disk>) -> DiskHandle {
+        DiskHandle(disk)
+    }
+}
+
+impl Default for DiskHandle {
+    /// The operating system's file system (one shared handle, so defaults compare equal).
+    fn default() -> Self {
+        static OS: OnceLock<DiskHandle> = OnceLock::new();
+        OS.get_or_init(|| DiskHandle::new(OsDisk)).clone()
+    }
+}
+
+impl std::ops::Deref for DiskHandle {
+    type Target = dyn Disk;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl fmt::Debug for DiskHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl PartialEq for DiskHandle {
+    /// Two handles are equal when they share one disk.
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for DiskHandle {}
+
+/// The operating system's file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OsDisk;
+
+impl Disk for OsDisk {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        fs::create_dir_all(dir)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(names)
+    }
+
+    fn create(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        Ok(Box::new(OsFile(file)))
+    }
+
+    fn open(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        Ok(Box::new(OsFile(file)))
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        fs::read(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    /// `flock` locks belong to the open file, so a second lock in the same process is refused
+    /// as well as one in another.
+    fn try_lock(&self, path: &Path) -> io::Result<Option<DiskLock>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(DiskLock::new(file))),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct OsFile(File);
+
+impl DiskFile for OsFile {
+    fn write_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
+        self.0.write_all_at(bytes, offset)
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.0.read_at(buf, offset)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+}
