@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::error::Error;
 use crate::limits::{BATCH_MAX, KEY_LEN_MAX, RESOURCES_DEFAULT, RESOURCES_MAX};
+use crate::planted::{self, PlantedBug};
 use crate::policy::{ConflictResolution, RejectConflicts, TieBreaker};
 use crate::token::Token;
 use crate::wal::{RecordKind, RecoveryReport, Wal, WalOptions};
@@ -412,11 +413,14 @@ impl Fence {
             .read()
             .unwrap_or_else(|p| p.into_inner());
         let key = slot.key.get().expect("registered slot has a key");
-        self.wal.append_sync(
-            RecordKind::FENCE_MARK,
-            token.generation.get(),
-            &mark::encode(token, key),
-        )?;
+        let record = mark::encode(token, key);
+        if planted::active(PlantedBug::FenceAckBeforeDurable) {
+            self.wal
+                .append(RecordKind::FENCE_MARK, token.generation.get(), &record)?;
+        } else {
+            self.wal
+                .append_sync(RecordKind::FENCE_MARK, token.generation.get(), &record)?;
+        }
         slot.publish(guard, token);
         slot.advanced.fetch_add(1, Ordering::Relaxed);
         Ok(Verdict::Advanced { previous })

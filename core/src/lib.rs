@@ -60,6 +60,8 @@ pub mod fence;
 pub mod lease;
 pub mod limits;
 pub mod node;
+#[doc(hidden)]
+pub mod planted;
 pub mod policy;
 pub mod raft_storage;
 pub mod time;

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType};
-use raft::{RawNode, ReadState, StateRole};
+use raft::{RawNode, ReadState, SnapshotStatus, StateRole};
 
 use crate::error::Error;
 use crate::lease::Timing;
@@ -27,6 +27,7 @@ use crate::node::config::NodeConfig;
 use crate::node::event::{Applied, Event, Leadership, LostReason};
 use crate::node::membership::{self, MembershipChange};
 use crate::node::status::{Role, Status};
+use crate::planted::{self, PlantedBug};
 use crate::raft_storage::{Identity, RaftStorage};
 use crate::time::Instant;
 use crate::token::{Generation, NodeId, Token};
@@ -109,6 +110,8 @@ pub struct Replica {
     conf: ConfState,
     conf_history: Vec<(u64, ConfState)>,
     pending: BTreeMap<u64, (u64, ProposalId)>,
+    /// Snapshots sent and not yet acknowledged: peer → when.
+    snapshots_sent: BTreeMap<u64, Instant>,
     removed: bool,
     out: Output,
 }
@@ -174,6 +177,7 @@ impl Replica {
             conf_history: vec![(applied, conf.clone())],
             conf,
             pending: BTreeMap::new(),
+            snapshots_sent: BTreeMap::new(),
             removed: false,
             out: Output::default(),
         };
@@ -202,7 +206,8 @@ impl Replica {
 
     /// Usable leadership at `now` (I4): `None` unless the lease holds at `now`.
     pub fn leadership(&self, now: Instant) -> Option<Leadership> {
-        self.lease.filter(|l| now < l.lease_deadline)
+        self.lease
+            .filter(|l| now < l.lease_deadline || planted::active(PlantedBug::LeaseIgnored))
     }
 
     /// The term.
@@ -220,6 +225,7 @@ impl Replica {
     pub fn expire(&mut self, now: Instant) {
         if let Some(lease) = self.lease
             && now >= lease.lease_deadline
+            && !planted::active(PlantedBug::LeaseIgnored)
         {
             self.lose(LostReason::LeaseExpired);
         }
@@ -232,9 +238,36 @@ impl Replica {
             return;
         }
         self.raw.tick();
+        self.retry_snapshots(now);
         self.ticks_since_round += 1;
         if self.ticks_since_round >= self.timing.heartbeat_tick {
             self.start_round(now);
+        }
+    }
+
+    /// raft-rs waits for the host to report how a snapshot went before it sends that peer
+    /// anything else; a snapshot (or its answer) lost on the way would stall the peer for as
+    /// long as this node leads. So a snapshot unanswered for an election timeout is reported
+    /// failed, and raft-rs probes the peer again (and sends a new snapshot if it needs one).
+    fn retry_snapshots(&mut self, now: Instant) {
+        if self.snapshots_sent.is_empty() {
+            return;
+        }
+        let timeout = self.timing.election_timeout();
+        let prs = self.raw.raft.prs();
+        let mut failed = Vec::new();
+        self.snapshots_sent.retain(|&peer, &mut sent| {
+            let waiting = prs
+                .get(peer)
+                .is_some_and(|p| p.state == raft::ProgressState::Snapshot);
+            if waiting && now.saturating_duration_since(sent) >= timeout {
+                failed.push(peer);
+                return false;
+            }
+            waiting
+        });
+        for peer in failed {
+            self.raw.report_snapshot(peer, SnapshotStatus::Failure);
         }
     }
 
@@ -403,7 +436,8 @@ impl Replica {
             // whose only change is the commit index needs no fdatasync of its own (raft-rs's
             // `must_sync`): a commit index lost in a crash is learnt again from the leader, so
             // it rides with the next sync.
-            if ready.must_sync() {
+            let vote_only = ready.entries().is_empty() && ready.snapshot().is_empty();
+            if ready.must_sync() && !(vote_only && planted::active(PlantedBug::VoteBeforePersist)) {
                 store.sync()?;
             }
             self.out.messages.extend(ready.take_persisted_messages());
@@ -426,6 +460,11 @@ impl Replica {
             // than a heartbeat later: failover time is what users wait for.
             if self.lease.is_none() && self.rounds.is_empty() {
                 self.start_round(now);
+            }
+        }
+        for m in &self.out.messages {
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                self.snapshots_sent.insert(m.to, now);
             }
         }
         Ok(std::mem::take(&mut self.out))
@@ -464,6 +503,17 @@ impl Replica {
             events_dropped: 0,
             at: now,
         }
+    }
+
+    /// Replaces raft-rs's own random draw of the election timeout (in ticks, from
+    /// `election_tick` to twice that, exclusive), so that a simulator whose only randomness is
+    /// its seed replays exactly. raft-rs draws again whenever the role or term changes.
+    #[doc(hidden)]
+    pub fn set_randomized_election_timeout(&mut self, ticks: usize) {
+        let et = self.timing.election_tick;
+        self.raw
+            .raft
+            .set_randomized_election_timeout(ticks.clamp(et, 2 * et - 1));
     }
 
     /// Raft's view, for tests and checkers.
