@@ -107,7 +107,11 @@ impl Nemesis {
         if Nemesis::chance(sim, plan.pauses)
             && let Some(n) = Nemesis::pick(sim, |s, n| s.is_running(n) && !s.is_paused(n))
         {
-            sim.pause(n);
+            if sim.config.beyond_drift && sim.rng().gen_bool(0.5) {
+                sim.pause_with_frozen_clock(n);
+            } else {
+                sim.pause(n);
+            }
             let at = Nemesis::later(sim, plan.pause_ms);
             self.pending.push((at, Undo::Resume(n)));
         }

@@ -112,6 +112,9 @@ struct Slot {
     /// Local time of the next tick.
     next_tick: u64,
     paused: bool,
+    /// The clock's rate before a pause that froze it (a suspended VM whose clock does not
+    /// count the suspension: beyond any drift bound).
+    frozen: Option<f64>,
     /// Packets that arrived while paused: the socket buffer.
     held: Vec<Packet>,
     /// A crashed node restarts then (global).
@@ -239,8 +242,13 @@ impl Simulation {
             rng,
             config,
         };
+        let drift = sim.config.faults.drift;
         for n in 1..=sim.config.nodes {
             let disk = SimDisk::new();
+            let mut clock = SimClock::new(EPOCH);
+            if drift > 0.0 {
+                clock.set_rate(EPOCH, 1.0 + sim.rng.gen_range(-drift..=drift));
+            }
             let mut node = NodeConfig::new(id(n), 0xC1, PathBuf::from(format!("/node{n}")), voters.clone());
             node.timing = sim.config.timing;
             node.wal = WalOptions {
@@ -251,10 +259,11 @@ impl Simulation {
             sim.slots.push(Some(Slot {
                 config: node,
                 disk,
-                clock: SimClock::new(EPOCH),
+                clock,
                 replica: None,
                 next_tick: EPOCH,
                 paused: false,
+                frozen: None,
                 held: Vec::new(),
                 restart_at: None,
                 broken: None,
@@ -367,6 +376,9 @@ impl Simulation {
             return;
         }
         slot.paused = false;
+        if let Some(rate) = slot.frozen.take() {
+            slot.clock.set_rate(self.now, rate);
+        }
         slot.held.clear();
         slot.outbox.clear();
         self.stats.crashes += 1;
@@ -395,11 +407,27 @@ impl Simulation {
         }
     }
 
+    /// Pauses node `n` with its clock stopped too: when it resumes it believes no time
+    /// passed, so its lease seems intact (drift beyond any bound: only the fence can help).
+    pub fn pause_with_frozen_clock(&mut self, n: u64) {
+        self.pause(n);
+        let now = self.now;
+        let slot = self.slot_mut(n);
+        if slot.paused && slot.frozen.is_none() {
+            slot.frozen = Some(slot.clock.rate());
+            slot.clock.set_rate(now, 0.0);
+        }
+    }
+
     /// Resumes node `n` (SIGCONT): it goes on as if nothing happened; its application may act
     /// before the replica notices the time that passed.
     pub fn resume(&mut self, n: u64) {
         let app_first = self.rng.gen_bool(0.5);
+        let now = self.now;
         let slot = self.slot_mut(n);
+        if let Some(rate) = slot.frozen.take() {
+            slot.clock.set_rate(now, rate);
+        }
         if slot.paused {
             slot.paused = false;
             slot.app_first = app_first;
@@ -693,9 +721,6 @@ impl Simulation {
                 None
             };
             self.checker.on_sent(n, &message, entry_term);
-            if std::env::var("SIMDBG").is_ok() && (kind == MessageType::MsgSnapshot || (message.to == 4 && n == 3)) {
-                eprintln!("{} {n}->{} {:?} term {} index {} reject {} snap_index {}", self.now / 1_000_000, message.to, kind, message.term, message.index, message.reject, message.get_snapshot().get_metadata().index);
-            }
             let acknowledges = !message.reject
                 && matches!(
                     kind,

@@ -76,6 +76,16 @@ pub struct Scheduler {
     low: u64,
     /// Completions asked and not answered: job → (token, sent at).
     asked: BTreeMap<u64, (Token, u64)>,
+    /// Jobs started and still running: job → (token, local time it finishes). A job checks
+    /// the lease when it starts; its completion is written when it ends, lease or not: the
+    /// fence is what stops a deposed leader's write.
+    running: BTreeMap<u64, (Token, u64)>,
+}
+
+/// How long job `job` runs, in local nanoseconds: 5 to 64 ms, fixed per job (longer than the
+/// period, so a leader nearly always has a job running).
+fn run_time(job: u64) -> u64 {
+    (5 + job.wrapping_mul(7919) % 60) * 1_000_000
 }
 
 impl Scheduler {
@@ -89,6 +99,7 @@ impl Scheduler {
             done: BTreeSet::new(),
             low: 0,
             asked: BTreeMap::new(),
+            running: BTreeMap::new(),
         }
     }
 
@@ -104,6 +115,17 @@ impl Scheduler {
 
     /// What to send to the store, given the node's leadership at local time `now`.
     pub fn poll(&mut self, now: u64, leadership: Option<Leadership>, out: &mut Vec<StoreRequest>) {
+        let finished: Vec<u64> = self
+            .running
+            .iter()
+            .filter(|(_, (_, end))| *end <= now)
+            .map(|(&job, _)| job)
+            .collect();
+        for job in finished {
+            let (token, _) = self.running.remove(&job).expect("listed");
+            self.asked.insert(job, (token, now));
+            out.push(StoreRequest::Complete { job, token });
+        }
         let Some(lead) = leadership else {
             // Not the leader (or the lease ran out): do nothing, forget the claim.
             self.claimed = None;
@@ -129,16 +151,19 @@ impl Scheduler {
             self.low += 1;
         }
         for job in self.low..due {
-            if self.done.contains(&job) {
+            if self.done.contains(&job) || self.running.contains_key(&job) {
                 continue;
             }
-            let ask = match self.asked.get(&job) {
-                Some(&(t, at)) => t != token || now >= at + RETRY_NS,
-                None => true,
-            };
-            if ask {
-                self.asked.insert(job, (token, now));
-                out.push(StoreRequest::Complete { job, token });
+            match self.asked.get(&job) {
+                // Asked under this token and not answered for a while: ask again.
+                Some(&(t, at)) if t == token && now >= at + RETRY_NS => {
+                    self.asked.insert(job, (token, now));
+                    out.push(StoreRequest::Complete { job, token });
+                }
+                Some(&(t, _)) if t == token => {}
+                _ => {
+                    self.running.insert(job, (token, now + run_time(job)));
+                }
             }
         }
     }
