@@ -36,6 +36,11 @@ failed=$(grep -Eo '([0-9]+) failed;' "$log" | awk '{s += $1} END {print s + 0}')
 step "cargo bench -- --test (benches keep compiling and run once)"
 cargo bench --workspace --locked -- --test
 
+step "simulator: 200 seeds of faults, every invariant checked after every step"
+# SIM_SEEDS=0..5000 ./test.sh for a long run; one failing seed replays with --seed N.
+cargo run --locked --release -p fencekit-sim -- --seeds "${SIM_SEEDS:-0..200}" --quiet
+cargo run --locked --release -p fencekit-sim -- --seeds "${SIM_SEEDS:-0..100}" --quiet --beyond-drift
+
 step "examples"
 cargo run --locked -p fencekit --example fence_basics
 

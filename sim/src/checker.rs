@@ -6,9 +6,9 @@
 
 use std::collections::BTreeMap;
 
+use fencekit::Token;
 use fencekit::node::{Applied, Replica};
 use fencekit::time::Instant;
-use fencekit::Token;
 use raft::StateRole;
 use raft::eraftpb::{HardState, Message, MessageType};
 
@@ -146,16 +146,14 @@ impl Checker {
                 ),
             );
         }
-        if let Some(durable) = self.durable.get(&node) {
-            if hs.term < durable.term || hs.commit < durable.commit {
-                self.fail(
-                    "I6",
-                    format!(
-                        "node {node} recovered term {} commit {}, below its synced term {} commit {}",
-                        hs.term, hs.commit, durable.term, durable.commit
-                    ),
-                );
-            }
+        if let Some(durable) = self.durable.get(&node)
+            && (hs.term < durable.term || hs.commit < durable.commit)
+        {
+            let detail = format!(
+                "node {node} recovered term {} commit {}, below its synced term {} commit {}",
+                hs.term, hs.commit, durable.term, durable.commit
+            );
+            self.fail("I6", detail);
         }
         if let Some((index, term)) = told.acked {
             let first = raft.raft_log.first_index();

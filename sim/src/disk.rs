@@ -260,7 +260,11 @@ impl Disk for SimDisk {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         let state = self.lock();
         let inode = state.inode(path)?;
-        Ok(state.files.get(&inode).map(|f| f.data.clone()).unwrap_or_default())
+        Ok(state
+            .files
+            .get(&inode)
+            .map(|f| f.data.clone())
+            .unwrap_or_default())
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

@@ -84,8 +84,9 @@ fn liveness(sim: &mut Simulation, nemesis: &mut Nemesis) {
         return;
     }
     if sim.stats.committed <= committed {
-        sim.checker
-            .fail_liveness(format!("no entry committed after healing (commit {committed})"));
+        sim.checker.fail_liveness(format!(
+            "no entry committed after healing (commit {committed})"
+        ));
         return;
     }
     let Some(slowest) = sim

@@ -100,7 +100,7 @@ impl Nemesis {
                         sim.mark_flipped(n);
                     }
                 }
-                let after = sim.down_ms() ;
+                let after = sim.down_ms();
                 sim.schedule_restart(n, after);
             }
         }
@@ -127,8 +127,10 @@ impl Nemesis {
         {
             let delta: i64 = sim.rng().gen_range(-500_000_000..1_000_000_000);
             sim.clock_mut(n).jump(now, delta);
-            sim.trace
-                .note(now, format_args!("node {n} clock jumps {} ms", delta / 1_000_000));
+            sim.trace.note(
+                now,
+                format_args!("node {n} clock jumps {} ms", delta / 1_000_000),
+            );
         }
         if Nemesis::chance(sim, plan.disk_full) {
             let nodes = sim.config.nodes;
@@ -142,7 +144,17 @@ impl Nemesis {
                 self.pending.push((at, Undo::FreeDisk(n)));
             }
             sim.stats.disk_full += 1;
-            sim.trace.note(now, format_args!("disk of {} full", if n == 0 { "store".to_string() } else { format!("node {n}") }));
+            sim.trace.note(
+                now,
+                format_args!(
+                    "disk of {} full",
+                    if n == 0 {
+                        "store".to_string()
+                    } else {
+                        format!("node {n}")
+                    }
+                ),
+            );
         }
         if Nemesis::chance(sim, plan.store_crashes) {
             let how = if sim.rng().gen_bool(plan.power_loss) {

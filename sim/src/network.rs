@@ -4,9 +4,9 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 
+use raft::eraftpb::Message;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use raft::eraftpb::Message;
 
 use crate::store::{StoreReply, StoreRequest};
 
@@ -72,9 +72,32 @@ impl NetworkFaults {
     }
 }
 
+/// A packet in flight, ordered by delivery time, then by sending order.
 #[derive(Debug)]
 struct InFlight {
+    at: u64,
+    seq: u64,
     packet: Packet,
+}
+
+impl PartialEq for InFlight {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for InFlight {}
+
+impl PartialOrd for InFlight {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for InFlight {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
 }
 
 /// The network between the nodes and the store.
@@ -84,8 +107,7 @@ pub struct Network {
     pub faults: NetworkFaults,
     /// Directed links that drop everything.
     blocked: BTreeSet<(Endpoint, Endpoint)>,
-    queue: BinaryHeap<Reverse<(u64, u64)>>,
-    slots: std::collections::BTreeMap<u64, InFlight>,
+    queue: BinaryHeap<Reverse<InFlight>>,
     next_seq: u64,
     /// Packets sent, lost, duplicated.
     pub sent: u64,
@@ -100,7 +122,6 @@ impl Network {
             faults,
             blocked: BTreeSet::new(),
             queue: BinaryHeap::new(),
-            slots: std::collections::BTreeMap::new(),
             next_seq: 0,
             sent: 0,
             dropped: 0,
@@ -135,19 +156,17 @@ impl Network {
     fn enqueue(&mut self, at: u64, packet: Packet) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.queue.push(Reverse((at, seq)));
-        self.slots.insert(seq, InFlight { packet });
+        self.queue.push(Reverse(InFlight { at, seq, packet }));
     }
 
     /// The next packet due by `now`, in delivery order. A packet on a link blocked while it was
     /// in flight is lost too.
     pub fn next_due(&mut self, now: u64) -> Option<Packet> {
-        while let Some(&Reverse((at, seq))) = self.queue.peek() {
-            if at > now {
+        while let Some(Reverse(next)) = self.queue.peek() {
+            if next.at > now {
                 return None;
             }
-            self.queue.pop();
-            let packet = self.slots.remove(&seq)?.packet;
+            let Reverse(InFlight { packet, .. }) = self.queue.pop()?;
             if self.blocked.contains(&(packet.from, packet.to)) {
                 self.dropped += 1;
                 continue;
@@ -159,7 +178,7 @@ impl Network {
 
     /// Whether a packet in flight matches `f`.
     pub fn any_in_flight(&self, f: impl Fn(&Packet) -> bool) -> bool {
-        self.slots.values().any(|p| f(&p.packet))
+        self.queue.iter().any(|Reverse(p)| f(&p.packet))
     }
 
     /// Blocks the link from `a` to `b` (one way).

@@ -13,16 +13,16 @@ use fencekit::planted::PlantedBug;
 use fencekit::time::Instant;
 use fencekit::wal::WalOptions;
 use fencekit::{Error, NodeId};
+use raft::eraftpb::MessageType;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use raft::eraftpb::MessageType;
 
 use crate::checker::{Checker, Violation};
 use crate::clock::SimClock;
 use crate::disk::SimDisk;
 use crate::faults::FaultPlan;
 use crate::network::{Endpoint, Network, Packet, Payload};
-use crate::store::{Store, StoreFact, StoreRequest};
+use crate::store::{Refusal, Store, StoreFact, StoreReply, StoreRequest};
 use crate::trace::Trace;
 use crate::workload::{Machine, Scheduler};
 
@@ -192,7 +192,8 @@ pub struct Simulation {
     rng: ChaCha8Rng,
     /// Global time, ns.
     pub now: u64,
-    slots: Vec<Option<Slot>>,
+    /// Boxed: a slot holds a whole replica, and is taken out and put back every step.
+    slots: Vec<Option<Box<Slot>>>,
     /// The network.
     pub net: Network,
     /// The fenced store.
@@ -249,14 +250,19 @@ impl Simulation {
             if drift > 0.0 {
                 clock.set_rate(EPOCH, 1.0 + sim.rng.gen_range(-drift..=drift));
             }
-            let mut node = NodeConfig::new(id(n), 0xC1, PathBuf::from(format!("/node{n}")), voters.clone());
+            let mut node = NodeConfig::new(
+                id(n),
+                0xC1,
+                PathBuf::from(format!("/node{n}")),
+                voters.clone(),
+            );
             node.timing = sim.config.timing;
             node.wal = WalOptions {
                 segment_size: 256 << 10,
                 disk: DiskHandle::new(disk.clone()),
             };
             let period = sim.config.job_period.as_nanos() as u64;
-            sim.slots.push(Some(Slot {
+            sim.slots.push(Some(Box::new(Slot {
                 config: node,
                 disk,
                 clock,
@@ -275,17 +281,17 @@ impl Simulation {
                 timeout: 0,
                 timeout_key: (u64::MAX, 0, 0),
                 crash_now: None,
-            }));
+            })));
             sim.start(n);
         }
         Ok(sim)
     }
 
-    fn take(&mut self, n: u64) -> Slot {
+    fn take(&mut self, n: u64) -> Box<Slot> {
         self.slots[(n - 1) as usize].take().expect("slot in use")
     }
 
-    fn put(&mut self, n: u64, slot: Slot) {
+    fn put(&mut self, n: u64, slot: Box<Slot>) {
         self.slots[(n - 1) as usize] = Some(slot);
     }
 
@@ -357,7 +363,8 @@ impl Simulation {
                 slot.restart_at = Some(self.now + 100 * STEP_NS);
             }
             Err(e) => {
-                self.checker.fail_liveness(format!("node {n} cannot restart: {e}"));
+                self.checker
+                    .fail_liveness(format!("node {n} cannot restart: {e}"));
                 slot.broken = Some(e.to_string());
             }
         }
@@ -389,7 +396,8 @@ impl Simulation {
                 slot.disk.lose_power(&mut self.rng, torn);
             }
         }
-        self.trace.note(self.now, format_args!("node {n} crashes ({how:?})"));
+        self.trace
+            .note(self.now, format_args!("node {n} crashes ({how:?})"));
     }
 
     /// Crashes node `n` with a power loss in the middle of its next fdatasync.
@@ -520,32 +528,29 @@ impl Simulation {
                 };
                 let reply = self.store.handle(request, &mut self.facts);
                 self.absorb_facts();
-                match reply {
-                    Some(reply) => {
-                        if let crate::store::StoreReply::Refused {
-                            token,
-                            reason: crate::store::Refusal::Stale | crate::store::Refusal::Conflict,
-                            ..
-                        } = &reply
-                        {
-                            self.trace
-                                .note(self.now, format_args!("store refuses {token} ({request:?})"));
-                        }
-                        if !self.store.is_up() {
-                            self.store_down(Crash::Power { torn: true });
-                        }
-                        self.net.send(
-                            &mut self.rng,
-                            self.now,
-                            Packet {
-                                from: Endpoint::Store,
-                                to: packet.from,
-                                payload: Payload::Reply(reply),
-                            },
-                        );
-                    }
-                    None => {}
+                let Some(reply) = reply else {
+                    return;
+                };
+                if let StoreReply::Refused {
+                    token,
+                    reason: Refusal::Stale | Refusal::Conflict,
+                    ..
+                } = &reply
+                {
+                    self.trace.note(
+                        self.now,
+                        format_args!("store refuses {token} ({request:?})"),
+                    );
                 }
+                if !self.store.is_up() {
+                    self.store_down(Crash::Power { torn: true });
+                }
+                let packet = Packet {
+                    from: Endpoint::Store,
+                    to: packet.from,
+                    payload: Payload::Reply(reply),
+                };
+                self.net.send(&mut self.rng, self.now, packet);
             }
             Endpoint::Node(n) => {
                 let mut slot = self.take(n);
@@ -564,8 +569,9 @@ impl Simulation {
             Payload::Raft(message) => {
                 let local = slot.clock.read(self.now);
                 let replica = slot.replica.as_mut().expect("running");
-                if let Err(e) = replica.step(message, local) {
-                    self.node_failed(n, slot, e);
+                match replica.step(message, local) {
+                    Ok(()) => self.fix_timeout(n, slot),
+                    Err(e) => self.node_failed(n, slot, e),
                 }
             }
             Payload::Reply(reply) => slot.scheduler.on_reply(&reply),
@@ -600,8 +606,7 @@ impl Simulation {
             }
         }
         if slot.replica.is_some() {
-            self.tick(&mut slot, local);
-            self.fix_timeout(n, &mut slot);
+            self.tick(n, &mut slot, local);
             self.process(n, &mut slot);
         }
         if slot.replica.is_some() {
@@ -616,17 +621,17 @@ impl Simulation {
     }
 
     /// Ticks due by `local`, catching up at most two election timeouts (as the node's driver).
-    fn tick(&mut self, slot: &mut Slot, local: Instant) {
+    fn tick(&mut self, n: u64, slot: &mut Slot, local: Instant) {
         let tick = slot.config.timing.tick.as_nanos() as u64;
         let most = 2 * slot.config.timing.election_tick as u64 * tick;
         let now = local.as_nanos();
         if now > slot.next_tick + most {
             slot.next_tick = now - most;
         }
-        let replica = slot.replica.as_mut().expect("running");
-        replica.expire(local);
+        slot.replica.as_mut().expect("running").expire(local);
         while slot.next_tick <= now {
-            replica.tick(local);
+            slot.replica.as_mut().expect("running").tick(local);
+            self.fix_timeout(n, slot);
             slot.next_tick += tick;
         }
     }
@@ -748,9 +753,9 @@ impl Simulation {
         }
         for event in events {
             match event {
-                Event::Elected { token, .. } => {
-                    self.trace.note(self.now, format_args!("node {n} elected as {token}"))
-                }
+                Event::Elected { token, .. } => self
+                    .trace
+                    .note(self.now, format_args!("node {n} elected as {token}")),
                 Event::Lost { token, reason } => self
                     .trace
                     .note(self.now, format_args!("node {n} loses {token}: {reason:?}")),
@@ -781,7 +786,8 @@ impl Simulation {
                 self.store.disk().lose_power(&mut self.rng, torn);
             }
         }
-        self.trace.note(self.now, format_args!("store crashes ({how:?})"));
+        self.trace
+            .note(self.now, format_args!("store crashes ({how:?})"));
         self.store_restart_at = Some(self.now + self.down_time());
     }
 
@@ -795,7 +801,8 @@ impl Simulation {
                 self.checker.on_store(&StoreFact::Recovered(mark));
             }
             Err(e) => {
-                self.trace.note(self.now, format_args!("store cannot restart: {e}"));
+                self.trace
+                    .note(self.now, format_args!("store cannot restart: {e}"));
                 self.store_restart_at = Some(self.now + 50 * STEP_NS);
             }
         }

@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use fencekit::wal::WalOptions;
 use fencekit::disk::DiskHandle;
+use fencekit::wal::WalOptions;
 use fencekit::{Error, Fence, FenceOptions, ResourceId, Token, Verdict};
 
 use crate::disk::SimDisk;
@@ -166,7 +166,11 @@ impl Store {
     }
 
     /// Handles one request; `None` while the store is down (the request is lost).
-    pub fn handle(&mut self, request: &StoreRequest, facts: &mut Vec<StoreFact>) -> Option<StoreReply> {
+    pub fn handle(
+        &mut self,
+        request: &StoreRequest,
+        facts: &mut Vec<StoreFact>,
+    ) -> Option<StoreReply> {
         let (fence, id) = self.fence.as_ref()?;
         let token = match request {
             StoreRequest::Claim { token } | StoreRequest::Complete { token, .. } => *token,
