@@ -236,9 +236,4 @@ impl Nemesis {
             sim.restart_store();
         }
     }
-
-    /// Whether node `n` is out for good (its log was damaged and refused).
-    pub fn is_lost(sim: &Simulation, n: u64) -> bool {
-        sim.is_broken(n)
-    }
 }
