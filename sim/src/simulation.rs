@@ -851,10 +851,6 @@ impl Simulation {
         self.slot(n).replica.is_some()
     }
 
-    pub(crate) fn is_broken(&self, n: u64) -> bool {
-        self.slot(n).broken.is_some()
-    }
-
     pub(crate) fn disk(&self, n: u64) -> &SimDisk {
         &self.slot(n).disk
     }
