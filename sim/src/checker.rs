@@ -308,9 +308,4 @@ impl Checker {
     pub fn fail_liveness(&mut self, detail: String) {
         self.fail("liveness", detail);
     }
-
-    /// Highest index applied anywhere.
-    pub fn applied_max(&self) -> u64 {
-        self.digests.keys().next_back().copied().unwrap_or(0)
-    }
 }

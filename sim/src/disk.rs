@@ -204,15 +204,6 @@ impl SimDisk {
     pub fn is_full(&self) -> bool {
         self.lock().full
     }
-
-    /// Bytes written and not yet synced, over all files.
-    pub fn unsynced_bytes(&self) -> usize {
-        self.lock()
-            .files
-            .values()
-            .flat_map(|f| f.unsynced.iter().map(|(_, len)| len))
-            .sum()
-    }
 }
 
 fn full_error() -> io::Error {

@@ -160,11 +160,6 @@ impl Store {
         self.fence = None;
     }
 
-    /// Completions recorded per job.
-    pub fn ledger(&self) -> &BTreeMap<u64, Vec<Token>> {
-        &self.ledger
-    }
-
     /// Handles one request; `None` while the store is down (the request is lost).
     pub fn handle(
         &mut self,
