@@ -307,12 +307,6 @@ impl Fence {
         items: &[(ResourceId, Token)],
         out: &mut [Verdict],
     ) -> Result<(), Error> {
-        if items.len() > BATCH_MAX {
-            return Err(Error::InvalidBatch(format!(
-                "{} items; a batch holds at most {BATCH_MAX}",
-                items.len()
-            )));
-        }
         if out.len() != items.len() {
             return Err(Error::InvalidBatch(format!(
                 "{} items but {} verdict slots",
@@ -320,19 +314,48 @@ impl Fence {
                 out.len()
             )));
         }
+        self.check_batch_by(items.len(), |i| Ok(items[i]), |i, verdict| out[i] = verdict)
+    }
+
+    /// [`Fence::check_batch`] over items that are not `(ResourceId, Token)` pairs in memory
+    /// (the C ABI's records), without copying them: `item(i)` gives item `i`, or why it is not
+    /// valid, and must give the same answer each time; `verdict(i, v)` receives each verdict.
+    ///
+    /// Every item is validated before any check runs, so a bad item changes nothing; its
+    /// error names its index.
+    #[inline]
+    pub fn check_batch_by(
+        &self,
+        len: usize,
+        item: impl Fn(usize) -> Result<(ResourceId, Token), Error>,
+        mut verdict: impl FnMut(usize, Verdict),
+    ) -> Result<(), Error> {
+        if len > BATCH_MAX {
+            return Err(Error::InvalidBatch(format!(
+                "{len} items; a batch holds at most {BATCH_MAX}"
+            )));
+        }
         let registered = self.registered.load(Ordering::Acquire);
-        if let Some((id, _)) = items.iter().find(|(id, _)| id.index() >= registered) {
-            return Err(Error::UnknownResource(id.0));
+        for i in 0..len {
+            match item(i) {
+                Ok((id, _)) if id.index() >= registered => {
+                    return Err(Error::UnknownResource(id.0));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(Error::InvalidBatch(format!("item {i}: {e}"))),
+            }
         }
         let row = self.accepted.row();
-        for (&(id, token), verdict) in items.iter().zip(out.iter_mut()) {
+        for i in 0..len {
+            let (id, token) = item(i)?;
             let index = id.index();
-            *verdict = if self.slots[index].holds(token) {
+            let answer = if self.slots[index].holds(token) {
                 row.add(index);
                 Verdict::Accepted
             } else {
                 self.check_slow(index, token)?
             };
+            verdict(i, answer);
         }
         Ok(())
     }

@@ -59,6 +59,20 @@ impl RecordKind {
     pub const fn get(self) -> u8 {
         self.0.get()
     }
+
+    /// The kind's name for people ("fence-mark", "raft-entries", ...), or `None` for a kind
+    /// this version does not know.
+    pub const fn name(self) -> Option<&'static str> {
+        Some(match self.get() {
+            0x01 => "fence-mark",
+            0x10 => "raft-hard-state",
+            0x11 => "raft-entries",
+            0x12 => "raft-conf-state",
+            0x13 => "raft-snapshot-meta",
+            0x14 => "raft-identity",
+            _ => return None,
+        })
+    }
 }
 
 impl fmt::Debug for RecordKind {
@@ -129,7 +143,8 @@ pub struct RecoveryReport {
     pub segments: usize,
     /// Where a torn tail was cut off, if one was.
     pub torn_tail: Option<TornTail>,
-    /// Segments removed: left over from a compaction, or past a torn tail.
+    /// Segments removed (by [`Wal::inspect`]: that opening would remove): left over from a
+    /// compaction, or past a torn tail.
     pub removed_segments: Vec<PathBuf>,
 }
 
@@ -237,11 +252,20 @@ impl Wal {
         disk.create_dir_all(&dir)
             .map_err(|e| Error::io("create data directory", &dir, e))?;
         let lock = DirLock::acquire(disk, &dir)?;
-        let recovered = recovery::recover(disk, &dir, options.segment_size, visit)?;
-        let next = Position::new(recovered.tail.number(), recovered.next);
+        let recovered = recovery::recover(
+            disk,
+            &dir,
+            options.segment_size,
+            recovery::Mode::Repair,
+            visit,
+        )?;
+        let Some(tail) = recovered.tail else {
+            unreachable!("a repairing recovery always opens the tail")
+        };
+        let next = Position::new(tail.number(), recovered.next);
         let state = State {
             next,
-            segment_end: recovered.tail.header.size,
+            segment_end: tail.header.size,
             pending: Vec::new(),
             durable: next,
             syncing: false,
@@ -253,10 +277,29 @@ impl Wal {
             options,
             state: Mutex::new(state),
             synced: Condvar::new(),
-            io: Mutex::new(recovered.tail),
+            io: Mutex::new(tail),
             report: recovered.report,
             _lock: lock,
         })
+    }
+
+    /// Reads and verifies the log in `dir` without changing anything and without taking its
+    /// lock (it may be open elsewhere), handing every live record to `visit` in order. The
+    /// report says what opening it would do: the torn tail it would cut off and the segments
+    /// it would remove. Refuses a log damaged before its tail, and a directory with no log.
+    pub fn inspect(
+        dir: impl AsRef<Path>,
+        disk: &DiskHandle,
+        visit: &mut dyn FnMut(Record<'_>) -> Result<(), Error>,
+    ) -> Result<RecoveryReport, Error> {
+        let recovered = recovery::recover(
+            &**disk,
+            dir.as_ref(),
+            SEGMENT_SIZE_DEFAULT,
+            recovery::Mode::ReadOnly,
+            visit,
+        )?;
+        Ok(recovered.report)
     }
 
     /// The directory of this log.

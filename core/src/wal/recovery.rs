@@ -34,10 +34,19 @@ use crate::disk::Disk;
 use crate::error::Error;
 use crate::limits::{SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};
 
-/// The log as recovery left it: ready to append at `next` in `tail`.
+/// Whether recovery may change the log.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Opening for writing: truncate a torn tail, remove leftovers, sync what was recovered.
+    Repair,
+    /// Inspecting: read and verify only. The report says what a repair would do.
+    ReadOnly,
+}
+
+/// The log as recovery left it: ready to append at `next` in `tail` (`None` when read-only).
 #[derive(Debug)]
 pub(crate) struct Recovered {
-    pub(crate) tail: SegmentFile,
+    pub(crate) tail: Option<SegmentFile>,
     pub(crate) next: u64,
     /// Record bytes from the base segment's start to the tail (the compaction trigger).
     pub(crate) live_bytes: u64,
@@ -56,10 +65,15 @@ pub(crate) fn recover(
     disk: &dyn Disk,
     dir: &Path,
     segment_size: u64,
+    mode: Mode,
     visit: &mut dyn FnMut(Record<'_>) -> Result<(), Error>,
 ) -> Result<Recovered, Error> {
-    let numbers = list_segments(disk, dir)?;
+    let repair = mode == Mode::Repair;
+    let numbers = list_segments(disk, dir, repair)?;
     if numbers.is_empty() {
+        if !repair {
+            return Err(Error::corrupt(dir, 0, "no log segment in this directory"));
+        }
         let header = SegmentHeader {
             number: 1,
             size: segment_size,
@@ -67,7 +81,7 @@ pub(crate) fn recover(
         };
         let tail = SegmentFile::create(disk, dir, header, &[])?;
         return Ok(Recovered {
-            tail,
+            tail: Some(tail),
             next: SEGMENT_HEADER_LEN,
             live_bytes: 0,
             report: RecoveryReport::default(),
@@ -92,10 +106,12 @@ pub(crate) fn recover(
     };
     let mut report = RecoveryReport::default();
     for (path, _) in segments.drain(..base) {
-        segment::remove(disk, &path, "remove obsolete segment")?;
+        if repair {
+            segment::remove(disk, &path, "remove obsolete segment")?;
+        }
         report.removed_segments.push(path);
     }
-    if !report.removed_segments.is_empty() {
+    if repair && !report.removed_segments.is_empty() {
         segment::sync_dir(disk, dir)?;
     }
     for pair in segments.windows(2) {
@@ -204,35 +220,42 @@ pub(crate) fn recover(
         }
 
         // A torn tail: discard everything from `offset` on.
-        let tail = SegmentFile::open(disk, path.clone(), *header)?;
-        let mut discarded = 0u64;
-        if let Some(last) = data.iter().rposition(|&b| b != 0)
-            && last >= offset
-        {
-            discarded = (last + 1 - offset) as u64;
-            tail.write_zeros(offset as u64, discarded)?;
-        }
-        if (data.len() as u64) < header.size {
-            tail.write_zeros(data.len() as u64, header.size - data.len() as u64)?;
-        }
+        let discarded = match data.iter().rposition(|&b| b != 0) {
+            Some(last) if last >= offset => (last + 1 - offset) as u64,
+            _ => 0,
+        };
         for (later_path, _) in segments.drain(index + 1..) {
-            segment::remove(disk, &later_path, "remove segment after a torn tail")?;
+            if repair {
+                segment::remove(disk, &later_path, "remove segment after a torn tail")?;
+            }
             report.removed_segments.push(later_path);
         }
-        segment::sync_dir(disk, dir)?;
+        let tail = if repair {
+            let tail = SegmentFile::open(disk, path.clone(), *header)?;
+            if discarded > 0 {
+                tail.write_zeros(offset as u64, discarded)?;
+            }
+            if (data.len() as u64) < header.size {
+                tail.write_zeros(data.len() as u64, header.size - data.len() as u64)?;
+            }
+            segment::sync_dir(disk, dir)?;
+            // Records recovered from the page cache after a process crash may never have
+            // been synced: make them durable before anyone acts on them.
+            for (live_path, _) in &segments {
+                disk.open(live_path)
+                    .and_then(|f| f.sync_data())
+                    .map_err(|e| Error::io("fdatasync", live_path, e))?;
+            }
+            Some(tail)
+        } else {
+            None
+        };
         if discarded > 0 || matches!(stop, Stop::Dirty { .. }) {
             report.torn_tail = Some(TornTail {
                 path: path.clone(),
                 offset: offset as u64,
                 discarded_bytes: discarded,
             });
-        }
-        // Records recovered from the page cache after a process crash may never have been
-        // synced: make them durable before anyone acts on them.
-        for (live_path, _) in &segments {
-            disk.open(live_path)
-                .and_then(|f| f.sync_data())
-                .map_err(|e| Error::io("fdatasync", live_path, e))?;
         }
         report.segments = segments.len();
         return Ok(Recovered {
@@ -245,7 +268,7 @@ pub(crate) fn recover(
     unreachable!("the last segment always yields the tail")
 }
 
-fn list_segments(disk: &dyn Disk, dir: &Path) -> Result<Vec<u64>, Error> {
+fn list_segments(disk: &dyn Disk, dir: &Path, repair: bool) -> Result<Vec<u64>, Error> {
     let names = disk
         .list(dir)
         .map_err(|e| Error::io("list log directory", dir, e))?;
@@ -254,11 +277,12 @@ fn list_segments(disk: &dyn Disk, dir: &Path) -> Result<Vec<u64>, Error> {
     for name in names {
         match segment::classify(&name) {
             EntryName::Segment(number) => numbers.push(number),
-            EntryName::Temp(_) => {
-                // A segment whose creation never finished: it never held a record.
+            // A segment whose creation never finished: it never held a record.
+            EntryName::Temp(_) if repair => {
                 segment::remove(disk, &dir.join(&name), "remove unfinished segment")?;
                 removed_temp = true;
             }
+            EntryName::Temp(_) => {}
             EntryName::Other => {}
         }
     }

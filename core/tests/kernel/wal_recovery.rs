@@ -355,3 +355,77 @@ fn a_zeroed_sector_inside_an_acknowledged_record_is_refused_not_truncated() {
         other => panic!("expected corruption, got {:?}", other.map(|(_, r)| r.len())),
     }
 }
+
+/// Every file of `dir` with its bytes, to prove that nothing was touched.
+fn snapshot_files(dir: &std::path::Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
+    let mut files: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name(), fs::read(e.path()).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn inspect(dir: &std::path::Path) -> Result<(fencekit::RecoveryReport, Vec<Owned>), Error> {
+    let mut records = Vec::new();
+    let report = fencekit::Wal::inspect(dir, &Default::default(), &mut |r| {
+        records.push(Owned {
+            kind: r.kind.get(),
+            generation: r.generation,
+            payload: r.payload.to_vec(),
+        });
+        Ok(())
+    })?;
+    Ok((report, records))
+}
+
+#[test]
+fn inspection_reports_a_torn_tail_without_repairing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (records, starts) = synced_log(dir.path(), 6, 100);
+    let segment = segments(dir.path())[0].clone();
+    // Tear the last record: the file ends in its middle (a power loss during the write).
+    let last = starts[records.len() - 1].offset();
+    let file = OpenOptions::new().write(true).open(&segment).unwrap();
+    file.set_len(last + 50).unwrap();
+    drop(file);
+    let before = snapshot_files(dir.path());
+
+    // The log is open for writing elsewhere: inspection does not need its lock.
+    let (report, seen) = inspect(dir.path()).unwrap();
+    assert_eq!(seen, records[..records.len() - 1]);
+    let torn = report.torn_tail.clone().expect("the torn tail is reported");
+    assert_eq!(torn.offset, last);
+    assert_eq!(snapshot_files(dir.path()), before, "inspection changed the log");
+
+    // Opening repairs exactly what inspection reported.
+    let (wal, recovered) = open_wal(dir.path()).unwrap();
+    assert_eq!(recovered, seen);
+    assert_eq!(wal.recovery_report().torn_tail, Some(torn));
+    drop(wal);
+    let (wal, _) = open_wal(dir.path()).unwrap();
+    let wal_report = wal.recovery_report().clone();
+    assert_eq!(wal_report.torn_tail, None, "the first open repaired it");
+}
+
+#[test]
+fn inspection_refuses_damage_and_an_empty_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(inspect(dir.path()), Err(Error::Corrupt { .. })));
+    assert!(
+        fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "inspection created a log"
+    );
+    let (_, starts) = synced_log(dir.path(), 10, 40);
+    let segment = segments(dir.path())[0].clone();
+    let file = OpenOptions::new().write(true).open(&segment).unwrap();
+    file.write_all_at(&[0xFF], starts[3].offset() + 40).unwrap();
+    drop(file);
+    match inspect(dir.path()) {
+        Err(Error::Corrupt { offset, .. }) => assert_eq!(offset, starts[3].offset()),
+        other => panic!("expected corruption, got {:?}", other.map(|(r, _)| r)),
+    }
+}
