@@ -314,12 +314,15 @@ impl Fence {
                 out.len()
             )));
         }
-        self.check_batch_by(items.len(), |i| Ok(items[i]), |i, verdict| out[i] = verdict)
+        self.check_batch_by(items.len(), |i| Ok(items[i]), |i, _, verdict| {
+            out[i] = verdict
+        })
     }
 
     /// [`Fence::check_batch`] over items that are not `(ResourceId, Token)` pairs in memory
     /// (the C ABI's records), without copying them: `item(i)` gives item `i`, or why it is not
-    /// valid, and must give the same answer each time; `verdict(i, v)` receives each verdict.
+    /// valid, and must give the same answer each time; `verdict(i, token, v)` receives each
+    /// verdict with the token it answers.
     ///
     /// Every item is validated before any check runs, so a bad item changes nothing; its
     /// error names its index.
@@ -328,7 +331,7 @@ impl Fence {
         &self,
         len: usize,
         item: impl Fn(usize) -> Result<(ResourceId, Token), Error>,
-        mut verdict: impl FnMut(usize, Verdict),
+        mut verdict: impl FnMut(usize, Token, Verdict),
     ) -> Result<(), Error> {
         if len > BATCH_MAX {
             return Err(Error::InvalidBatch(format!(
@@ -355,7 +358,7 @@ impl Fence {
             } else {
                 self.check_slow(index, token)?
             };
-            verdict(i, answer);
+            verdict(i, token, answer);
         }
         Ok(())
     }

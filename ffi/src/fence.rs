@@ -1,0 +1,451 @@
+//! `fk_fence`: the storage side's durable fencing check.
+
+use std::ffi::c_char;
+use std::sync::atomic::AtomicBool;
+
+use kernel::limits::{BATCH_MAX, KEY_LEN_MAX};
+use kernel::{Fence, FenceOptions, ResourceId, WalOptions};
+
+use crate::boundary::{self, Failure, Handle, bytes, out, text, with_handle, without_handle};
+use crate::status::*;
+use crate::token::{fk_token, fk_verdict};
+
+/// The longest resource key, in bytes.
+pub const FK_KEY_LEN_MAX: usize = 256;
+/// The most items in one `fk_fence_check_batch` call.
+pub const FK_BATCH_MAX: usize = 4096;
+const _: () = assert!(FK_KEY_LEN_MAX == KEY_LEN_MAX && FK_BATCH_MAX == BATCH_MAX);
+
+/// A fence: the durable high-water mark of every resource of one storage. Open it with
+/// `fk_fence_open`, free it with `fk_fence_free`.
+pub struct fk_fence {
+    fence: Fence,
+    poison: AtomicBool,
+}
+
+impl Handle for fk_fence {
+    fn poison(&self) -> &AtomicBool {
+        &self.poison
+    }
+}
+
+/// Options of `fk_fence_open`. Fill them with `fk_fence_options_default`, then change what
+/// you need.
+#[repr(C)]
+#[derive(Copy, Clone, Debug)]
+pub struct fk_fence_options {
+    /// How many resources the fence can hold: 1 to 2^20. Memory for all of them is reserved
+    /// at open (about 90 bytes each).
+    pub max_resources: u64,
+    /// Compact the log once it has grown this many bytes beyond its last snapshot.
+    pub compact_after_bytes: u64,
+    /// Size of each log segment file: a multiple of 4096 from 64 KiB to 1 GiB.
+    pub segment_size: u64,
+}
+
+/// One item of `fk_fence_check_batch`.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default)]
+pub struct fk_check_item {
+    /// A resource id from `fk_fence_register` on this fence.
+    pub resource: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// The token the write carries.
+    pub token: fk_token,
+}
+
+/// What a fence decided for one resource since it was opened (not persisted).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default)]
+pub struct fk_counters {
+    /// Checks answered `FK_VERDICT_ACCEPTED`.
+    pub accepted: u64,
+    /// Checks answered `FK_VERDICT_ADVANCED`.
+    pub advanced: u64,
+    /// Checks answered `FK_VERDICT_STALE`.
+    pub stale: u64,
+    /// Conflicts met, however the tie-breaker settled them.
+    pub conflicts: u64,
+}
+
+/// Writes the default options to `*out`.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+///
+/// `out` is NULL or points to writable memory for an `fk_fence_options`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_fence_options_default(out: *mut fk_fence_options) -> fk_status {
+    without_handle(|| {
+        let out = boundary::out(out, "out")?;
+        let defaults = FenceOptions::default();
+        // SAFETY: checked non-NULL; writable (the caller's contract).
+        unsafe {
+            out.write(fk_fence_options {
+                max_resources: defaults.max_resources as u64,
+                compact_after_bytes: defaults.compact_after_bytes,
+                segment_size: defaults.wal.segment_size,
+            })
+        };
+        Ok(())
+    })
+}
+
+/// Opens (creating if needed) the fence whose log is in the directory `dir` (UTF-8, `dir_len`
+/// bytes, no NUL needed), restoring every mark. `options` NULL means the defaults. On success
+/// `*out` is the new fence, which the caller frees with `fk_fence_free`.
+///
+/// Fails with `FK_STATUS_LOCKED` if another open fence (in any process) holds the directory,
+/// `FK_STATUS_CORRUPT` if its log is damaged before its tail.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+///
+/// `dir` points to `dir_len` readable bytes; `options` is NULL or readable; `out` is NULL or
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_fence_open(
+    dir: *const c_char,
+    dir_len: usize,
+    options: *const fk_fence_options,
+    out: *mut *mut fk_fence,
+) -> fk_status {
+    without_handle(|| {
+        let out = boundary::out(out, "out")?;
+        // SAFETY: `dir` has `dir_len` readable bytes (the caller's contract).
+        let dir = unsafe { text(dir, dir_len, "dir") }?;
+        if dir.is_empty() {
+            return Err(Failure::new(
+                FK_STATUS_INVALID_ARGUMENT,
+                "`dir` is empty: name the fence's directory",
+            ));
+        }
+        // SAFETY: NULL or readable (the caller's contract).
+        let options = match unsafe { options.as_ref() } {
+            None => FenceOptions::default(),
+            Some(o) => FenceOptions {
+                max_resources: usize::try_from(o.max_resources).unwrap_or(usize::MAX),
+                compact_after_bytes: o.compact_after_bytes,
+                wal: WalOptions {
+                    segment_size: o.segment_size,
+                    ..WalOptions::default()
+                },
+            },
+        };
+        let fence = Fence::open(dir, options)?;
+        let handle = Box::new(fk_fence {
+            fence,
+            poison: AtomicBool::new(false),
+        });
+        // SAFETY: checked non-NULL; writable (the caller's contract).
+        unsafe { out.write(Box::into_raw(handle)) };
+        Ok(())
+    })
+}
+
+/// Closes the fence and frees it. NULL is a no-op. Every mark it reported is already durable.
+///
+/// Thread safety: call once, after every other call on this fence has returned.
+///
+/// # Safety
+///
+/// `fence` is NULL or a fence from `fk_fence_open` not yet freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_fence_free(fence: *mut fk_fence) {
+    boundary::infallible((), || {
+        if !fence.is_null() {
+            // SAFETY: a live fence from fk_fence_open, freed once (the caller's contract).
+            drop(unsafe { Box::from_raw(fence) });
+        }
+    })
+}
+
+/// Registers the resource named `key` (1 to `FK_KEY_LEN_MAX` bytes) and writes its id to
+/// `*out_resource`. Registering a key again gives the same id. Ids are valid only with this
+/// fence, and only until it is freed; keys are what lasts.
+///
+/// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
+///
+/// # Safety
+///
+/// `fence` is NULL or live; `key` points to `key_len` readable bytes; `out_resource` is NULL
+/// or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_fence_register(
+    fence: *const fk_fence,
+    key: *const u8,
+    key_len: usize,
+    out_resource: *mut u32,
+) -> fk_status {
+    // SAFETY: `fence` is NULL or live (the caller's contract).
+    let handle = unsafe { fence.as_ref() };
+    with_handle(handle, "fence", |f| {
+        let out = out(out_resource, "out_resource")?;
+        // SAFETY: `key_len` readable bytes (the caller's contract).
+        let key = unsafe { bytes(key, key_len, "key") }?;
+        let id = f.fence.register(key)?;
+        // SAFETY: checked non-NULL; writable (the caller's contract).
+        unsafe { out.write(id.as_u32()) };
+        Ok(())
+    })
+}
+
+/// Writes the id of the resource named `key` to `*out_resource`, or fails with
+/// `FK_STATUS_UNKNOWN_RESOURCE` if the key is not registered.
+///
+/// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
+///
+/// # Safety
+///
+/// As for `fk_fence_register`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_fence_lookup(
+    fence: *const fk_fence,
+    key: *const u8,
+    key_len: usize,
+    out_resource: *mut u32,
+) -> fk_status {
+    // SAFETY: `fence` is NULL or live (the caller's contract).
+    let handle = unsafe { fence.as_ref() };
+    with_handle(handle, "fence", |f| {
+        let out = out(out_resource, "out_resource")?;
+        // SAFETY: `key_len` readable bytes (the caller's contract).
+        let key = unsafe { bytes(key, key_len, "key") }?;
+        let id = f.fence.lookup(key).ok_or_else(|| {
+            Failure::new(
+                FK_STATUS_UNKNOWN_RESOURCE,
+                format!(
+                    "no resource is registered under the key {:?}",
+                    String::from_utf8_lossy(key)
+                ),
+            )
+        })?;
+        // SAFETY: checked non-NULL; writable (the caller's contract).
+        unsafe { out.write(id.as_u32()) };
+        Ok(())
+    })
+}
+
+/// Checks `token` for `resource` and writes the verdict to `*out`. The hot path: when the
+/// token is the current mark this is a few atomic loads, with no allocation, lock or syscall.
+/// An advance makes the new mark durable (fdatasync) before it returns.
+///
+/// Only `FK_VERDICT_ACCEPTED` and `FK_VERDICT_ADVANCED` let the write land. Any status but
+/// `FK_STATUS_OK` is a rejection too, and leaves `*out` unwritten.
+///
+/// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
+///
+/// # Safety
+///
+/// `fence` is NULL or live; `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_fence_check(
+    fence: *const fk_fence,
+    resource: u32,
+    token: fk_token,
+    out: *mut fk_verdict,
+) -> fk_status {
+    // SAFETY: `fence` is NULL or live (the caller's contract).
+    let handle = unsafe { fence.as_ref() };
+    with_handle(handle, "fence", |f| {
+        let out = boundary::out(out, "out")?;
+        let token = token.to_kernel()?;
+        let verdict = f.fence.check(ResourceId::from_u32(resource), token)?;
+        // SAFETY: checked non-NULL; writable (the caller's contract).
+        unsafe { out.write(fk_verdict::new(verdict, token)) };
+        Ok(())
+    })
+}
+
+/// `fk_fence_check` for the resource named `key`, registering the key if it is new.
+///
+/// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
+///
+/// # Safety
+///
+/// `fence` is NULL or live; `key` points to `key_len` readable bytes; `out` is NULL or
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_fence_check_key(
+    fence: *const fk_fence,
+    key: *const u8,
+    key_len: usize,
+    token: fk_token,
+    out: *mut fk_verdict,
+) -> fk_status {
+    // SAFETY: `fence` is NULL or live (the caller's contract).
+    let handle = unsafe { fence.as_ref() };
+    with_handle(handle, "fence", |f| {
+        let out = boundary::out(out, "out")?;
+        // SAFETY: `key_len` readable bytes (the caller's contract).
+        let key = unsafe { bytes(key, key_len, "key") }?;
+        let token = token.to_kernel()?;
+        let verdict = f.fence.check_key(key, token)?;
+        // SAFETY: checked non-NULL; writable (the caller's contract).
+        unsafe { out.write(fk_verdict::new(verdict, token)) };
+        Ok(())
+    })
+}
+
+/// Checks `len` items (at most `FK_BATCH_MAX`) and writes their verdicts to `verdicts[0..len]`
+/// in order: one crossing of the ABI for many writes. No allocation, no lock beyond the
+/// checks' own.
+///
+/// Every item is validated first: a bad resource id or token fails the whole batch with
+/// nothing checked. An I/O error during an advance stops the batch: the items before it took
+/// effect and their verdicts are written. The one exception to "outputs only on success": on
+/// any failure, the verdict of every item that did not take effect is written as
+/// `FK_VERDICT_NONE`, a rejection.
+///
+/// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
+///
+/// # Safety
+///
+/// `fence` is NULL or live; `items` points to `len` readable items; `verdicts` is NULL or
+/// points to room for `len` verdicts.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_fence_check_batch(
+    fence: *const fk_fence,
+    items: *const fk_check_item,
+    verdicts: *mut fk_verdict,
+    len: usize,
+) -> fk_status {
+    // SAFETY: `fence` is NULL or live (the caller's contract).
+    let handle = unsafe { fence.as_ref() };
+    with_handle(handle, "fence", |f| {
+        if len > FK_BATCH_MAX {
+            return Err(Failure::new(
+                FK_STATUS_INVALID_BATCH,
+                format!("{len} items; a batch holds at most {FK_BATCH_MAX}"),
+            ));
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        if items.is_null() {
+            return Err(Failure::null("items"));
+        }
+        if verdicts.is_null() {
+            return Err(Failure::null("verdicts"));
+        }
+        // SAFETY: non-NULL, `len` (at most FK_BATCH_MAX) readable items (the caller's
+        // contract).
+        let items = unsafe { std::slice::from_raw_parts(items, len) };
+        let mut done = 0;
+        let result = f.fence.check_batch_by(
+            len,
+            |i| {
+                Ok((
+                    ResourceId::from_u32(items[i].resource),
+                    items[i].token.to_kernel()?,
+                ))
+            },
+            |i, token, verdict| {
+                // SAFETY: room for `len` verdicts (the caller's contract); i < len.
+                unsafe { verdicts.add(i).write(fk_verdict::new(verdict, token)) };
+                done = i + 1;
+            },
+        );
+        if result.is_err() {
+            // The items that did not take effect say "no verdict", so that a caller who
+            // reads the array anyway rejects them.
+            for i in done..len {
+                // SAFETY: as above.
+                unsafe { verdicts.add(i).write(fk_verdict::default()) };
+            }
+        }
+        Ok(result?)
+    })
+}
+
+/// Writes the current mark of `resource` to `*out`: the all-zero token if it has none yet.
+///
+/// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
+///
+/// # Safety
+///
+/// `fence` is NULL or live; `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_fence_mark(
+    fence: *const fk_fence,
+    resource: u32,
+    out: *mut fk_token,
+) -> fk_status {
+    // SAFETY: `fence` is NULL or live (the caller's contract).
+    let handle = unsafe { fence.as_ref() };
+    with_handle(handle, "fence", |f| {
+        let out = boundary::out(out, "out")?;
+        let mark = f.fence.mark(ResourceId::from_u32(resource))?;
+        // SAFETY: checked non-NULL; writable (the caller's contract).
+        unsafe { out.write(fk_token::from_kernel(mark)) };
+        Ok(())
+    })
+}
+
+/// Writes what the fence decided for `resource` since it was opened to `*out`.
+///
+/// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
+///
+/// # Safety
+///
+/// `fence` is NULL or live; `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_fence_counters(
+    fence: *const fk_fence,
+    resource: u32,
+    out: *mut fk_counters,
+) -> fk_status {
+    // SAFETY: `fence` is NULL or live (the caller's contract).
+    let handle = unsafe { fence.as_ref() };
+    with_handle(handle, "fence", |f| {
+        let out = boundary::out(out, "out")?;
+        let c = f.fence.counters(ResourceId::from_u32(resource))?;
+        // SAFETY: checked non-NULL; writable (the caller's contract).
+        unsafe {
+            out.write(fk_counters {
+                accepted: c.accepted,
+                advanced: c.advanced,
+                stale: c.stale,
+                conflicts: c.conflicts,
+            })
+        };
+        Ok(())
+    })
+}
+
+/// Writes the number of registered resources to `*out`. Their ids are `0 .. *out`.
+///
+/// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
+///
+/// # Safety
+///
+/// `fence` is NULL or live; `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_fence_len(fence: *const fk_fence, out: *mut usize) -> fk_status {
+    // SAFETY: `fence` is NULL or live (the caller's contract).
+    let handle = unsafe { fence.as_ref() };
+    with_handle(handle, "fence", |f| {
+        let out = boundary::out(out, "out")?;
+        // SAFETY: checked non-NULL; writable (the caller's contract).
+        unsafe { out.write(f.fence.len()) };
+        Ok(())
+    })
+}
+
+/// Rewrites the fence's log as one snapshot of the current marks. It also runs by itself as
+/// the log grows; checks go on meanwhile, advances wait.
+///
+/// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
+///
+/// # Safety
+///
+/// `fence` is NULL or live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_fence_compact(fence: *const fk_fence) -> fk_status {
+    // SAFETY: `fence` is NULL or live (the caller's contract).
+    let handle = unsafe { fence.as_ref() };
+    with_handle(handle, "fence", |f| Ok(f.fence.compact()?))
+}

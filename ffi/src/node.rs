@@ -1,0 +1,477 @@
+//! `fk_node`: one member of a Raft group over TCP, with leadership, its lease and its events.
+
+use std::ffi::c_char;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use crossbeam_channel::RecvTimeoutError;
+use kernel::node::{Applied, Event, LostReason, Node};
+use kernel::time::{Clock, MonotonicClock};
+use kernel::transport::tcp::TcpTransport;
+use kernel::{Error, NodeId};
+
+use crate::boundary::{self, Failure, Handle, bytes, out, text, with_handle, without_handle};
+use crate::buf::fk_buf;
+use crate::node_config;
+use crate::status::*;
+use crate::token::fk_token;
+
+/// A running node. Start it with `fk_node_start`; stop it with `fk_node_stop` and free it with
+/// `fk_node_free`.
+pub struct fk_node {
+    node: Node,
+    clock: std::sync::Arc<MonotonicClock>,
+    poison: AtomicBool,
+}
+
+impl Handle for fk_node {
+    fn poison(&self) -> &AtomicBool {
+        &self.poison
+    }
+}
+
+/// Usable leadership: the token every write must carry, and until when the node may act.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default)]
+pub struct fk_leadership {
+    /// The generation (Raft term) and this node.
+    pub token: fk_token,
+    /// The lease's end, in nanoseconds on the node's clock (`fk_node_now_ns`).
+    pub lease_deadline_ns: u64,
+    /// Time left on the lease when the call returned, in nanoseconds.
+    pub lease_remaining_ns: u64,
+}
+
+/// What kind of event an `fk_event` is: a `uint32_t` with the `FK_EVENT_*` values.
+pub type fk_event_kind = u32;
+/// This node became usable leader: `token`, `lease_deadline_ns`.
+pub const FK_EVENT_ELECTED: fk_event_kind = 1;
+/// This node's usable leadership ended: `token`, `lost_reason`.
+pub const FK_EVENT_LOST: fk_event_kind = 2;
+/// The leader this node knows of changed: `leader` (0: none known), `term`.
+pub const FK_EVENT_LEADER_CHANGED: fk_event_kind = 3;
+/// A membership change was applied; `fk_node_status_json` lists the members.
+pub const FK_EVENT_MEMBERSHIP_CHANGED: fk_event_kind = 4;
+
+/// Why leadership ended: a `uint32_t` with the `FK_LOST_*` values.
+pub type fk_lost_reason = u32;
+/// No quorum acknowledged a heartbeat round in time (a partition, a pause, slow peers).
+pub const FK_LOST_LEASE_EXPIRED: fk_lost_reason = 1;
+/// Raft stepped down: a higher term was seen, or check-quorum found no quorum.
+pub const FK_LOST_STEPPED_DOWN: fk_lost_reason = 2;
+/// The lease was revoked to hand leadership to another node.
+pub const FK_LOST_TRANSFERRING: fk_lost_reason = 3;
+/// This node was removed from the membership.
+pub const FK_LOST_REMOVED: fk_lost_reason = 4;
+/// The node stopped.
+pub const FK_LOST_STOPPED: fk_lost_reason = 5;
+
+/// One event, in the order they happened. Fields that do not apply to `kind` are zero.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default)]
+pub struct fk_event {
+    /// `FK_EVENT_*`.
+    pub kind: fk_event_kind,
+    /// For `FK_EVENT_LOST`: `FK_LOST_*`.
+    pub lost_reason: fk_lost_reason,
+    /// For `FK_EVENT_ELECTED` and `FK_EVENT_LOST`: the token.
+    pub token: fk_token,
+    /// For `FK_EVENT_ELECTED`: the lease's end when it was reported (later rounds extend it).
+    pub lease_deadline_ns: u64,
+    /// For `FK_EVENT_LEADER_CHANGED`: the leader, or 0 when none is known.
+    pub leader: u64,
+    /// For `FK_EVENT_LEADER_CHANGED`: the term.
+    pub term: u64,
+}
+
+/// What kind of item an `fk_applied` is: a `uint32_t` with the `FK_APPLIED_*` values.
+pub type fk_applied_kind = u32;
+/// A committed proposal: apply `data`.
+pub const FK_APPLIED_ENTRY: fk_applied_kind = 1;
+/// The host's state as of `index` from a snapshot: replace the state with `data`.
+pub const FK_APPLIED_SNAPSHOT: fk_applied_kind = 2;
+
+/// A committed item of the log, delivered in index order.
+#[repr(C)]
+#[derive(Debug)]
+pub struct fk_applied {
+    /// `FK_APPLIED_*`.
+    pub kind: fk_applied_kind,
+    /// Zero.
+    pub reserved: u32,
+    /// Its log index.
+    pub index: u64,
+    /// Its term.
+    pub term: u64,
+    /// The data; the caller releases it with `fk_buf_release`.
+    pub data: fk_buf,
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn event(event: Event) -> fk_event {
+    let mut out = fk_event::default();
+    match event {
+        Event::Elected {
+            token,
+            lease_deadline,
+        } => {
+            out.kind = FK_EVENT_ELECTED;
+            out.token = fk_token::from_kernel(Some(token));
+            out.lease_deadline_ns = lease_deadline.as_nanos();
+        }
+        Event::Lost { token, reason } => {
+            out.kind = FK_EVENT_LOST;
+            out.token = fk_token::from_kernel(Some(token));
+            out.lost_reason = match reason {
+                LostReason::LeaseExpired => FK_LOST_LEASE_EXPIRED,
+                LostReason::SteppedDown => FK_LOST_STEPPED_DOWN,
+                LostReason::Transferring => FK_LOST_TRANSFERRING,
+                LostReason::Removed => FK_LOST_REMOVED,
+                LostReason::Stopped => FK_LOST_STOPPED,
+            };
+        }
+        Event::LeaderChanged { leader, term } => {
+            out.kind = FK_EVENT_LEADER_CHANGED;
+            out.leader = leader.map_or(0, NodeId::get);
+            out.term = term;
+        }
+        Event::MembershipChanged { .. } => out.kind = FK_EVENT_MEMBERSHIP_CHANGED,
+    }
+    out
+}
+
+/// Waits up to `timeout_ms` (0: do not wait) for the next item of `receiver`.
+fn receive<T>(
+    receiver: &crossbeam_channel::Receiver<T>,
+    timeout_ms: u32,
+    what: &'static str,
+) -> Result<T, Failure> {
+    receiver
+        .recv_timeout(Duration::from_millis(timeout_ms.into()))
+        .map_err(|e| match e {
+            RecvTimeoutError::Timeout => Error::Timeout(what).into(),
+            RecvTimeoutError::Disconnected => Error::Stopped.into(),
+        })
+}
+
+/// Starts a node from its JSON configuration (`config_len` bytes of UTF-8; the fields are in
+/// `ffi/README.md`): opens its log in `data_dir`, listens on `listen`, and joins or forms the
+/// group. On success `*out` is the running node.
+///
+/// Fails with `FK_STATUS_INVALID_CONFIG` naming the field, `FK_STATUS_TRANSPORT` if the port is
+/// in use, `FK_STATUS_WRONG_CLUSTER` for a data directory of another cluster or node,
+/// `FK_STATUS_LOCKED` if another node holds the directory.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+///
+/// `config` points to `config_len` readable bytes; `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_node_start(
+    config: *const c_char,
+    config_len: usize,
+    out: *mut *mut fk_node,
+) -> fk_status {
+    without_handle(|| {
+        let out = boundary::out(out, "out")?;
+        // SAFETY: `config_len` readable bytes (the caller's contract).
+        let json = unsafe { text(config, config_len, "config") }?;
+        let (config, tcp) = node_config::parse(json)?;
+        let clock = std::sync::Arc::new(MonotonicClock::new());
+        let node = Node::start_with_clock(config, clock.clone(), |inbox| {
+            TcpTransport::bind(tcp, inbox)
+        })?;
+        let handle = Box::new(fk_node {
+            node,
+            clock,
+            poison: AtomicBool::new(false),
+        });
+        // SAFETY: checked non-NULL; writable (the caller's contract).
+        unsafe { out.write(Box::into_raw(handle)) };
+        Ok(())
+    })
+}
+
+/// Stops the node: its lease ends, pending proposals fail, its threads exit. Its log stays.
+/// A second stop fails with `FK_STATUS_STOPPED` and changes nothing.
+///
+/// Thread safety: any thread, concurrently with any call but `fk_node_free`.
+///
+/// # Safety
+///
+/// `node` is NULL or live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_node_stop(node: *const fk_node) -> fk_status {
+    // SAFETY: `node` is NULL or live (the caller's contract).
+    let handle = unsafe { node.as_ref() };
+    with_handle(handle, "node", |n| {
+        if let Some(reason) = n.node.stopped() {
+            return Err(Failure::new(
+                FK_STATUS_STOPPED,
+                format!("the node was already stopped ({reason})"),
+            ));
+        }
+        n.node.stop();
+        Ok(())
+    })
+}
+
+/// Stops the node if it runs, and frees it. NULL is a no-op.
+///
+/// Thread safety: call once, after every other call on this node has returned.
+///
+/// # Safety
+///
+/// `node` is NULL or a node from `fk_node_start` not yet freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_node_free(node: *mut fk_node) {
+    boundary::infallible((), || {
+        if !node.is_null() {
+            // SAFETY: a live node from fk_node_start, freed once (the caller's contract).
+            drop(unsafe { Box::from_raw(node) });
+        }
+    })
+}
+
+/// Writes this node's usable leadership to `*out`, or fails with `FK_STATUS_NOT_LEADER`. Usable
+/// means: this node committed an entry in its term and its lease holds now; it is computed at
+/// the call, so a node paused past its lease answers "not leader" the moment it wakes.
+///
+/// Thread safety: any thread, concurrently with any call but `fk_node_free`.
+///
+/// # Safety
+///
+/// `node` is NULL or live; `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_node_leadership(
+    node: *const fk_node,
+    out: *mut fk_leadership,
+) -> fk_status {
+    // SAFETY: `node` is NULL or live (the caller's contract).
+    let handle = unsafe { node.as_ref() };
+    with_handle(handle, "node", |n| {
+        let out = boundary::out(out, "out")?;
+        let Some(leadership) = n.node.leadership() else {
+            let hint = n.node.status().ok().and_then(|s| s.leader).map(NodeId::get);
+            return Err(Error::NotLeader { hint }.into());
+        };
+        let now = n.clock.now();
+        // SAFETY: checked non-NULL; writable (the caller's contract).
+        unsafe {
+            out.write(fk_leadership {
+                token: fk_token::from_kernel(Some(leadership.token)),
+                lease_deadline_ns: leadership.lease_deadline.as_nanos(),
+                lease_remaining_ns: nanos(leadership.lease_deadline.saturating_duration_since(now)),
+            })
+        };
+        Ok(())
+    })
+}
+
+/// Writes the node's clock, in nanoseconds, to `*out`: the clock of `lease_deadline_ns`.
+///
+/// Thread safety: any thread, concurrently with any call but `fk_node_free`.
+///
+/// # Safety
+///
+/// `node` is NULL or live; `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_node_now_ns(node: *const fk_node, out: *mut u64) -> fk_status {
+    // SAFETY: `node` is NULL or live (the caller's contract).
+    let handle = unsafe { node.as_ref() };
+    with_handle(handle, "node", |n| {
+        let out = boundary::out(out, "out")?;
+        // SAFETY: checked non-NULL; writable (the caller's contract).
+        unsafe { out.write(n.clock.now().as_nanos()) };
+        Ok(())
+    })
+}
+
+/// Waits up to `timeout_ms` (0: do not wait) for the next event and writes it to `*out`.
+/// Fails with `FK_STATUS_TIMEOUT` if none came, `FK_STATUS_STOPPED` once the node has stopped
+/// and every event was read. Events are news; `fk_node_leadership` is the truth.
+///
+/// Thread safety: any thread; with several readers, each event goes to one of them.
+///
+/// # Safety
+///
+/// `node` is NULL or live; `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_node_next_event(
+    node: *const fk_node,
+    timeout_ms: u32,
+    out: *mut fk_event,
+) -> fk_status {
+    // SAFETY: `node` is NULL or live (the caller's contract).
+    let handle = unsafe { node.as_ref() };
+    with_handle(handle, "node", |n| {
+        let out = boundary::out(out, "out")?;
+        let next = receive(n.node.events(), timeout_ms, "waiting for an event")?;
+        // SAFETY: checked non-NULL; writable (the caller's contract).
+        unsafe { out.write(event(next)) };
+        Ok(())
+    })
+}
+
+/// Waits up to `timeout_ms` for the next committed item and writes it to `*out`; the caller
+/// releases `out->data` with `fk_buf_release`. Read them: they queue until read.
+///
+/// Thread safety: any thread; with several readers, each item goes to one of them.
+///
+/// # Safety
+///
+/// `node` is NULL or live; `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_node_next_applied(
+    node: *const fk_node,
+    timeout_ms: u32,
+    out: *mut fk_applied,
+) -> fk_status {
+    // SAFETY: `node` is NULL or live (the caller's contract).
+    let handle = unsafe { node.as_ref() };
+    with_handle(handle, "node", |n| {
+        let out = boundary::out(out, "out")?;
+        let item = receive(
+            n.node.applied(),
+            timeout_ms,
+            "waiting for a committed entry",
+        )?;
+        let (kind, index, term, data) = match item {
+            Applied::Entry { index, term, data } => (FK_APPLIED_ENTRY, index, term, data),
+            Applied::Snapshot { index, term, data } => (FK_APPLIED_SNAPSHOT, index, term, data),
+        };
+        // SAFETY: checked non-NULL; writable (the caller's contract).
+        unsafe {
+            out.write(fk_applied {
+                kind,
+                reserved: 0,
+                index,
+                term,
+                data: fk_buf::new(data),
+            })
+        };
+        Ok(())
+    })
+}
+
+/// Proposes `data` (`len` bytes) and waits up to `timeout_ms` for it to commit, then writes its
+/// log index to `*out_index`. Fails at once with `FK_STATUS_NOT_LEADER` on a follower, and
+/// with `FK_STATUS_TIMEOUT` if it did not commit in time (it may still commit later).
+///
+/// Thread safety: any thread, concurrently with any call but `fk_node_free`.
+///
+/// # Safety
+///
+/// `node` is NULL or live; `data` points to `len` readable bytes; `out_index` is NULL or
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_node_propose(
+    node: *const fk_node,
+    data: *const u8,
+    len: usize,
+    timeout_ms: u32,
+    out_index: *mut u64,
+) -> fk_status {
+    // SAFETY: `node` is NULL or live (the caller's contract).
+    let handle = unsafe { node.as_ref() };
+    with_handle(handle, "node", |n| {
+        let out = out(out_index, "out_index")?;
+        // SAFETY: `len` readable bytes (the caller's contract).
+        let data = unsafe { bytes(data, len, "data") }?;
+        let ticket = n.node.propose(data.to_vec())?;
+        let index = ticket.wait(Duration::from_millis(timeout_ms.into()))?;
+        // SAFETY: checked non-NULL; writable (the caller's contract).
+        unsafe { out.write(index) };
+        Ok(())
+    })
+}
+
+/// Revokes this leader's lease, then hands leadership to node `to`.
+///
+/// Thread safety: any thread, concurrently with any call but `fk_node_free`.
+///
+/// # Safety
+///
+/// `node` is NULL or live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_node_transfer(node: *const fk_node, to: u64) -> fk_status {
+    // SAFETY: `node` is NULL or live (the caller's contract).
+    let handle = unsafe { node.as_ref() };
+    with_handle(handle, "node", |n| {
+        let to = NodeId::new(to)?;
+        Ok(n.node.transfer_leadership(to)?)
+    })
+}
+
+/// Revokes this leader's lease and hands leadership to the most up-to-date other voter, whose
+/// id it writes to `*out_successor`.
+///
+/// Thread safety: any thread, concurrently with any call but `fk_node_free`.
+///
+/// # Safety
+///
+/// `node` is NULL or live; `out_successor` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_node_step_down(
+    node: *const fk_node,
+    out_successor: *mut u64,
+) -> fk_status {
+    // SAFETY: `node` is NULL or live (the caller's contract).
+    let handle = unsafe { node.as_ref() };
+    with_handle(handle, "node", |n| {
+        let out = out(out_successor, "out_successor")?;
+        let successor = n.node.step_down()?;
+        // SAFETY: checked non-NULL; writable (the caller's contract).
+        unsafe { out.write(successor.get()) };
+        Ok(())
+    })
+}
+
+/// Compacts the log: the host's state as of `index` (an index it has applied) is `data`.
+///
+/// Thread safety: any thread, concurrently with any call but `fk_node_free`.
+///
+/// # Safety
+///
+/// `node` is NULL or live; `data` points to `len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_node_compact(
+    node: *const fk_node,
+    index: u64,
+    data: *const u8,
+    len: usize,
+) -> fk_status {
+    // SAFETY: `node` is NULL or live (the caller's contract).
+    let handle = unsafe { node.as_ref() };
+    with_handle(handle, "node", |n| {
+        // SAFETY: `len` readable bytes (the caller's contract).
+        let data = unsafe { bytes(data, len, "data") }?;
+        Ok(n.node.compact(index, data.to_vec())?)
+    })
+}
+
+/// Writes the node's status as one JSON object to `*out` (id, term, role, leader,
+/// leading_generation, lease_remaining_ms, commit, applied, voters, ...); release it with
+/// `fk_buf_release`.
+///
+/// Thread safety: any thread, concurrently with any call but `fk_node_free`.
+///
+/// # Safety
+///
+/// `node` is NULL or live; `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_node_status_json(node: *const fk_node, out: *mut fk_buf) -> fk_status {
+    // SAFETY: `node` is NULL or live (the caller's contract).
+    let handle = unsafe { node.as_ref() };
+    with_handle(handle, "node", |n| {
+        let out = boundary::out(out, "out")?;
+        let status = n.node.status()?;
+        // SAFETY: checked non-NULL; writable (the caller's contract).
+        unsafe { out.write(fk_buf::new(status.to_json().into_bytes())) };
+        Ok(())
+    })
+}

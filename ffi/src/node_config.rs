@@ -1,0 +1,195 @@
+//! The node's configuration as JSON: what `fk_node_start` reads.
+//!
+//! ```json
+//! {
+//!   "id": 1, "cluster": 7, "data_dir": "/var/lib/app/fk-1", "listen": "127.0.0.1:7001",
+//!   "peers": [{"id": 2, "addr": "127.0.0.1:7002"}, {"id": 3, "addr": "127.0.0.1:7003"}],
+//!   "voters": [1, 2, 3],
+//!   "join": false,
+//!   "timing": {"tick_ms": 10, "election_tick": 20, "heartbeat_tick": 3,
+//!              "max_drift": 0.05, "margin_ms": 10}
+//! }
+//! ```
+//!
+//! `voters` defaults to this node and every peer; `"join": true` starts with no voters, to be
+//! added to a running group. Every field of `timing` is optional. Unknown fields are refused.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use kernel::lease::Timing;
+use kernel::node::NodeConfig;
+use kernel::transport::tcp::TcpConfig;
+use kernel::{Error, NodeId};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    id: u64,
+    cluster: u64,
+    data_dir: String,
+    listen: String,
+    #[serde(default)]
+    peers: Vec<Peer>,
+    voters: Option<Vec<u64>>,
+    #[serde(default)]
+    join: bool,
+    #[serde(default)]
+    timing: TimingConfig,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Peer {
+    id: u64,
+    addr: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TimingConfig {
+    tick_ms: Option<u64>,
+    election_tick: Option<usize>,
+    heartbeat_tick: Option<usize>,
+    max_drift: Option<f64>,
+    margin_ms: Option<u64>,
+}
+
+fn invalid(reason: String) -> Error {
+    Error::InvalidConfig(reason)
+}
+
+fn node_id(value: u64, field: &str) -> Result<NodeId, Error> {
+    NodeId::new(value).map_err(|_| invalid(format!("{field} = {value}: must be 1 to 2^63 - 1")))
+}
+
+/// Parses and validates `json` into the node's and the transport's configuration.
+pub(crate) fn parse(json: &str) -> Result<(NodeConfig, TcpConfig), Error> {
+    let config: Config =
+        serde_json::from_str(json).map_err(|e| invalid(format!("the JSON does not parse: {e}")))?;
+    let id = node_id(config.id, "id")?;
+    if config.data_dir.is_empty() {
+        return Err(invalid(
+            "data_dir is empty: name the node's own directory".into(),
+        ));
+    }
+    let listen: SocketAddr = config.listen.parse().map_err(|e| {
+        invalid(format!(
+            "listen = {:?}: {e}; give an IP address and port like \"127.0.0.1:7001\"",
+            config.listen
+        ))
+    })?;
+    let mut peers = Vec::with_capacity(config.peers.len());
+    for peer in &config.peers {
+        let peer_id = node_id(peer.id, "peers[].id")?;
+        if peer_id == id {
+            return Err(invalid(format!("peers lists this node ({id}) itself")));
+        }
+        if peers.iter().any(|(p, _)| *p == peer_id) {
+            return Err(invalid(format!("peers lists node {peer_id} twice")));
+        }
+        if peer.addr.is_empty() {
+            return Err(invalid(format!("peers: node {peer_id} has an empty addr")));
+        }
+        peers.push((peer_id, peer.addr.clone()));
+    }
+    let voters = match (config.join, config.voters) {
+        (true, Some(_)) => {
+            return Err(invalid(
+                "give either voters (a new group) or \"join\": true (an existing group), not both"
+                    .into(),
+            ));
+        }
+        (true, None) => Vec::new(),
+        (false, Some(voters)) => voters
+            .into_iter()
+            .map(|v| node_id(v, "voters[]"))
+            .collect::<Result<_, _>>()?,
+        (false, None) => std::iter::once(id)
+            .chain(peers.iter().map(|(p, _)| *p))
+            .collect(),
+    };
+    let defaults = Timing::default();
+    let t = config.timing;
+    let timing = Timing {
+        tick: t.tick_ms.map_or(defaults.tick, Duration::from_millis),
+        election_tick: t.election_tick.unwrap_or(defaults.election_tick),
+        heartbeat_tick: t.heartbeat_tick.unwrap_or(defaults.heartbeat_tick),
+        max_drift: t.max_drift.unwrap_or(defaults.max_drift),
+        margin: t.margin_ms.map_or(defaults.margin, Duration::from_millis),
+    };
+    let mut node = NodeConfig::new(id, config.cluster, config.data_dir, voters);
+    node.timing = timing;
+    node.validate()?;
+    let tcp = TcpConfig {
+        cluster: config.cluster,
+        node: id,
+        listen,
+        peers,
+    };
+    Ok((node, tcp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(json: &str) -> String {
+        match parse(json) {
+            Ok(_) => panic!("{json} was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const GOOD: &str = r#"{"id": 1, "cluster": 7, "data_dir": "/tmp/x", "listen": "127.0.0.1:0",
+        "peers": [{"id": 2, "addr": "127.0.0.1:7002"}]}"#;
+
+    #[test]
+    fn voters_default_to_this_node_and_its_peers() {
+        let (node, tcp) = parse(GOOD).unwrap();
+        let voters: Vec<u64> = node.voters.iter().map(|v| v.get()).collect();
+        assert_eq!(voters, [1, 2]);
+        assert_eq!(tcp.peers.len(), 1);
+        assert_eq!(node.timing, Timing::default());
+    }
+
+    #[test]
+    fn every_bad_config_is_refused_with_the_field_named() {
+        let cases = [
+            ("{", "does not parse"),
+            (r#"{"id": 1}"#, "missing field `cluster`"),
+            (&GOOD.replace("\"id\": 1,", "\"id\": 0,"), "id = 0"),
+            (&GOOD.replace("127.0.0.1:0", "localhost"), "listen"),
+            (
+                &GOOD.replace("\"cluster\"", "\"clustr\""),
+                "unknown field `clustr`",
+            ),
+            (&GOOD.replace("\"id\": 2", "\"id\": 1"), "itself"),
+            (&GOOD.replace("/tmp/x", ""), "data_dir"),
+            (
+                &GOOD.replace(
+                    "\"cluster\": 7,",
+                    "\"cluster\": 7, \"join\": true, \"voters\": [1],",
+                ),
+                "not both",
+            ),
+            (
+                &GOOD.replace("\"cluster\": 7,", "\"cluster\": 7, \"voters\": [2, 3],"),
+                "do not include this node",
+            ),
+            (
+                &GOOD.replace(
+                    "\"cluster\": 7,",
+                    "\"cluster\": 7, \"timing\": {\"margin_ms\": 0},",
+                ),
+                "margin",
+            ),
+        ];
+        for (json, expected) in cases {
+            let message = err(json);
+            assert!(message.contains(expected), "{json}: {message}");
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Status codes: what every fallible export returns.
+//!
+//! A `uint32_t` typedef with constants, not a C enum (cbindgen 0.29.3+ writes C23 enum syntax
+//! that cffi and cgo reject, and a C enum's size is the compiler's choice). Codes are numbered
+//! in blocks by origin; a retired number stays reserved and is never reused.
+
+use std::ffi::{CStr, c_char};
+
+use kernel::Error;
+
+use crate::boundary;
+
+/// The outcome of a call. `FK_STATUS_OK` (0) is success; anything else is a failure whose
+/// reason `fk_last_error_message` gives on the same thread.
+pub type fk_status = u32;
+
+/// Success.
+pub const FK_STATUS_OK: fk_status = 0;
+
+// Block 1000: the caller's arguments.
+
+/// A pointer argument that must not be NULL was NULL.
+pub const FK_STATUS_NULL_ARGUMENT: fk_status = 1000;
+/// An argument out of its range (a length, an option, a timeout).
+pub const FK_STATUS_INVALID_ARGUMENT: fk_status = 1001;
+/// A text argument (a path, a configuration) that is not valid UTF-8.
+pub const FK_STATUS_INVALID_UTF8: fk_status = 1002;
+/// A token, generation or node id that is not valid (zero, or above 2^63 − 1).
+pub const FK_STATUS_INVALID_TOKEN: fk_status = 1003;
+/// A resource key that is empty or longer than `FK_KEY_LEN_MAX`.
+pub const FK_STATUS_INVALID_KEY: fk_status = 1004;
+/// A batch longer than `FK_BATCH_MAX`, or with a bad item (the message names it).
+pub const FK_STATUS_INVALID_BATCH: fk_status = 1005;
+/// A node configuration that does not parse or is not safe (the message names the field).
+pub const FK_STATUS_INVALID_CONFIG: fk_status = 1006;
+/// A resource id this fence never handed out, or a key it does not hold.
+pub const FK_STATUS_UNKNOWN_RESOURCE: fk_status = 1007;
+/// The fence holds as many resources as it was opened for.
+pub const FK_STATUS_TOO_MANY_RESOURCES: fk_status = 1008;
+/// A payload or proposal larger than the log accepts.
+pub const FK_STATUS_TOO_LARGE: fk_status = 1009;
+
+// Block 2000: storage.
+
+/// An I/O operation failed (the message names the operation and the file).
+pub const FK_STATUS_IO: fk_status = 2000;
+/// The log is damaged before its tail (the message names the file and offset).
+pub const FK_STATUS_CORRUPT: fk_status = 2001;
+/// The data directory is in use by another open log.
+pub const FK_STATUS_LOCKED: fk_status = 2002;
+/// The data directory belongs to another cluster or node.
+pub const FK_STATUS_WRONG_CLUSTER: fk_status = 2003;
+/// An earlier write or sync of the log failed; it refuses writes until reopened.
+pub const FK_STATUS_LOG_FAILED: fk_status = 2004;
+/// Raft log entries or a snapshot that cannot follow what the log holds.
+pub const FK_STATUS_INVALID_RAFT_LOG: fk_status = 2005;
+/// A record or message that could not be encoded or decoded.
+pub const FK_STATUS_ENCODING: fk_status = 2006;
+
+// Block 3000: the node.
+
+/// This node is not the (usable) leader; the message names the leader it knows of.
+pub const FK_STATUS_NOT_LEADER: fk_status = 3000;
+/// The node has stopped.
+pub const FK_STATUS_STOPPED: fk_status = 3001;
+/// Nothing arrived, or nothing finished, within the timeout.
+pub const FK_STATUS_TIMEOUT: fk_status = 3002;
+/// A membership change was refused.
+pub const FK_STATUS_MEMBERSHIP: fk_status = 3003;
+/// Raft refused an operation (for example, a transfer to an unknown node).
+pub const FK_STATUS_RAFT: fk_status = 3004;
+/// The transport failed: binding a port in use, a peer address that does not resolve.
+pub const FK_STATUS_TRANSPORT: fk_status = 3005;
+
+// Block 4000: policies (reserved for the plugin host).
+
+// Block 9000: the boundary itself.
+
+/// A bug inside fencekit panicked during this call. The handle is poisoned.
+pub const FK_STATUS_PANIC: fk_status = 9000;
+/// An earlier call on this handle panicked: it refuses everything but `_free` (fail closed).
+pub const FK_STATUS_POISONED: fk_status = 9001;
+/// An error this version of the ABI has no code for (the message says what it was).
+pub const FK_STATUS_INTERNAL: fk_status = 9002;
+
+/// The code for a kernel error.
+pub(crate) fn of(error: &Error) -> fk_status {
+    match error {
+        Error::InvalidToken(_) => FK_STATUS_INVALID_TOKEN,
+        Error::InvalidKey(_) => FK_STATUS_INVALID_KEY,
+        Error::TooManyResources { .. } => FK_STATUS_TOO_MANY_RESOURCES,
+        Error::UnknownResource(_) => FK_STATUS_UNKNOWN_RESOURCE,
+        Error::InvalidBatch(_) => FK_STATUS_INVALID_BATCH,
+        Error::RecordTooLarge { .. } => FK_STATUS_TOO_LARGE,
+        Error::InvalidOption { .. } => FK_STATUS_INVALID_ARGUMENT,
+        Error::Locked { .. } => FK_STATUS_LOCKED,
+        Error::Io { .. } => FK_STATUS_IO,
+        Error::Corrupt { .. } => FK_STATUS_CORRUPT,
+        Error::WrongCluster { .. } => FK_STATUS_WRONG_CLUSTER,
+        Error::InvalidRaftLog(_) => FK_STATUS_INVALID_RAFT_LOG,
+        Error::Encoding(_) => FK_STATUS_ENCODING,
+        Error::InvalidConfig(_) => FK_STATUS_INVALID_CONFIG,
+        Error::NotLeader { .. } => FK_STATUS_NOT_LEADER,
+        Error::Membership(_) => FK_STATUS_MEMBERSHIP,
+        Error::Stopped => FK_STATUS_STOPPED,
+        Error::Raft(_) => FK_STATUS_RAFT,
+        Error::Transport(_) => FK_STATUS_TRANSPORT,
+        Error::Timeout(_) => FK_STATUS_TIMEOUT,
+        Error::Poisoned(_) => FK_STATUS_LOG_FAILED,
+        _ => FK_STATUS_INTERNAL,
+    }
+}
+
+/// Every code with its name, for `fk_status_name` and the tests.
+pub(crate) const NAMES: &[(fk_status, &CStr)] = &[
+    (FK_STATUS_OK, c"FK_STATUS_OK"),
+    (FK_STATUS_NULL_ARGUMENT, c"FK_STATUS_NULL_ARGUMENT"),
+    (FK_STATUS_INVALID_ARGUMENT, c"FK_STATUS_INVALID_ARGUMENT"),
+    (FK_STATUS_INVALID_UTF8, c"FK_STATUS_INVALID_UTF8"),
+    (FK_STATUS_INVALID_TOKEN, c"FK_STATUS_INVALID_TOKEN"),
+    (FK_STATUS_INVALID_KEY, c"FK_STATUS_INVALID_KEY"),
+    (FK_STATUS_INVALID_BATCH, c"FK_STATUS_INVALID_BATCH"),
+    (FK_STATUS_INVALID_CONFIG, c"FK_STATUS_INVALID_CONFIG"),
+    (FK_STATUS_UNKNOWN_RESOURCE, c"FK_STATUS_UNKNOWN_RESOURCE"),
+    (
+        FK_STATUS_TOO_MANY_RESOURCES,
+        c"FK_STATUS_TOO_MANY_RESOURCES",
+    ),
+    (FK_STATUS_TOO_LARGE, c"FK_STATUS_TOO_LARGE"),
+    (FK_STATUS_IO, c"FK_STATUS_IO"),
+    (FK_STATUS_CORRUPT, c"FK_STATUS_CORRUPT"),
+    (FK_STATUS_LOCKED, c"FK_STATUS_LOCKED"),
+    (FK_STATUS_WRONG_CLUSTER, c"FK_STATUS_WRONG_CLUSTER"),
+    (FK_STATUS_LOG_FAILED, c"FK_STATUS_LOG_FAILED"),
+    (FK_STATUS_INVALID_RAFT_LOG, c"FK_STATUS_INVALID_RAFT_LOG"),
+    (FK_STATUS_ENCODING, c"FK_STATUS_ENCODING"),
+    (FK_STATUS_NOT_LEADER, c"FK_STATUS_NOT_LEADER"),
+    (FK_STATUS_STOPPED, c"FK_STATUS_STOPPED"),
+    (FK_STATUS_TIMEOUT, c"FK_STATUS_TIMEOUT"),
+    (FK_STATUS_MEMBERSHIP, c"FK_STATUS_MEMBERSHIP"),
+    (FK_STATUS_RAFT, c"FK_STATUS_RAFT"),
+    (FK_STATUS_TRANSPORT, c"FK_STATUS_TRANSPORT"),
+    (FK_STATUS_PANIC, c"FK_STATUS_PANIC"),
+    (FK_STATUS_POISONED, c"FK_STATUS_POISONED"),
+    (FK_STATUS_INTERNAL, c"FK_STATUS_INTERNAL"),
+];
+
+/// The constant's name of `status` ("FK_STATUS_STALE"...), or "FK_STATUS_UNKNOWN" for a code
+/// this version does not define. The string is static: never free it.
+///
+/// Thread safety: any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn fk_status_name(status: fk_status) -> *const c_char {
+    boundary::infallible(c"FK_STATUS_UNKNOWN".as_ptr(), || {
+        NAMES
+            .iter()
+            .find(|(code, _)| *code == status)
+            .map_or(c"FK_STATUS_UNKNOWN", |(_, name)| name)
+            .as_ptr()
+    })
+}
