@@ -526,7 +526,7 @@ void fk_log_free(struct fk_log *log);
 // # Safety
 //
 // `log` is NULL or live; `out` is NULL or writable.
-fk_status fk_log_summary(const struct fk_log *log, struct fk_log_summary *out);
+fk_status fk_log_get_summary(const struct fk_log *log, struct fk_log_summary *out);
 
 // Writes record `index` (0 to records − 1, in log order) to `*out`.
 //
@@ -535,7 +535,7 @@ fk_status fk_log_summary(const struct fk_log *log, struct fk_log_summary *out);
 // # Safety
 //
 // `log` is NULL or live; `out` is NULL or writable.
-fk_status fk_log_record(const struct fk_log *log, size_t index, struct fk_log_record *out);
+fk_status fk_log_get_record(const struct fk_log *log, size_t index, struct fk_log_record *out);
 
 // The name of a record kind ("fence-mark", "raft-entries", ...), or "unknown". Static:
 // never free it.

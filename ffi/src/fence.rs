@@ -449,3 +449,110 @@ pub unsafe extern "C" fn fk_fence_compact(fence: *const fk_fence) -> fk_status {
     let handle = unsafe { fence.as_ref() };
     with_handle(handle, "fence", |f| Ok(f.fence.compact()?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::{FK_VERDICT_ADVANCED, FK_VERDICT_NONE};
+
+    fn open(dir: &std::path::Path) -> *mut fk_fence {
+        let path = dir.to_str().expect("UTF-8 temp dir");
+        let mut fence = std::ptr::null_mut();
+        // SAFETY: a valid path and out-pointer.
+        let status = unsafe {
+            fk_fence_open(
+                path.as_ptr().cast(),
+                path.len(),
+                std::ptr::null(),
+                &mut fence,
+            )
+        };
+        assert_eq!(status, FK_STATUS_OK);
+        fence
+    }
+
+    fn register(fence: *const fk_fence, key: &[u8]) -> u32 {
+        let mut id = u32::MAX;
+        // SAFETY: a live fence, a valid key and out-pointer.
+        let status = unsafe { fk_fence_register(fence, key.as_ptr(), key.len(), &mut id) };
+        assert_eq!(status, FK_STATUS_OK);
+        id
+    }
+
+    const TOKEN: fk_token = fk_token {
+        generation: 3,
+        holder: 1,
+    };
+
+    /// I7: after a panic inside a call on a fence, the fence rejects every later check, even
+    /// one of the token that is its current mark.
+    #[test]
+    fn a_fence_poisoned_by_a_panic_rejects_every_later_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let fence = open(dir.path());
+        let id = register(fence, b"jobs");
+        let mut verdict = fk_verdict::default();
+        // SAFETY: a live fence and a valid out-pointer.
+        let status = unsafe { fk_fence_check(fence, id, TOKEN, &mut verdict) };
+        assert_eq!((status, verdict.kind), (FK_STATUS_OK, FK_VERDICT_ADVANCED));
+
+        // SAFETY: `fence` is live.
+        let handle = unsafe { fence.as_ref() };
+        let status = with_handle(handle, "fence", |_| panic!("planted bug"));
+        assert_eq!(status, FK_STATUS_PANIC);
+
+        let mut verdict = fk_verdict::default();
+        // SAFETY: as above.
+        let status = unsafe { fk_fence_check(fence, id, TOKEN, &mut verdict) };
+        assert_eq!(status, FK_STATUS_POISONED);
+        assert_eq!(verdict.kind, FK_VERDICT_NONE, "no verdict is written");
+        let item = fk_check_item {
+            resource: id,
+            reserved: 0,
+            token: TOKEN,
+        };
+        let mut verdicts = [fk_verdict::default()];
+        // SAFETY: one readable item, room for one verdict.
+        let status = unsafe { fk_fence_check_batch(fence, &item, verdicts.as_mut_ptr(), 1) };
+        assert_eq!(status, FK_STATUS_POISONED);
+        assert_eq!(verdicts[0].kind, FK_VERDICT_NONE);
+        let key = b"jobs";
+        // SAFETY: as above.
+        let status =
+            unsafe { fk_fence_check_key(fence, key.as_ptr(), key.len(), TOKEN, &mut verdict) };
+        assert_eq!(status, FK_STATUS_POISONED);
+        // SAFETY: freed once; freeing a poisoned fence is allowed.
+        unsafe { fk_fence_free(fence) };
+    }
+
+    #[test]
+    fn a_bad_batch_item_checks_nothing_and_leaves_only_rejections() {
+        let dir = tempfile::tempdir().unwrap();
+        let fence = open(dir.path());
+        let id = register(fence, b"jobs");
+        let mut items = [fk_check_item {
+            resource: id,
+            reserved: 0,
+            token: TOKEN,
+        }; 3];
+        items[2].token.generation = 0;
+        let mut verdicts = [fk_verdict {
+            kind: FK_VERDICT_ADVANCED,
+            ..fk_verdict::default()
+        }; 3];
+        // SAFETY: three readable items, room for three verdicts.
+        let status =
+            unsafe { fk_fence_check_batch(fence, items.as_ptr(), verdicts.as_mut_ptr(), 3) };
+        assert_eq!(status, FK_STATUS_INVALID_BATCH);
+        assert!(verdicts.iter().all(|v| v.kind == FK_VERDICT_NONE));
+        let mut mark = fk_token {
+            generation: 9,
+            holder: 9,
+        };
+        // SAFETY: a live fence and a valid out-pointer.
+        assert_eq!(unsafe { fk_fence_mark(fence, id, &mut mark) }, FK_STATUS_OK);
+        assert_eq!(mark, fk_token::default(), "nothing was checked");
+        // SAFETY: freed once.
+        unsafe { fk_fence_free(fence) };
+    }
+}

@@ -133,7 +133,10 @@ pub unsafe extern "C" fn fk_log_free(log: *mut fk_log) {
 ///
 /// `log` is NULL or live; `out` is NULL or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn fk_log_summary(log: *const fk_log, out: *mut fk_log_summary) -> fk_status {
+pub unsafe extern "C" fn fk_log_get_summary(
+    log: *const fk_log,
+    out: *mut fk_log_summary,
+) -> fk_status {
     without_handle(|| {
         // SAFETY: NULL or live (the caller's contract).
         let log = unsafe { log.as_ref() }.ok_or_else(|| Failure::null("log"))?;
@@ -164,7 +167,7 @@ pub unsafe extern "C" fn fk_log_summary(log: *const fk_log, out: *mut fk_log_sum
 ///
 /// `log` is NULL or live; `out` is NULL or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn fk_log_record(
+pub unsafe extern "C" fn fk_log_get_record(
     log: *const fk_log,
     index: usize,
     out: *mut fk_log_record,
