@@ -1,0 +1,538 @@
+/*
+ * The C ABI's tests: behaviour through the header, as a C user sees it, including every kind
+ * of bad input. Built with -Wall -Wextra -Werror and run plain, under AddressSanitizer +
+ * UndefinedBehaviorSanitizer, and under valgrind (see the Makefile).
+ *
+ *   ./test_fencekit [NAME...]     run all tests, or those named
+ *
+ * FK_TEST_SLOW=N multiplies every wait (valgrind runs the node threads 20-50 times slower).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fencekit.h>
+
+static int failures;
+static const char *current;
+
+#define CHECK(cond)                                                                        \
+    do {                                                                                   \
+        if (!(cond)) {                                                                     \
+            fprintf(stderr, "%s:%d: %s: CHECK(%s) failed (last error: %s)\n", __FILE__,   \
+                    __LINE__, current, #cond, fk_last_error_message());                   \
+            failures++;                                                                    \
+            return;                                                                        \
+        }                                                                                  \
+    } while (0)
+
+/* `call` must return `expected`; a failure message must name what went wrong. */
+#define EXPECT(call, expected)                                                             \
+    do {                                                                                   \
+        fk_status got_ = (call);                                                           \
+        if (got_ != (expected)) {                                                          \
+            fprintf(stderr, "%s:%d: %s: %s returned %s, expected %s (%s)\n", __FILE__,    \
+                    __LINE__, current, #call, fk_status_name(got_), #expected,             \
+                    fk_last_error_message());                                              \
+            failures++;                                                                    \
+            return;                                                                        \
+        }                                                                                  \
+        if (got_ != FK_STATUS_OK && fk_last_error_message()[0] == '\0') {                  \
+            fprintf(stderr, "%s:%d: %s: %s failed without a message\n", __FILE__,         \
+                    __LINE__, current, #call);                                             \
+            failures++;                                                                    \
+            return;                                                                        \
+        }                                                                                  \
+    } while (0)
+
+#define OK(call) EXPECT(call, FK_STATUS_OK)
+
+static long slow(void) {
+    const char *s = getenv("FK_TEST_SLOW");
+    return s ? atol(s) : 1;
+}
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- temporary directories ------------------------------------------------------------ */
+
+static char dirs[16][64];
+static int ndirs;
+
+static const char *temp_dir(void) {
+    char *d = dirs[ndirs++];
+    strcpy(d, "/tmp/fencekit-ctest-XXXXXX");
+    if (mkdtemp(d) == NULL) {
+        perror("mkdtemp");
+        exit(2);
+    }
+    return d;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void remove_temp_dirs(void) {
+    for (int i = 0; i < ndirs; i++) nftw(dirs[i], remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    ndirs = 0;
+}
+
+static fk_fence *open_fence(const char *dir) {
+    fk_fence *fence = NULL;
+    if (fk_fence_open(dir, strlen(dir), NULL, &fence) != FK_STATUS_OK) {
+        fprintf(stderr, "fk_fence_open %s: %s\n", dir, fk_last_error_message());
+        exit(2);
+    }
+    return fence;
+}
+
+static fk_token tok(uint64_t generation, uint64_t holder) {
+    fk_token t = {.generation = generation, .holder = holder};
+    return t;
+}
+
+/* ---- fence ---------------------------------------------------------------------------- */
+
+static void test_version(void) {
+    CHECK(fk_abi_version() == FK_ABI_VERSION);
+    CHECK(strlen(fk_version()) >= 5);
+    CHECK(strcmp(fk_status_name(FK_STATUS_POISONED), "FK_STATUS_POISONED") == 0);
+    CHECK(strcmp(fk_status_name(12345), "FK_STATUS_UNKNOWN") == 0);
+}
+
+/* I5: stale rejected, same generation from another holder is a conflict, advances survive. */
+static void test_fence_verdicts_and_reopen(void) {
+    const char *dir = temp_dir();
+    fk_fence *fence = open_fence(dir);
+    uint32_t a, b, again;
+    OK(fk_fence_register(fence, (const uint8_t *)"a", 1, &a));
+    OK(fk_fence_register(fence, (const uint8_t *)"b", 1, &b));
+    OK(fk_fence_register(fence, (const uint8_t *)"a", 1, &again));
+    CHECK(a != b && again == a);
+
+    fk_verdict v;
+    fk_token none = {0, 0};
+    OK(fk_fence_mark(fence, a, &v.current));
+    CHECK(memcmp(&v.current, &none, sizeof none) == 0);
+
+    OK(fk_fence_check(fence, a, tok(4, 1), &v));
+    CHECK(v.kind == FK_VERDICT_ADVANCED && v.previous.generation == 0 && fk_verdict_is_accepted(&v));
+    OK(fk_fence_check(fence, a, tok(4, 1), &v));
+    CHECK(v.kind == FK_VERDICT_ACCEPTED && v.current.generation == 4 && fk_verdict_is_accepted(&v));
+    OK(fk_fence_check(fence, a, tok(4, 2), &v));
+    CHECK(v.kind == FK_VERDICT_CONFLICT && v.current.holder == 1 && !fk_verdict_is_accepted(&v));
+    OK(fk_fence_check(fence, a, tok(6, 2), &v));
+    CHECK(v.kind == FK_VERDICT_ADVANCED && v.previous.generation == 4 && v.previous.holder == 1);
+    OK(fk_fence_check(fence, a, tok(5, 3), &v));
+    CHECK(v.kind == FK_VERDICT_STALE && v.current.generation == 6 && v.current.holder == 2);
+    CHECK(!fk_verdict_is_accepted(&v));
+    OK(fk_fence_check_key(fence, (const uint8_t *)"c", 1, tok(1, 1), &v));
+    CHECK(v.kind == FK_VERDICT_ADVANCED);
+
+    fk_counters c;
+    OK(fk_fence_counters(fence, a, &c));
+    CHECK(c.accepted == 1 && c.advanced == 2 && c.stale == 1 && c.conflicts == 1);
+    size_t len;
+    OK(fk_fence_len(fence, &len));
+    CHECK(len == 3);
+    OK(fk_fence_compact(fence));
+    fk_fence_free(fence);
+
+    fence = open_fence(dir);
+    uint32_t found;
+    OK(fk_fence_lookup(fence, (const uint8_t *)"a", 1, &found));
+    OK(fk_fence_check(fence, found, tok(5, 3), &v));
+    CHECK(v.kind == FK_VERDICT_STALE && v.current.generation == 6);
+    OK(fk_fence_check_key(fence, (const uint8_t *)"c", 1, tok(1, 1), &v));
+    CHECK(v.kind == FK_VERDICT_ACCEPTED);
+    fk_fence_free(fence);
+}
+
+static void test_fence_batch(void) {
+    fk_fence *fence = open_fence(temp_dir());
+    enum { N = 256 };
+    fk_check_item items[N];
+    fk_verdict verdicts[N];
+    for (int i = 0; i < N; i++) {
+        char key[16];
+        int n = snprintf(key, sizeof key, "r%d", i % 16);
+        uint32_t id;
+        OK(fk_fence_register(fence, (const uint8_t *)key, (size_t)n, &id));
+        items[i] = (fk_check_item){.resource = id, .token = tok(2, 7)};
+    }
+    items[N - 1].token = tok(1, 7); /* older than the mark the batch itself sets */
+    OK(fk_fence_check_batch(fence, items, verdicts, N));
+    for (int i = 0; i < N - 1; i++) {
+        CHECK(verdicts[i].kind == (i < 16 ? FK_VERDICT_ADVANCED : FK_VERDICT_ACCEPTED));
+    }
+    CHECK(verdicts[N - 1].kind == FK_VERDICT_STALE);
+
+    /* A bad item: nothing is checked, and no verdict says "accepted". */
+    items[3].resource = 9999;
+    for (int i = 0; i < N; i++) verdicts[i].kind = FK_VERDICT_ACCEPTED;
+    EXPECT(fk_fence_check_batch(fence, items, verdicts, N), FK_STATUS_UNKNOWN_RESOURCE);
+    for (int i = 0; i < N; i++) CHECK(verdicts[i].kind == FK_VERDICT_NONE);
+    items[3].resource = items[4].resource;
+    items[5].token = tok(0, 1);
+    EXPECT(fk_fence_check_batch(fence, items, verdicts, N), FK_STATUS_INVALID_BATCH);
+    CHECK(strstr(fk_last_error_message(), "item 5") != NULL);
+
+    OK(fk_fence_check_batch(fence, NULL, NULL, 0));
+    EXPECT(fk_fence_check_batch(fence, items, verdicts, FK_BATCH_MAX + 1), FK_STATUS_INVALID_BATCH);
+    EXPECT(fk_fence_check_batch(fence, NULL, verdicts, 3), FK_STATUS_NULL_ARGUMENT);
+    EXPECT(fk_fence_check_batch(fence, items, NULL, 3), FK_STATUS_NULL_ARGUMENT);
+    fk_fence_free(fence);
+}
+
+static void test_fence_bad_input(void) {
+    const char *dir = temp_dir();
+    fk_fence *fence = open_fence(dir);
+    fk_verdict v = {0};
+    uint32_t id;
+    char long_key[FK_KEY_LEN_MAX + 2];
+    memset(long_key, 'k', sizeof long_key);
+
+    EXPECT(fk_fence_check(NULL, 0, tok(1, 1), &v), FK_STATUS_NULL_ARGUMENT);
+    CHECK(strstr(fk_last_error_message(), "fence") != NULL);
+    EXPECT(fk_fence_register(fence, (const uint8_t *)"k", 1, NULL), FK_STATUS_NULL_ARGUMENT);
+    EXPECT(fk_fence_register(fence, NULL, 3, &id), FK_STATUS_NULL_ARGUMENT);
+    EXPECT(fk_fence_register(fence, (const uint8_t *)"", 0, &id), FK_STATUS_INVALID_KEY);
+    EXPECT(fk_fence_register(fence, NULL, 0, &id), FK_STATUS_INVALID_KEY);
+    EXPECT(fk_fence_register(fence, (const uint8_t *)long_key, FK_KEY_LEN_MAX + 1, &id), FK_STATUS_INVALID_KEY);
+    OK(fk_fence_register(fence, (const uint8_t *)long_key, FK_KEY_LEN_MAX, &id));
+    EXPECT(fk_fence_check(fence, id, tok(1, 1), NULL), FK_STATUS_NULL_ARGUMENT);
+    EXPECT(fk_fence_check(fence, 77, tok(1, 1), &v), FK_STATUS_UNKNOWN_RESOURCE);
+    EXPECT(fk_fence_check(fence, id, tok(0, 1), &v), FK_STATUS_INVALID_TOKEN);
+    EXPECT(fk_fence_check(fence, id, tok(1, 0), &v), FK_STATUS_INVALID_TOKEN);
+    EXPECT(fk_fence_check(fence, id, tok(UINT64_MAX, 1), &v), FK_STATUS_INVALID_TOKEN);
+    CHECK(v.kind == FK_VERDICT_NONE); /* outputs are written only on success */
+    EXPECT(fk_fence_check_key(fence, (const uint8_t *)long_key, sizeof long_key, tok(1, 1), &v),
+           FK_STATUS_INVALID_KEY);
+    EXPECT(fk_fence_lookup(fence, (const uint8_t *)"nope", 4, &id), FK_STATUS_UNKNOWN_RESOURCE);
+    EXPECT(fk_fence_counters(fence, 77, NULL), FK_STATUS_NULL_ARGUMENT);
+    EXPECT(fk_fence_mark(fence, 77, &v.current), FK_STATUS_UNKNOWN_RESOURCE);
+    EXPECT(fk_fence_len(fence, NULL), FK_STATUS_NULL_ARGUMENT);
+    CHECK(!fk_verdict_is_accepted(NULL));
+
+    /* The directory is locked while the fence is open, in this process as in any other. */
+    fk_fence *second = NULL;
+    EXPECT(fk_fence_open(dir, strlen(dir), NULL, &second), FK_STATUS_LOCKED);
+    CHECK(second == NULL);
+    fk_fence_free(fence);
+
+    const char bad_utf8[] = "/tmp/\xff\xfe";
+    EXPECT(fk_fence_open(bad_utf8, sizeof bad_utf8 - 1, NULL, &second), FK_STATUS_INVALID_UTF8);
+    EXPECT(fk_fence_open(NULL, 4, NULL, &second), FK_STATUS_NULL_ARGUMENT);
+    EXPECT(fk_fence_open("", 0, NULL, &second), FK_STATUS_INVALID_ARGUMENT);
+    EXPECT(fk_fence_open(dir, strlen(dir), NULL, NULL), FK_STATUS_NULL_ARGUMENT);
+    fk_fence_options options;
+    OK(fk_fence_options_default(&options));
+    options.max_resources = 0;
+    EXPECT(fk_fence_open(dir, strlen(dir), &options, &second), FK_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(fk_last_error_message(), "max_resources") != NULL);
+    OK(fk_fence_options_default(&options));
+    options.segment_size = 1000;
+    EXPECT(fk_fence_open(dir, strlen(dir), &options, &second), FK_STATUS_INVALID_ARGUMENT);
+    options.segment_size = 1 << 16;
+    OK(fk_fence_open(dir, strlen(dir), &options, &second));
+    fk_fence_free(second);
+    EXPECT(fk_fence_options_default(NULL), FK_STATUS_NULL_ARGUMENT);
+
+    fk_fence_free(NULL);
+    fk_buf_release(NULL);
+    fk_buf empty = {0};
+    fk_buf_release(&empty);
+    fk_log_free(NULL);
+    fk_node_free(NULL);
+}
+
+/* ---- log inspection ------------------------------------------------------------------- */
+
+static void test_log_inspection(void) {
+    const char *dir = temp_dir();
+    fk_fence *fence = open_fence(dir);
+    fk_verdict v;
+    OK(fk_fence_check_key(fence, (const uint8_t *)"x", 1, tok(3, 1), &v));
+    OK(fk_fence_check_key(fence, (const uint8_t *)"x", 1, tok(8, 2), &v));
+
+    /* A fence that is open (its directory locked) can be inspected. */
+    fk_log *log = NULL;
+    OK(fk_log_inspect(dir, strlen(dir), &log));
+    fk_log_summary summary;
+    OK(fk_log_get_summary(log, &summary));
+    CHECK(summary.records == 2 && summary.segments == 1 && summary.torn_tail == 0);
+    fk_log_record record;
+    OK(fk_log_get_record(log, 1, &record));
+    CHECK(record.generation == 8 && strcmp(fk_log_kind_name(record.kind), "fence-mark") == 0);
+    /* A fence mark's payload is the holder (8 bytes, little-endian) and the key. */
+    CHECK(record.payload != NULL && record.payload_len == 9 && record.payload[0] == 2 && record.payload[8] == 'x');
+    fk_log_record first;
+    OK(fk_log_get_record(log, 0, &first));
+    CHECK(first.generation == 3 && first.segment == record.segment && first.offset < record.offset);
+    EXPECT(fk_log_get_record(log, 2, &record), FK_STATUS_INVALID_ARGUMENT);
+    EXPECT(fk_log_get_record(NULL, 0, &record), FK_STATUS_NULL_ARGUMENT);
+    EXPECT(fk_log_get_summary(log, NULL), FK_STATUS_NULL_ARGUMENT);
+    CHECK(strcmp(fk_log_kind_name(0), "unknown") == 0 && strcmp(fk_log_kind_name(0x11), "raft-entries") == 0);
+    fk_log_free(log);
+    fk_fence_free(fence);
+
+    /* Damage in the middle of the log: refused, with the file and offset. */
+    char segment[128];
+    snprintf(segment, sizeof segment, "%s/%016llx.wal", dir, (unsigned long long)first.segment);
+    int fd = open(segment, O_WRONLY);
+    CHECK(fd >= 0);
+    /* Change the first record's key byte (after its 32-byte header and 8-byte holder); the
+     * second record witnesses that it had been synced. */
+    char flipped = 'y';
+    CHECK(pwrite(fd, &flipped, 1, (off_t)first.offset + 32 + 8) == 1);
+    close(fd);
+    log = NULL;
+    EXPECT(fk_log_inspect(dir, strlen(dir), &log), FK_STATUS_CORRUPT);
+    CHECK(log == NULL && strstr(fk_last_error_message(), "offset") != NULL);
+
+    const char *empty = temp_dir();
+    EXPECT(fk_log_inspect(empty, strlen(empty), &log), FK_STATUS_CORRUPT);
+    EXPECT(fk_log_inspect("/nonexistent/fk", 15, &log), FK_STATUS_IO);
+    EXPECT(fk_log_inspect(dir, strlen(dir), NULL), FK_STATUS_NULL_ARGUMENT);
+}
+
+/* ---- node ----------------------------------------------------------------------------- */
+
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof addr;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0 ||
+        getsockname(fd, (struct sockaddr *)&addr, &len) != 0) {
+        perror("free port");
+        exit(2);
+    }
+    close(fd);
+    return ntohs(addr.sin_port);
+}
+
+/* The JSON of a single-node group whose only member is node 1. */
+static int single_config(char *out, size_t cap, const char *dir, int port, int cluster) {
+    return snprintf(out, cap,
+                    "{\"id\": 1, \"cluster\": %d, \"data_dir\": \"%s\", \"listen\": \"127.0.0.1:%d\","
+                    " \"timing\": {\"tick_ms\": %ld, \"margin_ms\": %ld}}",
+                    cluster, dir, port, 10 * slow(), 10 * slow());
+}
+
+static void test_node_single(void) {
+    const char *dir = temp_dir();
+    char config[512];
+    int port = free_port();
+    int len = single_config(config, sizeof config, dir, port, 7);
+    fk_node *node = NULL;
+    OK(fk_node_start(config, (size_t)len, &node));
+
+    fk_event event = {0};
+    int elected = 0;
+    for (int i = 0; i < 100 && !elected; i++) {
+        fk_status s = fk_node_next_event(node, (uint32_t)(100 * slow()), &event);
+        CHECK(s == FK_STATUS_OK || s == FK_STATUS_TIMEOUT);
+        elected = s == FK_STATUS_OK && event.kind == FK_EVENT_ELECTED;
+    }
+    CHECK(elected && event.token.holder == 1 && event.token.generation >= 1);
+
+    fk_leadership leadership;
+    OK(fk_node_leadership(node, &leadership));
+    uint64_t now;
+    OK(fk_node_now_ns(node, &now));
+    CHECK(leadership.token.holder == 1 && leadership.lease_deadline_ns > 0);
+    CHECK(leadership.lease_remaining_ns > 0 && leadership.lease_remaining_ns < 1000000000ull * (uint64_t)slow());
+
+    uint64_t index = 0;
+    OK(fk_node_propose(node, (const uint8_t *)"hello", 5, (uint32_t)(5000 * slow()), &index));
+    CHECK(index >= 2);
+    fk_applied applied = {0};
+    int found = 0;
+    while (!found && fk_node_next_applied(node, (uint32_t)(2000 * slow()), &applied) == FK_STATUS_OK) {
+        found = applied.kind == FK_APPLIED_ENTRY && applied.index == index && applied.data.len == 5 &&
+                memcmp(applied.data.data, "hello", 5) == 0 && applied.data.data[5] == '\0';
+        fk_buf_release(&applied.data);
+        CHECK(applied.data.data == NULL);
+    }
+    CHECK(found);
+
+    fk_buf status = {0};
+    OK(fk_node_status_json(node, &status));
+    CHECK(strstr((const char *)status.data, "\"role\":\"leader\"") != NULL);
+    CHECK(strlen((const char *)status.data) == status.len);
+    fk_buf_release(&status);
+    fk_buf_release(&status);
+
+    uint64_t successor;
+    CHECK(fk_node_step_down(node, &successor) != FK_STATUS_OK); /* nobody to hand over to */
+    EXPECT(fk_node_transfer(node, 0), FK_STATUS_INVALID_TOKEN);
+    EXPECT(fk_node_propose(node, NULL, 5, 10, &index), FK_STATUS_NULL_ARGUMENT);
+    EXPECT(fk_node_propose(node, (const uint8_t *)"x", 1, 10, NULL), FK_STATUS_NULL_ARGUMENT);
+    EXPECT(fk_node_leadership(node, NULL), FK_STATUS_NULL_ARGUMENT);
+    EXPECT(fk_node_leadership(NULL, &leadership), FK_STATUS_NULL_ARGUMENT);
+    EXPECT(fk_node_next_event(node, 0, NULL), FK_STATUS_NULL_ARGUMENT);
+
+    /* The same port again: a transport error that names the address. */
+    const char *dir2 = temp_dir();
+    char config2[512];
+    int len2 = single_config(config2, sizeof config2, dir2, port, 7);
+    fk_node *clash = NULL;
+    EXPECT(fk_node_start(config2, (size_t)len2, &clash), FK_STATUS_TRANSPORT);
+    CHECK(clash == NULL && strstr(fk_last_error_message(), "127.0.0.1") != NULL);
+    /* The same data directory while the node runs: locked. */
+    len2 = single_config(config2, sizeof config2, dir, free_port(), 7);
+    EXPECT(fk_node_start(config2, (size_t)len2, &clash), FK_STATUS_LOCKED);
+
+    OK(fk_node_stop(node));
+    EXPECT(fk_node_stop(node), FK_STATUS_STOPPED);
+    EXPECT(fk_node_leadership(node, &leadership), FK_STATUS_NOT_LEADER);
+    EXPECT(fk_node_propose(node, (const uint8_t *)"x", 1, 10, &index), FK_STATUS_STOPPED);
+    fk_status s;
+    while ((s = fk_node_next_event(node, 0, &event)) == FK_STATUS_OK) {
+    }
+    CHECK(s == FK_STATUS_STOPPED || s == FK_STATUS_TIMEOUT);
+    fk_node_free(node);
+
+    /* Its directory belongs to cluster 7: another cluster is refused. */
+    len2 = single_config(config2, sizeof config2, dir, free_port(), 8);
+    EXPECT(fk_node_start(config2, (size_t)len2, &clash), FK_STATUS_WRONG_CLUSTER);
+
+    /* The node's log can be inspected after the fact. */
+    fk_log *log = NULL;
+    OK(fk_log_inspect(dir, strlen(dir), &log));
+    fk_log_summary summary;
+    OK(fk_log_get_summary(log, &summary));
+    CHECK(summary.records >= 3);
+    fk_log_free(log);
+}
+
+static void test_node_bad_config(void) {
+    const char *cases[][2] = {
+        {"{", "does not parse"},
+        {"{\"id\": 1}", "cluster"},
+        {"{\"id\": 0, \"cluster\": 1, \"data_dir\": \"/tmp/x\", \"listen\": \"127.0.0.1:0\"}", "id = 0"},
+        {"{\"id\": 1, \"cluster\": 1, \"data_dir\": \"/tmp/x\", \"listen\": \"nowhere\"}", "listen"},
+        {"{\"id\": 1, \"cluster\": 1, \"data_dir\": \"/tmp/x\", \"listen\": \"127.0.0.1:0\", \"colour\": 1}",
+         "colour"},
+        {"{\"id\": 1, \"cluster\": 1, \"data_dir\": \"/tmp/x\", \"listen\": \"127.0.0.1:0\","
+         " \"timing\": {\"election_tick\": 1}}",
+         "election_tick"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fk_node *node = NULL;
+        EXPECT(fk_node_start(cases[i][0], strlen(cases[i][0]), &node), FK_STATUS_INVALID_CONFIG);
+        CHECK(node == NULL);
+        if (strstr(fk_last_error_message(), cases[i][1]) == NULL) {
+            fprintf(stderr, "%s: config %zu: message does not mention %s: %s\n", current, i, cases[i][1],
+                    fk_last_error_message());
+            failures++;
+        }
+    }
+    fk_node *node = NULL;
+    const char bad_utf8[] = "{\"id\": \xff}";
+    EXPECT(fk_node_start(bad_utf8, sizeof bad_utf8 - 1, &node), FK_STATUS_INVALID_UTF8);
+    EXPECT(fk_node_start(NULL, 10, &node), FK_STATUS_NULL_ARGUMENT);
+    EXPECT(fk_node_start("", 0, &node), FK_STATUS_INVALID_CONFIG);
+    EXPECT(fk_node_start("{}", 2, NULL), FK_STATUS_NULL_ARGUMENT);
+    EXPECT(fk_node_stop(NULL), FK_STATUS_NULL_ARGUMENT);
+}
+
+/* Three nodes: transfer moves leadership to a higher generation; the old token is stale. */
+static void test_node_transfer_fences_the_old_leader(void) {
+    enum { N = 3 };
+    int ports[N];
+    fk_node *nodes[N] = {0};
+    for (int i = 0; i < N; i++) ports[i] = free_port();
+    for (int i = 0; i < N; i++) {
+        char config[1024];
+        int len = snprintf(config, sizeof config,
+                           "{\"id\": %d, \"cluster\": 9, \"data_dir\": \"%s\", \"listen\": \"127.0.0.1:%d\","
+                           " \"peers\": [{\"id\": %d, \"addr\": \"127.0.0.1:%d\"}, {\"id\": %d, \"addr\": \"127.0.0.1:%d\"}],"
+                           " \"timing\": {\"tick_ms\": %ld, \"margin_ms\": %ld}}",
+                           i + 1, temp_dir(), ports[i], (i + 1) % N + 1, ports[(i + 1) % N], (i + 2) % N + 1,
+                           ports[(i + 2) % N], 10 * slow(), 10 * slow());
+        OK(fk_node_start(config, (size_t)len, &nodes[i]));
+    }
+    fk_leadership first = {0}, second = {0};
+    int leader = -1;
+    for (int round = 0; round < 1000 * slow() && leader < 0; round++) {
+        for (int i = 0; i < N && leader < 0; i++) {
+            if (fk_node_leadership(nodes[i], &first) == FK_STATUS_OK) leader = i;
+        }
+        if (leader < 0) sleep_ms(10);
+    }
+    CHECK(leader >= 0);
+    int target = (leader + 1) % N;
+    fk_status transferred = FK_STATUS_TIMEOUT;
+    int next = -1;
+    /* A transfer needs the target caught up; retry until it leads. */
+    for (int round = 0; round < 1000 * slow() && next != target; round++) {
+        if (round % 50 == 0) transferred = fk_node_transfer(nodes[leader], (uint64_t)target + 1);
+        if (fk_node_leadership(nodes[target], &second) == FK_STATUS_OK) next = target;
+        else sleep_ms(10);
+    }
+    CHECK(transferred == FK_STATUS_OK || next == target);
+    CHECK(next == target && second.token.generation > first.token.generation);
+    CHECK(fk_node_leadership(nodes[leader], &first) == FK_STATUS_NOT_LEADER ||
+          first.token.generation < second.token.generation);
+
+    fk_fence *fence = open_fence(temp_dir());
+    fk_verdict v;
+    fk_token old = {.generation = second.token.generation - 1, .holder = (uint64_t)leader + 1};
+    OK(fk_fence_check_key(fence, (const uint8_t *)"j", 1, second.token, &v));
+    CHECK(v.kind == FK_VERDICT_ADVANCED);
+    OK(fk_fence_check_key(fence, (const uint8_t *)"j", 1, old, &v));
+    CHECK(v.kind == FK_VERDICT_STALE);
+    fk_fence_free(fence);
+    for (int i = 0; i < N; i++) {
+        OK(fk_node_stop(nodes[i]));
+        fk_node_free(nodes[i]);
+    }
+}
+
+/* ---- runner --------------------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    void (*run)(void);
+} tests[] = {
+    {"version", test_version},
+    {"fence_verdicts_and_reopen", test_fence_verdicts_and_reopen},
+    {"fence_batch", test_fence_batch},
+    {"fence_bad_input", test_fence_bad_input},
+    {"log_inspection", test_log_inspection},
+    {"node_single", test_node_single},
+    {"node_bad_config", test_node_bad_config},
+    {"node_transfer_fences_the_old_leader", test_node_transfer_fences_the_old_leader},
+};
+
+int main(int argc, char **argv) {
+    int ran = 0, failed = 0;
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+        int wanted = argc == 1;
+        for (int a = 1; a < argc; a++) wanted |= strcmp(argv[a], tests[i].name) == 0;
+        if (!wanted) continue;
+        current = tests[i].name;
+        int before = failures;
+        tests[i].run();
+        remove_temp_dirs();
+        ran++;
+        if (failures > before) failed++;
+        printf("test %s ... %s\n", tests[i].name, failures > before ? "FAILED" : "ok");
+    }
+    printf("c tests: %d passed, %d failed\n", ran - failed, failed);
+    return failed ? 1 : 0;
+}
