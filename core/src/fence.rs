@@ -314,9 +314,11 @@ impl Fence {
                 out.len()
             )));
         }
-        self.check_batch_by(items.len(), |i| Ok(items[i]), |i, _, verdict| {
-            out[i] = verdict
-        })
+        self.check_batch_by(
+            items.len(),
+            |i| Ok(items[i]),
+            |i, _, verdict| out[i] = verdict,
+        )
     }
 
     /// [`Fence::check_batch`] over items that are not `(ResourceId, Token)` pairs in memory

@@ -25,15 +25,16 @@ impl Generation {
 
     /// A generation from its number; `0` ("none") and numbers above [`Generation::MAX`] are
     /// refused.
+    #[inline]
     pub fn new(value: u64) -> Result<Generation, Error> {
         if value > Self::MAX {
             return Err(Error::InvalidToken("generation above 2^63 - 1"));
         }
+        // ok_or_else, not ok_or: an eagerly built Error is dropped on the success path, a
+        // call the fence check across the C ABI paid twice per token.
         NonZeroU64::new(value)
             .map(Generation)
-            .ok_or(Error::InvalidToken(
-                "generation 0 means none and is never valid",
-            ))
+            .ok_or_else(|| Error::InvalidToken("generation 0 means none and is never valid"))
     }
 
     /// The generation's number.
@@ -55,10 +56,11 @@ pub struct NodeId(NonZeroU64);
 
 impl NodeId {
     /// A node id from its number; `0` is refused.
+    #[inline]
     pub fn new(value: u64) -> Result<NodeId, Error> {
         NonZeroU64::new(value)
             .map(NodeId)
-            .ok_or(Error::InvalidToken("node id 0 is raft's invalid id"))
+            .ok_or_else(|| Error::InvalidToken("node id 0 is raft's invalid id"))
     }
 
     /// The node id's number.
@@ -92,6 +94,7 @@ impl Token {
 
     /// A token from raw numbers, refusing generation 0, generations above
     /// [`Generation::MAX`] and holder 0.
+    #[inline]
     pub fn from_parts(generation: u64, holder: u64) -> Result<Token, Error> {
         Ok(Token::new(
             Generation::new(generation)?,

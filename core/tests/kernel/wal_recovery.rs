@@ -399,7 +399,11 @@ fn inspection_reports_a_torn_tail_without_repairing_it() {
     assert_eq!(seen, records[..records.len() - 1]);
     let torn = report.torn_tail.clone().expect("the torn tail is reported");
     assert_eq!(torn.offset, last);
-    assert_eq!(snapshot_files(dir.path()), before, "inspection changed the log");
+    assert_eq!(
+        snapshot_files(dir.path()),
+        before,
+        "inspection changed the log"
+    );
 
     // Opening repairs exactly what inspection reported.
     let (wal, recovered) = open_wal(dir.path()).unwrap();
