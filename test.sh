@@ -19,6 +19,19 @@ for component in rustfmt clippy; do
 done
 cargo --version
 
+# The C tests need a C compiler, make, valgrind and pkg-config (Debian package names).
+missing=()
+command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+command -v make >/dev/null 2>&1 || missing+=(make)
+command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+if ((${#missing[@]})); then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq "${missing[@]}"
+fi
+
 # --- checks ----------------------------------------------------------------------------
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -33,7 +46,18 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s += $1} END {print s + 0}')
 failed=$(grep -Eo '([0-9]+) failed;' "$log" | awk '{s += $1} END {print s + 0}')
 
+step "C ABI: libfencekit, C tests (plain, ASan + UBSan, valgrind), samples, pkg-config"
+# The header's drift check ran with cargo test (ffi/tests/abi.rs).
+clog=$(mktemp)
+trap 'rm -f "$log" "$clog"' EXIT
+make -s -C bindings/c test 2>&1 | tee "$clog"
+c_passed=$(grep -Eo '^c tests: [0-9]+ passed' "$clog" | grep -Eo '[0-9]+' | awk '{s += $1} END {print s + 0}')
+c_failed=$(grep -Eo '[0-9]+ failed$' "$clog" | grep -Eo '[0-9]+' | awk '{s += $1} END {print s + 0}')
+passed=$((passed + c_passed))
+failed=$((failed + c_failed))
+
 step "cargo bench -- --test (benches keep compiling and run once)"
+# The ffi bench loads the libfencekit.so that the C step built.
 cargo bench --workspace --locked -- --test
 
 step "simulator: 200 seeds of faults, every invariant checked after every step"
