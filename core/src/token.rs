@@ -30,11 +30,14 @@ impl Generation {
         if value > Self::MAX {
             return Err(Error::InvalidToken("generation above 2^63 - 1"));
         }
-        // ok_or_else, not ok_or: an eagerly built Error is dropped on the success path, a
-        // call the fence check across the C ABI paid twice per token.
-        NonZeroU64::new(value)
-            .map(Generation)
-            .ok_or_else(|| Error::InvalidToken("generation 0 means none and is never valid"))
+        // A match, not `ok_or(error)`: an eagerly built Error is dropped on the success path,
+        // a call to its drop glue that the fence check across the C ABI paid twice per token.
+        match NonZeroU64::new(value) {
+            Some(value) => Ok(Generation(value)),
+            None => Err(Error::InvalidToken(
+                "generation 0 means none and is never valid",
+            )),
+        }
     }
 
     /// The generation's number.
@@ -58,9 +61,10 @@ impl NodeId {
     /// A node id from its number; `0` is refused.
     #[inline]
     pub fn new(value: u64) -> Result<NodeId, Error> {
-        NonZeroU64::new(value)
-            .map(NodeId)
-            .ok_or_else(|| Error::InvalidToken("node id 0 is raft's invalid id"))
+        match NonZeroU64::new(value) {
+            Some(value) => Ok(NodeId(value)),
+            None => Err(Error::InvalidToken("node id 0 is raft's invalid id")),
+        }
     }
 
     /// The node id's number.
