@@ -104,6 +104,21 @@ pub(crate) fn infallible<T>(fallback: T, body: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
 }
 
+/// Frees a handle made by `Box::into_raw`; NULL is a no-op. A panic while dropping it (a bug)
+/// leaks it instead of unwinding into C.
+///
+/// # Safety
+///
+/// `handle` is NULL or a live handle of type `T` from `Box::into_raw`, freed once.
+pub(crate) unsafe fn free<T>(handle: *mut T) {
+    infallible((), || {
+        if !handle.is_null() {
+            // SAFETY: a live handle from Box::into_raw, freed once (the caller's contract).
+            drop(unsafe { Box::from_raw(handle) });
+        }
+    })
+}
+
 /// Checks that an out-pointer is not NULL.
 pub(crate) fn out<T>(ptr: *mut T, name: &str) -> Result<Out<T>, Failure> {
     if ptr.is_null() {

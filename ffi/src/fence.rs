@@ -155,12 +155,8 @@ pub unsafe extern "C" fn fk_fence_open(
 /// `fence` is NULL or a fence from `fk_fence_open` not yet freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fk_fence_free(fence: *mut fk_fence) {
-    boundary::infallible((), || {
-        if !fence.is_null() {
-            // SAFETY: a live fence from fk_fence_open, freed once (the caller's contract).
-            drop(unsafe { Box::from_raw(fence) });
-        }
-    })
+    // SAFETY: NULL or a live fence from fk_fence_open, freed once (the caller's contract).
+    unsafe { boundary::free(fence) }
 }
 
 /// Registers the resource named `key` (1 to `FK_KEY_LEN_MAX` bytes) and writes its id to
@@ -183,14 +179,33 @@ pub unsafe extern "C" fn fk_fence_register(
     // SAFETY: `fence` is NULL or live (the caller's contract).
     let handle = unsafe { fence.as_ref() };
     with_handle(handle, "fence", |f| {
-        let out = out(out_resource, "out_resource")?;
-        // SAFETY: `key_len` readable bytes (the caller's contract).
-        let key = unsafe { bytes(key, key_len, "key") }?;
-        let id = f.fence.register(key)?;
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe { out.write(id.as_u32()) };
-        Ok(())
+        // SAFETY: the caller's contract on `key` and `out_resource`.
+        unsafe {
+            write_resource(key, key_len, out_resource, |key| {
+                Ok(f.fence.register(key)?)
+            })
+        }
     })
+}
+
+/// Reads the key, finds its resource with `find`, and writes the id to `*out_resource`.
+///
+/// # Safety
+///
+/// `key` points to `key_len` readable bytes; `out_resource` is NULL or writable.
+unsafe fn write_resource(
+    key: *const u8,
+    key_len: usize,
+    out_resource: *mut u32,
+    find: impl FnOnce(&[u8]) -> Result<ResourceId, Failure>,
+) -> Result<(), Failure> {
+    let out = out(out_resource, "out_resource")?;
+    // SAFETY: `key_len` readable bytes (the caller's contract).
+    let key = unsafe { bytes(key, key_len, "key") }?;
+    let id = find(key)?;
+    // SAFETY: checked non-NULL; writable (the caller's contract).
+    unsafe { out.write(id.as_u32()) };
+    Ok(())
 }
 
 /// Writes the id of the resource named `key` to `*out_resource`, or fails with
@@ -211,21 +226,20 @@ pub unsafe extern "C" fn fk_fence_lookup(
     // SAFETY: `fence` is NULL or live (the caller's contract).
     let handle = unsafe { fence.as_ref() };
     with_handle(handle, "fence", |f| {
-        let out = out(out_resource, "out_resource")?;
-        // SAFETY: `key_len` readable bytes (the caller's contract).
-        let key = unsafe { bytes(key, key_len, "key") }?;
-        let id = f.fence.lookup(key).ok_or_else(|| {
-            Failure::new(
-                FK_STATUS_UNKNOWN_RESOURCE,
-                format!(
-                    "no resource is registered under the key {:?}",
-                    String::from_utf8_lossy(key)
-                ),
-            )
-        })?;
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe { out.write(id.as_u32()) };
-        Ok(())
+        // SAFETY: the caller's contract on `key` and `out_resource`.
+        unsafe {
+            write_resource(key, key_len, out_resource, |key| {
+                f.fence.lookup(key).ok_or_else(|| {
+                    Failure::new(
+                        FK_STATUS_UNKNOWN_RESOURCE,
+                        format!(
+                            "no resource is registered under the key {:?}",
+                            String::from_utf8_lossy(key)
+                        ),
+                    )
+                })
+            })
+        }
     })
 }
 

@@ -117,12 +117,8 @@ pub unsafe extern "C" fn fk_log_inspect(
 /// `log` is NULL or a log from `fk_log_inspect` not yet freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fk_log_free(log: *mut fk_log) {
-    boundary::infallible((), || {
-        if !log.is_null() {
-            // SAFETY: a live log from fk_log_inspect, freed once (the caller's contract).
-            drop(unsafe { Box::from_raw(log) });
-        }
-    })
+    // SAFETY: NULL or a live log from fk_log_inspect, freed once (the caller's contract).
+    unsafe { boundary::free(log) }
 }
 
 /// Writes what the inspection found to `*out`.

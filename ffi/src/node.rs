@@ -229,12 +229,8 @@ pub unsafe extern "C" fn fk_node_stop(node: *const fk_node) -> fk_status {
 /// `node` is NULL or a node from `fk_node_start` not yet freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fk_node_free(node: *mut fk_node) {
-    boundary::infallible((), || {
-        if !node.is_null() {
-            // SAFETY: a live node from fk_node_start, freed once (the caller's contract).
-            drop(unsafe { Box::from_raw(node) });
-        }
-    })
+    // SAFETY: NULL or a live node from fk_node_start, freed once (the caller's contract).
+    unsafe { boundary::free(node) }
 }
 
 /// Writes this node's usable leadership to `*out`, or fails with `FK_STATUS_NOT_LEADER`. Usable

@@ -95,6 +95,7 @@ fn is_guarded(body: &str) -> bool {
     };
     match code.as_slice() {
         [first, ..] if enters(first) => true,
+        [first, ..] if first.starts_with("unsafe { boundary::free(") => true,
         [first, second, ..] => {
             first.starts_with("let handle = unsafe {") && second.starts_with("with_handle(handle,")
         }

@@ -41,6 +41,15 @@ impl Owned {
         }
     }
 
+    /// A copy of a record recovery handed out.
+    pub(crate) fn of(record: &Record<'_>) -> Owned {
+        Owned {
+            kind: record.kind.get(),
+            generation: record.generation,
+            payload: record.payload.to_vec(),
+        }
+    }
+
     /// Appends this record to `wal` (buffered; not yet synced).
     pub(crate) fn append_to(&self, wal: &Wal) -> fencekit::Position {
         wal.append(self::kind(self.kind), self.generation, &self.payload)
@@ -51,11 +60,7 @@ impl Owned {
 pub(crate) fn open_wal(dir: &Path) -> Result<(Wal, Vec<Owned>), Error> {
     let mut records = Vec::new();
     let wal = Wal::open(dir, small_wal(), &mut |r: Record<'_>| {
-        records.push(Owned {
-            kind: r.kind.get(),
-            generation: r.generation,
-            payload: r.payload.to_vec(),
-        });
+        records.push(Owned::of(&r));
         Ok(())
     })?;
     Ok((wal, records))

@@ -372,11 +372,7 @@ fn snapshot_files(dir: &std::path::Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
 fn inspect(dir: &std::path::Path) -> Result<(fencekit::RecoveryReport, Vec<Owned>), Error> {
     let mut records = Vec::new();
     let report = fencekit::Wal::inspect(dir, &Default::default(), &mut |r| {
-        records.push(Owned {
-            kind: r.kind.get(),
-            generation: r.generation,
-            payload: r.payload.to_vec(),
-        });
+        records.push(Owned::of(&r));
         Ok(())
     })?;
     Ok((report, records))
