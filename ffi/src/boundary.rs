@@ -191,6 +191,27 @@ pub(crate) unsafe fn text<'a>(
     })
 }
 
+/// A directory argument: UTF-8 text that is not empty.
+///
+/// # Safety
+///
+/// As for [`bytes`].
+pub(crate) unsafe fn directory<'a>(
+    ptr: *const c_char,
+    len: usize,
+    whose: &str,
+) -> Result<&'a str, Failure> {
+    // SAFETY: forwarded from the caller.
+    let dir = unsafe { text(ptr, len, "dir") }?;
+    if dir.is_empty() {
+        return Err(Failure::new(
+            FK_STATUS_INVALID_ARGUMENT,
+            format!("`dir` is empty: name the {whose}'s directory"),
+        ));
+    }
+    Ok(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use kernel::limits::{BATCH_MAX, KEY_LEN_MAX};
 use kernel::{Fence, FenceOptions, ResourceId, WalOptions};
 
-use crate::boundary::{self, Failure, Handle, bytes, out, text, with_handle, without_handle};
+use crate::boundary::{self, Failure, Handle, bytes, out, with_handle, without_handle};
 use crate::status::*;
 use crate::token::{fk_token, fk_verdict};
 
@@ -115,14 +115,8 @@ pub unsafe extern "C" fn fk_fence_open(
 ) -> fk_status {
     without_handle(|| {
         let out = boundary::out(out, "out")?;
-        // SAFETY: `dir` has `dir_len` readable bytes (the caller's contract).
-        let dir = unsafe { text(dir, dir_len, "dir") }?;
-        if dir.is_empty() {
-            return Err(Failure::new(
-                FK_STATUS_INVALID_ARGUMENT,
-                "`dir` is empty: name the fence's directory",
-            ));
-        }
+        // SAFETY: `dir_len` readable bytes (the caller's contract).
+        let dir = unsafe { boundary::directory(dir, dir_len, "fence") }?;
         // SAFETY: NULL or readable (the caller's contract).
         let options = match unsafe { options.as_ref() } {
             None => FenceOptions::default(),

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use kernel::wal::Wal;
 use kernel::{RecordKind, RecoveryReport};
 
-use crate::boundary::{self, Failure, text, without_handle};
+use crate::boundary::{self, Failure, without_handle};
 use crate::status::*;
 
 /// The records of a log, read and verified by `fk_log_inspect`. Free it with `fk_log_free`.
@@ -84,13 +84,7 @@ pub unsafe extern "C" fn fk_log_inspect(
     without_handle(|| {
         let out = boundary::out(out, "out")?;
         // SAFETY: `dir_len` readable bytes (the caller's contract).
-        let dir = unsafe { text(dir, dir_len, "dir") }?;
-        if dir.is_empty() {
-            return Err(Failure::new(
-                FK_STATUS_INVALID_ARGUMENT,
-                "`dir` is empty: name the log's directory",
-            ));
-        }
+        let dir = unsafe { boundary::directory(dir, dir_len, "log") }?;
         let mut records = Vec::new();
         let report = Wal::inspect(dir, &Default::default(), &mut |r| {
             records.push(Owned {
