@@ -461,7 +461,7 @@ pub unsafe extern "C" fn fk_fence_compact(fence: *const fk_fence) -> fk_status {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::{FK_VERDICT_ADVANCED, FK_VERDICT_NONE};
+    use crate::token::{FK_VERDICT_ACCEPTED, FK_VERDICT_ADVANCED, FK_VERDICT_NONE};
 
     fn open(dir: &std::path::Path) -> *mut fk_fence {
         let path = dir.to_str().expect("UTF-8 temp dir");
@@ -530,6 +530,52 @@ mod tests {
             unsafe { fk_fence_check_key(fence, key.as_ptr(), key.len(), TOKEN, &mut verdict) };
         assert_eq!(status, FK_STATUS_POISONED);
         // SAFETY: freed once; freeing a poisoned fence is allowed.
+        unsafe { fk_fence_free(fence) };
+    }
+
+    /// The hot path allocates nothing: a check of the current mark, one by one or in a batch.
+    /// The failing call at the end proves the counter sees allocations (its message is one).
+    #[test]
+    fn checking_the_current_mark_allocates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let fence = open(dir.path());
+        let id = register(fence, b"jobs");
+        let mut verdict = fk_verdict::default();
+        // SAFETY: a live fence and a valid out-pointer (this first check advances the mark).
+        assert_eq!(
+            unsafe { fk_fence_check(fence, id, TOKEN, &mut verdict) },
+            FK_STATUS_OK
+        );
+        let items = [fk_check_item {
+            resource: id,
+            reserved: 0,
+            token: TOKEN,
+        }; 64];
+        let mut verdicts = [fk_verdict::default(); 64];
+        let allocations = crate::alloc_count::allocations_during(|| {
+            for _ in 0..1000 {
+                // SAFETY: as above.
+                let status = unsafe { fk_fence_check(fence, id, TOKEN, &mut verdict) };
+                assert_eq!((status, verdict.kind), (FK_STATUS_OK, FK_VERDICT_ACCEPTED));
+                // SAFETY: 64 readable items, room for 64 verdicts.
+                let status = unsafe {
+                    fk_fence_check_batch(fence, items.as_ptr(), verdicts.as_mut_ptr(), 64)
+                };
+                assert_eq!(status, FK_STATUS_OK);
+            }
+        });
+        assert_eq!(allocations, 0, "the hot path allocated");
+        let zero = fk_token::default();
+        let allocations = crate::alloc_count::allocations_during(|| {
+            // SAFETY: as above.
+            let status = unsafe { fk_fence_check(fence, id, zero, &mut verdict) };
+            assert_eq!(status, FK_STATUS_INVALID_TOKEN);
+        });
+        assert!(
+            allocations > 0,
+            "the counter missed the error message's allocation"
+        );
+        // SAFETY: freed once.
         unsafe { fk_fence_free(fence) };
     }
 

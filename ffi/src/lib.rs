@@ -12,6 +12,8 @@
     reason = "the C names of the types are the Rust names, so that cbindgen needs no renaming"
 )]
 
+#[cfg(test)]
+mod alloc_count;
 mod boundary;
 pub mod buf;
 pub mod fence;
