@@ -542,10 +542,8 @@ mod tests {
         let id = register(fence, b"jobs");
         let mut verdict = fk_verdict::default();
         // SAFETY: a live fence and a valid out-pointer (this first check advances the mark).
-        assert_eq!(
-            unsafe { fk_fence_check(fence, id, TOKEN, &mut verdict) },
-            FK_STATUS_OK
-        );
+        let status = unsafe { fk_fence_check(fence, id, TOKEN, &mut verdict) };
+        assert_eq!(status, FK_STATUS_OK);
         let items = [fk_check_item {
             resource: id,
             reserved: 0,
