@@ -159,3 +159,39 @@ pub extern "C" fn fk_status_name(status: fk_status) -> *const c_char {
             .as_ptr()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `fk_status_name` knows every code this file defines, under its own name, and no code is
+    /// defined twice.
+    #[test]
+    fn every_status_code_has_its_name_and_a_number_of_its_own() {
+        let mut defined = Vec::new();
+        for line in include_str!("status.rs").lines() {
+            let Some(rest) = line.strip_prefix("pub const ") else {
+                continue;
+            };
+            let (name, value) = rest
+                .split_once(": fk_status = ")
+                .expect("a status constant");
+            let value: fk_status = value.trim_end_matches(';').parse().expect("a number");
+            defined.push((value, name.to_owned()));
+        }
+        assert!(defined.len() > 20, "the scan found {} codes", defined.len());
+        for (value, name) in &defined {
+            let named = NAMES.iter().find(|(code, _)| code == value);
+            assert_eq!(
+                named.map(|(_, n)| n.to_str().expect("ASCII")),
+                Some(name.as_str()),
+                "{name}"
+            );
+        }
+        let mut values: Vec<_> = defined.iter().map(|(v, _)| v).collect();
+        values.sort();
+        values.dedup();
+        assert_eq!(values.len(), defined.len(), "two codes share a number");
+        assert_eq!(NAMES.len(), defined.len());
+    }
+}
