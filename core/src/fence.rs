@@ -19,6 +19,7 @@ mod accepted;
 mod key_index;
 mod mark;
 mod slot;
+mod write;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -30,12 +31,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::error::Error;
 use crate::limits::{BATCH_MAX, KEY_LEN_MAX, RESOURCES_DEFAULT, RESOURCES_MAX};
 use crate::planted::{self, PlantedBug};
-use crate::policy::{ConflictResolution, RejectConflicts, TieBreaker};
+use crate::policy::{ConflictResolution, RejectConflicts, TieBreaker, WriteValidator};
 use crate::token::Token;
 use crate::wal::{RecordKind, RecoveryReport, Wal, WalOptions};
 use accepted::AcceptedCounters;
 use key_index::KeyIndex;
 use slot::{AdvanceGuard, Slot};
+pub use write::WriteVerdict;
 
 /// A registered resource of one [`Fence`]: an index, valid only with the fence that returned
 /// it (ids are not stable across reopening; keys are).
@@ -143,6 +145,9 @@ pub struct Fence {
     compact_at: AtomicU64,
     compact_after_bytes: u64,
     tie_breaker: RwLock<Arc<dyn TieBreaker>>,
+    /// Checks payloads in [`Fence::check_write`]: read on every write, so it is swapped
+    /// atomically rather than locked (the outer `Arc` because arc-swap needs a sized type).
+    validator: arc_swap::ArcSwapOption<Arc<dyn WriteValidator>>,
 }
 
 impl fmt::Debug for Fence {
@@ -230,6 +235,7 @@ impl Fence {
             compact_at: AtomicU64::new(live + options.compact_after_bytes.max(live)),
             compact_after_bytes: options.compact_after_bytes,
             tie_breaker: RwLock::new(Arc::new(RejectConflicts)),
+            validator: arc_swap::ArcSwapOption::empty(),
         })
     }
 

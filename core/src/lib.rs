@@ -70,7 +70,9 @@ pub mod transport;
 pub mod wal;
 
 pub use error::Error;
-pub use fence::{Counters, Fence, FenceOptions, ResourceId, Verdict};
-pub use policy::{ConflictResolution, RejectConflicts, TieBreaker};
+pub use fence::{Counters, Fence, FenceOptions, ResourceId, Verdict, WriteVerdict};
+pub use policy::{
+    ConflictResolution, RejectConflicts, Rejection, TieBreaker, Validation, WriteValidator,
+};
 pub use token::{Generation, NodeId, Token};
 pub use wal::{Position, Record, RecordKind, RecoveryReport, Wal, WalOptions};

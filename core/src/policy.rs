@@ -3,6 +3,48 @@
 
 use crate::token::{NodeId, Token};
 
+/// Why a validator refused a write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// The validator's reason code: 1 to 65535 from a plugin's own table, or one of the
+    /// `Rejection::*` host codes (from 0x1_0000 on) when the validator itself failed.
+    pub code: u32,
+    /// The reason for people.
+    pub reason: String,
+}
+
+impl Rejection {
+    /// The validator trapped (a bug in it, or a hostile module).
+    pub const TRAPPED: u32 = 0x1_0000;
+    /// The validator ran past its deadline.
+    pub const DEADLINE: u32 = 0x1_0001;
+    /// The validator answered something outside its ABI.
+    pub const BAD_ANSWER: u32 = 0x1_0002;
+    /// The write does not fit the validator's input buffer.
+    pub const TOO_LARGE: u32 = 0x1_0003;
+    /// The validator panicked (a native one) or could not be instantiated.
+    pub const FAILED: u32 = 0x1_0004;
+}
+
+/// The validator's answer about one write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Validation {
+    /// The payload may be written.
+    Accept,
+    /// The payload must not be written.
+    Reject(Rejection),
+}
+
+/// Checks a write's payload after the fence accepted its token: the storage's own rules
+/// (a schema, a size bound, which resources take which payloads). It runs on the write path:
+/// it must be fast, and it must fail closed (anything but a clear acceptance is a rejection).
+pub trait WriteValidator: Send + Sync {
+    /// May `payload` be written to `key` by `token`? `mark` is the resource's high-water mark
+    /// before this write's check (`None` for its first write).
+    fn validate(&self, key: &[u8], token: Token, mark: Option<Token>, payload: &[u8])
+    -> Validation;
+}
+
 /// How a fence settles a conflict: two tokens of one generation with different holders.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum ConflictResolution {

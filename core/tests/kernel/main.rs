@@ -14,3 +14,4 @@ mod fence_model;
 mod full_disk;
 mod support;
 mod wal_recovery;
+mod write_validation;
