@@ -1,0 +1,33 @@
+//! WebAssembly policy plugins for fencekit: storage validators and tie-breakers, sandboxed.
+//!
+//! A plugin is a core WebAssembly module with no imports but an optional host log function,
+//! exporting plugin ABI v1 (`plugins/README.md`, `plugins/sdk/fencekit_plugin.h`):
+//!
+//! 1. Load it once: [`Plugin::validator`] or [`Plugin::tie_breaker`] check its size, compile
+//!    it, refuse any other import (naming it), and instantiate it to check its exports, ABI
+//!    version and input buffer.
+//! 2. Wrap it: [`WasmValidator`] implements `fencekit::WriteValidator` (attach it with
+//!    `Fence::set_validator`); [`WasmTieBreaker`] implements `fencekit::TieBreaker` (for a
+//!    fence's conflicts and a node's election priority).
+//! 3. Call it from any thread: each thread has its own instance, kept warm.
+//!
+//! Limits ([`PluginLimits`]): module size, memory, a deadline per validator call (epoch
+//! interruption), fuel per tie-breaker call. A trap, a deadline, a bad answer or a failure to
+//! instantiate is a rejection (or, for a tie-breaker, the conservative answer), never an
+//! acceptance; the instance is thrown away and the next call gets a fresh one.
+
+pub mod abi;
+mod engine;
+mod error;
+mod instance;
+pub mod limits;
+mod plugin;
+mod tie_breaker;
+mod validator;
+
+pub use engine::Kind;
+pub use error::PluginError;
+pub use limits::PluginLimits;
+pub use plugin::{Plugin, PluginInfo};
+pub use tie_breaker::WasmTieBreaker;
+pub use validator::WasmValidator;

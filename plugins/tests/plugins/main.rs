@@ -1,0 +1,11 @@
+//! Integration tests of the plugin host: one binary, a module per concern.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test that meets an error should stop right there"
+)]
+
+mod examples;
+mod hostile;
+mod support;
+mod tie_breakers;
