@@ -25,6 +25,9 @@ command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+# The C example plugins: clang --target=wasm32, linked by lld's wasm-ld.
+command -v clang >/dev/null 2>&1 || missing+=(clang)
+command -v wasm-ld >/dev/null 2>&1 || missing+=(lld)
 if ((${#missing[@]})); then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -67,6 +70,9 @@ cargo run --locked --release -p fencekit-sim -- --seeds "${SIM_SEEDS:-0..100}" -
 
 step "examples"
 cargo run --locked -p fencekit --example fence_basics
+for plugin in plugins/examples/wat/*.wat; do
+    cargo run --locked -q -p fencekit-plugins --example plugin_check -- "$plugin"
+done
 
 echo
 echo "all checks passed"

@@ -5,6 +5,7 @@
     reason = "a test that meets an error should stop right there"
 )]
 
+mod c_plugins;
 mod examples;
 mod hostile;
 mod support;

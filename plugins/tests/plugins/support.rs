@@ -52,3 +52,30 @@ pub(crate) fn validator_wat(extra: &str, body: &str) -> String {
   (func (export "fk_validate") (param $len i32) (result i32) {body}))"#
     )
 }
+
+/// Compiles the C plugin `examples/c/NAME.c` with clang for wasm32 and returns the module.
+/// clang and wasm-ld come from Debian's `clang` and `lld` packages (./test.sh installs them).
+pub(crate) fn c_plugin(name: &str) -> Vec<u8> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join(format!("{name}.wasm"));
+    let status = std::process::Command::new("clang")
+        .args([
+            "--target=wasm32",
+            "-O2",
+            "-nostdlib",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+        ])
+        .arg("-Wl,--no-entry")
+        .arg("-I")
+        .arg(root.join("sdk"))
+        .arg("-o")
+        .arg(&out)
+        .arg(root.join("examples/c").join(format!("{name}.c")))
+        .status()
+        .unwrap_or_else(|e| panic!("run clang ({e}): install clang and lld (./test.sh does)"));
+    assert!(status.success(), "clang failed to build {name}.c");
+    std::fs::read(&out).unwrap()
+}
