@@ -159,6 +159,12 @@ impl Plugin {
         Ok(plugin)
     }
 
+    /// Creates a fresh instance and drops it: proves the plugin still instantiates (and
+    /// measures what a tie-breaker call or the first call on a thread pays).
+    pub fn instantiate(&self) -> Result<(), PluginError> {
+        Live::new(&self.shared).map(drop)
+    }
+
     /// What loading found out.
     pub fn info(&self) -> &PluginInfo {
         &self.shared.info

@@ -50,3 +50,28 @@ fn zone_tiebreaker_prefers_zone_a_then_the_lowest_id() {
         ConflictResolution::KeepCurrent
     );
 }
+
+#[test]
+fn max_payload_in_c_agrees_with_its_wat_twin() {
+    let c = WasmValidator::new(
+        Plugin::validator(&c_plugin("max_payload"), PluginLimits::default()).unwrap(),
+    )
+    .unwrap();
+    let wat = WasmValidator::new(
+        Plugin::validator(
+            &crate::support::example("wat/max_payload.wat"),
+            PluginLimits::default(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    for len in [0, 1, 255, 256, 257, 4000] {
+        let payload = vec![9u8; len];
+        assert_eq!(
+            code(&check(&c, b"k", &payload)),
+            code(&check(&wat, b"k", &payload)),
+            "{len}"
+        );
+    }
+    c.plugin().instantiate().unwrap();
+}
