@@ -145,9 +145,16 @@ pub struct Fence {
     compact_at: AtomicU64,
     compact_after_bytes: u64,
     tie_breaker: RwLock<Arc<dyn TieBreaker>>,
-    /// Checks payloads in [`Fence::check_write`]: read on every write, so it is swapped
-    /// atomically rather than locked (the outer `Arc` because arc-swap needs a sized type).
-    validator: arc_swap::ArcSwapOption<Arc<dyn WriteValidator>>,
+    /// The validator [`Fence::check_write`] asks: read on every write, so a bare pointer load.
+    /// Invariant: null, or a pointer into a box of `validators`.
+    validator: std::sync::atomic::AtomicPtr<Arc<dyn WriteValidator>>,
+    /// Every validator ever set on this fence, kept until it closes, so that a check that
+    /// loaded one just before it was replaced never sees it freed. Replacing is rare.
+    #[allow(
+        clippy::vec_box,
+        reason = "`validator` points into these boxes: they must not move when the Vec grows"
+    )]
+    validators: Mutex<Vec<Box<Arc<dyn WriteValidator>>>>,
 }
 
 impl fmt::Debug for Fence {
@@ -235,7 +242,8 @@ impl Fence {
             compact_at: AtomicU64::new(live + options.compact_after_bytes.max(live)),
             compact_after_bytes: options.compact_after_bytes,
             tie_breaker: RwLock::new(Arc::new(RejectConflicts)),
-            validator: arc_swap::ArcSwapOption::empty(),
+            validator: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
+            validators: Mutex::new(Vec::new()),
         })
     }
 

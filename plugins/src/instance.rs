@@ -2,7 +2,6 @@
 //! (its state may be half-changed), so the next call starts from a fresh one.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use wasmtime::{Caller, Linker, Memory, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc};
@@ -214,51 +213,67 @@ pub(crate) fn is_deadline(error: &wasmtime::Error) -> bool {
 }
 
 struct Kept {
+    id: u64,
     owner: Weak<Shared>,
     live: Live,
 }
 
 thread_local! {
-    static LIVE: RefCell<HashMap<u64, Kept>> = RefCell::new(HashMap::new());
+    /// This thread's instances, few (one per plugin it called): a vector beats a map here.
+    static LIVE: RefCell<Vec<Kept>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Keeps `live` as this thread's instance of `shared`.
 pub(crate) fn keep(shared: &Arc<Shared>, live: Live) {
-    let _ = LIVE.try_with(|map| {
-        let mut map = map.borrow_mut();
-        // Instances of plugins dropped since are freed here, on the next plugin's first call.
-        map.retain(|_, kept| kept.owner.strong_count() > 0);
-        map.insert(
-            shared.id,
-            Kept {
-                owner: Arc::downgrade(shared),
-                live,
-            },
-        );
+    let _ = LIVE.try_with(|kept| {
+        let mut kept = kept.borrow_mut();
+        // Instances of plugins dropped since are freed here, when a new one is kept.
+        kept.retain(|k| k.id != shared.id && k.owner.strong_count() > 0);
+        kept.push(Kept {
+            id: shared.id,
+            owner: Arc::downgrade(shared),
+            live,
+        });
     });
 }
 
 /// Runs `call` on this thread's instance of `shared`, creating it if needed. `call` says
-/// whether the instance may be kept (false after a trap).
+/// whether the instance may be kept (false after a trap: its state may be half-changed).
 pub(crate) fn with_live<T>(
     shared: &Arc<Shared>,
     call: impl FnOnce(&mut Live) -> (T, bool),
     failed: impl FnOnce(String) -> T,
 ) -> T {
-    let taken = LIVE
-        .try_with(|map| map.borrow_mut().remove(&shared.id))
-        .ok()
-        .flatten();
-    let mut live = match taken {
-        Some(kept) => kept.live,
-        None => match Live::new(shared) {
-            Ok(live) => live,
-            Err(e) => return failed(e.to_string()),
-        },
-    };
-    let (answer, keep_it) = call(&mut live);
-    if keep_it {
-        keep(shared, live);
+    let outcome = LIVE.try_with(|kept| {
+        // The borrow spans the call: a plugin cannot call back into another plugin (its one
+        // import, the log, does not), so nothing else borrows this thread's instances.
+        let mut kept = kept.borrow_mut();
+        let at = match kept.iter().position(|k| k.id == shared.id) {
+            Some(at) => at,
+            None => {
+                let live = match Live::new(shared) {
+                    Ok(live) => live,
+                    Err(e) => return Err(e.to_string()),
+                };
+                kept.retain(|k| k.owner.strong_count() > 0);
+                kept.push(Kept {
+                    id: shared.id,
+                    owner: Arc::downgrade(shared),
+                    live,
+                });
+                kept.len() - 1
+            }
+        };
+        let (answer, keep_it) = call(&mut kept[at].live);
+        if !keep_it {
+            kept.swap_remove(at);
+        }
+        Ok(answer)
+    });
+    match outcome {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(why)) => failed(why),
+        // The thread is exiting and its instances are gone.
+        Err(_) => failed("the calling thread is shutting down".into()),
     }
-    answer
 }

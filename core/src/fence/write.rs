@@ -2,6 +2,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::{Fence, ResourceId, Verdict};
 use crate::error::Error;
@@ -44,13 +45,26 @@ impl WriteVerdict {
 impl Fence {
     /// Sets the validator [`Fence::check_write`] asks (`None`: payloads are not checked), and
     /// returns the one it replaces. Checks in flight finish with the validator they loaded.
+    /// Every validator set stays in memory until the fence is dropped (the price of a check
+    /// that reads it without taking a reference): replace validators rarely, not per request.
     pub fn set_validator(
         &self,
         validator: Option<Arc<dyn WriteValidator>>,
     ) -> Option<Arc<dyn WriteValidator>> {
-        self.validator
-            .swap(validator.map(Arc::new))
-            .map(|previous| Arc::clone(&*previous))
+        let mut kept = self.validators.lock().unwrap_or_else(|p| p.into_inner());
+        let pointer = match validator {
+            Some(validator) => {
+                let boxed = Box::new(validator);
+                // The box's heap address: it stays put when the box moves into `kept`.
+                let pointer = std::ptr::from_ref::<Arc<dyn WriteValidator>>(&*boxed).cast_mut();
+                kept.push(boxed);
+                pointer
+            }
+            None => std::ptr::null_mut(),
+        };
+        let previous = self.validator.swap(pointer, Ordering::AcqRel);
+        // SAFETY: null or a pointer into a box of `kept`, which lives as long as `self`.
+        unsafe { previous.as_ref() }.cloned()
     }
 
     /// Checks a write: `token` against the mark of `id` (as [`Fence::check`] does, advancing
@@ -70,8 +84,8 @@ impl Fence {
                 return Ok(WriteVerdict::Fenced(verdict));
             }
         };
-        let loaded = self.validator.load();
-        let Some(validator) = loaded.as_ref() else {
+        // SAFETY: null or a pointer into a box of `self.validators`, freed only with `self`.
+        let Some(validator) = (unsafe { self.validator.load(Ordering::Acquire).as_ref() }) else {
             return Ok(WriteVerdict::Accepted(verdict));
         };
         let key = self.key(id)?;
