@@ -36,6 +36,10 @@ fn base_config() -> Config {
     // and atomics waits are refused at compile time.
     let mut config = Config::new();
     config.max_wasm_stack(STACK_BYTES);
+    // A memory's base never moves (it grows in place inside its reservation), so an
+    // instance can keep a pointer to its input buffer instead of looking the memory up per
+    // call.
+    config.memory_may_move(false);
     config
 }
 

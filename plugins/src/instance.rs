@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::sync::{Arc, Weak};
 
-use wasmtime::{Caller, Linker, Memory, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc};
+use wasmtime::{Caller, Linker, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc};
 
 use crate::abi;
 use crate::engine::Kind;
@@ -28,8 +28,10 @@ pub(crate) enum Entry {
 /// A live instance of a plugin, on one thread.
 pub(crate) struct Live {
     pub(crate) store: Store<Host>,
-    pub(crate) memory: Memory,
-    pub(crate) input: usize,
+    /// The input buffer: `capacity` bytes inside the instance's memory. Invariant: valid as
+    /// long as `store` lives, because the memory never moves (`memory_may_move(false)`) and
+    /// never shrinks, and the range was inside it when the instance was made.
+    input: std::ptr::NonNull<u8>,
     capacity: usize,
     pub(crate) entry: Entry,
 }
@@ -59,7 +61,7 @@ fn export<T: wasmtime::WasmParams, R: wasmtime::WasmResults>(
 /// Prepares `store` for one call: a fresh deadline or a fresh tank of fuel.
 pub(crate) fn arm(store: &mut Store<Host>, shared: &Shared) {
     match shared.kind {
-        Kind::Validator => store.set_epoch_deadline(shared.limits.deadline_ticks()),
+        Kind::Validator => store.set_epoch_deadline(shared.deadline_ticks),
         Kind::TieBreaker => {
             // Fuel is enabled on the tie-breakers' engine, so this cannot fail.
             let _ = store.set_fuel(shared.limits.fuel);
@@ -154,10 +156,15 @@ impl Live {
                  the memory's {size} bytes"
             )));
         }
+        let base = memory.data_ptr(&store);
+        // SAFETY: `start + len` is within the memory's size (checked above).
+        let input = unsafe { base.add(start) };
+        let input = std::ptr::NonNull::new(input).ok_or_else(|| {
+            PluginError::Buffer("the memory has no address".into())
+        })?;
         Ok(Live {
             store,
-            memory,
-            input: start,
+            input,
             capacity: len,
             entry,
         })
@@ -167,12 +174,14 @@ impl Live {
         self.capacity
     }
 
-    /// The first `len` bytes of the input buffer (`len` at most the capacity).
+    /// The first `len` bytes of the input buffer, or `None` if `len` exceeds its capacity.
     pub(crate) fn input(&mut self, len: usize) -> Option<&mut [u8]> {
-        let start = self.input;
-        self.memory
-            .data_mut(&mut self.store)
-            .get_mut(start..start.checked_add(len)?)
+        if len > self.capacity {
+            return None;
+        }
+        // SAFETY: `input` and `capacity` describe live memory of this instance (the field's
+        // invariant); no wasm runs while the slice is borrowed (it borrows `self` mutably).
+        Some(unsafe { std::slice::from_raw_parts_mut(self.input.as_ptr(), len) })
     }
 }
 
