@@ -34,6 +34,10 @@ typedef struct fk_log fk_log;
 // `fk_node_free`.
 typedef struct fk_node fk_node;
 
+// A loaded policy plugin. Load it with `fk_policy_load_wasm`, free it with `fk_policy_free`
+// (fences and nodes it is attached to keep their own reference).
+typedef struct fk_policy fk_policy;
+
 // Bytes owned by the caller once returned: release them with `fk_buf_release`. `data[len]`
 // is a NUL byte (not counted in `len`), so text can be used as a C string directly.
 typedef struct fk_buf {
@@ -105,6 +109,20 @@ typedef struct fk_counters {
   // Conflicts met, however the tie-breaker settled them.
   uint64_t conflicts;
 } fk_counters;
+
+// The answer to `fk_fence_check_write`.
+typedef struct fk_write_verdict {
+  // The fence's verdict on the token (as `fk_fence_check` gives it).
+  struct fk_verdict fence;
+  // 1 when the write may land: the fence accepted the token and the validator, if any, the
+  // payload. 0 otherwise.
+  uint32_t accepted;
+  // When the fence accepted the token but the validator refused the payload: its reason
+  // code (1 to 65535 from the plugin, or 65536 and up when the plugin itself failed:
+  // 65536 trapped, 65537 deadline, 65538 bad answer, 65539 too large, 65540 failed).
+  // 0 otherwise.
+  uint32_t rejection_code;
+} fk_write_verdict;
 
 // What inspecting a log found.
 typedef struct fk_log_summary {
@@ -193,6 +211,24 @@ typedef struct fk_applied {
   struct fk_buf data;
 } fk_applied;
 
+// The limits of one policy (`fk_policy_limits_default` fills the defaults).
+typedef struct fk_policy_limits {
+  // The largest module accepted, in bytes.
+  uint64_t module_bytes_max;
+  // The most linear memory an instance may grow to (validators; a tie-breaker's memory is
+  // fixed at its declared size).
+  uint64_t memory_bytes_max;
+  // A validator's time per call, in microseconds (whole milliseconds in effect).
+  uint64_t deadline_us;
+  // A tie-breaker's fuel per call.
+  uint64_t fuel;
+  // The most table elements.
+  uint64_t table_elements_max;
+} fk_policy_limits;
+
+// What a policy decides: a `uint32_t` with the `FK_POLICY_*` values.
+typedef uint32_t fk_policy_kind;
+
 // This node became usable leader: `token`, `lease_deadline_ns`.
 #define FK_EVENT_ELECTED 1
 
@@ -225,6 +261,12 @@ typedef struct fk_applied {
 
 // The host's state as of `index` from a snapshot: replace the state with `data`.
 #define FK_APPLIED_SNAPSHOT 2
+
+// A storage validator (exports `fk_validate`).
+#define FK_POLICY_VALIDATOR 1
+
+// A tie-breaker (exports `fk_election_priority` and `fk_resolve_conflict`).
+#define FK_POLICY_TIE_BREAKER 2
 
 // Success.
 #define FK_STATUS_OK 0
@@ -297,6 +339,10 @@ typedef struct fk_applied {
 
 // The transport failed: binding a port in use, a peer address that does not resolve.
 #define FK_STATUS_TRANSPORT 3005
+
+// A policy plugin was refused at load (an import, a missing export, a limit; the message
+// names it).
+#define FK_STATUS_POLICY_REFUSED 4000
 
 // A bug inside fencekit panicked during this call. The handle is poisoned.
 #define FK_STATUS_PANIC 9000
@@ -491,6 +537,45 @@ fk_status fk_fence_len(const struct fk_fence *fence, size_t *out);
 // `fence` is NULL or live.
 fk_status fk_fence_compact(const struct fk_fence *fence);
 
+// Attaches `policy` (a validator) to the fence: `fk_fence_check_write` asks it about every
+// payload whose token the fence accepts. NULL detaches the validator. The fence keeps its own
+// reference; every validator ever attached stays in memory until the fence is freed, so
+// attach rarely (at start, on a policy reload), not per request.
+//
+// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
+//
+// # Safety
+//
+// `fence` is NULL or live; `policy` is NULL or live.
+fk_status fk_fence_set_validator(const struct fk_fence *fence, const struct fk_policy *policy);
+
+// Attaches `policy` (a tie-breaker) to the fence: it settles conflicts (two holders of one
+// generation) from then on. NULL restores the default, which rejects every conflict.
+//
+// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
+//
+// # Safety
+//
+// `fence` is NULL or live; `policy` is NULL or live.
+fk_status fk_fence_set_tie_breaker(const struct fk_fence *fence, const struct fk_policy *policy);
+
+// Checks a write: `token` against the mark of `resource` (as `fk_fence_check`), then, if the
+// fence accepts, the `payload_len` bytes of `payload` with the attached validator. The write
+// may land only when `out->accepted` is 1.
+//
+// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
+//
+// # Safety
+//
+// `fence` is NULL or live; `payload` points to `payload_len` readable bytes; `out` is NULL or
+// writable.
+fk_status fk_fence_check_write(const struct fk_fence *fence,
+                               uint32_t resource,
+                               struct fk_token token,
+                               const uint8_t *payload,
+                               size_t payload_len,
+                               struct fk_write_verdict *out);
+
 // The message of the latest failed call on this thread, or "" if none failed yet. Success
 // does not clear it. The pointer stays valid until the next failing call on this thread;
 // copy the text to keep it. Never free it.
@@ -557,6 +642,19 @@ const char *fk_log_kind_name(uint32_t kind);
 //
 // `config` points to `config_len` readable bytes; `out` is NULL or writable.
 fk_status fk_node_start(const char *config, size_t config_len, struct fk_node **out);
+
+// `fk_node_start` with a tie-breaker policy deciding the node's election priority. The
+// configuration's `"descriptor"` fields describe the nodes to the policy.
+//
+// Thread safety: any thread.
+//
+// # Safety
+//
+// As for `fk_node_start`; `tie_breaker` is NULL (no policy) or a live policy.
+fk_status fk_node_start_with_policy(const char *config,
+                                    size_t config_len,
+                                    const struct fk_policy *tie_breaker,
+                                    struct fk_node **out);
 
 // Stops the node: its lease ends, pending proposals fail, its threads exit. Its log stays.
 // A second stop fails with `FK_STATUS_STOPPED` and changes nothing.
@@ -677,6 +775,41 @@ fk_status fk_node_compact(const struct fk_node *node,
 //
 // `node` is NULL or live; `out` is NULL or writable.
 fk_status fk_node_status_json(const struct fk_node *node, struct fk_buf *out);
+
+// Writes the default limits to `*out`.
+//
+// Thread safety: any thread.
+//
+// # Safety
+//
+// `out` is NULL or writable.
+fk_status fk_policy_limits_default(struct fk_policy_limits *out);
+
+// Loads a policy plugin from `len` bytes of a `.wasm` module (or WAT text) as `kind`, under
+// `limits` (NULL: the defaults). The module is compiled, checked against plugin ABI v1 and
+// instantiated once; a module that imports anything but the host log, lacks an export, or
+// breaks a limit fails with `FK_STATUS_POLICY_REFUSED`, and the message names the cause.
+//
+// Thread safety: any thread.
+//
+// # Safety
+//
+// `module` points to `len` readable bytes; `limits` is NULL or readable; `out` is NULL or
+// writable.
+fk_status fk_policy_load_wasm(const uint8_t *module,
+                              size_t len,
+                              fk_policy_kind kind,
+                              const struct fk_policy_limits *limits,
+                              struct fk_policy **out);
+
+// Frees the policy. NULL is a no-op. Fences and nodes it was attached to keep using it.
+//
+// Thread safety: call once, after every other call on this policy has returned.
+//
+// # Safety
+//
+// `policy` is NULL or a policy from `fk_policy_load_wasm` not yet freed.
+void fk_policy_free(struct fk_policy *policy);
 
 // The constant's name of `status` ("FK_STATUS_STALE"...), or "FK_STATUS_UNKNOWN" for a code
 // this version does not define. The string is static: never free it.

@@ -4,9 +4,13 @@ use std::ffi::c_char;
 use std::sync::atomic::AtomicBool;
 
 use kernel::limits::{BATCH_MAX, KEY_LEN_MAX};
-use kernel::{Fence, FenceOptions, ResourceId, WalOptions};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use kernel::{Fence, FenceOptions, ResourceId, WalOptions, WriteVerdict};
 
 use crate::boundary::{self, Failure, Handle, bytes, out, with_handle, without_handle};
+use crate::policy::fk_policy;
 use crate::status::*;
 use crate::token::{fk_token, fk_verdict};
 
@@ -456,6 +460,126 @@ pub unsafe extern "C" fn fk_fence_compact(fence: *const fk_fence) -> fk_status {
     // SAFETY: `fence` is NULL or live (the caller's contract).
     let handle = unsafe { fence.as_ref() };
     with_handle(handle, "fence", |f| Ok(f.fence.compact()?))
+}
+
+/// The answer to `fk_fence_check_write`.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default)]
+pub struct fk_write_verdict {
+    /// The fence's verdict on the token (as `fk_fence_check` gives it).
+    pub fence: fk_verdict,
+    /// 1 when the write may land: the fence accepted the token and the validator, if any, the
+    /// payload. 0 otherwise.
+    pub accepted: u32,
+    /// When the fence accepted the token but the validator refused the payload: its reason
+    /// code (1 to 65535 from the plugin, or 65536 and up when the plugin itself failed:
+    /// 65536 trapped, 65537 deadline, 65538 bad answer, 65539 too large, 65540 failed).
+    /// 0 otherwise.
+    pub rejection_code: u32,
+}
+
+/// Attaches `policy` (a validator) to the fence: `fk_fence_check_write` asks it about every
+/// payload whose token the fence accepts. NULL detaches the validator. The fence keeps its own
+/// reference; every validator ever attached stays in memory until the fence is freed, so
+/// attach rarely (at start, on a policy reload), not per request.
+///
+/// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
+///
+/// # Safety
+///
+/// `fence` is NULL or live; `policy` is NULL or live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_fence_set_validator(
+    fence: *const fk_fence,
+    policy: *const fk_policy,
+) -> fk_status {
+    // SAFETY: `fence` is NULL or live (the caller's contract).
+    let handle = unsafe { fence.as_ref() };
+    with_handle(handle, "fence", |f| {
+        // SAFETY: NULL or live (the caller's contract).
+        let validator = match unsafe { policy.as_ref() } {
+            None => None,
+            Some(p) => Some(
+                p.validator
+                    .clone()
+                    .ok_or_else(crate::policy::not_a_validator)?,
+            ),
+        };
+        f.fence.set_validator(validator);
+        Ok(())
+    })
+}
+
+/// Attaches `policy` (a tie-breaker) to the fence: it settles conflicts (two holders of one
+/// generation) from then on. NULL restores the default, which rejects every conflict.
+///
+/// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
+///
+/// # Safety
+///
+/// `fence` is NULL or live; `policy` is NULL or live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_fence_set_tie_breaker(
+    fence: *const fk_fence,
+    policy: *const fk_policy,
+) -> fk_status {
+    // SAFETY: `fence` is NULL or live (the caller's contract).
+    let handle = unsafe { fence.as_ref() };
+    with_handle(handle, "fence", |f| {
+        // SAFETY: NULL or live (the caller's contract).
+        let tie_breaker = match unsafe { policy.as_ref() } {
+            None => Arc::new(kernel::RejectConflicts),
+            Some(p) => p.tie_breaker_with(HashMap::new())?,
+        };
+        f.fence.set_tie_breaker(tie_breaker);
+        Ok(())
+    })
+}
+
+/// Checks a write: `token` against the mark of `resource` (as `fk_fence_check`), then, if the
+/// fence accepts, the `payload_len` bytes of `payload` with the attached validator. The write
+/// may land only when `out->accepted` is 1.
+///
+/// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
+///
+/// # Safety
+///
+/// `fence` is NULL or live; `payload` points to `payload_len` readable bytes; `out` is NULL or
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_fence_check_write(
+    fence: *const fk_fence,
+    resource: u32,
+    token: fk_token,
+    payload: *const u8,
+    payload_len: usize,
+    out: *mut fk_write_verdict,
+) -> fk_status {
+    // SAFETY: `fence` is NULL or live (the caller's contract).
+    let handle = unsafe { fence.as_ref() };
+    with_handle(handle, "fence", |f| {
+        let out = boundary::out(out, "out")?;
+        // SAFETY: `payload_len` readable bytes (the caller's contract).
+        let payload = unsafe { bytes(payload, payload_len, "payload") }?;
+        let token = token.to_kernel()?;
+        let answer = f
+            .fence
+            .check_write(ResourceId::from_u32(resource), token, payload)?;
+        let (accepted, rejection_code) = match &answer {
+            WriteVerdict::Accepted(_) => (1, 0),
+            WriteVerdict::Fenced(_) => (0, 0),
+            WriteVerdict::Invalid { rejection, .. } => (0, rejection.code.max(1)),
+        };
+        // SAFETY: checked non-NULL; writable (the caller's contract).
+        unsafe {
+            out.write(fk_write_verdict {
+                fence: fk_verdict::new(answer.fence_verdict(), token),
+                accepted,
+                rejection_code,
+            })
+        };
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod last_error;
 pub mod log;
 pub mod node;
 mod node_config;
+pub mod policy;
 pub mod status;
 pub mod token;
 pub mod version;

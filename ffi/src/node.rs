@@ -13,6 +13,7 @@ use kernel::{Error, NodeId};
 use crate::boundary::{self, Failure, Handle, bytes, out, text, with_handle, without_handle};
 use crate::buf::fk_buf;
 use crate::node_config;
+use crate::policy::fk_policy;
 use crate::status::*;
 use crate::token::fk_token;
 
@@ -177,23 +178,66 @@ pub unsafe extern "C" fn fk_node_start(
     out: *mut *mut fk_node,
 ) -> fk_status {
     without_handle(|| {
-        let out = boundary::out(out, "out")?;
-        // SAFETY: `config_len` readable bytes (the caller's contract).
-        let json = unsafe { text(config, config_len, "config") }?;
-        let (config, tcp) = node_config::parse(json)?;
-        let clock = std::sync::Arc::new(MonotonicClock::new());
-        let node = Node::start_with_clock(config, clock.clone(), |inbox| {
-            TcpTransport::bind(tcp, inbox)
-        })?;
-        let handle = Box::new(fk_node {
-            node,
-            clock,
-            poison: AtomicBool::new(false),
-        });
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe { out.write(Box::into_raw(handle)) };
-        Ok(())
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { start(config, config_len, None, out) }
     })
+}
+
+/// `fk_node_start` with a tie-breaker policy deciding the node's election priority. The
+/// configuration's `"descriptor"` fields describe the nodes to the policy.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+///
+/// As for `fk_node_start`; `tie_breaker` is NULL (no policy) or a live policy.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_node_start_with_policy(
+    config: *const c_char,
+    config_len: usize,
+    tie_breaker: *const fk_policy,
+    out: *mut *mut fk_node,
+) -> fk_status {
+    without_handle(|| {
+        // SAFETY: NULL or live (the caller's contract).
+        let policy = unsafe { tie_breaker.as_ref() };
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { start(config, config_len, policy, out) }
+    })
+}
+
+/// Starts a node.
+///
+/// # Safety
+///
+/// `config` points to `config_len` readable bytes; `out` is NULL or writable.
+unsafe fn start(
+    config: *const c_char,
+    config_len: usize,
+    policy: Option<&fk_policy>,
+    out: *mut *mut fk_node,
+) -> Result<(), Failure> {
+    let out = boundary::out(out, "out")?;
+    // SAFETY: `config_len` readable bytes (the caller's contract).
+    let json = unsafe { text(config, config_len, "config") }?;
+    let parsed = node_config::parse(json)?;
+    let mut config = parsed.node;
+    if let Some(policy) = policy {
+        config.tie_breaker = policy.tie_breaker_with(parsed.descriptors)?;
+    }
+    let clock = std::sync::Arc::new(MonotonicClock::new());
+    let tcp = parsed.tcp;
+    let node = Node::start_with_clock(config, clock.clone(), |inbox| {
+        TcpTransport::bind(tcp, inbox)
+    })?;
+    let handle = Box::new(fk_node {
+        node,
+        clock,
+        poison: AtomicBool::new(false),
+    });
+    // SAFETY: checked non-NULL; writable (the caller's contract).
+    unsafe { out.write(Box::into_raw(handle)) };
+    Ok(())
 }
 
 /// Stops the node: its lease ends, pending proposals fail, its threads exit. Its log stays.

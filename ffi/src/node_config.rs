@@ -12,8 +12,11 @@
 //! ```
 //!
 //! `voters` defaults to this node and every peer; `"join": true` starts with no voters, to be
-//! added to a running group. Every field of `timing` is optional. Unknown fields are refused.
+//! added to a running group. Every field of `timing` is optional. `"descriptor"` (on the node
+//! and on each peer, optional) describes a node to a tie-breaker policy, for example
+//! `"zone=a"`. Unknown fields are refused.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -38,6 +41,7 @@ struct Config {
     join: bool,
     #[serde(default)]
     timing: TimingConfig,
+    descriptor: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -45,6 +49,7 @@ struct Config {
 struct Peer {
     id: u64,
     addr: String,
+    descriptor: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -65,8 +70,16 @@ fn node_id(value: u64, field: &str) -> Result<NodeId, Error> {
     NodeId::new(value).map_err(|_| invalid(format!("{field} = {value}: must be 1 to 2^63 - 1")))
 }
 
+/// A parsed configuration.
+pub(crate) struct Parsed {
+    pub(crate) node: NodeConfig,
+    pub(crate) tcp: TcpConfig,
+    /// Each node's descriptor, for a tie-breaker policy.
+    pub(crate) descriptors: HashMap<NodeId, Vec<u8>>,
+}
+
 /// Parses and validates `json` into the node's and the transport's configuration.
-pub(crate) fn parse(json: &str) -> Result<(NodeConfig, TcpConfig), Error> {
+pub(crate) fn parse(json: &str) -> Result<Parsed, Error> {
     let config: Config =
         serde_json::from_str(json).map_err(|e| invalid(format!("the JSON does not parse: {e}")))?;
     let id = node_id(config.id, "id")?;
@@ -82,6 +95,10 @@ pub(crate) fn parse(json: &str) -> Result<(NodeConfig, TcpConfig), Error> {
         ))
     })?;
     let mut peers = Vec::with_capacity(config.peers.len());
+    let mut descriptors = HashMap::new();
+    if let Some(descriptor) = &config.descriptor {
+        descriptors.insert(id, descriptor.clone().into_bytes());
+    }
     for peer in &config.peers {
         let peer_id = node_id(peer.id, "peers[].id")?;
         if peer_id == id {
@@ -94,6 +111,9 @@ pub(crate) fn parse(json: &str) -> Result<(NodeConfig, TcpConfig), Error> {
             return Err(invalid(format!("peers: node {peer_id} has an empty addr")));
         }
         peers.push((peer_id, peer.addr.clone()));
+        if let Some(descriptor) = &peer.descriptor {
+            descriptors.insert(peer_id, descriptor.clone().into_bytes());
+        }
     }
     let voters = match (config.join, config.voters) {
         (true, Some(_)) => {
@@ -129,7 +149,11 @@ pub(crate) fn parse(json: &str) -> Result<(NodeConfig, TcpConfig), Error> {
         listen,
         peers,
     };
-    Ok((node, tcp))
+    Ok(Parsed {
+        node,
+        tcp,
+        descriptors,
+    })
 }
 
 #[cfg(test)]
@@ -148,7 +172,7 @@ mod tests {
 
     #[test]
     fn voters_default_to_this_node_and_its_peers() {
-        let (node, tcp) = parse(GOOD).unwrap();
+        let Parsed { node, tcp, .. } = parse(GOOD).unwrap();
         let voters: Vec<u64> = node.voters.iter().map(|v| v.get()).collect();
         assert_eq!(voters, [1, 2]);
         assert_eq!(tcp.peers.len(), 1);

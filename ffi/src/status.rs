@@ -72,7 +72,11 @@ pub const FK_STATUS_RAFT: fk_status = 3004;
 /// The transport failed: binding a port in use, a peer address that does not resolve.
 pub const FK_STATUS_TRANSPORT: fk_status = 3005;
 
-// Block 4000: policies (reserved for the plugin host).
+// Block 4000: policies.
+
+/// A policy plugin was refused at load (an import, a missing export, a limit; the message
+/// names it).
+pub const FK_STATUS_POLICY_REFUSED: fk_status = 4000;
 
 // Block 9000: the boundary itself.
 
@@ -140,6 +144,7 @@ pub(crate) const NAMES: &[(fk_status, &CStr)] = &[
     (FK_STATUS_MEMBERSHIP, c"FK_STATUS_MEMBERSHIP"),
     (FK_STATUS_RAFT, c"FK_STATUS_RAFT"),
     (FK_STATUS_TRANSPORT, c"FK_STATUS_TRANSPORT"),
+    (FK_STATUS_POLICY_REFUSED, c"FK_STATUS_POLICY_REFUSED"),
     (FK_STATUS_PANIC, c"FK_STATUS_PANIC"),
     (FK_STATUS_POISONED, c"FK_STATUS_POISONED"),
     (FK_STATUS_INTERNAL, c"FK_STATUS_INTERNAL"),

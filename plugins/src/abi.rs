@@ -1,6 +1,7 @@
 //! Plugin ABI v1: what a module exports, and the little-endian records the host writes into
 //! its input buffer. `plugins/README.md` and `plugins/sdk/fencekit_plugin.h` state the same
-//! for plugin authors; the tests keep the three in agreement.
+//! for plugin authors; the C example plugins, compiled against the header and run by the
+//! tests, keep the header and this file in agreement.
 //!
 //! Every record starts with the same 8 bytes: `u8 version (1)`, `u8 kind`, `u16 reserved (0)`,
 //! `u32 length of the variable part`. All integers are little-endian.

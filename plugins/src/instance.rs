@@ -159,9 +159,8 @@ impl Live {
         let base = memory.data_ptr(&store);
         // SAFETY: `start + len` is within the memory's size (checked above).
         let input = unsafe { base.add(start) };
-        let input = std::ptr::NonNull::new(input).ok_or_else(|| {
-            PluginError::Buffer("the memory has no address".into())
-        })?;
+        let input = std::ptr::NonNull::new(input)
+            .ok_or_else(|| PluginError::Buffer("the memory has no address".into()))?;
         Ok(Live {
             store,
             input,

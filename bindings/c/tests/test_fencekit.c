@@ -3,7 +3,7 @@
  * of bad input. Built with -Wall -Wextra -Werror and run plain, under AddressSanitizer +
  * UndefinedBehaviorSanitizer, and under valgrind (see the Makefile).
  *
- *   ./test_fencekit [NAME...]     run all tests, or those named
+ *   ./test_fencekit [NAME...]     run all tests, or those named; -NAME leaves NAME out
  *
  * FK_TEST_SLOW=N multiplies every wait (valgrind runs the node threads 20-50 times slower).
  */
@@ -503,6 +503,102 @@ static void test_node_transfer_fences_the_old_leader(void) {
     }
 }
 
+/* ---- policies ------------------------------------------------------------------------- */
+
+/* plugins/examples/wat/max_payload.wat: rejects payloads over 256 bytes with reason 1. */
+static const char MAX_PAYLOAD_WAT[] =
+    "(module (memory (export \"memory\") 1)"
+    " (func (export \"fk_abi_version\") (result i32) (i32.const 1))"
+    " (func (export \"fk_input\") (result i32) (i32.const 4096))"
+    " (func (export \"fk_input_capacity\") (result i32) (i32.const 61440))"
+    " (func (export \"fk_validate\") (param i32) (result i32)"
+    "   (if (result i32) (i32.gt_u (i32.load offset=44 (i32.const 4096)) (i32.const 256))"
+    "     (then (i32.const 1)) (else (i32.const 0)))))";
+
+/* A tie-breaker whose priority is 100 minus the node id and which keeps current holders. */
+static const char TIE_BREAKER_WAT[] =
+    "(module (memory (export \"memory\") 1)"
+    " (func (export \"fk_abi_version\") (result i32) (i32.const 1))"
+    " (func (export \"fk_input\") (result i32) (i32.const 1024))"
+    " (func (export \"fk_input_capacity\") (result i32) (i32.const 1024))"
+    " (func (export \"fk_election_priority\") (param i32) (result i64)"
+    "   (i64.sub (i64.const 100) (i64.load offset=8 (i32.const 1024))))"
+    " (func (export \"fk_resolve_conflict\") (param i32) (result i32) (i32.const 0)))";
+
+static void test_policy(void) {
+    fk_policy *validator = NULL, *tie_breaker = NULL, *refused = NULL;
+    OK(fk_policy_load_wasm((const uint8_t *)MAX_PAYLOAD_WAT, strlen(MAX_PAYLOAD_WAT), FK_POLICY_VALIDATOR,
+                           NULL, &validator));
+    OK(fk_policy_load_wasm((const uint8_t *)TIE_BREAKER_WAT, strlen(TIE_BREAKER_WAT), FK_POLICY_TIE_BREAKER,
+                           NULL, &tie_breaker));
+
+    fk_fence *fence = open_fence(temp_dir());
+    uint32_t id;
+    OK(fk_fence_register(fence, (const uint8_t *)"ledger", 6, &id));
+    OK(fk_fence_set_validator(fence, validator));
+    fk_policy_free(validator); /* the fence keeps its own reference */
+    OK(fk_fence_set_tie_breaker(fence, tie_breaker));
+    uint8_t payload[300] = {0};
+    fk_write_verdict w;
+    OK(fk_fence_check_write(fence, id, tok(2, 1), payload, 10, &w));
+    CHECK(w.accepted == 1 && w.fence.kind == FK_VERDICT_ADVANCED && w.rejection_code == 0);
+    OK(fk_fence_check_write(fence, id, tok(2, 1), payload, sizeof payload, &w));
+    CHECK(w.accepted == 0 && w.fence.kind == FK_VERDICT_ACCEPTED && w.rejection_code == 1);
+    OK(fk_fence_check_write(fence, id, tok(1, 1), payload, 10, &w));
+    CHECK(w.accepted == 0 && w.fence.kind == FK_VERDICT_STALE && w.rejection_code == 0);
+    OK(fk_fence_check_write(fence, id, tok(2, 9), payload, 10, &w)); /* the tie-breaker keeps node 1 */
+    CHECK(w.accepted == 0 && w.fence.kind == FK_VERDICT_CONFLICT);
+    EXPECT(fk_fence_check_write(fence, id, tok(2, 1), NULL, 10, &w), FK_STATUS_NULL_ARGUMENT);
+    EXPECT(fk_fence_set_validator(fence, tie_breaker), FK_STATUS_INVALID_ARGUMENT);
+    OK(fk_fence_set_validator(fence, NULL));
+    OK(fk_fence_check_write(fence, id, tok(2, 1), payload, sizeof payload, &w));
+    CHECK(w.accepted == 1);
+    fk_fence_free(fence);
+
+    /* Refused at load, naming the cause. */
+    const char wasi[] = "(module (import \"wasi_snapshot_preview1\" \"fd_write\" (func (param i32 i32 i32 i32) (result i32))))";
+    EXPECT(fk_policy_load_wasm((const uint8_t *)wasi, strlen(wasi), FK_POLICY_VALIDATOR, NULL, &refused),
+           FK_STATUS_POLICY_REFUSED);
+    CHECK(refused == NULL && strstr(fk_last_error_message(), "fd_write") != NULL);
+    EXPECT(fk_policy_load_wasm((const uint8_t *)"junk", 4, FK_POLICY_VALIDATOR, NULL, &refused),
+           FK_STATUS_POLICY_REFUSED);
+    EXPECT(fk_policy_load_wasm((const uint8_t *)MAX_PAYLOAD_WAT, strlen(MAX_PAYLOAD_WAT), 7, NULL, &refused),
+           FK_STATUS_INVALID_ARGUMENT);
+    EXPECT(fk_policy_load_wasm((const uint8_t *)MAX_PAYLOAD_WAT, strlen(MAX_PAYLOAD_WAT), FK_POLICY_TIE_BREAKER,
+                               NULL, &refused),
+           FK_STATUS_POLICY_REFUSED);
+    EXPECT(fk_policy_load_wasm(NULL, 0, FK_POLICY_VALIDATOR, NULL, &refused), FK_STATUS_INVALID_ARGUMENT);
+    fk_policy_limits limits;
+    OK(fk_policy_limits_default(&limits));
+    limits.module_bytes_max = 16;
+    EXPECT(fk_policy_load_wasm((const uint8_t *)MAX_PAYLOAD_WAT, strlen(MAX_PAYLOAD_WAT), FK_POLICY_VALIDATOR,
+                               &limits, &refused),
+           FK_STATUS_POLICY_REFUSED);
+    CHECK(strstr(fk_last_error_message(), "module_bytes_max") != NULL);
+
+    /* A node whose election priority the policy decides. */
+    const char *dir = temp_dir();
+    char config[512];
+    int len = snprintf(config, sizeof config,
+                       "{\"id\": 1, \"cluster\": 3, \"data_dir\": \"%s\", \"listen\": \"127.0.0.1:%d\","
+                       " \"descriptor\": \"zone=a\", \"timing\": {\"tick_ms\": %ld, \"margin_ms\": %ld}}",
+                       dir, free_port(), 10 * slow(), 10 * slow());
+    fk_node *node = NULL;
+    EXPECT(fk_node_start_with_policy(config, (size_t)len, tie_breaker, &node),
+           FK_STATUS_OK);
+    fk_leadership leadership;
+    fk_status s = FK_STATUS_NOT_LEADER;
+    for (int i = 0; i < 500 * slow() && s != FK_STATUS_OK; i++) {
+        s = fk_node_leadership(node, &leadership);
+        if (s != FK_STATUS_OK) sleep_ms(10);
+    }
+    CHECK(s == FK_STATUS_OK);
+    OK(fk_node_stop(node));
+    fk_node_free(node);
+    fk_policy_free(tie_breaker);
+    fk_policy_free(NULL);
+}
+
 /* ---- runner --------------------------------------------------------------------------- */
 
 static const struct {
@@ -517,13 +613,21 @@ static const struct {
     {"node_single", test_node_single},
     {"node_bad_config", test_node_bad_config},
     {"node_transfer_fences_the_old_leader", test_node_transfer_fences_the_old_leader},
+    {"policy", test_policy},
 };
 
 int main(int argc, char **argv) {
     int ran = 0, failed = 0;
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        int wanted = argc == 1;
-        for (int a = 1; a < argc; a++) wanted |= strcmp(argv[a], tests[i].name) == 0;
+        /* NAME runs only the tests named; -NAME runs all but those. */
+        int wanted = 1;
+        for (int a = 1; a < argc; a++) {
+            if (argv[a][0] != '-') wanted = 0;
+        }
+        for (int a = 1; a < argc; a++) {
+            if (argv[a][0] == '-' && strcmp(argv[a] + 1, tests[i].name) == 0) wanted = 0;
+            if (argv[a][0] != '-' && strcmp(argv[a], tests[i].name) == 0) wanted = 1;
+        }
         if (!wanted) continue;
         current = tests[i].name;
         int before = failures;

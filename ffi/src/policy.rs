@@ -1,0 +1,198 @@
+//! `fk_policy`: a WebAssembly policy plugin (plugin ABI v1, `plugins/README.md`), attached to
+//! a fence as its validator or tie-breaker, or given to a node as its tie-breaker.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use fencekit_plugins::{Kind, Plugin, PluginLimits, WasmTieBreaker, WasmValidator};
+use kernel::{TieBreaker, WriteValidator};
+
+use crate::boundary::{self, Failure, Handle, bytes, without_handle};
+use crate::status::*;
+
+/// What a policy decides: a `uint32_t` with the `FK_POLICY_*` values.
+pub type fk_policy_kind = u32;
+/// A storage validator (exports `fk_validate`).
+pub const FK_POLICY_VALIDATOR: fk_policy_kind = 1;
+/// A tie-breaker (exports `fk_election_priority` and `fk_resolve_conflict`).
+pub const FK_POLICY_TIE_BREAKER: fk_policy_kind = 2;
+
+/// A loaded policy plugin. Load it with `fk_policy_load_wasm`, free it with `fk_policy_free`
+/// (fences and nodes it is attached to keep their own reference).
+pub struct fk_policy {
+    plugin: Plugin,
+    /// For a validator: the plugin as the fence's validator.
+    pub(crate) validator: Option<Arc<dyn WriteValidator>>,
+    poison: AtomicBool,
+}
+
+impl Handle for fk_policy {
+    fn poison(&self) -> &AtomicBool {
+        &self.poison
+    }
+}
+
+impl fk_policy {
+    /// The tie-breaker with `descriptors` for the candidates.
+    pub(crate) fn tie_breaker_with(
+        &self,
+        descriptors: HashMap<kernel::NodeId, Vec<u8>>,
+    ) -> Result<Arc<dyn TieBreaker>, Failure> {
+        if self.plugin.kind() != Kind::TieBreaker {
+            return Err(not_a_tie_breaker());
+        }
+        let tie_breaker = WasmTieBreaker::new(self.plugin.clone(), descriptors);
+        Ok(Arc::new(tie_breaker.map_err(plugin_failure)?))
+    }
+}
+
+pub(crate) fn not_a_tie_breaker() -> Failure {
+    Failure::new(
+        FK_STATUS_INVALID_ARGUMENT,
+        "this policy is a validator; load it with FK_POLICY_TIE_BREAKER",
+    )
+}
+
+pub(crate) fn not_a_validator() -> Failure {
+    Failure::new(
+        FK_STATUS_INVALID_ARGUMENT,
+        "this policy is a tie-breaker; load it with FK_POLICY_VALIDATOR",
+    )
+}
+
+fn plugin_failure(error: fencekit_plugins::PluginError) -> Failure {
+    Failure::new(FK_STATUS_POLICY_REFUSED, error.to_string())
+}
+
+/// The limits of one policy (`fk_policy_limits_default` fills the defaults).
+#[repr(C)]
+#[derive(Copy, Clone, Debug)]
+pub struct fk_policy_limits {
+    /// The largest module accepted, in bytes.
+    pub module_bytes_max: u64,
+    /// The most linear memory an instance may grow to (validators; a tie-breaker's memory is
+    /// fixed at its declared size).
+    pub memory_bytes_max: u64,
+    /// A validator's time per call, in microseconds (whole milliseconds in effect).
+    pub deadline_us: u64,
+    /// A tie-breaker's fuel per call.
+    pub fuel: u64,
+    /// The most table elements.
+    pub table_elements_max: u64,
+}
+
+impl From<&PluginLimits> for fk_policy_limits {
+    fn from(l: &PluginLimits) -> Self {
+        fk_policy_limits {
+            module_bytes_max: l.module_bytes_max as u64,
+            memory_bytes_max: l.memory_bytes_max as u64,
+            deadline_us: u64::try_from(l.deadline.as_micros()).unwrap_or(u64::MAX),
+            fuel: l.fuel,
+            table_elements_max: l.table_elements_max as u64,
+        }
+    }
+}
+
+fn usize_of(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
+}
+
+/// Writes the default limits to `*out`.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+///
+/// `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_policy_limits_default(out: *mut fk_policy_limits) -> fk_status {
+    without_handle(|| {
+        let out = boundary::out(out, "out")?;
+        // SAFETY: checked non-NULL; writable (the caller's contract).
+        unsafe { out.write(fk_policy_limits::from(&PluginLimits::default())) };
+        Ok(())
+    })
+}
+
+/// Loads a policy plugin from `len` bytes of a `.wasm` module (or WAT text) as `kind`, under
+/// `limits` (NULL: the defaults). The module is compiled, checked against plugin ABI v1 and
+/// instantiated once; a module that imports anything but the host log, lacks an export, or
+/// breaks a limit fails with `FK_STATUS_POLICY_REFUSED`, and the message names the cause.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+///
+/// `module` points to `len` readable bytes; `limits` is NULL or readable; `out` is NULL or
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_policy_load_wasm(
+    module: *const u8,
+    len: usize,
+    kind: fk_policy_kind,
+    limits: *const fk_policy_limits,
+    out: *mut *mut fk_policy,
+) -> fk_status {
+    without_handle(|| {
+        let out = boundary::out(out, "out")?;
+        // SAFETY: `len` readable bytes (the caller's contract).
+        let module = unsafe { bytes(module, len, "module") }?;
+        if module.is_empty() {
+            return Err(Failure::new(
+                FK_STATUS_INVALID_ARGUMENT,
+                "`module` is empty",
+            ));
+        }
+        // SAFETY: NULL or readable (the caller's contract).
+        let limits = match unsafe { limits.as_ref() } {
+            None => PluginLimits::default(),
+            Some(l) => PluginLimits {
+                module_bytes_max: usize_of(l.module_bytes_max),
+                memory_bytes_max: usize_of(l.memory_bytes_max),
+                deadline: Duration::from_micros(l.deadline_us),
+                fuel: l.fuel,
+                table_elements_max: usize_of(l.table_elements_max),
+            },
+        };
+        let kind = match kind {
+            FK_POLICY_VALIDATOR => Kind::Validator,
+            FK_POLICY_TIE_BREAKER => Kind::TieBreaker,
+            other => {
+                return Err(Failure::new(
+                    FK_STATUS_INVALID_ARGUMENT,
+                    format!("kind {other}: FK_POLICY_VALIDATOR (1) or FK_POLICY_TIE_BREAKER (2)"),
+                ));
+            }
+        };
+        let plugin = Plugin::load(kind, module, limits).map_err(plugin_failure)?;
+        let validator: Option<Arc<dyn WriteValidator>> = match kind {
+            Kind::Validator => Some(Arc::new(
+                WasmValidator::new(plugin.clone()).map_err(plugin_failure)?,
+            )),
+            Kind::TieBreaker => None,
+        };
+        let policy = fk_policy {
+            plugin,
+            validator,
+            poison: AtomicBool::new(false),
+        };
+        // SAFETY: checked non-NULL; writable (the caller's contract).
+        unsafe { out.write(Box::into_raw(Box::new(policy))) };
+        Ok(())
+    })
+}
+
+/// Frees the policy. NULL is a no-op. Fences and nodes it was attached to keep using it.
+///
+/// Thread safety: call once, after every other call on this policy has returned.
+///
+/// # Safety
+///
+/// `policy` is NULL or a policy from `fk_policy_load_wasm` not yet freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_policy_free(policy: *mut fk_policy) {
+    // SAFETY: NULL or a live policy from fk_policy_load_wasm, freed once (the caller's contract).
+    unsafe { boundary::free(policy) }
+}
