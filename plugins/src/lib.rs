@@ -10,6 +10,7 @@
 //!    `Fence::set_validator`); [`WasmTieBreaker`] implements `fencekit::TieBreaker` (for a
 //!    fence's conflicts and a node's election priority).
 //! 3. Call it from any thread: each thread has its own instance, kept warm.
+//! 4. Optionally keep compiled modules on disk with a [`ModuleCache`], private to the user.
 //!
 //! Limits ([`PluginLimits`]): module size, memory, a deadline per validator call (epoch
 //! interruption), fuel per tie-breaker call. A trap, a deadline, a bad answer or a failure to
@@ -17,6 +18,7 @@
 //! acceptance; the instance is thrown away and the next call gets a fresh one.
 
 pub mod abi;
+mod cache;
 mod engine;
 mod error;
 mod instance;
@@ -25,6 +27,7 @@ mod plugin;
 mod tie_breaker;
 mod validator;
 
+pub use cache::ModuleCache;
 pub use engine::Kind;
 pub use error::PluginError;
 pub use limits::PluginLimits;

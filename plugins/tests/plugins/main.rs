@@ -6,6 +6,7 @@
 )]
 
 mod c_plugins;
+mod cache;
 mod examples;
 mod hostile;
 mod support;
