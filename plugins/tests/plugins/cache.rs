@@ -73,15 +73,29 @@ fn a_cache_others_can_write_is_refused_and_so_is_such_an_entry() {
     // trusted (compiled again, the file replaced) once others could have written it.
     let cache = ModuleCache::open(dir.path().join("private")).unwrap();
     let bytes = example("wat/allow_all.wat");
-    cache.load_plugin(Kind::Validator, &bytes, PluginLimits::default()).unwrap();
+    cache
+        .load_plugin(Kind::Validator, &bytes, PluginLimits::default())
+        .unwrap();
     let entry = entries(&dir.path().join("private")).remove(0);
     let inode = |p: &std::path::Path| fs::metadata(p).unwrap().ino();
     let first = inode(&entry);
-    cache.load_plugin(Kind::Validator, &bytes, PluginLimits::default()).unwrap();
-    assert_eq!(inode(&entry), first, "a private entry is loaded, not rewritten");
+    cache
+        .load_plugin(Kind::Validator, &bytes, PluginLimits::default())
+        .unwrap();
+    assert_eq!(
+        inode(&entry),
+        first,
+        "a private entry is loaded, not rewritten"
+    );
     fs::set_permissions(&entry, fs::Permissions::from_mode(0o666)).unwrap();
-    cache.load_plugin(Kind::Validator, &bytes, PluginLimits::default()).unwrap();
-    assert_ne!(inode(&entry), first, "a writable-by-others entry must not be loaded");
+    cache
+        .load_plugin(Kind::Validator, &bytes, PluginLimits::default())
+        .unwrap();
+    assert_ne!(
+        inode(&entry),
+        first,
+        "a writable-by-others entry must not be loaded"
+    );
     let mode = fs::metadata(&entry).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
