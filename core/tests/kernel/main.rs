@@ -13,5 +13,6 @@ mod crash;
 mod fence_model;
 mod full_disk;
 mod support;
+mod vectors;
 mod wal_recovery;
 mod write_validation;

@@ -1,0 +1,256 @@
+//! The conformance vectors of `tests/vectors/` run against the Rust API. Every binding runs the
+//! same files; see tests/vectors/README.md for the format.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use fencekit::{Counters, Error, Fence, FenceOptions, ResourceId, Token, Verdict};
+use serde_json::Value;
+
+/// What a step answered.
+#[derive(Debug)]
+enum Outcome {
+    Ok,
+    Error(&'static str),
+    Verdict(Verdict, Token),
+    Verdicts(Vec<Verdict>),
+    Mark(Option<Token>),
+    Counters(Counters),
+}
+
+fn status_name(error: &Error) -> &'static str {
+    match error {
+        Error::InvalidToken(_) => "invalid_token",
+        Error::InvalidKey(_) => "invalid_key",
+        Error::UnknownResource(_) => "unknown_resource",
+        Error::InvalidBatch(_) => "invalid_batch",
+        other => panic!("a vector met an unexpected error: {other}"),
+    }
+}
+
+fn number(value: &Value) -> u64 {
+    match value {
+        Value::Number(n) => n.as_u64().expect("a non-negative integer"),
+        Value::String(s) => s.parse().expect("a decimal string"),
+        other => panic!("not a number: {other}"),
+    }
+}
+
+fn pair(value: &Value) -> (u64, u64) {
+    let items = value.as_array().expect("[generation, holder]");
+    (number(&items[0]), number(&items[1]))
+}
+
+fn token(value: &Value) -> Result<Token, Error> {
+    let (generation, holder) = pair(value);
+    Token::from_parts(generation, holder)
+}
+
+fn key(step: &Value) -> Vec<u8> {
+    match (step.get("key"), step.get("key_len")) {
+        (Some(key), _) => key.as_str().expect("a string key").as_bytes().to_vec(),
+        (None, Some(len)) => vec![b'k'; number(len) as usize],
+        (None, None) => panic!("the step names no key"),
+    }
+}
+
+fn kind(verdict: &Verdict) -> &'static str {
+    match verdict {
+        Verdict::Accepted => "accepted",
+        Verdict::Advanced { .. } => "advanced",
+        Verdict::Stale { .. } => "stale",
+        Verdict::Conflict { .. } => "conflict",
+    }
+}
+
+fn optional_token(value: &Value) -> Option<(u64, u64)> {
+    (!value.is_null()).then(|| pair(value))
+}
+
+fn parts(token: Option<Token>) -> Option<(u64, u64)> {
+    token.map(|t| (t.generation.get(), t.holder.get()))
+}
+
+/// Checks `outcome` against the step's `expect`.
+fn compare(context: &str, outcome: &Outcome, expect: &Value) {
+    if let Some(status) = expect.get("status") {
+        let got = match outcome {
+            Outcome::Error(name) => name,
+            _ => "ok",
+        };
+        assert_eq!(
+            got,
+            status.as_str().expect("a status name"),
+            "{context}: {outcome:?}"
+        );
+        return;
+    }
+    if let Some(want) = expect.get("verdict") {
+        let Outcome::Verdict(verdict, token) = outcome else {
+            panic!("{context}: expected a verdict, got {outcome:?}");
+        };
+        assert_eq!(
+            kind(verdict),
+            want.as_str().expect("a verdict name"),
+            "{context}"
+        );
+        let (current, previous) = match *verdict {
+            Verdict::Accepted => (Some(*token), None),
+            Verdict::Advanced { previous } => (Some(*token), previous),
+            Verdict::Stale { current } | Verdict::Conflict { current } => (Some(current), None),
+        };
+        if let Some(want) = expect.get("current") {
+            assert_eq!(parts(current), optional_token(want), "{context}: current");
+        }
+        if let Some(want) = expect.get("previous") {
+            assert_eq!(parts(previous), optional_token(want), "{context}: previous");
+        }
+        return;
+    }
+    if let Some(want) = expect.get("verdicts") {
+        let Outcome::Verdicts(verdicts) = outcome else {
+            panic!("{context}: expected verdicts, got {outcome:?}");
+        };
+        let got: Vec<&str> = verdicts.iter().map(kind).collect();
+        let want: Vec<&str> = want
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|v| v.as_str().expect("a verdict name"))
+            .collect();
+        assert_eq!(got, want, "{context}");
+        return;
+    }
+    if let Some(want) = expect.get("mark") {
+        let Outcome::Mark(mark) = outcome else {
+            panic!("{context}: expected a mark, got {outcome:?}");
+        };
+        assert_eq!(parts(*mark), optional_token(want), "{context}");
+        return;
+    }
+    if let Some(want) = expect.get("counters") {
+        let Outcome::Counters(c) = outcome else {
+            panic!("{context}: expected counters, got {outcome:?}");
+        };
+        let got = [c.accepted, c.advanced, c.stale, c.conflicts];
+        let want = ["accepted", "advanced", "stale", "conflicts"].map(|f| number(&want[f]));
+        assert_eq!(got, want, "{context}: accepted, advanced, stale, conflicts");
+        return;
+    }
+    panic!("{context}: an expectation of no known kind: {expect}");
+}
+
+fn run(path: &Path) {
+    let vector: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let name = vector["name"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut fence = Fence::open(dir.path(), FenceOptions::default()).unwrap();
+    let mut ids: HashMap<Vec<u8>, ResourceId> = HashMap::new();
+    for (index, step) in vector["steps"].as_array().unwrap().iter().enumerate() {
+        let op = step["op"].as_str().unwrap();
+        let context = format!("{name} step {index} ({op})");
+        let id_of = |ids: &HashMap<Vec<u8>, ResourceId>| {
+            *ids.get(&key(step))
+                .unwrap_or_else(|| panic!("{context}: the key was not registered"))
+        };
+        let result: Result<Outcome, Error> = match op {
+            "register" => fence.register(&key(step)).map(|id| {
+                ids.insert(key(step), id);
+                Outcome::Ok
+            }),
+            "lookup" => fence
+                .lookup(&key(step))
+                .map(|_| Outcome::Ok)
+                .ok_or(Error::UnknownResource(u32::MAX)),
+            "check" => token(&step["token"])
+                .and_then(|t| fence.check(id_of(&ids), t).map(|v| Outcome::Verdict(v, t))),
+            "check_id" => token(&step["token"]).and_then(|t| {
+                let id = ResourceId::from_u32(number(&step["id"]) as u32);
+                fence.check(id, t).map(|v| Outcome::Verdict(v, t))
+            }),
+            "check_key" => token(&step["token"]).and_then(|t| {
+                let verdict = fence.check_key(&key(step), t)?;
+                ids.insert(key(step), fence.lookup(&key(step)).unwrap());
+                Ok(Outcome::Verdict(verdict, t))
+            }),
+            "batch" => {
+                let items: Result<Vec<(ResourceId, Token)>, Error> = step["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|item| Ok((id_of_item(&ids, item, &context), token(&item["token"])?)))
+                    .collect();
+                match items {
+                    // A bad token in a batch is the batch's error, as across the C ABI.
+                    Err(Error::InvalidToken(why)) => Err(Error::InvalidBatch(why.into())),
+                    Err(e) => Err(e),
+                    Ok(items) => {
+                        let mut out = vec![Verdict::Accepted; items.len()];
+                        fence
+                            .check_batch(&items, &mut out)
+                            .map(|()| Outcome::Verdicts(out))
+                    }
+                }
+            }
+            "mark" => fence.mark(id_of(&ids)).map(Outcome::Mark),
+            "counters" => fence.counters(id_of(&ids)).map(Outcome::Counters),
+            "reopen" => {
+                drop(fence);
+                fence = Fence::open(dir.path(), FenceOptions::default()).unwrap();
+                ids = ids
+                    .into_keys()
+                    .filter_map(|k| fence.lookup(&k).map(|id| (k, id)))
+                    .collect();
+                Ok(Outcome::Ok)
+            }
+            other => panic!("{context}: unknown op {other}"),
+        };
+        let outcome = result.unwrap_or_else(|e| Outcome::Error(status_name(&e)));
+        if let Some(expect) = step.get("expect") {
+            compare(&context, &outcome, expect);
+        }
+    }
+}
+
+fn id_of_item(ids: &HashMap<Vec<u8>, ResourceId>, item: &Value, context: &str) -> ResourceId {
+    *ids.get(&key(item))
+        .unwrap_or_else(|| panic!("{context}: a batch item's key was not registered"))
+}
+
+fn vector_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_conformance_vector_passes() {
+    let files = vector_files();
+    assert!(files.len() >= 5, "found only {files:?}");
+    for file in files {
+        run(&file);
+    }
+}
+
+#[test]
+fn the_runner_catches_a_wrong_expectation() {
+    let dir = tempfile::tempdir().unwrap();
+    let planted = dir.path().join("planted.json");
+    std::fs::write(
+        &planted,
+        r#"{"name": "planted", "steps": [
+            {"op": "check_key", "key": "k", "token": [2, 1], "expect": {"verdict": "advanced"}},
+            {"op": "check_key", "key": "k", "token": [1, 1], "expect": {"verdict": "accepted"}}]}"#,
+    )
+    .unwrap();
+    let caught = std::panic::catch_unwind(|| run(&planted));
+    assert!(
+        caught.is_err(),
+        "a stale token expected as accepted went unnoticed"
+    );
+}
