@@ -25,6 +25,8 @@ command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+# cJSON reads the conformance vectors in the C tests.
+pkg-config --exists libcjson 2>/dev/null || missing+=(libcjson-dev)
 # The C example plugins: clang --target=wasm32, linked by lld's wasm-ld.
 command -v clang >/dev/null 2>&1 || missing+=(clang)
 command -v wasm-ld >/dev/null 2>&1 || missing+=(lld)

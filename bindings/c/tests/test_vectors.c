@@ -1,0 +1,296 @@
+/*
+ * The conformance vectors of tests/vectors/ run against the C ABI (format:
+ * tests/vectors/README.md). JSON is read with cJSON (Debian's libcjson-dev).
+ *
+ *   ./test_vectors DIR            run every .json file in DIR
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cJSON.h>
+#include <fencekit.h>
+
+#define KEYS_MAX 64
+
+static const char *vector_name;
+static int step_index;
+static int failures;
+static int failed_vectors;
+
+#define FAIL(...)                                                                           \
+    do {                                                                                    \
+        fprintf(stderr, "%s step %d: ", vector_name, step_index);                           \
+        fprintf(stderr, __VA_ARGS__);                                                       \
+        fprintf(stderr, "\n");                                                              \
+        failures++;                                                                         \
+        return;                                                                             \
+    } while (0)
+
+/* A number, or a decimal string for numbers a double cannot hold. */
+static uint64_t number(const cJSON *value) {
+    if (cJSON_IsString(value)) return strtoull(value->valuestring, NULL, 10);
+    return (uint64_t)value->valuedouble;
+}
+
+static fk_token token_of(const cJSON *pair) {
+    fk_token t = {number(cJSON_GetArrayItem(pair, 0)), number(cJSON_GetArrayItem(pair, 1))};
+    return t;
+}
+
+/* The step's key (or `key_len` bytes of 'k') into `buf`; its length. */
+static size_t key_of(const cJSON *step, char *buf, size_t cap) {
+    const cJSON *key = cJSON_GetObjectItem(step, "key");
+    if (cJSON_IsString(key)) {
+        snprintf(buf, cap, "%s", key->valuestring);
+        return strlen(buf);
+    }
+    size_t len = (size_t)number(cJSON_GetObjectItem(step, "key_len"));
+    if (len > cap) len = cap;
+    memset(buf, 'k', len);
+    return len;
+}
+
+/* Keys registered so far and their ids. */
+static struct {
+    char key[300];
+    size_t len;
+    uint32_t id;
+} keys[KEYS_MAX];
+static int nkeys;
+
+static void remember(const char *key, size_t len, uint32_t id) {
+    for (int i = 0; i < nkeys; i++) {
+        if (keys[i].len == len && memcmp(keys[i].key, key, len) == 0) {
+            keys[i].id = id;
+            return;
+        }
+    }
+    if (nkeys < KEYS_MAX && len < sizeof keys[0].key) {
+        memcpy(keys[nkeys].key, key, len);
+        keys[nkeys].len = len;
+        keys[nkeys++].id = id;
+    }
+}
+
+static int id_of(const char *key, size_t len, uint32_t *id) {
+    for (int i = 0; i < nkeys; i++) {
+        if (keys[i].len == len && memcmp(keys[i].key, key, len) == 0) {
+            *id = keys[i].id;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static const char *status_name(fk_status s) {
+    switch (s) {
+    case FK_STATUS_OK: return "ok";
+    case FK_STATUS_INVALID_TOKEN: return "invalid_token";
+    case FK_STATUS_INVALID_KEY: return "invalid_key";
+    case FK_STATUS_UNKNOWN_RESOURCE: return "unknown_resource";
+    case FK_STATUS_INVALID_BATCH: return "invalid_batch";
+    default: return fk_status_name(s);
+    }
+}
+
+static const char *verdict_name(fk_verdict_kind kind) {
+    switch (kind) {
+    case FK_VERDICT_ACCEPTED: return "accepted";
+    case FK_VERDICT_ADVANCED: return "advanced";
+    case FK_VERDICT_STALE: return "stale";
+    case FK_VERDICT_CONFLICT: return "conflict";
+    default: return "none";
+    }
+}
+
+static int same_token(const cJSON *want, fk_token got) {
+    fk_token none = {0, 0};
+    fk_token w = cJSON_IsNull(want) ? none : token_of(want);
+    return w.generation == got.generation && w.holder == got.holder;
+}
+
+/* What a step answered. */
+typedef struct {
+    fk_status status;
+    int has_verdict, has_mark, has_counters, nverdicts;
+    fk_verdict verdict;
+    fk_verdict verdicts[64];
+    fk_token mark;
+    fk_counters counters;
+} outcome;
+
+static void compare(const outcome *got, const cJSON *expect) {
+    const cJSON *want;
+    if ((want = cJSON_GetObjectItem(expect, "status"))) {
+        if (strcmp(status_name(got->status), want->valuestring) != 0)
+            FAIL("status %s, expected %s (%s)", status_name(got->status), want->valuestring, fk_last_error_message());
+        return;
+    }
+    if (got->status != FK_STATUS_OK) FAIL("failed with %s: %s", status_name(got->status), fk_last_error_message());
+    if ((want = cJSON_GetObjectItem(expect, "verdict"))) {
+        if (!got->has_verdict || strcmp(verdict_name(got->verdict.kind), want->valuestring) != 0)
+            FAIL("verdict %s, expected %s", verdict_name(got->verdict.kind), want->valuestring);
+        const cJSON *current = cJSON_GetObjectItem(expect, "current");
+        if (current && !same_token(current, got->verdict.current)) FAIL("wrong current mark");
+        const cJSON *previous = cJSON_GetObjectItem(expect, "previous");
+        if (previous && !same_token(previous, got->verdict.previous)) FAIL("wrong previous mark");
+    } else if ((want = cJSON_GetObjectItem(expect, "verdicts"))) {
+        if (cJSON_GetArraySize(want) != got->nverdicts) FAIL("%d verdicts, expected %d", got->nverdicts, cJSON_GetArraySize(want));
+        for (int i = 0; i < got->nverdicts; i++) {
+            const char *w = cJSON_GetArrayItem(want, i)->valuestring;
+            if (strcmp(verdict_name(got->verdicts[i].kind), w) != 0)
+                FAIL("verdict %d is %s, expected %s", i, verdict_name(got->verdicts[i].kind), w);
+        }
+    } else if ((want = cJSON_GetObjectItem(expect, "mark"))) {
+        if (!got->has_mark || !same_token(want, got->mark)) FAIL("wrong mark");
+    } else if ((want = cJSON_GetObjectItem(expect, "counters"))) {
+        uint64_t w[4], g[4] = {got->counters.accepted, got->counters.advanced, got->counters.stale,
+                               got->counters.conflicts};
+        const char *names[4] = {"accepted", "advanced", "stale", "conflicts"};
+        for (int i = 0; i < 4; i++) {
+            w[i] = number(cJSON_GetObjectItem(want, names[i]));
+            if (!got->has_counters || w[i] != g[i])
+                FAIL("%s = %llu, expected %llu", names[i], (unsigned long long)g[i], (unsigned long long)w[i]);
+        }
+    }
+}
+
+static fk_fence *open_fence(const char *dir) {
+    fk_fence *fence = NULL;
+    if (fk_fence_open(dir, strlen(dir), NULL, &fence) != FK_STATUS_OK) {
+        fprintf(stderr, "open %s: %s\n", dir, fk_last_error_message());
+        exit(2);
+    }
+    return fence;
+}
+
+static void run_step(fk_fence **fence, const char *dir, const cJSON *step) {
+    const char *op = cJSON_GetObjectItem(step, "op")->valuestring;
+    char key[300];
+    size_t len = 0;
+    if (cJSON_GetObjectItem(step, "key") || cJSON_GetObjectItem(step, "key_len")) len = key_of(step, key, sizeof key);
+    outcome got;
+    memset(&got, 0, sizeof got);
+    uint32_t id = 0;
+    if (strcmp(op, "register") == 0) {
+        got.status = fk_fence_register(*fence, (const uint8_t *)key, len, &id);
+        if (got.status == FK_STATUS_OK) remember(key, len, id);
+    } else if (strcmp(op, "lookup") == 0) {
+        got.status = fk_fence_lookup(*fence, (const uint8_t *)key, len, &id);
+    } else if (strcmp(op, "check") == 0 || strcmp(op, "check_id") == 0) {
+        if (strcmp(op, "check_id") == 0) id = (uint32_t)number(cJSON_GetObjectItem(step, "id"));
+        else if (!id_of(key, len, &id)) FAIL("key not registered");
+        got.status = fk_fence_check(*fence, id, token_of(cJSON_GetObjectItem(step, "token")), &got.verdict);
+        got.has_verdict = 1;
+    } else if (strcmp(op, "check_key") == 0) {
+        got.status = fk_fence_check_key(*fence, (const uint8_t *)key, len,
+                                        token_of(cJSON_GetObjectItem(step, "token")), &got.verdict);
+        got.has_verdict = 1;
+        if (fk_fence_lookup(*fence, (const uint8_t *)key, len, &id) == FK_STATUS_OK) remember(key, len, id);
+    } else if (strcmp(op, "batch") == 0) {
+        const cJSON *items = cJSON_GetObjectItem(step, "items");
+        fk_check_item batch[64];
+        int n = cJSON_GetArraySize(items);
+        if (n > 64) FAIL("batch too long for this runner");
+        for (int i = 0; i < n; i++) {
+            const cJSON *item = cJSON_GetArrayItem(items, i);
+            char item_key[300];
+            size_t item_len = key_of(item, item_key, sizeof item_key);
+            if (!id_of(item_key, item_len, &batch[i].resource)) FAIL("batch key not registered");
+            batch[i].reserved = 0;
+            batch[i].token = token_of(cJSON_GetObjectItem(item, "token"));
+        }
+        got.status = fk_fence_check_batch(*fence, batch, got.verdicts, (size_t)n);
+        got.nverdicts = n;
+    } else if (strcmp(op, "mark") == 0) {
+        if (!id_of(key, len, &id)) FAIL("key not registered");
+        got.status = fk_fence_mark(*fence, id, &got.mark);
+        got.has_mark = 1;
+    } else if (strcmp(op, "counters") == 0) {
+        if (!id_of(key, len, &id)) FAIL("key not registered");
+        got.status = fk_fence_counters(*fence, id, &got.counters);
+        got.has_counters = 1;
+    } else if (strcmp(op, "reopen") == 0) {
+        fk_fence_free(*fence);
+        *fence = open_fence(dir);
+        for (int i = 0; i < nkeys; i++) fk_fence_lookup(*fence, (const uint8_t *)keys[i].key, keys[i].len, &keys[i].id);
+    } else {
+        FAIL("unknown op %s", op);
+    }
+    const cJSON *expect = cJSON_GetObjectItem(step, "expect");
+    if (expect) compare(&got, expect);
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void run_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        perror(path);
+        exit(2);
+    }
+    static char text[1 << 16];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    cJSON *vector = cJSON_Parse(text);
+    if (!vector) {
+        fprintf(stderr, "%s: not JSON\n", path);
+        exit(2);
+    }
+    vector_name = cJSON_GetObjectItem(vector, "name")->valuestring;
+    char dir[] = "/tmp/fencekit-vectors-XXXXXX";
+    if (!mkdtemp(dir)) exit(2);
+    fk_fence *fence = open_fence(dir);
+    nkeys = 0;
+    int before = failures;
+    const cJSON *steps = cJSON_GetObjectItem(vector, "steps");
+    for (step_index = 0; step_index < cJSON_GetArraySize(steps); step_index++) {
+        run_step(&fence, dir, cJSON_GetArrayItem(steps, step_index));
+    }
+    printf("vector %s ... %s\n", vector_name, failures > before ? "FAILED" : "ok");
+    failed_vectors += failures > before;
+    fk_fence_free(fence);
+    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    cJSON_Delete(vector);
+}
+
+static int by_name(const struct dirent **a, const struct dirent **b) { return strcmp((*a)->d_name, (*b)->d_name); }
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s VECTORS_DIR\n", argv[0]);
+        return 2;
+    }
+    struct dirent **entries;
+    int n = scandir(argv[1], &entries, NULL, by_name);
+    if (n < 0) {
+        perror(argv[1]);
+        return 2;
+    }
+    int ran = 0;
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(entries[i]->d_name);
+        if (len > 5 && strcmp(entries[i]->d_name + len - 5, ".json") == 0) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/%s", argv[1], entries[i]->d_name);
+            run_file(path);
+            ran++;
+        }
+        free(entries[i]);
+    }
+    free(entries);
+    if (ran == 0) {
+        fprintf(stderr, "no vectors in %s\n", argv[1]);
+        return 1;
+    }
+    printf("c tests: %d passed, %d failed\n", ran - failed_vectors, failed_vectors);
+    return failures ? 1 : 0;
+}
