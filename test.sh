@@ -61,6 +61,23 @@ c_failed=$(grep -Eo '[0-9]+ failed$' "$clog" | grep -Eo '[0-9]+' | awk '{s += $1
 passed=$((passed + c_passed))
 failed=$((failed + c_failed))
 
+step "Python binding: pip install ./bindings/python in a virtual environment, then pytest"
+target_dir=${CARGO_TARGET_DIR:-$PWD/target}
+venv="$target_dir/python-venv"
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv" || { apt-get install -y -qq python3-venv python3-dev && python3 -m venv "$venv"; }
+fi
+"$venv/bin/pip" install -q pytest cffi
+# Builds libfencekit with cargo and the cffi extension against it.
+CARGO_TARGET_DIR="$target_dir" "$venv/bin/pip" install -q --force-reinstall --no-deps ./bindings/python
+plog=$(mktemp)
+trap 'rm -f "$log" "$clog" "$plog"' EXIT
+# Run from the repository root with the pytest script (not `python -m`), so that the installed
+# package is tested, not the source directory.
+"$venv/bin/pytest" -q bindings/python/tests 2>&1 | tee "$plog"
+passed=$((passed + $(grep -Eo '[0-9]+ passed' "$plog" | grep -Eo '[0-9]+' | tail -1)))
+failed=$((failed + $(grep -Eo '[0-9]+ failed' "$plog" | grep -Eo '[0-9]+' | tail -1 || echo 0)))
+
 step "cargo bench -- --test (benches keep compiling and run once)"
 # The ffi bench loads the libfencekit.so that the C step built.
 cargo bench --workspace --locked -- --test

@@ -1,0 +1,137 @@
+"""Exceptions, one per status code family of the C ABI (ffi/README.md)."""
+
+from __future__ import annotations
+
+from ._native import ffi, lib
+
+
+class FencekitError(Exception):
+    """A call into fencekit failed. `status` is the C ABI's code, `status_name` its name."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.status_name = ffi.string(lib.fk_status_name(status)).decode()
+
+
+class InvalidArgumentError(FencekitError, ValueError):
+    """An argument out of its range, NULL where it must not be, or not valid UTF-8."""
+
+
+class InvalidTokenError(InvalidArgumentError):
+    """A token whose generation or holder is 0, negative, or above 2**63 - 1."""
+
+
+class InvalidKeyError(InvalidArgumentError):
+    """A resource key that is empty or longer than 256 bytes."""
+
+
+class InvalidBatchError(InvalidArgumentError):
+    """A batch that is too long or holds a bad item."""
+
+
+class InvalidConfigError(InvalidArgumentError):
+    """A node configuration that does not parse or is not safe."""
+
+
+class UnknownResourceError(FencekitError, KeyError):
+    """A resource id the fence never handed out, or a key it does not hold."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class TooManyResourcesError(FencekitError):
+    """The fence holds as many resources as it was opened for."""
+
+
+class TooLargeError(InvalidArgumentError):
+    """A payload or proposal larger than the log accepts."""
+
+
+class StorageError(FencekitError, OSError):
+    """An I/O failure, or a log that cannot be used."""
+
+
+class CorruptError(StorageError):
+    """A log damaged before its tail (the message names the file and offset)."""
+
+
+class LockedError(StorageError):
+    """The directory is in use by another open fence or node."""
+
+
+class WrongClusterError(StorageError):
+    """The directory belongs to another cluster or node."""
+
+
+class NotLeaderError(FencekitError):
+    """This node does not hold usable leadership."""
+
+
+class StoppedError(FencekitError):
+    """The node has stopped."""
+
+
+class FencekitTimeoutError(FencekitError, TimeoutError):
+    """Nothing arrived, or nothing finished, in time."""
+
+
+class TransportError(FencekitError):
+    """The network transport failed (a port in use, a peer that does not resolve)."""
+
+
+class PolicyRefusedError(FencekitError):
+    """A policy plugin was refused at load (the message names the cause)."""
+
+
+class PanicError(FencekitError):
+    """A bug inside fencekit panicked; the handle is poisoned."""
+
+
+class PoisonedError(FencekitError):
+    """The handle was poisoned by an earlier panic and refuses every call."""
+
+
+class ClosedError(FencekitError):
+    """The object was closed."""
+
+    def __init__(self, what: str) -> None:
+        Exception.__init__(self, f"this {what} is closed")
+        self.status = -1
+        self.status_name = "CLOSED"
+
+
+_BY_STATUS: dict[int, type[FencekitError]] = {
+    lib.FK_STATUS_NULL_ARGUMENT: InvalidArgumentError,
+    lib.FK_STATUS_INVALID_ARGUMENT: InvalidArgumentError,
+    lib.FK_STATUS_INVALID_UTF8: InvalidArgumentError,
+    lib.FK_STATUS_INVALID_TOKEN: InvalidTokenError,
+    lib.FK_STATUS_INVALID_KEY: InvalidKeyError,
+    lib.FK_STATUS_INVALID_BATCH: InvalidBatchError,
+    lib.FK_STATUS_INVALID_CONFIG: InvalidConfigError,
+    lib.FK_STATUS_UNKNOWN_RESOURCE: UnknownResourceError,
+    lib.FK_STATUS_TOO_MANY_RESOURCES: TooManyResourcesError,
+    lib.FK_STATUS_TOO_LARGE: TooLargeError,
+    lib.FK_STATUS_IO: StorageError,
+    lib.FK_STATUS_CORRUPT: CorruptError,
+    lib.FK_STATUS_LOCKED: LockedError,
+    lib.FK_STATUS_WRONG_CLUSTER: WrongClusterError,
+    lib.FK_STATUS_LOG_FAILED: StorageError,
+    lib.FK_STATUS_INVALID_RAFT_LOG: StorageError,
+    lib.FK_STATUS_ENCODING: StorageError,
+    lib.FK_STATUS_NOT_LEADER: NotLeaderError,
+    lib.FK_STATUS_STOPPED: StoppedError,
+    lib.FK_STATUS_TIMEOUT: FencekitTimeoutError,
+    lib.FK_STATUS_TRANSPORT: TransportError,
+    lib.FK_STATUS_POLICY_REFUSED: PolicyRefusedError,
+    lib.FK_STATUS_PANIC: PanicError,
+    lib.FK_STATUS_POISONED: PoisonedError,
+}
+
+
+def check(status: int) -> None:
+    """Raises the exception for `status` (with the thread's last error message) unless OK."""
+    if status != lib.FK_STATUS_OK:
+        message = ffi.string(lib.fk_last_error_message()).decode("utf-8", "replace")
+        raise _BY_STATUS.get(status, FencekitError)(status, message)

@@ -1,0 +1,166 @@
+"""The fence: the storage side's durable fencing check."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
+
+from ._native import ffi, lib
+from .errors import ClosedError, InvalidBatchError, check
+from .token import Counters, Token, TokenLike, Verdict, from_c, to_c
+
+Key = Union[bytes, str]
+BATCH_MAX = lib.FK_BATCH_MAX
+
+
+def _key(key: Key) -> bytes:
+    if isinstance(key, str):
+        return key.encode("utf-8")
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return bytes(key)
+    raise TypeError(f"a key is bytes or str, not {type(key).__name__}")
+
+
+class Fence:
+    """The durable high-water mark of every resource of one storage.
+
+    Open it on a directory (created if needed); check the token of every write with
+    `check` (by resource id) or `check_key`. A write may land only when the verdict's
+    `accepted` is true. Close it with `close()` or use it as a context manager.
+    Thread-safe: share one fence between threads.
+    """
+
+    def __init__(
+        self,
+        path: Union[str, "os.PathLike[str]"],
+        *,
+        max_resources: Optional[int] = None,
+        segment_size: Optional[int] = None,
+    ) -> None:
+        options = ffi.new("fk_fence_options *")
+        check(lib.fk_fence_options_default(options))
+        if max_resources is not None:
+            options.max_resources = max_resources
+        if segment_size is not None:
+            options.segment_size = segment_size
+        encoded = os.fsencode(path)
+        out = ffi.new("fk_fence **")
+        check(lib.fk_fence_open(encoded, len(encoded), options, out))
+        self._fence = ffi.gc(out[0], lib.fk_fence_free)
+        self._verdict = ffi.new("fk_verdict *")
+
+    def _handle(self) -> "ffi.CData":
+        fence = self._fence
+        if fence is None:
+            raise ClosedError("fence")
+        return fence
+
+    def close(self) -> None:
+        """Closes the fence; every mark it reported is already durable. Closing twice is fine."""
+        fence, self._fence = self._fence, None
+        if fence is not None:
+            ffi.release(fence)
+
+    def __enter__(self) -> "Fence":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def register(self, key: Key) -> int:
+        """Registers the resource named `key` (1 to 256 bytes); returns its id."""
+        k = _key(key)
+        out = ffi.new("uint32_t *")
+        check(lib.fk_fence_register(self._handle(), k, len(k), out))
+        return out[0]
+
+    def lookup(self, key: Key) -> int:
+        """The id of a registered key; UnknownResourceError if it is not registered."""
+        k = _key(key)
+        out = ffi.new("uint32_t *")
+        check(lib.fk_fence_lookup(self._handle(), k, len(k), out))
+        return out[0]
+
+    def check(self, resource: int, token: TokenLike) -> Verdict:
+        """Checks `token` for the resource id `resource` (the hot path)."""
+        verdict = self._verdict
+        check(lib.fk_fence_check(self._handle(), resource, to_c(token), verdict))
+        return Verdict.from_c(verdict)
+
+    def check_key(self, key: Key, token: TokenLike) -> Verdict:
+        """Checks `token` for the resource named `key`, registering it if new."""
+        k = _key(key)
+        verdict = self._verdict
+        check(lib.fk_fence_check_key(self._handle(), k, len(k), to_c(token), verdict))
+        return Verdict.from_c(verdict)
+
+    def check_batch(self, items: Sequence[Tuple[int, TokenLike]]) -> List[Verdict]:
+        """Checks each (resource, token) in one call and returns the verdicts in order."""
+        batch = Batch(self, items)
+        batch.check()
+        return batch.verdicts()
+
+    def batch(self, items: Sequence[Tuple[int, TokenLike]]) -> "Batch":
+        """A batch prepared once and checked many times (see `Batch`)."""
+        return Batch(self, items)
+
+    def mark(self, resource: int) -> Optional[Token]:
+        """The resource's current mark, or None if it has none yet."""
+        out = ffi.new("fk_token *")
+        check(lib.fk_fence_mark(self._handle(), resource, out))
+        return from_c(out[0])
+
+    def counters(self, resource: int) -> Counters:
+        """What the fence decided for `resource` since it was opened."""
+        out = ffi.new("fk_counters *")
+        check(lib.fk_fence_counters(self._handle(), resource, out))
+        return Counters(out.accepted, out.advanced, out.stale, out.conflicts)
+
+    def __len__(self) -> int:
+        out = ffi.new("size_t *")
+        check(lib.fk_fence_len(self._handle(), out))
+        return out[0]
+
+    def compact(self) -> None:
+        """Rewrites the fence's log as one snapshot of the current marks."""
+        check(lib.fk_fence_compact(self._handle()))
+
+
+class Batch:
+    """Items whose checks cross into the library once: build it once, `check()` it as often as
+    needed (the C arrays are reused, nothing is allocated per check), read the answers with
+    `accepted_count()`, `kind(i)` or `verdicts()`.
+    """
+
+    def __init__(self, fence: Fence, items: Sequence[Tuple[int, TokenLike]]) -> None:
+        if len(items) > BATCH_MAX:
+            raise InvalidBatchError(
+                lib.FK_STATUS_INVALID_BATCH, f"{len(items)} items; a batch holds at most {BATCH_MAX}"
+            )
+        self._fence = fence
+        self._len = len(items)
+        self._items = ffi.new("fk_check_item[]", max(1, self._len))
+        self._out = ffi.new("fk_verdict[]", max(1, self._len))
+        for i, (resource, token) in enumerate(items):
+            self._items[i].resource = resource
+            self._items[i].token = to_c(token)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def check(self) -> None:
+        """Checks every item (raises for a bad item, with nothing checked)."""
+        check(lib.fk_fence_check_batch(self._fence._handle(), self._items, self._out, self._len))
+
+    def kind(self, index: int) -> str:
+        """The verdict of item `index` from the last `check()`."""
+        return Verdict.from_c(self._out[index]).kind
+
+    def verdicts(self) -> List[Verdict]:
+        """Every verdict of the last `check()`."""
+        return [Verdict.from_c(self._out[i]) for i in range(self._len)]
+
+
+def tokens(pairs: Iterable[Tuple[int, int]]) -> List[Token]:
+    """Tokens from (generation, holder) pairs."""
+    return [Token(g, h) for g, h in pairs]

@@ -1,0 +1,87 @@
+"""The fence from Python: verdicts, batches, reopening, and bad input as exceptions."""
+
+import pathlib
+
+import pytest
+
+import fencekit
+from fencekit import Token
+
+
+def test_verdicts_and_marks_survive_reopening(tmp_path: pathlib.Path) -> None:
+    with fencekit.Fence(tmp_path) as fence:
+        jobs = fence.register("jobs/nightly")
+        assert fence.register(b"jobs/nightly") == jobs
+        assert fence.mark(jobs) is None
+        first = fence.check(jobs, (4, 1))
+        assert first.kind == "advanced" and first.accepted and first.previous is None
+        assert fence.check(jobs, Token(4, 1)).kind == "accepted"
+        assert fence.check(jobs, (4, 2)).kind == "conflict"
+        newer = fence.check(jobs, (5, 2))
+        assert newer.kind == "advanced" and newer.previous == Token(4, 1)
+        stale = fence.check(jobs, (4, 1))
+        assert stale.kind == "stale" and not stale.accepted and stale.current == Token(5, 2)
+        assert fence.counters(jobs) == fencekit.Counters(1, 2, 1, 1)
+        assert len(fence) == 1
+    with fencekit.Fence(tmp_path) as fence:
+        assert fence.check_key("jobs/nightly", (4, 1)).kind == "stale"
+        assert fence.mark(fence.lookup("jobs/nightly")) == Token(5, 2)
+
+
+def test_a_prepared_batch_checks_in_one_call(tmp_path: pathlib.Path) -> None:
+    with fencekit.Fence(tmp_path) as fence:
+        ids = [fence.register(f"r{i}") for i in range(4)]
+        items = [(ids[i % 4], (2, 1)) for i in range(256)]
+        batch = fence.batch(items)
+        batch.check()
+        assert [batch.kind(i) for i in range(4)] == ["advanced"] * 4
+        assert {v.kind for v in batch.verdicts()[4:]} == {"accepted"}
+        batch.check()
+        assert batch.kind(0) == "accepted"
+        assert fence.check_batch([(ids[0], (1, 1))])[0].kind == "stale"
+        with pytest.raises(fencekit.InvalidBatchError, match="item 1"):
+            fence.check_batch([(ids[0], (2, 1)), (ids[1], (0, 1))])
+        with pytest.raises(fencekit.InvalidBatchError):
+            fence.batch([(ids[0], (2, 1))] * (fencekit.BATCH_MAX + 1))
+        with pytest.raises(fencekit.UnknownResourceError):
+            fence.check_batch([(999, (2, 1))])
+
+
+def test_bad_input_raises_with_the_reason(tmp_path: pathlib.Path) -> None:
+    fence = fencekit.Fence(tmp_path / "f")
+    r = fence.register("r")
+    for bad in [(0, 1), (1, 0), (-1, 1), (1, -5), (2**63, 1), (2**64, 1)]:
+        with pytest.raises(fencekit.InvalidTokenError):
+            fence.check(r, bad)
+    with pytest.raises(TypeError, match="token"):
+        fence.check(r, 7)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="int"):
+        fence.check(r, ("1", 2))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="bytes or str"):
+        fence.register(42)  # type: ignore[arg-type]
+    with pytest.raises(fencekit.InvalidKeyError, match="256"):
+        fence.register("k" * 257)
+    with pytest.raises(fencekit.InvalidKeyError):
+        fence.register("")
+    with pytest.raises(fencekit.UnknownResourceError):
+        fence.check(4242, (1, 1))
+    with pytest.raises(fencekit.UnknownResourceError):
+        fence.lookup("never")
+    with pytest.raises(fencekit.LockedError):
+        fencekit.Fence(tmp_path / "f")
+    with pytest.raises(fencekit.InvalidArgumentError, match="max_resources"):
+        fencekit.Fence(tmp_path / "g", max_resources=0)
+    fence.close()
+    fence.close()
+    with pytest.raises(fencekit.ClosedError):
+        fence.check(r, (1, 1))
+    # The directory is free again once the fence is closed.
+    fencekit.Fence(tmp_path / "f").close()
+
+
+def test_errors_carry_the_status_code(tmp_path: pathlib.Path) -> None:
+    with fencekit.Fence(tmp_path) as fence:
+        with pytest.raises(fencekit.FencekitError) as caught:
+            fence.check(fence.register("x"), (0, 1))
+        assert caught.value.status_name == "FK_STATUS_INVALID_TOKEN"
+        assert "generation 0" in str(caught.value)
