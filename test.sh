@@ -75,6 +75,9 @@ trap 'rm -f "$log" "$clog" "$plog"' EXIT
 # Run from the repository root with the pytest script (not `python -m`), so that the installed
 # package is tested, not the source directory.
 "$venv/bin/pytest" -q bindings/python/tests 2>&1 | tee "$plog"
+for sample in basic lease_and_fence scheduler; do
+    "$venv/bin/python" "bindings/python/samples/$sample.py"
+done
 passed=$((passed + $(grep -Eo '[0-9]+ passed' "$plog" | grep -Eo '[0-9]+' | tail -1)))
 failed=$((failed + $(grep -Eo '[0-9]+ failed' "$plog" | grep -Eo '[0-9]+' | tail -1 || echo 0)))
 

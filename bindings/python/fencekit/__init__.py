@@ -29,7 +29,9 @@ from .errors import (
     UnknownResourceError,
     WrongClusterError,
 )
-from .fence import BATCH_MAX, Batch, Fence
+from .fence import BATCH_MAX, Batch, Fence, WriteVerdict
+from .node import Event, Leadership, Node
+from .policy import TIE_BREAKER, VALIDATOR, Policy
 from .token import Counters, Token, Verdict
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "ClosedError",
     "CorruptError",
     "Counters",
+    "Event",
     "Fence",
     "FencekitError",
     "FencekitTimeoutError",
@@ -46,18 +49,24 @@ __all__ = [
     "InvalidConfigError",
     "InvalidKeyError",
     "InvalidTokenError",
+    "Leadership",
     "LockedError",
+    "Node",
     "NotLeaderError",
     "PanicError",
     "PoisonedError",
+    "Policy",
     "PolicyRefusedError",
     "StoppedError",
     "StorageError",
+    "TIE_BREAKER",
     "Token",
     "TooLargeError",
     "TooManyResourcesError",
     "TransportError",
     "UnknownResourceError",
+    "VALIDATOR",
     "Verdict",
+    "WriteVerdict",
     "WrongClusterError",
 ]

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import os
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from ._native import ffi, lib
 from .errors import ClosedError, InvalidBatchError, check
+from .policy import Policy
 from .token import Counters, Token, TokenLike, Verdict, from_c, to_c
 
 Key = Union[bytes, str]
+
+
+class WriteVerdict(NamedTuple):
+    """The answer to `Fence.check_write`: the write may land only when `accepted`. `fence` is
+    the fence's verdict on the token; `rejection_code` why the validator refused the payload
+    (0 when it did not)."""
+
+    accepted: bool
+    fence: Verdict
+    rejection_code: int
 BATCH_MAX = lib.FK_BATCH_MAX
 
 
@@ -120,6 +131,25 @@ class Fence:
         out = ffi.new("size_t *")
         check(lib.fk_fence_len(self._handle(), out))
         return out[0]
+
+    def set_validator(self, policy: Optional["Policy"]) -> None:
+        """Attaches a validator policy (None detaches it): `check_write` asks it about every
+        payload whose token the fence accepts. Attach rarely: every validator attached stays
+        in memory until the fence closes."""
+        check(lib.fk_fence_set_validator(self._handle(), policy._handle() if policy else ffi.NULL))
+
+    def set_tie_breaker(self, policy: Optional["Policy"]) -> None:
+        """Lets a tie-breaker policy settle conflicts (None: reject them all, the default)."""
+        check(lib.fk_fence_set_tie_breaker(self._handle(), policy._handle() if policy else ffi.NULL))
+
+    def check_write(self, resource: int, token: TokenLike, payload: bytes) -> "WriteVerdict":
+        """Checks the token, then the payload with the attached validator."""
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise TypeError(f"payload is bytes, not {type(payload).__name__}")
+        raw = bytes(payload)
+        out = ffi.new("fk_write_verdict *")
+        check(lib.fk_fence_check_write(self._handle(), resource, to_c(token), raw, len(raw), out))
+        return WriteVerdict(bool(out.accepted), Verdict.from_c(out.fence), out.rejection_code)
 
     def compact(self) -> None:
         """Rewrites the fence's log as one snapshot of the current marks."""
