@@ -56,11 +56,31 @@ def declarations(header: str) -> str:
     return re.sub(r"//[^\n]*", "", text)
 
 
+# C glue compiled into the extension for the hot path: the token as two integers (cheaper to
+# convert than a struct) and the verdict kept in a C thread-local, read back only when it is
+# not a plain acceptance, so that Python needs no per-thread buffer of its own.
+GLUE = """
+static __thread fk_verdict fkpy_last;
+
+static int64_t fkpy_check(const fk_fence *fence, uint32_t resource, uint64_t generation,
+                          uint64_t holder) {
+    fk_token token = {generation, holder};
+    fk_status status = fk_fence_check(fence, resource, token, &fkpy_last);
+    return status != FK_STATUS_OK ? -(int64_t)status : (int64_t)fkpy_last.kind;
+}
+
+static void fkpy_last_verdict(fk_verdict *out) { *out = fkpy_last; }
+"""
+GLUE_DECLARATIONS = """
+int64_t fkpy_check(const fk_fence *fence, uint32_t resource, uint64_t generation, uint64_t holder);
+void fkpy_last_verdict(fk_verdict *out);
+"""
+
 ffibuilder = FFI()
-ffibuilder.cdef(declarations(HEADER.read_text()))
+ffibuilder.cdef(declarations(HEADER.read_text()) + GLUE_DECLARATIONS)
 ffibuilder.set_source(
     "fencekit._native",
-    '#include "fencekit.h"',
+    '#include "fencekit.h"\n' + GLUE,
     include_dirs=[str(HEADER.parent)],
     extra_objects=[str(library_dir() / "libfencekit.a")],
     libraries=NATIVE_LIBS,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from ._native import ffi, lib
 from .errors import ClosedError, InvalidBatchError, check
@@ -11,6 +11,10 @@ from .policy import Policy
 from .token import Counters, Token, TokenLike, Verdict, from_c, to_c
 
 Key = Union[bytes, str]
+BATCH_MAX = lib.FK_BATCH_MAX
+_ACCEPTED = lib.FK_VERDICT_ACCEPTED
+_TOKENS_CACHED = 1024
+_check = lib.fkpy_check
 
 
 class WriteVerdict(NamedTuple):
@@ -21,7 +25,6 @@ class WriteVerdict(NamedTuple):
     accepted: bool
     fence: Verdict
     rejection_code: int
-BATCH_MAX = lib.FK_BATCH_MAX
 
 
 def _key(key: Key) -> bytes:
@@ -58,7 +61,9 @@ class Fence:
         out = ffi.new("fk_fence **")
         check(lib.fk_fence_open(encoded, len(encoded), options, out))
         self._fence = ffi.gc(out[0], lib.fk_fence_free)
-        self._verdict = ffi.new("fk_verdict *")
+        # The verdict that accepts a token, per token: a leader writes with one token many
+        # times, and building the verdict per call costs more than the check itself.
+        self._accepted: Dict[Tuple[int, int], Verdict] = {}
 
     def _handle(self) -> "ffi.CData":
         fence = self._fence
@@ -94,14 +99,36 @@ class Fence:
 
     def check(self, resource: int, token: TokenLike) -> Verdict:
         """Checks `token` for the resource id `resource` (the hot path)."""
-        verdict = self._verdict
-        check(lib.fk_fence_check(self._handle(), resource, to_c(token), verdict))
-        return Verdict.from_c(verdict)
+        try:
+            generation, holder = token
+            answer = _check(self._fence, resource, generation, holder)
+        except (TypeError, ValueError, OverflowError):
+            # A closed fence, or a token that is no pair of 64-bit integers: say which.
+            self._handle()
+            to_c(token)
+            raise
+        if answer == _ACCEPTED:
+            accepted = self._accepted.get((generation, holder))
+            if accepted is None:
+                accepted = self._accepted_verdict(generation, holder)
+            return accepted
+        if answer < 0:
+            check(-answer)
+        out = ffi.new("fk_verdict *")
+        lib.fkpy_last_verdict(out)
+        return Verdict.from_c(out)
+
+    def _accepted_verdict(self, generation: int, holder: int) -> Verdict:
+        verdict = Verdict("accepted", Token(generation, holder), None)
+        if len(self._accepted) >= _TOKENS_CACHED:
+            self._accepted.clear()
+        self._accepted[(generation, holder)] = verdict
+        return verdict
 
     def check_key(self, key: Key, token: TokenLike) -> Verdict:
         """Checks `token` for the resource named `key`, registering it if new."""
         k = _key(key)
-        verdict = self._verdict
+        verdict = ffi.new("fk_verdict *")
         check(lib.fk_fence_check_key(self._handle(), k, len(k), to_c(token), verdict))
         return Verdict.from_c(verdict)
 

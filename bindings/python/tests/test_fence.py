@@ -85,3 +85,29 @@ def test_errors_carry_the_status_code(tmp_path: pathlib.Path) -> None:
             fence.check(fence.register("x"), (0, 1))
         assert caught.value.status_name == "FK_STATUS_INVALID_TOKEN"
         assert "generation 0" in str(caught.value)
+
+
+def test_threads_get_their_own_verdicts(tmp_path: pathlib.Path) -> None:
+    """The hot path keeps a verdict per thread: concurrent stale checks on different resources
+    each see their own resource's mark."""
+    import threading
+
+    with fencekit.Fence(tmp_path) as fence:
+        ids = [fence.register(f"r{i}") for i in range(4)]
+        for i, r in enumerate(ids):
+            fence.check(r, (10 + i, i + 1))
+        errors = []
+
+        def worker(i: int) -> None:
+            for _ in range(2000):
+                v = fence.check(ids[i], (1, 1))
+                if v.kind != "stale" or v.current != Token(10 + i, i + 1):
+                    errors.append((i, v))
+                    return
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
