@@ -81,6 +81,25 @@ done
 passed=$((passed + $(grep -Eo '[0-9]+ passed' "$plog" | grep -Eo '[0-9]+' | tail -1)))
 failed=$((failed + $(grep -Eo '[0-9]+ failed' "$plog" | grep -Eo '[0-9]+' | tail -1 || echo 0)))
 
+step "Go binding: go vet, go test -race (with the conformance vectors), the sample"
+if ! command -v go >/dev/null 2>&1; then
+    echo "go is missing: install Go 1.24 or later (Debian's golang package is too old)" >&2
+    exit 1
+fi
+glog=$(mktemp)
+trap 'rm -f "$log" "$clog" "$plog" "$glog"' EXIT
+(
+    cd bindings/go
+    # libfencekit.a from the C step, wherever the target directory is.
+    export CGO_LDFLAGS="-L$target_dir/release"
+    go vet ./...
+    go test -race -count=1 -v ./... >"$glog" 2>&1 || { cat "$glog"; exit 1; }
+    grep -E '^(--- |ok|FAIL)' "$glog"
+    go run ./samples/basic
+)
+passed=$((passed + $(grep -c '^--- PASS' "$glog" || true)))
+failed=$((failed + $(grep -c '^--- FAIL' "$glog" || true)))
+
 step "cargo bench -- --test (benches keep compiling and run once)"
 # The ffi bench loads the libfencekit.so that the C step built.
 cargo bench --workspace --locked -- --test

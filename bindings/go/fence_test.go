@@ -1,0 +1,327 @@
+package fencekit
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func open(t *testing.T, dir string) *Fence {
+	t.Helper()
+	f, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestVerdictsAndReopen(t *testing.T) {
+	dir := t.TempDir()
+	f := open(t, dir)
+	jobs, err := f.Register([]byte("jobs/nightly"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		token Token
+		want  VerdictKind
+	}{{Token{4, 1}, Advanced}, {Token{4, 1}, Accepted}, {Token{4, 2}, Conflict}, {Token{5, 2}, Advanced}, {Token{4, 1}, Stale}}
+	for _, s := range steps {
+		v, err := f.Check(jobs, s.token)
+		if err != nil || v.Kind != s.want {
+			t.Fatalf("check %v: %v %v, want %v", s.token, v.Kind, err, s.want)
+		}
+	}
+	f.Close()
+	f.Close()
+	if _, err := f.Check(jobs, Token{5, 2}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("a closed fence answered: %v", err)
+	}
+	f = open(t, dir)
+	defer f.Close()
+	v, err := f.CheckKey([]byte("jobs/nightly"), Token{4, 1})
+	if err != nil || v.Kind != Stale || v.Current != (Token{5, 2}) {
+		t.Fatalf("after reopening: %+v %v", v, err)
+	}
+}
+
+func TestBadInputIsAnErrorWithItsStatus(t *testing.T) {
+	dir := t.TempDir()
+	f := open(t, dir)
+	defer f.Close()
+	r, _ := f.Register([]byte("r"))
+	cases := []struct {
+		err  error
+		want error
+	}{}
+	_, err := f.Check(r, Token{0, 1})
+	cases = append(cases, struct{ err, want error }{err, ErrInvalidToken})
+	_, err = f.Check(r, Token{1 << 63, 1})
+	cases = append(cases, struct{ err, want error }{err, ErrInvalidToken})
+	_, err = f.Check(4242, Token{1, 1})
+	cases = append(cases, struct{ err, want error }{err, ErrUnknownResource})
+	_, err = f.Register(nil)
+	cases = append(cases, struct{ err, want error }{err, ErrInvalidKey})
+	_, err = f.Register([]byte(strings.Repeat("k", 257)))
+	cases = append(cases, struct{ err, want error }{err, ErrInvalidKey})
+	_, err = f.Lookup([]byte("never"))
+	cases = append(cases, struct{ err, want error }{err, ErrUnknownResource})
+	_, err = Open(dir)
+	cases = append(cases, struct{ err, want error }{err, ErrLocked})
+	for i, c := range cases {
+		if !errors.Is(c.err, c.want) {
+			t.Errorf("case %d: got %v, want %v", i, c.err, c.want)
+		}
+		var e *Error
+		if !errors.As(c.err, &e) || e.Message == "" {
+			t.Errorf("case %d: no message in %v", i, c.err)
+		}
+	}
+	if _, err := NewBatch(make([]Item, BatchMax+1)); !errors.Is(err, ErrInvalidBatch) {
+		t.Errorf("an oversized batch: %v", err)
+	}
+}
+
+func TestConcurrentChecksSeeTheirOwnVerdictsAndMessages(t *testing.T) {
+	f := open(t, t.TempDir())
+	defer f.Close()
+	var ids []uint32
+	for i := 0; i < 4; i++ {
+		id, _ := f.Register([]byte{'r', byte('0' + i)})
+		f.Check(id, Token{uint64(10 + i), uint64(i + 1)})
+		ids = append(ids, id)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			for n := 0; n < 2000; n++ {
+				v, err := f.Check(ids[i], Token{1, 1})
+				if err != nil || v.Kind != Stale || v.Current != (Token{uint64(10 + i), uint64(i + 1)}) {
+					t.Errorf("goroutine %d: %+v %v", i, v, err)
+					return
+				}
+				if _, err := f.Check(ids[i], Token{0, 1}); !strings.Contains(err.Error(), "generation 0") {
+					t.Errorf("goroutine %d: wrong message %v", i, err)
+					return
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+}
+
+// The conformance vectors (tests/vectors/README.md), as the Rust, C and Python tests run them.
+
+type step struct {
+	Op     string         `json:"op"`
+	Key    *string        `json:"key"`
+	KeyLen *int           `json:"key_len"`
+	ID     *uint32        `json:"id"`
+	Token  []json.Number  `json:"token"`
+	Items  []step         `json:"items"`
+	Expect map[string]any `json:"expect"`
+}
+
+func (s step) key() []byte {
+	if s.Key != nil {
+		return []byte(*s.Key)
+	}
+	return []byte(strings.Repeat("k", *s.KeyLen))
+}
+
+func number(v any) uint64 {
+	switch n := v.(type) {
+	case json.Number:
+		u, _ := strconv.ParseUint(n.String(), 10, 64)
+		return u
+	case string:
+		u, _ := strconv.ParseUint(n, 10, 64)
+		return u
+	}
+	panic("not a number")
+}
+
+func token(pair []json.Number) Token { return Token{number(pair[0]), number(pair[1])} }
+
+func tokenOf(v any) Token {
+	if v == nil {
+		return Token{}
+	}
+	pair := v.([]any)
+	return Token{number(pair[0]), number(pair[1])}
+}
+
+var statusNames = map[error]string{ErrInvalidToken: "invalid_token", ErrInvalidKey: "invalid_key",
+	ErrUnknownResource: "unknown_resource", ErrInvalidBatch: "invalid_batch"}
+
+func statusName(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	for sentinel, name := range statusNames {
+		if errors.Is(err, sentinel) {
+			return name
+		}
+	}
+	return err.Error()
+}
+
+func runVector(t *testing.T, path string) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoder := json.NewDecoder(strings.NewReader(string(raw)))
+	decoder.UseNumber()
+	var vector struct {
+		Name  string `json:"name"`
+		Steps []step `json:"steps"`
+	}
+	if err := decoder.Decode(&vector); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	f := open(t, dir)
+	defer func() { f.Close() }()
+	ids := map[string]uint32{}
+	for i, s := range vector.Steps {
+		var (
+			err      error
+			verdict  *Verdict
+			verdicts []VerdictKind
+			mark     *Token
+			counters *Counters
+		)
+		switch s.Op {
+		case "register":
+			var id uint32
+			if id, err = f.Register(s.key()); err == nil {
+				ids[string(s.key())] = id
+			}
+		case "lookup":
+			_, err = f.Lookup(s.key())
+		case "check", "check_id":
+			id := ids[string(s.key0())]
+			if s.ID != nil {
+				id = *s.ID
+			}
+			var v Verdict
+			if v, err = f.Check(id, token(s.Token)); err == nil {
+				verdict = &v
+			}
+		case "check_key":
+			var v Verdict
+			if v, err = f.CheckKey(s.key(), token(s.Token)); err == nil {
+				verdict = &v
+				ids[string(s.key())], _ = f.Lookup(s.key())
+			}
+		case "batch":
+			items := make([]Item, len(s.Items))
+			for j, it := range s.Items {
+				items[j] = Item{ids[string(it.key())], token(it.Token)}
+			}
+			b, _ := NewBatch(items)
+			if err = f.CheckBatch(b); err == nil {
+				verdicts = []VerdictKind{}
+				for j := 0; j < b.Len(); j++ {
+					verdicts = append(verdicts, b.Kind(j))
+				}
+			}
+		case "mark":
+			var m Token
+			if m, _, err = f.Mark(ids[string(s.key())]); err == nil {
+				mark = &m
+			}
+		case "counters":
+			var c Counters
+			if c, err = f.Counters(ids[string(s.key())]); err == nil {
+				counters = &c
+			}
+		case "reopen":
+			f.Close()
+			f = open(t, dir)
+			for k := range ids {
+				ids[k], _ = f.Lookup([]byte(k))
+			}
+			continue
+		default:
+			t.Fatalf("unknown op %s", s.Op)
+		}
+		context := vector.Name + " step " + strconv.Itoa(i) + " (" + s.Op + ")"
+		e := s.Expect
+		if e == nil {
+			continue
+		}
+		if want, ok := e["status"]; ok {
+			if got := statusName(err); got != want {
+				t.Errorf("%s: status %s, want %s", context, got, want)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", context, err)
+			continue
+		}
+		if want, ok := e["verdict"]; ok {
+			if verdict.Kind.String() != want {
+				t.Errorf("%s: verdict %v, want %v", context, verdict.Kind, want)
+			}
+			if c, ok := e["current"]; ok && verdict.Current != tokenOf(c) {
+				t.Errorf("%s: current %v", context, verdict.Current)
+			}
+			if p, ok := e["previous"]; ok && verdict.Previous != tokenOf(p) {
+				t.Errorf("%s: previous %v", context, verdict.Previous)
+			}
+		}
+		if want, ok := e["verdicts"]; ok {
+			w := want.([]any)
+			if len(w) != len(verdicts) {
+				t.Errorf("%s: %d verdicts, want %d", context, len(verdicts), len(w))
+				continue
+			}
+			for j := range w {
+				if verdicts[j].String() != w[j] {
+					t.Errorf("%s: verdict %d is %v, want %v", context, j, verdicts[j], w[j])
+				}
+			}
+		}
+		if want, ok := e["mark"]; ok && *mark != tokenOf(want) {
+			t.Errorf("%s: mark %v", context, *mark)
+		}
+		if want, ok := e["counters"]; ok {
+			w := want.(map[string]any)
+			got := []uint64{counters.Accepted, counters.Advanced, counters.Stale, counters.Conflicts}
+			for j, name := range []string{"accepted", "advanced", "stale", "conflicts"} {
+				if got[j] != number(w[name]) {
+					t.Errorf("%s: %s = %d", context, name, got[j])
+				}
+			}
+		}
+	}
+}
+
+func (s step) key0() []byte {
+	if s.Key == nil && s.KeyLen == nil {
+		return nil
+	}
+	return s.key()
+}
+
+func TestConformanceVectors(t *testing.T) {
+	files, _ := filepath.Glob("../../tests/vectors/*.json")
+	sort.Strings(files)
+	if len(files) < 5 {
+		t.Fatalf("found only %v", files)
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) { runVector(t, file) })
+	}
+}

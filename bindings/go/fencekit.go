@@ -1,0 +1,106 @@
+// Package fencekit is the Go binding of libfencekit, the split-brain prevention kernel.
+//
+// A storage checks the fencing token of every write with a Fence; a write may land only when
+// the verdict is accepted. libfencekit.a is linked statically, so a Go program needs no shared
+// library at run time. Build it first (make -C ffi, or cargo build --release -p
+// fencekit-ffi); with a target directory other than the repository's, add
+// -L/that/target/release to CGO_LDFLAGS.
+package fencekit
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../../ffi/include
+#cgo LDFLAGS: -L${SRCDIR}/../../target/release -l:libfencekit.a -lgcc_s -lutil -lrt -lpthread -lm -ldl
+#include <fencekit.h>
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+)
+
+// Status is a status code of the C ABI (ffi/README.md).
+type Status uint32
+
+// Name is the status code's name, such as "FK_STATUS_INVALID_TOKEN".
+func (s Status) Name() string { return C.GoString(C.fk_status_name(C.fk_status(s))) }
+
+// Error is a failed call: its status code and the library's message.
+type Error struct {
+	Status  Status
+	Message string
+}
+
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return "fencekit: " + e.Status.Name()
+	}
+	return "fencekit: " + e.Message
+}
+
+// Is lets errors.Is match an error against the sentinel of its status (ErrInvalidToken...).
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Message == "" && t.Status == e.Status
+}
+
+// The sentinel errors, one per status code; compare with errors.Is.
+var (
+	ErrNullArgument     = &Error{Status: C.FK_STATUS_NULL_ARGUMENT}
+	ErrInvalidArgument  = &Error{Status: C.FK_STATUS_INVALID_ARGUMENT}
+	ErrInvalidUTF8      = &Error{Status: C.FK_STATUS_INVALID_UTF8}
+	ErrInvalidToken     = &Error{Status: C.FK_STATUS_INVALID_TOKEN}
+	ErrInvalidKey       = &Error{Status: C.FK_STATUS_INVALID_KEY}
+	ErrInvalidBatch     = &Error{Status: C.FK_STATUS_INVALID_BATCH}
+	ErrInvalidConfig    = &Error{Status: C.FK_STATUS_INVALID_CONFIG}
+	ErrUnknownResource  = &Error{Status: C.FK_STATUS_UNKNOWN_RESOURCE}
+	ErrTooManyResources = &Error{Status: C.FK_STATUS_TOO_MANY_RESOURCES}
+	ErrTooLarge         = &Error{Status: C.FK_STATUS_TOO_LARGE}
+	ErrIO               = &Error{Status: C.FK_STATUS_IO}
+	ErrCorrupt          = &Error{Status: C.FK_STATUS_CORRUPT}
+	ErrLocked           = &Error{Status: C.FK_STATUS_LOCKED}
+	ErrWrongCluster     = &Error{Status: C.FK_STATUS_WRONG_CLUSTER}
+	ErrNotLeader        = &Error{Status: C.FK_STATUS_NOT_LEADER}
+	ErrStopped          = &Error{Status: C.FK_STATUS_STOPPED}
+	ErrTimeout          = &Error{Status: C.FK_STATUS_TIMEOUT}
+	ErrTransport        = &Error{Status: C.FK_STATUS_TRANSPORT}
+	ErrPolicyRefused    = &Error{Status: C.FK_STATUS_POLICY_REFUSED}
+	ErrPanic            = &Error{Status: C.FK_STATUS_PANIC}
+	ErrPoisoned         = &Error{Status: C.FK_STATUS_POISONED}
+)
+
+// ErrClosed is returned by every method of a closed handle.
+var ErrClosed = errors.New("fencekit: the handle is closed")
+
+// call runs one C call with the goroutine locked to its OS thread, so that the message read
+// after a failure is the one this call left (the message is per OS thread).
+func call(f func() C.fk_status) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if status := f(); status != C.FK_STATUS_OK {
+		return lastError(status)
+	}
+	return nil
+}
+
+// lastError is the error for status, with the message the failing call left on this OS
+// thread; the caller has locked the goroutine to that thread.
+func lastError(status C.fk_status) error {
+	return &Error{Status: Status(status), Message: C.GoString(C.fk_last_error_message())}
+}
+
+// abiVersion is the library's ABI version: also the smallest call into it, which the
+// benchmarks use as their baseline.
+func abiVersion() uint32 { return uint32(C.fk_abi_version()) }
+
+// Version is the library's version.
+func Version() string { return C.GoString(C.fk_version()) }
+
+// CheckABI reports an error if the linked library has another ABI than this binding.
+func CheckABI() error {
+	if got := abiVersion(); got != C.FK_ABI_VERSION {
+		return fmt.Errorf("fencekit: libfencekit has ABI %d, this binding was built for %d", got, C.FK_ABI_VERSION)
+	}
+	return nil
+}

@@ -1,0 +1,3 @@
+module example.invalid/fencekit/bindings/go
+
+go 1.24
