@@ -137,21 +137,20 @@ func keyBytes(key []byte) (*C.uint8_t, C.size_t) {
 
 // Register registers the resource named key (1 to 256 bytes) and returns its id.
 func (f *Fence) Register(key []byte) (uint32, error) {
-	ptr, err := f.handle()
-	if err != nil {
-		return 0, err
-	}
-	var id C.uint32_t
-	err = call(func() C.fk_status {
-		k, n := keyBytes(key)
-		return C.fk_fence_register(ptr, k, n, &id)
+	return f.resourceOf(key, func(ptr *C.fk_fence, k *C.uint8_t, n C.size_t, id *C.uint32_t) C.fk_status {
+		return C.fk_fence_register(ptr, k, n, id)
 	})
-	runtime.KeepAlive(f)
-	return uint32(id), err
 }
 
 // Lookup returns the id of a registered key, or an error matching ErrUnknownResource.
 func (f *Fence) Lookup(key []byte) (uint32, error) {
+	return f.resourceOf(key, func(ptr *C.fk_fence, k *C.uint8_t, n C.size_t, id *C.uint32_t) C.fk_status {
+		return C.fk_fence_lookup(ptr, k, n, id)
+	})
+}
+
+// resourceOf runs a call that maps a key to a resource id.
+func (f *Fence) resourceOf(key []byte, fn func(*C.fk_fence, *C.uint8_t, C.size_t, *C.uint32_t) C.fk_status) (uint32, error) {
 	ptr, err := f.handle()
 	if err != nil {
 		return 0, err
@@ -159,7 +158,7 @@ func (f *Fence) Lookup(key []byte) (uint32, error) {
 	var id C.uint32_t
 	err = call(func() C.fk_status {
 		k, n := keyBytes(key)
-		return C.fk_fence_lookup(ptr, k, n, &id)
+		return fn(ptr, k, n, &id)
 	})
 	runtime.KeepAlive(f)
 	return uint32(id), err
