@@ -1,6 +1,11 @@
 package fencekit
 
 /*
+// Neither hot-path function calls back into Go, nor keeps a pointer it is given.
+#cgo noescape fkgo_check
+#cgo nocallback fkgo_check
+#cgo noescape fk_fence_check_batch
+#cgo nocallback fk_fence_check_batch
 #include <stdlib.h>
 #include <fencekit.h>
 
