@@ -133,13 +133,6 @@ func (f *Fence) Close() error {
 	return nil
 }
 
-func keyBytes(key []byte) (*C.uint8_t, C.size_t) {
-	if len(key) == 0 {
-		return nil, 0
-	}
-	return (*C.uint8_t)(unsafe.Pointer(&key[0])), C.size_t(len(key))
-}
-
 // Register registers the resource named key (1 to 256 bytes) and returns its id.
 func (f *Fence) Register(key []byte) (uint32, error) {
 	return f.resourceOf(key, func(ptr *C.fk_fence, k *C.uint8_t, n C.size_t, id *C.uint32_t) C.fk_status {
@@ -162,7 +155,7 @@ func (f *Fence) resourceOf(key []byte, fn func(*C.fk_fence, *C.uint8_t, C.size_t
 	}
 	var id C.uint32_t
 	err = call(func() C.fk_status {
-		k, n := keyBytes(key)
+		k, n := byteArgs(key)
 		return fn(ptr, k, n, &id)
 	})
 	runtime.KeepAlive(f)
@@ -198,9 +191,8 @@ func (f *Fence) CheckKey(key []byte, token Token) (Verdict, error) {
 	}
 	var v C.fk_verdict
 	err = call(func() C.fk_status {
-		k, n := keyBytes(key)
-		t := C.fk_token{generation: C.uint64_t(token.Generation), holder: C.uint64_t(token.Holder)}
-		return C.fk_fence_check_key(ptr, k, n, t, &v)
+		k, n := byteArgs(key)
+		return C.fk_fence_check_key(ptr, k, n, cToken(token), &v)
 	})
 	runtime.KeepAlive(f)
 	if err != nil {

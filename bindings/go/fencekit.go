@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"unsafe"
 )
 
 // Status is a status code of the C ABI (ffi/README.md).
@@ -103,4 +104,18 @@ func CheckABI() error {
 		return fmt.Errorf("fencekit: libfencekit has ABI %d, this binding was built for %d", got, C.FK_ABI_VERSION)
 	}
 	return nil
+}
+
+// byteArgs passes b to C as a pointer and a length (NULL and 0 when empty). The bytes hold
+// no Go pointers, so cgo lets C read them for the call's duration.
+func byteArgs(b []byte) (*C.uint8_t, C.size_t) {
+	if len(b) == 0 {
+		return nil, 0
+	}
+	return (*C.uint8_t)(unsafe.Pointer(&b[0])), C.size_t(len(b))
+}
+
+// cToken is token as the C ABI takes it.
+func cToken(t Token) C.fk_token {
+	return C.fk_token{generation: C.uint64_t(t.Generation), holder: C.uint64_t(t.Holder)}
 }

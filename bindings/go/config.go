@@ -1,0 +1,132 @@
+package fencekit
+
+/*
+#include <fencekit.h>
+*/
+import "C"
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Config configures a node (the JSON fields of ffi/README.md). Zero fields take the
+// library's defaults.
+type Config struct {
+	// ID is this node: 1 to 2^63-1, unique in the group.
+	ID uint64
+	// Cluster names the group; a data directory of another cluster is refused.
+	Cluster uint64
+	// DataDir is the node's own directory for its log.
+	DataDir string
+	// Listen is the address the node listens on, such as "127.0.0.1:7001".
+	Listen string
+	// Peers are the other nodes.
+	Peers []Peer
+	// Voters of a new group; empty means this node and every peer.
+	Voters []uint64
+	// Join starts the node with no voters, to be added to a running group (Voters must be
+	// empty).
+	Join bool
+	// Timing of elections and leases.
+	Timing Timing
+	// Descriptor describes this node to a tie-breaker policy, such as "zone=a".
+	Descriptor string
+	// TieBreaker, if set, decides this node's election priority.
+	TieBreaker *Policy
+}
+
+// Peer is another node of the group.
+type Peer struct {
+	ID         uint64
+	Addr       string
+	Descriptor string
+}
+
+// Timing sets the pace of elections and the lease's safety margins; zero fields take the
+// defaults.
+type Timing struct {
+	// Tick is the node's clock tick (whole milliseconds).
+	Tick time.Duration
+	// ElectionTicks is the election timeout, in ticks.
+	ElectionTicks int
+	// HeartbeatTicks is the heartbeat interval, in ticks.
+	HeartbeatTicks int
+	// MaxDrift is the largest relative clock-rate error the lease allows for, such as 0.05.
+	MaxDrift float64
+	// Margin is taken off every lease (whole milliseconds).
+	Margin time.Duration
+}
+
+type configJSON struct {
+	ID         uint64     `json:"id"`
+	Cluster    uint64     `json:"cluster"`
+	DataDir    string     `json:"data_dir"`
+	Listen     string     `json:"listen"`
+	Peers      []peerJSON `json:"peers"`
+	Voters     []uint64   `json:"voters,omitempty"`
+	Join       bool       `json:"join"`
+	Timing     timingJSON `json:"timing"`
+	Descriptor *string    `json:"descriptor,omitempty"`
+}
+
+type peerJSON struct {
+	ID         uint64  `json:"id"`
+	Addr       string  `json:"addr"`
+	Descriptor *string `json:"descriptor,omitempty"`
+}
+
+type timingJSON struct {
+	TickMS        *uint64  `json:"tick_ms,omitempty"`
+	ElectionTick  *int     `json:"election_tick,omitempty"`
+	HeartbeatTick *int     `json:"heartbeat_tick,omitempty"`
+	MaxDrift      *float64 `json:"max_drift,omitempty"`
+	MarginMS      *uint64  `json:"margin_ms,omitempty"`
+}
+
+// JSON is the configuration as fk_node_start reads it. The library validates the rest; here
+// only what JSON cannot say is refused: durations that are negative or not whole
+// milliseconds.
+func (c Config) JSON() ([]byte, error) {
+	tick, err := wholeMillis("Timing.Tick", c.Timing.Tick)
+	if err != nil {
+		return nil, err
+	}
+	margin, err := wholeMillis("Timing.Margin", c.Timing.Margin)
+	if err != nil {
+		return nil, err
+	}
+	wire := configJSON{
+		ID: c.ID, Cluster: c.Cluster, DataDir: c.DataDir, Listen: c.Listen,
+		Peers: make([]peerJSON, 0, len(c.Peers)), Voters: c.Voters, Join: c.Join,
+		Timing: timingJSON{
+			TickMS: tick, MarginMS: margin,
+			ElectionTick:  nonZero(c.Timing.ElectionTicks),
+			HeartbeatTick: nonZero(c.Timing.HeartbeatTicks),
+			MaxDrift:      nonZero(c.Timing.MaxDrift),
+		},
+		Descriptor: nonZero(c.Descriptor),
+	}
+	for _, p := range c.Peers {
+		wire.Peers = append(wire.Peers, peerJSON{ID: p.ID, Addr: p.Addr, Descriptor: nonZero(p.Descriptor)})
+	}
+	return json.Marshal(wire)
+}
+
+func wholeMillis(field string, d time.Duration) (*uint64, error) {
+	if d < 0 || d%time.Millisecond != 0 {
+		return nil, &Error{Status: C.FK_STATUS_INVALID_CONFIG,
+			Message: fmt.Sprintf("%s = %v: must be a whole, non-negative number of milliseconds", field, d)}
+	}
+	return nonZero(uint64(d / time.Millisecond)), nil
+}
+
+// nonZero is nil for the zero value (the field is left to the library's default).
+func nonZero[T comparable](v T) *T {
+	var zero T
+	if v == zero {
+		return nil
+	}
+	return &v
+}

@@ -1,0 +1,253 @@
+package fencekit
+
+/*
+#include <stdlib.h>
+#include <fencekit.h>
+*/
+import "C"
+
+import (
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+	"unsafe"
+)
+
+// Leadership is usable leadership: the token every write must carry, and until when the
+// node may act.
+type Leadership struct {
+	Token Token
+	// LeaseDeadline is the lease's end in nanoseconds on the node's clock (Node.Now).
+	LeaseDeadline uint64
+	// LeaseRemaining is the time left on the lease when the call returned.
+	LeaseRemaining time.Duration
+}
+
+// Node is one member of a Raft group over TCP. Ask Leadership before each write: it is the
+// truth; Events are news. Its methods are safe for concurrent use, Close included.
+type Node struct {
+	// mu guards ptr: every call holds it for reading, Close for writing while it frees.
+	mu      sync.RWMutex
+	ptr     *C.fk_node
+	cleanup runtime.Cleanup
+	// done is closed by Close; the goroutines behind Events and Applied then exit (each
+	// wait of theirs in the library goes through the lock, so none outlives the node).
+	done      chan struct{}
+	closeDone sync.Once
+	events    pumpOnce[Event]
+	applied   pumpOnce[Applied]
+}
+
+// Start starts a node: opens its log in DataDir, listens on Listen and joins or forms the
+// group. A bad field returns an error matching ErrInvalidConfig that names it; a port in
+// use ErrTransport; a data directory of another cluster or node ErrWrongCluster; one that
+// another node holds ErrLocked.
+func Start(config Config) (*Node, error) {
+	text, err := config.JSON()
+	if err != nil {
+		return nil, err
+	}
+	return StartJSON(text, config.TieBreaker)
+}
+
+// StartJSON starts a node from its JSON configuration (ffi/README.md), with an optional
+// tie-breaker policy (nil for none).
+func StartJSON(config []byte, tieBreaker *Policy) (*Node, error) {
+	policy, err := tieBreaker.handle()
+	if err != nil {
+		return nil, err
+	}
+	var ptr *C.fk_node
+	err = call(func() C.fk_status {
+		// Copied into C memory: the library reads the text as chars, and cgo forbids
+		// converting a Go slice's pointer to one.
+		text := C.CBytes(config)
+		defer C.free(text)
+		return C.fk_node_start_with_policy((*C.char)(text), C.size_t(len(config)), policy, &ptr)
+	})
+	runtime.KeepAlive(tieBreaker)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{ptr: ptr, done: make(chan struct{})}
+	// A safety net for a node never closed; Close is the way (and cancels it).
+	n.cleanup = runtime.AddCleanup(n, func(p *C.fk_node) { C.fk_node_free(p) }, ptr)
+	return n, nil
+}
+
+// with runs body with the live node, or returns ErrClosed.
+func (n *Node) with(body func(*C.fk_node) error) error {
+	if n == nil {
+		return ErrClosed
+	}
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if n.ptr == nil {
+		return ErrClosed
+	}
+	return body(n.ptr)
+}
+
+// Leadership is this node's usable leadership now, or an error matching ErrNotLeader. It is
+// computed at the call, so a node paused past its lease is "not leader" the moment it wakes.
+func (n *Node) Leadership() (Leadership, error) {
+	var l C.fk_leadership
+	err := n.with(func(ptr *C.fk_node) error {
+		return call(func() C.fk_status { return C.fk_node_leadership(ptr, &l) })
+	})
+	if err != nil {
+		return Leadership{}, err
+	}
+	return Leadership{
+		Token:          Token{uint64(l.token.generation), uint64(l.token.holder)},
+		LeaseDeadline:  uint64(l.lease_deadline_ns),
+		LeaseRemaining: time.Duration(l.lease_remaining_ns),
+	}, nil
+}
+
+// Now is the node's clock in nanoseconds: the clock of Leadership.LeaseDeadline.
+func (n *Node) Now() (uint64, error) {
+	var now C.uint64_t
+	err := n.with(func(ptr *C.fk_node) error {
+		return call(func() C.fk_status { return C.fk_node_now_ns(ptr, &now) })
+	})
+	return uint64(now), err
+}
+
+// millis converts a timeout for the C ABI: negative is refused, and anything beyond what
+// 32 bits of milliseconds hold is clamped.
+func millis(timeout time.Duration) (C.uint32_t, error) {
+	if timeout < 0 {
+		return 0, &Error{Status: C.FK_STATUS_INVALID_ARGUMENT,
+			Message: fmt.Sprintf("the timeout %v is negative", timeout)}
+	}
+	return C.uint32_t(min(timeout/time.Millisecond, 0xFFFF_FFFF)), nil
+}
+
+// Propose replicates data and waits up to timeout for it to commit; it returns its log
+// index. It fails at once on a follower (ErrNotLeader), and with ErrTimeout if it did not
+// commit in time (it may still commit later). Committed items arrive on Applied.
+func (n *Node) Propose(data []byte, timeout time.Duration) (uint64, error) {
+	ms, err := millis(timeout)
+	if err != nil {
+		return 0, err
+	}
+	var index C.uint64_t
+	err = n.with(func(ptr *C.fk_node) error {
+		return call(func() C.fk_status {
+			d, l := byteArgs(data)
+			return C.fk_node_propose(ptr, d, l, ms, &index)
+		})
+	})
+	return uint64(index), err
+}
+
+// Transfer revokes this leader's lease, then hands leadership to node to.
+func (n *Node) Transfer(to uint64) error {
+	return n.with(func(ptr *C.fk_node) error {
+		return call(func() C.fk_status { return C.fk_node_transfer(ptr, C.uint64_t(to)) })
+	})
+}
+
+// StepDown revokes this leader's lease and hands leadership to the most up-to-date other
+// voter; it returns that voter's id.
+func (n *Node) StepDown() (uint64, error) {
+	var successor C.uint64_t
+	err := n.with(func(ptr *C.fk_node) error {
+		return call(func() C.fk_status { return C.fk_node_step_down(ptr, &successor) })
+	})
+	return uint64(successor), err
+}
+
+// Compact compacts the log: state is the host's state as of index, an index it has applied.
+func (n *Node) Compact(index uint64, state []byte) error {
+	return n.with(func(ptr *C.fk_node) error {
+		return call(func() C.fk_status {
+			d, l := byteArgs(state)
+			return C.fk_node_compact(ptr, C.uint64_t(index), d, l)
+		})
+	})
+}
+
+// Stop stops the node: its lease ends, pending proposals fail, Events and Applied close once
+// read to the end. Its log stays. A second Stop returns an error matching ErrStopped.
+func (n *Node) Stop() error {
+	return n.with(func(ptr *C.fk_node) error {
+		return call(func() C.fk_status { return C.fk_node_stop(ptr) })
+	})
+}
+
+// Close stops the node if it runs and frees it; the channels of Events and Applied close
+// soon after. Closing twice is fine.
+func (n *Node) Close() error {
+	if n == nil {
+		return nil
+	}
+	// Stopped first, under the read lock: calls waiting in the library (a proposal, the
+	// goroutines of Events and Applied) return at once, so the write lock below is not held
+	// up by them.
+	_ = n.Stop()
+	n.closeDone.Do(func() { close(n.done) })
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ptr == nil {
+		return nil
+	}
+	n.cleanup.Stop()
+	C.fk_node_free(n.ptr)
+	n.ptr = nil
+	return nil
+}
+
+// bufBytes copies out and releases a buffer the library filled.
+func bufBytes(buf *C.fk_buf) []byte {
+	defer C.fk_buf_release(buf)
+	if buf.len == 0 {
+		return []byte{}
+	}
+	return C.GoBytes(unsafe.Pointer(buf.data), C.int(buf.len))
+}
+
+// Status is the node's view of its group (a snapshot, for operators and dashboards).
+func (n *Node) Status() (NodeStatus, error) {
+	var buf C.fk_buf
+	err := n.with(func(ptr *C.fk_node) error {
+		return call(func() C.fk_status { return C.fk_node_status_json(ptr, &buf) })
+	})
+	if err != nil {
+		return NodeStatus{}, err
+	}
+	var status NodeStatus
+	if err := json.Unmarshal(bufBytes(&buf), &status); err != nil {
+		return NodeStatus{}, fmt.Errorf("fencekit: the node's status does not parse: %w", err)
+	}
+	return status, nil
+}
+
+// NodeStatus is a node's view at one instant (fields as fk_node_status_json names them).
+type NodeStatus struct {
+	ID   uint64 `json:"id"`
+	Term uint64 `json:"term"`
+	// Role is "follower", "pre-candidate", "candidate" or "leader" (Raft's; usable
+	// leadership needs the lease too: LeadingGeneration).
+	Role string `json:"role"`
+	// Leader is the leader this node knows of, 0 for none.
+	Leader uint64 `json:"leader"`
+	// LeadingGeneration is the generation this node leads with a lease, 0 when it does not.
+	LeadingGeneration uint64 `json:"leading_generation"`
+	// LeaseRemainingMS is the time left on the lease, in milliseconds (0 without one).
+	LeaseRemainingMS float64 `json:"lease_remaining_ms"`
+	Commit           uint64  `json:"commit"`
+	Applied          uint64  `json:"applied"`
+	// LastQuorumContactMS is, for a leader, the age of the latest heartbeat round a quorum
+	// acknowledged; for a follower, the time since it heard from the leader.
+	LastQuorumContactMS float64  `json:"last_quorum_contact_ms"`
+	Voters              []uint64 `json:"voters"`
+	Learners            []uint64 `json:"learners"`
+	// EventsDropped counts events the host did not read in time.
+	EventsDropped uint64 `json:"events_dropped"`
+	// AtNS is when the view was taken, on the node's clock.
+	AtNS uint64 `json:"at_ns"`
+}

@@ -1,0 +1,300 @@
+package fencekit
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// group configures size nodes of one cluster on free local ports.
+func group(t *testing.T, size int) []Config {
+	t.Helper()
+	root := t.TempDir()
+	addrs := make([]string, size)
+	for i := range addrs {
+		addrs[i] = freeAddr(t)
+	}
+	configs := make([]Config, size)
+	for i := range configs {
+		c := Config{ID: uint64(i + 1), Cluster: 11, DataDir: filepath.Join(root, fmt.Sprint("node-", i+1)), Listen: addrs[i]}
+		for j := range addrs {
+			if j != i {
+				c.Peers = append(c.Peers, Peer{ID: uint64(j + 1), Addr: addrs[j]})
+			}
+		}
+		configs[i] = c
+	}
+	return configs
+}
+
+func start(t *testing.T, c Config) *Node {
+	t.Helper()
+	n, err := Start(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// leaderOf waits for one of nodes (other than exclude) to hold usable leadership.
+func leaderOf(t *testing.T, nodes []*Node, exclude int) (int, Leadership) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for i, n := range nodes {
+			if i == exclude {
+				continue
+			}
+			if l, err := n.Leadership(); err == nil {
+				return i, l
+			} else if !errors.Is(err, ErrNotLeader) {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Fatal("no leader within 10 s")
+	return 0, Leadership{}
+}
+
+// nextEvent waits for the next event of kind, skipping others.
+func nextEvent(t *testing.T, n *Node, kind EventKind) Event {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case e, ok := <-n.Events():
+			if !ok {
+				t.Fatalf("the events closed before a %v event", kind)
+			}
+			if e.Kind == kind {
+				return e
+			}
+		case <-timeout:
+			t.Fatalf("no %v event within 10 s", kind)
+		}
+	}
+}
+
+func TestASingleNodeLeadsProposesAppliesAndStops(t *testing.T) {
+	n := start(t, group(t, 1)[0])
+	_, l := leaderOf(t, []*Node{n}, -1)
+	if l.Token.Holder != 1 || l.LeaseRemaining <= 0 {
+		t.Fatalf("leadership %+v", l)
+	}
+	if e := nextEvent(t, n, Elected); e.Token != l.Token {
+		t.Fatalf("elected with %v, leading with %v", e.Token, l.Token)
+	}
+	index, err := n.Propose([]byte("job-1 done"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for item := range n.Applied() {
+		if item.Index == index {
+			if item.Kind != Entry || string(item.Data) != "job-1 done" || item.Term != l.Token.Generation {
+				t.Fatalf("applied %+v", item)
+			}
+			break
+		}
+	}
+	status, err := n.Status()
+	if err != nil || status.Role != "leader" || status.ID != 1 || status.LeadingGeneration != l.Token.Generation ||
+		status.Commit < index || len(status.Voters) != 1 {
+		t.Fatalf("status %+v %v", status, err)
+	}
+	now, err := n.Now()
+	if err != nil || now == 0 || now > l.LeaseDeadline+uint64(time.Minute) {
+		t.Fatalf("now %d (deadline %d) %v", now, l.LeaseDeadline, err)
+	}
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Stop(); !errors.Is(err, ErrStopped) {
+		t.Fatalf("a second stop: %v", err)
+	}
+	if _, err := n.Leadership(); err == nil {
+		t.Fatal("a stopped node still leads")
+	}
+	// Read to the end, the events close; the last says why leadership ended.
+	var last Event
+	for e := range n.Events() {
+		last = e
+	}
+	if last.Kind != Lost || last.LostReason != LostStopped || last.Token != l.Token {
+		t.Fatalf("the last event: %+v", last)
+	}
+	n.Close()
+	n.Close()
+	if _, err := n.Status(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("a closed node answered: %v", err)
+	}
+	if _, ok := <-n.Applied(); ok {
+		t.Fatal("the applied items of a closed node stay open")
+	}
+}
+
+func TestLeadershipMovesAndTheOldTokenIsFenced(t *testing.T) {
+	configs := group(t, 3)
+	nodes := make([]*Node, len(configs))
+	for i, c := range configs {
+		nodes[i] = start(t, c)
+	}
+	fence := open(t, t.TempDir())
+	defer fence.Close()
+	ledger, _ := fence.Register([]byte("ledger"))
+	old, first := leaderOf(t, nodes, -1)
+	if v, err := fence.Check(ledger, first.Token); err != nil || !v.Accepted() {
+		t.Fatalf("the leader's write: %+v %v", v, err)
+	}
+	successor, err := nodes[old].StepDown()
+	if err != nil || successor == uint64(old+1) || successor == 0 {
+		t.Fatalf("step down to %d: %v", successor, err)
+	}
+	if e := nextEvent(t, nodes[old], Lost); e.LostReason != LostTransferring || e.Token != first.Token {
+		t.Fatalf("the old leader's loss: %+v", e)
+	}
+	if _, err := nodes[old].Leadership(); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("the old leader still leads: %v", err)
+	}
+	if _, err := nodes[old].Propose([]byte("x"), time.Second); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("a proposal on a follower: %v", err)
+	}
+	_, second := leaderOf(t, nodes, old)
+	if second.Token.Generation <= first.Token.Generation {
+		t.Fatalf("generation %d after %d", second.Token.Generation, first.Token.Generation)
+	}
+	if v, _ := fence.Check(ledger, second.Token); !v.Accepted() {
+		t.Fatalf("the new leader's write: %+v", v)
+	}
+	if v, _ := fence.Check(ledger, first.Token); v.Kind != Stale || v.Current != second.Token {
+		t.Fatalf("the zombie's write: %+v", v)
+	}
+	// Transfer back, by id.
+	newLeader := int(second.Token.Holder - 1)
+	if err := nodes[newLeader].Transfer(uint64(old + 1)); err != nil {
+		t.Fatal(err)
+	}
+	if i, third := leaderOf(t, nodes, newLeader); third.Token.Generation <= second.Token.Generation {
+		t.Fatalf("node %d leads in generation %d after %d", i+1, third.Token.Generation, second.Token.Generation)
+	}
+}
+
+func TestBadConfigsNameTheirField(t *testing.T) {
+	base := group(t, 1)[0]
+	cases := []struct {
+		name string
+		edit func(*Config)
+		want error
+		text string
+	}{
+		{"id 0", func(c *Config) { c.ID = 0 }, ErrInvalidConfig, "id = 0"},
+		{"no data dir", func(c *Config) { c.DataDir = "" }, ErrInvalidConfig, "data_dir"},
+		{"bad listen", func(c *Config) { c.Listen = "localhost" }, ErrInvalidConfig, "listen"},
+		{"itself a peer", func(c *Config) { c.Peers = []Peer{{ID: 1, Addr: "127.0.0.1:1"}} }, ErrInvalidConfig, "itself"},
+		{"join and voters", func(c *Config) { c.Join, c.Voters = true, []uint64{1} }, ErrInvalidConfig, "not both"},
+		{"sub-millisecond tick", func(c *Config) { c.Timing.Tick = 1500 * time.Microsecond }, ErrInvalidConfig, "Timing.Tick"},
+		{"negative margin", func(c *Config) { c.Timing.Margin = -time.Millisecond }, ErrInvalidConfig, "Timing.Margin"},
+	}
+	for _, c := range cases {
+		config := base
+		c.edit(&config)
+		n, err := Start(config)
+		if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.text) {
+			t.Errorf("%s: %v, want %v naming %q", c.name, err, c.want, c.text)
+		}
+		if n != nil {
+			t.Errorf("%s: a node started", c.name)
+			n.Close()
+		}
+	}
+	if _, err := StartJSON([]byte("{"), nil); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "does not parse") {
+		t.Errorf("broken JSON: %v", err)
+	}
+	if _, err := StartJSON([]byte(`{"id":1,"cluster":1,"data_dir":"d","listen":"127.0.0.1:1","colour":"blue"}`), nil); !strings.Contains(fmt.Sprint(err), "colour") {
+		t.Errorf("an unknown field: %v", err)
+	}
+
+	running := start(t, base)
+	again := base
+	again.Listen = freeAddr(t)
+	if _, err := Start(again); !errors.Is(err, ErrLocked) {
+		t.Errorf("a second node on one directory: %v", err)
+	}
+	other := base
+	other.DataDir = filepath.Join(t.TempDir(), "other")
+	if _, err := Start(other); !errors.Is(err, ErrTransport) {
+		t.Errorf("a port in use: %v", err)
+	}
+	if _, err := running.Propose(nil, -time.Second); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("a negative timeout: %v", err)
+	}
+	running.Close()
+	wrong := base
+	wrong.Cluster = 12
+	if _, err := Start(wrong); !errors.Is(err, ErrWrongCluster) {
+		t.Errorf("a directory of another cluster: %v", err)
+	}
+}
+
+func TestCloseWhileOtherGoroutinesCallIsSafe(t *testing.T) {
+	n := start(t, group(t, 1)[0])
+	leaderOf(t, []*Node{n}, -1)
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				_, err := n.Propose([]byte("busy"), time.Second)
+				if err == nil {
+					_, err = n.Status()
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	go func() {
+		for range n.Applied() {
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	n.Close()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, ErrClosed) && !errors.Is(err, ErrStopped) && !errors.Is(err, ErrNotLeader) {
+			t.Errorf("a call racing Close: %v", err)
+		}
+	}
+}
+
+func TestANilNodeIsClosed(t *testing.T) {
+	var n *Node
+	if _, err := n.Leadership(); !errors.Is(err, ErrClosed) {
+		t.Fatal(err)
+	}
+	if _, ok := <-n.Events(); ok {
+		t.Fatal("a nil node has events")
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
