@@ -81,7 +81,7 @@ done
 passed=$((passed + $(grep -Eo '[0-9]+ passed' "$plog" | grep -Eo '[0-9]+' | tail -1)))
 failed=$((failed + $(grep -Eo '[0-9]+ failed' "$plog" | grep -Eo '[0-9]+' | tail -1 || echo 0)))
 
-step "Go binding: go vet, go test -race (with the conformance vectors), the sample"
+step "Go binding: go vet, go test -race (with the conformance vectors), the samples"
 if ! command -v go >/dev/null 2>&1; then
     echo "go is missing: install Go 1.24 or later (Debian's golang package is too old)" >&2
     exit 1
@@ -95,7 +95,9 @@ trap 'rm -f "$log" "$clog" "$plog" "$glog"' EXIT
     go vet ./...
     go test -race -count=1 -v ./... >"$glog" 2>&1 || { cat "$glog"; exit 1; }
     grep -E '^(--- |ok|FAIL)' "$glog"
-    go run ./samples/basic
+    for sample in basic lease_and_fence scheduler; do
+        go run "./samples/$sample"
+    done
 )
 passed=$((passed + $(grep -c '^--- PASS' "$glog" || true)))
 failed=$((failed + $(grep -c '^--- FAIL' "$glog" || true)))

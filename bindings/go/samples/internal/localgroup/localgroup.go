@@ -1,0 +1,64 @@
+// Package localgroup starts a group of fencekit nodes on local ports, for the samples.
+package localgroup
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"time"
+
+	fencekit "example.invalid/fencekit/bindings/go"
+)
+
+// Start starts size nodes of one cluster on free local ports, their logs under root.
+func Start(root string, size int, cluster uint64) ([]*fencekit.Node, error) {
+	addrs := make([]string, size)
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		addrs[i] = l.Addr().String()
+		l.Close()
+	}
+	var nodes []*fencekit.Node
+	for i := range addrs {
+		c := fencekit.Config{ID: uint64(i + 1), Cluster: cluster, Listen: addrs[i],
+			DataDir: filepath.Join(root, fmt.Sprint("node-", i+1))}
+		for j, addr := range addrs {
+			if j != i {
+				c.Peers = append(c.Peers, fencekit.Peer{ID: uint64(j + 1), Addr: addr})
+			}
+		}
+		n, err := fencekit.Start(c)
+		if err != nil {
+			Close(nodes)
+			return nil, err
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes, nil
+}
+
+// Close closes every node.
+func Close(nodes []*fencekit.Node) {
+	for _, n := range nodes {
+		n.Close()
+	}
+}
+
+// Leader waits up to 10 s for a node other than nodes[exclude] (-1: any) to hold usable
+// leadership, and returns its index and leadership.
+func Leader(nodes []*fencekit.Node, exclude int) (int, fencekit.Leadership, error) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for i, n := range nodes {
+			if i == exclude {
+				continue
+			}
+			if l, err := n.Leadership(); err == nil {
+				return i, l, nil
+			}
+		}
+	}
+	return 0, fencekit.Leadership{}, fmt.Errorf("no leader within 10 s")
+}
