@@ -30,11 +30,12 @@ from .errors import (
     WrongClusterError,
 )
 from .fence import BATCH_MAX, Batch, Fence, WriteVerdict
-from .node import Event, Leadership, Node
+from .node import Applied, Event, Leadership, Node
 from .policy import TIE_BREAKER, VALIDATOR, Policy
 from .token import Counters, Token, Verdict
 
 __all__ = [
+    "Applied",
     "BATCH_MAX",
     "Batch",
     "ClosedError",

@@ -72,10 +72,12 @@ class Fence:
         return fence
 
     def close(self) -> None:
-        """Closes the fence; every mark it reported is already durable. Closing twice is fine."""
-        fence, self._fence = self._fence, None
-        if fence is not None:
-            ffi.release(fence)
+        """Closes the fence; every mark it reported is already durable. Closing twice is fine.
+
+        A call running in another thread keeps the library's fence alive until it returns
+        (each call holds a reference), so closing never frees it under that call; the fence
+        is freed, and its directory unlocked, when the last reference goes."""
+        self._fence = None
 
     def __enter__(self) -> "Fence":
         return self

@@ -19,6 +19,16 @@ class Leadership(NamedTuple):
     lease_remaining_ns: int
 
 
+class Applied(NamedTuple):
+    """A committed item of the log, in index order: `kind` is "entry" (a committed proposal:
+    apply `data`) or "snapshot" (the state as of `index`: replace the state with `data`)."""
+
+    kind: str
+    index: int
+    term: int
+    data: bytes
+
+
 class Event(NamedTuple):
     """A change: `kind` is "elected", "lost", "leader_changed" or "membership_changed"."""
 
@@ -101,6 +111,21 @@ class Node:
             out.term,
         )
 
+    def next_applied(self, timeout: float = 0.0) -> Optional[Applied]:
+        """The next committed item, waiting up to `timeout` seconds; None if none came. A
+        node whose host proposes must read them: they queue until read."""
+        out = ffi.new("fk_applied *")
+        try:
+            check(lib.fk_node_next_applied(self._handle(), _timeout_ms(timeout), out))
+        except FencekitTimeoutError:
+            return None
+        try:
+            data = ffi.unpack(ffi.cast("char *", out.data.data), out.data.len) if out.data.len else b""
+        finally:
+            lib.fk_buf_release(ffi.addressof(out, "data"))
+        kind = "entry" if out.kind == lib.FK_APPLIED_ENTRY else "snapshot"
+        return Applied(kind, out.index, out.term, data)
+
     def propose(self, data: bytes, timeout: float = 5.0) -> int:
         """Replicates `data` and waits for it to commit; returns its log index."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -134,10 +159,14 @@ class Node:
         check(lib.fk_node_stop(self._handle()))
 
     def close(self) -> None:
-        """Stops the node if it runs and frees it. Closing twice is fine."""
+        """Stops the node if it runs and frees it. Closing twice is fine.
+
+        Calls waiting in other threads (a proposal, `next_event`) return at once with
+        StoppedError; each holds a reference to the library's node, which is freed when the
+        last one goes, never under a running call."""
         node, self._node = self._node, None
         if node is not None:
-            ffi.release(node)
+            lib.fk_node_stop(node)
 
     def __enter__(self) -> "Node":
         return self

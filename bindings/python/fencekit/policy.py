@@ -41,6 +41,4 @@ class Policy:
 
     def close(self) -> None:
         """Frees the policy; fences and nodes it was attached to keep using it."""
-        policy, self._policy = self._policy, None
-        if policy is not None:
-            ffi.release(policy)
+        self._policy = None

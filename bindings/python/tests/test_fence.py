@@ -1,6 +1,7 @@
 """The fence from Python: verdicts, batches, reopening, and bad input as exceptions."""
 
 import pathlib
+import time
 
 import pytest
 
@@ -111,3 +112,35 @@ def test_threads_get_their_own_verdicts(tmp_path: pathlib.Path) -> None:
         for t in threads:
             t.join()
         assert errors == []
+
+
+def test_closing_while_other_threads_check_is_safe(tmp_path: pathlib.Path) -> None:
+    """A close never frees the fence under a running check: the checking threads get
+    ClosedError, and the fence is freed (its directory unlocked) when the last call returns."""
+    import threading
+
+    fence = fencekit.Fence(tmp_path)
+    r = fence.register("r")
+    assert fence.check(r, (1, 1)).kind == "advanced"
+    outcomes = []
+    started = threading.Barrier(5)
+
+    def worker() -> None:
+        started.wait()
+        try:
+            while True:
+                assert fence.check(r, (1, 1)).accepted
+        except fencekit.ClosedError as e:
+            outcomes.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    started.wait()
+    time.sleep(0.02)
+    fence.close()
+    for t in threads:
+        t.join(10)
+    assert len(outcomes) == 4
+    with fencekit.Fence(tmp_path) as again:
+        assert again.check_key("r", (1, 1)).kind == "accepted"

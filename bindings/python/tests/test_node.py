@@ -2,7 +2,9 @@
 
 import pathlib
 import socket
+import threading
 import time
+from typing import List
 
 import pytest
 
@@ -44,7 +46,10 @@ def test_a_single_node_leads_proposes_and_stops(tmp_path: pathlib.Path) -> None:
         assert leadership.token.holder == 1 and leadership.lease_remaining_ns > 0
         events = [node.next_event(1.0) for _ in range(3)]
         assert any(e is not None and e.kind == "elected" for e in events)
-        assert node.propose(b"hello") >= 2
+        index = node.propose(b"hello")
+        assert index >= 2
+        applied = [node.next_applied(1.0) for _ in range(index)]
+        assert fencekit.Applied("entry", index, leadership.token.generation, b"hello") in applied
         status = node.status()
         assert status["role"] == "leader" and status["id"] == 1
         with pytest.raises(TypeError):
@@ -82,3 +87,32 @@ def test_policies_check_payloads_and_refusals_name_the_cause(tmp_path: pathlib.P
         fencekit.Policy(b'(module (import "wasi_snapshot_preview1" "fd_write" (func)))')
     with pytest.raises(ValueError):
         fencekit.Policy(MAX_PAYLOAD_WAT, kind="oracle")
+
+
+def test_closing_a_node_while_other_threads_wait_in_it_is_safe(tmp_path: pathlib.Path) -> None:
+    node = fencekit.Node(single(tmp_path))
+    wait_for_leadership(node)
+    errors: List[BaseException] = []
+
+    def busy() -> None:
+        try:
+            while True:
+                node.propose(b"busy", timeout=1.0)
+                node.next_event(0.05)
+        except fencekit.FencekitError as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=busy) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.05)
+    node.close()
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads)
+    assert len(errors) == 4
+    assert all(isinstance(e, (fencekit.ClosedError, fencekit.StoppedError, fencekit.NotLeaderError))
+               for e in errors), errors
+    # Freed once the last call returned: the directory is free for a new node.
+    with fencekit.Node(single(tmp_path)) as again:
+        wait_for_leadership(again)
