@@ -93,10 +93,9 @@ type Counters struct {
 const BatchMax = C.FK_BATCH_MAX
 
 // Fence is the durable high-water mark of every resource of one storage. Its methods are
-// safe for concurrent use; Close must not run concurrently with them.
+// safe for concurrent use, Close included (it waits for the calls running).
 type Fence struct {
-	ptr     *C.fk_fence
-	cleanup runtime.Cleanup
+	h handle[*C.fk_fence]
 }
 
 // Open opens (creating if needed) the fence whose log is in dir, restoring every mark.
@@ -109,26 +108,27 @@ func Open(dir string) (*Fence, error) {
 	}); err != nil {
 		return nil, err
 	}
-	f := &Fence{ptr: ptr}
+	f := &Fence{}
 	// A safety net for a fence never closed; Close is the way (and cancels it).
-	f.cleanup = runtime.AddCleanup(f, func(p *C.fk_fence) { C.fk_fence_free(p) }, ptr)
+	own(f, &f.h, ptr, freeFence)
 	return f, nil
 }
 
-func (f *Fence) handle() (*C.fk_fence, error) {
-	if f == nil || f.ptr == nil {
+func freeFence(p *C.fk_fence) { C.fk_fence_free(p) }
+
+// acquire returns the live fence, held until f.h.release(); or ErrClosed.
+func (f *Fence) acquire() (*C.fk_fence, error) {
+	if f == nil {
 		return nil, ErrClosed
 	}
-	return f.ptr, nil
+	return f.h.acquire()
 }
 
-// Close closes the fence; every mark it reported is durable already. Closing twice is fine.
+// Close closes the fence once the calls running return; every mark it reported is durable
+// already. Closing twice is fine.
 func (f *Fence) Close() error {
-	if f.ptr != nil {
-		f.cleanup.Stop()
-		ptr := f.ptr
-		f.ptr = nil
-		C.fk_fence_free(ptr)
+	if f != nil {
+		f.h.free(freeFence)
 	}
 	return nil
 }
@@ -149,26 +149,27 @@ func (f *Fence) Lookup(key []byte) (uint32, error) {
 
 // resourceOf runs a call that maps a key to a resource id.
 func (f *Fence) resourceOf(key []byte, fn func(*C.fk_fence, *C.uint8_t, C.size_t, *C.uint32_t) C.fk_status) (uint32, error) {
-	ptr, err := f.handle()
+	ptr, err := f.acquire()
 	if err != nil {
 		return 0, err
 	}
+	defer f.h.release()
 	var id C.uint32_t
 	err = call(func() C.fk_status {
 		k, n := byteArgs(key)
 		return fn(ptr, k, n, &id)
 	})
-	runtime.KeepAlive(f)
 	return uint32(id), err
 }
 
 // Check checks token for the resource id: the hot path. A write may land only when err is
 // nil and the verdict is Accepted().
 func (f *Fence) Check(resource uint32, token Token) (Verdict, error) {
-	ptr, err := f.handle()
+	ptr, err := f.acquire()
 	if err != nil {
 		return Verdict{}, err
 	}
+	defer f.h.release()
 	// Locked to the OS thread, so that a failure's message (kept per OS thread) is this
 	// call's; locking costs a few nanoseconds, far less than passing a buffer through cgo.
 	runtime.LockOSThread()
@@ -179,22 +180,21 @@ func (f *Fence) Check(resource uint32, token Token) (Verdict, error) {
 		return Verdict{}, err
 	}
 	runtime.UnlockOSThread()
-	runtime.KeepAlive(f)
 	return verdictOf(&answer.verdict), nil
 }
 
 // CheckKey checks token for the resource named key, registering it if new.
 func (f *Fence) CheckKey(key []byte, token Token) (Verdict, error) {
-	ptr, err := f.handle()
+	ptr, err := f.acquire()
 	if err != nil {
 		return Verdict{}, err
 	}
+	defer f.h.release()
 	var v C.fk_verdict
 	err = call(func() C.fk_status {
 		k, n := byteArgs(key)
 		return C.fk_fence_check_key(ptr, k, n, cToken(token), &v)
 	})
-	runtime.KeepAlive(f)
 	if err != nil {
 		return Verdict{}, err
 	}
@@ -249,10 +249,11 @@ func (b *Batch) Verdict(i int) Verdict { return verdictOf(&b.verdicts[i]) }
 // CheckBatch checks every item of b in one call. A bad item fails the batch with nothing
 // checked.
 func (f *Fence) CheckBatch(b *Batch) error {
-	ptr, err := f.handle()
+	ptr, err := f.acquire()
 	if err != nil {
 		return err
 	}
+	defer f.h.release()
 	if len(b.items) == 0 {
 		return nil
 	}
@@ -262,31 +263,30 @@ func (f *Fence) CheckBatch(b *Batch) error {
 		err = lastError(status)
 	}
 	runtime.UnlockOSThread()
-	runtime.KeepAlive(f)
 	runtime.KeepAlive(b)
 	return err
 }
 
 // Mark is the resource's current mark; ok is false when it has none yet.
 func (f *Fence) Mark(resource uint32) (token Token, ok bool, err error) {
-	ptr, err := f.handle()
+	ptr, err := f.acquire()
 	if err != nil {
 		return Token{}, false, err
 	}
+	defer f.h.release()
 	var t C.fk_token
 	err = call(func() C.fk_status { return C.fk_fence_mark(ptr, C.uint32_t(resource), &t) })
-	runtime.KeepAlive(f)
 	return Token{uint64(t.generation), uint64(t.holder)}, t.generation != 0, err
 }
 
 // Counters is what the fence decided for the resource since it was opened.
 func (f *Fence) Counters(resource uint32) (Counters, error) {
-	ptr, err := f.handle()
+	ptr, err := f.acquire()
 	if err != nil {
 		return Counters{}, err
 	}
+	defer f.h.release()
 	var c C.fk_counters
 	err = call(func() C.fk_status { return C.fk_fence_counters(ptr, C.uint32_t(resource), &c) })
-	runtime.KeepAlive(f)
 	return Counters{uint64(c.accepted), uint64(c.advanced), uint64(c.stale), uint64(c.conflicts)}, err
 }

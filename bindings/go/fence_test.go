@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func open(t *testing.T, dir string) *Fence {
@@ -324,4 +325,44 @@ func TestConformanceVectors(t *testing.T) {
 	for _, file := range files {
 		t.Run(filepath.Base(file), func(t *testing.T) { runVector(t, file) })
 	}
+}
+
+func TestCloseWhileOtherGoroutinesCheckIsSafe(t *testing.T) {
+	dir := t.TempDir()
+	f := open(t, dir)
+	r, _ := f.Register([]byte("r"))
+	items := make([]Item, 64)
+	for i := range items {
+		items[i] = Item{r, Token{1, 1}}
+	}
+	batch, _ := NewBatch(items)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				_, err := f.Check(r, Token{1, 1})
+				if err == nil {
+					err = f.CheckBatch(batch)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	f.Close()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("a check racing Close: %v", err)
+		}
+	}
+	// Freed, so the directory is free again.
+	open(t, dir).Close()
 }

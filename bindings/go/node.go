@@ -9,7 +9,6 @@ import "C"
 import (
 	"encoding/json"
 	"fmt"
-	"runtime"
 	"sync"
 	"time"
 	"unsafe"
@@ -28,12 +27,9 @@ type Leadership struct {
 // Node is one member of a Raft group over TCP. Ask Leadership before each write: it is the
 // truth; Events are news. Its methods are safe for concurrent use, Close included.
 type Node struct {
-	// mu guards ptr: every call holds it for reading, Close for writing while it frees.
-	mu      sync.RWMutex
-	ptr     *C.fk_node
-	cleanup runtime.Cleanup
+	h handle[*C.fk_node]
 	// done is closed by Close; the goroutines behind Events and Applied then exit (each
-	// wait of theirs in the library goes through the lock, so none outlives the node).
+	// wait of theirs in the library holds the handle, so none outlives the node).
 	done      chan struct{}
 	closeDone sync.Once
 	events    pumpOnce[Event]
@@ -55,39 +51,33 @@ func Start(config Config) (*Node, error) {
 // StartJSON starts a node from its JSON configuration (ffi/README.md), with an optional
 // tie-breaker policy (nil for none).
 func StartJSON(config []byte, tieBreaker *Policy) (*Node, error) {
-	policy, err := tieBreaker.handle()
-	if err != nil {
-		return nil, err
-	}
+	// Copied into C memory: the library reads the text as chars, and cgo forbids converting
+	// a Go slice's pointer to one.
+	text := C.CBytes(config)
+	defer C.free(text)
 	var ptr *C.fk_node
-	err = call(func() C.fk_status {
-		// Copied into C memory: the library reads the text as chars, and cgo forbids
-		// converting a Go slice's pointer to one.
-		text := C.CBytes(config)
-		defer C.free(text)
-		return C.fk_node_start_with_policy((*C.char)(text), C.size_t(len(config)), policy, &ptr)
+	err := tieBreaker.with(func(policy *C.fk_policy) error {
+		return call(func() C.fk_status {
+			return C.fk_node_start_with_policy((*C.char)(text), C.size_t(len(config)), policy, &ptr)
+		})
 	})
-	runtime.KeepAlive(tieBreaker)
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{ptr: ptr, done: make(chan struct{})}
+	n := &Node{done: make(chan struct{})}
 	// A safety net for a node never closed; Close is the way (and cancels it).
-	n.cleanup = runtime.AddCleanup(n, func(p *C.fk_node) { C.fk_node_free(p) }, ptr)
+	own(n, &n.h, ptr, freeNode)
 	return n, nil
 }
+
+func freeNode(p *C.fk_node) { C.fk_node_free(p) }
 
 // with runs body with the live node, or returns ErrClosed.
 func (n *Node) with(body func(*C.fk_node) error) error {
 	if n == nil {
 		return ErrClosed
 	}
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	if n.ptr == nil {
-		return ErrClosed
-	}
-	return body(n.ptr)
+	return n.h.with(body)
 }
 
 // Leadership is this node's usable leadership now, or an error matching ErrNotLeader. It is
@@ -185,19 +175,11 @@ func (n *Node) Close() error {
 	if n == nil {
 		return nil
 	}
-	// Stopped first, under the read lock: calls waiting in the library (a proposal, the
-	// goroutines of Events and Applied) return at once, so the write lock below is not held
-	// up by them.
+	// Stopped first: calls waiting in the library (a proposal, the goroutines of Events and
+	// Applied) return at once, so freeing is not held up by them.
 	_ = n.Stop()
 	n.closeDone.Do(func() { close(n.done) })
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.ptr == nil {
-		return nil
-	}
-	n.cleanup.Stop()
-	C.fk_node_free(n.ptr)
-	n.ptr = nil
+	n.h.free(freeNode)
 	return nil
 }
 

@@ -7,7 +7,6 @@ import "C"
 
 import (
 	"fmt"
-	"runtime"
 	"time"
 )
 
@@ -63,9 +62,8 @@ func DefaultPolicyLimits() PolicyLimits {
 // Fence.SetValidator, a tie-breaker with Fence.SetTieBreaker or Config.TieBreaker. Fences and
 // nodes keep their own reference, so closing a policy does not detach it.
 type Policy struct {
-	ptr     *C.fk_policy
-	kind    PolicyKind
-	cleanup runtime.Cleanup
+	h    handle[*C.fk_policy]
+	kind PolicyKind
 }
 
 // LoadWasm loads a policy plugin of kind from the bytes of a .wasm module (or WAT text) under
@@ -95,33 +93,30 @@ func LoadWasmWithLimits(module []byte, kind PolicyKind, limits PolicyLimits) (*P
 	}); err != nil {
 		return nil, err
 	}
-	p := &Policy{ptr: ptr, kind: kind}
-	p.cleanup = runtime.AddCleanup(p, func(ptr *C.fk_policy) { C.fk_policy_free(ptr) }, ptr)
+	p := &Policy{kind: kind}
+	own(p, &p.h, ptr, freePolicy)
 	return p, nil
 }
 
 // Kind is what the policy decides.
 func (p *Policy) Kind() PolicyKind { return p.kind }
 
-// handle is the policy's pointer for an attach call: nil detaches.
-func (p *Policy) handle() (*C.fk_policy, error) {
+func freePolicy(p *C.fk_policy) { C.fk_policy_free(p) }
+
+// with runs body with the policy's pointer: NULL for a nil policy (which detaches), or
+// ErrClosed for a closed one.
+func (p *Policy) with(body func(*C.fk_policy) error) error {
 	if p == nil {
-		return nil, nil
+		return body(nil)
 	}
-	if p.ptr == nil {
-		return nil, ErrClosed
-	}
-	return p.ptr, nil
+	return p.h.with(body)
 }
 
 // Close frees the policy; fences and nodes it was attached to keep using it. Closing twice
 // is fine.
 func (p *Policy) Close() error {
-	if p.ptr != nil {
-		p.cleanup.Stop()
-		ptr := p.ptr
-		p.ptr = nil
-		C.fk_policy_free(ptr)
+	if p != nil {
+		p.h.free(freePolicy)
 	}
 	return nil
 }

@@ -5,8 +5,6 @@ package fencekit
 */
 import "C"
 
-import "runtime"
-
 // WriteVerdict is the answer to Fence.CheckWrite.
 type WriteVerdict struct {
 	// Fence is the fence's verdict on the token, as Check gives it.
@@ -23,16 +21,16 @@ type WriteVerdict struct {
 // CheckWrite checks token for the resource as Check does, then, if the fence accepts it,
 // the payload with the attached validator.
 func (f *Fence) CheckWrite(resource uint32, token Token, payload []byte) (WriteVerdict, error) {
-	ptr, err := f.handle()
+	ptr, err := f.acquire()
 	if err != nil {
 		return WriteVerdict{}, err
 	}
+	defer f.h.release()
 	var v C.fk_write_verdict
 	err = call(func() C.fk_status {
 		p, n := byteArgs(payload)
 		return C.fk_fence_check_write(ptr, C.uint32_t(resource), cToken(token), p, n, &v)
 	})
-	runtime.KeepAlive(f)
 	if err != nil {
 		return WriteVerdict{}, err
 	}
@@ -57,16 +55,12 @@ func (f *Fence) SetTieBreaker(p *Policy) error {
 }
 
 func (f *Fence) attach(p *Policy, fn func(*C.fk_fence, *C.fk_policy) C.fk_status) error {
-	ptr, err := f.handle()
+	ptr, err := f.acquire()
 	if err != nil {
 		return err
 	}
-	policy, err := p.handle()
-	if err != nil {
-		return err
-	}
-	err = call(func() C.fk_status { return fn(ptr, policy) })
-	runtime.KeepAlive(f)
-	runtime.KeepAlive(p)
-	return err
+	defer f.h.release()
+	return p.with(func(policy *C.fk_policy) error {
+		return call(func() C.fk_status { return fn(ptr, policy) })
+	})
 }

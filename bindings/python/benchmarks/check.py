@@ -1,5 +1,7 @@
 """The fence check from Python: one check per call, and a prepared batch of 256, beside the
-cost of the smallest call into the library (`fk_abi_version`) in the same run.
+cost of the smallest call into the library (`fk_abi_version`) in the same run. The single
+check runs twice: with one token object (what a leader does; the fence recognises it), and
+with equal tokens that are other objects each call.
 
     python bindings/python/benchmarks/check.py      (with the package installed)
 
@@ -43,6 +45,14 @@ def main() -> None:
             for _ in range(CALLS):
                 check(r, token)
 
+        # Two equal tokens, different objects, alternating: the identity cache always misses.
+        twins = [fencekit.Token(1, 1), fencekit.Token(1, 1)] * (CALLS // 2)
+
+        def single_other_objects() -> None:
+            check = fence.check
+            for t in twins:
+                check(r, t)
+
         def batched() -> None:
             check = batch.check
             for _ in range(CALLS // 256):
@@ -50,9 +60,11 @@ def main() -> None:
 
         baseline = per_call(empty_call, CALLS)
         one = per_call(single, CALLS)
+        other = per_call(single_other_objects, CALLS)
         many = per_call(batched, (CALLS // 256) * 256)
         print(f"cffi call of fk_abi_version      {baseline:7.1f} ns")
         print(f"Fence.check                      {one:7.1f} ns   (goal <= 300)")
+        print(f"Fence.check, a new token object  {other:7.1f} ns")
         print(f"Batch.check, 256 items, per item {many:7.1f} ns   (goal <= 15)")
 
 

@@ -64,6 +64,9 @@ class Fence:
         # The verdict that accepts a token, per token: a leader writes with one token many
         # times, and building the verdict per call costs more than the check itself.
         self._accepted: Dict[Tuple[int, int], Verdict] = {}
+        # The latest token accepted by identity, with its integers and verdict: a leader passes
+        # the same Token object write after write, and unpacking it costs as much as the check.
+        self._last_accepted: Tuple[object, int, int, Optional[Verdict]] = (None, 0, 0, None)
 
     def _handle(self) -> "ffi.CData":
         fence = self._fence
@@ -101,30 +104,43 @@ class Fence:
 
     def check(self, resource: int, token: TokenLike) -> Verdict:
         """Checks `token` for the resource id `resource` (the hot path)."""
+        last = self._last_accepted
         try:
-            generation, holder = token
-            answer = _check(self._fence, resource, generation, holder)
+            if token is last[0]:
+                # The token this fence accepted last: its integers and verdict are at hand.
+                answer = _check(self._fence, resource, last[1], last[2])
+                if answer == _ACCEPTED:
+                    return last[3]
+            else:
+                generation, holder = token
+                answer = _check(self._fence, resource, generation, holder)
+                if answer == _ACCEPTED:
+                    verdict = self._accepted.get((generation, holder))
+                    if verdict is not None:
+                        return verdict
+                    return self._accepted_verdict(token, generation, holder)
         except (TypeError, ValueError, OverflowError):
             # A closed fence, or a token that is no pair of 64-bit integers: say which.
             self._handle()
             to_c(token)
             raise
-        if answer == _ACCEPTED:
-            accepted = self._accepted.get((generation, holder))
-            if accepted is None:
-                accepted = self._accepted_verdict(generation, holder)
-            return accepted
         if answer < 0:
             check(-answer)
         out = ffi.new("fk_verdict *")
         lib.fkpy_last_verdict(out)
         return Verdict.from_c(out)
 
-    def _accepted_verdict(self, generation: int, holder: int) -> Verdict:
+    def _accepted_verdict(self, token: TokenLike, generation: int, holder: int) -> Verdict:
+        """The accepting verdict of a token accepted for the first time (or again after the
+        cache was cleared)."""
         verdict = Verdict("accepted", Token(generation, holder), None)
         if len(self._accepted) >= _TOKENS_CACHED:
             self._accepted.clear()
         self._accepted[(generation, holder)] = verdict
+        if type(token) is Token or type(token) is tuple:
+            # Immutable, so the next check can recognise it by identity. One attribute,
+            # replaced whole, so that threads never see a token with another's verdict.
+            self._last_accepted = (token, generation, holder, verdict)
         return verdict
 
     def check_key(self, key: Key, token: TokenLike) -> Verdict:

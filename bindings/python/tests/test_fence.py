@@ -144,3 +144,29 @@ def test_closing_while_other_threads_check_is_safe(tmp_path: pathlib.Path) -> No
     assert len(outcomes) == 4
     with fencekit.Fence(tmp_path) as again:
         assert again.check_key("r", (1, 1)).kind == "accepted"
+
+
+def test_the_token_cache_never_answers_for_another_token(tmp_path: pathlib.Path) -> None:
+    """The hot path recognises the latest accepted token by identity; the verdict must still
+    be the fence's answer to this token on this resource."""
+    with fencekit.Fence(tmp_path) as fence:
+        a, b = fence.register("a"), fence.register("b")
+        old, new = Token(3, 1), Token(4, 2)
+        assert fence.check(a, old).kind == "advanced"
+        assert fence.check(a, old).kind == "accepted"
+        assert fence.check(b, old).kind == "advanced"
+        assert fence.check(a, new).kind == "advanced"
+        # `old` is still the cached token: the fence's answer wins.
+        stale = fence.check(a, old)
+        assert stale.kind == "stale" and stale.current == new
+        assert fence.check(b, old).kind == "accepted"
+        # A mutable token is never recognised by identity.
+        mutable = [5, 2]
+        assert fence.check(b, mutable).kind == "advanced"
+        assert fence.check(b, mutable).current == Token(5, 2)
+        mutable[0] = 6
+        assert fence.check(b, mutable).current == Token(6, 2)
+        with pytest.raises(fencekit.InvalidTokenError):
+            fence.check(b, (0, 2))
+        with pytest.raises(TypeError):
+            fence.check(b, "ab")  # type: ignore[arg-type]
