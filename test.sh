@@ -114,7 +114,7 @@ cargo run --locked --release -p fencekit-sim -- --seeds "${SIM_SEEDS:-0..100}" -
 step "examples"
 cargo run --locked -p fencekit --example fence_basics
 for plugin in plugins/examples/wat/*.wat; do
-    cargo run --locked -q -p fencekit-plugins --example plugin_check -- "$plugin"
+    cargo run --locked -q -p fencekit-cli -- plugin check "$plugin"
 done
 
 echo

@@ -17,7 +17,7 @@
 
 mod accepted;
 mod key_index;
-mod mark;
+pub(crate) mod mark;
 mod slot;
 mod write;
 

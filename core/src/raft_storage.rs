@@ -43,7 +43,7 @@ impl Identity {
         out
     }
 
-    fn decode(record: &Record<'_>) -> Result<Identity, Error> {
+    pub(crate) fn decode(record: &Record<'_>) -> Result<Identity, Error> {
         let bytes: [u8; 16] = record
             .payload
             .try_into()
@@ -464,7 +464,7 @@ fn splice(entries: &mut Vec<Entry>, first: u64, run: Vec<Entry>) -> Result<(), S
     Ok(())
 }
 
-fn decode_entries(record: &Record<'_>) -> Result<Vec<Entry>, Error> {
+pub(crate) fn decode_entries(record: &Record<'_>) -> Result<Vec<Entry>, Error> {
     let mut rest = record.payload;
     let mut run = Vec::new();
     while !rest.is_empty() {

@@ -18,7 +18,7 @@ pub(super) fn encode(token: Token, key: &[u8]) -> Vec<u8> {
 }
 
 /// The key and token of a mark record, or a corruption error naming the record.
-pub(super) fn decode<'a>(record: &Record<'a>) -> Result<(&'a [u8], Token), Error> {
+pub(crate) fn decode<'a>(record: &Record<'a>) -> Result<(&'a [u8], Token), Error> {
     if record.kind != RecordKind::FENCE_MARK {
         return Err(record.corrupt(format!(
             "record kind {:#04x} is not a fence mark: is this another component's log?",
