@@ -1,6 +1,8 @@
 //! `fencekit`: run a node or a fenced store, audit a group, inspect a log, check a plugin, and
 //! watch the split-brain demo.
 
+mod http;
+mod node;
 mod plugin_check;
 mod wal_inspect;
 
@@ -19,6 +21,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run one node of a group: Raft over TCP, with /status, /metrics and /healthz.
+    Node(node::NodeArgs),
     /// The write-ahead log.
     Wal {
         #[command(subcommand)]
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Node(args) => node::run(args),
         Command::Wal {
             command: WalCommand::Inspect(args),
         } => wal_inspect::run(args),

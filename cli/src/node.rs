@@ -1,0 +1,236 @@
+//! `fencekit node`: one member of a Raft group over TCP, with an HTTP endpoint for operators
+//! (`/status`, `/metrics`, `/healthz`) and for the demo's nemesis (`/admin/partition`,
+//! `/admin/clock`).
+
+mod metrics;
+mod partition;
+pub(crate) mod peers;
+mod skew;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use fencekit::NodeId;
+use fencekit::lease::Timing;
+use fencekit::node::{Node, NodeConfig};
+use fencekit::transport::tcp::{TcpConfig, TcpTransport};
+
+use crate::http::{self, Reply, Request};
+use metrics::NodeMetrics;
+use partition::{DropRules, Partitionable};
+use peers::Member;
+use skew::SkewedClock;
+
+/// Runs one node of a group.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct NodeArgs {
+    /// This node's id (1 to 2^63-1).
+    #[arg(long)]
+    pub(crate) id: u64,
+    /// Every member of the group, this node included, as ID=HOST:PORT,...; this node listens
+    /// on its own entry's address.
+    #[arg(long)]
+    pub(crate) peers: String,
+    /// The node's data directory (its Raft log).
+    #[arg(long)]
+    pub(crate) data: PathBuf,
+    /// Where to serve /status, /metrics and /healthz.
+    #[arg(long)]
+    pub(crate) status_addr: SocketAddr,
+    /// The group's id: the same on every member.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) cluster: u64,
+    /// The Raft tick, in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) tick_ms: u64,
+    /// Ticks without a leader before a follower campaigns.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) election_tick: usize,
+}
+
+/// A running node and what its endpoint serves.
+pub(crate) struct Running {
+    pub(crate) node: Arc<Node>,
+    clock: Arc<SkewedClock>,
+    rules: DropRules,
+    metrics: NodeMetrics,
+    max_drift: f64,
+}
+
+/// Starts the node described by `args`.
+pub(crate) fn start(args: &NodeArgs) -> Result<Running> {
+    let members = peers::parse(&args.peers).map_err(|e| anyhow!("--peers: {e}"))?;
+    let id = NodeId::new(args.id).map_err(|_| anyhow!("--id {}: must be 1 to 2^63-1", args.id))?;
+    let me = members.iter().find(|m| m.id == id).ok_or_else(|| {
+        anyhow!(
+            "--peers does not list this node ({id}): list every member, this one included"
+        )
+    })?;
+    let mut config = NodeConfig::new(
+        id,
+        args.cluster,
+        &args.data,
+        members.iter().map(|m| m.id).collect(),
+    );
+    config.timing = Timing {
+        tick: Duration::from_millis(args.tick_ms),
+        election_tick: args.election_tick,
+        ..Timing::default()
+    };
+    config
+        .validate()
+        .map_err(|e| anyhow!("the node's configuration: {e}"))?;
+    let max_drift = config.timing.max_drift;
+    let tcp = TcpConfig {
+        cluster: args.cluster,
+        node: id,
+        listen: me.addr,
+        peers: members
+            .iter()
+            .filter(|m| m.id != id)
+            .map(|m: &Member| (m.id, m.addr.to_string()))
+            .collect(),
+    };
+    let clock = Arc::new(SkewedClock::new());
+    let rules = DropRules::default();
+    let transport_rules = rules.clone();
+    let node = Node::start_with_clock(config, clock.clone(), move |inbox| {
+        Ok(Partitionable {
+            inner: TcpTransport::bind(tcp, inbox)?,
+            rules: transport_rules,
+        })
+    })
+    .map_err(start_error)?;
+    Ok(Running {
+        node: Arc::new(node),
+        clock,
+        rules,
+        metrics: NodeMetrics::new(),
+        max_drift,
+    })
+}
+
+/// What failed to start, and what to do about it (the library's messages say it already,
+/// except for a port in use).
+fn start_error(e: fencekit::Error) -> anyhow::Error {
+    match e {
+        fencekit::Error::Transport(_) => anyhow!(
+            "{e}: is another process using the port? Fix this node's entry in --peers"
+        ),
+        other => anyhow!("{other}"),
+    }
+}
+
+impl Running {
+    /// Answers one request to the node's endpoint.
+    pub(crate) fn handle(&self, request: &Request) -> Reply {
+        match (request.method.as_str(), request.path.as_str()) {
+            ("GET", "/status") => match self.status_json() {
+                Ok(json) => Reply::json(200, json),
+                Err(e) => Reply::error(503, e),
+            },
+            ("GET", "/metrics") => match self.node.status() {
+                Ok(status) => Reply {
+                    status: 200,
+                    content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    body: self.metrics.render(&status),
+                },
+                Err(e) => Reply::error(503, e),
+            },
+            ("GET", "/healthz") => match self.node.stopped() {
+                None => Reply::text(200, "ok\n"),
+                Some(reason) => Reply::text(503, format!("stopped: {reason}\n")),
+            },
+            ("POST", "/admin/partition") => self.partition(request),
+            ("POST", "/admin/clock") => self.set_clock(request),
+            (_, path) => Reply::error(
+                404,
+                format!(
+                    "no {path}: GET /status, /metrics, /healthz; POST /admin/partition?drop=IDS, \
+                     /admin/clock?rate=R"
+                ),
+            ),
+        }
+    }
+
+    fn status_json(&self) -> Result<String> {
+        let status = self.node.status()?;
+        let mut value: serde_json::Value = serde_json::from_str(&status.to_json())?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("partitioned_from".into(), self.rules.peers().into());
+            object.insert("clock_rate".into(), self.clock.rate().into());
+        }
+        Ok(value.to_string())
+    }
+
+    fn partition(&self, request: &Request) -> Reply {
+        let ids = request.param("drop").unwrap_or("");
+        let parsed: Result<Vec<NodeId>, _> = ids
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<u64>().ok().and_then(|id| NodeId::new(id).ok()))
+            .map(|id| id.ok_or(()))
+            .collect();
+        match parsed {
+            Ok(peers) => {
+                self.rules.set(peers);
+                Reply::json(
+                    200,
+                    serde_json::json!({ "partitioned_from": self.rules.peers() }).to_string(),
+                )
+            }
+            Err(()) => Reply::error(400, format!("drop={ids:?}: give node ids, comma-separated")),
+        }
+    }
+
+    fn set_clock(&self, request: &Request) -> Reply {
+        let rate = request.param("rate").and_then(|r| r.parse::<f64>().ok());
+        match rate {
+            Some(rate) if rate > 0.0 && rate < 10.0 => {
+                self.clock.set_rate(rate);
+                let within = (rate - 1.0).abs() <= self.max_drift;
+                Reply::json(
+                    200,
+                    serde_json::json!({ "clock_rate": rate, "within_drift_bound": within })
+                        .to_string(),
+                )
+            }
+            _ => Reply::error(400, "rate: give a positive number below 10, such as 1.03"),
+        }
+    }
+}
+
+/// `fencekit node`: runs until SIGINT or SIGTERM, or until the node stops on its own.
+pub(crate) fn run(args: &NodeArgs) -> Result<()> {
+    let running = Arc::new(start(args)?);
+    let serving = running.clone();
+    let server = http::serve(args.status_addr, "--status-addr", move |r| serving.handle(r))
+        .inspect_err(|_| running.node.stop())?;
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.try_send(());
+    })
+    .context("installing the signal handler")?;
+    eprintln!(
+        "node {} of cluster {}: serving http://{}/status",
+        args.id,
+        args.cluster,
+        server.addr()
+    );
+    // Committed entries are read and dropped: this node replicates leadership, not data.
+    let applied = running.node.applied().clone();
+    std::thread::spawn(move || while applied.recv().is_ok() {});
+    loop {
+        if stop_rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+            running.node.stop();
+            return Ok(());
+        }
+        if let Some(reason) = running.node.stopped() {
+            bail!("the node stopped: {reason}");
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The node's `/metrics`, in the Prometheus text exposition format.
+
+use std::sync::atomic::AtomicU64;
+
+use fencekit::node::{Role, Status};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// The gauges, set from the node's status at each scrape.
+pub(crate) struct NodeMetrics {
+    registry: Registry,
+    term: Gauge,
+    leader: Gauge,
+    role: Family<Labels, Gauge>,
+    leading_generation: Gauge,
+    lease_remaining: Gauge<f64, AtomicU64>,
+    commit: Gauge,
+    applied: Gauge,
+    events_dropped: Gauge,
+    /// The scheduler's writes, by the store's answer (the demo's nodes run one).
+    pub(crate) writes: Family<Labels, Gauge>,
+}
+
+const ROLES: [Role; 4] = [
+    Role::Follower,
+    Role::PreCandidate,
+    Role::Candidate,
+    Role::Leader,
+];
+
+impl NodeMetrics {
+    pub(crate) fn new() -> NodeMetrics {
+        let mut m = NodeMetrics {
+            term: Gauge::default(),
+            leader: Gauge::default(),
+            role: Family::default(),
+            leading_generation: Gauge::default(),
+            lease_remaining: Gauge::default(),
+            commit: Gauge::default(),
+            applied: Gauge::default(),
+            events_dropped: Gauge::default(),
+            writes: Family::default(),
+            registry: Registry::with_prefix("fencekit"),
+        };
+        let registry = &mut m.registry;
+        registry.register("term", "The node's current Raft term", m.term.clone());
+        registry.register(
+            "leader_id",
+            "The leader this node knows of (0: none)",
+            m.leader.clone(),
+        );
+        registry.register(
+            "role",
+            "1 for the node's Raft role, 0 for the others",
+            m.role.clone(),
+        );
+        registry.register(
+            "leading_generation",
+            "The generation this node leads with a live lease (0: it does not)",
+            m.leading_generation.clone(),
+        );
+        registry.register(
+            "lease_remaining_seconds",
+            "Time left on this node's lease (0 without one)",
+            m.lease_remaining.clone(),
+        );
+        registry.register("commit_index", "Highest committed index", m.commit.clone());
+        registry.register(
+            "applied_index",
+            "Highest index delivered to the host",
+            m.applied.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Events dropped because the host did not read them",
+            m.events_dropped.clone(),
+        );
+        registry.register(
+            "scheduler_writes",
+            "Job completions this node's scheduler wrote, by the store's answer",
+            m.writes.clone(),
+        );
+        m
+    }
+
+    /// The exposition text for `status`.
+    pub(crate) fn render(&self, status: &Status) -> String {
+        let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.term.set(to_i64(status.term));
+        self.leader.set(status.leader.map_or(0, |l| to_i64(l.get())));
+        for role in ROLES {
+            self.role
+                .get_or_create(&vec![("role", role.as_str())])
+                .set(i64::from(role == status.role));
+        }
+        self.leading_generation
+            .set(status.leadership.map_or(0, |l| to_i64(l.token.generation.get())));
+        self.lease_remaining
+            .set(status.lease_remaining.map_or(0.0, |d| d.as_secs_f64()));
+        self.commit.set(to_i64(status.commit));
+        self.applied.set(to_i64(status.applied));
+        self.events_dropped.set(to_i64(status.events_dropped));
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}
