@@ -1,14 +1,13 @@
 //! The small HTTP server behind `fencekit node` and `fencekit store`: one thread, a handler
 //! per request, plain text or JSON answers.
 
-use std::io::Read as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use anyhow::{Result, anyhow};
 
-/// A request, read whole.
+/// A request: its method, path and query (the endpoints take no body).
 #[derive(Debug)]
 pub(crate) struct Request {
     pub(crate) method: String,
@@ -16,7 +15,6 @@ pub(crate) struct Request {
     pub(crate) path: String,
     /// The query's `name=value` pairs, in order.
     pub(crate) query: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
 }
 
 impl Request {
@@ -86,9 +84,6 @@ impl Drop for Server {
     }
 }
 
-/// Bodies larger than this are refused.
-const BODY_MAX: u64 = 1 << 20;
-
 /// Serves `handler` on `addr`; `what` names the flag that chose the address, for the error.
 pub(crate) fn serve(
     addr: SocketAddr,
@@ -139,19 +134,9 @@ fn read(request: &mut tiny_http::Request) -> Result<Request, String> {
             (n.to_owned(), v.to_owned())
         })
         .collect();
-    let mut body = Vec::new();
-    request
-        .as_reader()
-        .take(BODY_MAX + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| format!("reading the body: {e}"))?;
-    if body.len() as u64 > BODY_MAX {
-        return Err(format!("the body is larger than {BODY_MAX} bytes"));
-    }
     Ok(Request {
         method: request.method().as_str().to_owned(),
         path: path.to_owned(),
         query,
-        body,
     })
 }

@@ -1,9 +1,11 @@
 //! `fencekit`: run a node or a fenced store, audit a group, inspect a log, check a plugin, and
 //! watch the split-brain demo.
 
+mod client;
 mod http;
 mod node;
 mod plugin_check;
+mod status;
 mod wal_inspect;
 
 use std::process::ExitCode;
@@ -23,6 +25,8 @@ struct Cli {
 enum Command {
     /// Run one node of a group: Raft over TCP, with /status, /metrics and /healthz.
     Node(node::NodeArgs),
+    /// Ask every node for its view, print a table, and audit the group for split brain.
+    Status(status::StatusArgs),
     /// The write-ahead log.
     Wal {
         #[command(subcommand)]
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Node(args) => node::run(args),
+        Command::Status(args) => status::run(args),
         Command::Wal {
             command: WalCommand::Inspect(args),
         } => wal_inspect::run(args),

@@ -66,9 +66,7 @@ pub(crate) fn start(args: &NodeArgs) -> Result<Running> {
     let members = peers::parse(&args.peers).map_err(|e| anyhow!("--peers: {e}"))?;
     let id = NodeId::new(args.id).map_err(|_| anyhow!("--id {}: must be 1 to 2^63-1", args.id))?;
     let me = members.iter().find(|m| m.id == id).ok_or_else(|| {
-        anyhow!(
-            "--peers does not list this node ({id}): list every member, this one included"
-        )
+        anyhow!("--peers does not list this node ({id}): list every member, this one included")
     })?;
     let mut config = NodeConfig::new(
         id,
@@ -118,9 +116,9 @@ pub(crate) fn start(args: &NodeArgs) -> Result<Running> {
 /// except for a port in use).
 fn start_error(e: fencekit::Error) -> anyhow::Error {
     match e {
-        fencekit::Error::Transport(_) => anyhow!(
-            "{e}: is another process using the port? Fix this node's entry in --peers"
-        ),
+        fencekit::Error::Transport(_) => {
+            anyhow!("{e}: is another process using the port? Fix this node's entry in --peers")
+        }
         other => anyhow!("{other}"),
     }
 }
@@ -208,8 +206,10 @@ impl Running {
 pub(crate) fn run(args: &NodeArgs) -> Result<()> {
     let running = Arc::new(start(args)?);
     let serving = running.clone();
-    let server = http::serve(args.status_addr, "--status-addr", move |r| serving.handle(r))
-        .inspect_err(|_| running.node.stop())?;
+    let server = http::serve(args.status_addr, "--status-addr", move |r| {
+        serving.handle(r)
+    })
+    .inspect_err(|_| running.node.stop())?;
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
     ctrlc::set_handler(move || {
         let _ = stop_tx.try_send(());

@@ -91,14 +91,18 @@ impl NodeMetrics {
     pub(crate) fn render(&self, status: &Status) -> String {
         let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.term.set(to_i64(status.term));
-        self.leader.set(status.leader.map_or(0, |l| to_i64(l.get())));
+        self.leader
+            .set(status.leader.map_or(0, |l| to_i64(l.get())));
         for role in ROLES {
             self.role
                 .get_or_create(&vec![("role", role.as_str())])
                 .set(i64::from(role == status.role));
         }
-        self.leading_generation
-            .set(status.leadership.map_or(0, |l| to_i64(l.token.generation.get())));
+        self.leading_generation.set(
+            status
+                .leadership
+                .map_or(0, |l| to_i64(l.token.generation.get())),
+        );
         self.lease_remaining
             .set(status.lease_remaining.map_or(0.0, |d| d.as_secs_f64()));
         self.commit.set(to_i64(status.commit));

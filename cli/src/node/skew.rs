@@ -72,7 +72,11 @@ mod tests {
         clock.set_rate(1.05);
         assert!(clock.now() >= after);
         assert_eq!(clock.rate(), 1.05);
-        let anchor = Anchor { real: 1_000, skewed: 500, rate: 1.1 };
+        let anchor = Anchor {
+            real: 1_000,
+            skewed: 500,
+            rate: 1.1,
+        };
         assert_eq!(SkewedClock::at(anchor, 2_000), 1_600);
     }
 }

@@ -1,0 +1,226 @@
+//! The fencekit command against real node processes: status and its audit, the metrics
+//! endpoint, and wal inspect on the data a real run left.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const FENCEKIT: &str = env!("CARGO_BIN_EXE_fencekit");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Node processes, killed when dropped.
+struct Group {
+    children: Vec<Child>,
+    status: Vec<String>,
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn start_group(root: &Path, size: usize) -> Group {
+    let raft: Vec<u16> = (0..size).map(|_| free_port()).collect();
+    let status: Vec<String> = (0..size)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let peers: Vec<String> = raft
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+        .collect();
+    let children = (0..size)
+        .map(|i| {
+            Command::new(FENCEKIT)
+                .args([
+                    "node",
+                    "--id",
+                    &(i + 1).to_string(),
+                    "--peers",
+                    &peers.join(","),
+                ])
+                .arg("--data")
+                .arg(root.join(format!("node-{}", i + 1)))
+                .args(["--status-addr", &status[i]])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn fencekit node")
+        })
+        .collect();
+    Group { children, status }
+}
+
+fn fencekit(args: &[&str]) -> Output {
+    Command::new(FENCEKIT)
+        .args(args)
+        .output()
+        .expect("run fencekit")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The rows of a status table whose role is leader.
+fn leaders(table: &str) -> usize {
+    table
+        .lines()
+        .skip(1)
+        .filter(|row| row.split_whitespace().nth(3) == Some("leader"))
+        .count()
+}
+
+/// Runs `fencekit status` until it passes (a leader elected, every node answering).
+fn status_until_healthy(group: &Group) -> String {
+    let nodes = group.status.join(",");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = fencekit(&["status", "--nodes", &nodes]);
+        let said = text(&out);
+        if out.status.success() && leaders(&said) == 1 {
+            return said;
+        }
+        assert!(Instant::now() < deadline, "no healthy group: {said}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn status_audits_a_real_group_and_names_a_dead_node() {
+    let root = tempfile::tempdir().expect("a temporary directory");
+    let mut group = start_group(root.path(), 3);
+    let table = status_until_healthy(&group);
+    assert!(table.contains("audit: no anomaly among 3 nodes"), "{table}");
+    assert_eq!(leaders(&table), 1, "{table}");
+
+    group.children[2].kill().expect("kill node 3");
+    group.children[2].wait().expect("reap node 3");
+    let out = fencekit(&["status", "--nodes", &group.status.join(",")]);
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("1 of 3 nodes did not answer"), "{said}");
+    assert!(said.contains(&group.status[2]), "{said}");
+    assert!(!said.contains("panicked"), "{said}");
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text() {
+    let root = tempfile::tempdir().expect("a temporary directory");
+    let group = start_group(root.path(), 1);
+    status_until_healthy(&group);
+    let body = ureq_get(&group.status[0], "/metrics");
+    let lines = body.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
+    let value = |name: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name)
+            .map(|s| s.value.clone())
+    };
+    assert!(
+        matches!(value("fencekit_term"), Some(prometheus_parse::Value::Gauge(t)) if t >= 1.0),
+        "{body}"
+    );
+    assert!(
+        matches!(value("fencekit_lease_remaining_seconds"), Some(prometheus_parse::Value::Gauge(s)) if s > 0.0),
+        "a single node leads with a lease: {body}"
+    );
+    let health = ureq_get(&group.status[0], "/healthz");
+    assert_eq!(health.trim(), "ok");
+}
+
+#[test]
+fn wal_inspect_reads_a_real_nodes_log() {
+    let root = tempfile::tempdir().expect("a temporary directory");
+    {
+        let group = start_group(root.path(), 1);
+        status_until_healthy(&group);
+    }
+    let out = fencekit(&[
+        "wal",
+        "inspect",
+        &root.path().join("node-1").to_string_lossy(),
+    ]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("identity: cluster 1, node 1"), "{said}");
+    assert!(said.contains("membership: AddNode node 1"), "{said}");
+    assert!(said.contains("verified"), "{said}");
+
+    let out = fencekit(&["wal", "inspect", &root.path().to_string_lossy()]);
+    assert!(!out.status.success());
+    let said = text(&out);
+    assert!(
+        said.contains("no log segment") && said.lines().count() == 1,
+        "{said}"
+    );
+}
+
+#[test]
+fn bad_input_is_one_line_naming_the_cause() {
+    let root = tempfile::tempdir().expect("a temporary directory");
+    let data = root.path().join("n");
+    let data = data.to_string_lossy();
+    for (args, says) in [
+        (
+            vec![
+                "node",
+                "--id",
+                "1",
+                "--peers",
+                "1=localhost",
+                "--data",
+                &data,
+                "--status-addr",
+                "127.0.0.1:0",
+            ],
+            "the address",
+        ),
+        (
+            vec![
+                "node",
+                "--id",
+                "4",
+                "--peers",
+                "1=127.0.0.1:1",
+                "--data",
+                &data,
+                "--status-addr",
+                "127.0.0.1:0",
+            ],
+            "does not list this node",
+        ),
+        (vec!["plugin", "check", "/nonexistent.wasm"], "No such file"),
+    ] {
+        let out = fencekit(&args);
+        let said = text(&out);
+        assert!(!out.status.success(), "{args:?}: {said}");
+        assert!(said.contains(says), "{args:?}: {said}");
+        assert_eq!(said.trim().lines().count(), 1, "{args:?}: {said}");
+    }
+}
+
+fn ureq_get(addr: &str, path: &str) -> String {
+    let url = format!("http://{addr}{path}");
+    ureq::get(&url)
+        .call()
+        .and_then(|r| r.into_body().read_to_string())
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
