@@ -7,19 +7,12 @@ completion with the token it started under. The fence rejects that write as stal
 job is recorded done exactly once.
 """
 
-import socket
 import sys
 import tempfile
-import time
 from typing import Dict, List, Optional, Tuple
 
 import fencekit
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+import local_group
 
 
 class Ledger:
@@ -46,17 +39,6 @@ class Ledger:
         return True
 
 
-def leader_of(nodes: List[fencekit.Node], exclude: int = -1) -> Tuple[int, fencekit.Leadership]:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        for i, node in enumerate(nodes):
-            leadership = node.leadership() if i != exclude else None
-            if leadership is not None:
-                return i, leadership
-        time.sleep(0.01)
-    raise SystemExit("no leader within 10 s")
-
-
 def run_due_jobs(node: fencekit.Node, ledger: Ledger, jobs: List[str]) -> Optional[str]:
     """Runs the due jobs while this node leads; returns the job it was in the middle of when
     it lost its leadership, if any."""
@@ -72,23 +54,18 @@ def run_due_jobs(node: fencekit.Node, ledger: Ledger, jobs: List[str]) -> Option
 
 def main() -> int:
     with tempfile.TemporaryDirectory() as root:
-        ports = [free_port() for _ in range(3)]
-        nodes = []
-        for i in range(3):
-            peers = [{"id": j + 1, "addr": f"127.0.0.1:{ports[j]}"} for j in range(3) if j != i]
-            nodes.append(fencekit.Node({"id": i + 1, "cluster": 7, "data_dir": f"{root}/n{i + 1}",
-                                        "listen": f"127.0.0.1:{ports[i]}", "peers": peers}))
+        nodes = local_group.start(root, 3, cluster=7)
         fence = fencekit.Fence(f"{root}/ledger")
         ledger = Ledger(fence)
         try:
-            first, leadership = leader_of(nodes)
+            first, leadership = local_group.leader(nodes)
             print(f"node {first + 1} leads (generation {leadership.token.generation})")
             run_due_jobs(nodes[first], ledger, ["backup-00:00", "report-00:00"])
             # Node `first` starts the next job with its token, then is paused; meanwhile its
             # lease ends and another node takes over.
             paused_job, paused_token = "backup-01:00", leadership.token
             nodes[first].step_down()
-            second, leadership = leader_of(nodes, exclude=first)
+            second, leadership = local_group.leader(nodes, exclude=first)
             print(f"node {second + 1} leads (generation {leadership.token.generation})")
             run_due_jobs(nodes[second], ledger, ["backup-01:00", "report-01:00"])
             print(f"node {first + 1} wakes up and records the job it started before the pause:")

@@ -1,0 +1,37 @@
+"""Starts a group of fencekit nodes on local ports, for the samples (as bindings/go's
+samples/internal/localgroup)."""
+
+import socket
+import time
+from typing import List, Tuple
+
+import fencekit
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(root: str, size: int, cluster: int) -> List[fencekit.Node]:
+    """`size` nodes of one cluster on free local ports, their logs under `root`."""
+    ports = [free_port() for _ in range(size)]
+    nodes = []
+    for i in range(size):
+        peers = [{"id": j + 1, "addr": f"127.0.0.1:{ports[j]}"} for j in range(size) if j != i]
+        nodes.append(fencekit.Node({"id": i + 1, "cluster": cluster, "data_dir": f"{root}/node-{i + 1}",
+                                    "listen": f"127.0.0.1:{ports[i]}", "peers": peers}))
+    return nodes
+
+
+def leader(nodes: List[fencekit.Node], exclude: int = -1) -> Tuple[int, fencekit.Leadership]:
+    """Waits up to 10 s for a node other than nodes[exclude] to hold usable leadership."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for i, node in enumerate(nodes):
+            leadership = node.leadership() if i != exclude else None
+            if leadership is not None:
+                return i, leadership
+        time.sleep(0.01)
+    raise SystemExit("no leader within 10 s")
