@@ -1,5 +1,5 @@
-//! The HTTP client of `fencekit status`: short timeouts, every status code
-//! answered (not turned into an error), bodies read as text.
+//! The HTTP client of `fencekit status`, the scheduler and the demo: short timeouts, every
+//! status code answered (not turned into an error), bodies read as text.
 
 use std::time::Duration;
 
@@ -30,6 +30,17 @@ impl Client {
             .get(&url)
             .call()
             .with_context(|| format!("GET {url}"))?;
+        read(response, &url)
+    }
+
+    /// `POST http://{addr}{path}` with an empty body (the endpoints take query parameters).
+    pub(crate) fn post(&self, addr: &str, path: &str) -> Result<(u16, String)> {
+        let url = format!("http://{addr}{path}");
+        let response = self
+            .agent
+            .post(&url)
+            .send_empty()
+            .with_context(|| format!("POST {url}"))?;
         read(response, &url)
     }
 }

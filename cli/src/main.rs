@@ -2,10 +2,14 @@
 //! watch the split-brain demo.
 
 mod client;
+mod demo;
 mod http;
 mod node;
 mod plugin_check;
 mod status;
+mod store;
+mod store_api;
+mod termination;
 mod wal_inspect;
 
 use std::process::ExitCode;
@@ -23,8 +27,13 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The split-brain drill: a zombie leader double-runs jobs under a naive TTL lock and is
+    /// fenced under fencekit. Start here.
+    Demo(demo::DemoArgs),
     /// Run one node of a group: Raft over TCP, with /status, /metrics and /healthz.
     Node(node::NodeArgs),
+    /// Serve a job ledger that checks every write's fencing token (or, --unfenced, none).
+    Store(store::StoreArgs),
     /// Ask every node for its view, print a table, and audit the group for split brain.
     Status(status::StatusArgs),
     /// The write-ahead log.
@@ -58,7 +67,9 @@ fn main() -> ExitCode {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Demo(args) => demo::run(args),
         Command::Node(args) => node::run(args),
+        Command::Store(args) => store::run(args),
         Command::Status(args) => status::run(args),
         Command::Wal {
             command: WalCommand::Inspect(args),

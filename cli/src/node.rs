@@ -2,9 +2,11 @@
 //! (`/status`, `/metrics`, `/healthz`) and for the demo's nemesis (`/admin/partition`,
 //! `/admin/clock`).
 
+mod authority;
 mod metrics;
 mod partition;
 pub(crate) mod peers;
+pub(crate) mod scheduler;
 mod skew;
 
 use std::net::SocketAddr;
@@ -12,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use clap::Args;
 use fencekit::NodeId;
 use fencekit::lease::Timing;
@@ -20,9 +22,13 @@ use fencekit::node::{Node, NodeConfig};
 use fencekit::transport::tcp::{TcpConfig, TcpTransport};
 
 use crate::http::{self, Reply, Request};
+use crate::store_api::StoreClient;
+use crate::termination::Termination;
+use authority::{Authority, Fenced, Naive};
 use metrics::NodeMetrics;
 use partition::{DropRules, Partitionable};
 use peers::Member;
+use scheduler::{Mode, Scheduler, SchedulerArgs};
 use skew::SkewedClock;
 
 /// Runs one node of a group.
@@ -50,6 +56,8 @@ pub(crate) struct NodeArgs {
     /// Ticks without a leader before a follower campaigns.
     #[arg(long, default_value_t = 20)]
     pub(crate) election_tick: usize,
+    #[command(flatten)]
+    pub(crate) scheduler: SchedulerArgs,
 }
 
 /// A running node and what its endpoint serves.
@@ -59,10 +67,20 @@ pub(crate) struct Running {
     rules: DropRules,
     metrics: NodeMetrics,
     max_drift: f64,
+    scheduler: Option<Scheduler>,
 }
 
 /// Starts the node described by `args`.
 pub(crate) fn start(args: &NodeArgs) -> Result<Running> {
+    args.scheduler.validate()?;
+    let store = match &args.scheduler.store {
+        Some(addr) => {
+            let store = StoreClient::new(addr, Duration::from_secs(1));
+            store.check_reachable()?;
+            Some(store)
+        }
+        None => None,
+    };
     let members = peers::parse(&args.peers).map_err(|e| anyhow!("--peers: {e}"))?;
     let id = NodeId::new(args.id).map_err(|_| anyhow!("--id {}: must be 1 to 2^63-1", args.id))?;
     let me = members.iter().find(|m| m.id == id).ok_or_else(|| {
@@ -103,12 +121,40 @@ pub(crate) fn start(args: &NodeArgs) -> Result<Running> {
         })
     })
     .map_err(start_error)?;
+    let node = Arc::new(node);
+    let metrics = NodeMetrics::new();
+    let scheduler = match store {
+        None => None,
+        Some(store) => {
+            let authority: Box<dyn Authority> = match args.scheduler.mode {
+                Mode::Fenced => Box::new(Fenced {
+                    node: node.clone(),
+                    clock: clock.clone(),
+                }),
+                Mode::Naive => Box::new(Naive::new(
+                    store.clone(),
+                    id.get(),
+                    Duration::from_millis(args.scheduler.lock_ttl_ms),
+                    clock.clone(),
+                )),
+            };
+            let started = Scheduler::start(
+                &args.scheduler,
+                store,
+                id.get(),
+                authority,
+                metrics.writes.clone(),
+            );
+            Some(started.inspect_err(|_| node.stop())?)
+        }
+    };
     Ok(Running {
-        node: Arc::new(node),
+        node,
         clock,
         rules,
-        metrics: NodeMetrics::new(),
+        metrics,
         max_drift,
+        scheduler,
     })
 }
 
@@ -161,6 +207,9 @@ impl Running {
         if let Some(object) = value.as_object_mut() {
             object.insert("partitioned_from".into(), self.rules.peers().into());
             object.insert("clock_rate".into(), self.clock.rate().into());
+            if let Some(scheduler) = &self.scheduler {
+                object.insert("scheduler".into(), serde_json::to_value(scheduler.view())?);
+            }
         }
         Ok(value.to_string())
     }
@@ -204,17 +253,13 @@ impl Running {
 
 /// `fencekit node`: runs until SIGINT or SIGTERM, or until the node stops on its own.
 pub(crate) fn run(args: &NodeArgs) -> Result<()> {
+    let termination = Termination::install()?;
     let running = Arc::new(start(args)?);
     let serving = running.clone();
     let server = http::serve(args.status_addr, "--status-addr", move |r| {
         serving.handle(r)
     })
     .inspect_err(|_| running.node.stop())?;
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
-    ctrlc::set_handler(move || {
-        let _ = stop_tx.try_send(());
-    })
-    .context("installing the signal handler")?;
     eprintln!(
         "node {} of cluster {}: serving http://{}/status",
         args.id,
@@ -225,7 +270,7 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
     let applied = running.node.applied().clone();
     std::thread::spawn(move || while applied.recv().is_ok() {});
     loop {
-        if stop_rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+        if termination.wait(Duration::from_millis(100)) {
             running.node.stop();
             return Ok(());
         }

@@ -4,6 +4,7 @@ use std::sync::atomic::AtomicU64;
 
 use fencekit::node::{Role, Status};
 use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -21,8 +22,8 @@ pub(crate) struct NodeMetrics {
     commit: Gauge,
     applied: Gauge,
     events_dropped: Gauge,
-    /// The scheduler's writes, by the store's answer (the demo's nodes run one).
-    pub(crate) writes: Family<Labels, Gauge>,
+    /// The scheduler's completions, by the store's answer: the fence verdicts this node met.
+    pub(crate) writes: Family<Labels, Counter>,
 }
 
 const ROLES: [Role; 4] = [
@@ -81,7 +82,8 @@ impl NodeMetrics {
         );
         registry.register(
             "scheduler_writes",
-            "Job completions this node's scheduler wrote, by the store's answer",
+            "Job completions this node's scheduler wrote, by the store's verdict (accepted, \
+             unfenced, stale, conflict)",
             m.writes.clone(),
         );
         m

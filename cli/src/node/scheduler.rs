@@ -1,0 +1,302 @@
+//! A cron-like job scheduler, run by every node of the demo: each job is due once per period,
+//! and whichever node may act (its [`Authority`] says) runs the oldest run not yet done.
+//!
+//! Running a job is the pattern every leader-elected service has: ask the store whether the
+//! run is done (`begin`, with the token), do the work, record the completion (`complete`,
+//! with the token). The work takes time between the check and the write: a node paused there
+//! wakes up as a zombie with a write in hand.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use clap::{Args, ValueEnum};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use serde::Serialize;
+
+use super::authority::{Authority, Credential};
+use crate::store_api::{StoreClient, unix_ms, valid_job_name};
+
+/// Which world the scheduler lives in.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Mode {
+    /// Act while fencekit's leadership and its lease last; every write carries the token.
+    Fenced,
+    /// Act while a TTL lock from the store lasts, by this node's clock; writes are unfenced.
+    Naive,
+}
+
+/// The scheduler's options (`fencekit node --store ...`).
+#[derive(Args, Debug, Clone)]
+pub(crate) struct SchedulerArgs {
+    /// Run the job scheduler, recording completions in the store at this address.
+    #[arg(long)]
+    pub(crate) store: Option<String>,
+    /// fenced: fencekit's leadership and tokens; naive: a TTL lock and unfenced writes.
+    #[arg(long, value_enum, default_value_t = Mode::Fenced)]
+    pub(crate) mode: Mode,
+    /// The jobs, comma-separated; each is due once per period.
+    #[arg(long, value_delimiter = ',', default_value = "invoices,reports")]
+    pub(crate) jobs: Vec<String>,
+    /// The period, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) period_ms: u64,
+    /// How long one run works, between its check and its completion, in milliseconds.
+    #[arg(long, default_value_t = 250)]
+    pub(crate) job_ms: u64,
+    /// When run 0 is due, in milliseconds since the Unix epoch (default: when the node
+    /// starts). Give every node of a group the same.
+    #[arg(long)]
+    pub(crate) schedule_start_ms: Option<u64>,
+    /// The naive mode's lock TTL, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) lock_ttl_ms: u64,
+}
+
+impl SchedulerArgs {
+    /// Refuses options the scheduler cannot run with.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if let Some(bad) = self.jobs.iter().find(|j| !valid_job_name(j)) {
+            bail!("--jobs: {bad:?} is not a job name (1 to 64 letters, digits, '-', '_', '.')");
+        }
+        if self.period_ms < 10 {
+            bail!("--period-ms {}: give at least 10", self.period_ms);
+        }
+        if !(1..=60_000).contains(&self.lock_ttl_ms) {
+            bail!("--lock-ttl-ms {}: give 1 to 60000", self.lock_ttl_ms);
+        }
+        Ok(())
+    }
+}
+
+/// What the scheduler is doing, for `/status`.
+#[derive(Serialize, Clone, Debug)]
+pub(crate) struct View {
+    pub(crate) mode: Mode,
+    /// The node may act now.
+    pub(crate) acting: bool,
+    /// The generation it acts with (fenced mode).
+    pub(crate) generation: Option<u64>,
+    /// Time left on its lease or lock, as it believes.
+    pub(crate) lease_remaining_ms: Option<u64>,
+    /// The run it is working on.
+    pub(crate) job: Option<Working>,
+    /// Its completions, by the store's answer.
+    pub(crate) writes: BTreeMap<&'static str, u64>,
+    /// Requests the store did not answer.
+    pub(crate) store_errors: u64,
+}
+
+/// A run in progress.
+#[derive(Serialize, Clone, Debug)]
+pub(crate) struct Working {
+    pub(crate) job: String,
+    pub(crate) run: u64,
+    pub(crate) elapsed_ms: u64,
+    #[serde(skip)]
+    started: Option<Instant>,
+}
+
+/// A running scheduler; dropping it stops it.
+pub(crate) struct Scheduler {
+    view: Arc<Mutex<View>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Scheduler {
+    /// Starts scheduling `args.jobs` as `holder`.
+    pub(crate) fn start(
+        args: &SchedulerArgs,
+        store: StoreClient,
+        holder: u64,
+        authority: Box<dyn Authority>,
+        writes: Family<Vec<(&'static str, &'static str)>, Counter>,
+    ) -> Result<Scheduler> {
+        let view = Arc::new(Mutex::new(View {
+            mode: args.mode,
+            acting: false,
+            generation: None,
+            lease_remaining_ms: None,
+            job: None,
+            writes: BTreeMap::new(),
+            store_errors: 0,
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut worker = Worker {
+            jobs: args.jobs.clone(),
+            next_run: vec![0; args.jobs.len()],
+            period_ms: args.period_ms,
+            work: Duration::from_millis(args.job_ms),
+            start_ms: args.schedule_start_ms.unwrap_or_else(unix_ms),
+            store,
+            holder,
+            authority,
+            writes,
+            view: view.clone(),
+            stop: stop.clone(),
+            last_warning: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("scheduler".into())
+            .spawn(move || worker.run())?;
+        Ok(Scheduler {
+            view,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// What it is doing now.
+    pub(crate) fn view(&self) -> View {
+        let mut view = lock(&self.view).clone();
+        if let Some(job) = &mut view.job {
+            job.elapsed_ms = job.started.map_or(0, |s| {
+                u64::try_from(s.elapsed().as_millis()).unwrap_or(u64::MAX)
+            });
+        }
+        view
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn lock(view: &Mutex<View>) -> std::sync::MutexGuard<'_, View> {
+    view.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Worker {
+    jobs: Vec<String>,
+    /// For each job, the oldest run this node does not know to be done.
+    next_run: Vec<u64>,
+    period_ms: u64,
+    work: Duration,
+    start_ms: u64,
+    store: StoreClient,
+    holder: u64,
+    authority: Box<dyn Authority>,
+    writes: Family<Vec<(&'static str, &'static str)>, Counter>,
+    view: Arc<Mutex<View>>,
+    stop: Arc<AtomicBool>,
+    last_warning: Option<Instant>,
+}
+
+/// How a run attempt ended.
+enum Attempt {
+    /// The run is done (by this node or another).
+    Done,
+    /// The store refused this node's token: a newer leader exists.
+    Refused,
+}
+
+const IDLE: Duration = Duration::from_millis(10);
+
+impl Worker {
+    fn run(&mut self) {
+        while !self.stop.load(Ordering::Relaxed) {
+            let credential = self.authority.acting();
+            {
+                let mut view = lock(&self.view);
+                view.acting = credential.is_some();
+                view.generation = credential.and_then(|c| c.generation);
+                view.lease_remaining_ms =
+                    credential.map(|c| u64::try_from(c.remaining.as_millis()).unwrap_or(u64::MAX));
+            }
+            let (Some(credential), Some((job, run))) = (credential, self.oldest_due()) else {
+                std::thread::sleep(IDLE);
+                continue;
+            };
+            match self.attempt(job, run, credential) {
+                Ok(Attempt::Done) => self.next_run[job] = run + 1,
+                Ok(Attempt::Refused) => std::thread::sleep(IDLE),
+                Err(e) => {
+                    lock(&self.view).store_errors += 1;
+                    self.warn(&format!("{e:#}; retrying"));
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    /// The job whose oldest undone run is oldest, if one is due.
+    fn oldest_due(&self) -> Option<(usize, u64)> {
+        let now = unix_ms();
+        let due = now.checked_sub(self.start_ms)? / self.period_ms;
+        self.next_run
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|&(_, run)| run <= due)
+            .min_by_key(|&(_, run)| run)
+    }
+
+    fn attempt(&mut self, job: usize, run: u64, credential: Credential) -> Result<Attempt> {
+        let name = &self.jobs[job];
+        let begin = self
+            .store
+            .begin(name, run, self.holder, credential.generation)?;
+        if !begin.outcome.landed() {
+            return Ok(Attempt::Refused);
+        }
+        if begin.done {
+            return Ok(Attempt::Done);
+        }
+        lock(&self.view).job = Some(Working {
+            job: name.clone(),
+            run,
+            elapsed_ms: 0,
+            started: Some(Instant::now()),
+        });
+        // The work. A pause that lands here outlives the lease, and the write below carries
+        // the token of a generation that may be over.
+        std::thread::sleep(self.work);
+        let answer = self
+            .store
+            .complete(name, run, self.holder, credential.generation);
+        let mut view = lock(&self.view);
+        view.job = None;
+        let answer = answer?;
+        let outcome = answer.outcome.as_str();
+        *view.writes.entry(outcome).or_default() += 1;
+        drop(view);
+        self.writes.get_or_create(&vec![("outcome", outcome)]).inc();
+        if answer.outcome.landed() {
+            return Ok(Attempt::Done);
+        }
+        let mark = answer.mark.map_or_else(String::new, |m| {
+            format!(
+                " (its mark: generation {} of node {})",
+                m.generation, m.holder
+            )
+        });
+        eprintln!(
+            "job {name} run {run}: the store refused our completion as {outcome}{mark}: \
+             generation {} is over",
+            credential.generation.unwrap_or(0)
+        );
+        Ok(Attempt::Refused)
+    }
+
+    /// Prints `message`, at most once a second.
+    fn warn(&mut self, message: &str) {
+        if self
+            .last_warning
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+        {
+            eprintln!("scheduler: {message}");
+            self.last_warning = Some(Instant::now());
+        }
+    }
+}
