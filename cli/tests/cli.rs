@@ -1,19 +1,13 @@
 //! The fencekit command against real node processes: status and its audit, the metrics
 //! endpoint, and wal inspect on the data a real run left.
 
-use std::net::TcpListener;
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const FENCEKIT: &str = env!("CARGO_BIN_EXE_fencekit");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use common::{FENCEKIT, assert_one_line_error, fencekit, free_port, get, text};
 
 /// Node processes, killed when dropped.
 struct Group {
@@ -60,21 +54,6 @@ fn start_group(root: &Path, size: usize) -> Group {
         })
         .collect();
     Group { children, status }
-}
-
-fn fencekit(args: &[&str]) -> Output {
-    Command::new(FENCEKIT)
-        .args(args)
-        .output()
-        .expect("run fencekit")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// The rows of a status table whose role is leader.
@@ -124,7 +103,7 @@ fn metrics_parse_as_prometheus_text() {
     let root = tempfile::tempdir().expect("a temporary directory");
     let group = start_group(root.path(), 1);
     status_until_healthy(&group);
-    let body = ureq_get(&group.status[0], "/metrics");
+    let body = get(&group.status[0], "/metrics").1;
     let lines = body.lines().map(|l| Ok(l.to_owned()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
     let value = |name: &str| {
@@ -142,7 +121,7 @@ fn metrics_parse_as_prometheus_text() {
         matches!(value("fencekit_lease_remaining_seconds"), Some(prometheus_parse::Value::Gauge(s)) if s > 0.0),
         "a single node leads with a lease: {body}"
     );
-    let health = ureq_get(&group.status[0], "/healthz");
+    let health = get(&group.status[0], "/healthz").1;
     assert_eq!(health.trim(), "ok");
 }
 
@@ -209,18 +188,6 @@ fn bad_input_is_one_line_naming_the_cause() {
         ),
         (vec!["plugin", "check", "/nonexistent.wasm"], "No such file"),
     ] {
-        let out = fencekit(&args);
-        let said = text(&out);
-        assert!(!out.status.success(), "{args:?}: {said}");
-        assert!(said.contains(says), "{args:?}: {said}");
-        assert_eq!(said.trim().lines().count(), 1, "{args:?}: {said}");
+        assert_one_line_error(&fencekit(&args), says);
     }
-}
-
-fn ureq_get(addr: &str, path: &str) -> String {
-    let url = format!("http://{addr}{path}");
-    ureq::get(&url)
-        .call()
-        .and_then(|r| r.into_body().read_to_string())
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
 }

@@ -83,7 +83,7 @@ impl Plan {
         Plan {
             warmup_ms: 1500,
             steps: vec![
-                step(FaultKind::Pause, 2000, 1500),
+                step(FaultKind::Pause, 2500, 1500),
                 step(FaultKind::Partition, 1500, 1500),
                 step(FaultKind::Kill, 1000, 1500),
                 step(FaultKind::Skew, 1500, 300),

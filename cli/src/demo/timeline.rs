@@ -96,7 +96,7 @@ fn svg(run: &Run) -> String {
         w = LEFT + PLOT + 20.0
     );
     s.push_str(r##"<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#eee"/><line x1="0" y1="0" x2="0" y2="6" stroke="#999" stroke-width="2"/></pattern></defs>"##);
-    for (&node, _) in &rows {
+    for &node in rows.keys() {
         let _ = write!(
             s,
             r##"<text x="8" y="{}">node {node}</text><line x1="{LEFT}" x2="{}" y1="{}" y2="{}" stroke="#ddd"/>"##,

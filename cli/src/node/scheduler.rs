@@ -82,8 +82,12 @@ pub(crate) struct View {
     pub(crate) acting: bool,
     /// The generation it acts with (fenced mode).
     pub(crate) generation: Option<u64>,
-    /// Time left on its lease or lock, as it believes.
+    /// Time left, now, on the lease or lock it acts on (0 for a zombie: a node still at work
+    /// on a lease that ran out while it was paused).
     pub(crate) lease_remaining_ms: Option<u64>,
+    /// When that lease or lock ends.
+    #[serde(skip)]
+    lease_until: Option<Instant>,
     /// The run it is working on.
     pub(crate) job: Option<Working>,
     /// Its completions, by the store's answer.
@@ -123,6 +127,7 @@ impl Scheduler {
             acting: false,
             generation: None,
             lease_remaining_ms: None,
+            lease_until: None,
             job: None,
             writes: BTreeMap::new(),
             store_errors: 0,
@@ -154,11 +159,16 @@ impl Scheduler {
 
     /// What it is doing now.
     pub(crate) fn view(&self) -> View {
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let mut view = lock(&self.view).clone();
+        let now = Instant::now();
+        view.lease_remaining_ms = view
+            .lease_until
+            .map(|until| millis(until.saturating_duration_since(now)));
         if let Some(job) = &mut view.job {
-            job.elapsed_ms = job.started.map_or(0, |s| {
-                u64::try_from(s.elapsed().as_millis()).unwrap_or(u64::MAX)
-            });
+            job.elapsed_ms = job
+                .started
+                .map_or(0, |s| millis(now.saturating_duration_since(s)));
         }
         view
     }
@@ -211,8 +221,7 @@ impl Worker {
                 let mut view = lock(&self.view);
                 view.acting = credential.is_some();
                 view.generation = credential.and_then(|c| c.generation);
-                view.lease_remaining_ms =
-                    credential.map(|c| u64::try_from(c.remaining.as_millis()).unwrap_or(u64::MAX));
+                view.lease_until = credential.map(|c| Instant::now() + c.remaining);
             }
             let (Some(credential), Some((job, run))) = (credential, self.oldest_due()) else {
                 std::thread::sleep(IDLE);

@@ -1,0 +1,96 @@
+//! What the fencekit command's integration tests share: running the binary, free ports, and
+//! reading what it said.
+
+#![allow(dead_code, reason = "each test file uses its own part")]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+pub(crate) const FENCEKIT: &str = env!("CARGO_BIN_EXE_fencekit");
+
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Runs `fencekit ARGS` to the end.
+pub(crate) fn fencekit(args: &[&str]) -> Output {
+    Command::new(FENCEKIT)
+        .args(args)
+        .output()
+        .expect("run fencekit")
+}
+
+/// What a run printed, stdout then stderr.
+pub(crate) fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Asserts that a run failed with one line on stderr containing `says`, and nothing else.
+pub(crate) fn assert_one_line_error(out: &Output, says: &str) {
+    let said = text(out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains(says), "expected {says:?} in: {said}");
+    assert_eq!(said.trim().lines().count(), 1, "{said}");
+    assert!(!said.contains("panicked"), "{said}");
+}
+
+/// A process killed when dropped.
+pub(crate) struct Daemon(pub(crate) Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into()
+}
+
+fn read(
+    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    url: &str,
+) -> (u16, String) {
+    let response = response.unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .read_to_string()
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    (status, body)
+}
+
+/// `GET http://ADDR/PATH`: status and body.
+pub(crate) fn get(addr: &str, path: &str) -> (u16, String) {
+    let url = format!("http://{addr}{path}");
+    read(agent().get(&url).call(), &url)
+}
+
+/// `POST http://ADDR/PATH` with an empty body: status and body.
+pub(crate) fn post(addr: &str, path: &str) -> (u16, String) {
+    let url = format!("http://{addr}{path}");
+    read(agent().post(&url).send_empty(), &url)
+}
+
+/// Waits up to 10 s for `addr` to answer /healthz.
+pub(crate) fn wait_healthy(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let url = format!("http://{addr}/healthz");
+    while agent().get(&url).call().is_err() {
+        assert!(Instant::now() < deadline, "{addr} did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
