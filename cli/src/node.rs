@@ -76,7 +76,16 @@ pub(crate) fn start(args: &NodeArgs) -> Result<Running> {
     let store = match &args.scheduler.store {
         Some(addr) => {
             let store = StoreClient::new(addr, Duration::from_secs(1));
-            store.check_reachable()?;
+            // A store started alongside its nodes may take a moment to answer.
+            let mut reachable = store.check_reachable();
+            for _ in 0..4 {
+                if reachable.is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(250));
+                reachable = store.check_reachable();
+            }
+            reachable?;
             Some(store)
         }
         None => None,
