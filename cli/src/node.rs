@@ -19,7 +19,7 @@ use clap::Args;
 use fencekit::NodeId;
 use fencekit::lease::Timing;
 use fencekit::node::{Node, NodeConfig};
-use fencekit::transport::tcp::{TcpConfig, TcpTransport};
+use fencekit::transport::tcp::{TcpConfig, TcpMonitor, TcpTransport};
 
 use crate::http::{self, Reply, Request};
 use crate::store_api::StoreClient;
@@ -68,6 +68,10 @@ pub(crate) struct Running {
     metrics: NodeMetrics,
     max_drift: f64,
     scheduler: Option<Scheduler>,
+    /// The transport's refusals (a peer of another cluster, say).
+    monitor: Option<TcpMonitor>,
+    /// The group, for the warning of a node that finds no leader.
+    peers: String,
 }
 
 /// Starts the node described by `args`.
@@ -123,13 +127,17 @@ pub(crate) fn start(args: &NodeArgs) -> Result<Running> {
     let clock = Arc::new(SkewedClock::new());
     let rules = DropRules::default();
     let transport_rules = rules.clone();
+    let (monitor_tx, monitor_rx) = crossbeam_channel::bounded(1);
     let node = Node::start_with_clock(config, clock.clone(), move |inbox| {
+        let inner = TcpTransport::bind(tcp, inbox)?;
+        let _ = monitor_tx.try_send(inner.monitor());
         Ok(Partitionable {
-            inner: TcpTransport::bind(tcp, inbox)?,
+            inner,
             rules: transport_rules,
         })
     })
     .map_err(start_error)?;
+    let monitor = monitor_rx.try_recv().ok();
     let node = Arc::new(node);
     let metrics = NodeMetrics::new();
     let scheduler = match store {
@@ -164,6 +172,8 @@ pub(crate) fn start(args: &NodeArgs) -> Result<Running> {
         metrics,
         max_drift,
         scheduler,
+        monitor,
+        peers: args.peers.clone(),
     })
 }
 
@@ -278,6 +288,7 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
     // Committed entries are read and dropped: this node replicates leadership, not data.
     let applied = running.node.applied().clone();
     std::thread::spawn(move || while applied.recv().is_ok() {});
+    let mut leaderless = LeaderlessWarning::default();
     loop {
         if termination.wait(Duration::from_millis(100)) {
             running.node.stop();
@@ -286,5 +297,43 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
         if let Some(reason) = running.node.stopped() {
             bail!("the node stopped: {reason}");
         }
+        leaderless.check(&running);
+    }
+}
+
+/// Says once, after a while without a leader, what is most likely wrong: the node cannot
+/// reach a majority of its peers. The node goes on trying; they may start later.
+#[derive(Default)]
+struct LeaderlessWarning {
+    since: Option<std::time::Instant>,
+    warned: bool,
+}
+
+impl LeaderlessWarning {
+    const AFTER: Duration = Duration::from_secs(5);
+
+    fn check(&mut self, running: &Running) {
+        let has_leader = running.node.status().is_ok_and(|s| s.leader.is_some());
+        if has_leader {
+            *self = LeaderlessWarning::default();
+            return;
+        }
+        let since = *self.since.get_or_insert_with(std::time::Instant::now);
+        if self.warned || since.elapsed() < Self::AFTER {
+            return;
+        }
+        self.warned = true;
+        let refusal = running
+            .monitor
+            .as_ref()
+            .and_then(TcpMonitor::last_refusal)
+            .map_or_else(String::new, |r| format!("; the transport last {r}"));
+        eprintln!(
+            "node {}: no leader for {} s: are a majority of --peers ({}) running and reachable, \
+             with the same --cluster?{refusal}",
+            running.node.id(),
+            Self::AFTER.as_secs(),
+            running.peers
+        );
     }
 }

@@ -191,3 +191,27 @@ fn bad_input_is_one_line_naming_the_cause() {
         assert_one_line_error(&fencekit(&args), says);
     }
 }
+
+#[test]
+fn a_data_directory_of_another_cluster_is_refused_in_one_line() {
+    let root = tempfile::tempdir().expect("a temporary directory");
+    {
+        let group = start_group(root.path(), 1);
+        status_until_healthy(&group);
+    }
+    let data = root.path().join("node-1");
+    let out = fencekit(&[
+        "node",
+        "--id",
+        "1",
+        "--cluster",
+        "2",
+        "--peers",
+        &format!("1=127.0.0.1:{}", free_port()),
+        "--data",
+        &data.to_string_lossy(),
+        "--status-addr",
+        "127.0.0.1:0",
+    ]);
+    assert_one_line_error(&out, "belongs to cluster 0x1 node 1, not cluster 0x2");
+}
