@@ -3,19 +3,46 @@
 
 mod common;
 
-use common::{fencekit, text};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{FENCEKIT, text};
+
+/// Command lines of running processes that mention `path`.
+fn processes_mentioning(path: &Path) -> Vec<String> {
+    let needle = path.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&needle))
+        .collect()
+}
+
+/// What the demo left in its temporary directory.
+fn leftovers(tmp: &Path) -> Vec<String> {
+    std::fs::read_dir(tmp)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
 
 #[test]
 fn the_zombie_double_runs_a_job_under_a_ttl_lock_and_is_fenced_under_fencekit() {
     let root = tempfile::tempdir().unwrap();
     let html = root.path().join("report.html");
-    let out = fencekit(&[
-        "demo",
-        "--quick",
-        "--json",
-        "--html",
-        &html.to_string_lossy(),
-    ]);
+    let tmp = root.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let out = Command::new(FENCEKIT)
+        .args(["demo", "--quick", "--json", "--html"])
+        .arg(&html)
+        .env("TMPDIR", &tmp)
+        .output()
+        .expect("run fencekit demo");
     let said = text(&out);
     assert!(out.status.success(), "{said}");
     let summary: serde_json::Value =
@@ -77,15 +104,54 @@ fn the_zombie_double_runs_a_job_under_a_ttl_lock_and_is_fenced_under_fencekit() 
         page.contains("landed AGAIN"),
         "the double run is on the timeline"
     );
-    // Everything it started is gone: its children died with it, its directories too.
-    let leftovers = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("fencekit-demo-")
-        })
-        .count();
-    assert_eq!(leftovers, 0, "temporary directories left behind");
+    // Everything it started is gone: its processes and its directories.
+    assert_eq!(leftovers(&tmp), Vec::<String>::new());
+    assert_eq!(processes_mentioning(&tmp), Vec::<String>::new());
+}
+
+#[test]
+fn ctrl_c_stops_every_process_and_removes_every_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let tmp = root.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let mut demo = Command::new(FENCEKIT)
+        .args(["demo", "--quick", "--html"])
+        .arg(root.path().join("report.html"))
+        .env("TMPDIR", &tmp)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run fencekit demo");
+    // Interrupt it while the leader is stopped mid-job: the cruellest moment to leave.
+    let mut lines = BufReader::new(demo.stderr.take().unwrap()).lines();
+    let said: Vec<String> = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .take_while(|line| !line.contains("SIGSTOP"))
+        .collect();
+    assert!(
+        !processes_mentioning(&tmp).is_empty(),
+        "the demo runs: {said:?}"
+    );
+    let pid = i32::try_from(demo.id()).unwrap();
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = demo.wait().unwrap();
+    assert!(!status.success());
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("interrupted: the demo's processes were stopped")),
+        "{rest:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_mentioning(&tmp).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            processes_mentioning(&tmp)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(leftovers(&tmp), Vec::<String>::new());
 }
