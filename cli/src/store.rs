@@ -17,7 +17,7 @@ use clap::Args;
 use fencekit::{Fence, FenceOptions, NodeId, ResourceId, Token, Verdict};
 
 use crate::http::{self, Reply, Request};
-use crate::store_api::{Answer, Entry, Mark, Outcome, unix_ms, valid_job_name};
+use crate::store_api::{Answer, Call, Entry, Mark, Outcome, unix_ms, valid_job_name};
 use crate::termination::Termination;
 use ledger::Ledger;
 use metrics::StoreMetrics;
@@ -95,8 +95,8 @@ impl Store {
 
     fn handle(&self, request: &Request) -> Reply {
         match (request.method.as_str(), request.path.as_str()) {
-            ("POST", "/begin") => self.decide(request, "begin"),
-            ("POST", "/complete") => self.decide(request, "complete"),
+            ("POST", "/begin") => self.decide(request, Call::Begin),
+            ("POST", "/complete") => self.decide(request, Call::Complete),
             ("POST", "/lock") => self.lock(request),
             ("GET", "/ledger") => {
                 let state = self.state();
@@ -128,7 +128,7 @@ impl Store {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn decide(&self, request: &Request, what: &'static str) -> Reply {
+    fn decide(&self, request: &Request, call: Call) -> Reply {
         let parsed = match parse_decide(request) {
             Ok(parsed) => parsed,
             Err(reason) => return Reply::error(400, reason),
@@ -139,7 +139,7 @@ impl Store {
             Err(reply) => return reply,
         };
         let done = state.ledger.landed(parsed.job, parsed.run) > 0;
-        if what == "complete" {
+        if call == Call::Complete {
             let entry = Entry {
                 job: parsed.job.to_owned(),
                 run: parsed.run,
@@ -152,7 +152,7 @@ impl Store {
                 return Reply::error(500, format!("{e:#}"));
             }
         }
-        self.metrics.decided(what, outcome);
+        self.metrics.decided(call, outcome);
         let answer = Answer {
             outcome,
             mark,

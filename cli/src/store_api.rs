@@ -93,6 +93,24 @@ pub(crate) struct Ledger {
     pub(crate) entries: Vec<Entry>,
 }
 
+/// The two requests of running a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Call {
+    /// Check the token (advancing the mark for a new leader) and ask whether the run is done.
+    Begin,
+    /// Record that the run was done.
+    Complete,
+}
+
+impl Call {
+    pub(crate) fn path(self) -> &'static str {
+        match self {
+            Call::Begin => "/begin",
+            Call::Complete => "/complete",
+        }
+    }
+}
+
 /// A client of one store.
 #[derive(Clone)]
 pub(crate) struct StoreClient {
@@ -127,36 +145,17 @@ impl StoreClient {
         Ok(())
     }
 
-    /// Asks to run `job`'s run `run`: checks the token and says whether the run is done.
-    pub(crate) fn begin(
+    /// Sends `call` for `job`'s run `run` by `holder`, with the token's generation (none on
+    /// the naive side).
+    pub(crate) fn decide(
         &self,
+        call: Call,
         job: &str,
         run: u64,
         holder: u64,
         generation: Option<u64>,
     ) -> Result<Answer> {
-        self.decide("/begin", job, run, holder, generation)
-    }
-
-    /// Records that `holder` ran `job`'s run `run`.
-    pub(crate) fn complete(
-        &self,
-        job: &str,
-        run: u64,
-        holder: u64,
-        generation: Option<u64>,
-    ) -> Result<Answer> {
-        self.decide("/complete", job, run, holder, generation)
-    }
-
-    fn decide(
-        &self,
-        what: &str,
-        job: &str,
-        run: u64,
-        holder: u64,
-        generation: Option<u64>,
-    ) -> Result<Answer> {
+        let what = call.path();
         let mut path = format!("{what}?job={job}&run={run}&holder={holder}");
         if let Some(generation) = generation {
             path.push_str(&format!("&generation={generation}"));

@@ -14,7 +14,7 @@ use common::{FENCEKIT, text};
 fn processes_mentioning(path: &Path) -> Vec<String> {
     let needle = path.to_string_lossy().into_owned();
     std::fs::read_dir("/proc")
-        .unwrap()
+        .expect("/proc")
         .filter_map(Result::ok)
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
         .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
@@ -25,7 +25,7 @@ fn processes_mentioning(path: &Path) -> Vec<String> {
 /// What the demo left in its temporary directory.
 fn leftovers(tmp: &Path) -> Vec<String> {
     std::fs::read_dir(tmp)
-        .unwrap()
+        .expect("the demo's TMPDIR")
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect()

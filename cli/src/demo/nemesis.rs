@@ -33,6 +33,16 @@ pub(crate) struct Step {
     pub(crate) after_ms: u64,
 }
 
+impl Step {
+    const fn new(kind: FaultKind, hold_ms: u64, after_ms: u64) -> Step {
+        Step {
+            kind,
+            hold_ms,
+            after_ms,
+        }
+    }
+}
+
 /// The whole schedule of a run, and the cluster's settings it was written for.
 #[derive(Clone, Debug)]
 pub(crate) struct Plan {
@@ -51,19 +61,14 @@ pub(crate) struct Plan {
 impl Plan {
     /// About 28 s a run.
     pub(crate) fn standard() -> Plan {
-        let step = |kind, hold_ms, after_ms| Step {
-            kind,
-            hold_ms,
-            after_ms,
-        };
         Plan {
             warmup_ms: 2500,
             steps: vec![
-                step(FaultKind::Pause, 2500, 2500),
-                step(FaultKind::Partition, 2500, 2500),
-                step(FaultKind::Kill, 2000, 2500),
-                step(FaultKind::Skew, 2500, 500),
-                step(FaultKind::Pause, 2500, 2500),
+                Step::new(FaultKind::Pause, 2500, 2500),
+                Step::new(FaultKind::Partition, 2500, 2500),
+                Step::new(FaultKind::Kill, 2000, 2500),
+                Step::new(FaultKind::Skew, 2500, 500),
+                Step::new(FaultKind::Pause, 2500, 2500),
             ],
             settle_ms: 2500,
             period_ms: 1000,
@@ -75,18 +80,13 @@ impl Plan {
 
     /// About 15 s a run: every kind of fault once.
     pub(crate) fn quick() -> Plan {
-        let step = |kind, hold_ms, after_ms| Step {
-            kind,
-            hold_ms,
-            after_ms,
-        };
         Plan {
             warmup_ms: 1500,
             steps: vec![
-                step(FaultKind::Pause, 2500, 1500),
-                step(FaultKind::Partition, 1500, 1500),
-                step(FaultKind::Kill, 1000, 1500),
-                step(FaultKind::Skew, 1500, 300),
+                Step::new(FaultKind::Pause, 2500, 1500),
+                Step::new(FaultKind::Partition, 1500, 1500),
+                Step::new(FaultKind::Kill, 1000, 1500),
+                Step::new(FaultKind::Skew, 1500, 300),
             ],
             settle_ms: 2000,
             ..Plan::standard()

@@ -19,7 +19,7 @@ use prometheus_client::metrics::family::Family;
 use serde::Serialize;
 
 use super::authority::{Authority, Credential};
-use crate::store_api::{StoreClient, unix_ms, valid_job_name};
+use crate::store_api::{Call, StoreClient, unix_ms, valid_job_name};
 
 /// Which world the scheduler lives in.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -253,9 +253,9 @@ impl Worker {
 
     fn attempt(&mut self, job: usize, run: u64, credential: Credential) -> Result<Attempt> {
         let name = &self.jobs[job];
-        let begin = self
-            .store
-            .begin(name, run, self.holder, credential.generation)?;
+        let begin =
+            self.store
+                .decide(Call::Begin, name, run, self.holder, credential.generation)?;
         if !begin.outcome.landed() {
             return Ok(Attempt::Refused);
         }
@@ -271,9 +271,13 @@ impl Worker {
         // The work. A pause that lands here outlives the lease, and the write below carries
         // the token of a generation that may be over.
         std::thread::sleep(self.work);
-        let answer = self
-            .store
-            .complete(name, run, self.holder, credential.generation);
+        let answer = self.store.decide(
+            Call::Complete,
+            name,
+            run,
+            self.holder,
+            credential.generation,
+        );
         let mut view = lock(&self.view);
         view.job = None;
         let answer = answer?;

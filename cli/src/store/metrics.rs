@@ -7,7 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::store_api::Outcome;
+use crate::store_api::{Call, Outcome};
 
 type Labels = Vec<(&'static str, &'static str)>;
 
@@ -45,7 +45,8 @@ impl StoreMetrics {
         m
     }
 
-    pub(crate) fn decided(&self, request: &'static str, outcome: Outcome) {
+    pub(crate) fn decided(&self, call: Call, outcome: Outcome) {
+        let request = call.path().trim_start_matches('/');
         self.decisions
             .get_or_create(&vec![("request", request), ("outcome", outcome.as_str())])
             .inc();
