@@ -29,6 +29,13 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
+    pub(crate) const ALL: [Outcome; 4] = [
+        Outcome::Accepted,
+        Outcome::Unfenced,
+        Outcome::Stale,
+        Outcome::Conflict,
+    ];
+
     /// True when the request went through (a completion landed).
     pub(crate) fn landed(self) -> bool {
         matches!(self, Outcome::Accepted | Outcome::Unfenced)

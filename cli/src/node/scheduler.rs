@@ -19,7 +19,7 @@ use prometheus_client::metrics::family::Family;
 use serde::Serialize;
 
 use super::authority::{Authority, Credential};
-use crate::store_api::{Call, StoreClient, unix_ms, valid_job_name};
+use crate::store_api::{Call, Outcome, StoreClient, unix_ms, valid_job_name};
 
 /// Which world the scheduler lives in.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -132,6 +132,10 @@ impl Scheduler {
             writes: BTreeMap::new(),
             store_errors: 0,
         }));
+        // Every outcome from the start, so that a scrape shows zeros rather than nothing.
+        for outcome in Outcome::ALL {
+            let _created = writes.get_or_create(&vec![("outcome", outcome.as_str())]);
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let mut worker = Worker {
             jobs: args.jobs.clone(),

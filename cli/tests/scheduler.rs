@@ -1,0 +1,103 @@
+//! A node's job scheduler against a real store: it runs each due job once, through the fence,
+//! and counts the store's verdicts in its metrics.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Daemon, FENCEKIT, free_port, get, wait_healthy};
+
+fn spawn(args: &[&str]) -> Daemon {
+    let child = Command::new(FENCEKIT)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn fencekit");
+    Daemon(child)
+}
+
+#[test]
+fn a_leader_runs_each_due_job_once_with_its_token() {
+    let root = tempfile::tempdir().unwrap();
+    let store_addr = format!("127.0.0.1:{}", free_port());
+    let status_addr = format!("127.0.0.1:{}", free_port());
+    let data = |name: &str| root.path().join(name).to_string_lossy().into_owned();
+    let _store = spawn(&["store", "--data", &data("store"), "--listen", &store_addr]);
+    wait_healthy(&store_addr);
+    let _node = spawn(&[
+        "node",
+        "--id",
+        "1",
+        "--peers",
+        &format!("1=127.0.0.1:{}", free_port()),
+        "--data",
+        &data("node"),
+        "--status-addr",
+        &status_addr,
+        "--store",
+        &store_addr,
+        "--jobs",
+        "a,b",
+        "--period-ms",
+        "100",
+        "--job-ms",
+        "5",
+    ]);
+    wait_healthy(&status_addr);
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let entries = loop {
+        let (_, body) = get(&store_addr, "/ledger");
+        let ledger: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let entries = ledger["entries"].as_array().cloned().unwrap();
+        if entries.len() >= 10 {
+            break entries;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scheduler ran too little: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut runs: Vec<(String, u64)> = entries
+        .iter()
+        .map(|e| {
+            assert_eq!(e["outcome"], "accepted", "{e}");
+            assert_eq!(e["holder"], 1, "{e}");
+            assert!(e["generation"].as_u64().unwrap() >= 1, "{e}");
+            (
+                e["job"].as_str().unwrap().to_owned(),
+                e["run"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let total = runs.len();
+    runs.sort();
+    runs.dedup();
+    assert_eq!(runs.len(), total, "no run twice: {entries:?}");
+
+    let (_, status) = get(&status_addr, "/status");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["scheduler"]["mode"], "fenced");
+    assert_eq!(status["scheduler"]["acting"], true, "{status}");
+    let (_, metrics) = get(&status_addr, "/metrics");
+    let scrape = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_owned())))
+        .expect("Prometheus text");
+    let count = |outcome: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == "fencekit_scheduler_writes_total"
+                    && s.labels.get("outcome") == Some(outcome)
+            })
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(n) | prometheus_parse::Value::Untyped(n) => n,
+                _ => f64::NAN,
+            })
+    };
+    assert!(count("accepted").is_some_and(|n| n >= 10.0), "{metrics}");
+    assert_eq!(count("stale"), Some(0.0), "{metrics}");
+}
