@@ -11,6 +11,7 @@ mod progress;
 mod summary;
 mod timeline;
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -47,6 +48,13 @@ const JOBS: [&str; 2] = ["invoices", "reports"];
 
 pub(crate) fn run(args: &DemoArgs) -> Result<()> {
     let termination = Termination::install()?;
+    // Fail before a minute of work, not after it.
+    let mut report = std::fs::File::create(&args.html).with_context(|| {
+        format!(
+            "cannot write the report to {}: choose another --html",
+            args.html.display()
+        )
+    })?;
     let plan = if args.quick {
         Plan::quick()
     } else {
@@ -61,7 +69,8 @@ pub(crate) fn run(args: &DemoArgs) -> Result<()> {
     let fenced = play(Mode::Fenced, &plan, args.nodes, &termination)?;
     let (naive_summary, fenced_summary) = (naive.summarize(), fenced.summarize());
     let page = timeline::html(&[(&naive, &naive_summary), (&fenced, &fenced_summary)]);
-    std::fs::write(&args.html, page)
+    report
+        .write_all(page.as_bytes())
         .with_context(|| format!("writing the report to {}", args.html.display()))?;
     let safe = fenced_summary.executed_twice == 0 && fenced_summary.conflicts == 0;
     if args.json {

@@ -187,6 +187,10 @@ fn bad_input_is_one_line_naming_the_cause() {
             "does not list this node",
         ),
         (vec!["plugin", "check", "/nonexistent.wasm"], "No such file"),
+        (
+            vec!["demo", "--html", "/nonexistent/report.html"],
+            "choose another --html",
+        ),
     ] {
         assert_one_line_error(&fencekit(&args), says);
     }

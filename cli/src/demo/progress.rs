@@ -38,6 +38,11 @@ impl Progress {
         self.last_drawn = Some(Instant::now());
         let line = self.line(cluster, observer, what);
         if self.terminal {
+            // Cut to the terminal's width: a wrapped line could not be redrawn in place.
+            let line: String = line
+                .chars()
+                .take(terminal_width().saturating_sub(1))
+                .collect();
             eprint!("\r\x1b[K{line}");
         } else {
             eprintln!("{line}");
@@ -85,5 +90,22 @@ impl Progress {
         if self.terminal {
             eprintln!();
         }
+    }
+}
+
+/// The width of the terminal on stderr (80 if it cannot be told).
+fn terminal_width() -> usize {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ fills the winsize it is given; stderr is a valid descriptor.
+    let known = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &raw mut size) } == 0;
+    if known && size.ws_col > 0 {
+        usize::from(size.ws_col)
+    } else {
+        80
     }
 }
