@@ -117,7 +117,7 @@ fn svg(run: &Run) -> String {
             t / 1000
         );
     }
-    for fault in &run.faults {
+    for (i, fault) in run.faults.iter().enumerate() {
         let (x0, x1, row) = (x(fault.start_ms), x(fault.end_ms), y(fault.node));
         let style = match fault.kind {
             FaultKind::Pause | FaultKind::Kill => r#"fill="url(#hatch)""#,
@@ -131,7 +131,8 @@ fn svg(run: &Run) -> String {
             (x1 - x0).max(1.0),
             ROW - 6.0,
             escape(&fault.what),
-            TOP - 8.0 - 12.0 * (fault.start_ms / 100 % 2) as f64,
+            // Labels alternate between two lines so that neighbours do not overlap.
+            TOP - 8.0 - 12.0 * (i % 2) as f64,
             escape(match fault.kind {
                 FaultKind::Pause => "SIGSTOP",
                 FaultKind::Partition => "partition",
