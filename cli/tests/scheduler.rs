@@ -3,20 +3,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, FENCEKIT, free_port, get, wait_healthy};
-
-fn spawn(args: &[&str]) -> Daemon {
-    let child = Command::new(FENCEKIT)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn fencekit");
-    Daemon(child)
-}
+use common::{free_port, get, spawn, wait_healthy};
 
 #[test]
 fn a_leader_runs_each_due_job_once_with_its_token() {

@@ -4,25 +4,15 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use common::{
-    Daemon, FENCEKIT, assert_one_line_error, fencekit, free_port, get, post, wait_healthy,
-};
+use common::{Daemon, assert_one_line_error, fencekit, free_port, get, post, spawn, wait_healthy};
 
 fn start_store(data: &Path, extra: &[&str]) -> (Daemon, String) {
     let addr = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(FENCEKIT)
-        .arg("store")
-        .arg("--data")
-        .arg(data)
-        .args(["--listen", &addr])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn fencekit store");
-    let daemon = Daemon(child);
+    let data = data.to_string_lossy();
+    let mut args = vec!["store", "--data", &data, "--listen", &addr];
+    args.extend_from_slice(extra);
+    let daemon = spawn(&args);
     wait_healthy(&addr);
     (daemon, addr)
 }

@@ -52,6 +52,17 @@ impl Drop for Daemon {
     }
 }
 
+/// Starts `fencekit ARGS` in the background, quietly.
+pub(crate) fn spawn(args: &[&str]) -> Daemon {
+    let child = std::process::Command::new(FENCEKIT)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn fencekit");
+    Daemon(child)
+}
+
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
