@@ -39,6 +39,12 @@ pub(crate) struct Reported {
     pub(crate) voters: Vec<u64>,
     #[serde(default)]
     pub(crate) learners: Vec<u64>,
+    /// Peer messages the node refused at its step boundary.
+    #[serde(default)]
+    pub(crate) refused_messages: u64,
+    /// Why the node failed, if it did.
+    #[serde(default)]
+    pub(crate) failure: Option<String>,
     pub(crate) at_ns: u64,
 }
 
@@ -83,6 +89,9 @@ impl Reported {
                 .map(|&v| node(v))
                 .collect::<Result<_>>()?,
             events_dropped: 0,
+            refused_messages: self.refused_messages,
+            last_refusal: None,
+            failure: self.failure.clone(),
             at: Instant::from_nanos(self.at_ns),
         })
     }

@@ -39,6 +39,14 @@ pub enum Anomaly {
         /// Whether the stale node still reports a live lease (the dangerous case).
         with_lease: bool,
     },
+    /// A node failed (I9): it reports no leadership and takes no part until restarted, so the
+    /// group has one member fewer than it believes.
+    Failed {
+        /// The node.
+        node: NodeId,
+        /// Why, as the node reported it.
+        cause: String,
+    },
     /// Nodes disagree on the voters.
     MembershipDisagreement {
         /// Each distinct voter set, with the nodes that hold it.
@@ -74,6 +82,7 @@ impl std::fmt::Display for Anomaly {
                     ""
                 }
             ),
+            Anomaly::Failed { node, cause } => write!(f, "node {node} failed: {cause}"),
             Anomaly::MembershipDisagreement { views } => {
                 write!(f, "nodes disagree on the voters:")?;
                 for (voters, nodes) in views {
@@ -122,6 +131,15 @@ pub fn audit(statuses: &[Status]) -> Vec<Anomaly> {
         }
     }
 
+    for s in statuses {
+        if let Some(cause) = &s.failure {
+            found.push(Anomaly::Failed {
+                node: s.id,
+                cause: cause.clone(),
+            });
+        }
+    }
+
     let mut views: BTreeMap<Vec<NodeId>, Vec<NodeId>> = BTreeMap::new();
     for s in statuses {
         views.entry(s.voters.clone()).or_default().push(s.id);
@@ -159,6 +177,9 @@ mod tests {
             voters: voters.iter().map(|&v| NodeId::new(v).unwrap()).collect(),
             learners: vec![],
             events_dropped: 0,
+            refused_messages: 0,
+            last_refusal: None,
+            failure: None,
             at: Instant::ZERO,
         }
     }
@@ -210,5 +231,11 @@ mod tests {
             .unwrap();
         assert!(disagreement.to_string().contains("disagree"));
         assert_eq!(found.len(), 3);
+
+        let mut failed = status(3, 5, Role::Follower, false, &v);
+        failed.failure = Some("the node thread panicked: boom".into());
+        let found = audit(&[status(1, 5, Role::Leader, true, &v), failed]);
+        assert!(matches!(&found[..], [Anomaly::Failed { cause, .. }] if cause.contains("boom")));
+        assert!(found[0].to_string().contains("node 3 failed"));
     }
 }

@@ -127,6 +127,11 @@ pub enum Error {
     #[error("the node has stopped")]
     Stopped,
 
+    /// The node failed (a panic on its thread, a log that could not be written): it reports
+    /// no leadership and does nothing more. Restart it (DESIGN.md I9).
+    #[error("the node failed: {0}; it reports no leadership until it is restarted")]
+    Failed(String),
+
     /// Raft refused an operation.
     #[error("raft: {0}")]
     Raft(String),

@@ -36,6 +36,11 @@ pub const FRAME_MAX: usize = 4 * RECORD_PAYLOAD_MAX;
 /// retransmits) rather than stalling the node thread.
 pub const PEER_QUEUE_MAX: usize = 4096;
 
+/// How far ahead of a node's term a peer's message may be. Each term is one election; no
+/// honest history reaches 2^32 elections while a member is away, and an attacker needs 2^31
+/// accepted jumps to exhaust the generations.
+pub const TERM_JUMP_MAX: u64 = 1 << 32;
+
 /// Events kept for a consumer that does not read them; the oldest are dropped beyond this.
 pub const EVENT_QUEUE_MAX: usize = 1024;
 

@@ -14,6 +14,7 @@ pub mod event;
 pub mod membership;
 pub mod replica;
 pub mod status;
+pub mod step_guard;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,7 +45,34 @@ const INPUT_QUEUE_MAX: usize = 16 * 1024;
 pub(crate) struct View {
     leadership: Option<Leadership>,
     status: Option<Status>,
-    stopped: Option<String>,
+    ended: Option<Ended>,
+}
+
+/// How a node ended.
+#[derive(Clone, Debug)]
+pub(crate) enum Ended {
+    /// Asked to stop, or removed from the group.
+    Stopped(String),
+    /// A failure made going on unsafe (I9): a panic on the node thread, a log that could not
+    /// be written.
+    Failed(String),
+}
+
+impl Ended {
+    /// The error a call on the ended node gets.
+    pub(crate) fn error(&self) -> Error {
+        match self {
+            Ended::Stopped(_) => Error::Stopped,
+            Ended::Failed(cause) => Error::Failed(cause.clone()),
+        }
+    }
+}
+
+impl View {
+    /// The error a call on an ended node gets, if it ended.
+    fn ended_error(&self) -> Option<Error> {
+        self.ended.as_ref().map(Ended::error)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +85,7 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 pub struct Ticket {
     reply: Receiver<Result<u64, Error>>,
+    shared: Arc<Shared>,
 }
 
 impl Ticket {
@@ -68,7 +97,9 @@ impl Ticket {
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 Err(Error::Timeout("waiting for a proposal to commit"))
             }
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(Error::Stopped),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                Err(self.shared.lock().ended_error().unwrap_or(Error::Stopped))
+            }
         }
     }
 
@@ -134,6 +165,7 @@ impl Node {
             tickets: HashMap::new(),
             next_ticket: 1,
             stopping: false,
+            test_hooks: config.test_hooks,
         };
         let thread = std::thread::Builder::new()
             .name(format!("fencekit-node-{}", config.id))
@@ -156,12 +188,12 @@ impl Node {
     }
 
     /// Usable leadership now (I4): `Some` only after this node committed an entry in its term
-    /// and while its lease holds on the node's clock. Computed at the call, so a paused node
-    /// thread cannot keep it alive.
+    /// and while its lease holds on the node's clock, and never once the node stopped or
+    /// failed. Computed at the call, so a paused node thread cannot keep it alive.
     pub fn leadership(&self) -> Option<Leadership> {
         let now = self.clock.now();
         let view = self.shared.lock();
-        if view.stopped.is_some() {
+        if view.ended.is_some() {
             return None;
         }
         view.leadership.filter(|l| now < l.lease_deadline)
@@ -173,11 +205,14 @@ impl Node {
         let view = self.shared.lock();
         let mut status = view.status.clone().ok_or(Error::Stopped)?;
         let elapsed = now.saturating_duration_since(status.at);
-        status.leadership = if view.stopped.is_some() {
+        status.leadership = if view.ended.is_some() {
             None
         } else {
             view.leadership.filter(|l| now < l.lease_deadline)
         };
+        if let Some(Ended::Failed(cause)) = &view.ended {
+            status.failure = Some(cause.clone());
+        }
         status.lease_remaining = status
             .leadership
             .map(|l| l.lease_deadline.saturating_duration_since(now));
@@ -187,9 +222,22 @@ impl Node {
         Ok(status)
     }
 
-    /// Why the node stopped, if it has.
+    /// Why the node stopped or failed, if it has.
     pub fn stopped(&self) -> Option<String> {
-        self.shared.lock().stopped.clone()
+        match &self.shared.lock().ended {
+            None => None,
+            Some(Ended::Stopped(reason)) => Some(reason.clone()),
+            Some(Ended::Failed(cause)) => Some(format!("the node failed: {cause}")),
+        }
+    }
+
+    /// Why the node failed, if it did (I9): a panic on its thread, or a log it could not
+    /// write. A failed node reports no leadership, and every call answers [`Error::Failed`].
+    pub fn failure(&self) -> Option<String> {
+        match &self.shared.lock().ended {
+            Some(Ended::Failed(cause)) => Some(cause.clone()),
+            _ => None,
+        }
     }
 
     /// The events, in order. A host that lags by more than the queue loses the oldest
@@ -210,7 +258,7 @@ impl Node {
         self.refuse_if_not_leader()?;
         let (tx, rx) = bounded(1);
         self.send(Input::Propose(data, tx))?;
-        Ok(Ticket { reply: rx })
+        Ok(self.ticket(rx))
     }
 
     /// Changes the membership (joint consensus for several changes at once). The ticket
@@ -219,14 +267,14 @@ impl Node {
         self.refuse_if_not_leader()?;
         let (tx, rx) = bounded(1);
         self.send(Input::Command(Command::Membership(changes, tx)))?;
-        Ok(Ticket { reply: rx })
+        Ok(self.ticket(rx))
     }
 
     /// Revokes this leader's lease, then hands leadership to `to`.
     pub fn transfer_leadership(&self, to: NodeId) -> Result<(), Error> {
         let (tx, rx) = bounded(1);
         self.send(Input::Command(Command::Transfer(to, tx)))?;
-        rx.recv().map_err(|_| Error::Stopped)?
+        rx.recv().map_err(|_| self.ended_error())?
     }
 
     /// Revokes this leader's lease and hands leadership to the most up-to-date other voter,
@@ -234,14 +282,14 @@ impl Node {
     pub fn step_down(&self) -> Result<NodeId, Error> {
         let (tx, rx) = bounded(1);
         self.send(Input::Command(Command::StepDown(tx)))?;
-        rx.recv().map_err(|_| Error::Stopped)?
+        rx.recv().map_err(|_| self.ended_error())?
     }
 
     /// Compacts the log: the host's state as of `index` (an index it has applied) is `data`.
     pub fn compact(&self, index: u64, data: Vec<u8>) -> Result<(), Error> {
         let (tx, rx) = bounded(1);
         self.send(Input::Command(Command::Compact(index, data, tx)))?;
-        rx.recv().map_err(|_| Error::Stopped)?
+        rx.recv().map_err(|_| self.ended_error())?
     }
 
     /// Test hook: stalls the node thread for `d`, as a long GC pause or a descheduled thread
@@ -251,23 +299,45 @@ impl Node {
         self.send(Input::Command(Command::Stall(d)))
     }
 
+    /// Test hook: makes the node thread panic, as a bug in the kernel or in raft-rs would, to
+    /// show that the failure is reported through every API. Refused unless the node was
+    /// started with [`NodeConfig::test_hooks`].
+    #[doc(hidden)]
+    pub fn panic_for_testing(&self) -> Result<(), Error> {
+        self.send(Input::Command(Command::Panic))
+    }
+
     /// Stops the node: the lease ends, pending tickets fail, the thread exits. Stopping a
     /// stopped node does nothing.
     pub fn stop(&self) {
         let _ = self.input.send(Input::Command(Command::Stop));
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(thread) = thread {
-            // A panic on the node thread has already ended it; the view says it stopped.
+            // The node thread catches its own panics; one that escaped it is a failure too.
             if thread.join().is_err() {
-                self.shared.lock().stopped = Some("the node thread panicked".into());
+                let mut view = self.shared.lock();
+                view.leadership = None;
+                view.ended = Some(Ended::Failed("the node thread panicked".into()));
             }
         }
     }
 
+    fn ticket(&self, reply: Receiver<Result<u64, Error>>) -> Ticket {
+        Ticket {
+            reply,
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The error for a call that found the node gone.
+    fn ended_error(&self) -> Error {
+        self.shared.lock().ended_error().unwrap_or(Error::Stopped)
+    }
+
     fn refuse_if_not_leader(&self) -> Result<(), Error> {
         let view = self.shared.lock();
-        if view.stopped.is_some() {
-            return Err(Error::Stopped);
+        if let Some(e) = view.ended_error() {
+            return Err(e);
         }
         match &view.status {
             Some(s) if s.role != Role::Leader => Err(Error::NotLeader {
@@ -278,11 +348,12 @@ impl Node {
     }
 
     fn send(&self, input: Input) -> Result<(), Error> {
-        if self.shared.lock().stopped.is_some() {
-            driver::refuse(input);
-            return Err(Error::Stopped);
+        let ended = self.shared.lock().ended.clone();
+        if let Some(ended) = ended {
+            driver::refuse(input, &ended);
+            return Err(ended.error());
         }
-        self.input.send(input).map_err(|_| Error::Stopped)
+        self.input.send(input).map_err(|_| self.ended_error())
     }
 }
 

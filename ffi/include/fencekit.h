@@ -256,6 +256,9 @@ typedef uint32_t fk_policy_kind;
 // The node stopped.
 #define FK_LOST_STOPPED 5
 
+// The node failed; `fk_node_status_json` and every later call say why.
+#define FK_LOST_FAILED 6
+
 // A committed proposal: apply `data`.
 #define FK_APPLIED_ENTRY 1
 
@@ -339,6 +342,10 @@ typedef uint32_t fk_policy_kind;
 
 // The transport failed: binding a port in use, a peer address that does not resolve.
 #define FK_STATUS_TRANSPORT 3005
+
+// The node failed (a panic on its thread, a log it could not write; the message says which):
+// it reports no leadership and does nothing more until it is restarted.
+#define FK_STATUS_NODE_FAILED 3006
 
 // A policy plugin was refused at load (an import, a missing export, a limit; the message
 // names it).
@@ -675,7 +682,8 @@ fk_status fk_node_stop(const struct fk_node *node);
 // `node` is NULL or a node from `fk_node_start` not yet freed.
 void fk_node_free(struct fk_node *node);
 
-// Writes this node's usable leadership to `*out`, or fails with `FK_STATUS_NOT_LEADER`. Usable
+// Writes this node's usable leadership to `*out`, or fails with `FK_STATUS_NOT_LEADER` (or
+// `FK_STATUS_NODE_FAILED`, with the cause, once the node failed). Usable
 // means: this node committed an entry in its term and its lease holds now; it is computed at
 // the call, so a node paused past its lease answers "not leader" the moment it wakes.
 //
@@ -696,15 +704,17 @@ fk_status fk_node_leadership(const struct fk_node *node, struct fk_leadership *o
 fk_status fk_node_now_ns(const struct fk_node *node, uint64_t *out);
 
 // Waits up to `timeout_ms` (0: do not wait) for the next event and writes it to `*out`.
-// Fails with `FK_STATUS_TIMEOUT` if none came, `FK_STATUS_STOPPED` once the node has stopped
-// and every event was read. Events are news; `fk_node_leadership` is the truth.
+// Fails with `FK_STATUS_TIMEOUT` if none came, `FK_STATUS_STOPPED` (or
+// `FK_STATUS_NODE_FAILED`) once the node has stopped (or failed) and every event was read. Events are news; `fk_node_leadership` is the truth.
 //
 // Thread safety: any thread; with several readers, each event goes to one of them.
 //
 // # Safety
 //
 // `node` is NULL or live; `out` is NULL or writable.
-fk_status fk_node_next_event(const struct fk_node *node, uint32_t timeout_ms, struct fk_event *out);
+fk_status fk_node_next_event(const struct fk_node *node,
+                             uint32_t timeout_ms,
+                             struct fk_event *out);
 
 // Waits up to `timeout_ms` for the next committed item and writes it to `*out`; the caller
 // releases `out->data` with `fk_buf_release`. Read them: they queue until read.
@@ -775,6 +785,18 @@ fk_status fk_node_compact(const struct fk_node *node,
 //
 // `node` is NULL or live; `out` is NULL or writable.
 fk_status fk_node_status_json(const struct fk_node *node, struct fk_buf *out);
+
+// Test hook: makes the node's thread panic, as a bug in fencekit or raft-rs would, so that a
+// host's tests can check that a failed node is reported (`FK_STATUS_NODE_FAILED` from every
+// call, an `FK_LOST_FAILED` event if it led, `"failed": true` in its status). Refused with
+// `FK_STATUS_INVALID_ARGUMENT` unless the node's configuration says `"test_hooks": true`.
+//
+// Thread safety: any thread, concurrently with any call but `fk_node_free`.
+//
+// # Safety
+//
+// `node` is NULL or live.
+fk_status fk_node_panic_for_testing(const struct fk_node *node);
 
 // Writes the default limits to `*out`.
 //

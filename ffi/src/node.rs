@@ -22,6 +22,7 @@ use crate::token::fk_token;
 pub struct fk_node {
     node: Node,
     clock: std::sync::Arc<MonotonicClock>,
+    test_hooks: bool,
     poison: AtomicBool,
 }
 
@@ -66,6 +67,8 @@ pub const FK_LOST_TRANSFERRING: fk_lost_reason = 3;
 pub const FK_LOST_REMOVED: fk_lost_reason = 4;
 /// The node stopped.
 pub const FK_LOST_STOPPED: fk_lost_reason = 5;
+/// The node failed; `fk_node_status_json` and every later call say why.
+pub const FK_LOST_FAILED: fk_lost_reason = 6;
 
 /// One event, in the order they happened. Fields that do not apply to `kind` are zero.
 #[repr(C)]
@@ -132,6 +135,7 @@ fn event(event: Event) -> fk_event {
                 LostReason::Transferring => FK_LOST_TRANSFERRING,
                 LostReason::Removed => FK_LOST_REMOVED,
                 LostReason::Stopped => FK_LOST_STOPPED,
+                LostReason::Failed(_) => FK_LOST_FAILED,
             };
         }
         Event::LeaderChanged { leader, term } => {
@@ -146,6 +150,7 @@ fn event(event: Event) -> fk_event {
 
 /// Waits up to `timeout_ms` (0: do not wait) for the next item of `receiver`.
 fn receive<T>(
+    node: &Node,
     receiver: &crossbeam_channel::Receiver<T>,
     timeout_ms: u32,
     what: &'static str,
@@ -154,8 +159,13 @@ fn receive<T>(
         .recv_timeout(Duration::from_millis(timeout_ms.into()))
         .map_err(|e| match e {
             RecvTimeoutError::Timeout => Error::Timeout(what).into(),
-            RecvTimeoutError::Disconnected => Error::Stopped.into(),
+            RecvTimeoutError::Disconnected => ended(node).into(),
         })
+}
+
+/// The error for a node whose thread has ended: why it failed, or that it stopped.
+fn ended(node: &Node) -> Error {
+    node.failure().map_or(Error::Stopped, Error::Failed)
 }
 
 /// Starts a node from its JSON configuration (`config_len` bytes of UTF-8; the fields are in
@@ -226,6 +236,7 @@ unsafe fn start(
         config.tie_breaker = policy.tie_breaker_with(parsed.descriptors)?;
     }
     let clock = std::sync::Arc::new(MonotonicClock::new());
+    let test_hooks = config.test_hooks;
     let tcp = parsed.tcp;
     let node = Node::start_with_clock(config, clock.clone(), |inbox| {
         TcpTransport::bind(tcp, inbox)
@@ -233,6 +244,7 @@ unsafe fn start(
     let handle = Box::new(fk_node {
         node,
         clock,
+        test_hooks,
         poison: AtomicBool::new(false),
     });
     // SAFETY: checked non-NULL; writable (the caller's contract).
@@ -277,7 +289,8 @@ pub unsafe extern "C" fn fk_node_free(node: *mut fk_node) {
     unsafe { boundary::free(node) }
 }
 
-/// Writes this node's usable leadership to `*out`, or fails with `FK_STATUS_NOT_LEADER`. Usable
+/// Writes this node's usable leadership to `*out`, or fails with `FK_STATUS_NOT_LEADER` (or
+/// `FK_STATUS_NODE_FAILED`, with the cause, once the node failed). Usable
 /// means: this node committed an entry in its term and its lease holds now; it is computed at
 /// the call, so a node paused past its lease answers "not leader" the moment it wakes.
 ///
@@ -296,6 +309,9 @@ pub unsafe extern "C" fn fk_node_leadership(
     with_handle(handle, "node", |n| {
         let out = boundary::out(out, "out")?;
         let Some(leadership) = n.node.leadership() else {
+            if let Some(cause) = n.node.failure() {
+                return Err(Error::Failed(cause).into());
+            }
             let hint = n.node.status().ok().and_then(|s| s.leader).map(NodeId::get);
             return Err(Error::NotLeader { hint }.into());
         };
@@ -332,8 +348,8 @@ pub unsafe extern "C" fn fk_node_now_ns(node: *const fk_node, out: *mut u64) -> 
 }
 
 /// Waits up to `timeout_ms` (0: do not wait) for the next event and writes it to `*out`.
-/// Fails with `FK_STATUS_TIMEOUT` if none came, `FK_STATUS_STOPPED` once the node has stopped
-/// and every event was read. Events are news; `fk_node_leadership` is the truth.
+/// Fails with `FK_STATUS_TIMEOUT` if none came, `FK_STATUS_STOPPED` (or
+/// `FK_STATUS_NODE_FAILED`) once the node has stopped (or failed) and every event was read. Events are news; `fk_node_leadership` is the truth.
 ///
 /// Thread safety: any thread; with several readers, each event goes to one of them.
 ///
@@ -350,7 +366,7 @@ pub unsafe extern "C" fn fk_node_next_event(
     let handle = unsafe { node.as_ref() };
     with_handle(handle, "node", |n| {
         let out = boundary::out(out, "out")?;
-        let next = receive(n.node.events(), timeout_ms, "waiting for an event")?;
+        let next = receive(&n.node, n.node.events(), timeout_ms, "waiting for an event")?;
         // SAFETY: checked non-NULL; writable (the caller's contract).
         unsafe { out.write(event(next)) };
         Ok(())
@@ -376,6 +392,7 @@ pub unsafe extern "C" fn fk_node_next_applied(
     with_handle(handle, "node", |n| {
         let out = boundary::out(out, "out")?;
         let item = receive(
+            &n.node,
             n.node.applied(),
             timeout_ms,
             "waiting for a committed entry",
@@ -513,5 +530,31 @@ pub unsafe extern "C" fn fk_node_status_json(node: *const fk_node, out: *mut fk_
         // SAFETY: checked non-NULL; writable (the caller's contract).
         unsafe { out.write(fk_buf::new(status.to_json().into_bytes())) };
         Ok(())
+    })
+}
+
+/// Test hook: makes the node's thread panic, as a bug in fencekit or raft-rs would, so that a
+/// host's tests can check that a failed node is reported (`FK_STATUS_NODE_FAILED` from every
+/// call, an `FK_LOST_FAILED` event if it led, `"failed": true` in its status). Refused with
+/// `FK_STATUS_INVALID_ARGUMENT` unless the node's configuration says `"test_hooks": true`.
+///
+/// Thread safety: any thread, concurrently with any call but `fk_node_free`.
+///
+/// # Safety
+///
+/// `node` is NULL or live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_node_panic_for_testing(node: *const fk_node) -> fk_status {
+    // SAFETY: `node` is NULL or live (the caller's contract).
+    let handle = unsafe { node.as_ref() };
+    with_handle(handle, "node", |n| {
+        if !n.test_hooks {
+            return Err(Failure::new(
+                FK_STATUS_INVALID_ARGUMENT,
+                "test hooks are off: start the node with \"test_hooks\": true in its \
+                 configuration (never in production)",
+            ));
+        }
+        Ok(n.node.panic_for_testing()?)
     })
 }

@@ -42,6 +42,9 @@ struct Config {
     #[serde(default)]
     timing: TimingConfig,
     descriptor: Option<String>,
+    /// Test-only: lets `fk_node_panic_for_testing` fail the node on purpose.
+    #[serde(default)]
+    test_hooks: bool,
 }
 
 #[derive(Deserialize)]
@@ -142,6 +145,7 @@ pub(crate) fn parse(json: &str) -> Result<Parsed, Error> {
     };
     let mut node = NodeConfig::new(id, config.cluster, config.data_dir, voters);
     node.timing = timing;
+    node.test_hooks = config.test_hooks;
     node.validate()?;
     let tcp = TcpConfig {
         cluster: config.cluster,

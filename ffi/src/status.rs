@@ -71,6 +71,9 @@ pub const FK_STATUS_MEMBERSHIP: fk_status = 3003;
 pub const FK_STATUS_RAFT: fk_status = 3004;
 /// The transport failed: binding a port in use, a peer address that does not resolve.
 pub const FK_STATUS_TRANSPORT: fk_status = 3005;
+/// The node failed (a panic on its thread, a log it could not write; the message says which):
+/// it reports no leadership and does nothing more until it is restarted.
+pub const FK_STATUS_NODE_FAILED: fk_status = 3006;
 
 // Block 4000: policies.
 
@@ -107,6 +110,7 @@ pub(crate) fn of(error: &Error) -> fk_status {
         Error::NotLeader { .. } => FK_STATUS_NOT_LEADER,
         Error::Membership(_) => FK_STATUS_MEMBERSHIP,
         Error::Stopped => FK_STATUS_STOPPED,
+        Error::Failed(_) => FK_STATUS_NODE_FAILED,
         Error::Raft(_) => FK_STATUS_RAFT,
         Error::Transport(_) => FK_STATUS_TRANSPORT,
         Error::Timeout(_) => FK_STATUS_TIMEOUT,
@@ -144,6 +148,7 @@ pub(crate) const NAMES: &[(fk_status, &CStr)] = &[
     (FK_STATUS_MEMBERSHIP, c"FK_STATUS_MEMBERSHIP"),
     (FK_STATUS_RAFT, c"FK_STATUS_RAFT"),
     (FK_STATUS_TRANSPORT, c"FK_STATUS_TRANSPORT"),
+    (FK_STATUS_NODE_FAILED, c"FK_STATUS_NODE_FAILED"),
     (FK_STATUS_POLICY_REFUSED, c"FK_STATUS_POLICY_REFUSED"),
     (FK_STATUS_PANIC, c"FK_STATUS_PANIC"),
     (FK_STATUS_POISONED, c"FK_STATUS_POISONED"),

@@ -30,6 +30,10 @@ pub struct NodeConfig {
     /// Election priority for this node (raft-rs `priority`): with logs equally up to date, a
     /// voter refuses a candidate of lower priority.
     pub tie_breaker: Arc<dyn TieBreaker>,
+    /// Test-only: lets [`crate::node::Node::panic_for_testing`] make the node thread panic,
+    /// to show that a failure is reported through every API. Off unless a test sets it.
+    #[doc(hidden)]
+    pub test_hooks: bool,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -61,6 +65,7 @@ impl NodeConfig {
             timing: Timing::default(),
             wal: WalOptions::default(),
             tie_breaker: Arc::new(RejectConflicts),
+            test_hooks: false,
         }
     }
 

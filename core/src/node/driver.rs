@@ -3,6 +3,7 @@
 //! message of the same step leaves), then messages, committed entries, events and tickets.
 
 use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -11,10 +12,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use raft::eraftpb::Message;
 
 use crate::error::Error;
-use crate::node::event::{Applied, Event};
+use crate::node::event::{Applied, Event, LostReason};
 use crate::node::membership::MembershipChange;
 use crate::node::replica::{Output, ProposalId, Replica};
-use crate::node::{Shared, View};
+use crate::node::{Ended, Shared, View};
 use crate::time::{Clock, Instant};
 use crate::token::NodeId;
 use crate::transport::Transport;
@@ -37,6 +38,8 @@ pub(crate) enum Command {
     Compact(u64, Vec<u8>, Sender<Result<(), Error>>),
     /// Test hook: the thread stops dead for this long, as in a long GC pause.
     Stall(Duration),
+    /// Test hook: the thread panics (only with `NodeConfig::test_hooks`).
+    Panic,
     Stop,
 }
 
@@ -53,18 +56,34 @@ pub(crate) struct Driver<T: Transport> {
     pub(crate) tickets: HashMap<ProposalId, Sender<Result<u64, Error>>>,
     pub(crate) next_ticket: ProposalId,
     pub(crate) stopping: bool,
+    pub(crate) test_hooks: bool,
 }
 
 impl<T: Transport> Driver<T> {
-    /// Runs until stopped, or until a failure makes going on unsafe (the log cannot be
-    /// written: votes and acknowledgements could no longer be made durable).
+    /// Runs until stopped, or until a failure makes going on unsafe: a log that cannot be
+    /// written (votes and acknowledgements could no longer be made durable), or a panic on
+    /// this thread (raft-rs's `fatal!`, a bug). A failure is published at once (I9): no
+    /// leadership, a `Lost { Failed }` event, every call answered with the cause.
     pub(crate) fn run(mut self, first: Output) {
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.serve(first)));
+        match outcome {
+            Ok(None) => self.finish(),
+            Ok(Some(e)) => self.fail(format!("its log failed: {e}")),
+            Err(panic) => self.fail(format!(
+                "the node thread panicked: {}",
+                panic_message(panic.as_ref())
+            )),
+        }
+    }
+
+    /// The loop: input, ticks, processing. Returns the failure that ended it, if any.
+    fn serve(&mut self, first: Output) -> Option<Error> {
         let tick = self.replica.timing().tick;
         let catch_up_max = self.replica.timing().election_tick * 2;
         let mut next_tick = self.clock.now().saturating_add(tick);
         self.deliver(self.clock.now(), first);
         let mut woken_by: Option<Input> = None;
-        let failure = loop {
+        loop {
             // First thing on waking, whatever woke us: a lapsed lease is withdrawn (I4).
             let now = self.clock.now();
             self.replica.expire(now);
@@ -98,10 +117,10 @@ impl<T: Transport> Driver<T> {
             let result = result.and_then(|()| self.replica.process(now));
             match result {
                 Ok(out) => self.deliver(now, out),
-                Err(e) => break Some(e),
+                Err(e) => return Some(e),
             }
             if self.stopping || self.replica.is_removed() {
-                break None;
+                return None;
             }
             let wait = next_tick.saturating_duration_since(self.clock.now());
             match self.input.recv_timeout(wait) {
@@ -109,29 +128,56 @@ impl<T: Transport> Driver<T> {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => self.stopping = true,
             }
-        };
+        }
+    }
+
+    /// Ends a node that stopped as asked (or was removed): the lease ends, pending tickets
+    /// fail, queued calls are refused.
+    fn finish(&mut self) {
         let now = self.clock.now();
         let mut out = self.replica.shut_down();
         if self.replica.is_removed() {
             // The Lost { Removed } event went out already; nothing more to say.
             out.events.retain(|e| !matches!(e, Event::Lost { .. }));
         }
-        {
+        self.shared.lock().ended = Some(Ended::Stopped(if self.replica.is_removed() {
+            "the node was removed from the group".into()
+        } else {
+            "the node was stopped".into()
+        }));
+        self.deliver(now, out);
+        self.release(&Ended::Stopped(String::new()));
+    }
+
+    /// Ends a node that failed. The replica is not touched again: after a panic its state is
+    /// unknown. Leadership is withdrawn before anything else, then the host is told.
+    fn fail(&mut self, cause: String) {
+        log::error!("fencekit node {}: failed: {cause}", self.replica.id());
+        let token = {
             let mut view = self.shared.lock();
-            view.stopped = Some(match &failure {
-                Some(e) => format!("the node stopped after a failure: {e}"),
-                None if self.replica.is_removed() => "the node was removed from the group".into(),
-                None => "the node was stopped".into(),
+            view.ended = Some(Ended::Failed(cause.clone()));
+            view.leadership.take().map(|l| l.token)
+        };
+        if let Some(token) = token {
+            self.push_event(Event::Lost {
+                token,
+                reason: LostReason::Failed(cause.clone()),
             });
         }
-        self.deliver(now, out);
+        self.release(&Ended::Failed(cause));
+    }
+
+    /// Fails every waiting ticket with the error of `ended`, stops the transport, and
+    /// refuses whatever is still queued, so that no caller waits for an answer forever.
+    fn release(&mut self, ended: &Ended) {
         for (_, ticket) in self.tickets.drain() {
-            let _ = ticket.send(Err(Error::Stopped));
+            let _ = ticket.send(Err(ended.error()));
         }
-        self.transport.shut_down();
-        // Refuse whatever is still queued, so no caller waits for an answer forever.
+        // A transport that panicked may panic again on the way down: the node is ending
+        // either way.
+        let _ = catch_unwind(AssertUnwindSafe(|| self.transport.shut_down()));
         while let Ok(input) = self.input.try_recv() {
-            refuse(input);
+            refuse(input, ended);
         }
     }
 
@@ -185,6 +231,15 @@ impl<T: Transport> Driver<T> {
                 let _ = reply.send(self.replica.compact(index, &data));
             }
             Command::Stall(d) => std::thread::sleep(d),
+            Command::Panic => {
+                if self.test_hooks {
+                    panic!("planted panic (test hook)");
+                }
+                log::warn!(
+                    "fencekit node {}: a test panic was asked for, but test hooks are off",
+                    self.replica.id()
+                );
+            }
             Command::Stop => self.stopping = true,
         }
     }
@@ -192,10 +247,13 @@ impl<T: Transport> Driver<T> {
     fn publish(&self, now: Instant) {
         let status = self.replica.status(now);
         let mut view = self.shared.lock();
+        if view.ended.is_some() {
+            return;
+        }
         *view = View {
             leadership: self.replica.leadership(now),
             status: Some(status),
-            stopped: view.stopped.take(),
+            ended: None,
         };
     }
 
@@ -249,28 +307,39 @@ impl<T: Transport> Driver<T> {
     }
 }
 
-/// Answers an input that arrives after the node stopped.
-pub(crate) fn refuse(input: Input) {
+/// Answers an input that arrives after the node ended.
+pub(crate) fn refuse(input: Input, ended: &Ended) {
     match input {
         Input::Peer(_) => {}
         Input::Propose(_, reply) => {
-            let _ = reply.send(Err(Error::Stopped));
+            let _ = reply.send(Err(ended.error()));
         }
         Input::Command(command) => match command {
             Command::Transfer(_, reply) => {
-                let _ = reply.send(Err(Error::Stopped));
+                let _ = reply.send(Err(ended.error()));
             }
             Command::StepDown(reply) => {
-                let _ = reply.send(Err(Error::Stopped));
+                let _ = reply.send(Err(ended.error()));
             }
             Command::Membership(_, reply) => {
-                let _ = reply.send(Err(Error::Stopped));
+                let _ = reply.send(Err(ended.error()));
             }
             Command::Compact(_, _, reply) => {
-                let _ = reply.send(Err(Error::Stopped));
+                let _ = reply.send(Err(ended.error()));
             }
-            Command::Stall(_) | Command::Stop => {}
+            Command::Stall(_) | Command::Panic | Command::Stop => {}
         },
+    }
+}
+
+/// The text of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".into()
     }
 }
 

@@ -25,8 +25,11 @@ pub enum LostReason {
     Transferring,
     /// This node was removed from the membership.
     Removed,
-    /// The node stopped (asked to, or after a failure that makes going on unsafe).
+    /// The node stopped, as asked.
     Stopped,
+    /// The node failed (a panic on its thread, a log it could not write), with the cause.
+    /// It reports nothing more until it is restarted (DESIGN.md I9).
+    Failed(String),
 }
 
 /// One change, in the order it happened. Events are news; [`crate::node::Node::leadership`]

@@ -27,6 +27,7 @@ use crate::node::config::NodeConfig;
 use crate::node::event::{Applied, Event, Leadership, LostReason};
 use crate::node::membership::{self, MembershipChange};
 use crate::node::status::{Role, Status};
+use crate::node::step_guard::{self, Refusal};
 use crate::planted::{self, PlantedBug};
 use crate::raft_storage::{Identity, RaftStorage};
 use crate::time::Instant;
@@ -35,6 +36,10 @@ use crate::token::{Generation, NodeId, Token};
 /// Lease rounds kept in flight; older ones are forgotten (their acknowledgements then count
 /// for nothing, which only shortens the lease).
 const ROUNDS_IN_FLIGHT_MAX: usize = 64;
+
+/// Peers whose first refused message is logged; later refusals (and further peers) are only
+/// counted, so a flood of bad messages cannot flood the log.
+const REFUSAL_LOGS_MAX: usize = 64;
 
 /// A host's handle on one proposal, echoed back when it is resolved.
 pub type ProposalId = u64;
@@ -113,6 +118,11 @@ pub struct Replica {
     /// Snapshots sent and not yet acknowledged: peer → when.
     snapshots_sent: BTreeMap<u64, Instant>,
     removed: bool,
+    /// Peer messages refused at the step boundary (DESIGN.md I8), and the latest reason.
+    refused: u64,
+    last_refusal: Option<String>,
+    /// Peers whose refusal was logged already.
+    refusals_logged: Vec<u64>,
     out: Output,
 }
 
@@ -179,6 +189,9 @@ impl Replica {
             pending: BTreeMap::new(),
             snapshots_sent: BTreeMap::new(),
             removed: false,
+            refused: 0,
+            last_refusal: None,
+            refusals_logged: Vec::new(),
             out: Output::default(),
         };
         replica.out.applied.push(Applied::Snapshot {
@@ -271,10 +284,16 @@ impl Replica {
         }
     }
 
-    /// A message from a peer.
+    /// A message from a peer. A message no honest member sends is refused before raft-rs
+    /// sees it (see [`step_guard`]): counted, logged once per peer, and otherwise ignored. An
+    /// error means this node's own log failed, never that the message was bad.
     pub fn step(&mut self, message: Message, now: Instant) -> Result<(), Error> {
         self.expire(now);
         if self.removed {
+            return Ok(());
+        }
+        if let Err(refusal) = step_guard::check(&self.raw.raft, &message) {
+            self.refuse(message.from, refusal);
             return Ok(());
         }
         let kind = message.get_msg_type();
@@ -294,13 +313,39 @@ impl Replica {
         {
             self.last_contact = Some(now);
         }
+        let from = message.from;
         match self.raw.step(message) {
             Ok(()) => Ok(()),
             // A message from a node that is not a member, or a stale response: not an error of
             // this node; raft-rs ignores it.
             Err(raft::Error::StepPeerNotFound | raft::Error::StepLocalMsg) => Ok(()),
-            Err(e) => Err(e.into()),
+            // This node's own storage failed: going on could lose what it acknowledged.
+            Err(e @ raft::Error::Store(_)) => Err(e.into()),
+            Err(e) => {
+                self.refuse(from, Refusal::RaftRefused(e.to_string()));
+                Ok(())
+            }
         }
+    }
+
+    /// Peer messages refused so far, and the latest reason.
+    pub fn refusals(&self) -> (u64, Option<&str>) {
+        (self.refused, self.last_refusal.as_deref())
+    }
+
+    fn refuse(&mut self, from: u64, refusal: Refusal) {
+        self.refused += 1;
+        let reason = format!("refused a message from node {from}: {refusal}");
+        if !self.refusals_logged.contains(&from) && self.refusals_logged.len() < REFUSAL_LOGS_MAX {
+            self.refusals_logged.push(from);
+            log::warn!(
+                "fencekit node {}: {reason} (further refusals from node {from} are only counted)",
+                self.id
+            );
+        } else {
+            log::debug!("fencekit node {}: {reason}", self.id);
+        }
+        self.last_refusal = Some(reason);
     }
 
     /// Proposes `data`; it is resolved (under `id`) once committed, or lost if another
@@ -501,6 +546,9 @@ impl Replica {
             voters: to_ids(&self.conf.voters),
             learners: to_ids(&self.conf.learners),
             events_dropped: 0,
+            refused_messages: self.refused,
+            last_refusal: self.last_refusal.clone(),
+            failure: None,
             at: now,
         }
     }

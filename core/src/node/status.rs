@@ -68,6 +68,14 @@ pub struct Status {
     pub learners: Vec<NodeId>,
     /// Events dropped because the host did not read them.
     pub events_dropped: u64,
+    /// Peer messages refused at the step boundary: messages no honest member sends
+    /// (DESIGN.md I8). Non-zero means a misbehaving or hostile peer.
+    pub refused_messages: u64,
+    /// The latest refusal, naming the peer and the reason.
+    pub last_refusal: Option<String>,
+    /// Why the node failed, if it did (a panic on its thread, a log that cannot be written):
+    /// it then reports no leadership and does nothing more (I9).
+    pub failure: Option<String>,
     /// When this view was taken, on the node's clock.
     pub at: Instant,
 }
@@ -94,7 +102,7 @@ impl Status {
             "{{\"id\":{},\"term\":{},\"role\":\"{}\",\"leader\":{},\"leading_generation\":{},\
              \"lease_deadline_ns\":{},\"lease_remaining_ms\":{},\"commit\":{},\"applied\":{},\
              \"last_quorum_contact_ms\":{},\"voters\":{},\"learners\":{},\"events_dropped\":{},\
-             \"at_ns\":{}}}",
+             \"refused_messages\":{},\"last_refusal\":{},\"failed\":{},\"failure\":{},\"at_ns\":{}}}",
             self.id.get(),
             self.term,
             self.role.as_str(),
@@ -108,7 +116,30 @@ impl Status {
             ids(&self.voters),
             ids(&self.learners),
             self.events_dropped,
+            self.refused_messages,
+            json_string(self.last_refusal.as_deref()),
+            self.failure.is_some(),
+            json_string(self.failure.as_deref()),
             self.at.as_nanos(),
         )
     }
+}
+
+/// `text` as a JSON string (or `null`), escaped.
+fn json_string(text: Option<&str>) -> String {
+    let Some(text) = text else {
+        return "null".into();
+    };
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }

@@ -204,6 +204,17 @@ impl Cluster {
         result
     }
 
+    /// Steps `message` into node `n` now, as if it had just arrived, and routes what that
+    /// produced. An error is the node's own failure.
+    pub(crate) fn step_into(&mut self, n: u64, message: Message) -> Result<(), Error> {
+        let now = self.local(n);
+        let replica = self.replica_mut(n);
+        replica.step(message, now)?;
+        let out = replica.process(now)?;
+        self.route(n, out);
+        Ok(())
+    }
+
     /// Advances global time by one step: delivers due messages, ticks due nodes.
     pub(crate) fn step_once(&mut self) {
         self.now += self.step.as_nanos() as u64;

@@ -9,6 +9,7 @@
 
 mod harness;
 mod replica;
+mod step_guard;
 mod storage;
 mod tcp;
 mod threaded;

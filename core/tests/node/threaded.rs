@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use fencekit::detect::{Anomaly, audit};
-use fencekit::node::{Applied, Event, Node, NodeConfig, Role};
+use fencekit::node::{Applied, Event, LostReason, Node, NodeConfig, Role};
 use fencekit::transport::Inbox;
 use fencekit::transport::local::LocalNetwork;
 use fencekit::{Error, NodeId};
@@ -17,13 +17,18 @@ struct Group {
 
 impl Group {
     fn new(n: u64) -> Group {
+        Group::new_with(n, |_| {})
+    }
+
+    fn new_with(n: u64, adjust: impl Fn(&mut NodeConfig)) -> Group {
         let net = LocalNetwork::new();
         let voters: Vec<NodeId> = (1..=n).map(id).collect();
         let mut dirs = Vec::new();
         let mut nodes = Vec::new();
         for i in 1..=n {
             let dir = tempfile::tempdir().unwrap();
-            let config = NodeConfig::new(id(i), 0xC1, dir.path(), voters.clone());
+            let mut config = NodeConfig::new(id(i), 0xC1, dir.path(), voters.clone());
+            adjust(&mut config);
             let node = Node::start(config, |inbox: Inbox| Ok(net.attach(inbox))).unwrap();
             dirs.push(dir);
             nodes.push(node);
@@ -180,4 +185,67 @@ fn transfer_step_down_and_stop_through_the_node() {
     // The two others go on.
     let survivor = g.wait_for_leader(Some(next.get()));
     assert_ne!(survivor, next.get());
+}
+
+/// I9: a node whose thread dies (a panic in the kernel or in raft-rs) is reported failed at
+/// once through every API: no leadership, a `Lost { Failed }` event with the cause, a status
+/// that says failed and why, and every call answered with `Error::Failed`. The others elect
+/// a successor.
+#[test]
+fn a_node_whose_thread_panics_is_reported_failed_everywhere() {
+    let g = Group::new_with(3, |c| c.test_hooks = true);
+    let leader = g.wait_for_leader(None);
+    let node = g.node(leader);
+    let token = node.leadership().unwrap().token;
+    while node.events().try_recv().is_ok() {}
+    node.panic_for_testing().unwrap();
+
+    let lost = node.events().recv_timeout(Duration::from_secs(5)).unwrap();
+    match lost {
+        Event::Lost {
+            token: t,
+            reason: LostReason::Failed(cause),
+        } => {
+            assert_eq!(t, token);
+            assert!(cause.contains("planted panic"), "{cause}");
+        }
+        other => panic!("expected Lost {{ Failed }}, got {other:?}"),
+    }
+    assert_eq!(node.leadership(), None);
+    assert!(node.failure().unwrap().contains("panicked"));
+    let status = node.status().unwrap();
+    assert!(status.leadership.is_none());
+    assert!(status.failure.as_deref().unwrap().contains("planted panic"));
+    assert!(status.to_json().contains("\"failed\":true"));
+    for result in [
+        node.propose(b"x".to_vec()).map(|_| ()),
+        node.step_down().map(|_| ()),
+        node.transfer_leadership(id(leader % 3 + 1)),
+        node.compact(0, Vec::new()),
+    ] {
+        assert!(
+            matches!(result, Err(Error::Failed(ref c)) if c.contains("panicked")),
+            "{result:?}"
+        );
+    }
+    let statuses: Vec<_> = g.nodes.iter().map(|n| n.status().unwrap()).collect();
+    assert!(
+        audit(&statuses)
+            .iter()
+            .any(|a| matches!(a, Anomaly::Failed { .. }))
+    );
+    let successor = g.wait_for_leader(Some(leader));
+    assert_ne!(successor, leader);
+}
+
+/// The test hook does nothing unless the configuration turned it on.
+#[test]
+fn the_panic_hook_is_off_by_default() {
+    let g = Group::new(1);
+    let node = g.node(1);
+    g.wait_for_leader(None);
+    node.panic_for_testing().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(node.failure(), None);
+    assert!(node.leadership().is_some());
 }
