@@ -1,6 +1,7 @@
 //! `fencekit`: run a node or a fenced store, audit a group, inspect a log, check a plugin, and
 //! watch the split-brain demo.
 
+mod certs;
 mod client;
 mod demo;
 mod http;
@@ -30,8 +31,13 @@ enum Command {
     /// The split-brain drill: a zombie leader double-runs jobs under a naive TTL lock and is
     /// fenced under fencekit. Start here.
     Demo(demo::DemoArgs),
-    /// Run one node of a group: Raft over TCP, with /status, /metrics and /healthz.
-    Node(node::NodeArgs),
+    /// Run one node of a group: Raft over mutual TLS, with /status, /metrics and /healthz.
+    Node(Box<node::NodeArgs>),
+    /// Development certificates for a secure group: a CA and one certificate per node.
+    Certs {
+        #[command(subcommand)]
+        command: certs::CertsCommand,
+    },
     /// Serve a job ledger that checks every write's fencing token (or, --unfenced, none).
     Store(store::StoreArgs),
     /// Ask every node for its view, print a table, and audit the group for split brain.
@@ -69,6 +75,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Node(args) => node::run(args),
+        Command::Certs { command } => certs::run(command),
         Command::Store(args) => store::run(args),
         Command::Status(args) => status::run(args),
         Command::Wal {

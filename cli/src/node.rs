@@ -7,6 +7,7 @@ mod metrics;
 mod partition;
 pub(crate) mod peers;
 pub(crate) mod scheduler;
+pub(crate) mod security;
 mod skew;
 
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ use metrics::NodeMetrics;
 use partition::{DropRules, Partitionable};
 use peers::Member;
 use scheduler::{Mode, Scheduler, SchedulerArgs};
+use security::SecurityArgs;
 use skew::SkewedClock;
 
 /// Runs one node of a group.
@@ -57,7 +59,13 @@ pub(crate) struct NodeArgs {
     #[arg(long, default_value_t = 20)]
     pub(crate) election_tick: usize,
     #[command(flatten)]
+    pub(crate) security: SecurityArgs,
+    #[command(flatten)]
     pub(crate) scheduler: SchedulerArgs,
+    /// Test-only: the node thread panics this long after the start, to show that a failed
+    /// node says so (/healthz 503, /status, /metrics).
+    #[arg(long, hide = true)]
+    pub(crate) test_panic_after_ms: Option<u64>,
 }
 
 /// A running node and what its endpoint serves.
@@ -77,6 +85,7 @@ pub(crate) struct Running {
 /// Starts the node described by `args`.
 pub(crate) fn start(args: &NodeArgs) -> Result<Running> {
     args.scheduler.validate()?;
+    let security = args.security.security()?;
     let store = match &args.scheduler.store {
         Some(addr) => {
             let store = StoreClient::new(addr, Duration::from_secs(1));
@@ -110,6 +119,7 @@ pub(crate) fn start(args: &NodeArgs) -> Result<Running> {
         election_tick: args.election_tick,
         ..Timing::default()
     };
+    config.test_hooks = args.test_panic_after_ms.is_some();
     config
         .validate()
         .map_err(|e| anyhow!("the node's configuration: {e}"))?;
@@ -123,6 +133,7 @@ pub(crate) fn start(args: &NodeArgs) -> Result<Running> {
             .filter(|m| m.id != id)
             .map(|m: &Member| (m.id, m.addr.to_string()))
             .collect(),
+        security,
     };
     let clock = Arc::new(SkewedClock::new());
     let rules = DropRules::default();
@@ -200,13 +211,14 @@ impl Running {
                 Ok(status) => Reply {
                     status: 200,
                     content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    body: self.metrics.render(&status),
+                    body: self.metrics.render(&status, self.monitor.as_ref()),
                 },
                 Err(e) => Reply::error(503, e),
             },
-            ("GET", "/healthz") => match self.node.stopped() {
-                None => Reply::text(200, "ok\n"),
-                Some(reason) => Reply::text(503, format!("stopped: {reason}\n")),
+            ("GET", "/healthz") => match (self.node.failure(), self.node.stopped()) {
+                (Some(cause), _) => Reply::text(503, format!("failed: {cause}\n")),
+                (None, Some(reason)) => Reply::text(503, format!("stopped: {reason}\n")),
+                (None, None) => Reply::text(200, "ok\n"),
             },
             ("POST", "/admin/partition") => self.partition(request),
             ("POST", "/admin/clock") => self.set_clock(request),
@@ -274,6 +286,25 @@ impl Running {
 pub(crate) fn run(args: &NodeArgs) -> Result<()> {
     let termination = Termination::install()?;
     let running = Arc::new(start(args)?);
+    if running
+        .monitor
+        .as_ref()
+        .is_some_and(TcpMonitor::is_insecure)
+    {
+        eprintln!(
+            "WARNING: node {} runs --insecure: its peers are not authenticated and its traffic \
+             is not encrypted. Anyone who reaches its Raft port can join the group and obtain \
+             tokens every fence accepts. Use --tls-dir outside a test.",
+            args.id
+        );
+    }
+    if let Some(ms) = args.test_panic_after_ms {
+        let node = running.node.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(ms));
+            let _ = node.panic_for_testing();
+        });
+    }
     let serving = running.clone();
     let server = http::serve(args.status_addr, "--status-addr", move |r| {
         serving.handle(r)
@@ -289,10 +320,24 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
     let applied = running.node.applied().clone();
     std::thread::spawn(move || while applied.recv().is_ok() {});
     let mut leaderless = LeaderlessWarning::default();
+    let mut failure_reported = false;
     loop {
         if termination.wait(Duration::from_millis(100)) {
             running.node.stop();
             return Ok(());
+        }
+        // A failed node stays up to say so (/healthz 503, /status, /metrics) until it is
+        // restarted; a node that stopped on its own (removed from the group) exits.
+        if let Some(cause) = running.node.failure() {
+            if !failure_reported {
+                failure_reported = true;
+                eprintln!(
+                    "node {}: FAILED: {cause}. It reports no leadership; /healthz answers 503. \
+                     Restart it.",
+                    args.id
+                );
+            }
+            continue;
         }
         if let Some(reason) = running.node.stopped() {
             bail!("the node stopped: {reason}");

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{FENCEKIT, assert_one_line_error, fencekit, free_port, get, text};
+use common::{
+    FENCEKIT, assert_one_line_error, certs, fencekit, free_port, get, text, tls_dir, wait_healthy,
+};
 
 /// Node processes, killed when dropped.
 struct Group {
@@ -24,7 +26,13 @@ impl Drop for Group {
     }
 }
 
+/// A secure group: certificates from `fencekit certs init`, nodes with `--tls-dir`.
 fn start_group(root: &Path, size: usize) -> Group {
+    start_group_with(root, size, &[])
+}
+
+fn start_group_with(root: &Path, size: usize, extra: &[&str]) -> Group {
+    let certs = certs(root, size);
     let raft: Vec<u16> = (0..size).map(|_| free_port()).collect();
     let status: Vec<String> = (0..size)
         .map(|_| format!("127.0.0.1:{}", free_port()))
@@ -47,6 +55,8 @@ fn start_group(root: &Path, size: usize) -> Group {
                 .arg("--data")
                 .arg(root.join(format!("node-{}", i + 1)))
                 .args(["--status-addr", &status[i]])
+                .args(["--tls-dir", &tls_dir(&certs, i + 1)])
+                .args(extra)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -169,8 +179,39 @@ fn bad_input_is_one_line_naming_the_cause() {
                 &data,
                 "--status-addr",
                 "127.0.0.1:0",
+                "--insecure",
             ],
             "the address",
+        ),
+        (
+            vec![
+                "node",
+                "--id",
+                "1",
+                "--peers",
+                "1=127.0.0.1:1",
+                "--data",
+                &data,
+                "--status-addr",
+                "127.0.0.1:0",
+            ],
+            "peers must prove who they are",
+        ),
+        (
+            vec![
+                "node",
+                "--id",
+                "1",
+                "--peers",
+                "1=127.0.0.1:1",
+                "--data",
+                &data,
+                "--status-addr",
+                "127.0.0.1:0",
+                "--tls-dir",
+                "/nonexistent",
+            ],
+            "/nonexistent/node.crt",
         ),
         (
             vec![
@@ -183,6 +224,7 @@ fn bad_input_is_one_line_naming_the_cause() {
                 &data,
                 "--status-addr",
                 "127.0.0.1:0",
+                "--insecure",
             ],
             "does not list this node",
         ),
@@ -216,6 +258,98 @@ fn a_data_directory_of_another_cluster_is_refused_in_one_line() {
         &data.to_string_lossy(),
         "--status-addr",
         "127.0.0.1:0",
+        "--insecure",
     ]);
     assert_one_line_error(&out, "belongs to cluster 0x1 node 1, not cluster 0x2");
+}
+
+/// `fencekit certs` makes a CA and node certificates a secure group starts with (above), keeps
+/// private keys private, refuses to overwrite, and adds one more node.
+#[test]
+fn certs_init_and_add() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().expect("a temporary directory");
+    let dir = certs(root.path(), 2);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.join("ca.key")), 0o600);
+    assert_eq!(mode(&dir.join("node-2/node.key")), 0o600);
+    let d = dir.to_string_lossy();
+    assert_one_line_error(
+        &fencekit(&["certs", "init", "--dir", &d, "--nodes", "3"]),
+        "already holds a CA",
+    );
+    let out = fencekit(&["certs", "add", "--dir", &d, "--node", "3"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(dir.join("node-3/node.crt").exists());
+    assert_one_line_error(
+        &fencekit(&["certs", "add", "--dir", &d, "--node", "3"]),
+        "has certificates already",
+    );
+    assert_one_line_error(
+        &fencekit(&["certs", "add", "--dir", &d, "--node", "0"]),
+        "must be 1 to 2^63-1",
+    );
+}
+
+/// I9 through the command: a node whose thread dies answers /healthz with 503 and the cause,
+/// says failed in /status and /metrics, and reports no leadership.
+#[test]
+fn a_failed_node_says_so_on_every_endpoint() {
+    let root = tempfile::tempdir().expect("a temporary directory");
+    let group = start_group_with(root.path(), 1, &["--test-panic-after-ms", "1500"]);
+    let addr = &group.status[0];
+    wait_healthy(addr);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, body) = get(addr, "/healthz");
+        if code == 503 {
+            assert!(
+                body.contains("failed") && body.contains("planted panic"),
+                "{body}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node never reported its failure"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = get(addr, "/status").1;
+    assert!(status.contains("\"failed\":true"), "{status}");
+    assert!(status.contains("\"leading_generation\":null"), "{status}");
+    let metrics = get(addr, "/metrics").1;
+    assert!(metrics.contains("fencekit_failed 1"), "{metrics}");
+    let out = fencekit(&["status", "--nodes", addr]);
+    let said = text(&out);
+    assert!(
+        !out.status.success() && said.contains("node 1 failed"),
+        "{said}"
+    );
+}
+
+/// An insecure node says so loudly when it starts, and in its metrics.
+#[test]
+fn an_insecure_node_warns() {
+    let root = tempfile::tempdir().expect("a temporary directory");
+    let status = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(FENCEKIT)
+        .args(["node", "--id", "1", "--insecure", "--status-addr", &status])
+        .args(["--peers", &format!("1=127.0.0.1:{}", free_port())])
+        .arg("--data")
+        .arg(root.path().join("n"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn fencekit node");
+    wait_healthy(&status);
+    let metrics = get(&status, "/metrics").1;
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("its output");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("WARNING") && said.contains("--insecure"),
+        "{said}"
+    );
+    assert!(metrics.contains("fencekit_insecure 1"), "{metrics}");
 }

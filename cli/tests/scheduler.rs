@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{free_port, get, spawn, wait_healthy};
+use common::{certs, free_port, get, spawn, tls_dir, wait_healthy};
 
 #[test]
 fn a_leader_runs_each_due_job_once_with_its_token() {
@@ -13,6 +13,7 @@ fn a_leader_runs_each_due_job_once_with_its_token() {
     let store_addr = format!("127.0.0.1:{}", free_port());
     let status_addr = format!("127.0.0.1:{}", free_port());
     let data = |name: &str| root.path().join(name).to_string_lossy().into_owned();
+    let certs = certs(root.path(), 1);
     let _store = spawn(&["store", "--data", &data("store"), "--listen", &store_addr]);
     wait_healthy(&store_addr);
     let _node = spawn(&[
@@ -33,6 +34,8 @@ fn a_leader_runs_each_due_job_once_with_its_token() {
         "100",
         "--job-ms",
         "5",
+        "--tls-dir",
+        &tls_dir(&certs, 1),
     ]);
     wait_healthy(&status_addr);
 

@@ -179,6 +179,7 @@ fn a_busy_port_a_locked_directory_and_a_store_that_is_down_are_one_line_each() {
             "127.0.0.1:0",
             "--store",
             &down,
+            "--insecure",
         ]),
         "does not answer: start `fencekit store",
     );

@@ -140,6 +140,11 @@ pub enum Error {
     #[error("transport: {0}")]
     Transport(String),
 
+    /// TLS files that cannot be used: unreadable, unsafe permissions, not PEM, a certificate
+    /// that names another node or that the CA did not sign (the message names the file).
+    #[error("TLS: {0}")]
+    Tls(String),
+
     /// An operation did not finish in time.
     #[error("timed out: {0}")]
     Timeout(&'static str),

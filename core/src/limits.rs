@@ -1,5 +1,7 @@
 //! Every limit of the kernel, named and checked together (TigerBeetle's `constants.zig`).
 
+use std::time::Duration;
+
 /// Longest resource key, in bytes.
 pub const KEY_LEN_MAX: usize = 256;
 
@@ -32,6 +34,30 @@ pub const PROPOSAL_MAX: usize = RECORD_PAYLOAD_MAX / 2;
 /// Largest frame the TCP transport reads; a larger length prefix ends the connection.
 pub const FRAME_MAX: usize = 4 * RECORD_PAYLOAD_MAX;
 
+/// How long a TCP connection may take to open (the SYN's answer).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One deadline for a connection's whole opening: TLS, handshake and answer. A peer that
+/// trickles its bytes is cut off here, however slowly it sends.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Inbound connections in their opening at once; beyond this, a new connection is closed
+/// before a byte is read. Each holds a thread until its handshake ends or its deadline passes.
+pub const HANDSHAKES_MAX: usize = 32;
+
+/// Authenticated inbound connections kept per peer; a newer one replaces the oldest.
+pub const PEER_CONNECTIONS_MAX: usize = 2;
+
+/// A connection that carries nothing for this long is closed by its reading side.
+pub const IDLE_MAX: Duration = Duration::from_secs(30);
+
+/// A sender with nothing to send writes an empty frame this often, so that an idle but live
+/// connection is never taken for a dead one.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Largest certificate, key or CA file read.
+pub const TLS_FILE_MAX: u64 = 1 << 20;
+
 /// Messages queued per peer by the TCP transport; beyond this, messages are dropped (Raft
 /// retransmits) rather than stalling the node thread.
 pub const PEER_QUEUE_MAX: usize = 4096;
@@ -57,3 +83,6 @@ const _: () = assert!(RESOURCES_DEFAULT <= RESOURCES_MAX);
 const _: () =
     assert!(SEGMENT_SIZE_MIN <= SEGMENT_SIZE_DEFAULT && SEGMENT_SIZE_DEFAULT <= SEGMENT_SIZE_MAX);
 const _: () = assert!(SEGMENT_SIZE_MAX <= u32::MAX as u64);
+// Keepalives arrive well within the idle bound, and a handshake ends long before it.
+const _: () = assert!(KEEPALIVE_INTERVAL.as_secs() * 3 <= IDLE_MAX.as_secs());
+const _: () = assert!(HANDSHAKE_TIMEOUT.as_secs() < IDLE_MAX.as_secs());

@@ -167,6 +167,8 @@ impl Node {
             stopping: false,
             test_hooks: config.test_hooks,
         };
+        // The status is there from the first moment, not only once the thread has run.
+        driver.publish(clock.now());
         let thread = std::thread::Builder::new()
             .name(format!("fencekit-node-{}", config.id))
             .spawn(move || driver.run(first))

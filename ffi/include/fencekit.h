@@ -13,6 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// Most node ids in one `fk_dev_certs_init` call.
+#define FK_DEV_CERTS_NODES_MAX 1024
+
 // The longest resource key, in bytes.
 #define FK_KEY_LEN_MAX 256
 
@@ -347,6 +350,10 @@ typedef uint32_t fk_policy_kind;
 // it reports no leadership and does nothing more until it is restarted.
 #define FK_STATUS_NODE_FAILED 3006
 
+// TLS files that cannot be used (unreadable, readable by others, not PEM, naming another node,
+// not signed by the CA; the message names the file), or certificates that cannot be made.
+#define FK_STATUS_TLS 3007
+
 // A policy plugin was refused at load (an import, a missing export, a limit; the message
 // names it).
 #define FK_STATUS_POLICY_REFUSED 4000
@@ -388,6 +395,39 @@ extern "C" {
 //
 // `buf` is NULL or points to an `fk_buf` that fencekit filled in (or one already released).
 void fk_buf_release(struct fk_buf *buf);
+
+// Makes a development CA for `cluster` in the directory `dir` (`dir_len` bytes of UTF-8,
+// created if missing; it must not hold a CA already), and a certificate for each of the
+// `nodes_len` node ids at `nodes`. Node `n`'s files are in `dir/node-<n>/`: pass that
+// directory as the node configuration's `"tls": {"dir": ...}`. `dir/ca.key` can mint members:
+// keep it private.
+//
+// Fails with `FK_STATUS_INVALID_ARGUMENT` for a node id of 0 or more than
+// `FK_DEV_CERTS_NODES_MAX` ids, `FK_STATUS_TLS` for a directory that holds a CA already,
+// `FK_STATUS_IO` if a file cannot be written.
+//
+// Thread safety: any thread.
+//
+// # Safety
+//
+// `dir` points to `dir_len` readable bytes; `nodes` points to `nodes_len` readable `uint64_t`
+// (or is NULL when `nodes_len` is 0).
+fk_status fk_dev_certs_init(const char *dir,
+                            size_t dir_len,
+                            uint64_t cluster,
+                            const uint64_t *nodes,
+                            size_t nodes_len);
+
+// Makes a certificate for node `node` with the development CA in `dir` (made by
+// `fk_dev_certs_init`), in `dir/node-<node>/`. Fails with `FK_STATUS_TLS` if the node has one
+// already or `dir` holds no development CA.
+//
+// Thread safety: any thread.
+//
+// # Safety
+//
+// `dir` points to `dir_len` readable bytes.
+fk_status fk_dev_certs_add(const char *dir, size_t dir_len, uint64_t node);
 
 // Writes the default options to `*out`.
 //

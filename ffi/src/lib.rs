@@ -16,6 +16,7 @@
 mod alloc_count;
 mod boundary;
 pub mod buf;
+pub mod dev_certs;
 pub mod fence;
 pub mod last_error;
 pub mod log;

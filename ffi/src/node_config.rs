@@ -6,10 +6,16 @@
 //!   "peers": [{"id": 2, "addr": "127.0.0.1:7002"}, {"id": 3, "addr": "127.0.0.1:7003"}],
 //!   "voters": [1, 2, 3],
 //!   "join": false,
+//!   "tls": {"dir": "/etc/app/fencekit/node-1"},
 //!   "timing": {"tick_ms": 10, "election_tick": 20, "heartbeat_tick": 3,
 //!              "max_drift": 0.05, "margin_ms": 10}
 //! }
 //! ```
+//!
+//! Peers authenticate with mutual TLS: `"tls": {"dir": D}` reads `D/node.crt`, `D/node.key` and
+//! `D/ca.crt` (the layout `fencekit certs` and `fk_dev_certs_init` make), or name the files:
+//! `"tls": {"cert": C, "key": K, "ca": A}`. Without TLS the configuration must say
+//! `"insecure": true` (anyone who reaches the port can then join); giving neither is an error.
 //!
 //! `voters` defaults to this node and every peer; `"join": true` starts with no voters, to be
 //! added to a running group. Every field of `timing` is optional. `"descriptor"` (on the node
@@ -24,7 +30,8 @@ use serde::Deserialize;
 
 use kernel::lease::Timing;
 use kernel::node::NodeConfig;
-use kernel::transport::tcp::TcpConfig;
+use kernel::transport::tcp::tls::TlsFiles;
+use kernel::transport::tcp::{Security, TcpConfig};
 use kernel::{Error, NodeId};
 
 #[derive(Deserialize)]
@@ -42,9 +49,44 @@ struct Config {
     #[serde(default)]
     timing: TimingConfig,
     descriptor: Option<String>,
+    tls: Option<TlsConfig>,
+    #[serde(default)]
+    insecure: bool,
     /// Test-only: lets `fk_node_panic_for_testing` fail the node on purpose.
     #[serde(default)]
     test_hooks: bool,
+}
+
+/// Where the node's certificate, key and CA are: a directory, or each file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsConfig {
+    dir: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
+    ca: Option<String>,
+}
+
+impl TlsConfig {
+    fn files(self) -> Result<TlsFiles, Error> {
+        match (self.dir, self.cert, self.key, self.ca) {
+            (Some(dir), None, None, None) if !dir.is_empty() => Ok(TlsFiles::in_dir(dir)),
+            (None, Some(cert), Some(key), Some(ca))
+                if !cert.is_empty() && !key.is_empty() && !ca.is_empty() =>
+            {
+                Ok(TlsFiles {
+                    cert: cert.into(),
+                    key: key.into(),
+                    ca: ca.into(),
+                })
+            }
+            _ => Err(invalid(
+                "tls: give {\"dir\": D} (D/node.crt, D/node.key, D/ca.crt) or all of \
+                 {\"cert\", \"key\", \"ca\"}, each a non-empty path"
+                    .into(),
+            )),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -147,11 +189,29 @@ pub(crate) fn parse(json: &str) -> Result<Parsed, Error> {
     node.timing = timing;
     node.test_hooks = config.test_hooks;
     node.validate()?;
+    let security = match (config.tls, config.insecure) {
+        (Some(tls), false) => Security::Tls(tls.files()?),
+        (None, true) => Security::Insecure,
+        (Some(_), true) => {
+            return Err(invalid(
+                "give either \"tls\" or \"insecure\": true, not both".into(),
+            ));
+        }
+        (None, false) => {
+            return Err(invalid(
+                "no \"tls\": peers must authenticate. Give \"tls\": {\"dir\": D} with the \
+                 node's certificates (fencekit certs init, or fk_dev_certs_init, makes them), \
+                 or \"insecure\": true to let anyone who reaches the port join the group"
+                    .into(),
+            ));
+        }
+    };
     let tcp = TcpConfig {
         cluster: config.cluster,
         node: id,
         listen,
         peers,
+        security,
     };
     Ok(Parsed {
         node,
@@ -172,7 +232,7 @@ mod tests {
     }
 
     const GOOD: &str = r#"{"id": 1, "cluster": 7, "data_dir": "/tmp/x", "listen": "127.0.0.1:0",
-        "peers": [{"id": 2, "addr": "127.0.0.1:7002"}]}"#;
+        "peers": [{"id": 2, "addr": "127.0.0.1:7002"}], "tls": {"dir": "/etc/fk/node-1"}}"#;
 
     #[test]
     fn voters_default_to_this_node_and_its_peers() {
@@ -181,6 +241,10 @@ mod tests {
         assert_eq!(voters, [1, 2]);
         assert_eq!(tcp.peers.len(), 1);
         assert_eq!(node.timing, Timing::default());
+        assert_eq!(
+            tcp.security,
+            Security::Tls(TlsFiles::in_dir("/etc/fk/node-1"))
+        );
     }
 
     #[test]
@@ -213,6 +277,26 @@ mod tests {
                     "\"cluster\": 7, \"timing\": {\"margin_ms\": 0},",
                 ),
                 "margin",
+            ),
+            (
+                &GOOD.replace(", \"tls\": {\"dir\": \"/etc/fk/node-1\"}", ""),
+                "no \"tls\"",
+            ),
+            (
+                &GOOD.replace("\"tls\"", "\"insecure\": true, \"tls\""),
+                "not both",
+            ),
+            (
+                &GOOD.replace("{\"dir\": \"/etc/fk/node-1\"}", "{\"cert\": \"/a\"}"),
+                "tls: give",
+            ),
+            (
+                &GOOD.replace("{\"dir\": \"/etc/fk/node-1\"}", "{\"dir\": \"\"}"),
+                "tls: give",
+            ),
+            (
+                &GOOD.replace("\"dir\"", "\"directory\""),
+                "unknown field `directory`",
             ),
         ];
         for (json, expected) in cases {

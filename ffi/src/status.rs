@@ -74,6 +74,9 @@ pub const FK_STATUS_TRANSPORT: fk_status = 3005;
 /// The node failed (a panic on its thread, a log it could not write; the message says which):
 /// it reports no leadership and does nothing more until it is restarted.
 pub const FK_STATUS_NODE_FAILED: fk_status = 3006;
+/// TLS files that cannot be used (unreadable, readable by others, not PEM, naming another node,
+/// not signed by the CA; the message names the file), or certificates that cannot be made.
+pub const FK_STATUS_TLS: fk_status = 3007;
 
 // Block 4000: policies.
 
@@ -111,6 +114,7 @@ pub(crate) fn of(error: &Error) -> fk_status {
         Error::Membership(_) => FK_STATUS_MEMBERSHIP,
         Error::Stopped => FK_STATUS_STOPPED,
         Error::Failed(_) => FK_STATUS_NODE_FAILED,
+        Error::Tls(_) => FK_STATUS_TLS,
         Error::Raft(_) => FK_STATUS_RAFT,
         Error::Transport(_) => FK_STATUS_TRANSPORT,
         Error::Timeout(_) => FK_STATUS_TIMEOUT,
@@ -149,6 +153,7 @@ pub(crate) const NAMES: &[(fk_status, &CStr)] = &[
     (FK_STATUS_RAFT, c"FK_STATUS_RAFT"),
     (FK_STATUS_TRANSPORT, c"FK_STATUS_TRANSPORT"),
     (FK_STATUS_NODE_FAILED, c"FK_STATUS_NODE_FAILED"),
+    (FK_STATUS_TLS, c"FK_STATUS_TLS"),
     (FK_STATUS_POLICY_REFUSED, c"FK_STATUS_POLICY_REFUSED"),
     (FK_STATUS_PANIC, c"FK_STATUS_PANIC"),
     (FK_STATUS_POISONED, c"FK_STATUS_POISONED"),

@@ -12,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use fencekit::NodeId;
+use fencekit::transport::tcp::dev_certs;
 use tempfile::TempDir;
 
 use crate::client::Client;
@@ -82,6 +84,12 @@ impl Cluster {
         cluster.wait_until("the store", |c| c.store_client.check_reachable().is_ok())?;
 
         let raft_ports = (0..size).map(|_| free_port()).collect::<Result<Vec<_>>>()?;
+        // The nodes speak mutual TLS, as any deployment should, with certificates of their own.
+        let certs = cluster.dir.path().join("certs");
+        let ids = (1..=size as u64)
+            .map(NodeId::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        dev_certs::init(&certs, 1, &ids).context("making the demo's certificates")?;
         let peers: Vec<String> = raft_ports
             .iter()
             .enumerate()
@@ -119,7 +127,11 @@ impl Cluster {
             ]
             .into_iter()
             .map(OsString::from)
-            .chain([cluster.dir.path().join(format!("node-{id}")).into()])
+            .chain([
+                cluster.dir.path().join(format!("node-{id}")).into(),
+                "--tls-dir".into(),
+                dev_certs::node_dir(&certs, NodeId::new(id)?).into(),
+            ])
             .collect();
             let child = cluster.spawn(&format!("node-{id}"), &args)?;
             cluster.members.push(Member {

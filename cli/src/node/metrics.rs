@@ -1,8 +1,9 @@
 //! The node's `/metrics`, in the Prometheus text exposition format.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use fencekit::node::{Role, Status};
+use fencekit::transport::tcp::TcpMonitor;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -22,6 +23,10 @@ pub(crate) struct NodeMetrics {
     commit: Gauge,
     applied: Gauge,
     events_dropped: Gauge,
+    failed: Gauge,
+    refused_messages: Gauge,
+    insecure: Gauge,
+    connections: Family<Labels, Gauge>,
     /// The scheduler's completions, by the store's answer: the fence verdicts this node met.
     pub(crate) writes: Family<Labels, Counter>,
 }
@@ -44,6 +49,10 @@ impl NodeMetrics {
             commit: Gauge::default(),
             applied: Gauge::default(),
             events_dropped: Gauge::default(),
+            failed: Gauge::default(),
+            refused_messages: Gauge::default(),
+            insecure: Gauge::default(),
+            connections: Family::default(),
             writes: Family::default(),
             registry: Registry::with_prefix("fencekit"),
         };
@@ -81,6 +90,29 @@ impl NodeMetrics {
             m.events_dropped.clone(),
         );
         registry.register(
+            "failed",
+            "1 if the node failed (a panic on its thread, a log it could not write): it reports \
+             no leadership until restarted",
+            m.failed.clone(),
+        );
+        registry.register(
+            "refused_messages",
+            "Peer messages refused at the step boundary: messages no honest member sends",
+            m.refused_messages.clone(),
+        );
+        registry.register(
+            "insecure",
+            "1 if the node runs without TLS (--insecure)",
+            m.insecure.clone(),
+        );
+        registry.register(
+            "peer_connections",
+            "Peer connections by outcome: refused (TLS or handshake), shed (too many \
+             handshakes at once), broken (protocol violation), idle_closed, \
+             tls_reload_failures; open (authenticated inbound, now)",
+            m.connections.clone(),
+        );
+        registry.register(
             "scheduler_writes",
             "Job completions this node's scheduler wrote, by the store's verdict (accepted, \
              unfenced, stale, conflict)",
@@ -89,8 +121,8 @@ impl NodeMetrics {
         m
     }
 
-    /// The exposition text for `status`.
-    pub(crate) fn render(&self, status: &Status) -> String {
+    /// The exposition text for `status` and the transport's counters.
+    pub(crate) fn render(&self, status: &Status, transport: Option<&TcpMonitor>) -> String {
         let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.term.set(to_i64(status.term));
         self.leader
@@ -110,6 +142,26 @@ impl NodeMetrics {
         self.commit.set(to_i64(status.commit));
         self.applied.set(to_i64(status.applied));
         self.events_dropped.set(to_i64(status.events_dropped));
+        self.failed.set(i64::from(status.failure.is_some()));
+        self.refused_messages.set(to_i64(status.refused_messages));
+        if let Some(monitor) = transport {
+            self.insecure.set(i64::from(monitor.is_insecure()));
+            let stats = monitor.stats();
+            for (kind, counter) in [
+                ("refused", &stats.refused),
+                ("shed", &stats.shed),
+                ("broken", &stats.broken),
+                ("idle_closed", &stats.idle_closed),
+                ("tls_reload_failures", &stats.tls_reload_failures),
+            ] {
+                self.connections
+                    .get_or_create(&vec![("outcome", kind)])
+                    .set(to_i64(counter.load(Ordering::Relaxed)));
+            }
+            self.connections
+                .get_or_create(&vec![("outcome", "open")])
+                .set(i64::try_from(monitor.inbound_connections()).unwrap_or(i64::MAX));
+        }
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = encode(&mut text, &self.registry);

@@ -105,3 +105,28 @@ pub(crate) fn wait_healthy(addr: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Makes development certificates for nodes `1..=n` of cluster 1 under `root/certs` with
+/// `fencekit certs init`, and returns the directory; node `i`'s are in `certs/node-<i>`.
+pub(crate) fn certs(root: &std::path::Path, n: usize) -> std::path::PathBuf {
+    let dir = root.join("certs");
+    let nodes: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+    let out = fencekit(&[
+        "certs",
+        "init",
+        "--dir",
+        &dir.to_string_lossy(),
+        "--nodes",
+        &nodes.join(","),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    dir
+}
+
+/// `--tls-dir` for node `id` with the certificates of [`certs`].
+pub(crate) fn tls_dir(certs: &std::path::Path, id: usize) -> String {
+    certs
+        .join(format!("node-{id}"))
+        .to_string_lossy()
+        .into_owned()
+}

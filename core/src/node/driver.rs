@@ -244,7 +244,7 @@ impl<T: Transport> Driver<T> {
         }
     }
 
-    fn publish(&self, now: Instant) {
+    pub(crate) fn publish(&self, now: Instant) {
         let status = self.replica.status(now);
         let mut view = self.shared.lock();
         if view.ended.is_some() {

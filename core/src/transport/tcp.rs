@@ -1,40 +1,72 @@
-//! The TCP transport: std::net and threads, no async.
+//! The TCP transport: std::net and threads, no async; mutual TLS unless the operator says
+//! insecure.
 //!
-//! - Every frame is a little-endian `u32` length and that many bytes; a length above
-//!   [`FRAME_MAX`] ends the connection before anything is allocated.
-//! - A connection opens with a handshake (`FKT1`, cluster id, sender, receiver). The receiving
-//!   side refuses a peer of another cluster, one not in the membership, or a handshake meant
-//!   for another node, answers with the reason, logs the refusal and closes.
+//! - A connection carries one direction: the connecting side sends, the accepting side
+//!   reads. It opens with TLS 1.3 (both certificates verified against the group's CA, see
+//!   [`tls`]) and a handshake naming the cluster, the sender and the receiver; TLS, handshake
+//!   and answer share one deadline. The byte format is in [`wire`].
+//! - The accepting side refuses a peer whose certificate names another node than its
+//!   handshake, a peer of another cluster, one not in the membership, or a handshake meant
+//!   for another node. It logs and counts the refusal, and tells the reason only to a peer
+//!   whose certificate the CA signed; a stranger learns nothing about the node.
+//! - Connections are bounded: handshakes in progress, and connections per peer (a new one
+//!   from a peer replaces its oldest). A connection idle past `IDLE_MAX` is closed; senders
+//!   keep theirs alive with empty frames.
 //! - Each peer has one sending thread and a bounded queue; [`Transport::send`] never blocks: a
 //!   full queue drops the message (Raft retransmits). The sender reconnects with exponential
-//!   backoff.
+//!   backoff, and before each batch checks that the peer has not closed the connection (a
+//!   restarted peer), so no message is written into a dead connection.
 //! - Each accepted connection has a reading thread that decodes messages and hands them to the
-//!   node's [`Inbox`]; a malformed message, or one claiming another sender, ends the connection.
+//!   node's [`Inbox`]; a malformed message, or one claiming another sender, ends the
+//!   connection. What the messages say is judged by the node's step boundary.
+
+mod connection;
+#[cfg(feature = "dev-certs")]
+pub mod dev_certs;
+pub mod tls;
+pub mod wire;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{self, BufWriter, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::io::{self, BufWriter, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 
 use crate::error::Error;
-use crate::limits::{FRAME_MAX, PEER_QUEUE_MAX};
+use crate::limits::{
+    FRAME_MAX, HANDSHAKES_MAX, KEEPALIVE_INTERVAL, PEER_CONNECTIONS_MAX, PEER_QUEUE_MAX,
+};
 use crate::token::NodeId;
 use crate::transport::{Inbox, Transport};
+use connection::{DialError, dial, peer_gone};
+use tls::{Identity, TlsFiles, TlsState};
 
-const MAGIC: &[u8; 4] = b"FKT1";
-const HANDSHAKE_LEN: usize = 4 + 8 + 8 + 8;
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How often blocked threads look at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the certificate files are looked at for a replacement.
+const TLS_RELOAD_CHECK: Duration = Duration::from_secs(1);
+/// A frame buffer that grew past this is given back after use.
+const BUFFER_KEEP_MAX: usize = 64 * 1024;
+
+/// Who may speak to the node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Security {
+    /// Mutual TLS: only holders of a certificate from the group's CA that names them
+    /// (`fencekit://<cluster>/<node>`) may connect, and only as that node.
+    Tls(TlsFiles),
+    /// Plaintext and unauthenticated: anyone who reaches the port can speak Raft as any
+    /// member, join the group, and hand out tokens every fence accepts. Only for a closed
+    /// machine (tests, a demo on loopback); the transport logs a warning when it starts.
+    Insecure,
+}
 
 /// How to run one node's TCP transport.
 #[derive(Clone, Debug)]
@@ -47,6 +79,8 @@ pub struct TcpConfig {
     pub listen: SocketAddr,
     /// The other members and their addresses.
     pub peers: Vec<(NodeId, String)>,
+    /// Mutual TLS, or explicitly none.
+    pub security: Security,
 }
 
 /// Counters of the transport, for status and metrics.
@@ -54,28 +88,48 @@ pub struct TcpConfig {
 pub struct TcpStats {
     /// Messages dropped because a peer's queue was full or the peer is unknown.
     pub dropped: AtomicU64,
-    /// Connections refused at the handshake.
+    /// Connections refused at TLS or the handshake.
     pub refused: AtomicU64,
+    /// Connections closed at once because too many handshakes were in progress.
+    pub shed: AtomicU64,
     /// Connections ended for a protocol violation (bad frame, bad message).
     pub broken: AtomicU64,
+    /// Connections closed after `IDLE_MAX` without a frame.
+    pub idle_closed: AtomicU64,
+    /// Certificate reloads that failed (the previous certificates stay in use).
+    pub tls_reload_failures: AtomicU64,
 }
 
-struct Shared {
+/// An authenticated inbound connection, kept to be shut down (on stop, or when the same peer
+/// opens more than `PEER_CONNECTIONS_MAX`).
+struct Inbound {
+    peer: u64,
+    serial: u64,
+    socket: TcpStream,
+}
+
+pub(crate) struct Shared {
     cluster: u64,
     node: NodeId,
+    tls: Option<TlsState>,
     members: Mutex<HashSet<u64>>,
     stop: AtomicBool,
     stats: TcpStats,
     /// The last refusal or protocol error, for tests and operators.
     last_refusal: Mutex<Option<String>>,
-    /// Accepted connections, shut down on stop to end their blocking reads.
-    inbound: Mutex<Vec<TcpStream>>,
+    handshakes: AtomicUsize,
+    inbound: Mutex<Vec<Inbound>>,
+    next_serial: AtomicU64,
 }
 
 impl Shared {
     fn refuse(&self, reason: String) {
         log::warn!("fencekit tcp node {}: {reason}", self.node);
         *self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+    }
+
+    fn inbound(&self) -> std::sync::MutexGuard<'_, Vec<Inbound>> {
+        self.inbound.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -105,6 +159,31 @@ impl TcpMonitor {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
+
+    /// Authenticated inbound connections open now.
+    pub fn inbound_connections(&self) -> usize {
+        self.0.inbound().len()
+    }
+
+    /// Whether the transport runs without TLS.
+    pub fn is_insecure(&self) -> bool {
+        self.0.tls.is_none()
+    }
+
+    /// Reloads the certificate files now (on SIGHUP, say); the transport also does so by
+    /// itself within a second of a change. New connections use them; on an error the
+    /// previous ones stay in use. `Ok` without TLS.
+    pub fn reload_tls(&self) -> Result<(), Error> {
+        match &self.0.tls {
+            None => Ok(()),
+            Some(tls) => tls.reload().inspect_err(|_| {
+                self.0
+                    .stats
+                    .tls_reload_failures
+                    .fetch_add(1, Ordering::Relaxed);
+            }),
+        }
+    }
 }
 
 struct Peer {
@@ -130,9 +209,27 @@ impl std::fmt::Debug for TcpTransport {
 }
 
 impl TcpTransport {
-    /// Binds the listening socket and starts the threads. A port in use is an error naming
-    /// the address.
+    /// Loads the certificates, binds the listening socket and starts the threads. Unreadable
+    /// or unsafe certificate files are an error naming the file; so is a port in use.
     pub fn bind(config: TcpConfig, inbox: Inbox) -> Result<TcpTransport, Error> {
+        let tls = match config.security {
+            Security::Tls(files) => Some(TlsState::load(
+                files,
+                Identity {
+                    cluster: config.cluster,
+                    node: config.node,
+                },
+            )?),
+            Security::Insecure => {
+                log::warn!(
+                    "fencekit tcp node {}: INSECURE: peers are not authenticated and traffic is \
+                     not encrypted; anyone who reaches {} can join the group and obtain tokens",
+                    config.node,
+                    config.listen
+                );
+                None
+            }
+        };
         let listener = TcpListener::bind(config.listen)
             .map_err(|e| Error::Transport(format!("cannot listen on {}: {e}", config.listen)))?;
         let local = listener
@@ -146,11 +243,14 @@ impl TcpTransport {
         let shared = Arc::new(Shared {
             cluster: config.cluster,
             node: config.node,
+            tls,
             members: Mutex::new(members),
             stop: AtomicBool::new(false),
             stats: TcpStats::default(),
             last_refusal: Mutex::new(None),
+            handshakes: AtomicUsize::new(0),
             inbound: Mutex::new(Vec::new()),
+            next_serial: AtomicU64::new(0),
         });
         let accept_shared = shared.clone();
         let listener = std::thread::Builder::new()
@@ -239,6 +339,10 @@ impl Transport for TcpTransport {
                 members.remove(&id.get());
                 drop(members);
                 self.disconnect(id.get());
+                // A member that left speaks no more.
+                for inbound in self.shared.inbound().iter().filter(|i| i.peer == id.get()) {
+                    let _ = inbound.socket.shutdown(Shutdown::Both);
+                }
             }
         }
     }
@@ -249,14 +353,8 @@ impl Transport for TcpTransport {
         for id in ids {
             self.disconnect(id);
         }
-        for stream in self
-            .shared
-            .inbound
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
-            let _ = stream.shutdown(Shutdown::Both);
+        for inbound in self.shared.inbound().drain(..) {
+            let _ = inbound.socket.shutdown(Shutdown::Both);
         }
         if let Some(listener) = self.listener.take() {
             let _ = listener.join();
@@ -270,54 +368,28 @@ impl Drop for TcpTransport {
     }
 }
 
-fn write_frame(out: &mut impl Write, payload: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(payload.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
-    out.write_all(&len.to_le_bytes())?;
-    out.write_all(payload)
-}
-
-/// Reads one frame. `Ok(None)`: the peer closed the connection cleanly.
-fn read_frame(input: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<Option<()>> {
-    let mut len = [0u8; 4];
-    match input.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let len = u32::from_le_bytes(len) as usize;
-    if len > FRAME_MAX {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes exceeds the limit of {FRAME_MAX}"),
-        ));
-    }
-    buf.resize(len, 0);
-    input.read_exact(buf)?;
-    Ok(Some(()))
-}
-
-fn handshake_bytes(cluster: u64, from: NodeId, to: NodeId) -> [u8; HANDSHAKE_LEN] {
-    let mut out = [0u8; HANDSHAKE_LEN];
-    out[..4].copy_from_slice(MAGIC);
-    out[4..12].copy_from_slice(&cluster.to_le_bytes());
-    out[12..20].copy_from_slice(&from.get().to_le_bytes());
-    out[20..28].copy_from_slice(&to.get().to_le_bytes());
-    out
-}
-
 fn send_loop(shared: Arc<Shared>, to: NodeId, address: String, queue: Receiver<Message>) {
     let mut backoff = BACKOFF_MIN;
+    let mut encoded = Vec::new();
+    // A message taken from the queue just before the connection turned out closed: it goes
+    // out first on the next one.
+    let mut carried: Option<Message> = None;
     'connect: while !shared.stop.load(Ordering::SeqCst) {
-        let stream = match open(&shared, to, &address) {
-            Ok(stream) => stream,
-            Err(reason) => {
-                log::debug!("fencekit tcp node {}: {reason}", shared.node);
+        let connection = match dial(&shared, to, &address) {
+            Ok(connection) => connection,
+            Err(DialError { reason, refused }) => {
+                if refused {
+                    shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    shared.refuse(reason);
+                } else {
+                    log::debug!("fencekit tcp node {}: {reason}", shared.node);
+                }
                 // Wait out the backoff, but drain the queue meanwhile: stale messages are
                 // useless once we reconnect, and a full queue would drop fresh ones.
-                let deadline = std::time::Instant::now() + backoff;
+                carried = None;
+                let deadline = Instant::now() + backoff;
                 loop {
-                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         break;
                     }
@@ -331,23 +403,47 @@ fn send_loop(shared: Arc<Shared>, to: NodeId, address: String, queue: Receiver<M
             }
         };
         backoff = BACKOFF_MIN;
-        let mut out = BufWriter::new(&stream);
+        let socket = match connection.socket().try_clone() {
+            Ok(socket) => socket,
+            Err(_) => continue,
+        };
+        let mut out = BufWriter::new(connection);
+        let mut last_write = Instant::now();
         loop {
-            let message = match queue.recv_timeout(POLL) {
-                Ok(message) => message,
+            let wait = POLL.min(KEEPALIVE_INTERVAL.saturating_sub(last_write.elapsed()));
+            let received = match carried.take() {
+                Some(message) => Ok(message),
+                None => queue.recv_timeout(wait),
+            };
+            let first = match received {
+                Ok(message) => Some(message),
                 Err(RecvTimeoutError::Timeout) => {
                     if shared.stop.load(Ordering::SeqCst) {
                         return;
                     }
-                    continue;
+                    if last_write.elapsed() < KEEPALIVE_INTERVAL {
+                        continue;
+                    }
+                    None
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
             };
-            let mut result = encode_and_write(&mut out, &message);
+            if peer_gone(&socket) {
+                log::debug!(
+                    "fencekit tcp node {}: node {to} closed the connection; reconnecting",
+                    shared.node
+                );
+                carried = first;
+                continue 'connect;
+            }
+            let mut result = match first {
+                Some(message) => encode_and_write(&mut out, &message, &mut encoded),
+                None => wire::write_frame(&mut out, &[]),
+            };
             // Batch what is already queued into the same flush.
             while result.is_ok() {
                 match queue.try_recv() {
-                    Ok(message) => result = encode_and_write(&mut out, &message),
+                    Ok(message) => result = encode_and_write(&mut out, &message, &mut encoded),
                     Err(_) => break,
                 }
             }
@@ -355,63 +451,57 @@ fn send_loop(shared: Arc<Shared>, to: NodeId, address: String, queue: Receiver<M
                 log::debug!("fencekit tcp node {}: lost node {to}: {e}", shared.node);
                 continue 'connect;
             }
+            last_write = Instant::now();
         }
     }
 }
 
-fn encode_and_write(out: &mut impl Write, message: &Message) -> io::Result<()> {
-    let bytes = message
-        .write_to_bytes()
+fn encode_and_write(
+    out: &mut impl Write,
+    message: &Message,
+    encoded: &mut Vec<u8>,
+) -> io::Result<()> {
+    encoded.clear();
+    message
+        .write_to_vec(encoded)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-    write_frame(out, &bytes)
-}
-
-/// Connects to `to` and completes the handshake, or says why not.
-fn open(shared: &Shared, to: NodeId, address: &str) -> Result<TcpStream, String> {
-    let addr = address
-        .to_socket_addrs()
-        .map_err(|e| format!("node {to} address {address:?}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("node {to} address {address:?} resolves to nothing"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))
-        .map_err(|e| format!("connect to node {to} at {addr}: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    stream
-        .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    write_frame(
-        &mut stream,
-        &handshake_bytes(shared.cluster, shared.node, to),
-    )
-    .map_err(|e| format!("handshake with node {to}: {e}"))?;
-    let mut answer = Vec::new();
-    match read_frame(&mut stream, &mut answer) {
-        Ok(Some(())) if answer == b"OK" => {}
-        Ok(Some(())) => {
-            let reason = String::from_utf8_lossy(answer.strip_prefix(b"NO ").unwrap_or(&answer));
-            let reason = format!("node {to} at {addr} refused this node: {reason}");
-            shared.refuse(reason.clone());
-            return Err(reason);
-        }
-        Ok(None) => return Err(format!("node {to} closed the connection at the handshake")),
-        Err(e) => return Err(format!("handshake with node {to}: {e}")),
-    }
-    let _ = stream.set_read_timeout(None);
-    Ok(stream)
+    wire::write_frame(out, encoded)
 }
 
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>, inbox: Inbox) {
     let mut readers: Vec<JoinHandle<()>> = Vec::new();
+    let mut next_reload_check = Instant::now() + TLS_RELOAD_CHECK;
     while !shared.stop.load(Ordering::SeqCst) {
+        if Instant::now() >= next_reload_check {
+            next_reload_check = Instant::now() + TLS_RELOAD_CHECK;
+            reload_if_changed(&shared);
+        }
         match listener.accept() {
             Ok((stream, from)) => {
+                // Each handshake holds a thread until it ends or its deadline passes; beyond
+                // the bound, a connection is closed at once, before a byte is read.
+                if shared.handshakes.fetch_add(1, Ordering::SeqCst) >= HANDSHAKES_MAX {
+                    shared.handshakes.fetch_sub(1, Ordering::SeqCst);
+                    shared.stats.shed.fetch_add(1, Ordering::Relaxed);
+                    log::debug!(
+                        "fencekit tcp node {}: {HANDSHAKES_MAX} handshakes in progress; \
+                         closed a connection from {from}",
+                        shared.node
+                    );
+                    drop(stream);
+                    continue;
+                }
                 let shared = shared.clone();
                 let inbox = inbox.clone();
                 let spawned = std::thread::Builder::new()
                     .name(format!("fencekit-tcp-recv-{}", shared.node))
                     .spawn(move || receive(stream, from, &shared, &inbox));
-                if let Ok(reader) = spawned {
-                    readers.push(reader);
+                match spawned {
+                    Ok(reader) => readers.push(reader),
+                    Err(_) => {
+                        // The thread never ran: its handshake slot is still taken.
+                        log::warn!("fencekit tcp: cannot start a reading thread");
+                    }
                 }
                 readers.retain(|r| !r.is_finished());
             }
@@ -427,63 +517,105 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, inbox: Inbox) {
     }
 }
 
-/// Serves one inbound connection until it closes, breaks the protocol, or the transport stops.
-fn receive(stream: TcpStream, from_addr: SocketAddr, shared: &Shared, inbox: &Inbox) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_nodelay(true);
-    let mut reader = io::BufReader::new(&stream);
-    let mut buf = Vec::new();
-    let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
-    let peer = match read_frame(&mut reader, &mut buf) {
-        Ok(Some(())) => match check_handshake(shared, &buf) {
-            Ok(peer) => {
-                let _ = write_frame(&mut &stream, b"OK");
-                peer
-            }
-            Err(reason) => {
-                shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-                shared.refuse(format!("refused a connection from {from_addr}: {reason}"));
-                let _ = write_frame(&mut &stream, format!("NO {reason}").as_bytes());
-                let _ = stream.shutdown(Shutdown::Both);
-                return;
-            }
-        },
-        _ => return,
-    };
-    let _ = stream.set_read_timeout(None);
-    match stream.try_clone() {
-        Ok(clone) => {
-            let mut inbound = shared.inbound.lock().unwrap_or_else(|p| p.into_inner());
-            inbound.retain(|s| s.peer_addr().is_ok());
-            inbound.push(clone);
-        }
-        Err(_) => return,
-    }
-    // A stop that began before the clone was registered would not shut it down.
-    if shared.stop.load(Ordering::SeqCst) {
+fn reload_if_changed(shared: &Shared) {
+    let Some(tls) = &shared.tls else {
         return;
+    };
+    match tls.reload_if_changed() {
+        None => {}
+        Some(Ok(())) => log::info!(
+            "fencekit tcp node {}: certificates reloaded for {}",
+            shared.node,
+            tls.me()
+        ),
+        Some(Err(e)) => {
+            shared
+                .stats
+                .tls_reload_failures
+                .fetch_add(1, Ordering::Relaxed);
+            shared.refuse(format!(
+                "the replaced certificates do not load ({e}); the previous ones stay in use"
+            ));
+        }
     }
+}
+
+/// Releases a handshake slot when the handshake ends, however it ends.
+struct HandshakeSlot<'a>(&'a AtomicUsize);
+
+impl Drop for HandshakeSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Serves one inbound connection until it closes, breaks the protocol, idles past
+/// `IDLE_MAX`, or the transport stops.
+fn receive(stream: TcpStream, from_addr: SocketAddr, shared: &Shared, inbox: &Inbox) {
+    let slot = HandshakeSlot(&shared.handshakes);
+    let accepted = connection::accept(shared, stream);
+    drop(slot);
+    let (peer, mut connection) = match accepted {
+        Ok(accepted) => accepted,
+        Err(refusal) => {
+            shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+            let who = if refusal.authenticated {
+                "a certified peer"
+            } else {
+                "a stranger"
+            };
+            shared.refuse(format!(
+                "refused a connection from {from_addr} ({who}): {}",
+                refusal.reason
+            ));
+            return;
+        }
+    };
+    let Some(serial) = register(shared, peer, connection.socket()) else {
+        return;
+    };
+    let mut buf = Vec::new();
     loop {
-        match read_frame(&mut reader, &mut buf) {
-            Ok(Some(())) => {}
-            Ok(None) => return,
+        let read = wire::read_frame(&mut connection, &mut buf, FRAME_MAX);
+        match read {
+            Ok(true) => {}
+            Ok(false) => break,
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                 shared.stats.broken.fetch_add(1, Ordering::Relaxed);
                 shared.refuse(format!("closed the connection from node {peer}: {e}"));
-                return;
+                break;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                shared.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+                log::debug!(
+                    "fencekit tcp node {}: closed the idle connection from node {peer}",
+                    shared.node
+                );
+                break;
             }
             // The peer went away (restart, reset) or the transport is stopping.
             Err(e) => {
                 log::debug!("fencekit tcp node {}: node {peer} left: {e}", shared.node);
-                return;
+                break;
             }
+        }
+        if buf.capacity() > BUFFER_KEEP_MAX && buf.len() <= BUFFER_KEEP_MAX {
+            buf.shrink_to(BUFFER_KEEP_MAX);
+        }
+        if buf.is_empty() {
+            continue; // a keepalive
         }
         let message = match Message::parse_from_bytes(&buf) {
             Ok(message) => message,
             Err(e) => {
                 shared.stats.broken.fetch_add(1, Ordering::Relaxed);
                 shared.refuse(format!("malformed message from node {peer}: {e}"));
-                return;
+                break;
             }
         };
         if message.from != peer.get() || message.to != shared.node.get() {
@@ -492,36 +624,130 @@ fn receive(stream: TcpStream, from_addr: SocketAddr, shared: &Shared, inbox: &In
                 "node {peer} sent a message from {} to {}; closing",
                 message.from, message.to
             ));
-            return;
+            break;
         }
         if !inbox.deliver(message) {
             shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
+    let _ = connection.socket().shutdown(Shutdown::Both);
+    shared.inbound().retain(|i| i.serial != serial);
 }
 
-fn check_handshake(shared: &Shared, bytes: &[u8]) -> Result<NodeId, String> {
-    if bytes.len() != HANDSHAKE_LEN || &bytes[..4] != MAGIC {
-        return Err("not a fencekit handshake".into());
+/// Records an authenticated connection from `peer`, closing its oldest beyond
+/// `PEER_CONNECTIONS_MAX` (a restarted peer's old connection may linger until its FIN or the
+/// idle bound; the new one is the live one). `None`: the transport is stopping.
+fn register(shared: &Shared, peer: NodeId, socket: &TcpStream) -> Option<u64> {
+    let clone = socket.try_clone().ok()?;
+    let serial = shared.next_serial.fetch_add(1, Ordering::Relaxed);
+    let mut inbound = shared.inbound();
+    // Checked under the lock that shut_down drains: a stop that began before this
+    // registration would not shut the connection down.
+    if shared.stop.load(Ordering::SeqCst) {
+        return None;
     }
-    let field = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-    let (cluster, from, to) = (field(4), field(12), field(20));
-    if cluster != shared.cluster {
-        return Err(format!(
-            "cluster {cluster:#x} is not this node's cluster {:#x}",
-            shared.cluster
-        ));
+    while inbound.iter().filter(|i| i.peer == peer.get()).count() >= PEER_CONNECTIONS_MAX {
+        let Some(at) = inbound.iter().position(|i| i.peer == peer.get()) else {
+            break;
+        };
+        let _ = inbound.remove(at).socket.shutdown(Shutdown::Both);
     }
-    if to != shared.node.get() {
-        return Err(format!(
-            "addressed to node {to}, but this is node {}",
-            shared.node
-        ));
+    inbound.push(Inbound {
+        peer: peer.get(),
+        serial,
+        socket: clone,
+    });
+    Some(serial)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::driver::Input;
+
+    fn inbox(n: u64) -> (Inbox, Receiver<Input>) {
+        let (tx, rx) = bounded(16);
+        let inbox = Inbox {
+            to: NodeId::new(n).expect("node id"),
+            input: tx,
+        };
+        (inbox, rx)
     }
-    let from = NodeId::new(from).map_err(|_| "sender id 0".to_string())?;
-    let members = shared.members.lock().unwrap_or_else(|p| p.into_inner());
-    if !members.contains(&from.get()) || from == shared.node {
-        return Err(format!("node {from} is not a member of this group"));
+
+    fn transport(
+        n: u64,
+        listen: SocketAddr,
+        peer: (u64, SocketAddr),
+        inbox: Inbox,
+        certs: Option<&std::path::Path>,
+    ) -> TcpTransport {
+        let node = NodeId::new(n).expect("node id");
+        let config = TcpConfig {
+            cluster: 7,
+            node,
+            listen,
+            peers: vec![(NodeId::new(peer.0).expect("node id"), peer.1.to_string())],
+            security: match certs {
+                Some(dir) => Security::Tls(TlsFiles::in_dir(dev_certs::node_dir(dir, node))),
+                None => Security::Insecure,
+            },
+        };
+        TcpTransport::bind(config, inbox).expect("bind")
     }
-    Ok(from)
+
+    fn message(n: u64) -> Message {
+        Message {
+            from: 1,
+            to: 2,
+            term: n,
+            ..Default::default()
+        }
+    }
+
+    fn received(rx: &Receiver<Input>) -> Option<u64> {
+        match rx.recv_timeout(Duration::from_secs(2)) {
+            Ok(Input::Peer(m)) => Some(m.term),
+            _ => None,
+        }
+    }
+
+    /// A connection whose peer restarted is noticed before a message is written into it: the
+    /// peer's old socket is gone, so a message written there would be lost (the kernel
+    /// answers with a reset), and with an idle link nothing would retry it until Raft's next
+    /// election timeout. Here the first message after the restart must arrive.
+    #[test]
+    fn the_first_message_after_a_peer_restart_is_not_lost() {
+        let certs = tempfile::tempdir().expect("a directory");
+        let ids = [1, 2].map(|n| NodeId::new(n).expect("node id"));
+        dev_certs::init(certs.path(), 7, &ids).expect("certificates");
+        first_message_after_restart(None);
+        first_message_after_restart(Some(certs.path()));
+    }
+
+    fn first_message_after_restart(certs: Option<&std::path::Path>) {
+        let a_addr = "127.0.0.1:0".parse().expect("addr");
+        let b_addr = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let (a_inbox, _a_rx) = inbox(1);
+        let (b_inbox, b_rx) = inbox(2);
+        let mut b = transport(2, b_addr, (1, a_addr), b_inbox, certs);
+        let mut a = transport(1, a_addr, (2, b_addr), a_inbox, certs);
+        a.send(message(1));
+        assert_eq!(received(&b_rx), Some(1));
+
+        b.shut_down();
+        drop(b);
+        let (b_inbox, b_rx) = inbox(2);
+        let _b = transport(2, b_addr, (1, a_addr), b_inbox, certs);
+        // Long enough for the old connection's end to reach A, short of a keepalive.
+        std::thread::sleep(Duration::from_millis(300));
+        a.send(message(2));
+        assert_eq!(
+            received(&b_rx),
+            Some(2),
+            "the first message after the restart was lost (TLS: {})",
+            certs.is_some()
+        );
+    }
 }

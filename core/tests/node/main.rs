@@ -7,6 +7,7 @@
     reason = "a test that meets an error should stop right there"
 )]
 
+mod attack;
 mod harness;
 mod replica;
 mod step_guard;

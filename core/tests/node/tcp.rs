@@ -1,36 +1,155 @@
-//! A group over real TCP on loopback, and peers that break the rules.
+//! Groups over real TCP on loopback: secure (mutual TLS, development certificates) and
+//! insecure; a peer that restarts; bad configurations.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use fencekit::NodeId;
 use fencekit::node::{Node, NodeConfig};
-use fencekit::transport::tcp::{TcpConfig, TcpMonitor, TcpTransport};
+use fencekit::transport::tcp::tls::TlsFiles;
+use fencekit::transport::tcp::wire::{Handshake, read_frame};
+use fencekit::transport::tcp::{Security, TcpConfig, TcpMonitor, TcpTransport, dev_certs};
 
 use crate::harness::id;
 
-const CLUSTER: u64 = 0xFE4CE;
+pub(crate) const CLUSTER: u64 = 0xFE4CE;
 
-fn free_addr() -> SocketAddr {
+pub(crate) fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
 }
 
-fn start(n: u64, cluster: u64, addrs: &[SocketAddr], dir: &std::path::Path) -> (Node, TcpMonitor) {
-    let voters: Vec<NodeId> = (1..=addrs.len() as u64).map(id).collect();
-    let config = NodeConfig::new(id(n), cluster, dir, voters);
-    let tcp = TcpConfig {
-        cluster,
-        node: id(n),
-        listen: addrs[(n - 1) as usize],
-        peers: (1..=addrs.len() as u64)
+/// Nodes `1..=n` over TCP, each with its own data directory; secure unless made `insecure`.
+pub(crate) struct TcpGroup {
+    pub addrs: Vec<SocketAddr>,
+    pub nodes: Vec<Option<(Node, TcpMonitor)>>,
+    /// The development CA's directory (`None`: insecure).
+    pub certs: Option<PathBuf>,
+    dirs: Vec<tempfile::TempDir>,
+    _certs_dir: tempfile::TempDir,
+}
+
+impl TcpGroup {
+    pub(crate) fn secure(n: u64) -> TcpGroup {
+        TcpGroup::new(n, true)
+    }
+
+    pub(crate) fn insecure(n: u64) -> TcpGroup {
+        TcpGroup::new(n, false)
+    }
+
+    fn new(n: u64, secure: bool) -> TcpGroup {
+        let certs_dir = tempfile::tempdir().unwrap();
+        let certs = secure.then(|| {
+            let dir = certs_dir.path().join("ca");
+            let ids: Vec<NodeId> = (1..=n).map(id).collect();
+            dev_certs::init(&dir, CLUSTER, &ids).unwrap();
+            dir
+        });
+        let mut group = TcpGroup {
+            addrs: (0..n).map(|_| free_addr()).collect(),
+            nodes: Vec::new(),
+            certs,
+            dirs: (0..n).map(|_| tempfile::tempdir().unwrap()).collect(),
+            _certs_dir: certs_dir,
+        };
+        for i in 1..=n {
+            let started = group.start_node(i);
+            group.nodes.push(Some(started));
+        }
+        group
+    }
+
+    pub(crate) fn security(&self, n: u64) -> Security {
+        match &self.certs {
+            Some(dir) => Security::Tls(TlsFiles::in_dir(dev_certs::node_dir(dir, id(n)))),
+            None => Security::Insecure,
+        }
+    }
+
+    fn start_node(&self, n: u64) -> (Node, TcpMonitor) {
+        let voters: Vec<NodeId> = (1..=self.addrs.len() as u64).map(id).collect();
+        let config = NodeConfig::new(id(n), CLUSTER, self.dirs[(n - 1) as usize].path(), voters);
+        let tcp = TcpConfig {
+            cluster: CLUSTER,
+            node: id(n),
+            listen: self.addrs[(n - 1) as usize],
+            peers: self.peers_of(n),
+            security: self.security(n),
+        };
+        start(config, tcp)
+    }
+
+    fn peers_of(&self, n: u64) -> Vec<(NodeId, String)> {
+        (1..=self.addrs.len() as u64)
             .filter(|&p| p != n)
-            .map(|p| (id(p), addrs[(p - 1) as usize].to_string()))
-            .collect(),
-    };
+            .map(|p| (id(p), self.addrs[(p - 1) as usize].to_string()))
+            .collect()
+    }
+
+    pub(crate) fn node(&self, n: u64) -> &Node {
+        &self.nodes[(n - 1) as usize].as_ref().unwrap().0
+    }
+
+    pub(crate) fn monitor(&self, n: u64) -> &TcpMonitor {
+        &self.nodes[(n - 1) as usize].as_ref().unwrap().1
+    }
+
+    pub(crate) fn stop(&mut self, n: u64) {
+        if let Some((node, _)) = self.nodes[(n - 1) as usize].take() {
+            node.stop();
+        }
+    }
+
+    pub(crate) fn restart(&mut self, n: u64) {
+        self.stop(n);
+        let started = self.start_node(n);
+        self.nodes[(n - 1) as usize] = Some(started);
+    }
+
+    /// The one node with usable leadership, waiting up to 10 s for one; panics on two.
+    pub(crate) fn leader(&self) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let leaders: Vec<u64> = (1..=self.addrs.len() as u64)
+                .filter(|&n| {
+                    self.nodes[(n - 1) as usize]
+                        .as_ref()
+                        .is_some_and(|(node, _)| node.leadership().is_some())
+                })
+                .collect();
+            assert!(leaders.len() <= 1, "two usable leaders: {leaders:?}");
+            if let [one] = leaders[..] {
+                return one;
+            }
+            assert!(Instant::now() < deadline, "no leader within 10 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Proposes through the leader and waits until every running node committed it.
+    pub(crate) fn commit_everywhere(&self, data: &[u8]) {
+        let leader = self.node(self.leader());
+        let index = leader
+            .propose(data.to_vec())
+            .unwrap()
+            .wait(Duration::from_secs(5))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for (node, _) in self.nodes.iter().flatten() {
+            while node.status().unwrap().commit < index {
+                assert!(Instant::now() < deadline, "a follower did not catch up");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+pub(crate) fn start(config: NodeConfig, tcp: TcpConfig) -> (Node, TcpMonitor) {
     let mut monitor = None;
     let node = Node::start(config, |inbox| {
         let t = TcpTransport::bind(tcp, inbox)?;
@@ -41,126 +160,158 @@ fn start(n: u64, cluster: u64, addrs: &[SocketAddr], dir: &std::path::Path) -> (
     (node, monitor.unwrap())
 }
 
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = (payload.len() as u32).to_le_bytes().to_vec();
-    out.extend_from_slice(payload);
-    out
-}
-
-fn handshake(cluster: u64, from: u64, to: u64) -> Vec<u8> {
-    let mut h = b"FKT1".to_vec();
-    for v in [cluster, from, to] {
-        h.extend_from_slice(&v.to_le_bytes());
+pub(crate) fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
     }
-    frame(&h)
 }
 
-fn answer(stream: &mut TcpStream) -> String {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len).unwrap();
-    let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
-    stream.read_exact(&mut buf).unwrap();
-    String::from_utf8(buf).unwrap()
+pub(crate) fn count(
+    monitor: &TcpMonitor,
+    f: impl Fn(&fencekit::transport::tcp::TcpStats) -> &std::sync::atomic::AtomicU64,
+) -> u64 {
+    f(monitor.stats()).load(std::sync::atomic::Ordering::Relaxed)
 }
 
 #[test]
-fn three_nodes_over_tcp_elect_replicate_and_refuse_strangers() {
-    let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let started: Vec<(Node, TcpMonitor)> = (1..=3)
-        .map(|n| start(n, CLUSTER, &addrs, dirs[(n - 1) as usize].path()))
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let leader = loop {
-        if let Some((node, _)) = started.iter().find(|(n, _)| n.leadership().is_some()) {
-            break node;
-        }
-        assert!(Instant::now() < deadline, "no leader over TCP within 10 s");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+fn a_secure_group_elects_replicates_and_survives_a_restart() {
+    let mut group = TcpGroup::secure(3);
     for i in 0..20 {
-        let ticket = leader.propose(format!("p{i}").into_bytes()).unwrap();
-        ticket.wait(Duration::from_secs(5)).unwrap();
+        group.commit_everywhere(format!("p{i}").as_bytes());
     }
-    let commit = leader.status().unwrap().commit;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while started
-        .iter()
-        .any(|(n, _)| n.status().unwrap().commit < commit)
-    {
-        assert!(Instant::now() < deadline, "followers did not catch up");
-        std::thread::sleep(Duration::from_millis(10));
+    let leader = group.leader();
+    let follower = if leader == 1 { 2 } else { 1 };
+    group.restart(follower);
+    group.commit_everywhere(b"after a follower restart");
+    group.restart(leader);
+    group.commit_everywhere(b"after the leader restarted");
+    for n in 1..=3 {
+        assert_eq!(count(group.monitor(n), |s| &s.refused), 0, "node {n}");
+        assert_eq!(group.node(n).status().unwrap().refused_messages, 0);
+        assert!(!group.monitor(n).is_insecure());
     }
+}
 
-    // A node of another cluster is refused at the handshake, with the reason.
-    let mut s = TcpStream::connect(addrs[0]).unwrap();
-    s.write_all(&handshake(0xBAD, 2, 1)).unwrap();
-    let reply = answer(&mut s);
-    assert!(
-        reply.starts_with("NO") && reply.contains("cluster"),
-        "{reply}"
-    );
-    // So is a node that is not a member, and a handshake meant for another node.
-    let mut s = TcpStream::connect(addrs[0]).unwrap();
-    s.write_all(&handshake(CLUSTER, 9, 1)).unwrap();
-    assert!(answer(&mut s).contains("not a member"));
-    let mut s = TcpStream::connect(addrs[0]).unwrap();
-    s.write_all(&handshake(CLUSTER, 2, 3)).unwrap();
-    assert!(answer(&mut s).contains("addressed to node 3"));
-    let monitor = &started[0].1;
-    assert!(
-        monitor
-            .stats()
-            .refused
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 3
-    );
-    assert!(
-        monitor
-            .last_refusal()
-            .unwrap()
-            .contains("addressed to node 3")
-    );
-
-    // A member that sends an oversized frame, or garbage, is cut off; the node keeps going.
-    let mut s = TcpStream::connect(addrs[0]).unwrap();
-    s.write_all(&handshake(CLUSTER, 2, 1)).unwrap();
-    assert_eq!(answer(&mut s), "OK");
-    s.write_all(&u32::MAX.to_le_bytes()).unwrap();
-    let mut s = TcpStream::connect(addrs[0]).unwrap();
-    s.write_all(&handshake(CLUSTER, 3, 1)).unwrap();
-    assert_eq!(answer(&mut s), "OK");
-    s.write_all(&frame(&[0xFF; 40])).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while monitor
-        .stats()
-        .broken
-        .load(std::sync::atomic::Ordering::Relaxed)
-        < 2
-    {
-        assert!(Instant::now() < deadline, "bad frames were not detected");
-        std::thread::sleep(Duration::from_millis(10));
+/// In an insecure group a stranger's handshake is refused with a bare "NO": nothing about
+/// the node (its cluster, id or membership) is told to a peer that has not proved who it is.
+/// The node logs and counts the reason.
+#[test]
+fn an_insecure_node_tells_a_stranger_nothing() {
+    let group = TcpGroup::insecure(3);
+    group.leader();
+    let refusals = [
+        (
+            Handshake {
+                cluster: 0xBAD,
+                from: 2,
+                to: 1,
+            },
+            "cluster",
+        ),
+        (
+            Handshake {
+                cluster: CLUSTER,
+                from: 9,
+                to: 1,
+            },
+            "not a member",
+        ),
+        (
+            Handshake {
+                cluster: CLUSTER,
+                from: 2,
+                to: 3,
+            },
+            "addressed to node 3",
+        ),
+    ];
+    for (handshake, reason) in refusals {
+        let mut s = TcpStream::connect(group.addrs[0]).unwrap();
+        s.write_all(&handshake.encode()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = Vec::new();
+        assert!(read_frame(&mut s, &mut answer, 1024).unwrap());
+        assert_eq!(answer, b"NO", "{reason}: told the stranger more");
+        wait_until("the refusal is logged", || {
+            group
+                .monitor(1)
+                .last_refusal()
+                .is_some_and(|r| r.contains(reason))
+        });
     }
-    let ticket = leader.propose(b"still-working".to_vec()).unwrap();
-    ticket.wait(Duration::from_secs(5)).unwrap();
+    assert!(count(group.monitor(1), |s| &s.refused) >= 3);
+    assert!(group.monitor(1).is_insecure());
+}
 
-    // A node configured with the wrong cluster id cannot join: its peers refuse it.
-    let stranger_dir = tempfile::tempdir().unwrap();
-    let mut wrong = addrs.clone();
-    wrong[0] = free_addr();
-    let (stranger, stranger_monitor) = start(1, 0xBAD, &wrong, stranger_dir.path());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while stranger_monitor.last_refusal().is_none() {
-        assert!(Instant::now() < deadline, "the stranger was not refused");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(stranger_monitor.last_refusal().unwrap().contains("cluster"));
-    assert!(stranger.leadership().is_none());
-    stranger.stop();
-    drop(started);
+#[test]
+fn bad_certificate_files_are_refused_with_the_file_named() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = certs.path().join("ca");
+    dev_certs::init(&ca, CLUSTER, &[id(1), id(2)]).unwrap();
+    let other = certs.path().join("other");
+    dev_certs::init(&other, CLUSTER, &[id(1)]).unwrap();
+    let files = TlsFiles::in_dir(dev_certs::node_dir(&ca, id(1)));
+    let bind = |security: Security, node: u64| {
+        let dir = tempfile::tempdir().unwrap();
+        let config = NodeConfig::new(id(node), CLUSTER, dir.path(), vec![id(node)]);
+        Node::start(config, |inbox| {
+            TcpTransport::bind(
+                TcpConfig {
+                    cluster: CLUSTER,
+                    node: id(node),
+                    listen: free_addr(),
+                    peers: vec![],
+                    security,
+                },
+                inbox,
+            )
+        })
+        .map(|_| ())
+        .unwrap_err()
+        .to_string()
+    };
+    let chmod = |path: &Path, mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    // A key others can read.
+    chmod(&files.key, 0o644);
+    let err = bind(Security::Tls(files.clone()), 1);
+    assert!(
+        err.contains("node.key") && err.contains("chmod 600"),
+        "{err}"
+    );
+    chmod(&files.key, 0o600);
+    // A CA file others can write.
+    chmod(&files.ca, 0o666);
+    let err = bind(Security::Tls(files.clone()), 1);
+    assert!(err.contains("ca.crt") && err.contains("writable"), "{err}");
+    chmod(&files.ca, 0o644);
+    // A certificate for another node.
+    let err = bind(Security::Tls(files.clone()), 2);
+    assert!(
+        err.contains("names node 1") && err.contains("this is node 2"),
+        "{err}"
+    );
+    // A certificate the CA did not sign.
+    let foreign = TlsFiles {
+        ca: other.join("ca.crt"),
+        ..files.clone()
+    };
+    let err = bind(Security::Tls(foreign), 1);
+    assert!(err.contains("does not verify"), "{err}");
+    // Missing files, and files that are not PEM.
+    let err = bind(Security::Tls(TlsFiles::in_dir(certs.path())), 1);
+    assert!(err.contains("node.crt"), "{err}");
+    std::fs::write(certs.path().join("junk.crt"), "not a certificate").unwrap();
+    let junk = TlsFiles {
+        cert: certs.path().join("junk.crt"),
+        ..files
+    };
+    let err = bind(Security::Tls(junk), 1);
+    assert!(err.contains("junk.crt"), "{err}");
 }
 
 #[test]
@@ -169,16 +320,15 @@ fn a_port_in_use_and_a_data_directory_of_another_cluster_are_clear_errors() {
     let addr = taken.local_addr().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = NodeConfig::new(id(1), CLUSTER, dir.path(), vec![id(1)]);
+    let tcp = |cluster: u64, listen: SocketAddr| TcpConfig {
+        cluster,
+        node: id(1),
+        listen,
+        peers: vec![],
+        security: Security::Insecure,
+    };
     let err = Node::start(config.clone(), |inbox| {
-        TcpTransport::bind(
-            TcpConfig {
-                cluster: CLUSTER,
-                node: id(1),
-                listen: addr,
-                peers: vec![],
-            },
-            inbox,
-        )
+        TcpTransport::bind(tcp(CLUSTER, addr), inbox)
     })
     .unwrap_err();
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
@@ -186,33 +336,16 @@ fn a_port_in_use_and_a_data_directory_of_another_cluster_are_clear_errors() {
     let mut other = config.clone();
     other.cluster = 0xBAD;
     let err = Node::start(other, |inbox| {
-        TcpTransport::bind(
-            TcpConfig {
-                cluster: 0xBAD,
-                node: id(1),
-                listen: free_addr(),
-                peers: vec![],
-            },
-            inbox,
-        )
+        TcpTransport::bind(tcp(0xBAD, free_addr()), inbox)
     })
     .unwrap_err();
     assert!(err.to_string().contains("belongs to cluster"), "{err}");
 
     let mut bad = config;
     bad.voters = vec![id(1), id(1)];
-    assert!(
-        Node::start(bad, |inbox| TcpTransport::bind(
-            TcpConfig {
-                cluster: CLUSTER,
-                node: id(1),
-                listen: free_addr(),
-                peers: vec![]
-            },
-            inbox
-        ))
-        .unwrap_err()
-        .to_string()
-        .contains("twice")
-    );
+    let err = Node::start(bad, |inbox| {
+        TcpTransport::bind(tcp(CLUSTER, free_addr()), inbox)
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("twice"));
 }

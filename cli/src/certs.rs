@@ -1,0 +1,80 @@
+//! `fencekit certs`: development certificates for a secure group: a CA and one certificate per
+//! node, each naming `fencekit://<cluster>/<node>` (see `fencekit::transport::tcp::dev_certs`).
+
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow};
+use clap::{Args, Subcommand};
+use fencekit::NodeId;
+use fencekit::transport::tcp::dev_certs;
+
+/// Makes certificates for a group's nodes.
+#[derive(Subcommand, Debug)]
+pub(crate) enum CertsCommand {
+    /// Make a new CA for a cluster, and a certificate for each node.
+    Init(InitArgs),
+    /// Make a certificate for one more node with an existing CA.
+    Add(AddArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct InitArgs {
+    /// Where to write the CA (ca.crt, ca.key) and each node's directory (node-<id>/); created
+    /// if missing, refused if it holds a CA already.
+    #[arg(long)]
+    dir: PathBuf,
+    /// The group's id (the nodes' --cluster).
+    #[arg(long, default_value_t = 1)]
+    cluster: u64,
+    /// The node ids, comma-separated: 1,2,3.
+    #[arg(long, value_delimiter = ',', required = true)]
+    nodes: Vec<u64>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct AddArgs {
+    /// The directory `certs init` wrote (it holds ca.crt and ca.key).
+    #[arg(long)]
+    dir: PathBuf,
+    /// The new node's id.
+    #[arg(long)]
+    node: u64,
+}
+
+fn node_id(id: u64) -> Result<NodeId> {
+    NodeId::new(id).map_err(|_| anyhow!("node id {id}: must be 1 to 2^63-1"))
+}
+
+pub(crate) fn run(command: &CertsCommand) -> Result<()> {
+    match command {
+        CertsCommand::Init(args) => {
+            let ids = args
+                .nodes
+                .iter()
+                .map(|&id| node_id(id))
+                .collect::<Result<Vec<_>>>()?;
+            dev_certs::init(&args.dir, args.cluster, &ids)?;
+            println!(
+                "a development CA for cluster {} is in {} (keep ca.key private: it makes members)",
+                args.cluster,
+                args.dir.display()
+            );
+            for id in ids {
+                print_node(&args.dir, id);
+            }
+        }
+        CertsCommand::Add(args) => {
+            let id = node_id(args.node)?;
+            dev_certs::add(&args.dir, id)?;
+            print_node(&args.dir, id);
+        }
+    }
+    Ok(())
+}
+
+fn print_node(dir: &std::path::Path, id: NodeId) {
+    println!(
+        "node {id}: fencekit node --id {id} --tls-dir {} ...",
+        dev_certs::node_dir(dir, id).display()
+    );
+}

@@ -1,0 +1,154 @@
+//! Development certificates: a CA for one cluster and a certificate per node, laid out as
+//! [`TlsFiles::in_dir`] reads them. For tests, samples, demos and a first secure group
+//! (`fencekit certs init`); production groups use their own PKI, with the same identity URIs.
+//!
+//! ```text
+//! DIR/ca.crt            the CA certificate (it names fencekit://<cluster>)
+//! DIR/ca.key            the CA's private key (mode 0600): whoever holds it can mint members
+//! DIR/node-<id>/ca.crt  a copy of the CA certificate
+//! DIR/node-<id>/node.crt  the node's certificate: fencekit://<cluster>/<id>, server and client
+//! DIR/node-<id>/node.key  its private key (mode 0600)
+//! ```
+//!
+//! Keys are ECDSA P-256. The certificates do not expire (rcgen's default validity): rotate by
+//! replacing the files, which running nodes pick up by themselves.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+
+use crate::error::Error;
+use crate::token::NodeId;
+use crate::transport::tcp::tls::{self, Identity, TlsFiles};
+
+const CA_CERT: &str = "ca.crt";
+const CA_KEY: &str = "ca.key";
+
+/// The directory of node `id`'s files under `dir`.
+pub fn node_dir(dir: &Path, id: NodeId) -> PathBuf {
+    dir.join(format!("node-{id}"))
+}
+
+fn cert_error(what: impl std::fmt::Display) -> Error {
+    Error::Tls(what.to_string())
+}
+
+/// Makes a new CA for `cluster` in `dir` (created if missing), and a certificate for each of
+/// `nodes`. Refuses a directory that already holds a CA.
+pub fn init(dir: &Path, cluster: u64, nodes: &[NodeId]) -> Result<(), Error> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io("create directory", dir, e))?;
+    if dir.join(CA_KEY).exists() || dir.join(CA_CERT).exists() {
+        return Err(cert_error(format!(
+            "{} already holds a CA: use `add` for another node, or an empty directory",
+            dir.display()
+        )));
+    }
+    let key = KeyPair::generate().map_err(cert_error)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(
+        DnType::CommonName,
+        format!("fencekit development CA of cluster {cluster}"),
+    );
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.subject_alt_names = vec![uri(&format!("fencekit://{cluster}"))?];
+    let cert = params.self_signed(&key).map_err(cert_error)?;
+    write_new(&dir.join(CA_KEY), key.serialize_pem().as_bytes(), 0o600)?;
+    write_new(&dir.join(CA_CERT), cert.pem().as_bytes(), 0o644)?;
+    for &node in nodes {
+        add(dir, node)?;
+    }
+    Ok(())
+}
+
+/// Makes a certificate for `node` with the CA in `dir` (made by [`init`]), in its own
+/// directory. Refuses a node that already has one.
+pub fn add(dir: &Path, node: NodeId) -> Result<TlsFiles, Error> {
+    let ca_pem = read_text(&dir.join(CA_CERT))?;
+    let ca_key = KeyPair::from_pem(&read_text(&dir.join(CA_KEY))?).map_err(|e| {
+        cert_error(format!(
+            "{}: not a private key: {e}",
+            dir.join(CA_KEY).display()
+        ))
+    })?;
+    let cluster = cluster_of_ca(&ca_pem)
+        .map_err(|e| cert_error(format!("{}: {e}", dir.join(CA_CERT).display())))?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(cert_error)?;
+    let id = Identity { cluster, node };
+    let key = KeyPair::generate().map_err(cert_error)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("fencekit {id}"));
+    params.subject_alt_names = vec![uri(&id.uri())?];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    let cert = params.signed_by(&key, &issuer).map_err(cert_error)?;
+    let out = node_dir(dir, node);
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&out)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => cert_error(format!(
+                "{} exists: node {node} has certificates already",
+                out.display()
+            )),
+            _ => Error::io("create directory", &out, e),
+        })?;
+    let files = TlsFiles::in_dir(&out);
+    write_new(&files.key, key.serialize_pem().as_bytes(), 0o600)?;
+    write_new(&files.cert, cert.pem().as_bytes(), 0o644)?;
+    write_new(&files.ca, ca_pem.as_bytes(), 0o644)?;
+    Ok(files)
+}
+
+/// The cluster a development CA was made for (its URI `fencekit://<cluster>`).
+fn cluster_of_ca(pem: &str) -> Result<u64, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let der = CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| e.to_string())?;
+    tls::uris(&der)?
+        .iter()
+        .find_map(|u| u.strip_prefix("fencekit://").and_then(|c| c.parse().ok()))
+        .ok_or_else(|| "not a fencekit development CA (no fencekit://<cluster> URI)".into())
+}
+
+fn uri(text: &str) -> Result<SanType, Error> {
+    Ok(SanType::URI(text.try_into().map_err(cert_error)?))
+}
+
+fn read_text(path: &Path) -> Result<String, Error> {
+    fs::read_to_string(path).map_err(|e| Error::io("read", path, e))
+}
+
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| Error::io("create", path, e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io("write", path, e))
+}

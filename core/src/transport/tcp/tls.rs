@@ -1,0 +1,446 @@
+//! Mutual TLS between the members of a group (DESIGN.md I8: only members speak).
+//!
+//! Every node holds a certificate signed by a CA the group trusts. The certificate names the
+//! node's identity as a URI subject alternative name, `fencekit://<cluster>/<node>` (both
+//! decimal). Both ends verify the other's chain against the CA (TLS 1.3, rustls on ring); then
+//! the transport checks that the identity the peer claims in its handshake is the one its
+//! certificate carries, in this cluster. A certificate the CA did not sign, a certificate of
+//! another cluster, or a node-2 certificate claiming to be node 3 is refused.
+//!
+//! The files are watched: replaced certificates (a renewal, a new CA) are picked up without a
+//! restart, by new connections; a half-written replacement that does not load is reported and
+//! the previous files stay in use. A private key that its group or others may read, and a
+//! certificate or CA file that they may write, are refused.
+
+use std::fmt;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::{NoServerSessionStorage, ParsedCertificate, WebPkiClientVerifier};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+
+use crate::error::Error;
+use crate::limits::TLS_FILE_MAX;
+use crate::token::NodeId;
+
+/// Where a node's certificate, private key and CA certificate are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The node's certificate (PEM; the chain up to, not including, the CA).
+    pub cert: PathBuf,
+    /// The node's private key (PEM: PKCS#8, SEC1 or PKCS#1); readable by its owner only.
+    pub key: PathBuf,
+    /// The CA certificate(s) the group trusts (PEM).
+    pub ca: PathBuf,
+}
+
+impl TlsFiles {
+    /// The files as `fencekit certs` lays them out in a node's directory: `node.crt`,
+    /// `node.key` and `ca.crt`.
+    pub fn in_dir(dir: impl AsRef<Path>) -> TlsFiles {
+        let dir = dir.as_ref();
+        TlsFiles {
+            cert: dir.join("node.crt"),
+            key: dir.join("node.key"),
+            ca: dir.join("ca.crt"),
+        }
+    }
+}
+
+/// Who a certificate says its holder is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Identity {
+    /// The cluster id.
+    pub cluster: u64,
+    /// The node.
+    pub node: NodeId,
+}
+
+/// The URI scheme of identities.
+const SCHEME: &str = "fencekit://";
+
+impl Identity {
+    /// The identity as a URI: `fencekit://<cluster>/<node>`.
+    pub fn uri(&self) -> String {
+        format!("{SCHEME}{}/{}", self.cluster, self.node)
+    }
+
+    /// Parses `fencekit://<cluster>/<node>`; anything else is `None`.
+    pub fn from_uri(uri: &str) -> Option<Identity> {
+        let (cluster, node) = uri.strip_prefix(SCHEME)?.split_once('/')?;
+        let number = |s: &str| {
+            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse::<u64>().ok())
+                .flatten()
+        };
+        Some(Identity {
+            cluster: number(cluster)?,
+            node: NodeId::new(number(node)?).ok()?,
+        })
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "node {} of cluster {}", self.node, self.cluster)
+    }
+}
+
+/// The URIs among a certificate's subject alternative names.
+pub fn uris(cert: &[u8]) -> Result<Vec<String>, String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert)
+        .map_err(|e| format!("the certificate does not parse: {e}"))?;
+    let san = parsed
+        .subject_alternative_name()
+        .map_err(|e| format!("its subject alternative names do not parse: {e}"))?;
+    let Some(san) = san else {
+        return Ok(Vec::new());
+    };
+    Ok(san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            x509_parser::extensions::GeneralName::URI(uri) => Some((*uri).to_string()),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The one fencekit identity a certificate carries. A certificate with none, or with more than
+/// one, identifies nobody.
+pub fn identity_of(cert: &[u8]) -> Result<Identity, String> {
+    let all = uris(cert)?;
+    let ids: Vec<Identity> = all.iter().filter_map(|u| Identity::from_uri(u)).collect();
+    match ids[..] {
+        [one] => Ok(one),
+        [] => Err(format!(
+            "it names no fencekit identity (a URI fencekit://<cluster>/<node>); its URIs: {all:?}"
+        )),
+        _ => Err(format!("it names {} fencekit identities", ids.len())),
+    }
+}
+
+/// The client and server configurations built from one reading of the files.
+#[derive(Debug)]
+pub(crate) struct TlsContext {
+    pub(crate) client: Arc<ClientConfig>,
+    pub(crate) server: Arc<ServerConfig>,
+}
+
+impl TlsContext {
+    /// Loads the files for `me`: refuses a key others may read, a certificate that does not
+    /// name `me`, or one the CA did not sign.
+    fn load(files: &TlsFiles, me: Identity) -> Result<TlsContext, Error> {
+        let chain = read_certs(&files.cert, "certificate")?;
+        let ca = read_certs(&files.ca, "CA certificate")?;
+        let key_pem = read_private(&files.key)?;
+        let key = PrivateKeyDer::from_pem_slice(&key_pem)
+            .map_err(|e| tls_error(&files.key, format!("not a PEM private key: {e}")))?;
+        let mut roots = RootCertStore::empty();
+        for cert in ca {
+            roots
+                .add(cert)
+                .map_err(|e| tls_error(&files.ca, format!("not a usable CA certificate: {e}")))?;
+        }
+        let roots = Arc::new(roots);
+        let named = identity_of(&chain[0]).map_err(|e| tls_error(&files.cert, e))?;
+        if named != me {
+            return Err(tls_error(
+                &files.cert,
+                format!("it names {named}, but this is {me}"),
+            ));
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = GroupCaVerifier {
+            roots: roots.clone(),
+            algorithms: provider.signature_verification_algorithms,
+        };
+        // A certificate of another CA would be refused by every peer: say so now.
+        verifier.verify_chain(&chain[0], &chain[1..]).map_err(|e| {
+            tls_error(
+                &files.cert,
+                format!("it does not verify against {}: {e}", files.ca.display()),
+            )
+        })?;
+        let server = server_config(&provider, roots, chain.clone(), key.clone_key())
+            .map_err(|e| tls_error(&files.cert, e))?;
+        let client =
+            client_config(&provider, verifier, chain, key).map_err(|e| tls_error(&files.key, e))?;
+        Ok(TlsContext {
+            client: Arc::new(client),
+            server: Arc::new(server),
+        })
+    }
+}
+
+fn tls_error(path: &Path, reason: impl fmt::Display) -> Error {
+    Error::Tls(format!("{}: {reason}", path.display()))
+}
+
+fn server_config(
+    provider: &Arc<CryptoProvider>,
+    roots: Arc<RootCertStore>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<ServerConfig, String> {
+    let clients = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut config = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(clients)
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("the certificate and key do not go together: {e}"))?;
+    // Nothing but the handshake answer ever flows from the accepting side, so the connecting
+    // side can take any byte it reads as the connection's end (see `tcp::peer_gone`).
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    Ok(config)
+}
+
+fn client_config(
+    provider: &Arc<CryptoProvider>,
+    verifier: GroupCaVerifier,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<ClientConfig, String> {
+    let mut config = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| format!("the certificate and key do not go together: {e}"))?;
+    config.enable_sni = false;
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(config)
+}
+
+/// Verifies a server's chain against the group's CA. The name check of web TLS (DNS names) is
+/// replaced by the transport's identity check after the handshake: the connecting side knows
+/// which node it dialled and refuses a certificate that names another.
+#[derive(Debug)]
+struct GroupCaVerifier {
+    roots: Arc<RootCertStore>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl GroupCaVerifier {
+    fn verify_chain(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+    ) -> Result<(), rustls::Error> {
+        let cert = ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &self.roots,
+            intermediates,
+            UnixTime::now(),
+            self.algorithms.all,
+        )
+    }
+}
+
+impl ServerCertVerifier for GroupCaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.verify_chain(end_entity, intermediates)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Reads a file of at most `TLS_FILE_MAX` bytes, refusing one that its group or others may
+/// write (they could swap in a certificate or a CA of their own).
+fn read_public(path: &Path) -> Result<Vec<u8>, Error> {
+    read_checked(path, 0o022, "writable by its group or others")
+}
+
+/// Reads a private key, refusing one that its group or others may read or write.
+fn read_private(path: &Path) -> Result<Vec<u8>, Error> {
+    read_checked(path, 0o077, "readable by its group or others")
+}
+
+fn read_checked(path: &Path, forbidden: u32, what: &str) -> Result<Vec<u8>, Error> {
+    let mut file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    // The mode of the file opened, not of whatever the path names a moment later.
+    let meta = file.metadata().map_err(|e| Error::io("stat", path, e))?;
+    let mode = meta.mode() & 0o777;
+    if mode & forbidden != 0 {
+        return Err(tls_error(
+            path,
+            format!(
+                "mode {mode:03o} is {what}: run `chmod {:03o} {}`",
+                mode & !forbidden,
+                path.display()
+            ),
+        ));
+    }
+    if meta.len() > TLS_FILE_MAX {
+        return Err(tls_error(
+            path,
+            format!("{} bytes is more than {TLS_FILE_MAX}", meta.len()),
+        ));
+    }
+    let mut bytes = Vec::new();
+    (&mut file)
+        .take(TLS_FILE_MAX)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("read", path, e))?;
+    Ok(bytes)
+}
+
+fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let pem = read_public(path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_error(path, format!("not a PEM {what}: {e}")))?;
+    if certs.is_empty() {
+        return Err(tls_error(path, format!("holds no {what}")));
+    }
+    Ok(certs)
+}
+
+/// What identifies a version of the files: a replacement changes at least one of these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Stamp(Vec<Option<(u64, u64, i64, i64)>>);
+
+impl Stamp {
+    fn of(files: &TlsFiles) -> Stamp {
+        Stamp(
+            [&files.cert, &files.key, &files.ca]
+                .iter()
+                .map(|p| {
+                    std::fs::metadata(p)
+                        .ok()
+                        .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The TLS state of a running transport: the configuration in use, and the files it came
+/// from, reloaded when they change.
+#[derive(Debug)]
+pub(crate) struct TlsState {
+    files: TlsFiles,
+    me: Identity,
+    current: RwLock<Arc<TlsContext>>,
+    /// The files as last loaded, or as last found unloadable (so a bad replacement is
+    /// reported once, not every second).
+    seen: Mutex<Stamp>,
+}
+
+impl TlsState {
+    /// Loads the files for `me`.
+    pub(crate) fn load(files: TlsFiles, me: Identity) -> Result<TlsState, Error> {
+        let seen = Stamp::of(&files);
+        let context = TlsContext::load(&files, me)?;
+        Ok(TlsState {
+            files,
+            me,
+            current: RwLock::new(Arc::new(context)),
+            seen: Mutex::new(seen),
+        })
+    }
+
+    /// The configuration for new connections.
+    pub(crate) fn current(&self) -> Arc<TlsContext> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// This node's identity.
+    pub(crate) fn me(&self) -> Identity {
+        self.me
+    }
+
+    /// Reloads the files now. On an error, the configuration in use stays.
+    pub(crate) fn reload(&self) -> Result<(), Error> {
+        let stamp = Stamp::of(&self.files);
+        let loaded = TlsContext::load(&self.files, self.me);
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = stamp;
+        let context = loaded?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(context);
+        Ok(())
+    }
+
+    /// Reloads the files if they changed since they were last looked at: `None` if they did
+    /// not, else the outcome.
+    pub(crate) fn reload_if_changed(&self) -> Option<Result<(), Error>> {
+        let stamp = Stamp::of(&self.files);
+        if *self.seen.lock().unwrap_or_else(|p| p.into_inner()) == stamp {
+            return None;
+        }
+        Some(self.reload())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_round_trip_and_nothing_else_parses() {
+        let id = Identity {
+            cluster: 7,
+            node: NodeId::new(3).unwrap(),
+        };
+        assert_eq!(id.uri(), "fencekit://7/3");
+        assert_eq!(Identity::from_uri(&id.uri()), Some(id));
+        for bad in [
+            "fencekit://7/0",
+            "fencekit://7/",
+            "fencekit:///3",
+            "fencekit://7/3/",
+            "fencekit://+7/3",
+            "fencekit://7/-3",
+            "fencekit://18446744073709551616/3",
+            "fencekit://7/9223372036854775808",
+            "https://7/3",
+            "fencekit://7",
+        ] {
+            assert_eq!(Identity::from_uri(bad), None, "{bad}");
+        }
+    }
+}
