@@ -68,7 +68,9 @@ if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv" || { apt-get install -y -qq python3-venv python3-dev && python3 -m venv "$venv"; }
 fi
 "$venv/bin/pip" install -q pytest cffi
-# Builds libfencekit with cargo and the cffi extension against it.
+# Builds libfencekit with cargo and the cffi extension against it (a build/ left by an
+# earlier install would link the library it copied then).
+rm -rf bindings/python/build
 CARGO_TARGET_DIR="$target_dir" "$venv/bin/pip" install -q --force-reinstall --no-deps ./bindings/python
 plog=$(mktemp)
 trap 'rm -f "$log" "$clog" "$plog"' EXIT
@@ -110,6 +112,26 @@ step "simulator: 200 seeds of faults, every invariant checked after every step"
 # SIM_SEEDS=0..5000 ./test.sh for a long run; one failing seed replays with --seed N.
 cargo run --locked --release -p fencekit-sim -- --seeds "${SIM_SEEDS:-0..200}" --quiet
 cargo run --locked --release -p fencekit-sim -- --seeds "${SIM_SEEDS:-0..100}" --quiet --beyond-drift
+
+step "fuzzing: a short run of each cargo-fuzz target from its committed corpus"
+# The targets build on nightly (cargo-fuzz needs it); a longer run:
+# (cd fuzz && cargo +nightly fuzz run step_boundary -- -max_total_time=600)
+if ! rustup toolchain list | grep -q '^nightly'; then
+    rustup toolchain install nightly --profile minimal
+fi
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2
+(
+    cd fuzz
+    for target in wire step_boundary; do
+        # Runs the corpus, then mutates for the rest of the time; a crash fails the step.
+        cargo +nightly fuzz run "$target" -- -max_total_time="${FUZZ_SECONDS:-30}" -print_final_stats=1 2>&1 |
+            grep -E '^(Done|stat::number_of_executed_units|==|thread|SUMMARY)' || true
+        if [ -n "$(ls artifacts/"$target" 2>/dev/null)" ]; then
+            echo "fuzz target $target found a crash: see fuzz/artifacts/$target" >&2
+            exit 1
+        fi
+    done
+)
 
 step "examples"
 cargo run --locked -p fencekit --example fence_basics

@@ -13,8 +13,13 @@ import (
 
 // Config configures a node (the JSON fields of ffi/README.md). Zero fields take the
 // library's defaults.
+//
+// A node is secure by default: peers authenticate with mutual TLS, so a Config must set TLS
+// (the node's certificate, key and CA) or, to let anyone who reaches the port join the group,
+// Insecure. Neither, or both, is refused by the library with an error matching
+// ErrInvalidConfig that names "tls".
 type Config struct {
-	// ID is this node: 1 to 2^63-1, unique in the group.
+	// ID is this node: 1 to 2^64-1, unique in the group.
 	ID uint64
 	// Cluster names the group; a data directory of another cluster is refused.
 	Cluster uint64
@@ -35,6 +40,32 @@ type Config struct {
 	Descriptor string
 	// TieBreaker, if set, decides this node's election priority.
 	TieBreaker *Policy
+	// TLS is where the node's certificate, key and CA are. Peers authenticate with mutual
+	// TLS; a certificate's identity is the URI fencekit://<cluster>/<node>. MakeDevCerts makes
+	// a development set: TLS: &TLSConfig{Dir: DevCertDir(dir, id)}.
+	TLS *TLSConfig
+	// Insecure runs the node without TLS: anyone who reaches its port can join the group.
+	// Exactly one of TLS and Insecure must be set.
+	Insecure bool
+	// TestHooks is test-only: it lets Node.PanicForTesting fail the node on purpose. Never
+	// set it in production.
+	TestHooks bool
+}
+
+// TLSConfig names the node's TLS files: either Dir, a directory holding node.crt, node.key
+// and ca.crt (the layout MakeDevCerts and `fencekit certs` make), or each of Cert, Key and CA.
+// The key must not be readable by its group or others, and the certificate and CA not
+// writable by them; a file that cannot be used fails Start with an error matching ErrTLS that
+// names it.
+type TLSConfig struct {
+	// Dir holds node.crt, node.key and ca.crt. Set Dir alone, or Cert, Key and CA.
+	Dir string
+	// Cert is the node's certificate (PEM), naming fencekit://<cluster>/<node>.
+	Cert string
+	// Key is the certificate's private key (PEM), mode 0600.
+	Key string
+	// CA is the certificate of the group's CA (PEM), which signs every member's certificate.
+	CA string
 }
 
 // Peer is another node of the group.
@@ -69,6 +100,18 @@ type configJSON struct {
 	Join       bool       `json:"join"`
 	Timing     timingJSON `json:"timing"`
 	Descriptor *string    `json:"descriptor,omitempty"`
+	TLS        *tlsJSON   `json:"tls,omitempty"`
+	Insecure   bool       `json:"insecure,omitempty"`
+	TestHooks  bool       `json:"test_hooks,omitempty"`
+}
+
+// tlsJSON leaves out the empty fields, so that the library sees what was set (and refuses a
+// mix of Dir and the files, or a partial set, naming "tls").
+type tlsJSON struct {
+	Dir  string `json:"dir,omitempty"`
+	Cert string `json:"cert,omitempty"`
+	Key  string `json:"key,omitempty"`
+	CA   string `json:"ca,omitempty"`
 }
 
 type peerJSON struct {
@@ -85,9 +128,9 @@ type timingJSON struct {
 	MarginMS      *uint64  `json:"margin_ms,omitempty"`
 }
 
-// JSON is the configuration as fk_node_start reads it. The library validates the rest; here
-// only what JSON cannot say is refused: durations that are negative or not whole
-// milliseconds.
+// JSON is the configuration as fk_node_start reads it. The library validates the rest (TLS
+// or Insecure included); here only what JSON cannot say is refused: durations that are
+// negative or not whole milliseconds.
 func (c Config) JSON() ([]byte, error) {
 	tick, err := wholeMillis("Timing.Tick", c.Timing.Tick)
 	if err != nil {
@@ -107,6 +150,11 @@ func (c Config) JSON() ([]byte, error) {
 			MaxDrift:      nonZero(c.Timing.MaxDrift),
 		},
 		Descriptor: nonZero(c.Descriptor),
+		Insecure:   c.Insecure,
+		TestHooks:  c.TestHooks,
+	}
+	if c.TLS != nil {
+		wire.TLS = &tlsJSON{Dir: c.TLS.Dir, Cert: c.TLS.Cert, Key: c.TLS.Key, CA: c.TLS.CA}
 	}
 	for _, p := range c.Peers {
 		wire.Peers = append(wire.Peers, peerJSON{ID: p.ID, Addr: p.Addr, Descriptor: nonZero(p.Descriptor)})

@@ -55,6 +55,9 @@ const (
 	LostRemoved LostReason = C.FK_LOST_REMOVED
 	// LostStopped: the node stopped.
 	LostStopped LostReason = C.FK_LOST_STOPPED
+	// LostFailed: the node failed (a panic on its thread, a log it could not write); every
+	// later call fails with ErrNodeFailed and NodeStatus.Failure says why.
+	LostFailed LostReason = C.FK_LOST_FAILED
 )
 
 func (r LostReason) String() string {
@@ -69,6 +72,8 @@ func (r LostReason) String() string {
 		return "removed"
 	case LostStopped:
 		return "stopped"
+	case LostFailed:
+		return "failed"
 	}
 	return fmt.Sprintf("LostReason(%d)", uint32(r))
 }
@@ -113,10 +118,11 @@ const pumpBuffer = 64
 // node is being closed.
 const pumpPoll = 50 // milliseconds
 
-// Events is the node's events as a channel, closed when the node stops (after the last
-// event) or is closed. Every call returns the same channel; with several readers, each
-// event goes to one of them. Events are news: Leadership is the truth. Read them: the
-// library keeps the latest 1024 and counts the rest in NodeStatus.EventsDropped.
+// Events is the node's events as a channel, closed when the node stops or fails (after the
+// last event; a leader that fails delivers Lost with LostFailed) or is closed. Every call
+// returns the same channel; with several readers, each event goes to one of them. Events are
+// news: Leadership is the truth. Read them: the library keeps the latest 1024 and counts the
+// rest in NodeStatus.EventsDropped.
 func (n *Node) Events() <-chan Event {
 	if n == nil {
 		return closedChannel[Event]()
@@ -136,7 +142,7 @@ func (n *Node) Events() <-chan Event {
 }
 
 // Applied is the log's committed items as a channel, in index order, closed when the node
-// stops or is closed. A node whose host proposes must read it: items queue until read.
+// stops, fails or is closed. A node whose host proposes must read it: items queue until read.
 func (n *Node) Applied() <-chan Applied {
 	if n == nil {
 		return closedChannel[Applied]()
@@ -211,7 +217,7 @@ func pump[T any](n *Node, ch chan<- T, next func(*C.fk_node) (T, C.fk_status)) {
 			continue
 		}
 		if err != nil {
-			// Stopped and read to the end, or closed.
+			// Stopped (or failed) and read to the end, or closed.
 			return
 		}
 		select {

@@ -32,8 +32,8 @@ import (
 	"unsafe"
 )
 
-// Token is a fencing token: the generation (Raft term) and the node holding it. Both are 1
-// to 2^63-1.
+// Token is a fencing token: the generation (Raft term, 1 to 2^63-1) and the node holding it
+// (1 to 2^64-1).
 type Token struct {
 	Generation uint64
 	Holder     uint64

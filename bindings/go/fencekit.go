@@ -46,7 +46,11 @@ func (e *Error) Is(target error) bool {
 	return ok && t.Message == "" && t.Status == e.Status
 }
 
-// The sentinel errors, one per status code; compare with errors.Is.
+// The sentinel errors, one per status code; compare with errors.Is. ErrNodeFailed: the node
+// failed (a panic on its thread, a log it could not write; the message says why), reports no
+// leadership and refuses everything until restarted. ErrTLS: TLS files that cannot be used
+// (unreadable, a key readable by others, not PEM, naming another node, not signed by the CA;
+// the message names the file), or development certificates that cannot be made.
 var (
 	ErrNullArgument     = &Error{Status: C.FK_STATUS_NULL_ARGUMENT}
 	ErrInvalidArgument  = &Error{Status: C.FK_STATUS_INVALID_ARGUMENT}
@@ -66,6 +70,8 @@ var (
 	ErrStopped          = &Error{Status: C.FK_STATUS_STOPPED}
 	ErrTimeout          = &Error{Status: C.FK_STATUS_TIMEOUT}
 	ErrTransport        = &Error{Status: C.FK_STATUS_TRANSPORT}
+	ErrNodeFailed       = &Error{Status: C.FK_STATUS_NODE_FAILED}
+	ErrTLS              = &Error{Status: C.FK_STATUS_TLS}
 	ErrPolicyRefused    = &Error{Status: C.FK_STATUS_POLICY_REFUSED}
 	ErrPanic            = &Error{Status: C.FK_STATUS_PANIC}
 	ErrPoisoned         = &Error{Status: C.FK_STATUS_POISONED}

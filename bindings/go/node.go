@@ -37,9 +37,10 @@ type Node struct {
 }
 
 // Start starts a node: opens its log in DataDir, listens on Listen and joins or forms the
-// group. A bad field returns an error matching ErrInvalidConfig that names it; a port in
-// use ErrTransport; a data directory of another cluster or node ErrWrongCluster; one that
-// another node holds ErrLocked.
+// group. A bad field returns an error matching ErrInvalidConfig that names it (a Config with
+// neither TLS nor Insecure, or both, names "tls"); TLS files that cannot be used ErrTLS,
+// naming the file; a port in use ErrTransport; a data directory of another cluster or node
+// ErrWrongCluster; one that another node holds ErrLocked.
 func Start(config Config) (*Node, error) {
 	text, err := config.JSON()
 	if err != nil {
@@ -80,8 +81,9 @@ func (n *Node) with(body func(*C.fk_node) error) error {
 	return n.h.with(body)
 }
 
-// Leadership is this node's usable leadership now, or an error matching ErrNotLeader. It is
-// computed at the call, so a node paused past its lease is "not leader" the moment it wakes.
+// Leadership is this node's usable leadership now, or an error matching ErrNotLeader (or
+// ErrNodeFailed, with the cause, once the node failed). It is computed at the call, so a node
+// paused past its lease is "not leader" the moment it wakes.
 func (n *Node) Leadership() (Leadership, error) {
 	var l C.fk_leadership
 	err := n.with(func(ptr *C.fk_node) error {
@@ -117,8 +119,9 @@ func millis(timeout time.Duration) (C.uint32_t, error) {
 }
 
 // Propose replicates data and waits up to timeout for it to commit; it returns its log
-// index. It fails at once on a follower (ErrNotLeader), and with ErrTimeout if it did not
-// commit in time (it may still commit later). Committed items arrive on Applied.
+// index. It fails at once on a follower (ErrNotLeader) or a failed node (ErrNodeFailed), and
+// with ErrTimeout if it did not commit in time (it may still commit later). Committed items
+// arrive on Applied.
 func (n *Node) Propose(data []byte, timeout time.Duration) (uint64, error) {
 	ms, err := millis(timeout)
 	if err != nil {
@@ -151,6 +154,17 @@ func (n *Node) StepDown() (uint64, error) {
 	return uint64(successor), err
 }
 
+// PanicForTesting is test-only: it makes the node's thread panic, as a bug in fencekit or
+// raft-rs would, so that a host's tests can check how it handles a failed node (Leadership,
+// Propose, Transfer, StepDown and Compact fail with ErrNodeFailed, Events delivers Lost with
+// LostFailed if it led, Status says Failed). It returns before the thread panics. It is
+// refused with ErrInvalidArgument unless the node was started with Config.TestHooks.
+func (n *Node) PanicForTesting() error {
+	return n.with(func(ptr *C.fk_node) error {
+		return call(func() C.fk_status { return C.fk_node_panic_for_testing(ptr) })
+	})
+}
+
 // Compact compacts the log: state is the host's state as of index, an index it has applied.
 func (n *Node) Compact(index uint64, state []byte) error {
 	return n.with(func(ptr *C.fk_node) error {
@@ -162,7 +176,8 @@ func (n *Node) Compact(index uint64, state []byte) error {
 }
 
 // Stop stops the node: its lease ends, pending proposals fail, Events and Applied close once
-// read to the end. Its log stays. A second Stop returns an error matching ErrStopped.
+// read to the end. Its log stays. A second Stop returns an error matching ErrStopped; Stop on
+// a failed node releases its threads and returns one matching ErrNodeFailed, with the cause.
 func (n *Node) Stop() error {
 	return n.with(func(ptr *C.fk_node) error {
 		return call(func() C.fk_status { return C.fk_node_stop(ptr) })
@@ -213,7 +228,8 @@ type NodeStatus struct {
 	ID   uint64 `json:"id"`
 	Term uint64 `json:"term"`
 	// Role is "follower", "pre-candidate", "candidate" or "leader" (Raft's; usable
-	// leadership needs the lease too: LeadingGeneration).
+	// leadership needs the lease too: LeadingGeneration). A failed node keeps the role it
+	// last had: look at Failed.
 	Role string `json:"role"`
 	// Leader is the leader this node knows of, 0 for none.
 	Leader uint64 `json:"leader"`
@@ -230,6 +246,15 @@ type NodeStatus struct {
 	Learners            []uint64 `json:"learners"`
 	// EventsDropped counts events the host did not read in time.
 	EventsDropped uint64 `json:"events_dropped"`
+	// RefusedMessages counts peer messages refused at the step boundary: messages no honest
+	// member sends. Non-zero means a misbehaving or hostile peer.
+	RefusedMessages uint64 `json:"refused_messages"`
+	// LastRefusal is the latest refusal, naming the peer and the reason ("" for none).
+	LastRefusal string `json:"last_refusal"`
+	// Failed says the node failed (a panic on its thread, a log it could not write): it
+	// reports no leadership and every call fails with ErrNodeFailed. Failure is why.
+	Failed  bool   `json:"failed"`
+	Failure string `json:"failure"`
 	// AtNS is when the view was taken, on the node's clock.
 	AtNS uint64 `json:"at_ns"`
 }

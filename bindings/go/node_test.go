@@ -21,17 +21,25 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// group configures size nodes of one cluster on free local ports.
+// group configures size nodes of one cluster on free local ports, secured with development
+// certificates made in a temporary directory.
 func group(t *testing.T, size int) []Config {
 	t.Helper()
 	root := t.TempDir()
 	addrs := make([]string, size)
+	ids := make([]uint64, size)
 	for i := range addrs {
 		addrs[i] = freeAddr(t)
+		ids[i] = uint64(i + 1)
+	}
+	certs := filepath.Join(root, "certs")
+	if err := MakeDevCerts(certs, 11, ids); err != nil {
+		t.Fatal(err)
 	}
 	configs := make([]Config, size)
 	for i := range configs {
-		c := Config{ID: uint64(i + 1), Cluster: 11, DataDir: filepath.Join(root, fmt.Sprint("node-", i+1)), Listen: addrs[i]}
+		c := Config{ID: ids[i], Cluster: 11, DataDir: filepath.Join(root, fmt.Sprint("node-", i+1)), Listen: addrs[i],
+			TLS: &TLSConfig{Dir: DevCertDir(certs, ids[i])}}
 		for j := range addrs {
 			if j != i {
 				c.Peers = append(c.Peers, Peer{ID: uint64(j + 1), Addr: addrs[j]})
@@ -206,6 +214,10 @@ func TestBadConfigsNameTheirField(t *testing.T) {
 		{"bad listen", func(c *Config) { c.Listen = "localhost" }, ErrInvalidConfig, "listen"},
 		{"itself a peer", func(c *Config) { c.Peers = []Peer{{ID: 1, Addr: "127.0.0.1:1"}} }, ErrInvalidConfig, "itself"},
 		{"join and voters", func(c *Config) { c.Join, c.Voters = true, []uint64{1} }, ErrInvalidConfig, "not both"},
+		{"neither tls nor insecure", func(c *Config) { c.TLS = nil }, ErrInvalidConfig, `no "tls"`},
+		{"tls and insecure", func(c *Config) { c.Insecure = true }, ErrInvalidConfig, "not both"},
+		{"tls dir and files", func(c *Config) { c.TLS = &TLSConfig{Dir: c.TLS.Dir, Cert: "node.crt"} }, ErrInvalidConfig, "tls"},
+		{"tls files missing the ca", func(c *Config) { c.TLS = &TLSConfig{Cert: "c.pem", Key: "k.pem"} }, ErrInvalidConfig, "tls"},
 		{"sub-millisecond tick", func(c *Config) { c.Timing.Tick = 1500 * time.Microsecond }, ErrInvalidConfig, "Timing.Tick"},
 		{"negative margin", func(c *Config) { c.Timing.Margin = -time.Millisecond }, ErrInvalidConfig, "Timing.Margin"},
 	}
@@ -296,5 +308,111 @@ func TestANilNodeIsClosed(t *testing.T) {
 	}
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A node whose thread panics (the test hook) is reported failed through every API, and the
+// others elect a successor.
+func TestAFailedNodeIsReportedThroughEveryAPI(t *testing.T) {
+	configs := group(t, 3)
+	nodes := make([]*Node, len(configs))
+	for i, c := range configs {
+		c.TestHooks = true
+		nodes[i] = start(t, c)
+	}
+	failed, led := leaderOf(t, nodes, -1)
+	node := nodes[failed]
+	if err := node.PanicForTesting(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The panic happens on the node's thread, a moment after the call.
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if _, err = node.Leadership(); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, ErrNodeFailed) || !strings.Contains(err.Error(), "panic") {
+		t.Fatalf("the failed node's leadership: %v", err)
+	}
+	// The events say why leadership ended, then close.
+	var lost *Event
+	timeout := time.After(10 * time.Second)
+	for done := false; !done; {
+		select {
+		case e, ok := <-node.Events():
+			if !ok {
+				done = true
+			} else if e.Kind == Lost && e.Token == led.Token {
+				lost = &e
+			}
+		case <-timeout:
+			t.Fatal("the failed node's events did not close within 10 s")
+		}
+	}
+	if lost == nil || lost.LostReason != LostFailed || lost.LostReason.String() != "failed" {
+		t.Fatalf("the failed leader's loss: %+v", lost)
+	}
+	if _, err := node.Propose([]byte("x"), time.Second); !errors.Is(err, ErrNodeFailed) {
+		t.Errorf("a proposal on a failed node: %v", err)
+	}
+	if _, err := node.StepDown(); !errors.Is(err, ErrNodeFailed) {
+		t.Errorf("a failed node stepping down: %v", err)
+	}
+	if err := node.Transfer(uint64((failed+1)%3 + 1)); !errors.Is(err, ErrNodeFailed) {
+		t.Errorf("a failed node transferring: %v", err)
+	}
+	if err := node.Compact(0, nil); !errors.Is(err, ErrNodeFailed) {
+		t.Errorf("a failed node compacting: %v", err)
+	}
+	if err := node.PanicForTesting(); !errors.Is(err, ErrNodeFailed) {
+		t.Errorf("the test hook on a failed node: %v", err)
+	}
+	status, err := node.Status()
+	if err != nil || !status.Failed || !strings.Contains(status.Failure, "panic") || status.LeadingGeneration != 0 {
+		t.Fatalf("the failed node's status: %+v %v", status, err)
+	}
+	// The committed items delivered before the failure can be read; then the channel closes.
+	for timeout := time.After(10 * time.Second); ; {
+		_, ok := <-node.Applied()
+		if !ok {
+			break
+		}
+		select {
+		case <-timeout:
+			t.Fatal("a failed node's applied items stay open")
+		default:
+		}
+	}
+
+	_, successor := leaderOf(t, nodes, failed)
+	if successor.Token.Generation <= led.Token.Generation {
+		t.Fatalf("generation %d after %d", successor.Token.Generation, led.Token.Generation)
+	}
+	for i, n := range nodes {
+		if s, err := n.Status(); i != failed && (err != nil || s.Failed || s.Failure != "") {
+			t.Errorf("node %d: %+v %v", i+1, s, err)
+		}
+	}
+
+	if err := node.Stop(); !errors.Is(err, ErrNodeFailed) {
+		t.Errorf("stopping a failed node: %v", err)
+	}
+
+	// Restarted on its log, the node is a member again.
+	node.Close()
+	node = start(t, configs[failed])
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		status, err = node.Status()
+		if err != nil || status.Failed {
+			t.Fatalf("the restarted node: %+v %v", status, err)
+		}
+		if status.Leader != 0 && status.Commit > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the restarted node knows no leader within 10 s: %+v", status)
+		}
 	}
 }

@@ -42,7 +42,7 @@ pub(crate) struct AddArgs {
 }
 
 fn node_id(id: u64) -> Result<NodeId> {
-    NodeId::new(id).map_err(|_| anyhow!("node id {id}: must be 1 to 2^63-1"))
+    NodeId::new(id).map_err(|_| anyhow!("node id {id}: must be 1 to 2^64-1"))
 }
 
 pub(crate) fn run(command: &CertsCommand) -> Result<()> {

@@ -36,7 +36,7 @@ use skew::SkewedClock;
 /// Runs one node of a group.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct NodeArgs {
-    /// This node's id (1 to 2^63-1).
+    /// This node's id (1 to 2^64-1).
     #[arg(long)]
     pub(crate) id: u64,
     /// Every member of the group, this node included, as ID=HOST:PORT,...; this node listens
@@ -104,7 +104,7 @@ pub(crate) fn start(args: &NodeArgs) -> Result<Running> {
         None => None,
     };
     let members = peers::parse(&args.peers).map_err(|e| anyhow!("--peers: {e}"))?;
-    let id = NodeId::new(args.id).map_err(|_| anyhow!("--id {}: must be 1 to 2^63-1", args.id))?;
+    let id = NodeId::new(args.id).map_err(|_| anyhow!("--id {}: must be 1 to 2^64-1", args.id))?;
     let me = members.iter().find(|m| m.id == id).ok_or_else(|| {
         anyhow!("--peers does not list this node ({id}): list every member, this one included")
     })?;

@@ -193,7 +193,7 @@ impl Store {
 
     fn lock(&self, request: &Request) -> Reply {
         let holder = number(request, "holder").and_then(|h| {
-            NodeId::new(h).map_err(|_| "holder: give a node id, 1 to 2^63-1".to_owned())
+            NodeId::new(h).map_err(|_| "holder: give a node id, 1 to 2^64-1".to_owned())
         });
         let ttl = number(request, "ttl_ms").and_then(|t| match t {
             1..=60_000 => Ok(Duration::from_millis(t)),
@@ -225,7 +225,7 @@ fn parse_decide(request: &Request) -> Result<Decide<'_>, String> {
         return Err(format!("job={job:?}: a job name is {JOB_NAME}"));
     }
     let holder = number(request, "holder")?;
-    NodeId::new(holder).map_err(|_| "holder: give a node id, 1 to 2^63-1".to_owned())?;
+    NodeId::new(holder).map_err(|_| "holder: give a node id, 1 to 2^64-1".to_owned())?;
     let generation = match request.param("generation") {
         None => None,
         Some(_) => Some(number(request, "generation")?),

@@ -287,7 +287,7 @@ fn certs_init_and_add() {
     );
     assert_one_line_error(
         &fencekit(&["certs", "add", "--dir", &d, "--node", "0"]),
-        "must be 1 to 2^63-1",
+        "must be 1 to 2^64-1",
     );
 }
 

@@ -118,6 +118,7 @@ pub struct Node {
     applied: Receiver<Applied>,
     clock: Arc<dyn Clock>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    test_hooks: bool,
 }
 
 impl std::fmt::Debug for Node {
@@ -181,6 +182,7 @@ impl Node {
             applied: applied_rx,
             clock,
             thread: Mutex::new(Some(thread)),
+            test_hooks: config.test_hooks,
         })
     }
 
@@ -213,7 +215,11 @@ impl Node {
             view.leadership.filter(|l| now < l.lease_deadline)
         };
         if let Some(Ended::Failed(cause)) = &view.ended {
+            // A failed node takes no part: whatever Raft role it had, it neither leads nor
+            // knows a leader now.
             status.failure = Some(cause.clone());
+            status.role = Role::Follower;
+            status.leader = None;
         }
         status.lease_remaining = status
             .leadership
@@ -302,11 +308,20 @@ impl Node {
     }
 
     /// Test hook: makes the node thread panic, as a bug in the kernel or in raft-rs would, to
-    /// show that the failure is reported through every API. Refused unless the node was
-    /// started with [`NodeConfig::test_hooks`].
+    /// show that the failure is reported through every API; returns once it is (at most a
+    /// few seconds). Does nothing unless the node was started with
+    /// [`NodeConfig::test_hooks`].
     #[doc(hidden)]
     pub fn panic_for_testing(&self) -> Result<(), Error> {
-        self.send(Input::Command(Command::Panic))
+        self.send(Input::Command(Command::Panic))?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while self.shared.lock().ended.is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+            if !self.test_hooks {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Stops the node: the lease ends, pending tickets fail, the thread exits. Stopping a

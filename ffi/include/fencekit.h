@@ -66,8 +66,8 @@ typedef struct fk_fence_options {
   uint64_t segment_size;
 } fk_fence_options;
 
-// A fencing token: the generation (Raft term) and the node holding it. Both are 1 to
-// 2^63 − 1; the all-zero token means "none" (a resource without a mark).
+// A fencing token: the generation (Raft term, 1 to 2^63 − 1) and the node holding it (1 to
+// 2^64 − 1); the all-zero token means "none" (a resource without a mark).
 typedef struct fk_token {
   // The generation.
   uint64_t generation;
@@ -704,7 +704,8 @@ fk_status fk_node_start_with_policy(const char *config,
                                     struct fk_node **out);
 
 // Stops the node: its lease ends, pending proposals fail, its threads exit. Its log stays.
-// A second stop fails with `FK_STATUS_STOPPED` and changes nothing.
+// A second stop fails with `FK_STATUS_STOPPED` and changes nothing; stopping a failed node
+// releases its threads and fails with `FK_STATUS_NODE_FAILED` and the cause.
 //
 // Thread safety: any thread, concurrently with any call but `fk_node_free`.
 //
@@ -828,7 +829,8 @@ fk_status fk_node_status_json(const struct fk_node *node, struct fk_buf *out);
 
 // Test hook: makes the node's thread panic, as a bug in fencekit or raft-rs would, so that a
 // host's tests can check that a failed node is reported (`FK_STATUS_NODE_FAILED` from every
-// call, an `FK_LOST_FAILED` event if it led, `"failed": true` in its status). Refused with
+// call, an `FK_LOST_FAILED` event if it led, `"failed": true` in its status). Returns once the
+// failure is visible. Refused with
 // `FK_STATUS_INVALID_ARGUMENT` unless the node's configuration says `"test_hooks": true`.
 //
 // Thread safety: any thread, concurrently with any call but `fk_node_free`.

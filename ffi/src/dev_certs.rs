@@ -60,7 +60,7 @@ pub unsafe extern "C" fn fk_dev_certs_init(
                 NodeId::new(id).map_err(|_| {
                     Failure::new(
                         FK_STATUS_INVALID_ARGUMENT,
-                        format!("node id {id}: must be 1 to 2^63 - 1"),
+                        format!("node id {id}: must be 1 to 2^64 - 1"),
                     )
                 })
             })
@@ -90,7 +90,7 @@ pub unsafe extern "C" fn fk_dev_certs_add(
         let node = NodeId::new(node).map_err(|_| {
             Failure::new(
                 FK_STATUS_INVALID_ARGUMENT,
-                format!("node id {node}: must be 1 to 2^63 - 1"),
+                format!("node id {node}: must be 1 to 2^64 - 1"),
             )
         })?;
         dev_certs::add(Path::new(dir), node)?;

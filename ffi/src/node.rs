@@ -158,7 +158,11 @@ fn receive<T>(
     receiver
         .recv_timeout(Duration::from_millis(timeout_ms.into()))
         .map_err(|e| match e {
-            RecvTimeoutError::Timeout => Error::Timeout(what).into(),
+            // A failed node's thread may still be shutting down: nothing more will come.
+            RecvTimeoutError::Timeout => match node.failure() {
+                Some(cause) => Error::Failed(cause).into(),
+                None => Error::Timeout(what).into(),
+            },
             RecvTimeoutError::Disconnected => ended(node).into(),
         })
 }
@@ -253,7 +257,8 @@ unsafe fn start(
 }
 
 /// Stops the node: its lease ends, pending proposals fail, its threads exit. Its log stays.
-/// A second stop fails with `FK_STATUS_STOPPED` and changes nothing.
+/// A second stop fails with `FK_STATUS_STOPPED` and changes nothing; stopping a failed node
+/// releases its threads and fails with `FK_STATUS_NODE_FAILED` and the cause.
 ///
 /// Thread safety: any thread, concurrently with any call but `fk_node_free`.
 ///
@@ -265,6 +270,11 @@ pub unsafe extern "C" fn fk_node_stop(node: *const fk_node) -> fk_status {
     // SAFETY: `node` is NULL or live (the caller's contract).
     let handle = unsafe { node.as_ref() };
     with_handle(handle, "node", |n| {
+        if let Some(cause) = n.node.failure() {
+            // Reaps the failed node's thread; the caller still hears why it ended.
+            n.node.stop();
+            return Err(Error::Failed(cause).into());
+        }
         if let Some(reason) = n.node.stopped() {
             return Err(Failure::new(
                 FK_STATUS_STOPPED,
@@ -535,7 +545,8 @@ pub unsafe extern "C" fn fk_node_status_json(node: *const fk_node, out: *mut fk_
 
 /// Test hook: makes the node's thread panic, as a bug in fencekit or raft-rs would, so that a
 /// host's tests can check that a failed node is reported (`FK_STATUS_NODE_FAILED` from every
-/// call, an `FK_LOST_FAILED` event if it led, `"failed": true` in its status). Refused with
+/// call, an `FK_LOST_FAILED` event if it led, `"failed": true` in its status). Returns once the
+/// failure is visible. Refused with
 /// `FK_STATUS_INVALID_ARGUMENT` unless the node's configuration says `"test_hooks": true`.
 ///
 /// Thread safety: any thread, concurrently with any call but `fk_node_free`.

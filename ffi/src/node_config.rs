@@ -112,7 +112,7 @@ fn invalid(reason: String) -> Error {
 }
 
 fn node_id(value: u64, field: &str) -> Result<NodeId, Error> {
-    NodeId::new(value).map_err(|_| invalid(format!("{field} = {value}: must be 1 to 2^63 - 1")))
+    NodeId::new(value).map_err(|_| invalid(format!("{field} = {value}: must be 1 to 2^64 - 1")))
 }
 
 /// A parsed configuration.

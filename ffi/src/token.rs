@@ -4,8 +4,8 @@ use kernel::{Token, Verdict};
 
 use crate::boundary;
 
-/// A fencing token: the generation (Raft term) and the node holding it. Both are 1 to
-/// 2^63 − 1; the all-zero token means "none" (a resource without a mark).
+/// A fencing token: the generation (Raft term, 1 to 2^63 − 1) and the node holding it (1 to
+/// 2^64 − 1); the all-zero token means "none" (a resource without a mark).
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct fk_token {

@@ -13,7 +13,7 @@ use fencekit::planted::PlantedBug;
 use fencekit::time::Instant;
 use fencekit::wal::WalOptions;
 use fencekit::{Error, NodeId};
-use raft::eraftpb::MessageType;
+use raft::eraftpb::{Message, MessageType};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -497,6 +497,20 @@ impl Simulation {
     pub fn wait_for_leader(&mut self, limit: Duration) -> Option<u64> {
         self.run_until(limit, |s| s.leader().is_some());
         self.leader()
+    }
+
+    /// Sends `message` through the network as if node `message.from` had: how a fuzzer plays a
+    /// member that misbehaves. A message for a node outside the group is dropped.
+    pub fn inject(&mut self, message: Message) {
+        if !(1..=self.config.nodes).contains(&message.to) {
+            return;
+        }
+        let packet = Packet {
+            from: Endpoint::Node(message.from),
+            to: Endpoint::Node(message.to),
+            payload: Payload::Raft(message),
+        };
+        self.net.send(&mut self.rng, self.now, packet);
     }
 
     /// One step: restarts due, packets due, then each node, then the checkers.

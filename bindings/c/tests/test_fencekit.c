@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -324,19 +325,34 @@ static int free_port(void) {
     return ntohs(addr.sin_port);
 }
 
-/* The JSON of a single-node group whose only member is node 1. */
-static int single_config(char *out, size_t cap, const char *dir, int port, int cluster) {
+/* Development certificates for nodes 1..n of `cluster`, in a new temporary directory. */
+static const char *certs_for(uint64_t cluster, int n) {
+    const char *dir = temp_dir();
+    uint64_t ids[8];
+    for (int i = 0; i < n; i++) ids[i] = (uint64_t)i + 1;
+    if (fk_dev_certs_init(dir, strlen(dir), cluster, ids, (size_t)n) != FK_STATUS_OK) {
+        fprintf(stderr, "fk_dev_certs_init: %s\n", fk_last_error_message());
+        exit(2);
+    }
+    return dir;
+}
+
+/* The JSON of a single-node group whose only member is node 1, with the certificates of
+ * `certs` (from certs_for). */
+static int single_config(char *out, size_t cap, const char *dir, int port, int cluster, const char *certs) {
     return snprintf(out, cap,
                     "{\"id\": 1, \"cluster\": %d, \"data_dir\": \"%s\", \"listen\": \"127.0.0.1:%d\","
+                    " \"tls\": {\"dir\": \"%s/node-1\"},"
                     " \"timing\": {\"tick_ms\": %ld, \"margin_ms\": %ld}}",
-                    cluster, dir, port, 10 * slow(), 10 * slow());
+                    cluster, dir, port, certs, 10 * slow(), 10 * slow());
 }
 
 static void test_node_single(void) {
     const char *dir = temp_dir();
+    const char *certs = certs_for(7, 1);
     char config[512];
     int port = free_port();
-    int len = single_config(config, sizeof config, dir, port, 7);
+    int len = single_config(config, sizeof config, dir, port, 7, certs);
     fk_node *node = NULL;
     OK(fk_node_start(config, (size_t)len, &node));
 
@@ -388,12 +404,12 @@ static void test_node_single(void) {
     /* The same port again: a transport error that names the address. */
     const char *dir2 = temp_dir();
     char config2[512];
-    int len2 = single_config(config2, sizeof config2, dir2, port, 7);
+    int len2 = single_config(config2, sizeof config2, dir2, port, 7, certs);
     fk_node *clash = NULL;
     EXPECT(fk_node_start(config2, (size_t)len2, &clash), FK_STATUS_TRANSPORT);
     CHECK(clash == NULL && strstr(fk_last_error_message(), "127.0.0.1") != NULL);
     /* The same data directory while the node runs: locked. */
-    len2 = single_config(config2, sizeof config2, dir, free_port(), 7);
+    len2 = single_config(config2, sizeof config2, dir, free_port(), 7, certs);
     EXPECT(fk_node_start(config2, (size_t)len2, &clash), FK_STATUS_LOCKED);
 
     OK(fk_node_stop(node));
@@ -407,7 +423,7 @@ static void test_node_single(void) {
     fk_node_free(node);
 
     /* Its directory belongs to cluster 7: another cluster is refused. */
-    len2 = single_config(config2, sizeof config2, dir, free_port(), 8);
+    len2 = single_config(config2, sizeof config2, dir, free_port(), 8, certs);
     EXPECT(fk_node_start(config2, (size_t)len2, &clash), FK_STATUS_WRONG_CLUSTER);
 
     /* The node's log can be inspected after the fact. */
@@ -428,8 +444,16 @@ static void test_node_bad_config(void) {
         {"{\"id\": 1, \"cluster\": 1, \"data_dir\": \"/tmp/x\", \"listen\": \"127.0.0.1:0\", \"colour\": 1}",
          "colour"},
         {"{\"id\": 1, \"cluster\": 1, \"data_dir\": \"/tmp/x\", \"listen\": \"127.0.0.1:0\","
-         " \"timing\": {\"election_tick\": 1}}",
+         " \"insecure\": true, \"timing\": {\"election_tick\": 1}}",
          "election_tick"},
+        /* Secure by default: neither TLS nor an explicit "insecure". */
+        {"{\"id\": 1, \"cluster\": 1, \"data_dir\": \"/tmp/x\", \"listen\": \"127.0.0.1:0\"}", "no \"tls\""},
+        {"{\"id\": 1, \"cluster\": 1, \"data_dir\": \"/tmp/x\", \"listen\": \"127.0.0.1:0\","
+         " \"insecure\": true, \"tls\": {\"dir\": \"/tmp\"}}",
+         "not both"},
+        {"{\"id\": 1, \"cluster\": 1, \"data_dir\": \"/tmp/x\", \"listen\": \"127.0.0.1:0\","
+         " \"tls\": {\"cert\": \"/a\"}}",
+         "tls: give"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         fk_node *node = NULL;
@@ -453,6 +477,7 @@ static void test_node_bad_config(void) {
 /* Three nodes: transfer moves leadership to a higher generation; the old token is stale. */
 static void test_node_transfer_fences_the_old_leader(void) {
     enum { N = 3 };
+    const char *certs = certs_for(9, N);
     int ports[N];
     fk_node *nodes[N] = {0};
     for (int i = 0; i < N; i++) ports[i] = free_port();
@@ -461,9 +486,10 @@ static void test_node_transfer_fences_the_old_leader(void) {
         int len = snprintf(config, sizeof config,
                            "{\"id\": %d, \"cluster\": 9, \"data_dir\": \"%s\", \"listen\": \"127.0.0.1:%d\","
                            " \"peers\": [{\"id\": %d, \"addr\": \"127.0.0.1:%d\"}, {\"id\": %d, \"addr\": \"127.0.0.1:%d\"}],"
+                           " \"tls\": {\"dir\": \"%s/node-%d\"},"
                            " \"timing\": {\"tick_ms\": %ld, \"margin_ms\": %ld}}",
                            i + 1, temp_dir(), ports[i], (i + 1) % N + 1, ports[(i + 1) % N], (i + 2) % N + 1,
-                           ports[(i + 2) % N], 10 * slow(), 10 * slow());
+                           ports[(i + 2) % N], certs, i + 1, 10 * slow(), 10 * slow());
         OK(fk_node_start(config, (size_t)len, &nodes[i]));
     }
     fk_leadership first = {0}, second = {0};
@@ -501,6 +527,94 @@ static void test_node_transfer_fences_the_old_leader(void) {
         OK(fk_node_stop(nodes[i]));
         fk_node_free(nodes[i]);
     }
+}
+
+/* A node whose thread dies (the test hook) says so through every call (I9): no leadership,
+ * FK_STATUS_NODE_FAILED with the cause, an FK_LOST_FAILED event, "failed" in its status. */
+static void test_node_failed(void) {
+    const char *certs = certs_for(5, 1);
+    char config[768];
+    int len = snprintf(config, sizeof config,
+                       "{\"id\": 1, \"cluster\": 5, \"data_dir\": \"%s\", \"listen\": \"127.0.0.1:%d\","
+                       " \"tls\": {\"dir\": \"%s/node-1\"}, \"test_hooks\": true,"
+                       " \"timing\": {\"tick_ms\": %ld, \"margin_ms\": %ld}}",
+                       temp_dir(), free_port(), certs, 10 * slow(), 10 * slow());
+    fk_node *node = NULL;
+    OK(fk_node_start(config, (size_t)len, &node));
+    fk_leadership leadership;
+    fk_status s = FK_STATUS_NOT_LEADER;
+    for (int i = 0; i < 500 * slow() && s != FK_STATUS_OK; i++) {
+        s = fk_node_leadership(node, &leadership);
+        if (s != FK_STATUS_OK) sleep_ms(10);
+    }
+    CHECK(s == FK_STATUS_OK);
+    fk_event event;
+    while (fk_node_next_event(node, 0, &event) == FK_STATUS_OK) {
+    }
+    OK(fk_node_panic_for_testing(node));
+    int lost = 0;
+    for (int i = 0; i < 100 && !lost; i++) {
+        s = fk_node_next_event(node, (uint32_t)(100 * slow()), &event);
+        lost = s == FK_STATUS_OK && event.kind == FK_EVENT_LOST;
+    }
+    CHECK(lost && event.lost_reason == FK_LOST_FAILED && event.token.holder == 1);
+    EXPECT(fk_node_leadership(node, &leadership), FK_STATUS_NODE_FAILED);
+    CHECK(strstr(fk_last_error_message(), "panicked") != NULL);
+    uint64_t index;
+    EXPECT(fk_node_propose(node, (const uint8_t *)"x", 1, 10, &index), FK_STATUS_NODE_FAILED);
+    EXPECT(fk_node_step_down(node, &index), FK_STATUS_NODE_FAILED);
+    while ((s = fk_node_next_event(node, 0, &event)) == FK_STATUS_OK) {
+    }
+    CHECK(s == FK_STATUS_NODE_FAILED);
+    fk_buf status = {0};
+    OK(fk_node_status_json(node, &status));
+    CHECK(strstr((const char *)status.data, "\"failed\":true") != NULL);
+    CHECK(strstr((const char *)status.data, "\"leading_generation\":null") != NULL);
+    CHECK(strstr((const char *)status.data, "\"role\":\"follower\",\"leader\":null") != NULL);
+    fk_buf_release(&status);
+    EXPECT(fk_node_stop(node), FK_STATUS_NODE_FAILED);
+    fk_node_free(node);
+
+    /* Without "test_hooks" the hook is refused and the node goes on. */
+    len = single_config(config, sizeof config, temp_dir(), free_port(), 5, certs);
+    OK(fk_node_start(config, (size_t)len, &node));
+    EXPECT(fk_node_panic_for_testing(node), FK_STATUS_INVALID_ARGUMENT);
+    EXPECT(fk_node_panic_for_testing(NULL), FK_STATUS_NULL_ARGUMENT);
+    OK(fk_node_stop(node));
+    fk_node_free(node);
+}
+
+/* Development certificates, and certificate files a node refuses. */
+static void test_dev_certs(void) {
+    const char *certs = certs_for(11, 2);
+    uint64_t ids[] = {1};
+    EXPECT(fk_dev_certs_init(certs, strlen(certs), 11, ids, 1), FK_STATUS_TLS);
+    CHECK(strstr(fk_last_error_message(), "already holds a CA") != NULL);
+    uint64_t zero[] = {0};
+    const char *fresh = temp_dir();
+    EXPECT(fk_dev_certs_init(fresh, strlen(fresh), 11, zero, 1), FK_STATUS_INVALID_ARGUMENT);
+    EXPECT(fk_dev_certs_init(NULL, 4, 11, ids, 1), FK_STATUS_NULL_ARGUMENT);
+    EXPECT(fk_dev_certs_init(certs, strlen(certs), 11, NULL, 1), FK_STATUS_NULL_ARGUMENT);
+    EXPECT(fk_dev_certs_add(certs, strlen(certs), 2), FK_STATUS_TLS);
+    OK(fk_dev_certs_add(certs, strlen(certs), 3));
+    EXPECT(fk_dev_certs_add(certs, strlen(certs), 0), FK_STATUS_INVALID_ARGUMENT);
+    EXPECT(fk_dev_certs_add(fresh, strlen(fresh), 4), FK_STATUS_TLS);
+    CHECK(strstr(fk_last_error_message(), "no development CA") != NULL);
+
+    /* A key its group or others can read is refused, naming the file. */
+    char key[256];
+    snprintf(key, sizeof key, "%s/node-1/node.key", certs);
+    CHECK(chmod(key, 0644) == 0);
+    char config[768];
+    int len = single_config(config, sizeof config, temp_dir(), free_port(), 11, certs);
+    fk_node *node = NULL;
+    EXPECT(fk_node_start(config, (size_t)len, &node), FK_STATUS_TLS);
+    CHECK(node == NULL && strstr(fk_last_error_message(), "node.key") != NULL);
+    /* A node of another cluster than its certificate says. */
+    CHECK(chmod(key, 0600) == 0);
+    len = single_config(config, sizeof config, temp_dir(), free_port(), 12, certs);
+    EXPECT(fk_node_start(config, (size_t)len, &node), FK_STATUS_TLS);
+    CHECK(strstr(fk_last_error_message(), "cluster 11") != NULL);
 }
 
 /* ---- policies ------------------------------------------------------------------------- */
@@ -578,11 +692,13 @@ static void test_policy(void) {
 
     /* A node whose election priority the policy decides. */
     const char *dir = temp_dir();
+    const char *certs = certs_for(3, 1);
     char config[512];
     int len = snprintf(config, sizeof config,
                        "{\"id\": 1, \"cluster\": 3, \"data_dir\": \"%s\", \"listen\": \"127.0.0.1:%d\","
+                       " \"tls\": {\"dir\": \"%s/node-1\"},"
                        " \"descriptor\": \"zone=a\", \"timing\": {\"tick_ms\": %ld, \"margin_ms\": %ld}}",
-                       dir, free_port(), 10 * slow(), 10 * slow());
+                       dir, free_port(), certs, 10 * slow(), 10 * slow());
     fk_node *node = NULL;
     EXPECT(fk_node_start_with_policy(config, (size_t)len, tie_breaker, &node),
            FK_STATUS_OK);
@@ -613,6 +729,8 @@ static const struct {
     {"node_single", test_node_single},
     {"node_bad_config", test_node_bad_config},
     {"node_transfer_fences_the_old_leader", test_node_transfer_fences_the_old_leader},
+    {"node_failed", test_node_failed},
+    {"dev_certs", test_dev_certs},
     {"policy", test_policy},
 };
 

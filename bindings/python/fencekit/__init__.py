@@ -2,8 +2,9 @@
 
 A storage checks the fencing token of every write with a `Fence`; a write may land only when
 the verdict is accepted. A service elects a leader with a `Node` (Raft over TCP) and writes
-with the token of its usable leadership. The library is libfencekit, linked into this
-package's compiled extension.
+with the token of its usable leadership; its peers authenticate with mutual TLS
+(`make_dev_certs` makes development certificates). The library is libfencekit, linked into
+this package's compiled extension.
 """
 
 from .errors import (
@@ -17,18 +18,21 @@ from .errors import (
     InvalidKeyError,
     InvalidTokenError,
     LockedError,
+    NodeFailedError,
     NotLeaderError,
     PanicError,
     PoisonedError,
     PolicyRefusedError,
     StoppedError,
     StorageError,
+    TlsError,
     TooLargeError,
     TooManyResourcesError,
     TransportError,
     UnknownResourceError,
     WrongClusterError,
 )
+from .dev_certs import add_dev_cert, dev_cert_dir, make_dev_certs
 from .fence import BATCH_MAX, Batch, Fence, WriteVerdict
 from .node import Applied, Event, Leadership, Node
 from .policy import TIE_BREAKER, VALIDATOR, Policy
@@ -53,6 +57,7 @@ __all__ = [
     "Leadership",
     "LockedError",
     "Node",
+    "NodeFailedError",
     "NotLeaderError",
     "PanicError",
     "PoisonedError",
@@ -61,6 +66,7 @@ __all__ = [
     "StoppedError",
     "StorageError",
     "TIE_BREAKER",
+    "TlsError",
     "Token",
     "TooLargeError",
     "TooManyResourcesError",
@@ -70,4 +76,7 @@ __all__ = [
     "Verdict",
     "WriteVerdict",
     "WrongClusterError",
+    "add_dev_cert",
+    "dev_cert_dir",
+    "make_dev_certs",
 ]

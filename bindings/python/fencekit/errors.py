@@ -73,12 +73,27 @@ class StoppedError(FencekitError):
     """The node has stopped."""
 
 
+class NodeFailedError(FencekitError):
+    """The node failed: its thread panicked (a bug in fencekit or raft-rs), or it could not
+    write its log. The message gives the cause. A failed node reports no leadership and
+    refuses every call with this error until it is restarted (a new `Node` on its data
+    directory). Deliberately not a StoppedError: a host that treats "stopped" as a normal
+    shutdown must not mistake a failure for one."""
+
+
 class FencekitTimeoutError(FencekitError, TimeoutError):
     """Nothing arrived, or nothing finished, in time."""
 
 
 class TransportError(FencekitError):
     """The network transport failed (a port in use, a peer that does not resolve)."""
+
+
+class TlsError(FencekitError):
+    """TLS files that cannot be used: a key readable by its group or others, a file that is not
+    PEM, a certificate naming another node or not signed by the CA (the message names the
+    file); or development certificates that cannot be made (a directory that holds a CA
+    already, a node that has certificates already)."""
 
 
 class PolicyRefusedError(FencekitError):
@@ -124,6 +139,8 @@ _BY_STATUS: dict[int, type[FencekitError]] = {
     lib.FK_STATUS_STOPPED: StoppedError,
     lib.FK_STATUS_TIMEOUT: FencekitTimeoutError,
     lib.FK_STATUS_TRANSPORT: TransportError,
+    lib.FK_STATUS_NODE_FAILED: NodeFailedError,
+    lib.FK_STATUS_TLS: TlsError,
     lib.FK_STATUS_POLICY_REFUSED: PolicyRefusedError,
     lib.FK_STATUS_PANIC: PanicError,
     lib.FK_STATUS_POISONED: PoisonedError,

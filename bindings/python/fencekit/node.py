@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Dict, NamedTuple, Optional, Union
 
 from ._native import ffi, lib
@@ -30,7 +31,11 @@ class Applied(NamedTuple):
 
 
 class Event(NamedTuple):
-    """A change: `kind` is "elected", "lost", "leader_changed" or "membership_changed"."""
+    """A change: `kind` is "elected", "lost", "leader_changed" or "membership_changed".
+
+    For "lost", `lost_reason` says why the leadership ended: "lease_expired",
+    "stepped_down", "transferring", "removed", "stopped", or "failed" (the node failed while
+    it led; every later call raises NodeFailedError)."""
 
     kind: str
     token: Optional[Token]
@@ -52,7 +57,15 @@ _LOST = {
     lib.FK_LOST_TRANSFERRING: "transferring",
     lib.FK_LOST_REMOVED: "removed",
     lib.FK_LOST_STOPPED: "stopped",
+    lib.FK_LOST_FAILED: "failed",
 }
+
+
+def _json_value(value: object) -> str:
+    """Paths (pathlib, os.PathLike) in a configuration, as the strings JSON needs."""
+    if isinstance(value, os.PathLike):
+        return os.fsdecode(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def _timeout_ms(timeout: float) -> int:
@@ -62,16 +75,27 @@ def _timeout_ms(timeout: float) -> int:
 
 
 class Node:
-    """A running node. `config` is the JSON configuration of ffi/README.md, as a dict or a
-    string: `id`, `cluster`, `data_dir`, `listen`, `peers` ([{"id", "addr"}]), and optionally
-    `voters`, `join`, `timing`, `descriptor`. `tie_breaker` is an optional Policy.
+    """A running node. `config` is the JSON configuration of ffi/README.md, as a dict (paths
+    may be `pathlib.Path`) or a string: `id`, `cluster`, `data_dir`, `listen`, `peers`
+    ([{"id", "addr"}]), its security, and optionally `voters`, `join`, `timing`,
+    `descriptor`. `tie_breaker` is an optional Policy.
 
-    Ask `leadership()` before each write: it is the truth (events are news). Close the node
-    with `close()` or use it as a context manager. Thread-safe.
+    Security is required: `"tls": {"dir": D}` (D holds node.crt, node.key and ca.crt, the
+    layout `make_dev_certs` and `fencekit certs init` make) or `"tls": {"cert": C, "key": K,
+    "ca": A}`, and peers then authenticate with mutual TLS; or `"insecure": True`, which lets
+    anyone who reaches the port join the group. Neither, or both, raises InvalidConfigError;
+    unusable TLS files raise TlsError (the message names the file). `"test_hooks": True`
+    enables `_panic_for_testing` (tests only, never in production).
+
+    Ask `leadership()` before each write: it is the truth (events are news). A node that
+    failed (its thread panicked, its log could not be written) raises NodeFailedError from
+    `leadership()`, `propose()`, `stop()` and the other calls but one: `status()` still
+    answers, with "failed": true and the cause in "failure". Close the
+    node with `close()` or use it as a context manager. Thread-safe.
     """
 
     def __init__(self, config: Union[Dict[str, Any], str], *, tie_breaker: Optional[Policy] = None) -> None:
-        text = config if isinstance(config, str) else json.dumps(config)
+        text = config if isinstance(config, str) else json.dumps(config, default=_json_value)
         encoded = text.encode("utf-8")
         out = ffi.new("fk_node **")
         policy = tie_breaker._handle() if tie_breaker is not None else ffi.NULL
@@ -85,7 +109,8 @@ class Node:
         return node
 
     def leadership(self) -> Optional[Leadership]:
-        """Usable leadership now, or None when this node may not act as leader."""
+        """Usable leadership now, or None when this node may not act as leader. Raises
+        NodeFailedError, with the cause, once the node failed: a failed node never leads."""
         out = ffi.new("fk_leadership *")
         try:
             check(lib.fk_node_leadership(self._handle(), out))
@@ -96,7 +121,10 @@ class Node:
         return Leadership(token, out.lease_deadline_ns, out.lease_remaining_ns)
 
     def next_event(self, timeout: float = 0.0) -> Optional[Event]:
-        """The next event, waiting up to `timeout` seconds; None if none came."""
+        """The next event, waiting up to `timeout` seconds; None if none came. Once the node
+        stopped (or failed) and every event was read, raises StoppedError (NodeFailedError).
+        A node that fails while it leads delivers a "lost" event with lost_reason "failed"
+        first."""
         out = ffi.new("fk_event *")
         try:
             check(lib.fk_node_next_event(self._handle(), _timeout_ms(timeout), out))
@@ -146,7 +174,10 @@ class Node:
         return out[0]
 
     def status(self) -> Dict[str, Any]:
-        """The node's view (term, role, leader, lease_remaining_ms, commit, voters, ...)."""
+        """The node's view (term, role, leader, lease_remaining_ms, commit, voters, ...).
+        "failed" is True once the node failed, with the cause in "failure";
+        "refused_messages" counts the peer messages refused as no honest peer would send
+        them, the latest reason in "last_refusal". It answers on a failed node too."""
         out = ffi.new("fk_buf *")
         check(lib.fk_node_status_json(self._handle(), out))
         try:
@@ -155,8 +186,19 @@ class Node:
             lib.fk_buf_release(out)
 
     def stop(self) -> None:
-        """Stops the node (its lease ends); StoppedError if it was stopped already."""
+        """Stops the node (its lease ends); StoppedError if it was stopped already,
+        NodeFailedError (with the cause) if it failed."""
         check(lib.fk_node_stop(self._handle()))
+
+    def _panic_for_testing(self) -> None:
+        """Test only: makes the node's thread panic, as a bug in fencekit or raft-rs would, so
+        that a host's tests can check how it handles a failed node. InvalidArgumentError
+        unless the configuration said `"test_hooks": True`.
+
+        It returns before the failure shows: the node's thread publishes it as it dies, and
+        until then `leadership()` may still answer (a leadership, or None). Wait for it to
+        raise NodeFailedError."""
+        check(lib.fk_node_panic_for_testing(self._handle()))
 
     def close(self) -> None:
         """Stops the node if it runs and frees it. Closing twice is fine.

@@ -15,13 +15,18 @@ def free_port() -> int:
 
 
 def start(root: str, size: int, cluster: int) -> List[fencekit.Node]:
-    """`size` nodes of one cluster on free local ports, their logs under `root`."""
+    """`size` nodes of one cluster on free local ports, their logs under `root`. The group is
+    secure, as any should be: its peers authenticate with mutual TLS, with development
+    certificates made for it in `root`/certs (a CA, and node n's files in certs/node-<n>)."""
+    ids = list(range(1, size + 1))
+    tls_dirs = fencekit.make_dev_certs(f"{root}/certs", cluster, ids)
     ports = [free_port() for _ in range(size)]
     nodes = []
-    for i in range(size):
+    for i, node in enumerate(ids):
         peers = [{"id": j + 1, "addr": f"127.0.0.1:{ports[j]}"} for j in range(size) if j != i]
-        nodes.append(fencekit.Node({"id": i + 1, "cluster": cluster, "data_dir": f"{root}/node-{i + 1}",
-                                    "listen": f"127.0.0.1:{ports[i]}", "peers": peers}))
+        nodes.append(fencekit.Node({"id": node, "cluster": cluster, "data_dir": f"{root}/node-{node}",
+                                    "listen": f"127.0.0.1:{ports[i]}", "peers": peers,
+                                    "tls": {"dir": tls_dirs[node]}}))
     return nodes
 
 

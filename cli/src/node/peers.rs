@@ -26,7 +26,7 @@ pub(crate) fn parse(list: &str) -> Result<Vec<Member>, String> {
             .parse::<u64>()
             .ok()
             .and_then(|id| NodeId::new(id).ok())
-            .ok_or_else(|| format!("peer {item:?}: the id must be 1 to 2^63-1; {FORM}"))?;
+            .ok_or_else(|| format!("peer {item:?}: the id must be 1 to 2^64-1; {FORM}"))?;
         let addr = addr
             .trim()
             .parse::<SocketAddr>()
@@ -60,8 +60,8 @@ mod tests {
         for (list, says) in [
             ("", "empty"),
             ("1:127.0.0.1:7001", "no '='"),
-            ("0=127.0.0.1:7001", "1 to 2^63-1"),
-            ("x=127.0.0.1:7001", "1 to 2^63-1"),
+            ("0=127.0.0.1:7001", "1 to 2^64-1"),
+            ("x=127.0.0.1:7001", "1 to 2^64-1"),
             ("1=localhost", "the address"),
             ("1=127.0.0.1:7001,1=127.0.0.1:7002", "twice"),
             ("1=127.0.0.1:7001,2=127.0.0.1:7001", "share"),

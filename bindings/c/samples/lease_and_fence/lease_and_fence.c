@@ -91,6 +91,12 @@ int main(void) {
     }
     int ports[NODES];
     for (int i = 0; i < NODES; i++) ports[i] = free_port();
+    /* Peers prove who they are with certificates: development ones, made here. */
+    char certs[512];
+    snprintf(certs, sizeof certs, "%s/certs", root);
+    uint64_t ids[NODES];
+    for (int i = 0; i < NODES; i++) ids[i] = (uint64_t)i + 1;
+    check(fk_dev_certs_init(certs, strlen(certs), 42, ids, NODES), "fk_dev_certs_init");
 
     fk_node *nodes[NODES] = {0};
     for (int i = 0; i < NODES; i++) {
@@ -98,9 +104,10 @@ int main(void) {
         int len = snprintf(config, sizeof config,
                            "{\"id\": %d, \"cluster\": 42, \"data_dir\": \"%s/node-%d\","
                            " \"listen\": \"127.0.0.1:%d\", \"peers\": ["
-                           "{\"id\": %d, \"addr\": \"127.0.0.1:%d\"}, {\"id\": %d, \"addr\": \"127.0.0.1:%d\"}]}",
+                           "{\"id\": %d, \"addr\": \"127.0.0.1:%d\"}, {\"id\": %d, \"addr\": \"127.0.0.1:%d\"}],"
+                           " \"tls\": {\"dir\": \"%s/node-%d\"}}",
                            i + 1, root, i + 1, ports[i], (i + 1) % NODES + 1, ports[(i + 1) % NODES],
-                           (i + 2) % NODES + 1, ports[(i + 2) % NODES]);
+                           (i + 2) % NODES + 1, ports[(i + 2) % NODES], certs, i + 1);
         check(fk_node_start(config, (size_t)len, &nodes[i]), "fk_node_start");
     }
     printf("three nodes started on ports %d, %d, %d\n", ports[0], ports[1], ports[2]);

@@ -79,6 +79,12 @@ pub fn init(dir: &Path, cluster: u64, nodes: &[NodeId]) -> Result<(), Error> {
 /// Makes a certificate for `node` with the CA in `dir` (made by [`init`]), in its own
 /// directory. Refuses a node that already has one.
 pub fn add(dir: &Path, node: NodeId) -> Result<TlsFiles, Error> {
+    if !dir.join(CA_CERT).is_file() || !dir.join(CA_KEY).is_file() {
+        return Err(cert_error(format!(
+            "{} holds no development CA ({CA_CERT} and {CA_KEY}): make one with init",
+            dir.display()
+        )));
+    }
     let ca_pem = read_text(&dir.join(CA_CERT))?;
     let ca_key = KeyPair::from_pem(&read_text(&dir.join(CA_KEY))?).map_err(|e| {
         cert_error(format!(

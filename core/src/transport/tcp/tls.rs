@@ -299,9 +299,11 @@ fn read_private(path: &Path) -> Result<Vec<u8>, Error> {
 }
 
 fn read_checked(path: &Path, forbidden: u32, what: &str) -> Result<Vec<u8>, Error> {
-    let mut file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let mut file = File::open(path).map_err(|e| tls_error(path, format!("cannot open: {e}")))?;
     // The mode of the file opened, not of whatever the path names a moment later.
-    let meta = file.metadata().map_err(|e| Error::io("stat", path, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| tls_error(path, format!("cannot stat: {e}")))?;
     let mode = meta.mode() & 0o777;
     if mode & forbidden != 0 {
         return Err(tls_error(
@@ -323,7 +325,7 @@ fn read_checked(path: &Path, forbidden: u32, what: &str) -> Result<Vec<u8>, Erro
     (&mut file)
         .take(TLS_FILE_MAX)
         .read_to_end(&mut bytes)
-        .map_err(|e| Error::io("read", path, e))?;
+        .map_err(|e| tls_error(path, format!("cannot read: {e}")))?;
     Ok(bytes)
 }
 

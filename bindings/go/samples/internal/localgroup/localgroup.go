@@ -10,9 +10,12 @@ import (
 	fencekit "example.invalid/fencekit/bindings/go"
 )
 
-// Start starts size nodes of one cluster on free local ports, their logs under root.
+// Start starts size nodes of one cluster on free local ports, their logs under root. The
+// group is secure: its peers authenticate with mutual TLS, with development certificates
+// made in root/certs (a real group uses its own CA).
 func Start(root string, size int, cluster uint64) ([]*fencekit.Node, error) {
 	addrs := make([]string, size)
+	ids := make([]uint64, size)
 	for i := range addrs {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -20,11 +23,17 @@ func Start(root string, size int, cluster uint64) ([]*fencekit.Node, error) {
 		}
 		addrs[i] = l.Addr().String()
 		l.Close()
+		ids[i] = uint64(i + 1)
+	}
+	certs := filepath.Join(root, "certs")
+	if err := fencekit.MakeDevCerts(certs, cluster, ids); err != nil {
+		return nil, err
 	}
 	var nodes []*fencekit.Node
 	for i := range addrs {
-		c := fencekit.Config{ID: uint64(i + 1), Cluster: cluster, Listen: addrs[i],
-			DataDir: filepath.Join(root, fmt.Sprint("node-", i+1))}
+		c := fencekit.Config{ID: ids[i], Cluster: cluster, Listen: addrs[i],
+			DataDir: filepath.Join(root, fmt.Sprint("node-", i+1)),
+			TLS:     &fencekit.TLSConfig{Dir: fencekit.DevCertDir(certs, ids[i])}}
 		for j, addr := range addrs {
 			if j != i {
 				c.Peers = append(c.Peers, fencekit.Peer{ID: uint64(j + 1), Addr: addr})
