@@ -115,7 +115,7 @@ cargo run --locked --release -p fencekit-sim -- --seeds "${SIM_SEEDS:-0..100}" -
 
 step "fuzzing: a short run of each cargo-fuzz target from its committed corpus"
 # The targets build on nightly (cargo-fuzz needs it); a longer run:
-# (cd fuzz && cargo +nightly fuzz run step_boundary -- -max_total_time=600)
+# (cd fuzz && cargo +nightly fuzz run step_boundary -- -max_total_time=600 -len_control=0)
 if ! rustup toolchain list | grep -q '^nightly'; then
     rustup toolchain install nightly --profile minimal
 fi
@@ -123,13 +123,17 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --ver
 (
     cd fuzz
     for target in wire step_boundary; do
-        # Runs the corpus, then mutates for the rest of the time; a crash fails the step.
-        cargo +nightly fuzz run "$target" -- -max_total_time="${FUZZ_SECONDS:-30}" -print_final_stats=1 2>&1 |
-            grep -E '^(Done|stat::number_of_executed_units|==|thread|SUMMARY)' || true
-        if [ -n "$(ls artifacts/"$target" 2>/dev/null)" ]; then
-            echo "fuzz target $target found a crash: see fuzz/artifacts/$target" >&2
+        # Runs the corpus, then mutates for the rest of the time. A crash (or a build that
+        # fails) fails the step; the input that crashed is left in fuzz/artifacts/TARGET.
+        flog=$(mktemp)
+        if ! cargo +nightly fuzz run "$target" -- -max_total_time="${FUZZ_SECONDS:-30}" \
+            -len_control=0 -max_len=2048 -print_final_stats=1 >"$flog" 2>&1; then
+            tail -n 60 "$flog"
+            echo "fuzz target $target failed: see above and fuzz/artifacts/$target" >&2
             exit 1
         fi
+        echo "$target: $(grep -E '^Done' "$flog")"
+        rm -f "$flog"
     done
 )
 

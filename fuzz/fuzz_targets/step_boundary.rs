@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
+use fencekit::lease::Timing;
 use fencekit_sim::simulation::{SimConfig, Simulation};
 use libfuzzer_sys::fuzz_target;
 use protobuf::{Message as _, ProtobufEnum as _};
@@ -175,7 +176,17 @@ fn forge(op: &Op, sim: &Simulation) -> Option<Message> {
 }
 
 fuzz_target!(|ops: Vec<Op>| {
-    let mut sim = Simulation::new(SimConfig::quiet(0, 3)).expect("the simulation starts");
+    // A fast clock (1 ms ticks, the simulator's step): elections in tens of steps, so that
+    // each input runs in milliseconds.
+    let mut config = SimConfig::quiet(0, 3);
+    config.timing = Timing {
+        tick: Duration::from_millis(1),
+        election_tick: 10,
+        heartbeat_tick: 3,
+        max_drift: 0.05,
+        margin: Duration::from_millis(1),
+    };
+    let mut sim = Simulation::new(config).expect("the simulation starts");
     sim.wait_for_leader(Duration::from_secs(5))
         .expect("a quiet group elects a leader");
     let mut seen: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
@@ -205,7 +216,7 @@ fuzz_target!(|ops: Vec<Op>| {
             sim.inject(message);
         }
     }
-    for _ in 0..200 {
+    for _ in 0..100 {
         sim.step();
         observe(&sim);
     }
