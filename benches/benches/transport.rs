@@ -111,7 +111,11 @@ impl TcpTrio {
 
     fn commit_batch(&self, leader: usize, batch: usize) {
         let tickets: Vec<_> = (0..batch)
-            .map(|_| self.node(leader).propose(PAYLOAD.to_vec()).expect("propose"))
+            .map(|_| {
+                self.node(leader)
+                    .propose(PAYLOAD.to_vec())
+                    .expect("propose")
+            })
             .collect();
         for ticket in tickets {
             ticket.wait(Duration::from_secs(10)).expect("commit");

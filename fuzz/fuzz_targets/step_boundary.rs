@@ -126,7 +126,11 @@ fn forge(op: &Op, sim: &Simulation) -> Option<Message> {
     let to = if op.to_second { 2 } else { 1 };
     let replica = sim.replica(to)?;
     let raft = replica.raft();
-    let (term, last, commit) = (raft.term, raft.raft_log.last_index(), raft.raft_log.committed);
+    let (term, last, commit) = (
+        raft.term,
+        raft.raft_log.last_index(),
+        raft.raft_log.committed,
+    );
     let kinds = MessageType::values();
     let mut m = Message {
         from: ATTACKER,
@@ -139,7 +143,13 @@ fn forge(op: &Op, sim: &Simulation) -> Option<Message> {
         reject: op.reject,
         reject_hint: op.reject_hint.of(last),
         request_snapshot: op.request_snapshot.of(0),
-        context: op.context.iter().take(32).copied().collect::<Vec<u8>>().into(),
+        context: op
+            .context
+            .iter()
+            .take(32)
+            .copied()
+            .collect::<Vec<u8>>()
+            .into(),
         priority: op.priority,
         ..Default::default()
     };
@@ -198,13 +208,28 @@ fuzz_target!(|ops: Vec<Op>| {
             let raft = replica.raft();
             let now = (raft.term, raft.raft_log.committed);
             let before = seen.insert(n, now).unwrap_or((0, 0));
-            assert!(now.0 >= before.0, "node {n}'s term went from {} to {}", before.0, now.0);
-            assert!(now.1 >= before.1, "node {n}'s commit went from {} to {}", before.1, now.1);
+            assert!(
+                now.0 >= before.0,
+                "node {n}'s term went from {} to {}",
+                before.0,
+                now.0
+            );
+            assert!(
+                now.1 >= before.1,
+                "node {n}'s commit went from {} to {}",
+                before.1,
+                now.1
+            );
         }
         if let Some(v) = sim.outcome().violation {
             // A member that lies can break Raft's safety (it may vote twice); it must never
             // make a node fail.
-            assert!(!v.detail.contains("unexpected error"), "{}: {}", v.invariant, v.detail);
+            assert!(
+                !v.detail.contains("unexpected error"),
+                "{}: {}",
+                v.invariant,
+                v.detail
+            );
         }
     };
     for op in ops.iter().take(64) {

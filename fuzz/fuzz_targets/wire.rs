@@ -37,6 +37,11 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => break,
         }
         // Announced lengths never allocate: the buffer holds at most about what arrived.
-        assert!(buf.capacity() <= 2 * data.len() + 64, "{} for {} bytes", buf.capacity(), data.len());
+        assert!(
+            buf.capacity() <= 2 * data.len() + 64,
+            "{} for {} bytes",
+            buf.capacity(),
+            data.len()
+        );
     }
 });

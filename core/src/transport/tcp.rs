@@ -491,16 +491,17 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, inbox: Inbox) {
                     drop(stream);
                     continue;
                 }
-                let shared = shared.clone();
+                let worker = shared.clone();
                 let inbox = inbox.clone();
                 let spawned = std::thread::Builder::new()
                     .name(format!("fencekit-tcp-recv-{}", shared.node))
-                    .spawn(move || receive(stream, from, &shared, &inbox));
+                    .spawn(move || receive(stream, from, &worker, &inbox));
                 match spawned {
                     Ok(reader) => readers.push(reader),
-                    Err(_) => {
-                        // The thread never ran: its handshake slot is still taken.
-                        log::warn!("fencekit tcp: cannot start a reading thread");
+                    Err(e) => {
+                        // The thread never ran: give its handshake slot back.
+                        shared.handshakes.fetch_sub(1, Ordering::SeqCst);
+                        log::warn!("fencekit tcp: cannot start a reading thread: {e}");
                     }
                 }
                 readers.retain(|r| !r.is_finished());
