@@ -27,7 +27,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
 
-use crate::harness::id;
+use crate::harness::{id, message};
 use crate::tcp::{CLUSTER, TcpGroup, count, wait_until};
 
 /// What must hold after every attack.
@@ -128,15 +128,19 @@ fn handshake_as(
     (tls, answer)
 }
 
-fn message(kind: MessageType, from: u64, to: u64, term: u64) -> Message {
-    let mut m = Message {
-        from,
-        to,
-        term,
-        ..Default::default()
-    };
-    m.set_msg_type(kind);
-    m
+/// A connection as member `from` (with its own certificate) to member `to`, accepted.
+fn member_connection(group: &TcpGroup, from: u64, to: u64) -> Tls {
+    let (tls, answer) = handshake_as(
+        group.addrs[(to - 1) as usize],
+        &node_files(group, from),
+        Handshake {
+            cluster: CLUSTER,
+            from,
+            to,
+        },
+    );
+    assert_eq!(answer.unwrap(), b"OK");
+    tls
 }
 
 fn frame_of(m: &Message) -> Vec<u8> {
@@ -225,8 +229,10 @@ fn strangers_impostors_and_misbehaving_members_are_refused() {
     assert_group_intact(&group, "a certificate of another CA");
 
     // Node 2's certificate claiming to be node 3 (or the target's other peer).
-    let holder = if target == 2 { 3 } else { 2 };
-    let claimed = (1..=3).find(|&n| n != holder && n != target).unwrap();
+    // The other follower: a member whose certificate the attacker holds (not the leader's,
+    // whose certificate can do anything a leader may).
+    let holder = 6 - leader - target;
+    let claimed = leader;
     let before = refused(target);
     let (_, answer) = handshake_as(
         addr,
@@ -242,7 +248,7 @@ fn strangers_impostors_and_misbehaving_members_are_refused() {
         answer.starts_with("NO") && answer.contains(&format!("claims to be node {claimed}")),
         "{answer}"
     );
-    assert!(refused(target) > before);
+    wait_until("the impostor is counted", || refused(target) > before);
     assert_group_intact(&group, "an impostor");
 
     // An authenticated member that misbehaves: what it sends is refused at the step boundary,
@@ -270,16 +276,7 @@ fn strangers_impostors_and_misbehaving_members_are_refused() {
         message(MessageType::MsgHup, holder, target, term),
     ];
     let before = group.node(target).status().unwrap().refused_messages;
-    let (mut tls, answer) = handshake_as(
-        addr,
-        &node_files(&group, holder),
-        Handshake {
-            cluster: CLUSTER,
-            from: holder,
-            to: target,
-        },
-    );
-    assert_eq!(answer.unwrap(), b"OK");
+    let mut tls = member_connection(&group, holder, target);
     for m in &forged {
         tls.write_all(&frame_of(m)).unwrap();
     }
@@ -296,16 +293,7 @@ fn strangers_impostors_and_misbehaving_members_are_refused() {
     );
     assert_group_intact(&group, "forged messages from a member");
     // The same forged proposal sent to the leader changes nothing either.
-    let (mut tls, answer) = handshake_as(
-        group.addrs[(leader - 1) as usize],
-        &node_files(&group, target),
-        Handshake {
-            cluster: CLUSTER,
-            from: target,
-            to: leader,
-        },
-    );
-    assert_eq!(answer.unwrap(), b"OK");
+    let mut tls = member_connection(&group, target, leader);
     let mut propose = forged[0].clone();
     propose.from = target;
     propose.to = leader;
@@ -318,16 +306,7 @@ fn strangers_impostors_and_misbehaving_members_are_refused() {
 
     // Frames that are not messages, or too large: the connection is cut, the node goes on.
     let broken = count(group.monitor(target), |s| &s.broken);
-    let (mut tls, answer) = handshake_as(
-        addr,
-        &node_files(&group, holder),
-        Handshake {
-            cluster: CLUSTER,
-            from: holder,
-            to: target,
-        },
-    );
-    assert_eq!(answer.unwrap(), b"OK");
+    let mut tls = member_connection(&group, holder, target);
     tls.write_all(&u32::MAX.to_le_bytes()).unwrap();
     tls.flush().unwrap();
     wait_until("the oversized frame cuts the connection", || {

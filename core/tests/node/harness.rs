@@ -10,7 +10,7 @@ use std::time::Duration;
 use fencekit::node::{Applied, Event, NodeConfig, Output, Replica};
 use fencekit::time::Instant;
 use fencekit::{Error, NodeId, Token};
-use raft::eraftpb::Message;
+use raft::eraftpb::{Message, MessageType};
 
 /// Global (real) time, in nanoseconds.
 pub(crate) type Global = u64;
@@ -66,6 +66,18 @@ fn data_root() -> PathBuf {
 
 pub(crate) fn id(n: u64) -> NodeId {
     NodeId::new(n).unwrap()
+}
+
+/// A Raft message of `kind` from `from` to `to` in `term`, the rest zero.
+pub(crate) fn message(kind: MessageType, from: u64, to: u64, term: u64) -> Message {
+    let mut m = Message {
+        from,
+        to,
+        term,
+        ..Default::default()
+    };
+    m.set_msg_type(kind);
+    m
 }
 
 impl Cluster {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use raft::eraftpb::{Entry, EntryType, Message, MessageType, Snapshot};
 
-use crate::harness::{Cluster, id};
+use crate::harness::{Cluster, id, message};
 
 /// What the group looked like before a forged message.
 struct Before {
@@ -27,17 +27,6 @@ fn observe(cluster: &Cluster) -> Before {
         commits: (1..=3).map(|n| status(n).commit).collect(),
         voters: (1..=3).map(|n| status(n).voters).collect(),
     }
-}
-
-fn message(kind: MessageType, from: u64, to: u64, term: u64) -> Message {
-    let mut m = Message {
-        from,
-        to,
-        term,
-        ..Default::default()
-    };
-    m.set_msg_type(kind);
-    m
 }
 
 fn entry(index: u64, term: u64, kind: EntryType, data: &[u8]) -> Entry {
