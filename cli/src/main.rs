@@ -71,6 +71,11 @@ fn main() -> ExitCode {
     // `fencekit wal inspect DIR | head` ends quietly, as other Unix tools do, instead of the
     // Rust runtime's ignored SIGPIPE turning into a panic on the next print.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // The kernel's warnings (a refused peer, a certificate that did not reload) go to stderr,
+    // one line each; RUST_LOG=debug shows more.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp_millis()
+        .init();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Demo(args) => demo::run(args),

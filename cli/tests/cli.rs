@@ -353,3 +353,65 @@ fn an_insecure_node_warns() {
     );
     assert!(metrics.contains("fencekit_insecure 1"), "{metrics}");
 }
+
+/// A stranger on the Raft port is refused, and the node says so on stderr (once a second at
+/// most), while a peer of the group never hears why.
+#[test]
+fn a_stranger_on_the_raft_port_is_refused_and_logged() {
+    use std::io::{Read, Write};
+    let root = tempfile::tempdir().expect("a temporary directory");
+    let certs = certs(root.path(), 1);
+    let status = format!("127.0.0.1:{}", free_port());
+    let raft = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(FENCEKIT)
+        .args(["node", "--id", "1", "--status-addr", &status])
+        .args([
+            "--peers",
+            &format!("1={raft}"),
+            "--tls-dir",
+            &tls_dir(&certs, 1),
+        ])
+        .arg("--data")
+        .arg(root.path().join("n"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn fencekit node");
+    wait_healthy(&status);
+    for _ in 0..20 {
+        let mut s = std::net::TcpStream::connect(&raft).expect("connect");
+        s.write_all(b"FKT2 hello, who are you?").expect("write");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            !answer.contains("cluster") && !answer.contains("node"),
+            "{answer}"
+        );
+    }
+    // The count follows the refusal by a moment: wait for it.
+    let counted = "fencekit_peer_connections{outcome=\"refused\"} 20";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut metrics = get(&status, "/metrics").1;
+    while !metrics.contains(counted) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        metrics = get(&status, "/metrics").1;
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("its output");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("refused a connection") && said.contains("a stranger"),
+        "{said}"
+    );
+    assert!(
+        said.lines()
+            .filter(|l| l.contains("refused a connection"))
+            .count()
+            < 20,
+        "{said}"
+    );
+    assert!(metrics.contains(counted), "{metrics}");
+}

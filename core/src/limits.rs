@@ -67,6 +67,10 @@ pub const PEER_QUEUE_MAX: usize = 4096;
 /// accepted jumps to exhaust the generations.
 pub const TERM_JUMP_MAX: u64 = 1 << 32;
 
+/// The largest Raft log index a peer's message may name. A million entries a second would
+/// take 146,000 years to reach it; past it, raft-rs's index arithmetic would overflow.
+pub const INDEX_MAX: u64 = 1 << 62;
+
 /// Events kept for a consumer that does not read them; the oldest are dropped beyond this.
 pub const EVENT_QUEUE_MAX: usize = 1024;
 

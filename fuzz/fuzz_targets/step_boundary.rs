@@ -27,25 +27,44 @@ use raft::eraftpb::{
 
 const ATTACKER: u64 = 3;
 
+/// A term: the receiver's, give or take, or any.
 #[derive(Arbitrary, Debug, Clone, Copy)]
-enum Rel {
-    Same,
-    Ahead(u8),
-    Behind(u8),
+enum Term {
+    Current(i8),
     Zero,
     Raw(u64),
     Max,
 }
 
-impl Rel {
-    fn of(self, base: u64) -> u64 {
+impl Term {
+    fn at(self, current: u64) -> u64 {
         match self {
-            Rel::Same => base,
-            Rel::Ahead(d) => base.saturating_add(u64::from(d)),
-            Rel::Behind(d) => base.saturating_sub(u64::from(d)),
-            Rel::Zero => 0,
-            Rel::Raw(v) => v,
-            Rel::Max => u64::MAX,
+            Term::Current(d) => current.saturating_add_signed(i64::from(d)),
+            Term::Zero => 0,
+            Term::Raw(v) => v,
+            Term::Max => u64::MAX,
+        }
+    }
+}
+
+/// A log index: near the receiver's last index or its commit index, or any.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Index {
+    Last(i8),
+    Commit(i8),
+    Zero,
+    Raw(u64),
+    Max,
+}
+
+impl Index {
+    fn at(self, last: u64, commit: u64) -> u64 {
+        match self {
+            Index::Last(d) => last.saturating_add_signed(i64::from(d)),
+            Index::Commit(d) => commit.saturating_add_signed(i64::from(d)),
+            Index::Zero => 0,
+            Index::Raw(v) => v,
+            Index::Max => u64::MAX,
         }
     }
 }
@@ -81,16 +100,17 @@ impl Data {
 
 #[derive(Arbitrary, Debug)]
 struct FuzzEntry {
-    index: Rel,
-    term: Rel,
+    /// `None`: the next index after the previous entry (or the message's anchor).
+    index: Option<Index>,
+    term: Term,
     kind: u8,
     data: Data,
 }
 
 #[derive(Arbitrary, Debug)]
 struct FuzzSnapshot {
-    index: Rel,
-    term: Rel,
+    index: Index,
+    term: Term,
     voters: Vec<u8>,
     learners: Vec<u8>,
     outgoing: Vec<u8>,
@@ -104,14 +124,14 @@ struct Op {
     wait: u8,
     to_second: bool,
     kind: u8,
-    term: Rel,
-    index: Rel,
-    log_term: Rel,
-    commit: Rel,
-    commit_term: Rel,
+    term: Term,
+    index: Index,
+    log_term: Term,
+    commit: Index,
+    commit_term: Term,
     reject: bool,
-    reject_hint: Rel,
-    request_snapshot: Rel,
+    reject_hint: Index,
+    request_snapshot: Index,
     context: Vec<u8>,
     priority: i64,
     entries: Vec<FuzzEntry>,
@@ -135,29 +155,26 @@ fn forge(op: &Op, sim: &Simulation) -> Option<Message> {
     let mut m = Message {
         from: ATTACKER,
         to,
-        term: op.term.of(term),
-        index: op.index.of(last),
-        log_term: op.log_term.of(term),
-        commit: op.commit.of(commit),
-        commit_term: op.commit_term.of(term),
+        term: op.term.at(term),
+        index: op.index.at(last, commit),
+        log_term: op.log_term.at(term),
+        commit: op.commit.at(last, commit),
+        commit_term: op.commit_term.at(term),
         reject: op.reject,
-        reject_hint: op.reject_hint.of(last),
-        request_snapshot: op.request_snapshot.of(0),
-        context: op
-            .context
-            .iter()
-            .take(32)
-            .copied()
-            .collect::<Vec<u8>>()
-            .into(),
+        reject_hint: op.reject_hint.at(last, commit),
+        request_snapshot: op.request_snapshot.at(last, commit),
+        context: op.context.iter().take(32).copied().collect::<Vec<u8>>().into(),
         priority: op.priority,
         ..Default::default()
     };
     m.set_msg_type(kinds[usize::from(op.kind) % kinds.len()]);
-    for (i, e) in op.entries.iter().take(8).enumerate() {
+    let mut next = m.index.saturating_add(1);
+    for e in op.entries.iter().take(8) {
+        let index = e.index.map_or(next, |i| i.at(last, commit));
+        next = index.saturating_add(1);
         let mut entry = Entry {
-            index: e.index.of(m.index.saturating_add(1 + i as u64)),
-            term: e.term.of(m.term),
+            index,
+            term: e.term.at(m.term),
             data: e.data.bytes().into(),
             ..Default::default()
         };
@@ -171,8 +188,8 @@ fn forge(op: &Op, sim: &Simulation) -> Option<Message> {
     if let Some(s) = &op.snapshot {
         let mut snapshot = Snapshot::default();
         let meta = snapshot.mut_metadata();
-        meta.index = s.index.of(last);
-        meta.term = s.term.of(term);
+        meta.index = s.index.at(last, commit);
+        meta.term = s.term.at(term);
         let mut cs = ConfState::default();
         cs.set_voters(ids(&s.voters));
         cs.set_learners(ids(&s.learners));

@@ -108,7 +108,7 @@ impl NodeMetrics {
         registry.register(
             "peer_connections",
             "Peer connections by outcome: refused (TLS or handshake), shed (too many \
-             handshakes at once), broken (protocol violation), idle_closed, \
+             handshakes at once), broken (protocol violation), idle_closed, tls_reloads, \
              tls_reload_failures; open (authenticated inbound, now)",
             m.connections.clone(),
         );
@@ -152,6 +152,7 @@ impl NodeMetrics {
                 ("shed", &stats.shed),
                 ("broken", &stats.broken),
                 ("idle_closed", &stats.idle_closed),
+                ("tls_reloads", &stats.tls_reloads),
                 ("tls_reload_failures", &stats.tls_reload_failures),
             ] {
                 self.connections

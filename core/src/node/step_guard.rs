@@ -19,7 +19,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, EntryType, Message, MessageType};
 use raft::{Raft, StateRole};
 
-use crate::limits::TERM_JUMP_MAX;
+use crate::limits::{INDEX_MAX, TERM_JUMP_MAX};
 use crate::raft_storage::RaftStorage;
 use crate::token::Generation;
 
@@ -79,6 +79,16 @@ pub enum Refusal {
     BadSnapshot(String),
     /// raft-rs itself refused the message.
     RaftRefused(String),
+    /// A field beyond what any honest message carries: an index past `INDEX_MAX`, or a quoted
+    /// term newer than the message's own.
+    FieldBeyondRange {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+        /// The largest value an honest message may carry there.
+        max: u64,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -116,6 +126,9 @@ impl fmt::Display for Refusal {
             Refusal::BadEntries(why) => write!(f, "entries refused: {why}"),
             Refusal::BadSnapshot(why) => write!(f, "snapshot refused: {why}"),
             Refusal::RaftRefused(why) => write!(f, "raft refused it: {why}"),
+            Refusal::FieldBeyondRange { field, value, max } => {
+                write!(f, "{field} {value} is beyond {max}")
+            }
         }
     }
 }
@@ -148,6 +161,18 @@ pub(crate) fn check(raft: &Raft<RaftStorage>, m: &Message) -> Result<(), Refusal
             current: raft.term,
         });
     }
+    // The terms a message quotes (the log's, a commit's) are its sender's history: never
+    // newer than the sender's own term.
+    for (field, term) in [("log_term", m.log_term), ("commit_term", m.commit_term)] {
+        if term > m.term {
+            return Err(Refusal::FieldBeyondRange {
+                field,
+                value: term,
+                max: m.term,
+            });
+        }
+    }
+    check_indexes(m)?;
     let log = &raft.raft_log;
     let same_term = m.term == raft.term;
     // From the leader of a term to its followers. Within this node's term, a known leader is
@@ -204,6 +229,31 @@ pub(crate) fn check(raft: &Raft<RaftStorage>, m: &Message) -> Result<(), Refusal
     Ok(())
 }
 
+/// Log indexes stay far below [`INDEX_MAX`]; a larger one is a forgery that would overflow
+/// raft-rs's index arithmetic (a snapshot at 2^64 − 1 panics it) or leave a node committed to
+/// an index no log will reach.
+fn check_indexes(m: &Message) -> Result<(), Refusal> {
+    let snapshot = m.get_snapshot().get_metadata().index;
+    let fields = [
+        ("index", m.index),
+        ("commit", m.commit),
+        ("reject_hint", m.reject_hint),
+        ("request_snapshot", m.request_snapshot),
+        ("snapshot index", snapshot),
+    ];
+    let entries = m.entries.iter().map(|e| ("entry index", e.index));
+    for (field, value) in fields.into_iter().chain(entries) {
+        if value > INDEX_MAX {
+            return Err(Refusal::FieldBeyondRange {
+                field,
+                value,
+                max: INDEX_MAX,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Types that raft-rs creates for its own node, or that this kernel never sends across
 /// nodes: proposals and transfers start at the leader's host, and read-index requests are
 /// made by the leader itself (lease rounds), so none is forwarded.
@@ -227,13 +277,15 @@ fn is_local_only(kind: MessageType) -> bool {
 /// would rewrite a committed entry never reaches raft-rs's fatal check: raft-rs ignores an
 /// append anchored below its commit index.)
 fn check_entries(m: &Message) -> Result<(), Refusal> {
-    let mut previous_term = m.log_term;
-    if m.log_term > m.term {
+    // Only the log's start (index 0) has term 0. raft-rs takes any index past its log to have
+    // term 0, so an append anchored there at term 0 would "match" and commit past the log.
+    if m.log_term == 0 && m.index != 0 {
         return Err(Refusal::BadEntries(format!(
-            "the previous entry's term {} is newer than the message's term {}",
-            m.log_term, m.term
+            "anchored at index {} with term 0: only index 0 has term 0",
+            m.index
         )));
     }
+    let mut previous_term = m.log_term.max(1);
     for (i, entry) in m.entries.iter().enumerate() {
         let expected = m.index.saturating_add(1 + i as u64);
         if entry.index != expected {

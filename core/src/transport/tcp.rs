@@ -9,8 +9,9 @@
 //!   handshake, a peer of another cluster, one not in the membership, or a handshake meant
 //!   for another node. It logs and counts the refusal, and tells the reason only to a peer
 //!   whose certificate the CA signed; a stranger learns nothing about the node.
-//! - Connections are bounded: handshakes in progress, and connections per peer (a new one
-//!   from a peer replaces its oldest). A connection idle past `IDLE_MAX` is closed; senders
+//! - Connections are bounded: handshakes in progress (a new one cuts off the oldest, so
+//!   connections held open by a stranger cannot lock members out), and connections per peer
+//!   (a new one from a peer replaces its oldest). A connection idle past `IDLE_MAX` is closed; senders
 //!   keep theirs alive with empty frames.
 //! - Each peer has one sending thread and a bounded queue; [`Transport::send`] never blocks: a
 //!   full queue drops the message (Raft retransmits). The sender reconnects with exponential
@@ -26,10 +27,10 @@ pub mod dev_certs;
 pub mod tls;
 pub mod wire;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, BufWriter, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -53,6 +54,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const POLL: Duration = Duration::from_millis(100);
 /// How often the certificate files are looked at for a replacement.
 const TLS_RELOAD_CHECK: Duration = Duration::from_secs(1);
+/// Refused connections are logged at most this often (the rest are counted).
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// A frame buffer that grew past this is given back after use.
 const BUFFER_KEEP_MAX: usize = 64 * 1024;
 
@@ -90,18 +93,21 @@ pub struct TcpStats {
     pub dropped: AtomicU64,
     /// Connections refused at TLS or the handshake.
     pub refused: AtomicU64,
-    /// Connections closed at once because too many handshakes were in progress.
+    /// Connections cut off in their opening to admit newer ones (too many at once).
     pub shed: AtomicU64,
     /// Connections ended for a protocol violation (bad frame, bad message).
     pub broken: AtomicU64,
     /// Connections closed after `IDLE_MAX` without a frame.
     pub idle_closed: AtomicU64,
+    /// Certificate files reloaded after they changed.
+    pub tls_reloads: AtomicU64,
     /// Certificate reloads that failed (the previous certificates stay in use).
     pub tls_reload_failures: AtomicU64,
 }
 
-/// An authenticated inbound connection, kept to be shut down (on stop, or when the same peer
-/// opens more than `PEER_CONNECTIONS_MAX`).
+/// An inbound connection, kept to be shut down: in its handshake (when newer ones need the
+/// slot, or on stop), or authenticated (on stop, or when the same peer opens more than
+/// `PEER_CONNECTIONS_MAX`; `peer` is 0 until then).
 struct Inbound {
     peer: u64,
     serial: u64,
@@ -117,19 +123,58 @@ pub(crate) struct Shared {
     stats: TcpStats,
     /// The last refusal or protocol error, for tests and operators.
     last_refusal: Mutex<Option<String>>,
-    handshakes: AtomicUsize,
+    log_gate: Mutex<LogGate>,
+    /// Connections in their opening (TLS and handshake), oldest first.
+    handshakes: Mutex<VecDeque<Inbound>>,
     inbound: Mutex<Vec<Inbound>>,
     next_serial: AtomicU64,
 }
 
+/// At most one warning a second about refused connections, with a count of those that went
+/// unlogged: a stranger's flood must not become a flood of the host's log.
+#[derive(Default)]
+struct LogGate {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
 impl Shared {
     fn refuse(&self, reason: String) {
-        log::warn!("fencekit tcp node {}: {reason}", self.node);
+        let mut gate = self.log_gate.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if gate
+            .last
+            .is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_INTERVAL)
+        {
+            let unlogged = std::mem::take(&mut gate.unlogged);
+            let more = if unlogged > 0 {
+                format!(" ({unlogged} more refusals since the last report)")
+            } else {
+                String::new()
+            };
+            log::warn!("fencekit tcp node {}: {reason}{more}", self.node);
+            gate.last = Some(now);
+        } else {
+            gate.unlogged += 1;
+            log::debug!("fencekit tcp node {}: {reason}", self.node);
+        }
+        drop(gate);
         *self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
     }
 
     fn inbound(&self) -> std::sync::MutexGuard<'_, Vec<Inbound>> {
         self.inbound.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn handshakes(&self) -> std::sync::MutexGuard<'_, VecDeque<Inbound>> {
+        self.handshakes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ends handshake `serial`; `false` if it had been cut off already.
+    fn handshake_done(&self, serial: u64) -> bool {
+        let mut pending = self.handshakes();
+        let at = pending.iter().position(|p| p.serial == serial);
+        at.and_then(|at| pending.remove(at)).is_some()
     }
 }
 
@@ -176,12 +221,15 @@ impl TcpMonitor {
     pub fn reload_tls(&self) -> Result<(), Error> {
         match &self.0.tls {
             None => Ok(()),
-            Some(tls) => tls.reload().inspect_err(|_| {
-                self.0
-                    .stats
-                    .tls_reload_failures
-                    .fetch_add(1, Ordering::Relaxed);
-            }),
+            Some(tls) => {
+                let outcome = tls.reload();
+                let counter = match outcome {
+                    Ok(()) => &self.0.stats.tls_reloads,
+                    Err(_) => &self.0.stats.tls_reload_failures,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                outcome
+            }
         }
     }
 }
@@ -248,7 +296,8 @@ impl TcpTransport {
             stop: AtomicBool::new(false),
             stats: TcpStats::default(),
             last_refusal: Mutex::new(None),
-            handshakes: AtomicUsize::new(0),
+            log_gate: Mutex::new(LogGate::default()),
+            handshakes: Mutex::new(VecDeque::new()),
             inbound: Mutex::new(Vec::new()),
             next_serial: AtomicU64::new(0),
         });
@@ -355,6 +404,9 @@ impl Transport for TcpTransport {
         }
         for inbound in self.shared.inbound().drain(..) {
             let _ = inbound.socket.shutdown(Shutdown::Both);
+        }
+        for opening in self.shared.handshakes().iter() {
+            let _ = opening.socket.shutdown(Shutdown::Both);
         }
         if let Some(listener) = self.listener.take() {
             let _ = listener.join();
@@ -478,29 +530,19 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, inbox: Inbox) {
         }
         match listener.accept() {
             Ok((stream, from)) => {
-                // Each handshake holds a thread until it ends or its deadline passes; beyond
-                // the bound, a connection is closed at once, before a byte is read.
-                if shared.handshakes.fetch_add(1, Ordering::SeqCst) >= HANDSHAKES_MAX {
-                    shared.handshakes.fetch_sub(1, Ordering::SeqCst);
-                    shared.stats.shed.fetch_add(1, Ordering::Relaxed);
-                    log::debug!(
-                        "fencekit tcp node {}: {HANDSHAKES_MAX} handshakes in progress; \
-                         closed a connection from {from}",
-                        shared.node
-                    );
-                    drop(stream);
+                let Some(serial) = admit(&shared, &stream) else {
                     continue;
-                }
+                };
                 let worker = shared.clone();
                 let inbox = inbox.clone();
                 let spawned = std::thread::Builder::new()
                     .name(format!("fencekit-tcp-recv-{}", shared.node))
-                    .spawn(move || receive(stream, from, &worker, &inbox));
+                    .spawn(move || receive(stream, from, serial, &worker, &inbox));
                 match spawned {
                     Ok(reader) => readers.push(reader),
                     Err(e) => {
-                        // The thread never ran: give its handshake slot back.
-                        shared.handshakes.fetch_sub(1, Ordering::SeqCst);
+                        // The thread never ran: its handshake is over.
+                        shared.handshake_done(serial);
                         log::warn!("fencekit tcp: cannot start a reading thread: {e}");
                     }
                 }
@@ -524,11 +566,14 @@ fn reload_if_changed(shared: &Shared) {
     };
     match tls.reload_if_changed() {
         None => {}
-        Some(Ok(())) => log::info!(
-            "fencekit tcp node {}: certificates reloaded for {}",
-            shared.node,
-            tls.me()
-        ),
+        Some(Ok(())) => {
+            shared.stats.tls_reloads.fetch_add(1, Ordering::Relaxed);
+            log::info!(
+                "fencekit tcp node {}: certificates reloaded for {}",
+                shared.node,
+                tls.me()
+            );
+        }
         Some(Err(e)) => {
             shared
                 .stats
@@ -541,22 +586,37 @@ fn reload_if_changed(shared: &Shared) {
     }
 }
 
-/// Releases a handshake slot when the handshake ends, however it ends.
-struct HandshakeSlot<'a>(&'a AtomicUsize);
-
-impl Drop for HandshakeSlot<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+/// Records a new connection as a handshake in progress. At the bound, the oldest handshake in
+/// progress is cut off: a stranger who holds connections open (silent, or a byte at a time)
+/// cannot lock members out, since a member's handshake takes milliseconds and would have to
+/// be outlasted by `HANDSHAKES_MAX` newer connections. `None`: the connection is unusable.
+fn admit(shared: &Shared, stream: &TcpStream) -> Option<u64> {
+    let socket = stream.try_clone().ok()?;
+    let serial = shared.next_serial.fetch_add(1, Ordering::Relaxed);
+    let mut pending = shared.handshakes();
+    if pending.len() >= HANDSHAKES_MAX
+        && let Some(oldest) = pending.pop_front()
+    {
+        let _ = oldest.socket.shutdown(Shutdown::Both);
+        shared.stats.shed.fetch_add(1, Ordering::Relaxed);
     }
+    pending.push_back(Inbound {
+        peer: 0,
+        serial,
+        socket,
+    });
+    Some(serial)
 }
 
 /// Serves one inbound connection until it closes, breaks the protocol, idles past
 /// `IDLE_MAX`, or the transport stops.
-fn receive(stream: TcpStream, from_addr: SocketAddr, shared: &Shared, inbox: &Inbox) {
-    let slot = HandshakeSlot(&shared.handshakes);
+fn receive(stream: TcpStream, from_addr: SocketAddr, serial: u64, shared: &Shared, inbox: &Inbox) {
     let accepted = connection::accept(shared, stream);
-    drop(slot);
-    let (peer, mut connection) = match accepted {
+    if !shared.handshake_done(serial) {
+        // Cut off to admit a newer connection: counted as shed, not refused.
+        return;
+    }
+    let (peer, connection) = match accepted {
         Ok(accepted) => accepted,
         Err(refusal) => {
             shared.stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -575,6 +635,13 @@ fn receive(stream: TcpStream, from_addr: SocketAddr, shared: &Shared, inbox: &In
     let Some(serial) = register(shared, peer, connection.socket()) else {
         return;
     };
+    let socket = match connection.socket().try_clone() {
+        Ok(socket) => socket,
+        Err(_) => return,
+    };
+    // A frame is a length and a body: buffered, a batch of frames costs a read or two, not
+    // several per frame.
+    let mut connection = io::BufReader::new(connection);
     let mut buf = Vec::new();
     loop {
         let read = wire::read_frame(&mut connection, &mut buf, FRAME_MAX);
@@ -631,7 +698,7 @@ fn receive(stream: TcpStream, from_addr: SocketAddr, shared: &Shared, inbox: &In
             shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
-    let _ = connection.socket().shutdown(Shutdown::Both);
+    let _ = socket.shutdown(Shutdown::Both);
     shared.inbound().retain(|i| i.serial != serial);
 }
 

@@ -152,6 +152,43 @@ fn cases() -> Vec<(&'static str, Forge)> {
             m.set_snapshot(snapshot);
             m
         }),
+        (
+            "a new term's append anchored past the log at term 0, committing past it",
+            |r| {
+                // raft-rs takes an index past its log to have term 0, so this "matches".
+                let mut m = message(MessageType::MsgAppend, r.sender, r.follower, r.term + 1);
+                m.index = r.last + 5;
+                m.log_term = 0;
+                m.commit = r.last + 5;
+                m
+            },
+        ),
+        ("a new term's snapshot at index 2^64 - 1", |r| {
+            let mut m = message(MessageType::MsgSnapshot, r.sender, r.follower, r.term + 1);
+            let mut snapshot = Snapshot::default();
+            snapshot.mut_metadata().index = u64::MAX;
+            snapshot.mut_metadata().term = r.term;
+            snapshot
+                .mut_metadata()
+                .mut_conf_state()
+                .set_voters(vec![1, 2, 3]);
+            m.set_snapshot(snapshot);
+            m
+        }),
+        (
+            "a vote request quoting a log term newer than its own term",
+            |r| {
+                let mut m = message(
+                    MessageType::MsgRequestVote,
+                    r.sender,
+                    r.follower,
+                    r.term + 1,
+                );
+                m.log_term = r.term + 9;
+                m.index = r.last;
+                m
+            },
+        ),
         ("an acknowledgement of entries the leader never had", |r| {
             let mut m = message(MessageType::MsgAppendResponse, r.sender, r.leader, r.term);
             m.index = 1 << 40;

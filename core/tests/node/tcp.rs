@@ -289,6 +289,20 @@ fn bad_certificate_files_are_refused_with_the_file_named() {
     let err = bind(Security::Tls(files.clone()), 1);
     assert!(err.contains("ca.crt") && err.contains("writable"), "{err}");
     chmod(&files.ca, 0o644);
+    // A directory others may write: the files could be swapped.
+    let node_dir = files.key.parent().unwrap().to_path_buf();
+    chmod(&node_dir, 0o777);
+    let err = bind(Security::Tls(files.clone()), 1);
+    assert!(err.contains("writable") && err.contains("swapped"), "{err}");
+    chmod(&node_dir, 0o700);
+    // A file owned by someone else (checked where the tests run as root).
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(&files.ca, Some(65534), None).unwrap();
+        let err = bind(Security::Tls(files.clone()), 1);
+        assert!(err.contains("owned by uid 65534"), "{err}");
+        std::os::unix::fs::chown(&files.ca, Some(0), None).unwrap();
+    }
     // A certificate for another node.
     let err = bind(Security::Tls(files.clone()), 2);
     assert!(
@@ -301,7 +315,7 @@ fn bad_certificate_files_are_refused_with_the_file_named() {
         ..files.clone()
     };
     let err = bind(Security::Tls(foreign), 1);
-    assert!(err.contains("does not verify"), "{err}");
+    assert!(err.contains("peers would refuse it"), "{err}");
     // Missing files, and files that are not PEM.
     let err = bind(Security::Tls(TlsFiles::in_dir(certs.path())), 1);
     assert!(err.contains("node.crt"), "{err}");
@@ -389,6 +403,24 @@ fn replaced_certificates_are_picked_up_without_a_restart() {
     group.commit_everywhere(b"with a broken file on node 1");
     std::fs::write(files.cert.with_extension("new"), saved).unwrap();
     std::fs::rename(files.cert.with_extension("new"), &files.cert).unwrap();
+    wait_until("the repaired file is reloaded", || {
+        count(group.monitor(1), |s| &s.tls_reloads) > 0
+    });
+    // A key made readable by others is refused on reload; made private again, it is taken:
+    // a change of mode alone is noticed.
+    use std::os::unix::fs::PermissionsExt;
+    let (failures, reloads) = (
+        count(group.monitor(1), |s| &s.tls_reload_failures),
+        count(group.monitor(1), |s| &s.tls_reloads),
+    );
+    std::fs::set_permissions(&files.key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    wait_until("the readable key is refused", || {
+        count(group.monitor(1), |s| &s.tls_reload_failures) > failures
+    });
+    std::fs::set_permissions(&files.key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    wait_until("the private key is taken again", || {
+        count(group.monitor(1), |s| &s.tls_reloads) > reloads
+    });
 
     // A new CA for everyone.
     let second = tempfile::tempdir().unwrap();

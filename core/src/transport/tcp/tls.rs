@@ -23,6 +23,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{NoServerSessionStorage, ParsedCertificate, WebPkiClientVerifier};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
@@ -75,11 +76,8 @@ impl Identity {
     /// Parses `fencekit://<cluster>/<node>`; anything else is `None`.
     pub fn from_uri(uri: &str) -> Option<Identity> {
         let (cluster, node) = uri.strip_prefix(SCHEME)?.split_once('/')?;
-        let number = |s: &str| {
-            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| s.parse::<u64>().ok())
-                .flatten()
-        };
+        // Canonical decimal only: one identity has one spelling ("02" is not node 2).
+        let number = |s: &str| s.parse::<u64>().ok().filter(|n| n.to_string() == s);
         Some(Identity {
             cluster: number(cluster)?,
             node: NodeId::new(number(node)?).ok()?,
@@ -163,14 +161,26 @@ impl TlsContext {
             roots: roots.clone(),
             algorithms: provider.signature_verification_algorithms,
         };
-        // A certificate of another CA would be refused by every peer: say so now.
-        verifier.verify_chain(&chain[0], &chain[1..]).map_err(|e| {
+        let clients = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+            // The CA's name is not told to whoever opens a connection.
+            .clear_root_hint_subjects()
+            .build()
+            .map_err(|e| tls_error(&files.ca, e))?;
+        // The node's certificate serves both ends of a connection. One that peers would
+        // refuse (another CA, expired, not for server or for client use) is refused now.
+        let unusable = |e: rustls::Error| {
             tls_error(
                 &files.cert,
-                format!("it does not verify against {}: {e}", files.ca.display()),
+                format!("its peers would refuse it ({e}; CA {})", files.ca.display()),
             )
-        })?;
-        let server = server_config(&provider, roots, chain.clone(), key.clone_key())
+        };
+        verifier
+            .verify_chain(&chain[0], &chain[1..])
+            .map_err(unusable)?;
+        clients
+            .verify_client_cert(&chain[0], &chain[1..], UnixTime::now())
+            .map_err(unusable)?;
+        let server = server_config(&provider, clients, chain.clone(), key.clone_key())
             .map_err(|e| tls_error(&files.cert, e))?;
         let client =
             client_config(&provider, verifier, chain, key).map_err(|e| tls_error(&files.key, e))?;
@@ -187,13 +197,10 @@ fn tls_error(path: &Path, reason: impl fmt::Display) -> Error {
 
 fn server_config(
     provider: &Arc<CryptoProvider>,
-    roots: Arc<RootCertStore>,
+    clients: Arc<dyn ClientCertVerifier>,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<ServerConfig, String> {
-    let clients = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
-        .build()
-        .map_err(|e| e.to_string())?;
     let mut config = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| e.to_string())?
@@ -304,6 +311,35 @@ fn read_checked(path: &Path, forbidden: u32, what: &str) -> Result<Vec<u8>, Erro
     let meta = file
         .metadata()
         .map_err(|e| tls_error(path, format!("cannot stat: {e}")))?;
+    // Whoever owns a file can rewrite it, and whoever may write its directory can swap it
+    // (ssh's StrictModes makes the same checks).
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(tls_error(
+            path,
+            format!(
+                "it is owned by uid {}, not by this process (uid {me}) or root",
+                meta.uid()
+            ),
+        ));
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let dir_meta =
+            std::fs::metadata(dir).map_err(|e| tls_error(dir, format!("cannot stat: {e}")))?;
+        let sticky = dir_meta.mode() & 0o1000 != 0;
+        if dir_meta.mode() & 0o022 != 0 && !sticky {
+            return Err(tls_error(
+                path,
+                format!(
+                    "its directory {} is writable by its group or others (mode {:03o}): the file \
+                     could be swapped",
+                    dir.display(),
+                    dir_meta.mode() & 0o777
+                ),
+            ));
+        }
+    }
     let mode = meta.mode() & 0o777;
     if mode & forbidden != 0 {
         return Err(tls_error(
@@ -340,9 +376,13 @@ fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, E
     Ok(certs)
 }
 
-/// What identifies a version of the files: a replacement changes at least one of these.
+/// What identifies a version of the files: a replacement, a rewrite or a change of mode (the
+/// change time) moves at least one of these.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Stamp(Vec<Option<(u64, u64, i64, i64)>>);
+struct Stamp(Vec<Option<FileStamp>>);
+
+/// One file's inode, length, modification time and change time (seconds, nanoseconds).
+type FileStamp = (u64, u64, i64, i64, i64, i64);
 
 impl Stamp {
     fn of(files: &TlsFiles) -> Stamp {
@@ -350,9 +390,16 @@ impl Stamp {
             [&files.cert, &files.key, &files.ca]
                 .iter()
                 .map(|p| {
-                    std::fs::metadata(p)
-                        .ok()
-                        .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+                    std::fs::metadata(p).ok().map(|m| {
+                        (
+                            m.ino(),
+                            m.len(),
+                            m.mtime(),
+                            m.mtime_nsec(),
+                            m.ctime(),
+                            m.ctime_nsec(),
+                        )
+                    })
                 })
                 .collect(),
         )
@@ -441,6 +488,8 @@ mod tests {
             "fencekit://7/9223372036854775808",
             "https://7/3",
             "fencekit://7",
+            "fencekit://7/03",
+            "fencekit://07/3",
         ] {
             assert_eq!(Identity::from_uri(bad), None, "{bad}");
         }
