@@ -49,7 +49,10 @@ use connection::{DialError, dial, peer_gone};
 use tls::{Identity, TlsFiles, TlsState};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Well under an election timeout: messages queued for a peer that is down are dropped, so a
+/// peer that comes back must be reached again before the next election needs it. A refused
+/// attempt costs the peer one connection (or one TLS handshake) per interval.
+const BACKOFF_MAX: Duration = Duration::from_millis(100);
 /// How often blocked threads look at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
 /// How often the certificate files are looked at for a replacement.
