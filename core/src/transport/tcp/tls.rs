@@ -485,7 +485,7 @@ mod tests {
             "fencekit://+7/3",
             "fencekit://7/-3",
             "fencekit://18446744073709551616/3",
-            "fencekit://7/9223372036854775808",
+            "fencekit://7/18446744073709551616",
             "https://7/3",
             "fencekit://7",
             "fencekit://7/03",
