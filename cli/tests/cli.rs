@@ -4,66 +4,16 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    FENCEKIT, assert_one_line_error, certs, fencekit, free_port, get, text, tls_dir, wait_healthy,
+    FENCEKIT, Group, assert_one_line_error, certs, fencekit, free_port, get, text, tls_dir,
+    wait_healthy,
 };
 
-/// Node processes, killed when dropped.
-struct Group {
-    children: Vec<Child>,
-    status: Vec<String>,
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// A secure group: certificates from `fencekit certs init`, nodes with `--tls-dir`.
 fn start_group(root: &Path, size: usize) -> Group {
-    start_group_with(root, size, &[])
-}
-
-fn start_group_with(root: &Path, size: usize, extra: &[&str]) -> Group {
-    let certs = certs(root, size);
-    let raft: Vec<u16> = (0..size).map(|_| free_port()).collect();
-    let status: Vec<String> = (0..size)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    let peers: Vec<String> = raft
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
-        .collect();
-    let children = (0..size)
-        .map(|i| {
-            Command::new(FENCEKIT)
-                .args([
-                    "node",
-                    "--id",
-                    &(i + 1).to_string(),
-                    "--peers",
-                    &peers.join(","),
-                ])
-                .arg("--data")
-                .arg(root.join(format!("node-{}", i + 1)))
-                .args(["--status-addr", &status[i]])
-                .args(["--tls-dir", &tls_dir(&certs, i + 1)])
-                .args(extra)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn fencekit node")
-        })
-        .collect();
-    Group { children, status }
+    Group::start(root, size, &[])
 }
 
 /// The rows of a status table whose role is leader.
@@ -98,8 +48,7 @@ fn status_audits_a_real_group_and_names_a_dead_node() {
     assert!(table.contains("audit: no anomaly among 3 nodes"), "{table}");
     assert_eq!(leaders(&table), 1, "{table}");
 
-    group.children[2].kill().expect("kill node 3");
-    group.children[2].wait().expect("reap node 3");
+    group.kill(3);
     let out = fencekit(&["status", "--nodes", &group.status.join(",")]);
     let said = text(&out);
     assert!(!out.status.success(), "{said}");
@@ -296,7 +245,7 @@ fn certs_init_and_add() {
 #[test]
 fn a_failed_node_says_so_on_every_endpoint() {
     let root = tempfile::tempdir().expect("a temporary directory");
-    let group = start_group_with(root.path(), 1, &["--test-panic-after-ms", "1500"]);
+    let group = Group::start(root.path(), 1, &["--test-panic-after-ms", "1500"]);
     let addr = &group.status[0];
     wait_healthy(addr);
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -130,3 +130,102 @@ pub(crate) fn tls_dir(certs: &std::path::Path, id: usize) -> String {
         .to_string_lossy()
         .into_owned()
 }
+
+/// A secure group of `fencekit node` processes on loopback (certificates from
+/// `fencekit certs init`, nodes with `--tls-dir`), killed when dropped.
+pub(crate) struct Group {
+    children: Vec<Option<Child>>,
+    args: Vec<Vec<String>>,
+    /// Each node's --status-addr.
+    pub(crate) status: Vec<String>,
+    /// Each node's Raft address.
+    pub(crate) raft: Vec<String>,
+}
+
+impl Group {
+    /// Nodes `1..=size`, their data and certificates under `root`, each with `extra` options.
+    pub(crate) fn start(root: &std::path::Path, size: usize, extra: &[&str]) -> Group {
+        let certs = certs(root, size);
+        let raft: Vec<String> = (0..size)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let status: Vec<String> = (0..size)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let peers: Vec<String> = raft
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect();
+        let args = (0..size)
+            .map(|i| {
+                let mut args: Vec<String> = [
+                    "node",
+                    "--id",
+                    &(i + 1).to_string(),
+                    "--peers",
+                    &peers.join(","),
+                    "--status-addr",
+                    &status[i],
+                    "--tls-dir",
+                    &tls_dir(&certs, i + 1),
+                    "--data",
+                    &root.join(format!("node-{}", i + 1)).to_string_lossy(),
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+                args.extend(extra.iter().map(|s| s.to_string()));
+                args
+            })
+            .collect();
+        let mut group = Group {
+            children: Vec::new(),
+            args,
+            status,
+            raft,
+        };
+        for n in 1..=size {
+            let child = group.spawn(n);
+            group.children.push(Some(child));
+        }
+        group
+    }
+
+    fn spawn(&self, n: usize) -> Child {
+        Command::new(FENCEKIT)
+            .args(&self.args[n - 1])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn fencekit node")
+    }
+
+    /// Node `n`'s process id.
+    pub(crate) fn pid(&self, n: usize) -> u32 {
+        self.children[n - 1].as_ref().expect("running").id()
+    }
+
+    /// Kills node `n` (SIGKILL) and reaps it.
+    pub(crate) fn kill(&mut self, n: usize) {
+        if let Some(mut child) = self.children[n - 1].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills node `n` and starts it again on its data.
+    pub(crate) fn restart(&mut self, n: usize) {
+        self.kill(n);
+        let child = self.spawn(n);
+        self.children[n - 1] = Some(child);
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        for n in 1..=self.children.len() {
+            self.kill(n);
+        }
+    }
+}

@@ -30,7 +30,7 @@ pub mod wire;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, BufWriter, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -129,6 +129,8 @@ pub(crate) struct Shared {
     log_gate: Mutex<LogGate>,
     /// Connections in their opening (TLS and handshake), oldest first.
     handshakes: Mutex<VecDeque<Inbound>>,
+    /// Threads still in an opening, including those cut off and not yet gone.
+    opening_threads: AtomicUsize,
     inbound: Mutex<Vec<Inbound>>,
     next_serial: AtomicU64,
 }
@@ -301,6 +303,7 @@ impl TcpTransport {
             last_refusal: Mutex::new(None),
             log_gate: Mutex::new(LogGate::default()),
             handshakes: Mutex::new(VecDeque::new()),
+            opening_threads: AtomicUsize::new(0),
             inbound: Mutex::new(Vec::new()),
             next_serial: AtomicU64::new(0),
         });
@@ -538,6 +541,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, inbox: Inbox) {
                 };
                 let worker = shared.clone();
                 let inbox = inbox.clone();
+                shared.opening_threads.fetch_add(1, Ordering::SeqCst);
                 let spawned = std::thread::Builder::new()
                     .name(format!("fencekit-tcp-recv-{}", shared.node))
                     .spawn(move || receive(stream, from, serial, &worker, &inbox));
@@ -545,6 +549,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, inbox: Inbox) {
                     Ok(reader) => readers.push(reader),
                     Err(e) => {
                         // The thread never ran: its handshake is over.
+                        shared.opening_threads.fetch_sub(1, Ordering::SeqCst);
                         shared.handshake_done(serial);
                         log::warn!("fencekit tcp: cannot start a reading thread: {e}");
                     }
@@ -594,6 +599,12 @@ fn reload_if_changed(shared: &Shared) {
 /// cannot lock members out, since a member's handshake takes milliseconds and would have to
 /// be outlasted by `HANDSHAKES_MAX` newer connections. `None`: the connection is unusable.
 fn admit(shared: &Shared, stream: &TcpStream) -> Option<u64> {
+    // Threads of openings cut off may still be on their way out: beyond twice the bound, the
+    // new connection waits for none of them and is closed.
+    if shared.opening_threads.load(Ordering::SeqCst) >= 2 * HANDSHAKES_MAX {
+        shared.stats.shed.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
     let socket = stream.try_clone().ok()?;
     let serial = shared.next_serial.fetch_add(1, Ordering::Relaxed);
     let mut pending = shared.handshakes();
@@ -615,6 +626,7 @@ fn admit(shared: &Shared, stream: &TcpStream) -> Option<u64> {
 /// `IDLE_MAX`, or the transport stops.
 fn receive(stream: TcpStream, from_addr: SocketAddr, serial: u64, shared: &Shared, inbox: &Inbox) {
     let accepted = connection::accept(shared, stream);
+    shared.opening_threads.fetch_sub(1, Ordering::SeqCst);
     if !shared.handshake_done(serial) {
         // Cut off to admit a newer connection: counted as shed, not refused.
         return;
@@ -734,6 +746,7 @@ fn register(shared: &Shared, peer: NodeId, socket: &TcpStream) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::HANDSHAKE_TIMEOUT;
     use crate::node::driver::Input;
 
     fn inbox(n: u64) -> (Inbox, Receiver<Input>) {
@@ -793,6 +806,33 @@ mod tests {
         dev_certs::init(certs.path(), 7, &ids).expect("certificates");
         first_message_after_restart(None);
         first_message_after_restart(Some(certs.path()));
+    }
+
+    /// Connections a stranger holds open in their opening (silent: no deadline has passed
+    /// yet) do not lock a member out: the member's connection cuts off the oldest of them and
+    /// its message arrives at once, not after the stranger's handshakes time out.
+    #[test]
+    fn held_connections_do_not_lock_a_member_out() {
+        let a_addr = "127.0.0.1:0".parse().expect("addr");
+        let b_addr = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let (b_inbox, b_rx) = inbox(2);
+        let _b = transport(2, b_addr, (1, a_addr), b_inbox, None);
+        let held: Vec<TcpStream> = (0..HANDSHAKES_MAX + 8)
+            .map(|_| TcpStream::connect(b_addr).expect("connect"))
+            .collect();
+        // Let B accept them all: every opening slot is taken by a silent stranger.
+        std::thread::sleep(Duration::from_millis(300));
+        let (a_inbox, _a_rx) = inbox(1);
+        let mut a = transport(1, a_addr, (2, b_addr), a_inbox, None);
+        a.send(message(7));
+        let arrived = b_rx.recv_timeout(HANDSHAKE_TIMEOUT / 2);
+        assert!(
+            matches!(arrived, Ok(Input::Peer(ref m)) if m.term == 7),
+            "the member's message waited for the strangers' handshakes to time out"
+        );
+        drop(held);
     }
 
     fn first_message_after_restart(certs: Option<&std::path::Path>) {
