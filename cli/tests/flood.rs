@@ -33,8 +33,11 @@ fn process(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("Threads:"))
 }
 
-/// Each node's /status: (term, role, leader, voters).
-fn views(group: &Group) -> Vec<Option<(u64, String, Option<u64>, Vec<u64>)>> {
+/// What a node's /status says: term, role, leader, voters.
+type View = (u64, String, Option<u64>, Vec<u64>);
+
+/// Each node's view (`None`: it did not answer).
+fn views(group: &Group) -> Vec<Option<View>> {
     group
         .status
         .iter()
@@ -143,7 +146,7 @@ fn a_slow_connection_flood_is_bounded_and_locks_no_member_out() {
         let (addrs, stop) = (group.raft.clone(), stop.clone());
         std::thread::spawn(move || hold(&addrs, &stop))
     };
-    let mut peak = vec![(0u64, 0u64); 3];
+    let mut peak = [(0u64, 0u64); 3];
     let started = Instant::now();
     let mut round = 0;
     while started.elapsed() < Duration::from_secs(8) {
