@@ -197,6 +197,17 @@ impl Checker {
     pub fn on_step(&mut self, nodes: &[(u64, &Replica, Instant)]) {
         let mut holding: Option<(u64, Token)> = None;
         for &(node, replica, now) in nodes {
+            // Every peer here is honest (however the network and the disks treat them): the
+            // step boundary refuses only what no honest member sends (I8).
+            if let (refused @ 1.., last) = replica.refusals() {
+                self.fail(
+                    "I8",
+                    format!(
+                        "node {node} refused {refused} messages of honest peers, the latest: {}",
+                        last.unwrap_or("?")
+                    ),
+                );
+            }
             let raft = replica.raft();
             if raft.state == StateRole::Leader {
                 let leader = *self.leaders.entry(raft.term).or_insert(node);
