@@ -325,6 +325,17 @@ static int free_port(void) {
     return ntohs(addr.sin_port);
 }
 
+/* Waits up to 5 s (times FK_TEST_SLOW) for `node` to lead; the last answer of
+ * fk_node_leadership. */
+static fk_status wait_for_leadership(fk_node *node, fk_leadership *out) {
+    fk_status s = FK_STATUS_NOT_LEADER;
+    for (int i = 0; i < 500 * slow() && s != FK_STATUS_OK; i++) {
+        s = fk_node_leadership(node, out);
+        if (s != FK_STATUS_OK) sleep_ms(10);
+    }
+    return s;
+}
+
 /* Development certificates for nodes 1..n of `cluster`, in a new temporary directory. */
 static const char *certs_for(uint64_t cluster, int n) {
     const char *dir = temp_dir();
@@ -542,11 +553,7 @@ static void test_node_failed(void) {
     fk_node *node = NULL;
     OK(fk_node_start(config, (size_t)len, &node));
     fk_leadership leadership;
-    fk_status s = FK_STATUS_NOT_LEADER;
-    for (int i = 0; i < 500 * slow() && s != FK_STATUS_OK; i++) {
-        s = fk_node_leadership(node, &leadership);
-        if (s != FK_STATUS_OK) sleep_ms(10);
-    }
+    fk_status s = wait_for_leadership(node, &leadership);
     CHECK(s == FK_STATUS_OK);
     fk_event event;
     while (fk_node_next_event(node, 0, &event) == FK_STATUS_OK) {
@@ -703,11 +710,7 @@ static void test_policy(void) {
     EXPECT(fk_node_start_with_policy(config, (size_t)len, tie_breaker, &node),
            FK_STATUS_OK);
     fk_leadership leadership;
-    fk_status s = FK_STATUS_NOT_LEADER;
-    for (int i = 0; i < 500 * slow() && s != FK_STATUS_OK; i++) {
-        s = fk_node_leadership(node, &leadership);
-        if (s != FK_STATUS_OK) sleep_ms(10);
-    }
+    fk_status s = wait_for_leadership(node, &leadership);
     CHECK(s == FK_STATUS_OK);
     OK(fk_node_stop(node));
     fk_node_free(node);
