@@ -58,6 +58,11 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 /// Largest certificate, key or CA file read.
 pub const TLS_FILE_MAX: u64 = 1 << 20;
 
+/// Most entries in one peer message. An honest append holds at most 1 MiB of entries (raft-rs
+/// `max_size_per_msg`), of at least 4 bytes each; decoded, each takes some 120 bytes, so this
+/// bounds a frame's decoded entries to about 30 MiB, whatever a peer packs into 4 MiB.
+pub const ENTRIES_PER_MESSAGE_MAX: usize = 1 << 18;
+
 /// Messages queued per peer by the TCP transport; beyond this, messages are dropped (Raft
 /// retransmits) rather than stalling the node thread.
 pub const PEER_QUEUE_MAX: usize = 4096;

@@ -8,7 +8,8 @@
 //! - The accepting side refuses a peer whose certificate names another node than its
 //!   handshake, a peer of another cluster, one not in the membership, or a handshake meant
 //!   for another node. It logs and counts the refusal, and tells the reason only to a peer
-//!   whose certificate the CA signed; a stranger learns nothing about the node.
+//!   whose certificate the CA signed. A stranger learns only what any TLS client sees: the
+//!   node's certificate (its identity); not the CA's name, nor why it was refused.
 //! - Connections are bounded: handshakes in progress (a new one cuts off the oldest, so
 //!   connections held open by a stranger cannot lock members out), and connections per peer
 //!   (a new one from a peer replaces its oldest). A connection idle past `IDLE_MAX` is closed; senders
@@ -41,7 +42,8 @@ use raft::eraftpb::Message;
 
 use crate::error::Error;
 use crate::limits::{
-    FRAME_MAX, HANDSHAKES_MAX, KEEPALIVE_INTERVAL, PEER_CONNECTIONS_MAX, PEER_QUEUE_MAX,
+    ENTRIES_PER_MESSAGE_MAX, FRAME_MAX, HANDSHAKES_MAX, KEEPALIVE_INTERVAL, PEER_CONNECTIONS_MAX,
+    PEER_QUEUE_MAX,
 };
 use crate::token::NodeId;
 use crate::transport::{Inbox, Transport};
@@ -692,6 +694,14 @@ fn receive(stream: TcpStream, from_addr: SocketAddr, serial: u64, shared: &Share
         }
         if buf.is_empty() {
             continue; // a keepalive
+        }
+        if wire::entries_in(&buf).is_none_or(|n| n > ENTRIES_PER_MESSAGE_MAX) {
+            shared.stats.broken.fetch_add(1, Ordering::Relaxed);
+            shared.refuse(format!(
+                "node {peer} sent a message that is not one, or holds more than \
+                 {ENTRIES_PER_MESSAGE_MAX} entries; closing"
+            ));
+            break;
         }
         let message = match Message::parse_from_bytes(&buf) {
             Ok(message) => message,

@@ -7,7 +7,7 @@
 //! - node 2's certificate claiming to be node 3;
 //! - an authenticated but misbehaving member sending what no honest member sends (a proposal
 //!   adding voter 66, a term beyond the generations, a commit past the log, a transfer
-//!   request, frames too large or not messages);
+//!   request, frames too large or not messages, a frame of two million empty entries);
 //!
 //! The connection flood runs against real node processes, whose memory it measures:
 //! `cli/tests/flood.rs`.
@@ -300,5 +300,24 @@ fn strangers_impostors_and_misbehaving_members_are_refused() {
     wait_until("the oversized frame cuts the connection", || {
         count(group.monitor(target), |s| &s.broken) > broken
     });
+    // Two million empty entries in 4 MiB (2 bytes each on the wire, some 120 decoded): cut
+    // off before it is decoded.
+    let broken = count(group.monitor(target), |s| &s.broken);
+    let mut tls = member_connection(&group, holder, target);
+    let payload = [0x3a_u8, 0x00].repeat(2_000_000);
+    let mut frame = Vec::new();
+    write_frame(&mut frame, &payload).unwrap();
+    tls.write_all(&frame).unwrap();
+    tls.flush().unwrap();
+    wait_until("the entry bomb cuts the connection", || {
+        count(group.monitor(target), |s| &s.broken) > broken
+    });
+    assert!(
+        group
+            .monitor(target)
+            .last_refusal()
+            .unwrap()
+            .contains("entries")
+    );
     assert_group_intact(&group, "an oversized frame");
 }

@@ -289,12 +289,21 @@ fn bad_certificate_files_are_refused_with_the_file_named() {
     let err = bind(Security::Tls(files.clone()), 1);
     assert!(err.contains("ca.crt") && err.contains("writable"), "{err}");
     chmod(&files.ca, 0o644);
-    // A directory others may write: the files could be swapped.
+    // A directory on the way that others may write: the files could be swapped. The node's
+    // own directory, a parent, or a directory holding a symbolic link to them.
     let node_dir = files.key.parent().unwrap().to_path_buf();
-    chmod(&node_dir, 0o777);
-    let err = bind(Security::Tls(files.clone()), 1);
-    assert!(err.contains("writable") && err.contains("swapped"), "{err}");
-    chmod(&node_dir, 0o700);
+    for dir in [node_dir.clone(), ca.clone()] {
+        chmod(&dir, 0o777);
+        let err = bind(Security::Tls(files.clone()), 1);
+        assert!(err.contains("swapped"), "{err}");
+        chmod(&dir, 0o700);
+    }
+    let open_dir = certs.path().join("open");
+    std::fs::create_dir(&open_dir).unwrap();
+    chmod(&open_dir, 0o777);
+    std::os::unix::fs::symlink(&node_dir, open_dir.join("link")).unwrap();
+    let err = bind(Security::Tls(TlsFiles::in_dir(open_dir.join("link"))), 1);
+    assert!(err.contains("swapped") && err.contains("open"), "{err}");
     // A file owned by someone else (checked where the tests run as root).
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {

@@ -311,8 +311,8 @@ fn read_checked(path: &Path, forbidden: u32, what: &str) -> Result<Vec<u8>, Erro
     let meta = file
         .metadata()
         .map_err(|e| tls_error(path, format!("cannot stat: {e}")))?;
-    // Whoever owns a file can rewrite it, and whoever may write its directory can swap it
-    // (ssh's StrictModes makes the same checks).
+    // Whoever owns a file can rewrite it, and whoever may write a directory on the way to it
+    // can swap it (ssh's StrictModes makes the same checks).
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
     if meta.uid() != me && meta.uid() != 0 {
@@ -324,22 +324,7 @@ fn read_checked(path: &Path, forbidden: u32, what: &str) -> Result<Vec<u8>, Erro
             ),
         ));
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let dir_meta =
-            std::fs::metadata(dir).map_err(|e| tls_error(dir, format!("cannot stat: {e}")))?;
-        let sticky = dir_meta.mode() & 0o1000 != 0;
-        if dir_meta.mode() & 0o022 != 0 && !sticky {
-            return Err(tls_error(
-                path,
-                format!(
-                    "its directory {} is writable by its group or others (mode {:03o}): the file \
-                     could be swapped",
-                    dir.display(),
-                    dir_meta.mode() & 0o777
-                ),
-            ));
-        }
-    }
+    check_directories(path, me)?;
     let mode = meta.mode() & 0o777;
     if mode & forbidden != 0 {
         return Err(tls_error(
@@ -363,6 +348,36 @@ fn read_checked(path: &Path, forbidden: u32, what: &str) -> Result<Vec<u8>, Erro
         .read_to_end(&mut bytes)
         .map_err(|e| tls_error(path, format!("cannot read: {e}")))?;
     Ok(bytes)
+}
+
+/// Every directory on the way to `path`, as named and as resolved through symbolic links,
+/// is owned by this process's user or root, and writable by no one else (unless sticky, as
+/// `/tmp`: there others cannot rename or remove what is not theirs).
+fn check_directories(path: &Path, me: u32) -> Result<(), Error> {
+    let named = std::path::absolute(path).map_err(|e| tls_error(path, e))?;
+    let resolved = std::fs::canonicalize(path).map_err(|e| tls_error(path, e))?;
+    for way in [named, resolved] {
+        for dir in way.ancestors().skip(1) {
+            let meta = std::fs::metadata(dir)
+                .map_err(|e| tls_error(path, format!("{}: {e}", dir.display())))?;
+            let mode = meta.mode();
+            let shared = mode & 0o022 != 0 && mode & 0o1000 == 0;
+            let foreign = meta.uid() != me && meta.uid() != 0;
+            if shared || foreign {
+                return Err(tls_error(
+                    path,
+                    format!(
+                        "the directory {} on its way (mode {:03o}, uid {}) can be written by \
+                         others than this process's user and root: the file could be swapped",
+                        dir.display(),
+                        mode & 0o777,
+                        meta.uid()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, Error> {

@@ -14,7 +14,8 @@
 //!                          side verified, never to an unauthenticated stranger
 //!
 //! frame:   0  u32      payload length, at most FRAME_MAX
-//!          4  payload  one protobuf-encoded raft Message; length 0 is a keepalive
+//!          4  payload  one protobuf-encoded raft Message, at most ENTRIES_PER_MESSAGE_MAX
+//!                      entries; length 0 is a keepalive
 //! ```
 //!
 //! All integers are little-endian. The handshake has a fixed length so that it is read as
@@ -82,6 +83,22 @@ impl Handshake {
         input.read_exact(&mut bytes)?;
         Ok(Handshake::decode(&bytes))
     }
+}
+
+/// How many entries the raft message in `payload` carries (field 7, `repeated Entry
+/// entries`), counted from the field tags without decoding anything. Decoded, an entry takes
+/// some 120 bytes whatever its size on the wire (as little as 2), so a frame's entries are
+/// bounded before it is decoded. `None`: not a protobuf message.
+pub fn entries_in(payload: &[u8]) -> Option<usize> {
+    const ENTRIES_FIELD: u32 = 7;
+    let mut input = protobuf::CodedInputStream::from_bytes(payload);
+    let mut count = 0;
+    while !input.eof().ok()? {
+        let (field, wire_type) = input.read_tag_unpack().ok()?;
+        count += usize::from(field == ENTRIES_FIELD);
+        input.skip_field(wire_type).ok()?;
+    }
+    Some(count)
 }
 
 /// Writes one frame.
@@ -171,6 +188,25 @@ mod tests {
             let err = read_frame(&mut &cut[..end], &mut buf, 16).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         }
+    }
+
+    #[test]
+    fn entries_are_counted_without_decoding() {
+        use protobuf::Message as _;
+        let mut m = raft::eraftpb::Message::default();
+        m.set_msg_type(raft::eraftpb::MessageType::MsgAppend);
+        m.index = 5;
+        for i in 0..3 {
+            m.mut_entries().push(raft::eraftpb::Entry {
+                index: 6 + i,
+                term: 1,
+                ..Default::default()
+            });
+        }
+        let bytes = m.write_to_bytes().unwrap();
+        assert_eq!(entries_in(&bytes), Some(3));
+        assert_eq!(entries_in(&[]), Some(0));
+        assert_eq!(entries_in(&[0xFF; 8]), None);
     }
 
     /// A peer that announces the largest frame and sends one byte makes the reader hold one
