@@ -163,7 +163,13 @@ fn forge(op: &Op, sim: &Simulation) -> Option<Message> {
         reject: op.reject,
         reject_hint: op.reject_hint.at(last, commit),
         request_snapshot: op.request_snapshot.at(last, commit),
-        context: op.context.iter().take(32).copied().collect::<Vec<u8>>().into(),
+        context: op
+            .context
+            .iter()
+            .take(32)
+            .copied()
+            .collect::<Vec<u8>>()
+            .into(),
         priority: op.priority,
         ..Default::default()
     };
