@@ -126,14 +126,17 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --ver
         # Runs the corpus, then mutates for the rest of the time. A crash (or a build that
         # fails) fails the step; the input that crashed is left in fuzz/artifacts/TARGET.
         flog=$(mktemp)
-        if ! cargo +nightly fuzz run "$target" -- -max_total_time="${FUZZ_SECONDS:-30}" \
+        # New inputs go to a scratch directory; the committed corpus is only read.
+        scratch=$(mktemp -d)
+        if ! cargo +nightly fuzz run "$target" "$scratch" "corpus/$target" -- \
+            -max_total_time="${FUZZ_SECONDS:-30}" \
             -len_control=0 -max_len=2048 -print_final_stats=1 >"$flog" 2>&1; then
             tail -n 60 "$flog"
             echo "fuzz target $target failed: see above and fuzz/artifacts/$target" >&2
             exit 1
         fi
         echo "$target: $(grep -E '^Done' "$flog")"
-        rm -f "$flog"
+        rm -rf "$flog" "$scratch"
     done
 )
 
