@@ -116,65 +116,25 @@ fn bad_input_is_one_line_naming_the_cause() {
     let root = tempfile::tempdir().expect("a temporary directory");
     let data = root.path().join("n");
     let data = data.to_string_lossy();
+    // `fencekit node` with node ID, peer list PEERS and then `extra`.
+    let node = |id: &'static str, peers: &'static str, extra: &[&'static str]| {
+        let mut args = vec!["node", "--id", id, "--peers", peers, "--data", &data];
+        args.extend(["--status-addr", "127.0.0.1:0"]);
+        args.extend(extra);
+        args
+    };
     for (args, says) in [
+        (node("1", "1=localhost", &["--insecure"]), "the address"),
         (
-            vec![
-                "node",
-                "--id",
-                "1",
-                "--peers",
-                "1=localhost",
-                "--data",
-                &data,
-                "--status-addr",
-                "127.0.0.1:0",
-                "--insecure",
-            ],
-            "the address",
-        ),
-        (
-            vec![
-                "node",
-                "--id",
-                "1",
-                "--peers",
-                "1=127.0.0.1:1",
-                "--data",
-                &data,
-                "--status-addr",
-                "127.0.0.1:0",
-            ],
+            node("1", "1=127.0.0.1:1", &[]),
             "peers must prove who they are",
         ),
         (
-            vec![
-                "node",
-                "--id",
-                "1",
-                "--peers",
-                "1=127.0.0.1:1",
-                "--data",
-                &data,
-                "--status-addr",
-                "127.0.0.1:0",
-                "--tls-dir",
-                "/nonexistent",
-            ],
+            node("1", "1=127.0.0.1:1", &["--tls-dir", "/nonexistent"]),
             "/nonexistent/node.crt",
         ),
         (
-            vec![
-                "node",
-                "--id",
-                "4",
-                "--peers",
-                "1=127.0.0.1:1",
-                "--data",
-                &data,
-                "--status-addr",
-                "127.0.0.1:0",
-                "--insecure",
-            ],
+            node("4", "1=127.0.0.1:1", &["--insecure"]),
             "does not list this node",
         ),
         (vec!["plugin", "check", "/nonexistent.wasm"], "No such file"),
