@@ -202,7 +202,13 @@ fn durable(c: &mut Criterion) {
     });
 
     let wal_dir = bench_dir();
-    let wal = Wal::open(wal_dir.path(), WalOptions::default(), &mut |_| Ok(())).expect("open log");
+    let wal = Wal::open(
+        wal_dir.path(),
+        fencekit::wal::LogOwner::Fence,
+        WalOptions::default(),
+        &mut |_| Ok(()),
+    )
+    .expect("open log");
     let payload = [9u8; 128];
     group.bench_function("append_sync", |b| {
         b.iter(|| {

@@ -24,6 +24,8 @@ pub trait Disk: Send + Sync + fmt::Debug {
     fn create(&self, path: &Path) -> io::Result<Box<dyn DiskFile>>;
     /// Opens the existing `path` for reading and writing.
     fn open(&self, path: &Path) -> io::Result<Box<dyn DiskFile>>;
+    /// Opens the existing `path` for reading only (writes through it fail).
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn DiskFile>>;
     /// The whole content of `path`.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// Renames `from` to `to`, replacing `to`.
@@ -32,9 +34,32 @@ pub trait Disk: Send + Sync + fmt::Debug {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Makes the creations, renames and removals in `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
-    /// Takes an exclusive lock on `path` (a lock file, created if missing), held until the
-    /// returned guard is dropped. `Ok(None)` when another holder has it.
-    fn try_lock(&self, path: &Path) -> io::Result<Option<DiskLock>>;
+    /// Takes an exclusive lock on the directory `dir` itself, held until the returned guard
+    /// is dropped. `Ok(None)` when another holder has it. Locking the directory rather than a
+    /// file in it means no file can be deleted or replaced to get around the lock.
+    fn try_lock(&self, dir: &Path) -> io::Result<Option<DiskLock>>;
+
+    /// A new random log id. Never all zero.
+    fn new_log_id(&self) -> io::Result<[u8; 16]> {
+        let mut id = [0u8; 16];
+        while id == [0u8; 16] {
+            // SAFETY: the buffer is valid for 16 bytes of writes.
+            let n = unsafe { libc::getrandom(id.as_mut_ptr().cast(), id.len(), 0) };
+            if n != id.len() as isize {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(id)
+    }
+}
+
+/// Whatever holds a [`DiskLock`] until it is dropped.
+pub trait LockHolder: Send + Sync {
+    /// False if the locked directory is no longer the one at its path (moved away, deleted
+    /// and recreated): a second process could then lock the new one.
+    fn still_in_place(&self) -> io::Result<bool> {
+        Ok(true)
+    }
 }
 
 /// An open file of a [`Disk`].
@@ -45,15 +70,22 @@ pub trait DiskFile: Send + Sync + fmt::Debug {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     /// fdatasync: the data written so far is durable.
     fn sync_data(&self) -> io::Result<()>;
+    /// The file's length.
+    fn len(&self) -> io::Result<u64>;
 }
 
 /// A held lock of [`Disk::try_lock`]; dropping it releases the lock.
-pub struct DiskLock(#[allow(dead_code, reason = "held for its Drop")] Box<dyn Send + Sync>);
+pub struct DiskLock(Box<dyn LockHolder>);
 
 impl DiskLock {
     /// Wraps whatever holds the lock until it is dropped.
-    pub fn new(holder: impl Send + Sync + 'static) -> DiskLock {
+    pub fn new(holder: impl LockHolder + 'static) -> DiskLock {
         DiskLock(Box::new(holder))
+    }
+
+    /// See [`LockHolder::still_in_place`].
+    pub fn still_in_place(&self) -> io::Result<bool> {
+        self.0.still_in_place()
     }
 }
 
@@ -142,6 +174,10 @@ impl Disk for OsDisk {
         Ok(Box::new(OsFile(file)))
     }
 
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
+        Ok(Box::new(OsFile(File::open(path)?)))
+    }
+
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         fs::read(path)
     }
@@ -160,17 +196,33 @@ impl Disk for OsDisk {
 
     /// `flock` locks belong to the open file, so a second lock in the same process is refused
     /// as well as one in another.
-    fn try_lock(&self, path: &Path) -> io::Result<Option<DiskLock>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+    fn try_lock(&self, dir: &Path) -> io::Result<Option<DiskLock>> {
+        let file = File::open(dir)?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(DiskLock::new(file))),
+            Ok(()) => Ok(Some(DiskLock::new(OsDirLock {
+                file,
+                path: dir.to_path_buf(),
+            }))),
             Err(TryLockError::WouldBlock) => Ok(None),
             Err(TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
+/// A locked directory, and the path it was locked by.
+struct OsDirLock {
+    file: File,
+    path: std::path::PathBuf,
+}
+
+impl LockHolder for OsDirLock {
+    fn still_in_place(&self) -> io::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let held = self.file.metadata()?;
+        match fs::metadata(&self.path) {
+            Ok(now) => Ok(now.dev() == held.dev() && now.ino() == held.ino()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
         }
     }
 }
@@ -189,5 +241,9 @@ impl DiskFile for OsFile {
 
     fn sync_data(&self) -> io::Result<()> {
         self.0.sync_data()
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
     }
 }

@@ -149,6 +149,34 @@ pub enum Error {
     #[error("timed out: {0}")]
     Timeout(&'static str),
 
+    /// A fence, log or node used in a child process after `fork`: the child holds a copy that
+    /// its parent keeps changing, so using it could move a mark backwards. Open it anew in
+    /// the child (one per worker process).
+    #[error(
+        "this {what} was opened in process {opened_in} and is used after fork in process \
+             {used_in}; open a new {what} in each process instead of sharing one across fork"
+    )]
+    Forked {
+        /// What was used: "fence", "log" or "node".
+        what: &'static str,
+        /// The process that opened it.
+        opened_in: u32,
+        /// The process that used it.
+        used_in: u32,
+    },
+
+    /// A log directory that belongs to something else (a fence opened on a node's data
+    /// directory, a store on a fence's).
+    #[error("{} holds {found}, not {expected}; use the right directory or an empty one", path.display())]
+    WrongOwner {
+        /// The log directory.
+        path: PathBuf,
+        /// What the log there belongs to.
+        found: String,
+        /// What it was opened as.
+        expected: String,
+    },
+
     /// An earlier write or sync of the log failed; nothing more is written until the log is
     /// reopened, because after a failed fdatasync the page cache cannot be trusted.
     #[error("the log refuses writes after an earlier failure ({0}); reopen it to recover")]

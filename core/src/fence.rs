@@ -29,11 +29,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::error::Error;
+use crate::fork::OpenedIn;
 use crate::limits::{BATCH_MAX, KEY_LEN_MAX, RESOURCES_DEFAULT, RESOURCES_MAX};
 use crate::planted::{self, PlantedBug};
 use crate::policy::{ConflictResolution, RejectConflicts, TieBreaker, WriteValidator};
 use crate::token::Token;
-use crate::wal::{RecordKind, RecoveryReport, Wal, WalOptions};
+use crate::wal::{LogOwner, RecordKind, RecoveryReport, Wal, WalOptions};
 use accepted::AcceptedCounters;
 use key_index::KeyIndex;
 use slot::{AdvanceGuard, Slot};
@@ -117,6 +118,9 @@ pub struct FenceOptions {
     pub compact_after_bytes: u64,
     /// The log's options.
     pub wal: WalOptions,
+    /// What the log belongs to: [`LogOwner::Fence`], or [`LogOwner::Store`] for a fencekit
+    /// store. A directory of another owner is refused.
+    pub owner: LogOwner,
 }
 
 impl Default for FenceOptions {
@@ -125,6 +129,7 @@ impl Default for FenceOptions {
             max_resources: RESOURCES_DEFAULT,
             compact_after_bytes: 8 << 20,
             wal: WalOptions::default(),
+            owner: LogOwner::Fence,
         }
     }
 }
@@ -155,6 +160,8 @@ pub struct Fence {
         reason = "`validator` points into these boxes: they must not move when the Vec grows"
     )]
     validators: Mutex<Vec<Box<Arc<dyn WriteValidator>>>>,
+    /// A fence used in a child after fork refuses every check (`fork.rs`).
+    opened_in: OpenedIn,
 }
 
 impl fmt::Debug for Fence {
@@ -192,10 +199,17 @@ impl Fence {
                 expected: "from 1 to 2^20",
             });
         }
+        if matches!(options.owner, LogOwner::Node { .. }) {
+            return Err(Error::WrongOwner {
+                path: dir.as_ref().to_path_buf(),
+                found: format!("a fence asked to open as {}", options.owner),
+                expected: "a fence opened as LogOwner::Fence or LogOwner::Store".into(),
+            });
+        }
         // Replay: the last record of each key is its mark, and marks never go back.
         let mut order: Vec<(Box<[u8]>, Token)> = Vec::new();
         let mut positions: HashMap<Box<[u8]>, usize> = HashMap::new();
-        let wal = Wal::open(dir, options.wal.clone(), &mut |record| {
+        let wal = Wal::open(dir, options.owner, options.wal.clone(), &mut |record| {
             let (key, token) = mark::decode(&record)?;
             match positions.get(key) {
                 Some(&i) => {
@@ -244,6 +258,7 @@ impl Fence {
             tie_breaker: RwLock::new(Arc::new(RejectConflicts)),
             validator: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
             validators: Mutex::new(Vec::new()),
+            opened_in: OpenedIn::here(),
         })
     }
 
@@ -255,6 +270,7 @@ impl Fence {
     /// The id of `key`, registering it if new. Registration itself writes nothing durable:
     /// a resource without a mark has nothing to protect.
     pub fn register(&self, key: &[u8]) -> Result<ResourceId, Error> {
+        self.opened_in.check("fence")?;
         validate_key(key)?;
         if let Some(index) = self.index.find(key, &self.slots) {
             return Ok(ResourceId(index as u32));
@@ -293,7 +309,7 @@ impl Fence {
         let Some(slot) = self.slots.get(index) else {
             return Err(Error::UnknownResource(id.0));
         };
-        if slot.holds(token) {
+        if slot.holds(token) && self.opened_in.is_here() {
             self.accepted.row().add(index);
             return Ok(Verdict::Accepted);
         }
@@ -368,7 +384,7 @@ impl Fence {
         for i in 0..len {
             let (id, token) = item(i)?;
             let index = id.index();
-            let answer = if self.slots[index].holds(token) {
+            let answer = if self.slots[index].holds(token) && self.opened_in.is_here() {
                 row.add(index);
                 Verdict::Accepted
             } else {
@@ -383,6 +399,7 @@ impl Fence {
     #[cold]
     #[inline(never)]
     fn check_slow(&self, index: usize, token: Token) -> Result<Verdict, Error> {
+        self.opened_in.check("fence")?;
         if index >= self.registered.load(Ordering::Acquire) {
             return Err(Error::UnknownResource(index as u32));
         }

@@ -57,6 +57,7 @@ pub mod detect;
 pub mod disk;
 pub mod error;
 pub mod fence;
+mod fork;
 pub mod inspect;
 pub mod lease;
 pub mod limits;

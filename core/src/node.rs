@@ -31,6 +31,7 @@ pub use replica::{Output, ProposalId, Replica};
 pub use status::{Role, Status};
 
 use crate::error::Error;
+use crate::fork::OpenedIn;
 use crate::limits::EVENT_QUEUE_MAX;
 use crate::time::{Clock, MonotonicClock};
 use crate::token::NodeId;
@@ -119,6 +120,8 @@ pub struct Node {
     clock: Arc<dyn Clock>,
     thread: Mutex<Option<JoinHandle<()>>>,
     test_hooks: bool,
+    /// In a child after fork the node thread does not exist: every call refuses.
+    opened_in: OpenedIn,
 }
 
 impl std::fmt::Debug for Node {
@@ -183,6 +186,7 @@ impl Node {
             clock,
             thread: Mutex::new(Some(thread)),
             test_hooks: config.test_hooks,
+            opened_in: OpenedIn::here(),
         })
     }
 
@@ -197,7 +201,7 @@ impl Node {
     pub fn leadership(&self) -> Option<Leadership> {
         let now = self.clock.now();
         let view = self.shared.lock();
-        if view.ended.is_some() {
+        if view.ended.is_some() || !self.opened_in.is_here() {
             return None;
         }
         view.leadership.filter(|l| now < l.lease_deadline)
@@ -205,6 +209,7 @@ impl Node {
 
     /// The node's view, with leadership and times as of now.
     pub fn status(&self) -> Result<Status, Error> {
+        self.opened_in.check("node")?;
         let now = self.clock.now();
         let view = self.shared.lock();
         let mut status = view.status.clone().ok_or(Error::Stopped)?;
@@ -327,6 +332,10 @@ impl Node {
     /// Stops the node: the lease ends, pending tickets fail, the thread exits. Stopping a
     /// stopped node does nothing.
     pub fn stop(&self) {
+        if !self.opened_in.is_here() {
+            // The node thread is the parent's; the child's copy has nothing to stop.
+            return;
+        }
         let _ = self.input.send(Input::Command(Command::Stop));
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(thread) = thread {
@@ -352,6 +361,7 @@ impl Node {
     }
 
     fn refuse_if_not_leader(&self) -> Result<(), Error> {
+        self.opened_in.check("node")?;
         let view = self.shared.lock();
         if let Some(e) = view.ended_error() {
             return Err(e);
@@ -365,6 +375,7 @@ impl Node {
     }
 
     fn send(&self, input: Input) -> Result<(), Error> {
+        self.opened_in.check("node")?;
         let ended = self.shared.lock().ended.clone();
         if let Some(ended) = ended {
             driver::refuse(input, &ended);

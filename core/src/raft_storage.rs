@@ -24,7 +24,7 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 use crate::error::Error;
 use crate::limits::RAFT_LOG_COMPACT_MIN_BYTES;
 use crate::token::NodeId;
-use crate::wal::{Position, Record, RecordKind, Wal, WalOptions};
+use crate::wal::{LogOwner, Position, Record, RecordKind, Wal, WalOptions};
 
 /// The cluster and node a data directory belongs to.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -73,20 +73,33 @@ pub struct RaftStorage {
 }
 
 impl RaftStorage {
-    /// Opens (creating if needed) the Raft log in `dir`, replaying what it holds.
-    pub fn open(dir: impl AsRef<Path>, options: WalOptions) -> Result<RaftStorage, Error> {
-        let mut identity = None;
+    /// Opens (creating it in an empty directory) the Raft log of `identity` in `dir`,
+    /// replaying what it holds. A directory of another cluster or node is refused, naming both.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        identity: Identity,
+        options: WalOptions,
+    ) -> Result<RaftStorage, Error> {
+        let owner = LogOwner::Node {
+            cluster: identity.cluster,
+            node: identity.node,
+        };
+        let mut recorded = None;
         let mut hard_state = HardState::default();
         let mut snapshot = Snapshot::default();
         let mut entries: Vec<Entry> = Vec::new();
-        let wal = Wal::open(dir, options, &mut |record| {
+        let wal = Wal::open(dir, owner, options, &mut |record| {
             match record.kind {
                 RecordKind::RAFT_IDENTITY => {
                     let found = Identity::decode(&record)?;
-                    if identity.is_some_and(|known| known != found) {
-                        return Err(record.corrupt("a second, different identity record"));
+                    if found != identity {
+                        return Err(record.corrupt(format!(
+                            "an identity record of node {} of cluster {:#x} in the log of \
+                             node {} of cluster {:#x}",
+                            found.node, found.cluster, identity.node, identity.cluster
+                        )));
                     }
-                    identity = Some(found);
+                    recorded = Some(found);
                 }
                 RecordKind::RAFT_HARD_STATE => {
                     hard_state = HardState::parse_from_bytes(record.payload)
@@ -111,7 +124,7 @@ impl RaftStorage {
         let entry_bytes = entries.iter().map(encoded_size).sum();
         Ok(RaftStorage {
             wal,
-            identity,
+            identity: recorded,
             hard_state,
             snapshot,
             entries,

@@ -2,7 +2,10 @@
 //! Raft's hard state and entries from the node on.
 //!
 //! - Records go into preallocated, zero-filled segment files (`segment.rs`), each checksummed
-//!   together with its own position (`record.rs`).
+//!   together with the log's id and its own position (`record.rs`).
+//! - A log knows who it is (`identity.rs`): each segment header carries the identity and a
+//!   link to where the previous segment ended, and the superblock (`superblock.rs`) names the
+//!   live segments, so a foreign, missing, swapped or shortened segment is refused.
 //! - [`Wal::append`] only buffers; [`Wal::sync_through`] makes everything up to a position
 //!   durable. Syncs are *group commits*: one thread writes and fdatasyncs everything buffered
 //!   while the others wait, so concurrent appenders share one fdatasync.
@@ -11,10 +14,17 @@
 //! - [`Wal::compact`] replaces the whole log by a snapshot of the live state, crash-safely.
 //! - An I/O failure while writing or syncing poisons the log: after a failed fdatasync the page
 //!   cache no longer tells what is on disk, so the only safe next step is to reopen and recover.
+//! - The directory itself is locked while the log is open, and checked before each sync to
+//!   still be the one at its path; a log used in a child after `fork` refuses (`fork.rs`).
 
+mod identity;
 mod record;
 mod recovery;
 mod segment;
+mod superblock;
+
+pub use identity::{LogId, LogIdentity, LogOwner};
+pub use superblock::Superblock;
 
 use std::fmt;
 use std::num::NonZeroU8;
@@ -23,9 +33,11 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 
 use crate::disk::DiskHandle;
 use crate::error::Error;
+use crate::fork::OpenedIn;
 use crate::limits::{RECORD_PAYLOAD_MAX, SEGMENT_SIZE_DEFAULT, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};
-use record::{FLAG_SNAPSHOT_BASE, SEGMENT_HEADER_LEN, SegmentHeader};
+use record::{FLAG_SNAPSHOT_BASE, SEGMENT_HEADER_LEN, Seed, SegmentHeader, SegmentLink};
 use segment::{DirLock, SegmentFile};
+use superblock::SuperblockFile;
 
 /// What a record is, for the log's owner. The log stores any non-zero kind; owners refuse the
 /// kinds they do not know when they replay. Kinds are numbered in blocks by owner, and a
@@ -137,15 +149,41 @@ impl Record<'_> {
 /// What recovery found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
+    /// The log's identity.
+    pub identity: Option<LogIdentity>,
+    /// What the superblock said when the log was opened.
+    pub superblock: Option<Superblock>,
+    /// How many of the superblock's copies were valid (all of them but after a torn update
+    /// or damage).
+    pub superblock_copies: usize,
+    /// True if the log was created by this opening (the directory was empty).
+    pub created: bool,
     /// Records handed to the owner.
     pub records: u64,
     /// Live segments after recovery.
     pub segments: usize,
+    /// The live segments, in order, each verified to continue the one before it.
+    pub chain: Vec<SegmentSummary>,
     /// Where a torn tail was cut off, if one was.
     pub torn_tail: Option<TornTail>,
     /// Segments removed (by [`Wal::inspect`]: that opening would remove): left over from a
-    /// compaction, or past a torn tail.
+    /// compaction, or created by a roll the superblock never recorded.
     pub removed_segments: Vec<PathBuf>,
+    /// Temporary files of this log removed (or that opening would remove).
+    pub removed_temps: Vec<PathBuf>,
+}
+
+/// One live segment, as recovery found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentSummary {
+    /// Its number.
+    pub number: u64,
+    /// True if it begins with a snapshot (the first live segment).
+    pub base: bool,
+    /// Records in it.
+    pub records: u64,
+    /// Where its records end.
+    pub end: u64,
 }
 
 /// A torn tail that recovery discarded: it was never acknowledged.
@@ -205,6 +243,8 @@ struct Chunk {
     segment: u64,
     offset: u64,
     bytes: Vec<u8>,
+    /// For the first chunk of a new segment: where the previous one ended, for its header.
+    opens: Option<SegmentLink>,
 }
 
 #[derive(Debug)]
@@ -223,6 +263,16 @@ struct State {
     failed: Option<String>,
     /// Record bytes since the last snapshot base.
     live_bytes: u64,
+    /// The header checksum of the last record appended to segment `next.segment()` (0 when
+    /// it has none): the link its successor will carry.
+    last_checksum: u32,
+}
+
+/// What the one syncing thread holds: the segment being written and the superblock.
+#[derive(Debug)]
+struct Io {
+    segment: SegmentFile,
+    superblock: SuperblockFile,
 }
 
 /// The write-ahead generation log of one directory. `Send + Sync`: share it by reference.
@@ -230,19 +280,25 @@ struct State {
 pub struct Wal {
     dir: PathBuf,
     options: WalOptions,
+    identity: LogIdentity,
+    seed: Seed,
     state: Mutex<State>,
     synced: Condvar,
-    /// The segment being written; held by the one thread that syncs (or compacts).
-    io: Mutex<SegmentFile>,
+    /// Held by the one thread that syncs (or compacts).
+    io: Mutex<Io>,
     report: RecoveryReport,
-    _lock: DirLock,
+    lock: DirLock,
+    opened_in: OpenedIn,
 }
 
 impl Wal {
-    /// Opens (creating if needed) the log in `dir`, handing every live record to `visit` in
-    /// order. Refuses a directory another open log holds, and a log damaged before its tail.
+    /// Opens the log of `owner` in `dir`, handing every live record to `visit` in order; in
+    /// an empty (or missing) directory, creates a new log. Refuses a directory another open
+    /// log holds, a log of another owner, a directory with other files and no log, and a log
+    /// that is damaged before its tail, misses a segment or holds one of another log.
     pub fn open(
         dir: impl AsRef<Path>,
+        owner: LogOwner,
         options: WalOptions,
         visit: &mut dyn FnMut(Record<'_>) -> Result<(), Error>,
     ) -> Result<Wal, Error> {
@@ -252,15 +308,13 @@ impl Wal {
         disk.create_dir_all(&dir)
             .map_err(|e| Error::io("create data directory", &dir, e))?;
         let lock = DirLock::acquire(disk, &dir)?;
-        let recovered = recovery::recover(
-            disk,
-            &dir,
-            options.segment_size,
-            recovery::Mode::Repair,
-            visit,
-        )?;
-        let Some(tail) = recovered.tail else {
-            unreachable!("a repairing recovery always opens the tail")
+        let mode = recovery::Mode::Repair {
+            owner,
+            segment_size: options.segment_size,
+        };
+        let recovered = recovery::recover(disk, &dir, mode, visit)?;
+        let (Some(tail), Some(superblock)) = (recovered.tail, recovered.superblock) else {
+            unreachable!("a repairing recovery always opens the tail and the superblock")
         };
         let next = Position::new(tail.number(), recovered.next);
         let state = State {
@@ -271,35 +325,42 @@ impl Wal {
             syncing: false,
             failed: None,
             live_bytes: recovered.live_bytes,
+            last_checksum: recovered.last_checksum,
         };
         Ok(Wal {
             dir,
             options,
+            identity: recovered.identity,
+            seed: Seed::of(recovered.identity.id),
             state: Mutex::new(state),
             synced: Condvar::new(),
-            io: Mutex::new(tail),
+            io: Mutex::new(Io {
+                segment: tail,
+                superblock,
+            }),
             report: recovered.report,
-            _lock: lock,
+            lock,
+            opened_in: OpenedIn::here(),
         })
     }
 
-    /// Reads and verifies the log in `dir` without changing anything and without taking its
-    /// lock (it may be open elsewhere), handing every live record to `visit` in order. The
-    /// report says what opening it would do: the torn tail it would cut off and the segments
-    /// it would remove. Refuses a log damaged before its tail, and a directory with no log.
+    /// Reads and verifies the log in `dir` without changing anything, opening no file for
+    /// writing and taking no lock (it may be open elsewhere), handing every live record to
+    /// `visit` in order. The report gives the identity, the superblock and the segment chain,
+    /// and says what opening would do: the torn tail it would cut off and the files it would
+    /// remove. Refuses what opening refuses, and a directory with no log.
     pub fn inspect(
         dir: impl AsRef<Path>,
         disk: &DiskHandle,
         visit: &mut dyn FnMut(Record<'_>) -> Result<(), Error>,
     ) -> Result<RecoveryReport, Error> {
-        let recovered = recovery::recover(
-            &**disk,
-            dir.as_ref(),
-            SEGMENT_SIZE_DEFAULT,
-            recovery::Mode::ReadOnly,
-            visit,
-        )?;
+        let recovered = recovery::recover(&**disk, dir.as_ref(), recovery::Mode::ReadOnly, visit)?;
         Ok(recovered.report)
+    }
+
+    /// The log's identity.
+    pub fn identity(&self) -> LogIdentity {
+        self.identity
     }
 
     /// The directory of this log.
@@ -343,12 +404,18 @@ impl Wal {
                 max,
             });
         }
+        self.opened_in.check("log")?;
         let len = record::encoded_len(payload.len()) as u64;
         let mut state = self.lock_state();
         if let Some(reason) = &state.failed {
             return Err(Error::Poisoned(reason.clone()));
         }
+        let mut opens = None;
         if state.next.offset() + len > state.segment_end {
+            opens = Some(SegmentLink {
+                end: state.next.offset(),
+                last_checksum: state.last_checksum,
+            });
             state.next = Position::new(state.next.segment() + 1, SEGMENT_HEADER_LEN);
             state.segment_end = self.options.segment_size;
         }
@@ -366,11 +433,21 @@ impl Wal {
                     segment: at.segment(),
                     offset: at.offset(),
                     bytes: Vec::with_capacity(4096),
+                    opens,
                 });
                 state.pending.last_mut().expect("just pushed")
             }
         };
-        record::encode(&mut chunk.bytes, at, kind, generation, durable, payload);
+        let checksum = record::encode(
+            &mut chunk.bytes,
+            self.seed,
+            at,
+            kind,
+            generation,
+            durable,
+            payload,
+        );
+        state.last_checksum = checksum;
         state.next = Position::new(at.segment(), at.offset() + len);
         state.live_bytes += len;
         Ok(state.next)
@@ -380,6 +457,7 @@ impl Wal {
     /// callers share syncs: while one thread syncs, the others' records gather, and the next
     /// sync takes them all.
     pub fn sync_through(&self, through: Position) -> Result<(), Error> {
+        self.opened_in.check("log")?;
         let mut state = self.lock_state();
         loop {
             if let Some(reason) = &state.failed {
@@ -451,6 +529,7 @@ impl Wal {
         &self,
         snapshot: &mut dyn FnMut(&mut SnapshotWriter) -> Result<(), Error>,
     ) -> Result<(), Error> {
+        self.opened_in.check("log")?;
         let mut state = self.lock_state();
         while state.syncing {
             state = self
@@ -461,10 +540,10 @@ impl Wal {
         if let Some(reason) = &state.failed {
             return Err(Error::Poisoned(reason.clone()));
         }
-        let mut current = self.lock_io();
+        let mut io = self.lock_io();
         // Flush what is buffered first, so that the old log is complete on disk.
         let batch = std::mem::take(&mut state.pending);
-        if let Err(e) = self.write_and_sync_locked(&mut current, batch) {
+        if let Err(e) = self.write_and_sync_locked(&mut io, batch) {
             state.failed = Some(e.to_string());
             return Err(e);
         }
@@ -472,9 +551,11 @@ impl Wal {
 
         let number = state.next.segment() + 1;
         let mut writer = SnapshotWriter {
+            seed: self.seed,
             segment: number,
             bytes: Vec::new(),
             payload_max: RECORD_PAYLOAD_MAX,
+            last_checksum: 0,
         };
         snapshot(&mut writer)?;
         let used = SEGMENT_HEADER_LEN + writer.bytes.len() as u64;
@@ -494,16 +575,34 @@ impl Wal {
             number,
             size,
             flags: FLAG_SNAPSHOT_BASE,
+            identity: self.identity,
+            link: SegmentLink {
+                end: state.next.offset(),
+                last_checksum: state.last_checksum,
+            },
         };
         // Before the rename, a failure leaves the old log whole and in use.
         let base = SegmentFile::create(&*self.options.disk, &self.dir, header, &writer.bytes)?;
-        let old_first = self.first_segment_before(number)?;
-        *current = base;
+        let old_first = io.superblock.current().first;
+        io.segment = base;
         state.next = Position::new(number, used);
         state.segment_end = size;
         state.durable = state.next;
         state.live_bytes = writer.bytes.len() as u64;
-        drop(current);
+        state.last_checksum = writer.last_checksum;
+        // Renamed into place, the base is the log (recovery adopts a base the superblock does
+        // not name yet); the superblock now says so, so that the old segments can go.
+        let durable = state.durable;
+        if let Err(e) = io.superblock.update(|s| {
+            s.first = number;
+            s.last = number;
+            s.first_checksum = header.checksum();
+            s.durable = durable;
+        }) {
+            state.failed = Some(e.to_string());
+            return Err(e);
+        }
+        drop(io);
         drop(state);
         // The new base is durable; what is older is garbage whatever happens now.
         let disk = &*self.options.disk;
@@ -514,45 +613,40 @@ impl Wal {
         segment::sync_dir(disk, &self.dir)
     }
 
-    fn write_and_sync_locked(
-        &self,
-        current: &mut SegmentFile,
-        batch: Vec<Chunk>,
-    ) -> Result<(), Error> {
+    /// Writes and syncs `batch`. A roll to a new segment syncs the old one whole, creates the
+    /// new one (its header linking to where the old one ended) and records it in the
+    /// superblock before any record goes into it, so the new segment's records are never
+    /// acknowledged while the superblock could forget the segment.
+    fn write_and_sync_locked(&self, io: &mut Io, batch: Vec<Chunk>) -> Result<(), Error> {
         for chunk in batch {
-            if chunk.segment != current.number() {
+            if chunk.segment != io.segment.number() {
                 assert_eq!(
                     chunk.segment,
-                    current.number() + 1,
+                    io.segment.number() + 1,
                     "segments are written in order"
                 );
-                current.sync()?;
+                let link = chunk
+                    .opens
+                    .expect("the first chunk of a segment carries its link");
+                io.segment.sync()?;
                 let header = SegmentHeader {
                     number: chunk.segment,
                     size: self.options.segment_size,
                     flags: 0,
+                    identity: self.identity,
+                    link,
                 };
-                *current = SegmentFile::create(&*self.options.disk, &self.dir, header, &[])?;
+                io.segment = SegmentFile::create(&*self.options.disk, &self.dir, header, &[])?;
+                self.lock.verify()?;
+                io.superblock.update(|s| {
+                    s.last = chunk.segment;
+                    s.durable = Position::new(chunk.segment, SEGMENT_HEADER_LEN);
+                })?;
             }
-            current.write_at(chunk.offset, &chunk.bytes)?;
+            io.segment.write_at(chunk.offset, &chunk.bytes)?;
         }
-        current.sync()
-    }
-
-    /// The lowest segment number present below `number`.
-    fn first_segment_before(&self, number: u64) -> Result<u64, Error> {
-        let names = self
-            .options
-            .disk
-            .list(&self.dir)
-            .map_err(|e| Error::io("list log directory", &self.dir, e))?;
-        let mut first = number;
-        for name in names {
-            if let segment::EntryName::Segment(n) = segment::classify(&name) {
-                first = first.min(n);
-            }
-        }
-        Ok(first)
+        self.lock.verify()?;
+        io.segment.sync()
     }
 
     fn lock_state(&self) -> MutexGuard<'_, State> {
@@ -563,7 +657,7 @@ impl Wal {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    fn lock_io(&self) -> MutexGuard<'_, SegmentFile> {
+    fn lock_io(&self) -> MutexGuard<'_, Io> {
         self.io.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 }
@@ -571,9 +665,11 @@ impl Wal {
 /// Writes the records of a snapshot, in [`Wal::compact`].
 #[derive(Debug)]
 pub struct SnapshotWriter {
+    seed: Seed,
     segment: u64,
     bytes: Vec<u8>,
     payload_max: usize,
+    last_checksum: u32,
 }
 
 impl SnapshotWriter {
@@ -588,7 +684,15 @@ impl SnapshotWriter {
         let at = Position::new(self.segment, SEGMENT_HEADER_LEN + self.bytes.len() as u64);
         // Nothing in the new segment is durable until it is renamed into place.
         let durable = Position::new(self.segment, SEGMENT_HEADER_LEN);
-        record::encode(&mut self.bytes, at, kind, generation, durable, payload);
+        self.last_checksum = record::encode(
+            &mut self.bytes,
+            self.seed,
+            at,
+            kind,
+            generation,
+            durable,
+            payload,
+        );
         Ok(())
     }
 }

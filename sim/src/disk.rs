@@ -15,7 +15,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use fencekit::disk::{Disk, DiskFile, DiskLock};
+use fencekit::disk::{Disk, DiskFile, DiskLock, LockHolder};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -47,6 +47,8 @@ struct State {
     full: bool,
     /// The next fdatasync fails: power is lost right then.
     sync_trap: bool,
+    /// Log ids handed out, so that they are deterministic.
+    log_ids: u64,
 }
 
 impl State {
@@ -248,6 +250,10 @@ impl Disk for SimDisk {
         }))
     }
 
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
+        self.open(path)
+    }
+
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         let state = self.lock();
         let inode = state.inode(path)?;
@@ -281,6 +287,14 @@ impl Disk for SimDisk {
         Ok(())
     }
 
+    fn new_log_id(&self) -> io::Result<[u8; 16]> {
+        let mut state = self.lock();
+        state.log_ids += 1;
+        let mut id = [0x5Du8; 16];
+        id[..8].copy_from_slice(&state.log_ids.to_le_bytes());
+        Ok(id)
+    }
+
     fn try_lock(&self, path: &Path) -> io::Result<Option<DiskLock>> {
         if !self.lock().locks.insert(path.to_path_buf()) {
             return Ok(None);
@@ -296,6 +310,8 @@ struct Unlock {
     disk: SimDisk,
     path: PathBuf,
 }
+
+impl LockHolder for Unlock {}
 
 impl Drop for Unlock {
     fn drop(&mut self) {
@@ -341,6 +357,12 @@ impl DiskFile for SimFile {
         let n = buf.len().min(file.data.len() - offset);
         buf[..n].copy_from_slice(&file.data[offset..offset + n]);
         Ok(n)
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        let state = self.disk.lock();
+        let file = state.files.get(&self.inode).ok_or_else(gone)?;
+        Ok(file.data.len() as u64)
     }
 
     fn sync_data(&self) -> io::Result<()> {
@@ -401,9 +423,9 @@ mod tests {
     #[test]
     fn a_lock_is_held_until_dropped() {
         let disk = SimDisk::new();
-        let lock = disk.try_lock(Path::new("/d/LOCK")).unwrap().unwrap();
-        assert!(disk.try_lock(Path::new("/d/LOCK")).unwrap().is_none());
+        let lock = disk.try_lock(Path::new("/d")).unwrap().unwrap();
+        assert!(disk.try_lock(Path::new("/d")).unwrap().is_none());
         drop(lock);
-        assert!(disk.try_lock(Path::new("/d/LOCK")).unwrap().is_some());
+        assert!(disk.try_lock(Path::new("/d")).unwrap().is_some());
     }
 }

@@ -143,11 +143,11 @@ impl Replica {
     /// committed entries after it.
     pub fn open(config: &NodeConfig, now: Instant) -> Result<Replica, Error> {
         config.validate()?;
-        let mut storage = RaftStorage::open(&config.data_dir, config.wal.clone())?;
         let identity = Identity {
             cluster: config.cluster,
             node: config.id,
         };
+        let mut storage = RaftStorage::open(&config.data_dir, identity, config.wal.clone())?;
         storage.bootstrap(identity, &config.voters)?;
         let snapshot = storage.snapshot_clone();
         let conf = storage.snapshot_conf_state().clone();

@@ -1,35 +1,46 @@
-//! Opening a log: verify every record, hand the live ones to the owner in order, and decide
-//! where the tail is.
+//! Opening a log: check that the directory holds one whole log, verify every record, hand the
+//! live ones to the owner in order, and decide where the tail is.
 //!
 //! The rules (DESIGN.md I6):
 //!
-//! 1. The live log starts at the newest segment flagged as a snapshot base; older segments are
-//!    left over from a compaction that crashed before removing them, and are removed.
-//! 2. Live segments must be numbered without gaps, each with a valid header.
-//! 3. Records are read in order until the first position that does not hold a valid record:
-//!    the *stop*. A stop at an all-zero header with only zeros after it, in a segment that is
-//!    not the last, is where the writer rolled to the next segment; reading goes on there.
-//! 4. Any other stop is the tail candidate. It is *corruption*, and the log refuses to open,
-//!    if some later valid record says (in its durable-up-to field) that the stop position had
-//!    already been synced: an acknowledged record was damaged. It is also corruption if the
-//!    record at the stop fails its checksum although every sector of it was written (a torn
-//!    write leaves whole sectors unwritten, and segments are zero-filled at creation).
+//! 1. A directory holds one log or nothing. A new log is created only in an empty directory
+//!    (a `lost+found` aside); a directory with segments but no superblock is refused, except
+//!    for the one state a crash while creating leaves: segment 1 alone, holding no record.
+//! 2. The superblock names the log's identity and its live segments, first (a snapshot base)
+//!    to last. Every segment must carry that identity; every live one must exist, each exactly
+//!    as long as its header says (segments are preallocated: a crash cannot shorten one).
+//!    Older segments of the same log are left over from a compaction and are removed. One
+//!    segment past the last is a step the superblock did not record yet: a roll (the segment
+//!    holds no record; it is removed) or a compaction (a whole snapshot base, renamed into
+//!    place after it was synced; it is adopted). Anything else is refused.
+//! 3. Segments are read in order. Each names, in its header, where the previous one ended and
+//!    the checksum of its last record; a segment before the last was synced whole before its
+//!    successor was created, so it must end cleanly exactly there.
+//! 4. In the last segment, records are read until the first position that does not hold a
+//!    valid record: the *stop*. It is *corruption*, and the log refuses to open, if a later
+//!    valid record says (in its durable-up-to field) that the stop had already been synced, if
+//!    the superblock says so, or if the record at the stop fails its checksum although every
+//!    sector of it was written (a torn write leaves whole sectors unwritten).
 //! 5. Otherwise the stop is a torn tail: nothing from it on was ever acknowledged. The bytes
-//!    from the stop on are zeroed and later segments removed, so the next append continues at
-//!    the stop and no stale byte can be mistaken for a record later.
+//!    from the stop on are zeroed, so the next append continues at the stop and no stale byte
+//!    can be mistaken for a record later.
 //!
-//! The one loss these rules cannot see is damage to the very last synced records when the
-//! damage itself looks like a torn write (a whole sector of zeros): no later record exists to
-//! witness that they were synced.
+//! The one loss these rules cannot see is damage to the very last synced records of the last
+//! segment when the damage looks like a torn write (whole sectors of zeros from a record
+//! boundary on): nothing later witnesses that they were synced. Closing it would mean
+//! rewriting the superblock, two more fdatasyncs, at every sync.
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
+use super::identity::{LogIdentity, LogOwner};
 use super::record::{
-    FLAG_SNAPSHOT_BASE, Parsed, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SegmentHeader,
-    looks_torn, parse,
+    FLAG_SNAPSHOT_BASE, Parsed, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, Seed,
+    SegmentHeader, SegmentLink, looks_torn, parse,
 };
 use super::segment::{self, EntryName, SegmentFile};
-use super::{Position, Record, RecoveryReport, TornTail};
+use super::superblock::{self, Superblock, SuperblockFile};
+use super::{Position, Record, RecoveryReport, SegmentSummary, TornTail};
 use crate::disk::Disk;
 use crate::error::Error;
 use crate::limits::{SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};
@@ -37,272 +48,101 @@ use crate::limits::{SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};
 /// Whether recovery may change the log.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Mode {
-    /// Opening for writing: truncate a torn tail, remove leftovers, sync what was recovered.
-    Repair,
-    /// Inspecting: read and verify only. The report says what a repair would do.
+    /// Opening for writing, as `owner`: create a log in an empty directory (with segments of
+    /// `segment_size`), truncate a torn tail, remove leftovers, sync what was recovered.
+    Repair { owner: LogOwner, segment_size: u64 },
+    /// Inspecting: read and verify only, opening nothing for writing. The report says what a
+    /// repair would do.
     ReadOnly,
 }
 
-/// The log as recovery left it: ready to append at `next` in `tail` (`None` when read-only).
+/// The log as recovery left it: ready to append at `next` in `tail` (both `None` when
+/// read-only).
 #[derive(Debug)]
 pub(crate) struct Recovered {
     pub(crate) tail: Option<SegmentFile>,
+    pub(crate) superblock: Option<SuperblockFile>,
+    pub(crate) identity: LogIdentity,
     pub(crate) next: u64,
+    /// The header checksum of the tail segment's last record (0 if it has none): the link
+    /// the next segment will carry.
+    pub(crate) last_checksum: u32,
     /// Record bytes from the base segment's start to the tail (the compaction trigger).
     pub(crate) live_bytes: u64,
     pub(crate) report: RecoveryReport,
 }
 
-/// Where reading a segment stopped.
-enum Stop {
-    /// All-zero header (or the end of the segment).
-    Clean,
-    /// Something that is not a valid record.
-    Dirty { extent: usize, reason: String },
+/// What the directory holds, by name.
+#[derive(Debug, Default)]
+struct Listing {
+    segments: BTreeSet<u64>,
+    temps: Vec<PathBuf>,
+    superblock: bool,
+    others: Vec<String>,
 }
 
-pub(crate) fn recover(
-    disk: &dyn Disk,
-    dir: &Path,
-    segment_size: u64,
-    mode: Mode,
-    visit: &mut dyn FnMut(Record<'_>) -> Result<(), Error>,
-) -> Result<Recovered, Error> {
-    let repair = mode == Mode::Repair;
-    let numbers = list_segments(disk, dir, repair)?;
-    if numbers.is_empty() {
-        if !repair {
-            return Err(Error::corrupt(dir, 0, "no log segment in this directory"));
-        }
-        let header = SegmentHeader {
-            number: 1,
-            size: segment_size,
-            flags: FLAG_SNAPSHOT_BASE,
-        };
-        let tail = SegmentFile::create(disk, dir, header, &[])?;
-        return Ok(Recovered {
-            tail: Some(tail),
-            next: SEGMENT_HEADER_LEN,
-            live_bytes: 0,
-            report: RecoveryReport::default(),
-        });
-    }
-
-    let mut segments = Vec::with_capacity(numbers.len());
-    for number in numbers {
-        let path = segment::segment_path(dir, number);
-        let header = read_header(disk, &path, number)?;
-        segments.push((path, header));
-    }
-    let Some(base) = segments
-        .iter()
-        .rposition(|(_, h)| h.flags & FLAG_SNAPSHOT_BASE != 0)
-    else {
-        return Err(Error::corrupt(
-            &segments[0].0,
-            0,
-            "no segment is a snapshot base: the segments before this one are missing",
-        ));
-    };
-    let mut report = RecoveryReport::default();
-    for (path, _) in segments.drain(..base) {
-        if repair {
-            segment::remove(disk, &path, "remove obsolete segment")?;
-        }
-        report.removed_segments.push(path);
-    }
-    if repair && !report.removed_segments.is_empty() {
-        segment::sync_dir(disk, dir)?;
-    }
-    for pair in segments.windows(2) {
-        let expected = pair[0].1.number + 1;
-        if pair[1].1.number != expected {
-            return Err(Error::corrupt(
-                &pair[1].0,
-                0,
-                format!("segment {expected} (the one before this) is missing"),
-            ));
-        }
-    }
-
-    let mut live_bytes = 0u64;
-    for index in 0..segments.len() {
-        let (path, header) = segments[index].clone();
-        let (path, header) = (&path, &header);
-        let data = disk
-            .read(path)
-            .map_err(|e| Error::io("read segment", path, e))?;
-        if data.len() as u64 > header.size {
-            return Err(Error::corrupt(
-                path,
-                header.size,
-                format!(
-                    "the file is {} bytes, longer than the {} its header declares",
-                    data.len(),
-                    header.size
-                ),
-            ));
-        }
-        let size = header.size as usize;
-        let mut offset = SEGMENT_HEADER_LEN as usize;
-        let stop = loop {
-            match parse(&data, header.number, size, offset) {
-                Parsed::Valid(view) => {
-                    visit(Record {
-                        position: Position::new(header.number, offset as u64),
-                        kind: view.kind,
-                        generation: view.generation,
-                        payload: view.payload,
-                        path,
-                    })?;
-                    report.records += 1;
-                    live_bytes += view.len as u64;
-                    offset += view.len;
-                }
-                Parsed::End => break Stop::Clean,
-                Parsed::Invalid { extent, reason } => break Stop::Dirty { extent, reason },
-            }
-        };
-        let rest_is_zero = data
-            .get(offset..)
-            .is_none_or(|rest| rest.iter().all(|&b| b == 0));
-        let is_last = index + 1 == segments.len();
-        if matches!(stop, Stop::Clean) && rest_is_zero && !is_last {
-            continue;
-        }
-
-        // `offset` in this segment is the tail candidate.
-        let at = Position::new(header.number, offset as u64);
-        let what = match &stop {
-            Stop::Clean => "an unwritten record header".to_owned(),
-            Stop::Dirty { reason, .. } => reason.clone(),
-        };
-        if let Some(witness) = find_witness(&data, header.number, size, offset + RECORD_ALIGN, at) {
-            return Err(Error::corrupt(
-                path,
-                offset as u64,
-                format!(
-                    "{what}; the record at offset {witness} shows this position had been synced"
-                ),
-            ));
-        }
-        for (later_path, later) in &segments[index + 1..] {
-            let later_data = disk
-                .read(later_path)
-                .map_err(|e| Error::io("read segment", later_path, e))?;
-            if let Some(witness) = find_witness(
-                &later_data,
-                later.number,
-                later.size as usize,
-                SEGMENT_HEADER_LEN as usize,
-                at,
-            ) {
-                return Err(Error::corrupt(
-                    path,
-                    offset as u64,
-                    format!(
-                        "{what}; the record at offset {witness} of {} shows this position had been synced",
-                        later_path.display()
-                    ),
-                ));
-            }
-        }
-        if let Stop::Dirty { extent, reason } = &stop
-            && !looks_torn(&data, offset, offset + extent)
-        {
-            return Err(Error::corrupt(
-                path,
-                offset as u64,
-                format!(
-                    "{reason}, yet every sector of the record was written: damage, not a torn write"
-                ),
-            ));
-        }
-
-        // A torn tail: discard everything from `offset` on.
-        let discarded = match data.iter().rposition(|&b| b != 0) {
-            Some(last) if last >= offset => (last + 1 - offset) as u64,
-            _ => 0,
-        };
-        for (later_path, _) in segments.drain(index + 1..) {
-            if repair {
-                segment::remove(disk, &later_path, "remove segment after a torn tail")?;
-            }
-            report.removed_segments.push(later_path);
-        }
-        let tail = if repair {
-            let tail = SegmentFile::open(disk, path.clone(), *header)?;
-            if discarded > 0 {
-                tail.write_zeros(offset as u64, discarded)?;
-            }
-            if (data.len() as u64) < header.size {
-                tail.write_zeros(data.len() as u64, header.size - data.len() as u64)?;
-            }
-            segment::sync_dir(disk, dir)?;
-            // Records recovered from the page cache after a process crash may never have
-            // been synced: make them durable before anyone acts on them.
-            for (live_path, _) in &segments {
-                disk.open(live_path)
-                    .and_then(|f| f.sync_data())
-                    .map_err(|e| Error::io("fdatasync", live_path, e))?;
-            }
-            Some(tail)
-        } else {
-            None
-        };
-        if discarded > 0 || matches!(stop, Stop::Dirty { .. }) {
-            report.torn_tail = Some(TornTail {
-                path: path.clone(),
-                offset: offset as u64,
-                discarded_bytes: discarded,
-            });
-        }
-        report.segments = segments.len();
-        return Ok(Recovered {
-            tail,
-            next: offset as u64,
-            live_bytes,
-            report,
-        });
-    }
-    unreachable!("the last segment always yields the tail")
-}
-
-fn list_segments(disk: &dyn Disk, dir: &Path, repair: bool) -> Result<Vec<u64>, Error> {
+fn list(disk: &dyn Disk, dir: &Path) -> Result<Listing, Error> {
     let names = disk
         .list(dir)
         .map_err(|e| Error::io("list log directory", dir, e))?;
-    let mut numbers = Vec::new();
-    let mut removed_temp = false;
+    let mut listing = Listing::default();
     for name in names {
         match segment::classify(&name) {
-            EntryName::Segment(number) => numbers.push(number),
-            // A segment whose creation never finished: it never held a record.
-            EntryName::Temp(_) if repair => {
-                segment::remove(disk, &dir.join(&name), "remove unfinished segment")?;
-                removed_temp = true;
+            EntryName::Segment(number) => {
+                listing.segments.insert(number);
             }
-            EntryName::Temp(_) => {}
-            EntryName::Other => {}
+            EntryName::Temp(_) => listing.temps.push(dir.join(&name)),
+            EntryName::Other if name == superblock::FILE_NAME => listing.superblock = true,
+            EntryName::Other if name == superblock::TEMP_NAME => {
+                listing.temps.push(dir.join(&name))
+            }
+            // A fresh file system's own directory, at a mount point used as the data dir.
+            EntryName::Other if name == "lost+found" => {}
+            EntryName::Other => listing.others.push(name),
         }
     }
-    if removed_temp {
-        segment::sync_dir(disk, dir)?;
-    }
-    numbers.sort_unstable();
-    Ok(numbers)
+    listing.others.sort();
+    Ok(listing)
 }
 
-fn read_header(disk: &dyn Disk, path: &Path, number: u64) -> Result<SegmentHeader, Error> {
+/// A segment file read whole, its header checked against its name and its length against its
+/// header.
+struct SegmentData {
+    path: PathBuf,
+    header: SegmentHeader,
+    data: Vec<u8>,
+}
+
+fn read_segment(disk: &dyn Disk, dir: &Path, number: u64) -> Result<SegmentData, Error> {
+    let path = segment::segment_path(dir, number);
+    let data = disk
+        .read(&path)
+        .map_err(|e| Error::io("read segment", &path, e))?;
+    let header = SegmentHeader::decode(&data).map_err(|reason| Error::corrupt(&path, 0, reason))?;
+    check_header(&path, number, &header, data.len() as u64)?;
+    Ok(SegmentData { path, header, data })
+}
+
+/// A segment's header alone, checked the same way, without reading the rest.
+fn read_header(disk: &dyn Disk, dir: &Path, number: u64) -> Result<SegmentHeader, Error> {
+    let path = segment::segment_path(dir, number);
     let file = disk
-        .open(path)
-        .map_err(|e| Error::io("open segment", path, e))?;
+        .open_read(&path)
+        .map_err(|e| Error::io("open segment", &path, e))?;
     let mut bytes = [0u8; SEGMENT_HEADER_LEN as usize];
     let read = file
         .read_at(&mut bytes, 0)
-        .map_err(|e| Error::io("read segment header", path, e))?;
+        .map_err(|e| Error::io("read segment header", &path, e))?;
+    let len = file
+        .len()
+        .map_err(|e| Error::io("read segment length", &path, e))?;
     let header =
-        SegmentHeader::decode(&bytes[..read]).map_err(|reason| Error::corrupt(path, 0, reason))?;
+        SegmentHeader::decode(&bytes[..read]).map_err(|reason| Error::corrupt(&path, 0, reason))?;
+    check_header(&path, number, &header, len)?;
+    Ok(header)
+}
+
+fn check_header(path: &Path, number: u64, header: &SegmentHeader, len: u64) -> Result<(), Error> {
     if header.number != number {
         return Err(Error::corrupt(
             path,
@@ -320,13 +160,506 @@ fn read_header(disk: &dyn Disk, path: &Path, number: u64) -> Result<SegmentHeade
             format!("segment size {} is out of range", header.size),
         ));
     }
-    Ok(header)
+    if len != header.size {
+        let how = if len < header.size {
+            "cut short: segments are preallocated, so no crash makes one shorter"
+        } else {
+            "longer than its header declares"
+        };
+        return Err(Error::corrupt(
+            path,
+            len.min(header.size),
+            format!(
+                "the file is {len} bytes and its header declares {}: {how}",
+                header.size
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// True if a segment holds no record: nothing but zeros after its header.
+fn holds_no_record(segment: &SegmentData) -> bool {
+    segment.data[SEGMENT_HEADER_LEN as usize..]
+        .iter()
+        .all(|&b| b == 0)
+}
+
+/// True if a temporary file is one this log (or, with no log yet, a log's creation) left: a
+/// fencekit header of the same log, or nothing written at all.
+fn is_own_temp(disk: &dyn Disk, path: &Path, identity: Option<LogIdentity>) -> bool {
+    let Ok(data) = disk.read(path) else {
+        return false;
+    };
+    if data.iter().take(4096).all(|&b| b == 0) && data.len() <= 4096 {
+        return true;
+    }
+    let found = match SegmentHeader::decode(&data) {
+        Ok(header) => Some(header.identity),
+        Err(_) => Superblock::decode(path, &data)
+            .ok()
+            .map(|(s, _)| s.identity),
+    };
+    match (found, identity) {
+        (Some(found), Some(identity)) => found == identity,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+fn owner_error(dir: &Path, found: LogOwner, expected: LogOwner) -> Error {
+    match (found, expected) {
+        (
+            LogOwner::Node {
+                cluster: found_cluster,
+                node: found_node,
+            },
+            LogOwner::Node {
+                cluster: expected_cluster,
+                node: expected_node,
+            },
+        ) => Error::WrongCluster {
+            path: dir.to_path_buf(),
+            found_cluster,
+            found_node: found_node.get(),
+            expected_cluster,
+            expected_node: expected_node.get(),
+        },
+        _ => Error::WrongOwner {
+            path: dir.to_path_buf(),
+            found: format!("the log of {found}"),
+            expected: format!("the log of {expected}"),
+        },
+    }
+}
+
+pub(crate) fn recover(
+    disk: &dyn Disk,
+    dir: &Path,
+    mode: Mode,
+    visit: &mut dyn FnMut(Record<'_>) -> Result<(), Error>,
+) -> Result<Recovered, Error> {
+    let listing = list(disk, dir)?;
+    if !listing.superblock {
+        return create(disk, dir, mode, listing);
+    }
+    let superblock_path = dir.join(superblock::FILE_NAME);
+    let superblock_data = disk
+        .read(&superblock_path)
+        .map_err(|e| Error::io("read superblock", &superblock_path, e))?;
+    let (superblock, copies) = Superblock::decode(&superblock_path, &superblock_data)?;
+    let identity = superblock.identity;
+    if let Mode::Repair { owner, .. } = mode
+        && owner != identity.owner
+    {
+        return Err(owner_error(dir, identity.owner, owner));
+    }
+    let repair = matches!(mode, Mode::Repair { .. });
+    let seed = Seed::of(identity.id);
+    let mut report = RecoveryReport {
+        identity: Some(identity),
+        superblock: Some(superblock),
+        superblock_copies: copies,
+        ..RecoveryReport::default()
+    };
+
+    // Which segments are live, which are left over, which one is a step not yet recorded.
+    let mut leftovers: Vec<PathBuf> = Vec::new();
+    let mut live: Vec<u64> = Vec::new();
+    let mut pending: Option<SegmentData> = None;
+    for &number in &listing.segments {
+        let path = segment::segment_path(dir, number);
+        if number > superblock.last + 1 {
+            return Err(Error::corrupt(
+                &path,
+                0,
+                format!(
+                    "the superblock lists segments {}..={}, and this one is past them",
+                    superblock.first, superblock.last
+                ),
+            ));
+        }
+        let header = read_header(disk, dir, number)?;
+        if header.identity != identity {
+            return Err(Error::corrupt(
+                &path,
+                0,
+                format!(
+                    "this segment belongs to {}, but this directory's log is {}: a file of \
+                     another log was copied here",
+                    header.identity, identity
+                ),
+            ));
+        }
+        if number < superblock.first {
+            leftovers.push(path);
+        } else if number <= superblock.last {
+            live.push(number);
+        } else {
+            pending = Some(read_segment(disk, dir, number)?);
+        }
+    }
+    for number in superblock.first..=superblock.last {
+        if !listing.segments.contains(&number) {
+            return Err(Error::corrupt(
+                segment::segment_path(dir, number),
+                0,
+                format!(
+                    "segment {number} is missing: the superblock lists segments {}..={}",
+                    superblock.first, superblock.last
+                ),
+            ));
+        }
+    }
+    let mut adopt_base = false;
+    if let Some(step) = pending.take() {
+        if step.header.is_base() {
+            // A compaction renamed its base into place and crashed before the superblock said
+            // so: the base is whole (it was synced before the rename). It is the log now.
+            leftovers.extend(live.drain(..).map(|n| segment::segment_path(dir, n)));
+            live.push(step.header.number);
+            adopt_base = true;
+        } else if holds_no_record(&step) {
+            // A roll created the segment and crashed before the superblock said so; nothing
+            // was written to it before then.
+            leftovers.push(step.path);
+        } else {
+            return Err(Error::corrupt(
+                &step.path,
+                0,
+                format!(
+                    "this segment holds records, but the superblock lists only segments \
+                     {}..={}: the superblock is older than the segments",
+                    superblock.first, superblock.last
+                ),
+            ));
+        }
+    }
+    let temps: Vec<PathBuf> = listing
+        .temps
+        .iter()
+        .filter(|path| is_own_temp(disk, path, Some(identity)))
+        .cloned()
+        .collect();
+
+    // Read the live segments in order.
+    let mut live_bytes = 0u64;
+    let mut previous: Option<(PathBuf, SegmentLink)> = None;
+    for (index, &number) in live.iter().enumerate() {
+        let SegmentData { path, header, data } = read_segment(disk, dir, number)?;
+        if index == 0 {
+            if !header.is_base() {
+                return Err(Error::corrupt(
+                    &path,
+                    0,
+                    "the first live segment is not a snapshot base",
+                ));
+            }
+            if !adopt_base && header.checksum() != superblock.first_checksum {
+                return Err(Error::corrupt(
+                    &path,
+                    0,
+                    "this is not the base segment the superblock names (its header differs): \
+                     it was replaced",
+                ));
+            }
+        } else if header.is_base() {
+            return Err(Error::corrupt(
+                &path,
+                0,
+                "a snapshot base after the first live segment",
+            ));
+        }
+        if let Some((previous_path, found)) = &previous
+            && header.link != *found
+        {
+            return Err(Error::corrupt(
+                previous_path,
+                found.end,
+                format!(
+                    "this segment's records end at offset {} (last record checksum {:#010x}), \
+                     but the next segment, {}, says it ended at {} (checksum {:#010x}): this \
+                     segment was cut, replaced or swapped",
+                    found.end,
+                    found.last_checksum,
+                    path.display(),
+                    header.link.end,
+                    header.link.last_checksum
+                ),
+            ));
+        }
+        let size = header.size as usize;
+        let mut offset = SEGMENT_HEADER_LEN as usize;
+        let mut last_checksum = 0u32;
+        let mut records = 0u64;
+        let stop = loop {
+            match parse(&data, seed, number, size, offset) {
+                Parsed::Valid(view) => {
+                    visit(Record {
+                        position: Position::new(number, offset as u64),
+                        kind: view.kind,
+                        generation: view.generation,
+                        payload: view.payload,
+                        path: &path,
+                    })?;
+                    records += 1;
+                    live_bytes += view.len as u64;
+                    last_checksum = view.checksum;
+                    offset += view.len;
+                }
+                Parsed::End => break None,
+                Parsed::Invalid { extent, reason } => break Some((extent, reason)),
+            }
+        };
+        report.records += records;
+        report.chain.push(SegmentSummary {
+            number,
+            base: header.is_base(),
+            records,
+            end: offset as u64,
+        });
+        let rest_is_zero = data[offset..].iter().all(|&b| b == 0);
+        let is_last = index + 1 == live.len();
+        if !is_last {
+            if stop.is_none() && rest_is_zero {
+                previous = Some((
+                    path,
+                    SegmentLink {
+                        end: offset as u64,
+                        last_checksum,
+                    },
+                ));
+                continue;
+            }
+            let what = match &stop {
+                None => "non-zero bytes after the last record".to_owned(),
+                Some((_, reason)) => reason.clone(),
+            };
+            return Err(Error::corrupt(
+                &path,
+                offset as u64,
+                format!(
+                    "{what}, in a segment that was synced whole before the next one was created"
+                ),
+            ));
+        }
+
+        // `offset` in the last segment is the tail candidate.
+        let at = Position::new(number, offset as u64);
+        let what = match &stop {
+            None => "an unwritten record header".to_owned(),
+            Some((_, reason)) => reason.clone(),
+        };
+        if let Some(witness) = find_witness(&data, seed, number, size, offset + RECORD_ALIGN, at) {
+            return Err(Error::corrupt(
+                &path,
+                offset as u64,
+                format!(
+                    "{what}; the record at offset {witness} shows this position had been synced"
+                ),
+            ));
+        }
+        if !adopt_base && at < superblock.durable {
+            return Err(Error::corrupt(
+                &path,
+                offset as u64,
+                format!(
+                    "{what}; the superblock says the log was durable through offset {} of \
+                     segment {}: acknowledged records are gone",
+                    superblock.durable.offset(),
+                    superblock.durable.segment()
+                ),
+            ));
+        }
+        if let Some((extent, reason)) = &stop
+            && !looks_torn(&data, offset, offset + extent)
+        {
+            return Err(Error::corrupt(
+                &path,
+                offset as u64,
+                format!(
+                    "{reason}, yet every sector of the record was written: damage, not a torn write"
+                ),
+            ));
+        }
+
+        // A torn tail: discard everything from `offset` on.
+        let discarded = match data.iter().rposition(|&b| b != 0) {
+            Some(last) if last >= offset => (last + 1 - offset) as u64,
+            _ => 0,
+        };
+        if discarded > 0 || stop.is_some() {
+            report.torn_tail = Some(TornTail {
+                path: path.clone(),
+                offset: offset as u64,
+                discarded_bytes: discarded,
+            });
+        }
+        report.segments = live.len();
+        report.removed_segments = leftovers.clone();
+        report.removed_temps = temps.clone();
+        let (tail, superblock_file) = if repair {
+            let tail = SegmentFile::open(disk, path.clone(), header)?;
+            if discarded > 0 {
+                tail.write_zeros(offset as u64, discarded)?;
+            }
+            // Records recovered from the page cache after a process crash may never have
+            // been synced: make them durable before anyone acts on them.
+            for &number in &live {
+                let live_path = segment::segment_path(dir, number);
+                disk.open(&live_path)
+                    .and_then(|f| f.sync_data())
+                    .map_err(|e| Error::io("fdatasync", &live_path, e))?;
+            }
+            let mut superblock_file = SuperblockFile::open(disk, dir, superblock)?;
+            if adopt_base {
+                superblock_file.update(|s| {
+                    s.first = number;
+                    s.last = number;
+                    s.first_checksum = header.checksum();
+                    s.durable = at;
+                })?;
+            }
+            for path in leftovers.iter().chain(&temps) {
+                segment::remove(disk, path, "remove left-over file")?;
+            }
+            if !leftovers.is_empty() || !temps.is_empty() {
+                segment::sync_dir(disk, dir)?;
+            }
+            (Some(tail), Some(superblock_file))
+        } else {
+            (None, None)
+        };
+        return Ok(Recovered {
+            tail,
+            superblock: superblock_file,
+            identity,
+            next: offset as u64,
+            last_checksum,
+            live_bytes,
+            report,
+        });
+    }
+    unreachable!("the superblock lists at least one segment, and each was checked to exist")
+}
+
+/// A directory without a superblock: a new log, or the one state a crash while creating a log
+/// leaves (segment 1 alone, holding no record).
+fn create(disk: &dyn Disk, dir: &Path, mode: Mode, listing: Listing) -> Result<Recovered, Error> {
+    let only_first = listing.segments.len() == 1 && listing.segments.contains(&1);
+    let interrupted = only_first && {
+        let first = read_segment(disk, dir, 1)?;
+        first.header.is_base() && holds_no_record(&first)
+    };
+    if !listing.segments.is_empty() && !interrupted {
+        let (first, last) = (
+            listing.segments.first().copied().unwrap_or_default(),
+            listing.segments.last().copied().unwrap_or_default(),
+        );
+        return Err(Error::corrupt(
+            dir.join(superblock::FILE_NAME),
+            0,
+            format!(
+                "the superblock is missing, yet the directory holds log segments {first:x}..={last:x}: \
+                 it was deleted, or these segments were copied here"
+            ),
+        ));
+    }
+    let Mode::Repair {
+        owner,
+        segment_size,
+    } = mode
+    else {
+        return Err(Error::corrupt(dir, 0, "no log in this directory"));
+    };
+    let own_temps: Vec<PathBuf> = listing
+        .temps
+        .iter()
+        .filter(|path| is_own_temp(disk, path, None))
+        .cloned()
+        .collect();
+    let mut strangers = listing.others;
+    strangers.extend(
+        listing
+            .temps
+            .iter()
+            .filter(|path| !own_temps.contains(path))
+            .filter_map(|path| path.file_name())
+            .map(|name| name.to_string_lossy().into_owned()),
+    );
+    if !strangers.is_empty() {
+        return Err(Error::WrongOwner {
+            path: dir.to_path_buf(),
+            found: format!("no log but other files ({})", strangers.join(", ")),
+            expected: format!(
+                "an empty directory, where a new log of {owner} is created (an existing log \
+                 has a superblock)"
+            ),
+        });
+    }
+    for path in &own_temps {
+        segment::remove(disk, path, "remove left-over file")?;
+    }
+    if interrupted {
+        segment::remove(
+            disk,
+            &segment::segment_path(dir, 1),
+            "remove unfinished log",
+        )?;
+    }
+    let id = disk
+        .new_log_id()
+        .map_err(|e| Error::io("draw a log id for", dir, e))?;
+    let identity = LogIdentity {
+        id: super::identity::LogId(id),
+        owner,
+    };
+    let header = SegmentHeader {
+        number: 1,
+        size: segment_size,
+        flags: FLAG_SNAPSHOT_BASE,
+        identity,
+        link: SegmentLink::default(),
+    };
+    let tail = SegmentFile::create(disk, dir, header, &[])?;
+    let superblock = Superblock {
+        sequence: 1,
+        identity,
+        first: 1,
+        last: 1,
+        first_checksum: header.checksum(),
+        durable: Position::new(1, SEGMENT_HEADER_LEN),
+    };
+    let superblock_file = SuperblockFile::create(disk, dir, superblock)?;
+    Ok(Recovered {
+        tail: Some(tail),
+        superblock: Some(superblock_file),
+        identity,
+        next: SEGMENT_HEADER_LEN,
+        last_checksum: 0,
+        live_bytes: 0,
+        report: RecoveryReport {
+            identity: Some(identity),
+            superblock: Some(superblock),
+            superblock_copies: 4,
+            segments: 1,
+            created: true,
+            chain: vec![SegmentSummary {
+                number: 1,
+                base: true,
+                records: 0,
+                end: SEGMENT_HEADER_LEN,
+            }],
+            ..RecoveryReport::default()
+        },
+    })
 }
 
 /// The offset of a valid record at or after `from` that was written after `at` had been
 /// synced, if there is one.
 fn find_witness(
     data: &[u8],
+    seed: Seed,
     segment: u64,
     size: usize,
     from: usize,
@@ -334,7 +667,7 @@ fn find_witness(
 ) -> Option<usize> {
     let mut offset = from.next_multiple_of(RECORD_ALIGN);
     while offset + RECORD_HEADER_LEN <= data.len() {
-        match parse(data, segment, size, offset) {
+        match parse(data, seed, segment, size, offset) {
             Parsed::Valid(view) if view.durable_upto > at => return Some(offset),
             Parsed::Valid(view) => offset += view.len,
             Parsed::End | Parsed::Invalid { .. } => offset += RECORD_ALIGN,

@@ -14,7 +14,6 @@ use crate::error::Error;
 
 const SUFFIX: &str = ".wal";
 const TEMP_SUFFIX: &str = ".wal.tmp";
-const LOCK_FILE: &str = "LOCK";
 const ZERO_CHUNK: usize = 1 << 20;
 const LOCK_RETRIES: u32 = 25;
 const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(4);
@@ -31,7 +30,7 @@ pub(crate) fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:016x}{SUFFIX}"))
 }
 
-fn temp_path(dir: &Path, number: u64) -> PathBuf {
+pub(crate) fn temp_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:016x}{TEMP_SUFFIX}"))
 }
 
@@ -176,28 +175,53 @@ impl SegmentFile {
     }
 }
 
-/// An exclusive lock on a log directory, held while the log is open.
+/// An exclusive lock on a log directory, held while the log is open. The directory itself is
+/// locked, not a file in it, so deleting or replacing a file cannot get around it; and the
+/// holder checks before each sync that the directory is still the one at its path (see
+/// [`DirLock::verify`]).
 ///
 /// A process that forks (to spawn a child) briefly shares every open file with the child until
 /// the child's `exec` closes it; a lock released and retaken in that window looks held. So a
 /// held lock is retried for a short while before it is reported.
 #[derive(Debug)]
 pub(crate) struct DirLock {
-    _lock: DiskLock,
+    lock: DiskLock,
+    dir: PathBuf,
 }
 
 impl DirLock {
     pub(crate) fn acquire(disk: &dyn Disk, dir: &Path) -> Result<DirLock, Error> {
-        let path = dir.join(LOCK_FILE);
         for attempt in 0..=LOCK_RETRIES {
-            match disk.try_lock(&path) {
-                Ok(Some(lock)) => return Ok(DirLock { _lock: lock }),
+            match disk.try_lock(dir) {
+                Ok(Some(lock)) => {
+                    return Ok(DirLock {
+                        lock,
+                        dir: dir.to_path_buf(),
+                    });
+                }
                 Ok(None) if attempt < LOCK_RETRIES => std::thread::sleep(LOCK_RETRY_PAUSE),
                 Ok(None) => break,
-                Err(e) => return Err(Error::io("lock", &path, e)),
+                Err(e) => return Err(Error::io("lock", dir, e)),
             }
         }
-        Err(Error::Locked { path })
+        Err(Error::Locked {
+            path: dir.to_path_buf(),
+        })
+    }
+
+    /// Refuses if the locked directory was moved away or replaced while the log was open:
+    /// another process could then lock and write a copy of the log at the same path.
+    pub(crate) fn verify(&self) -> Result<(), Error> {
+        match self.lock.still_in_place() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::corrupt(
+                &self.dir,
+                0,
+                "the log directory was moved, deleted or replaced while the log was open; \
+                 another process may be writing a copy of this log",
+            )),
+            Err(e) => Err(Error::io("check the log directory", &self.dir, e)),
+        }
     }
 }
 

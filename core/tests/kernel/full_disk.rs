@@ -44,6 +44,7 @@ fn a_full_disk_fails_the_append_and_loses_nothing_acknowledged() {
         max_resources: 8192,
         compact_after_bytes: 1 << 30,
         wal: small_wal(),
+        ..FenceOptions::default()
     };
     let dir = mount_point.path().join("fence");
     let mut acked = Vec::new();

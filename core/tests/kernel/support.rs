@@ -3,6 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use fencekit::wal::LogOwner;
 use fencekit::{Error, FenceOptions, Record, RecordKind, Wal, WalOptions};
 
 /// The smallest segment, so that tests roll segments often.
@@ -20,6 +21,7 @@ pub(crate) fn small_fence() -> FenceOptions {
         max_resources: 1024,
         compact_after_bytes: 32 << 10,
         wal: small_wal(),
+        ..FenceOptions::default()
     }
 }
 
@@ -59,7 +61,7 @@ impl Owned {
 
 pub(crate) fn open_wal(dir: &Path) -> Result<(Wal, Vec<Owned>), Error> {
     let mut records = Vec::new();
-    let wal = Wal::open(dir, small_wal(), &mut |r: Record<'_>| {
+    let wal = Wal::open(dir, LogOwner::Fence, small_wal(), &mut |r: Record<'_>| {
         records.push(Owned::of(&r));
         Ok(())
     })?;

@@ -22,14 +22,18 @@ fn identity(cluster: u64, node: u64) -> Identity {
 }
 
 fn open(dir: &std::path::Path) -> RaftStorage {
+    open_as(dir, identity(7, 1)).unwrap()
+}
+
+fn open_as(dir: &std::path::Path, identity: Identity) -> Result<RaftStorage, Error> {
     RaftStorage::open(
         dir,
+        identity,
         WalOptions {
             segment_size: 1 << 16,
             ..WalOptions::default()
         },
     )
-    .unwrap()
 }
 
 fn voters() -> Vec<NodeId> {
@@ -137,8 +141,7 @@ fn a_directory_of_another_cluster_or_node_is_refused() {
         let mut s = open(dir.path());
         s.bootstrap(identity(7, 1), &voters()).unwrap();
     }
-    let mut s = open(dir.path());
-    let err = s.bootstrap(identity(8, 1), &voters()).unwrap_err();
+    let err = open_as(dir.path(), identity(8, 1)).unwrap_err();
     assert!(
         matches!(
             err,
@@ -150,8 +153,12 @@ fn a_directory_of_another_cluster_or_node_is_refused() {
         ),
         "{err}"
     );
-    let err = s.bootstrap(identity(7, 2), &voters()).unwrap_err();
+    let err = open_as(dir.path(), identity(7, 2)).unwrap_err();
     assert!(err.to_string().contains("node 1"), "{err}");
+    // A fence refuses a node's directory, and the node still opens it.
+    let err = fencekit::Fence::open(dir.path(), Default::default()).unwrap_err();
+    assert!(matches!(err, Error::WrongOwner { .. }), "{err}");
+    let mut s = open(dir.path());
     s.bootstrap(identity(7, 1), &voters()).unwrap();
 }
 

@@ -1,0 +1,99 @@
+//! Refusing use after `fork`.
+//!
+//! A child made by `fork` (gunicorn `--preload`, Celery prefork, Python's `multiprocessing`)
+//! inherits a copy of every fence, log and node of its parent, and the `flock` on their
+//! directories. Parent and child would then advance one fence each, unaware of the other, and a
+//! mark acknowledged in one is overwritten by the other: a stale token accepted. So every
+//! object that owns durable state remembers the process it was opened in, and refuses to work
+//! in another.
+//!
+//! A `pthread_atfork` child handler bumps a process-wide counter (an atomic add is
+//! async-signal-safe, as a handler run between `fork` and `exec` must be). An object compares
+//! the counter with its value at opening: one relaxed load of a word no one writes in a process
+//! that does not fork, so even the fence's hot path can afford it.
+
+use std::sync::Once;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::error::Error;
+
+static FORKS: AtomicU32 = AtomicU32::new(0);
+static INSTALL: Once = Once::new();
+
+extern "C" fn in_child() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The process an object was opened in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OpenedIn {
+    forks: u32,
+    pid: u32,
+}
+
+impl OpenedIn {
+    /// The current process.
+    pub(crate) fn here() -> OpenedIn {
+        INSTALL.call_once(|| {
+            // SAFETY: registers a handler that only does an atomic add. A failure (ENOMEM)
+            // leaves forks undetected; it is not worth failing every open for.
+            unsafe {
+                libc::pthread_atfork(None, None, Some(in_child));
+            }
+        });
+        OpenedIn {
+            forks: FORKS.load(Ordering::Relaxed),
+            pid: std::process::id(),
+        }
+    }
+
+    /// True in the process the object was opened in.
+    #[inline(always)]
+    pub(crate) fn is_here(&self) -> bool {
+        FORKS.load(Ordering::Relaxed) == self.forks
+    }
+
+    /// An error if this is not the process the object was opened in.
+    pub(crate) fn check(&self, what: &'static str) -> Result<(), Error> {
+        if self.is_here() {
+            return Ok(());
+        }
+        Err(Error::Forked {
+            what,
+            opened_in: self.pid,
+            used_in: std::process::id(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_after_fork_is_told_apart() {
+        let opened = OpenedIn::here();
+        assert!(opened.check("fence").is_ok());
+        // SAFETY: the child only reads atomics and calls `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let code = match opened.check("fence") {
+                Err(Error::Forked { .. }) if OpenedIn::here().is_here() => 0,
+                _ => 1,
+            };
+            // SAFETY: ends the child without running the parent's destructors.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status));
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "the child did not see the fork"
+        );
+        assert!(opened.is_here(), "the parent is still the opener");
+    }
+}
