@@ -43,9 +43,13 @@ pub(crate) struct NodeArgs {
     /// on its own entry's address.
     #[arg(long)]
     pub(crate) peers: String,
-    /// The node's data directory (its Raft log).
+    /// The node's data directory (its Raft log). A new log is created only in an empty (or
+    /// missing) directory.
     #[arg(long)]
     pub(crate) data: PathBuf,
+    /// Size of each log segment file, in bytes: a multiple of 4096 from 64 KiB to 1 GiB.
+    #[arg(long, default_value_t = fencekit::limits::SEGMENT_SIZE_DEFAULT)]
+    pub(crate) segment_size: u64,
     /// Where to serve /status, /metrics and /healthz.
     #[arg(long)]
     pub(crate) status_addr: SocketAddr,
@@ -120,6 +124,7 @@ pub(crate) fn start(args: &NodeArgs) -> Result<Running> {
         ..Timing::default()
     };
     config.test_hooks = args.test_panic_after_ms.is_some();
+    config.wal.segment_size = args.segment_size;
     config
         .validate()
         .map_err(|e| anyhow!("the node's configuration: {e}"))?;

@@ -1,5 +1,6 @@
-//! `fencekit wal inspect DIR`: verifies a log (a fence's or a node's) without changing it and
-//! prints its records readably.
+//! `fencekit wal inspect DIR`: verifies a log (a fence's, a store's or a node's) without
+//! changing it or opening any file for writing, and prints its identity, superblock, segment
+//! chain and records readably.
 
 use std::path::PathBuf;
 
@@ -47,6 +48,35 @@ pub(crate) fn run(args: &WalInspect) -> Result<()> {
             args.dir.display()
         )
     })?;
+    if let Some(identity) = &report.identity {
+        println!("log {} of {}", identity.id, identity.owner);
+    }
+    if let Some(superblock) = &report.superblock {
+        println!(
+            "superblock: update {}, {} of 4 copies valid, live segments {}..={}, durable \
+             through {}:{}",
+            superblock.sequence,
+            report.superblock_copies,
+            superblock.first,
+            superblock.last,
+            superblock.durable.segment(),
+            superblock.durable.offset()
+        );
+    }
+    for segment in &report.chain {
+        println!(
+            "segment {}{}: {} records, ending at offset {}{}",
+            segment.number,
+            if segment.base { " (snapshot base)" } else { "" },
+            segment.records,
+            segment.end,
+            if segment.base {
+                ""
+            } else {
+                ", continues the segment before it"
+            }
+        );
+    }
     println!(
         "{}: {} records in {} segment(s), verified{}",
         args.dir.display(),
@@ -70,6 +100,12 @@ pub(crate) fn run(args: &WalInspect) -> Result<()> {
     for path in &report.removed_segments {
         println!(
             "left-over segment {}: opening the log will remove it",
+            path.display()
+        );
+    }
+    for path in &report.removed_temps {
+        println!(
+            "left-over temporary file {}: opening the log will remove it",
             path.display()
         );
     }

@@ -101,12 +101,16 @@ fn wal_inspect_reads_a_real_nodes_log() {
     assert!(said.contains("identity: cluster 1, node 1"), "{said}");
     assert!(said.contains("membership: AddNode node 1"), "{said}");
     assert!(said.contains("verified"), "{said}");
+    // What the log is and what vouches for it: its identity, superblock and segment chain.
+    assert!(said.contains("of node 1 of cluster 0x1"), "{said}");
+    assert!(said.contains("4 of 4 copies valid"), "{said}");
+    assert!(said.contains("segment 1 (snapshot base)"), "{said}");
 
     let out = fencekit(&["wal", "inspect", &root.path().to_string_lossy()]);
     assert!(!out.status.success());
     let said = text(&out);
     assert!(
-        said.contains("no log segment") && said.lines().count() == 1,
+        said.contains("no log in this directory") && said.lines().count() == 1,
         "{said}"
     );
 }

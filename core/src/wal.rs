@@ -217,7 +217,8 @@ impl Default for WalOptions {
 }
 
 impl WalOptions {
-    fn validate(&self) -> Result<(), Error> {
+    /// Checks the options: the segment size's range and alignment.
+    pub fn validate(&self) -> Result<(), Error> {
         if !(SEGMENT_SIZE_MIN..=SEGMENT_SIZE_MAX).contains(&self.segment_size)
             || !self.segment_size.is_multiple_of(4096)
         {

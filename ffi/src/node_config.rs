@@ -5,7 +5,7 @@
 //!   "id": 1, "cluster": 7, "data_dir": "/var/lib/app/fk-1", "listen": "127.0.0.1:7001",
 //!   "peers": [{"id": 2, "addr": "127.0.0.1:7002"}, {"id": 3, "addr": "127.0.0.1:7003"}],
 //!   "voters": [1, 2, 3],
-//!   "join": false,
+//!   "join": false, "segment_size": 16777216,
 //!   "tls": {"dir": "/etc/app/fencekit/node-1"},
 //!   "timing": {"tick_ms": 10, "election_tick": 20, "heartbeat_tick": 3,
 //!              "max_drift": 0.05, "margin_ms": 10}
@@ -46,6 +46,8 @@ struct Config {
     voters: Option<Vec<u64>>,
     #[serde(default)]
     join: bool,
+    /// Bytes per log segment file (optional; the kernel's default otherwise).
+    segment_size: Option<u64>,
     #[serde(default)]
     timing: TimingConfig,
     descriptor: Option<String>,
@@ -188,6 +190,9 @@ pub(crate) fn parse(json: &str) -> Result<Parsed, Error> {
     let mut node = NodeConfig::new(id, config.cluster, config.data_dir, voters);
     node.timing = timing;
     node.test_hooks = config.test_hooks;
+    if let Some(size) = config.segment_size {
+        node.wal.segment_size = size;
+    }
     node.validate()?;
     let security = match (config.tls, config.insecure) {
         (Some(tls), false) => Security::Tls(tls.files()?),

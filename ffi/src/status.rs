@@ -56,6 +56,12 @@ pub const FK_STATUS_LOG_FAILED: fk_status = 2004;
 pub const FK_STATUS_INVALID_RAFT_LOG: fk_status = 2005;
 /// A record or message that could not be encoded or decoded.
 pub const FK_STATUS_ENCODING: fk_status = 2006;
+/// The directory holds something else than what was opened: the log of another kind (a
+/// node's data directory opened as a fence), or files but no log (a new log is created only
+/// in an empty directory).
+pub const FK_STATUS_WRONG_OWNER: fk_status = 2007;
+/// A fence or node used in a child process after `fork`: open one in each process instead.
+pub const FK_STATUS_FORKED: fk_status = 2008;
 
 // Block 3000: the node.
 
@@ -119,6 +125,8 @@ pub(crate) fn of(error: &Error) -> fk_status {
         Error::Transport(_) => FK_STATUS_TRANSPORT,
         Error::Timeout(_) => FK_STATUS_TIMEOUT,
         Error::Poisoned(_) => FK_STATUS_LOG_FAILED,
+        Error::WrongOwner { .. } => FK_STATUS_WRONG_OWNER,
+        Error::Forked { .. } => FK_STATUS_FORKED,
         _ => FK_STATUS_INTERNAL,
     }
 }
@@ -146,6 +154,8 @@ pub(crate) const NAMES: &[(fk_status, &CStr)] = &[
     (FK_STATUS_LOG_FAILED, c"FK_STATUS_LOG_FAILED"),
     (FK_STATUS_INVALID_RAFT_LOG, c"FK_STATUS_INVALID_RAFT_LOG"),
     (FK_STATUS_ENCODING, c"FK_STATUS_ENCODING"),
+    (FK_STATUS_WRONG_OWNER, c"FK_STATUS_WRONG_OWNER"),
+    (FK_STATUS_FORKED, c"FK_STATUS_FORKED"),
     (FK_STATUS_NOT_LEADER, c"FK_STATUS_NOT_LEADER"),
     (FK_STATUS_STOPPED, c"FK_STATUS_STOPPED"),
     (FK_STATUS_TIMEOUT, c"FK_STATUS_TIMEOUT"),

@@ -72,6 +72,7 @@ impl NodeConfig {
     /// Checks the configuration; the message says what is wrong.
     pub fn validate(&self) -> Result<(), Error> {
         self.timing.validate()?;
+        self.wal.validate()?;
         let mut seen = BTreeSet::new();
         for voter in &self.voters {
             if !seen.insert(voter.get()) {
