@@ -113,7 +113,11 @@ impl Store {
                         .render(state.ledger.entries().len(), state.ledger.duplicates()),
                 }
             }
-            ("GET", "/healthz") => Reply::text(200, "ok\n"),
+            // No silent failure: a ledger that refuses appends until a restart says so here.
+            ("GET", "/healthz") => match self.state().ledger.poisoned() {
+                None => Reply::text(200, "ok\n"),
+                Some(refusal) => Reply::error(503, refusal),
+            },
             (_, path) => Reply::error(
                 404,
                 format!(
