@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
+use fencekit::wal::LogOwner;
 use fencekit::{Fence, FenceOptions, NodeId, ResourceId, Token, Verdict};
 
 use crate::http::{self, Reply, Request};
@@ -32,6 +33,10 @@ pub(crate) struct StoreArgs {
     /// Where to serve the ledger, the lock, /metrics and /healthz.
     #[arg(long)]
     pub(crate) listen: SocketAddr,
+    /// Size of each segment file of the fence's log, in bytes: a multiple of 4096 from
+    /// 64 KiB to 1 GiB.
+    #[arg(long, default_value_t = fencekit::limits::SEGMENT_SIZE_DEFAULT)]
+    pub(crate) segment_size: u64,
     /// Accept writes without checking tokens, as storage that knows nothing of leaders does
     /// (the naive side of the demo).
     #[arg(long)]
@@ -74,6 +79,11 @@ impl Store {
         } else {
             let options = FenceOptions {
                 max_resources: 1,
+                owner: LogOwner::Store,
+                wal: fencekit::WalOptions {
+                    segment_size: args.segment_size,
+                    ..Default::default()
+                },
                 ..FenceOptions::default()
             };
             let fence = Fence::open(args.data.join("fence"), options)
