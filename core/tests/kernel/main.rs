@@ -10,6 +10,7 @@ mod bad_input;
 mod concurrency;
 mod conflicts;
 mod crash;
+mod damage;
 mod fence_model;
 mod full_disk;
 mod support;
