@@ -7,7 +7,8 @@
 //! 1. Invariant: the file's first `durable_len` bytes are exactly the lines of `entries`, each
 //!    synced before its answer; nothing after them was ever acknowledged. An append writes one
 //!    line at the end (`O_APPEND`), syncs it, and only then counts the entry and moves
-//!    `durable_len`.
+//!    `durable_len`. One process writes: the file is locked (`flock`) while open, since
+//!    cutting back (step 2) would destroy lines another writer had appended.
 //! 2. A failed *write* (ENOSPC, EIO from write(2)) may have left a prefix of the line in the
 //!    file: a full disk takes what fits in the last page and refuses the rest. The kernel's
 //!    view of the file is still the truth there, so the ledger cuts the file back to
@@ -33,7 +34,7 @@
 //! Issue 19 replaces this file by SQLite; until then the steps above are the whole story.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
@@ -97,6 +98,17 @@ impl Ledger {
             .create(true)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
+        // The lock belongs to the open file: it goes with the process, even at kill -9.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => bail!(
+                "{} is in use by another store: one store per --data directory",
+                path.display()
+            ),
+            Err(TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()));
+            }
+        }
         let mut ledger = Ledger {
             file: file.try_clone()?,
             path: path.clone(),
@@ -297,6 +309,21 @@ mod tests {
             4,
             "the torn tail is gone, the new entry kept"
         );
+    }
+
+    /// Cutting back a failed append (step 2) would destroy lines another writer had appended
+    /// and acknowledged, so a second ledger on the same file is refused while one is open.
+    #[test]
+    fn a_second_writer_is_refused_while_the_ledger_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        let e = Ledger::open(dir.path()).err().unwrap();
+        assert!(
+            format!("{e:#}").contains("in use by another store"),
+            "{e:#}"
+        );
+        drop(ledger);
+        Ledger::open(dir.path()).unwrap();
     }
 
     /// A crash (or a power loss that left zeros or garbage) tears the last line anywhere:
