@@ -19,8 +19,8 @@ use fencekit_benches::{bench_dir, settle_disk};
 
 /// Appends records of 4 KiB until the log holds `bytes`, syncing every 256 records.
 fn fill(dir: &std::path::Path, bytes: u64) {
-    let wal = Wal::open(dir, LogOwner::Fence, WalOptions::default(), &mut |_| Ok(()))
-        .expect("open log");
+    let wal =
+        Wal::open(dir, LogOwner::Fence, WalOptions::default(), &mut |_| Ok(())).expect("open log");
     let payload = vec![0x5Au8; 4096];
     let mut written = 0u64;
     let mut generation = 0u64;

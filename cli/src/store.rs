@@ -264,5 +264,12 @@ pub(crate) fn run(args: &StoreArgs) -> Result<()> {
         server.addr()
     );
     while !termination.wait(Duration::from_secs(3600)) {}
+    // The server's threads still hold the store: close its fence here, so that its log says
+    // how far it is durable while it is stopped.
+    if let Some((fence, _)) = &store.fence {
+        fence
+            .close()
+            .map_err(|e| anyhow!("closing the store's fence: {e}"))?;
+    }
     Ok(())
 }

@@ -20,6 +20,12 @@ pub trait Disk: Send + Sync + fmt::Debug {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// The names of the entries of `dir`.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// True if `path` is a regular file itself (not a FIFO, a device, a directory or a
+    /// symbolic link): reading anything else could block forever or never end.
+    fn is_regular_file(&self, path: &Path) -> io::Result<bool> {
+        let _ = path;
+        Ok(true)
+    }
     /// Creates (or truncates) `path` for reading and writing.
     fn create(&self, path: &Path) -> io::Result<Box<dyn DiskFile>>;
     /// Opens the existing `path` for reading and writing.
@@ -70,8 +76,8 @@ pub trait DiskFile: Send + Sync + fmt::Debug {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     /// fdatasync: the data written so far is durable.
     fn sync_data(&self) -> io::Result<()>;
-    /// The file's length.
-    fn len(&self) -> io::Result<u64>;
+    /// The file's length in bytes.
+    fn size(&self) -> io::Result<u64>;
 }
 
 /// A held lock of [`Disk::try_lock`]; dropping it releases the lock.
@@ -159,6 +165,10 @@ impl Disk for OsDisk {
         Ok(names)
     }
 
+    fn is_regular_file(&self, path: &Path) -> io::Result<bool> {
+        Ok(fs::symlink_metadata(path)?.file_type().is_file())
+    }
+
     fn create(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
         let file = OpenOptions::new()
             .read(true)
@@ -243,7 +253,7 @@ impl DiskFile for OsFile {
         self.0.sync_data()
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
     }
 }

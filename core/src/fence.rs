@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::error::Error;
-use crate::fork::OpenedIn;
+use crate::fork::Usable;
 use crate::limits::{BATCH_MAX, KEY_LEN_MAX, RESOURCES_DEFAULT, RESOURCES_MAX};
 use crate::planted::{self, PlantedBug};
 use crate::policy::{ConflictResolution, RejectConflicts, TieBreaker, WriteValidator};
@@ -160,8 +160,10 @@ pub struct Fence {
         reason = "`validator` points into these boxes: they must not move when the Vec grows"
     )]
     validators: Mutex<Vec<Box<Arc<dyn WriteValidator>>>>,
-    /// A fence used in a child after fork refuses every check (`fork.rs`).
-    opened_in: OpenedIn,
+    /// False in a child after fork (`fork.rs`), and once the log failed: the hot path then
+    /// refuses too, since another process may by now own the marks (a directory moved away
+    /// and reopened) and this fence can no longer advance.
+    usable: Usable,
 }
 
 impl fmt::Debug for Fence {
@@ -258,7 +260,7 @@ impl Fence {
             tie_breaker: RwLock::new(Arc::new(RejectConflicts)),
             validator: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
             validators: Mutex::new(Vec::new()),
-            opened_in: OpenedIn::here(),
+            usable: Usable::here(),
         })
     }
 
@@ -270,7 +272,7 @@ impl Fence {
     /// The id of `key`, registering it if new. Registration itself writes nothing durable:
     /// a resource without a mark has nothing to protect.
     pub fn register(&self, key: &[u8]) -> Result<ResourceId, Error> {
-        self.opened_in.check("fence")?;
+        self.usable.opened().check("fence")?;
         validate_key(key)?;
         if let Some(index) = self.index.find(key, &self.slots) {
             return Ok(ResourceId(index as u32));
@@ -309,7 +311,7 @@ impl Fence {
         let Some(slot) = self.slots.get(index) else {
             return Err(Error::UnknownResource(id.0));
         };
-        if slot.holds(token) && self.opened_in.is_here() {
+        if slot.holds(token) && self.usable.now() {
             self.accepted.row().add(index);
             return Ok(Verdict::Accepted);
         }
@@ -384,7 +386,7 @@ impl Fence {
         for i in 0..len {
             let (id, token) = item(i)?;
             let index = id.index();
-            let answer = if self.slots[index].holds(token) && self.opened_in.is_here() {
+            let answer = if self.slots[index].holds(token) && self.usable.now() {
                 row.add(index);
                 Verdict::Accepted
             } else {
@@ -399,7 +401,13 @@ impl Fence {
     #[cold]
     #[inline(never)]
     fn check_slow(&self, index: usize, token: Token) -> Result<Verdict, Error> {
-        self.opened_in.check("fence")?;
+        // Forks first: in a child, the log's locks may have been held by a parent's thread.
+        self.usable.opened().check("fence")?;
+        if !self.usable.now()
+            && let Some(reason) = self.wal.failure()
+        {
+            return Err(Error::Poisoned(reason));
+        }
         if index >= self.registered.load(Ordering::Acquire) {
             return Err(Error::UnknownResource(index as u32));
         }
@@ -473,12 +481,16 @@ impl Fence {
             .unwrap_or_else(|p| p.into_inner());
         let key = slot.key.get().expect("registered slot has a key");
         let record = mark::encode(token, key);
-        if planted::active(PlantedBug::FenceAckBeforeDurable) {
+        let written = if planted::active(PlantedBug::FenceAckBeforeDurable) {
             self.wal
-                .append(RecordKind::FENCE_MARK, token.generation.get(), &record)?;
+                .append(RecordKind::FENCE_MARK, token.generation.get(), &record)
         } else {
             self.wal
-                .append_sync(RecordKind::FENCE_MARK, token.generation.get(), &record)?;
+                .append_sync(RecordKind::FENCE_MARK, token.generation.get(), &record)
+        };
+        if let Err(e) = written {
+            self.revoke_if_log_failed();
+            return Err(e);
         }
         slot.publish(guard, token);
         slot.advanced.fetch_add(1, Ordering::Relaxed);
@@ -505,9 +517,28 @@ impl Fence {
                 let snapshot = self.wal.live_bytes();
                 snapshot + self.compact_after_bytes.max(snapshot)
             }
-            Err(_) => live * 2,
+            Err(_) => {
+                self.revoke_if_log_failed();
+                live * 2
+            }
         };
         self.compact_at.store(next, Ordering::Relaxed);
+    }
+
+    /// Closes the fence: every check refuses from now on, and its log records how far it is
+    /// durable (see [`Wal::close`]). Dropping the fence does the same; call this where the
+    /// fence is shared and a server is stopping.
+    pub fn close(&self) -> Result<(), Error> {
+        self.usable.revoke();
+        self.wal.close()
+    }
+
+    /// After a failed write: if the log refuses writes from now on, so does every check, the
+    /// hot path included (I7).
+    fn revoke_if_log_failed(&self) {
+        if self.wal.failure().is_some() {
+            self.usable.revoke();
+        }
     }
 
     /// Rewrites the log as one snapshot of the current marks and removes the old segments.

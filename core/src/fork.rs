@@ -66,6 +66,44 @@ impl OpenedIn {
     }
 }
 
+/// An [`OpenedIn`] that can also be revoked for good (a fence whose log failed): its check is
+/// the same one relaxed load and compare, so the fence's hot path refuses both at no cost.
+#[derive(Debug)]
+pub(crate) struct Usable {
+    opened: OpenedIn,
+    /// `opened.forks` while usable; [`REVOKED`] after a failure.
+    expect: AtomicU32,
+}
+
+/// No fork count reaches it in practice (4 billion forks of one process).
+const REVOKED: u32 = u32::MAX;
+
+impl Usable {
+    pub(crate) fn here() -> Usable {
+        let opened = OpenedIn::here();
+        Usable {
+            opened,
+            expect: AtomicU32::new(opened.forks),
+        }
+    }
+
+    /// True in the opening process, until revoked.
+    #[inline(always)]
+    pub(crate) fn now(&self) -> bool {
+        FORKS.load(Ordering::Relaxed) == self.expect.load(Ordering::Relaxed)
+    }
+
+    /// Makes [`Usable::now`] false from here on.
+    pub(crate) fn revoke(&self) {
+        self.expect.store(REVOKED, Ordering::Relaxed);
+    }
+
+    /// The process it was opened in.
+    pub(crate) fn opened(&self) -> &OpenedIn {
+        &self.opened
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

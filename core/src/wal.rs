@@ -258,6 +258,8 @@ struct State {
     pending: Vec<Chunk>,
     /// Everything before this position is durable. Invariant: `durable <= next`.
     durable: Position,
+    /// The header checksum of the record that ends at `durable` (0 at a segment's start).
+    durable_checksum: u32,
     /// A thread is writing and syncing a batch; the others wait for it.
     syncing: bool,
     /// Why the log refuses writes, after an I/O failure.
@@ -323,6 +325,7 @@ impl Wal {
             segment_end: tail.header.size,
             pending: Vec::new(),
             durable: next,
+            durable_checksum: recovered.last_checksum,
             syncing: false,
             failed: None,
             live_bytes: recovered.live_bytes,
@@ -383,6 +386,43 @@ impl Wal {
     /// to compact).
     pub fn live_bytes(&self) -> u64 {
         self.lock_state().live_bytes
+    }
+
+    /// Closes the log: records in the superblock how far it is durable, so that its last
+    /// records cannot go missing unseen while it is closed (recovery.rs), and refuses every
+    /// write from then on. Dropping the log does the same; call this where the log is shared
+    /// and may outlive the wish to use it (a server stopping). Nothing is written after a
+    /// failure, a close, or in a child after fork.
+    pub fn close(&self) -> Result<(), Error> {
+        if !self.opened_in.is_here() {
+            return Ok(());
+        }
+        let mut state = self.lock_state();
+        while state.syncing {
+            state = self
+                .synced
+                .wait(state)
+                .unwrap_or_else(|poison| poison.into_inner());
+        }
+        if state.failed.is_some() {
+            return Ok(());
+        }
+        state.failed = Some("the log was closed".into());
+        let (durable, durable_checksum) = (state.durable, state.durable_checksum);
+        let mut io = self.lock_io();
+        if io.superblock.current().durable == durable {
+            return Ok(());
+        }
+        io.superblock.update(|s| {
+            s.durable = durable;
+            s.durable_checksum = durable_checksum;
+        })
+    }
+
+    /// Why the log refuses writes, after an I/O failure or [`Wal::close`] (`None` while it
+    /// works).
+    pub fn failure(&self) -> Option<String> {
+        self.lock_state().failed.clone()
     }
 
     /// Everything before this position is durable.
@@ -481,13 +521,16 @@ impl Wal {
             std::thread::yield_now();
             state = self.lock_state();
             let batch = std::mem::take(&mut state.pending);
-            let end = state.next;
+            let (end, end_checksum) = (state.next, state.last_checksum);
             drop(state);
             let result = self.write_and_sync(batch);
             state = self.lock_state();
             state.syncing = false;
             match &result {
-                Ok(()) => state.durable = end,
+                Ok(()) => {
+                    state.durable = end;
+                    state.durable_checksum = end_checksum;
+                }
                 Err(e) => state.failed = Some(e.to_string()),
             }
             self.synced.notify_all();
@@ -549,6 +592,7 @@ impl Wal {
             return Err(e);
         }
         state.durable = state.next;
+        state.durable_checksum = state.last_checksum;
 
         let number = state.next.segment() + 1;
         let mut writer = SnapshotWriter {
@@ -591,14 +635,16 @@ impl Wal {
         state.durable = state.next;
         state.live_bytes = writer.bytes.len() as u64;
         state.last_checksum = writer.last_checksum;
+        state.durable_checksum = writer.last_checksum;
         // Renamed into place, the base is the log (recovery adopts a base the superblock does
         // not name yet); the superblock now says so, so that the old segments can go.
-        let durable = state.durable;
+        let (durable, durable_checksum) = (state.durable, state.durable_checksum);
         if let Err(e) = io.superblock.update(|s| {
             s.first = number;
             s.last = number;
             s.first_checksum = header.checksum();
             s.durable = durable;
+            s.durable_checksum = durable_checksum;
         }) {
             state.failed = Some(e.to_string());
             return Err(e);
@@ -642,6 +688,7 @@ impl Wal {
                 io.superblock.update(|s| {
                     s.last = chunk.segment;
                     s.durable = Position::new(chunk.segment, SEGMENT_HEADER_LEN);
+                    s.durable_checksum = 0;
                 })?;
             }
             io.segment.write_at(chunk.offset, &chunk.bytes)?;
@@ -660,6 +707,14 @@ impl Wal {
 
     fn lock_io(&self) -> MutexGuard<'_, Io> {
         self.io.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            log::warn!("closing the log in {}: {e}", self.dir.display());
+        }
     }
 }
 

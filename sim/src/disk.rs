@@ -359,7 +359,7 @@ impl DiskFile for SimFile {
         Ok(n)
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         let state = self.disk.lock();
         let file = state.files.get(&self.inode).ok_or_else(gone)?;
         Ok(file.data.len() as u64)

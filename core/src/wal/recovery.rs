@@ -19,15 +19,17 @@
 //! 4. In the last segment, records are read until the first position that does not hold a
 //!    valid record: the *stop*. It is *corruption*, and the log refuses to open, if a later
 //!    valid record says (in its durable-up-to field) that the stop had already been synced, if
-//!    the superblock says so, or if the record at the stop fails its checksum although every
-//!    sector of it was written (a torn write leaves whole sectors unwritten).
+//!    the superblock says so (its durable position lies beyond the stop, or the record ending
+//!    there is not the one it names), or if the record at the stop fails its checksum
+//!    although every sector of it was written (a torn write leaves whole sectors unwritten).
 //! 5. Otherwise the stop is a torn tail: nothing from it on was ever acknowledged. The bytes
 //!    from the stop on are zeroed, so the next append continues at the stop and no stale byte
 //!    can be mistaken for a record later.
 //!
-//! The one loss these rules cannot see is damage to the very last synced records of the last
-//! segment when the damage looks like a torn write (whole sectors of zeros from a record
-//! boundary on): nothing later witnesses that they were synced. Closing it would mean
+//! The one loss these rules cannot see is damage to the records synced since the superblock
+//! was last written (at the last open, close, roll or compaction) when the damage looks like a
+//! torn write (whole sectors of zeros from a record boundary on, or an older copy of the last
+//! segment): nothing later witnesses that they were synced. Closing it for good would mean
 //! rewriting the superblock, two more fdatasyncs, at every sync.
 
 use std::collections::BTreeSet;
@@ -87,6 +89,23 @@ fn list(disk: &dyn Disk, dir: &Path) -> Result<Listing, Error> {
         .map_err(|e| Error::io("list log directory", dir, e))?;
     let mut listing = Listing::default();
     for name in names {
+        let ours = !matches!(segment::classify(&name), EntryName::Other)
+            || name == superblock::FILE_NAME
+            || name == superblock::TEMP_NAME;
+        if ours {
+            let path = dir.join(&name);
+            let regular = disk
+                .is_regular_file(&path)
+                .map_err(|e| Error::io("look at", &path, e))?;
+            if !regular {
+                return Err(Error::corrupt(
+                    path,
+                    0,
+                    "named like a file of the log, but not a regular file (a FIFO, device, \
+                     directory or symbolic link): refused, not read",
+                ));
+            }
+        }
         match segment::classify(&name) {
             EntryName::Segment(number) => {
                 listing.segments.insert(number);
@@ -134,7 +153,7 @@ fn read_header(disk: &dyn Disk, dir: &Path, number: u64) -> Result<SegmentHeader
         .read_at(&mut bytes, 0)
         .map_err(|e| Error::io("read segment header", &path, e))?;
     let len = file
-        .len()
+        .size()
         .map_err(|e| Error::io("read segment length", &path, e))?;
     let header =
         SegmentHeader::decode(&bytes[..read]).map_err(|reason| Error::corrupt(&path, 0, reason))?;
@@ -185,18 +204,30 @@ fn holds_no_record(segment: &SegmentData) -> bool {
         .all(|&b| b == 0)
 }
 
-/// True if a temporary file is one this log (or, with no log yet, a log's creation) left: a
-/// fencekit header of the same log, or nothing written at all.
+/// True if a temporary file is one this log left (a fencekit header of this log, or nothing
+/// written yet); with no log yet, one that creating a log leaves (segment 1's or the
+/// superblock's). Only the first 4 KiB are read.
 fn is_own_temp(disk: &dyn Disk, path: &Path, identity: Option<LogIdentity>) -> bool {
-    let Ok(data) = disk.read(path) else {
+    let creation_leftover = path.file_name().is_some_and(|name| {
+        name == segment::temp_path(Path::new(""), 1).as_os_str() || name == superblock::TEMP_NAME
+    });
+    if identity.is_none() && !creation_leftover {
+        return false;
+    }
+    let Ok(file) = disk.open_read(path) else {
         return false;
     };
-    if data.iter().take(4096).all(|&b| b == 0) && data.len() <= 4096 {
+    let mut head = vec![0u8; 4096];
+    let (Ok(read), Ok(size)) = (file.read_at(&mut head, 0), file.size()) else {
+        return false;
+    };
+    head.truncate(read);
+    if size <= 4096 && head.iter().all(|&b| b == 0) {
         return true;
     }
-    let found = match SegmentHeader::decode(&data) {
+    let found = match SegmentHeader::decode(&head) {
         Ok(header) => Some(header.identity),
-        Err(_) => Superblock::decode(path, &data)
+        Err(_) => Superblock::decode(path, &head)
             .ok()
             .map(|(s, _)| s.identity),
     };
@@ -285,9 +316,11 @@ pub(crate) fn recover(
                 &path,
                 0,
                 format!(
-                    "this segment belongs to {}, but this directory's log is {}: a file of \
-                     another log was copied here",
-                    header.identity, identity
+                    "this segment belongs to {}, but the superblock ({}) names {}: a file of \
+                     another log was copied here (this segment, or the superblock)",
+                    header.identity,
+                    superblock_path.display(),
+                    identity
                 ),
             ));
         }
@@ -392,6 +425,25 @@ pub(crate) fn recover(
         let mut offset = SEGMENT_HEADER_LEN as usize;
         let mut last_checksum = 0u32;
         let mut records = 0u64;
+        // The superblock names the record that ends at its durable position: it must be there.
+        let check_durable = !adopt_base && superblock.durable.segment() == number;
+        let durable_at = superblock.durable.offset() as usize;
+        let durable_mismatch = |found: u32| {
+            Error::corrupt(
+                &path,
+                durable_at as u64,
+                format!(
+                    "the superblock says the log was durable through here after the record \
+                     with checksum {:#010x}, but the record here has checksum {found:#010x}: \
+                     acknowledged records were replaced (an older copy, or a copy that \
+                     diverged)",
+                    superblock.durable_checksum
+                ),
+            )
+        };
+        if check_durable && durable_at == offset && superblock.durable_checksum != 0 {
+            return Err(durable_mismatch(0));
+        }
         let stop = loop {
             match parse(&data, seed, number, size, offset) {
                 Parsed::Valid(view) => {
@@ -406,6 +458,13 @@ pub(crate) fn recover(
                     live_bytes += view.len as u64;
                     last_checksum = view.checksum;
                     offset += view.len;
+                    if check_durable
+                        && offset >= durable_at
+                        && offset - view.len < durable_at
+                        && (offset != durable_at || last_checksum != superblock.durable_checksum)
+                    {
+                        return Err(durable_mismatch(last_checksum));
+                    }
                 }
                 Parsed::End => break None,
                 Parsed::Invalid { extent, reason } => break Some((extent, reason)),
@@ -512,14 +571,17 @@ pub(crate) fn recover(
                     .map_err(|e| Error::io("fdatasync", &live_path, e))?;
             }
             let mut superblock_file = SuperblockFile::open(disk, dir, superblock)?;
-            if adopt_base {
-                superblock_file.update(|s| {
+            // Everything recovered is durable now: the superblock says so, so that from here
+            // on these records cannot go missing unseen.
+            superblock_file.update(|s| {
+                if adopt_base {
                     s.first = number;
                     s.last = number;
                     s.first_checksum = header.checksum();
-                    s.durable = at;
-                })?;
-            }
+                }
+                s.durable = at;
+                s.durable_checksum = last_checksum;
+            })?;
             for path in leftovers.iter().chain(&temps) {
                 segment::remove(disk, path, "remove left-over file")?;
             }
@@ -629,6 +691,7 @@ fn create(disk: &dyn Disk, dir: &Path, mode: Mode, listing: Listing) -> Result<R
         last: 1,
         first_checksum: header.checksum(),
         durable: Position::new(1, SEGMENT_HEADER_LEN),
+        durable_checksum: 0,
     };
     let superblock_file = SuperblockFile::create(disk, dir, superblock)?;
     Ok(Recovered {

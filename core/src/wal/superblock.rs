@@ -3,9 +3,13 @@
 //! Segments can vouch for what comes before them (each header links to the previous segment's
 //! last record), but nothing in a segment can say that a later one, or the whole log, is
 //! missing. The superblock does: it names the log's identity, its live segments (the base and
-//! the last), the base's header checksum, and how far the log was durable when it was written.
-//! It is rewritten at every roll to a new segment and at every compaction, before any record
-//! of the new segment is acknowledged.
+//! the last), the base's header checksum, and how far the log was durable when it was written
+//! (a position and the checksum of the record that ends there). It is rewritten at every roll
+//! to a new segment and at every compaction, before any record of the new segment is
+//! acknowledged, and when the log is opened and closed. So after a clean close (or an open),
+//! the last records cannot be zeroed, rolled back to an older copy or replaced by a clone's
+//! without opening refusing; only records synced since the last of these, before a crash,
+//! are as exposed as a torn tail is.
 //!
 //! TigerBeetle's superblock is the model. The file `superblock` holds [`COPIES`] copies, one
 //! per 512-byte sector, each with its own checksum and a sequence number that grows by one per
@@ -24,7 +28,8 @@
 //!        64  u64      first live segment (a snapshot base)
 //!        72  u64      last live segment
 //!        80  u32      header checksum of the first segment
-//!        84  u32      reserved, zero
+//!        84  u32      header checksum of the record that ends at "durable through" (0 when
+//!                     that position is the start of a segment)
 //!        88  u64      durable through: a position (segment << 32 | offset) before which every
 //!                     record was durable when this copy was written
 //!        96  ...      zero up to 508
@@ -61,6 +66,8 @@ pub struct Superblock {
     pub first_checksum: u32,
     /// Every record before this position was durable when the superblock was written.
     pub durable: Position,
+    /// The header checksum of the record that ends at `durable` (0 at a segment's start).
+    pub durable_checksum: u32,
 }
 
 impl Superblock {
@@ -74,6 +81,7 @@ impl Superblock {
         out[64..72].copy_from_slice(&self.first.to_le_bytes());
         out[72..80].copy_from_slice(&self.last.to_le_bytes());
         out[80..84].copy_from_slice(&self.first_checksum.to_le_bytes());
+        out[84..88].copy_from_slice(&self.durable_checksum.to_le_bytes());
         out[88..96].copy_from_slice(&self.durable.as_u64().to_le_bytes());
         let crc = crc32c::crc32c(&out[..CRC_AT]);
         out[CRC_AT..].copy_from_slice(&crc.to_le_bytes());
@@ -107,7 +115,7 @@ impl Superblock {
                 word32(12)
             ));
         }
-        if word32(84) != 0 || bytes[96..CRC_AT].iter().any(|&b| b != 0) {
+        if bytes[96..CRC_AT].iter().any(|&b| b != 0) {
             return Err("reserved bytes are not zero".into());
         }
         let identity = LogIdentity::decode(bytes[24..24 + IDENTITY_LEN].try_into().expect("40"))?;
@@ -118,6 +126,7 @@ impl Superblock {
             last: word64(72),
             first_checksum: word32(80),
             durable: Position::from_u64(word64(88)),
+            durable_checksum: word32(84),
         };
         if superblock.first == 0 || superblock.last < superblock.first {
             return Err(format!(
@@ -270,6 +279,7 @@ mod tests {
             last: 9,
             first_checksum: 0xABCD,
             durable: Position::new(9, 128),
+            durable_checksum: 0,
         }
     }
 

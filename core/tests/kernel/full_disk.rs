@@ -72,9 +72,11 @@ fn a_full_disk_fails_the_append_and_loses_nothing_acknowledged() {
         // The log refuses further writes until reopened, and says why.
         let err = fence.check_key(b"another", token).unwrap_err();
         assert!(err.to_string().contains("reopen"), "{err}");
-        // Marks that were made durable still answer on the hot path.
+        // Fail closed (I7): even the hot path refuses the current token from now on, since a
+        // fence that cannot advance may no longer own its marks (reopen to go on).
         let first = fence.lookup(acked[0].as_bytes()).unwrap();
-        assert_eq!(fence.check(first, token).unwrap(), Verdict::Accepted);
+        let err = fence.check(first, token).unwrap_err();
+        assert!(matches!(err, Error::Poisoned(_)), "{err}");
     }
     assert!(
         acked.len() > 1000,

@@ -9,10 +9,13 @@ use fencekit::{Error, Position, WalOptions};
 use crate::support::{Owned, copy_dir, kind, open_wal, segments};
 
 /// Appends `count` records, each synced on its own (so each one is acknowledged and each
-/// later record witnesses that the earlier ones were synced). Returns the records and the
-/// position each one starts at.
+/// later record witnesses that the earlier ones were synced), and leaves in `dir` what a
+/// kill -9 right after the last sync leaves: the files as they are while the log is open
+/// (a clean close would also record in the superblock how far the log is durable). Returns
+/// the records and the position each one starts at.
 fn synced_log(dir: &std::path::Path, count: u64, len: usize) -> (Vec<Owned>, Vec<Position>) {
-    let (wal, existing) = open_wal(dir).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let (wal, existing) = open_wal(work.path()).unwrap();
     assert!(existing.is_empty());
     let mut records = Vec::new();
     let mut starts = Vec::new();
@@ -26,7 +29,15 @@ fn synced_log(dir: &std::path::Path, count: u64, len: usize) -> (Vec<Owned>, Vec
         records.push(record);
     }
     starts.push(start);
+    copy_files(work.path(), dir);
     (records, starts)
+}
+
+fn copy_files(from: &std::path::Path, to: &std::path::Path) {
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
 }
 
 /// Writes and syncs enough records to fill several small segments.
@@ -115,15 +126,14 @@ fn a_batch_torn_at_sector_granularity_loses_only_what_follows_its_first_hole() {
     // One more batch, written by a single sync: its records do not witness one another.
     let mut batch = Vec::new();
     let batch_start = starts[acked.len()];
-    {
-        let (wal, _) = open_wal(dir.path()).unwrap();
-        for i in 0..20u64 {
-            let record = Owned::new(4, 100 + i, 200);
-            record.append_to(&wal);
-            batch.push(record);
-        }
-        wal.sync().unwrap();
+    // Held open: each copy below is what a kill -9 after the batch's sync leaves.
+    let (wal, _) = open_wal(dir.path()).unwrap();
+    for i in 0..20u64 {
+        let record = Owned::new(4, 100 + i, 200);
+        record.append_to(&wal);
+        batch.push(record);
     }
+    wal.sync().unwrap();
     let segment = segments(dir.path())[0].clone();
     let record_len = 32 + 200;
     let batch_offset = batch_start.offset() as usize;
@@ -144,6 +154,33 @@ fn a_batch_torn_at_sector_granularity_loses_only_what_follows_its_first_hole() {
         expected.extend_from_slice(&batch[..intact.min(batch.len())]);
         assert_eq!(recovered, expected, "hole at {hole}");
     }
+    drop(wal);
+}
+
+#[test]
+fn after_a_clean_close_the_last_records_cannot_go_missing_unseen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (records, starts) = synced_log(dir.path(), 8, 300);
+    // Opening records in the superblock how far the log is durable; closing does too.
+    let (wal, _) = open_wal(dir.path()).unwrap();
+    let extra = Owned::new(2, 99, 300);
+    let end = extra.append_to(&wal);
+    wal.sync_through(end).unwrap();
+    drop(wal);
+    let segment = segments(dir.path())[0].clone();
+    // Zeroing from any record boundary on looks like a torn write, yet is refused now.
+    for k in [records.len() - 2, records.len()] {
+        let copy = copy_dir(dir.path());
+        zero_from(
+            &copy.path().join(segment.file_name().unwrap()),
+            starts[k].offset(),
+        );
+        let message = open_wal(copy.path()).unwrap_err().to_string();
+        assert!(message.contains("superblock says"), "{message}");
+    }
+    let (wal, again) = open_wal(dir.path()).unwrap();
+    assert_eq!(again.len(), records.len() + 1);
+    drop(wal);
 }
 
 #[test]
