@@ -18,7 +18,8 @@ typedef struct {
 
 static fkgo_answer fkgo_check(const fk_fence *f, uint32_t resource, uint64_t generation,
                               uint64_t holder) {
-	fkgo_answer answer;
+	// Zeroed, so that a failure leaves FK_VERDICT_NONE beside its status, not stack garbage.
+	fkgo_answer answer = {0};
 	fk_token token = {generation, holder};
 	answer.status = fk_fence_check(f, resource, token, &answer.verdict);
 	return answer;
@@ -67,13 +68,17 @@ func (k VerdictKind) String() string {
 
 // Verdict is the fence's answer to one token. Current is the resource's mark after the check;
 // Previous the mark an advance replaced (zero for a resource's first).
+//
+// Its zero value (Kind None) is a rejection, and it is what every check returns beside an
+// error, so a caller who reads Accepted() without looking at the error still rejects.
 type Verdict struct {
 	Kind     VerdictKind
 	Current  Token
 	Previous Token
 }
 
-// Accepted is true when the write may land.
+// Accepted is true when the write may land: Kind is Accepted or Advanced. False for the zero
+// Verdict.
 func (v Verdict) Accepted() bool { return v.Kind == Accepted || v.Kind == Advanced }
 
 func verdictOf(v *C.fk_verdict) Verdict {
@@ -210,6 +215,10 @@ type Item struct {
 // Batch is a batch of checks prepared once and checked many times, crossing into the library
 // once per CheckBatch; nothing is allocated per check. Its items and verdicts live in C
 // memory, so cgo has no Go memory to inspect on each call.
+//
+// Its verdicts are those of the last CheckBatch. One that returned an error leaves every
+// verdict None (a rejection), never an earlier check's Accepted; before the first check
+// every verdict is None too.
 type Batch struct {
 	items    []C.fk_check_item
 	verdicts []C.fk_verdict
@@ -243,14 +252,23 @@ func (b *Batch) Len() int { return len(b.items) }
 // Kind is the verdict of item i from the last CheckBatch.
 func (b *Batch) Kind(i int) VerdictKind { return VerdictKind(b.verdicts[i].kind) }
 
+// Accepted is true when the last CheckBatch lets the write of item i land.
+func (b *Batch) Accepted(i int) bool {
+	k := VerdictKind(b.verdicts[i].kind)
+	return k == Accepted || k == Advanced
+}
+
 // Verdict is the full verdict of item i from the last CheckBatch.
 func (b *Batch) Verdict(i int) Verdict { return verdictOf(&b.verdicts[i]) }
 
 // CheckBatch checks every item of b in one call. A bad item fails the batch with nothing
-// checked.
+// checked. Whenever it returns an error, every verdict of b is None: the library rejects the
+// array on each of its failures, and a failure before the call (a closed fence) rejects it
+// here.
 func (f *Fence) CheckBatch(b *Batch) error {
 	ptr, err := f.acquire()
 	if err != nil {
+		clear(b.verdicts)
 		return err
 	}
 	defer f.h.release()

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func open(t *testing.T, dir string) *Fence {
@@ -200,6 +201,10 @@ func runVector(t *testing.T, path string) {
 			verdicts []VerdictKind
 			mark     *Token
 			counters *Counters
+			// What the binding's idiom reads: the verdict a check returned (beside its error
+			// too), each batch item's Accepted() (after a failure too).
+			answer   Verdict
+			accepted []bool
 		)
 		switch s.Op {
 		case "register":
@@ -218,23 +223,27 @@ func runVector(t *testing.T, path string) {
 			if v, err = f.Check(id, token(s.Token)); err == nil {
 				verdict = &v
 			}
+			answer = v
 		case "check_key":
 			var v Verdict
 			if v, err = f.CheckKey(s.key(), token(s.Token)); err == nil {
 				verdict = &v
 				ids[string(s.key())], _ = f.Lookup(s.key())
 			}
+			answer = v
 		case "batch":
 			items := make([]Item, len(s.Items))
 			for j, it := range s.Items {
 				items[j] = Item{ids[string(it.key())], token(it.Token)}
 			}
 			b, _ := NewBatch(items)
-			if err = f.CheckBatch(b); err == nil {
-				verdicts = []VerdictKind{}
-				for j := 0; j < b.Len(); j++ {
-					verdicts = append(verdicts, b.Kind(j))
-				}
+			reuse(b)
+			err = f.CheckBatch(b)
+			verdicts = []VerdictKind{}
+			accepted = []bool{}
+			for j := 0; j < b.Len(); j++ {
+				verdicts = append(verdicts, b.Kind(j))
+				accepted = append(accepted, b.Accepted(j))
 			}
 		case "mark":
 			var m Token
@@ -265,6 +274,13 @@ func runVector(t *testing.T, path string) {
 			if got := statusName(err); got != want {
 				t.Errorf("%s: status %s, want %s", context, got, want)
 			}
+			if s.Op == "batch" {
+				// What the reused batch reads after the failure.
+				compareKinds(t, context, verdicts, e["verdicts"])
+				compareAccepted(t, context, accepted, e["accepted"])
+			} else if want, ok := e["accepted"]; ok && answer.Accepted() != want {
+				t.Errorf("%s: the verdict returned beside %v reads Accepted() %v", context, err, answer.Accepted())
+			}
 			continue
 		}
 		if err != nil {
@@ -281,18 +297,13 @@ func runVector(t *testing.T, path string) {
 			if p, ok := e["previous"]; ok && verdict.Previous != tokenOf(p) {
 				t.Errorf("%s: previous %v", context, verdict.Previous)
 			}
+			if a, ok := e["accepted"]; ok && verdict.Accepted() != a {
+				t.Errorf("%s: a %v verdict reads Accepted() %v", context, verdict.Kind, verdict.Accepted())
+			}
 		}
-		if want, ok := e["verdicts"]; ok {
-			w := want.([]any)
-			if len(w) != len(verdicts) {
-				t.Errorf("%s: %d verdicts, want %d", context, len(verdicts), len(w))
-				continue
-			}
-			for j := range w {
-				if verdicts[j].String() != w[j] {
-					t.Errorf("%s: verdict %d is %v, want %v", context, j, verdicts[j], w[j])
-				}
-			}
+		if _, ok := e["verdicts"]; ok {
+			compareKinds(t, context, verdicts, e["verdicts"])
+			compareAccepted(t, context, accepted, e["accepted"])
 		}
 		if want, ok := e["mark"]; ok && *mark != tokenOf(want) {
 			t.Errorf("%s: mark %v", context, *mark)
@@ -305,6 +316,54 @@ func runVector(t *testing.T, path string) {
 					t.Errorf("%s: %s = %d", context, name, got[j])
 				}
 			}
+		}
+	}
+}
+
+// reuse makes b a batch reused from an earlier check whose every verdict was Accepted
+// (tests/vectors/README.md: a failed check must not leave them).
+func reuse(b *Batch) {
+	for j := range b.verdicts {
+		// The kind is a C uint32_t, which a test file cannot name.
+		*(*uint32)(unsafe.Pointer(&b.verdicts[j].kind)) = uint32(Accepted)
+	}
+	for j := 0; j < b.Len(); j++ {
+		if !b.Accepted(j) {
+			panic("reuse did not take")
+		}
+	}
+}
+
+func compareKinds(t *testing.T, context string, got []VerdictKind, want any) {
+	t.Helper()
+	if want == nil {
+		return
+	}
+	w := want.([]any)
+	if len(w) != len(got) {
+		t.Errorf("%s: %d verdicts, want %d", context, len(got), len(w))
+		return
+	}
+	for j := range w {
+		if got[j].String() != w[j] {
+			t.Errorf("%s: verdict %d is %v, want %v", context, j, got[j], w[j])
+		}
+	}
+}
+
+func compareAccepted(t *testing.T, context string, got []bool, want any) {
+	t.Helper()
+	if want == nil {
+		return
+	}
+	w := want.([]any)
+	if len(w) != len(got) {
+		t.Errorf("%s: %d answers, want %d", context, len(got), len(w))
+		return
+	}
+	for j := range w {
+		if got[j] != w[j] {
+			t.Errorf("%s: item %d reads Accepted() %v, want %v", context, j, got[j], w[j])
 		}
 	}
 }
@@ -365,4 +424,75 @@ func TestCloseWhileOtherGoroutinesCheckIsSafe(t *testing.T) {
 	}
 	// Freed, so the directory is free again.
 	open(t, dir).Close()
+}
+
+// I7: no answer a failed call gives reads as acceptance. Every check returns the zero Verdict
+// (a rejection) beside its error; a Batch's reused verdicts read None after any failed
+// CheckBatch, whether the library refused it or the call never reached the library (a closed
+// fence), and before its first check.
+func TestNoFailedCallReadsAsAcceptance(t *testing.T) {
+	if (Verdict{}).Accepted() || (WriteVerdict{}).Accepted || (WriteVerdict{}).Fence.Accepted() {
+		t.Fatal("a zero verdict reads as acceptance")
+	}
+	dir := t.TempDir()
+	f := open(t, dir)
+	r, _ := f.Register([]byte("r"))
+	if v, err := f.Check(r, Token{2, 1}); err != nil || !v.Accepted() {
+		t.Fatalf("first check: %+v %v", v, err)
+	}
+	for i, call := range []func() (Verdict, error){
+		func() (Verdict, error) { return f.Check(r, Token{0, 1}) },
+		func() (Verdict, error) { return f.Check(4242, Token{2, 1}) },
+		func() (Verdict, error) { return f.CheckKey(nil, Token{2, 1}) },
+		func() (Verdict, error) { return f.CheckKey([]byte("r"), Token{1 << 63, 1}) },
+		func() (Verdict, error) {
+			w, err := f.CheckWrite(r, Token{0, 1}, []byte("x"))
+			if w.Accepted {
+				return Verdict{Kind: Accepted}, err
+			}
+			return w.Fence, err
+		},
+	} {
+		v, err := call()
+		if err == nil || v.Accepted() || v != (Verdict{}) {
+			t.Errorf("call %d: %+v beside %v", i, v, err)
+		}
+	}
+
+	b, err := NewBatch([]Item{{r, Token{2, 1}}, {r, Token{3, 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Accepted(0) || b.Kind(1) != None {
+		t.Error("a batch never checked reads as acceptance")
+	}
+	if err := f.CheckBatch(b); err != nil || !b.Accepted(0) || !b.Accepted(1) {
+		t.Fatalf("batch: %v", err)
+	}
+	bad, _ := NewBatch([]Item{{r, Token{3, 1}}, {4242, Token{3, 1}}})
+	reuse(bad)
+	if err := f.CheckBatch(bad); !errors.Is(err, ErrUnknownResource) {
+		t.Fatalf("bad batch: %v", err)
+	}
+	for j := 0; j < bad.Len(); j++ {
+		if bad.Accepted(j) || bad.Kind(j) != None || bad.Verdict(j) != (Verdict{}) {
+			t.Errorf("item %d of a failed batch reads %+v", j, bad.Verdict(j))
+		}
+	}
+
+	f.Close()
+	if err := f.CheckBatch(b); !errors.Is(err, ErrClosed) {
+		t.Fatalf("a closed fence checked a batch: %v", err)
+	}
+	for j := 0; j < b.Len(); j++ {
+		if b.Accepted(j) || b.Kind(j) != None {
+			t.Errorf("item %d still reads %v after ErrClosed", j, b.Kind(j))
+		}
+	}
+	if err := (*Fence)(nil).CheckBatch(bad); !errors.Is(err, ErrClosed) {
+		t.Fatalf("a nil fence: %v", err)
+	}
+	if v, err := f.Check(r, Token{3, 1}); err == nil || v.Accepted() {
+		t.Errorf("a closed fence: %+v %v", v, err)
+	}
 }

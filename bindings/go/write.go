@@ -5,7 +5,9 @@ package fencekit
 */
 import "C"
 
-// WriteVerdict is the answer to Fence.CheckWrite.
+// WriteVerdict is the answer to Fence.CheckWrite. Test Accepted for the write, never
+// Fence.Accepted(): the fence accepts a token whose payload the validator may refuse. Its
+// zero value is a rejection, and it is what CheckWrite returns beside an error.
 type WriteVerdict struct {
 	// Fence is the fence's verdict on the token, as Check gives it.
 	Fence Verdict

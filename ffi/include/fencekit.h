@@ -328,6 +328,14 @@ typedef uint32_t fk_policy_kind;
 // A record or message that could not be encoded or decoded.
 #define FK_STATUS_ENCODING 2006
 
+// The directory holds something else than what was opened: the log of another kind (a
+// node's data directory opened as a fence), or files but no log (a new log is created only
+// in an empty directory).
+#define FK_STATUS_WRONG_OWNER 2007
+
+// A fence or node used in a child process after `fork`: open one in each process instead.
+#define FK_STATUS_FORKED 2008
+
 // This node is not the (usable) leader; the message names the leader it knows of.
 #define FK_STATUS_NOT_LEADER 3000
 
@@ -529,17 +537,23 @@ fk_status fk_fence_check_key(const struct fk_fence *fence,
 // checks' own.
 //
 // Every item is validated first: a bad resource id or token fails the whole batch with
-// nothing checked. An I/O error during an advance stops the batch: the items before it took
-// effect and their verdicts are written. The one exception to "outputs only on success": on
-// any failure, the verdict of every item that did not take effect is written as
-// `FK_VERDICT_NONE`, a rejection.
+// nothing checked. An I/O error during an advance stops the batch; the items before it took
+// effect (a mark they advanced stays advanced, and checking them again accepts them).
+//
+// The one exception to "outputs only on success": a call that fails, whatever the reason (a
+// NULL or poisoned fence, NULL `items`, `len` over `FK_BATCH_MAX`, a bad item, an I/O error, a
+// panic), writes `FK_VERDICT_NONE`, a rejection, to every one of the `len` verdicts, those of
+// items checked before the failure included. So an array reused from an earlier call never
+// says "accepted" after a call that failed. Only a NULL `verdicts`, or a `len` no array can
+// have (`len * sizeof(fk_verdict)` over `PTRDIFF_MAX`), leaves the verdicts unwritten.
 //
 // Thread safety: any thread, concurrently with any call but `fk_fence_free`.
 //
 // # Safety
 //
 // `fence` is NULL or live; `items` points to `len` readable items; `verdicts` is NULL or
-// points to room for `len` verdicts.
+// points to room for `len` verdicts, whatever `len` is (a failed call writes them all, even
+// when `len` is over `FK_BATCH_MAX`).
 fk_status fk_fence_check_batch(const struct fk_fence *fence,
                                const struct fk_check_item *items,
                                struct fk_verdict *verdicts,

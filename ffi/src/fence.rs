@@ -307,17 +307,23 @@ pub unsafe extern "C" fn fk_fence_check_key(
 /// checks' own.
 ///
 /// Every item is validated first: a bad resource id or token fails the whole batch with
-/// nothing checked. An I/O error during an advance stops the batch: the items before it took
-/// effect and their verdicts are written. The one exception to "outputs only on success": on
-/// any failure, the verdict of every item that did not take effect is written as
-/// `FK_VERDICT_NONE`, a rejection.
+/// nothing checked. An I/O error during an advance stops the batch; the items before it took
+/// effect (a mark they advanced stays advanced, and checking them again accepts them).
+///
+/// The one exception to "outputs only on success": a call that fails, whatever the reason (a
+/// NULL or poisoned fence, NULL `items`, `len` over `FK_BATCH_MAX`, a bad item, an I/O error, a
+/// panic), writes `FK_VERDICT_NONE`, a rejection, to every one of the `len` verdicts, those of
+/// items checked before the failure included. So an array reused from an earlier call never
+/// says "accepted" after a call that failed. Only a NULL `verdicts`, or a `len` no array can
+/// have (`len * sizeof(fk_verdict)` over `PTRDIFF_MAX`), leaves the verdicts unwritten.
 ///
 /// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
 ///
 /// # Safety
 ///
 /// `fence` is NULL or live; `items` points to `len` readable items; `verdicts` is NULL or
-/// points to room for `len` verdicts.
+/// points to room for `len` verdicts, whatever `len` is (a failed call writes them all, even
+/// when `len` is over `FK_BATCH_MAX`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fk_fence_check_batch(
     fence: *const fk_fence,
@@ -325,52 +331,72 @@ pub unsafe extern "C" fn fk_fence_check_batch(
     verdicts: *mut fk_verdict,
     len: usize,
 ) -> fk_status {
-    // SAFETY: `fence` is NULL or live (the caller's contract).
-    let handle = unsafe { fence.as_ref() };
-    with_handle(handle, "fence", |f| {
-        if len > FK_BATCH_MAX {
-            return Err(Failure::new(
-                FK_STATUS_INVALID_BATCH,
-                format!("{len} items; a batch holds at most {FK_BATCH_MAX}"),
-            ));
-        }
-        if len == 0 {
-            return Ok(());
-        }
-        if items.is_null() {
-            return Err(Failure::null("items"));
-        }
-        if verdicts.is_null() {
-            return Err(Failure::null("verdicts"));
-        }
-        // SAFETY: non-NULL, `len` (at most FK_BATCH_MAX) readable items (the caller's
-        // contract).
-        let items = unsafe { std::slice::from_raw_parts(items, len) };
-        let mut done = 0;
-        let result = f.fence.check_batch_by(
-            len,
-            |i| {
-                Ok((
-                    ResourceId::from_u32(items[i].resource),
-                    items[i].token.to_kernel()?,
-                ))
-            },
-            |i, token, verdict| {
-                // SAFETY: room for `len` verdicts (the caller's contract); i < len.
-                unsafe { verdicts.add(i).write(fk_verdict::new(verdict, token)) };
-                done = i + 1;
-            },
-        );
-        if result.is_err() {
-            // The items that did not take effect say "no verdict", so that a caller who
-            // reads the array anyway rejects them.
-            for i in done..len {
-                // SAFETY: as above.
-                unsafe { verdicts.add(i).write(fk_verdict::default()) };
+    // `with_handle` answers a NULL or poisoned fence, and a panic, without the body, so the
+    // verdicts are rejected out here, after it, whatever failed. Nothing out here can panic.
+    boundary::infallible(FK_STATUS_PANIC, || {
+        // SAFETY: `fence` is NULL or live (the caller's contract).
+        let handle = unsafe { fence.as_ref() };
+        let status = with_handle(handle, "fence", |f| {
+            if len > FK_BATCH_MAX {
+                return Err(Failure::new(
+                    FK_STATUS_INVALID_BATCH,
+                    format!("{len} items; a batch holds at most {FK_BATCH_MAX}"),
+                ));
             }
+            if len == 0 {
+                return Ok(());
+            }
+            if items.is_null() {
+                return Err(Failure::null("items"));
+            }
+            if verdicts.is_null() {
+                return Err(Failure::null("verdicts"));
+            }
+            // SAFETY: non-NULL, `len` (at most FK_BATCH_MAX) readable items (the caller's
+            // contract).
+            let items = unsafe { std::slice::from_raw_parts(items, len) };
+            f.fence.check_batch_by(
+                len,
+                |i| {
+                    Ok((
+                        ResourceId::from_u32(items[i].resource),
+                        items[i].token.to_kernel()?,
+                    ))
+                },
+                |i, token, verdict| {
+                    // SAFETY: room for `len` verdicts (the caller's contract); i < len.
+                    unsafe { verdicts.add(i).write(fk_verdict::new(verdict, token)) };
+                },
+            )?;
+            Ok(())
+        });
+        if status != FK_STATUS_OK {
+            // SAFETY: `verdicts` is NULL or has room for `len` verdicts (the caller's
+            // contract).
+            unsafe { reject_all(verdicts, len) };
         }
-        Ok(result?)
+        status
     })
+}
+
+/// The most verdicts an array can hold: no object is larger than `isize::MAX` bytes. A longer
+/// `len` is no array's length, so nothing is written for it.
+const VERDICTS_MAX: usize = isize::MAX as usize / std::mem::size_of::<fk_verdict>();
+
+/// Writes `FK_VERDICT_NONE` to `verdicts[0..len]`, without reading what they held (C may hand
+/// us uninitialised memory): I7, a failed batch leaves no verdict that reads as acceptance.
+///
+/// # Safety
+///
+/// `verdicts` is NULL or points to room for `len` verdicts.
+unsafe fn reject_all(verdicts: *mut fk_verdict, len: usize) {
+    if verdicts.is_null() || len > VERDICTS_MAX {
+        return;
+    }
+    for i in 0..len {
+        // SAFETY: room for `len` verdicts (the caller's contract); i < len.
+        unsafe { verdicts.add(i).write(fk_verdict::default()) };
+    }
 }
 
 /// Writes the current mark of `resource` to `*out`: the all-zero token if it has none yet.
@@ -643,7 +669,11 @@ mod tests {
             reserved: 0,
             token: TOKEN,
         };
-        let mut verdicts = [fk_verdict::default()];
+        // An array reused from a call that accepted: the poisoned call rejects its slot.
+        let mut verdicts = [fk_verdict {
+            kind: FK_VERDICT_ACCEPTED,
+            ..fk_verdict::default()
+        }];
         // SAFETY: one readable item, room for one verdict.
         let status = unsafe { fk_fence_check_batch(fence, &item, verdicts.as_mut_ptr(), 1) };
         assert_eq!(status, FK_STATUS_POISONED);
@@ -728,6 +758,91 @@ mod tests {
         // SAFETY: a live fence and a valid out-pointer.
         assert_eq!(unsafe { fk_fence_mark(fence, id, &mut mark) }, FK_STATUS_OK);
         assert_eq!(mark, fk_token::default(), "nothing was checked");
+        // SAFETY: freed once.
+        unsafe { fk_fence_free(fence) };
+    }
+
+    /// I7: a batch that fails, whatever the reason, leaves `FK_VERDICT_NONE` in every slot of
+    /// a verdict array reused from a call that accepted, so that reading the array without
+    /// the status never finds an acceptance.
+    #[test]
+    fn a_failed_batch_rejects_every_slot_of_a_reused_array() {
+        let dir = tempfile::tempdir().unwrap();
+        let fence = open(dir.path());
+        let id = register(fence, b"jobs");
+        const N: usize = FK_BATCH_MAX + 1;
+        let mut items = vec![
+            fk_check_item {
+                resource: id,
+                reserved: 0,
+                token: TOKEN,
+            };
+            N
+        ];
+        let mut verdicts = vec![fk_verdict::default(); N];
+        // Fills every slot with an acceptance from a call that succeeded.
+        let accept_all = |items: &[fk_check_item], verdicts: &mut [fk_verdict]| {
+            for chunk in verdicts.chunks_mut(FK_BATCH_MAX) {
+                // SAFETY: `chunk.len()` readable items, room for as many verdicts.
+                let status = unsafe {
+                    fk_fence_check_batch(fence, items.as_ptr(), chunk.as_mut_ptr(), chunk.len())
+                };
+                assert_eq!(status, FK_STATUS_OK);
+            }
+            assert!(
+                verdicts
+                    .iter()
+                    .all(|v| v.kind == FK_VERDICT_ACCEPTED || v.kind == FK_VERDICT_ADVANCED)
+            );
+        };
+        let none = |verdicts: &[fk_verdict]| verdicts.iter().all(|v| *v == fk_verdict::default());
+
+        accept_all(&items, &mut verdicts);
+        // SAFETY: N readable items, room for N verdicts.
+        let status =
+            unsafe { fk_fence_check_batch(fence, items.as_ptr(), verdicts.as_mut_ptr(), N) };
+        assert_eq!(status, FK_STATUS_INVALID_BATCH, "too many items");
+        assert!(
+            none(&verdicts),
+            "every one of the N slots, beyond FK_BATCH_MAX too"
+        );
+
+        accept_all(&items, &mut verdicts);
+        // SAFETY: a NULL fence is refused; room for 3 verdicts.
+        let status = unsafe {
+            fk_fence_check_batch(std::ptr::null(), items.as_ptr(), verdicts.as_mut_ptr(), 3)
+        };
+        assert_eq!(status, FK_STATUS_NULL_ARGUMENT);
+        assert!(none(&verdicts[..3]) && verdicts[3].kind == FK_VERDICT_ACCEPTED);
+
+        accept_all(&items, &mut verdicts);
+        // SAFETY: NULL items are refused; room for 3 verdicts.
+        let status =
+            unsafe { fk_fence_check_batch(fence, std::ptr::null(), verdicts.as_mut_ptr(), 3) };
+        assert_eq!(status, FK_STATUS_NULL_ARGUMENT);
+        assert!(none(&verdicts[..3]) && verdicts[3].kind == FK_VERDICT_ACCEPTED);
+
+        accept_all(&items, &mut verdicts);
+        items[2].resource = 4242;
+        // SAFETY: 3 readable items, room for 3 verdicts.
+        let status =
+            unsafe { fk_fence_check_batch(fence, items.as_ptr(), verdicts.as_mut_ptr(), 3) };
+        assert_eq!(status, FK_STATUS_UNKNOWN_RESOURCE);
+        assert!(none(&verdicts[..3]));
+        items[2].resource = id;
+
+        // A length no array can have is refused without writing (writing would crash).
+        accept_all(&items, &mut verdicts);
+        // SAFETY: refused before anything is read or written.
+        let status = unsafe {
+            fk_fence_check_batch(fence, items.as_ptr(), verdicts.as_mut_ptr(), usize::MAX)
+        };
+        assert_eq!(status, FK_STATUS_INVALID_BATCH);
+        assert_eq!(verdicts[0].kind, FK_VERDICT_ACCEPTED, "not written");
+        // SAFETY: NULL verdicts are refused, nothing is written.
+        let status =
+            unsafe { fk_fence_check_batch(fence, items.as_ptr(), std::ptr::null_mut(), 3) };
+        assert_eq!(status, FK_STATUS_NULL_ARGUMENT);
         // SAFETY: freed once.
         unsafe { fk_fence_free(fence) };
     }

@@ -192,9 +192,87 @@ static void test_fence_batch(void) {
     CHECK(strstr(fk_last_error_message(), "item 5") != NULL);
 
     OK(fk_fence_check_batch(fence, NULL, NULL, 0));
-    EXPECT(fk_fence_check_batch(fence, items, verdicts, FK_BATCH_MAX + 1), FK_STATUS_INVALID_BATCH);
+    /* (A failed call writes FK_VERDICT_NONE to all `len` verdicts: this array has room for N,
+     * so too long a batch is shown with no array; test_fence_batch_failure_... has one.) */
+    EXPECT(fk_fence_check_batch(fence, items, NULL, FK_BATCH_MAX + 1), FK_STATUS_INVALID_BATCH);
     EXPECT(fk_fence_check_batch(fence, NULL, verdicts, 3), FK_STATUS_NULL_ARGUMENT);
     EXPECT(fk_fence_check_batch(fence, items, NULL, 3), FK_STATUS_NULL_ARGUMENT);
+    fk_fence_free(fence);
+}
+
+/* Fills `verdicts[0..n]` with what a successful call leaves: every item accepted. */
+static int accept_all(fk_fence *fence, const fk_check_item *items, fk_verdict *verdicts, size_t n) {
+    for (size_t at = 0; at < n; at += FK_BATCH_MAX) {
+        size_t len = n - at < FK_BATCH_MAX ? n - at : FK_BATCH_MAX;
+        if (fk_fence_check_batch(fence, items, verdicts + at, len) != FK_STATUS_OK) return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!fk_verdict_is_accepted(&verdicts[i])) return 0;
+    }
+    return 1;
+}
+
+/* True when no verdict of `verdicts[0..n]` reads as acceptance: every one is FK_VERDICT_NONE. */
+static int all_none(const fk_verdict *verdicts, size_t n) {
+    static const fk_verdict none;
+    for (size_t i = 0; i < n; i++) {
+        if (fk_verdict_is_accepted(&verdicts[i]) || memcmp(&verdicts[i], &none, sizeof none) != 0) return 0;
+    }
+    return 1;
+}
+
+/* I7: a verdict array reused from a call that accepted reads FK_VERDICT_NONE in every slot
+ * after a batch call that fails, whatever the failure: a caller who reads the array without
+ * the status (or before checking it) never finds an acceptance. */
+static void test_fence_batch_failure_rejects_a_reused_array(void) {
+    fk_fence *fence = open_fence(temp_dir());
+    enum { N = FK_BATCH_MAX + 1 };
+    static fk_check_item items[N];
+    static fk_verdict verdicts[N];
+    uint32_t id;
+    OK(fk_fence_register(fence, (const uint8_t *)"jobs", 4, &id));
+    for (int i = 0; i < N; i++) items[i] = (fk_check_item){.resource = id, .token = tok(3, 1)};
+
+    /* Too many items: every one of the N slots, the one past FK_BATCH_MAX too. */
+    CHECK(accept_all(fence, items, verdicts, N));
+    EXPECT(fk_fence_check_batch(fence, items, verdicts, N), FK_STATUS_INVALID_BATCH);
+    CHECK(all_none(verdicts, N));
+
+    /* A NULL fence: the slots it was given, and no others. */
+    CHECK(accept_all(fence, items, verdicts, 8));
+    EXPECT(fk_fence_check_batch(NULL, items, verdicts, 5), FK_STATUS_NULL_ARGUMENT);
+    CHECK(all_none(verdicts, 5) && fk_verdict_is_accepted(&verdicts[5]));
+
+    /* NULL items. */
+    CHECK(accept_all(fence, items, verdicts, 8));
+    EXPECT(fk_fence_check_batch(fence, NULL, verdicts, 5), FK_STATUS_NULL_ARGUMENT);
+    CHECK(all_none(verdicts, 5));
+
+    /* A bad token, and an unknown resource, in the last item: nothing is checked. */
+    CHECK(accept_all(fence, items, verdicts, 8));
+    items[7].token = tok(0, 1);
+    EXPECT(fk_fence_check_batch(fence, items, verdicts, 8), FK_STATUS_INVALID_BATCH);
+    CHECK(all_none(verdicts, 8));
+    items[7] = items[0];
+    CHECK(accept_all(fence, items, verdicts, 8));
+    items[7].resource = 4242;
+    EXPECT(fk_fence_check_batch(fence, items, verdicts, 8), FK_STATUS_UNKNOWN_RESOURCE);
+    CHECK(all_none(verdicts, 8));
+    items[7] = items[0];
+
+    /* A length no array can have (a negative count cast to size_t) is refused without a
+     * write: writing it would crash. */
+    CHECK(accept_all(fence, items, verdicts, 8));
+    EXPECT(fk_fence_check_batch(fence, items, verdicts, (size_t)-1), FK_STATUS_INVALID_BATCH);
+    CHECK(fk_verdict_is_accepted(&verdicts[0]));
+    /* NULL verdicts: nothing to write, nothing crashes. */
+    EXPECT(fk_fence_check_batch(fence, items, NULL, 8), FK_STATUS_NULL_ARGUMENT);
+    EXPECT(fk_fence_check_batch(NULL, items, NULL, 8), FK_STATUS_NULL_ARGUMENT);
+
+    /* And the mark is what the successful calls made it. */
+    fk_token mark;
+    OK(fk_fence_mark(fence, id, &mark));
+    CHECK(mark.generation == 3 && mark.holder == 1);
     fk_fence_free(fence);
 }
 
@@ -727,6 +805,7 @@ static const struct {
     {"version", test_version},
     {"fence_verdicts_and_reopen", test_fence_verdicts_and_reopen},
     {"fence_batch", test_fence_batch},
+    {"fence_batch_failure_rejects_a_reused_array", test_fence_batch_failure_rejects_a_reused_array},
     {"fence_bad_input", test_fence_bad_input},
     {"log_inspection", test_log_inspection},
     {"node_single", test_node_single},

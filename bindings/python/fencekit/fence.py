@@ -3,28 +3,75 @@
 from __future__ import annotations
 
 import os
-from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ._native import ffi, lib
 from .errors import ClosedError, InvalidBatchError, check
 from .policy import Policy
-from .token import Counters, Token, TokenLike, Verdict, from_c, to_c
+from .token import Counters, Token, TokenLike, Verdict, _refuse_comparison, _set, from_c, to_c, token_ints
 
 Key = Union[bytes, str]
 BATCH_MAX = lib.FK_BATCH_MAX
 _ACCEPTED = lib.FK_VERDICT_ACCEPTED
+_ADVANCED = lib.FK_VERDICT_ADVANCED
 _TOKENS_CACHED = 1024
 _check = lib.fkpy_check
+_NO_TOKEN = object()
 
 
-class WriteVerdict(NamedTuple):
-    """The answer to `Fence.check_write`: the write may land only when `accepted`. `fence` is
-    the fence's verdict on the token; `rejection_code` why the validator refused the payload
-    (0 when it did not)."""
+class WriteVerdict:
+    """The answer to `Fence.check_write`: the write may land only when `accepted`, and the
+    write verdict is true exactly then (`if fence.check_write(...):` is the test). `fence` is
+    the fence's verdict on the token alone: it is true for an accepted token whose payload
+    the validator refused, so never test it for the write. `rejection_code` is why the
+    validator refused the payload (0 when it did not).
+
+    Like `Verdict`, it is not a tuple (nothing to unpack or index) and refuses to be compared
+    with a tuple or a string; it is immutable, and equal to another with equal fields.
+    """
+
+    __slots__ = ("accepted", "fence", "rejection_code")
 
     accepted: bool
     fence: Verdict
     rejection_code: int
+
+    def __init__(self, accepted: bool, fence: Verdict, rejection_code: int) -> None:
+        if type(accepted) is not bool:
+            raise TypeError(f"accepted is a bool, not {type(accepted).__name__}")
+        _set(self, "accepted", accepted)
+        _set(self, "fence", fence)
+        _set(self, "rejection_code", rejection_code)
+
+    def __bool__(self) -> bool:
+        return self.accepted
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is WriteVerdict:
+            return (self.accepted, self.fence, self.rejection_code) == (
+                other.accepted,
+                other.fence,
+                other.rejection_code,
+            )
+        return _refuse_comparison(self, other)
+
+    def __hash__(self) -> int:
+        return hash((WriteVerdict, self.accepted, self.fence, self.rejection_code))
+
+    def __repr__(self) -> str:
+        return (
+            f"WriteVerdict(accepted={self.accepted!r}, fence={self.fence!r}, "
+            f"rejection_code={self.rejection_code!r})"
+        )
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"a write verdict is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"a write verdict is immutable: cannot delete {name!r}")
+
+    def __reduce__(self) -> Tuple[type, Tuple[bool, Verdict, int]]:
+        return (WriteVerdict, (self.accepted, self.fence, self.rejection_code))
 
 
 def _key(key: Key) -> bytes:
@@ -39,8 +86,9 @@ class Fence:
     """The durable high-water mark of every resource of one storage.
 
     Open it on a directory (created if needed); check the token of every write with
-    `check` (by resource id) or `check_key`. A write may land only when the verdict's
-    `accepted` is true. Close it with `close()` or use it as a context manager.
+    `check` (by resource id) or `check_key`. A write may land only when the verdict is true
+    (`if fence.check(r, token):`; its `accepted` says the same); a failed check raises.
+    Close it with `close()` or use it as a context manager.
     Thread-safe: share one fence between threads.
     """
 
@@ -66,7 +114,8 @@ class Fence:
         self._accepted: Dict[Tuple[int, int], Verdict] = {}
         # The latest token accepted by identity, with its integers and verdict: a leader passes
         # the same Token object write after write, and unpacking it costs as much as the check.
-        self._last_accepted: Tuple[object, int, int, Optional[Verdict]] = (None, 0, 0, None)
+        # It starts with a token no caller can pass.
+        self._last_accepted: Tuple[object, int, int, Optional[Verdict]] = (_NO_TOKEN, 0, 0, None)
 
     def _handle(self) -> "ffi.CData":
         fence = self._fence
@@ -103,7 +152,9 @@ class Fence:
         return out[0]
 
     def check(self, resource: int, token: TokenLike) -> Verdict:
-        """Checks `token` for the resource id `resource` (the hot path)."""
+        """Checks `token` for the resource id `resource` (the hot path). The verdict is true
+        exactly when the write may land. A token is a `Token` or a pair of ints; anything
+        else (a bool, a float, a string) raises TypeError."""
         last = self._last_accepted
         try:
             if token is last[0]:
@@ -113,6 +164,11 @@ class Fence:
                     return last[3]
             else:
                 generation, holder = token
+                if type(generation) is not int or type(holder) is not int:
+                    # Not two plain ints. cffi would take a bool as 0 or 1 (`(True, 1)` would
+                    # pass as generation 1) and any object with __index__: the slow way
+                    # refuses all but ints with TypeError.
+                    generation, holder = token_ints(token)
                 answer = _check(self._fence, resource, generation, holder)
                 if answer == _ACCEPTED:
                     verdict = self._accepted.get((generation, holder))
@@ -151,7 +207,9 @@ class Fence:
         return Verdict.from_c(verdict)
 
     def check_batch(self, items: Sequence[Tuple[int, TokenLike]]) -> List[Verdict]:
-        """Checks each (resource, token) in one call and returns the verdicts in order."""
+        """Checks each (resource, token) in one call and returns the verdicts in order (each
+        true exactly when its write may land: `all(fence.check_batch(items))` says that
+        every write may). Raises, returning no verdicts, when the call fails."""
         batch = Batch(self, items)
         batch.check()
         return batch.verdicts()
@@ -188,7 +246,8 @@ class Fence:
         check(lib.fk_fence_set_tie_breaker(self._handle(), policy._handle() if policy else ffi.NULL))
 
     def check_write(self, resource: int, token: TokenLike, payload: bytes) -> "WriteVerdict":
-        """Checks the token, then the payload with the attached validator."""
+        """Checks the token, then the payload with the attached validator. The write verdict
+        is true exactly when the write may land."""
         if not isinstance(payload, (bytes, bytearray, memoryview)):
             raise TypeError(f"payload is bytes, not {type(payload).__name__}")
         raw = bytes(payload)
@@ -204,7 +263,11 @@ class Fence:
 class Batch:
     """Items whose checks cross into the library once: build it once, `check()` it as often as
     needed (the C arrays are reused, nothing is allocated per check), read the answers with
-    `accepted_count()`, `kind(i)` or `verdicts()`.
+    `accepted(i)`, `kind(i)` or `verdicts()`.
+
+    The answers are those of the last `check()`; one that raised (a bad item, a closed or
+    poisoned fence, an I/O error) leaves every answer "none", a rejection, never an earlier
+    check's "accepted". Before the first check every answer is "none" too.
     """
 
     def __init__(self, fence: Fence, items: Sequence[Tuple[int, TokenLike]]) -> None:
@@ -224,15 +287,29 @@ class Batch:
         return self._len
 
     def check(self) -> None:
-        """Checks every item (raises for a bad item, with nothing checked)."""
-        check(lib.fk_fence_check_batch(self._fence._handle(), self._items, self._out, self._len))
+        """Checks every item (raises for a bad item, with nothing checked). When it raises,
+        every answer reads "none": the library rejects the array on each of its failures,
+        and a failure before the call (a closed fence) rejects it here."""
+        try:
+            fence = self._fence._handle()
+        except ClosedError:
+            ffi.memmove(self._out, bytes(ffi.sizeof(self._out)), ffi.sizeof(self._out))
+            raise
+        check(lib.fk_fence_check_batch(fence, self._items, self._out, self._len))
+
+    def accepted(self, index: int) -> bool:
+        """True when the last `check()` lets the write of item `index` land."""
+        kind = self._out[index].kind
+        return kind == _ACCEPTED or kind == _ADVANCED
 
     def kind(self, index: int) -> str:
-        """The verdict of item `index` from the last `check()`."""
+        """The verdict of item `index` from the last `check()`: a name, which is true for
+        every kind; test `accepted(index)` for the write."""
         return Verdict.from_c(self._out[index]).kind
 
     def verdicts(self) -> List[Verdict]:
-        """Every verdict of the last `check()`."""
+        """Every verdict of the last `check()`; each is true exactly when its write may land,
+        so `all(batch.verdicts())` says that every write may."""
         return [Verdict.from_c(self._out[i]) for i in range(self._len)]
 
 

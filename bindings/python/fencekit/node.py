@@ -13,7 +13,11 @@ from .token import Token, from_c
 
 
 class Leadership(NamedTuple):
-    """Usable leadership: write with `token` until `lease_deadline_ns` on the node's clock."""
+    """Usable leadership: write with `token` until `lease_deadline_ns` on the node's clock.
+
+    `Node.leadership()` returns one only when the node may act as leader, None otherwise, so
+    `if node.leadership():` is the test. A Leadership is always true: it is an answer of one
+    moment, and does not turn false when its lease ends. Ask again before each write."""
 
     token: Token
     lease_deadline_ns: int
@@ -35,7 +39,11 @@ class Event(NamedTuple):
 
     For "lost", `lost_reason` says why the leadership ended: "lease_expired",
     "stepped_down", "transferring", "removed", "stopped", or "failed" (the node failed while
-    it led; every later call raises NodeFailedError)."""
+    it led; every later call raises NodeFailedError).
+
+    Every event is true, a "lost" one too: `Node.next_event()` returns None when none came,
+    and `if event:` must mean "an event came", never skip the news of a loss. Events are news;
+    `Node.leadership()` is the truth."""
 
     kind: str
     token: Optional[Token]

@@ -10,7 +10,12 @@ GENERATION_MAX = (1 << 63) - 1
 
 
 class Token(NamedTuple):
-    """A fencing token: the generation (Raft term) and the node holding it."""
+    """A fencing token: the generation (Raft term) and the node holding it.
+
+    Both are ints: every call that takes a token (a `Token` or a pair) refuses a bool, a
+    float or any other type with TypeError, and a value no token can have with
+    InvalidTokenError. A Token is always true and says nothing about a write: "no token" is
+    None (as `Fence.mark` and `Verdict.current` give it)."""
 
     generation: int
     holder: int
@@ -37,6 +42,14 @@ def to_c(token: TokenLike) -> "ffi.CData":
     return ffi.new("fk_token *", (generation, holder))[0]
 
 
+def token_ints(token: TokenLike) -> Tuple[int, int]:
+    """The token's generation and holder as plain ints: TypeError for anything but a pair of
+    ints (a bool is not one: `(True, 1)` is no token), InvalidTokenError for a value no token
+    can have."""
+    c = to_c(token)
+    return int(c.generation), int(c.holder)
+
+
 def from_c(token: "ffi.CData") -> Optional[Token]:
     """A token from an `fk_token`, or None for the all-zero one."""
     if token.generation == 0:
@@ -52,25 +65,81 @@ _KINDS = {
 }
 
 
-class Verdict(NamedTuple):
+_LANDS = ("accepted", "advanced")
+_set = object.__setattr__
+
+
+class Verdict:
     """The fence's answer to a token.
 
-    `kind` is "accepted", "advanced", "stale" or "conflict"; only the first two let a write
-    land (`accepted` is True for them). `current` is the resource's mark after the check;
-    `previous` the mark an advance replaced (None for a resource's first).
+    `kind` is "accepted", "advanced", "stale" or "conflict" ("none" where there is no
+    verdict: a batch item after a failed call); only the first two let a write land. A
+    verdict is true exactly then, so `if fence.check(resource, token):` is the test, and
+    `accepted` says the same. `current` is the resource's mark after the check; `previous`
+    the mark an advance replaced (None for a resource's first).
+
+    A verdict is not a tuple: it has no positions to unpack or index (its first field, a
+    kind name, would read as true for every kind), and comparing it with a kind name or a
+    tuple raises TypeError (`verdict != "stale"` would hold for every verdict, `verdict ==
+    "accepted"` for none). Compare `verdict.kind`. Verdicts are immutable, and equal when
+    their fields are.
     """
+
+    __slots__ = ("kind", "current", "previous")
 
     kind: str
     current: Optional[Token]
     previous: Optional[Token]
 
+    def __init__(self, kind: str, current: Optional[Token], previous: Optional[Token]) -> None:
+        _set(self, "kind", kind)
+        _set(self, "current", current)
+        _set(self, "previous", previous)
+
     @property
     def accepted(self) -> bool:
-        return self.kind in ("accepted", "advanced")
+        """True when the write may land (accepted or advanced): the same as `bool(verdict)`."""
+        return self.kind in _LANDS
+
+    def __bool__(self) -> bool:
+        return self.kind in _LANDS
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is Verdict:
+            return (self.kind, self.current, self.previous) == (other.kind, other.current, other.previous)
+        return _refuse_comparison(self, other)
+
+    def __hash__(self) -> int:
+        return hash((Verdict, self.kind, self.current, self.previous))
+
+    def __repr__(self) -> str:
+        return f"Verdict(kind={self.kind!r}, current={self.current!r}, previous={self.previous!r})"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"a verdict is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"a verdict is immutable: cannot delete {name!r}")
+
+    def __reduce__(self) -> Tuple[type, Tuple[str, Optional[Token], Optional[Token]]]:
+        return (Verdict, (self.kind, self.current, self.previous))
 
     @staticmethod
     def from_c(verdict: "ffi.CData") -> "Verdict":
         return Verdict(_KINDS.get(verdict.kind, "none"), from_c(verdict.current), from_c(verdict.previous))
+
+
+def _refuse_comparison(answer: object, other: object) -> bool:
+    """The answer to comparing a verdict with something else: TypeError for a kind name or a
+    tuple (the comparisons that read wrong: `verdict != "stale"` is true for a stale verdict),
+    NotImplemented (so: unequal) for anything else."""
+    if isinstance(other, (str, tuple)):
+        what = type(answer).__name__
+        raise TypeError(
+            f"a {what} is not a {type(other).__name__}: compare its fields (verdict.kind), "
+            f"or test the {what} itself, which is true exactly when the write may land"
+        )
+    return NotImplemented
 
 
 class Counters(NamedTuple):

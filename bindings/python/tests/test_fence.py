@@ -170,3 +170,127 @@ def test_the_token_cache_never_answers_for_another_token(tmp_path: pathlib.Path)
             fence.check(b, (0, 2))
         with pytest.raises(TypeError):
             fence.check(b, "ab")  # type: ignore[arg-type]
+
+
+def test_a_verdict_is_true_exactly_when_the_write_may_land(tmp_path: pathlib.Path) -> None:
+    """I7: `if fence.check(r, token):` is the natural idiom, so a verdict must be false for
+    every rejection (a NamedTuple verdict was true for all of them)."""
+    with fencekit.Fence(tmp_path) as fence:
+        r = fence.register("r")
+        answers = [
+            (fence.check(r, (4, 1)), True),       # advanced
+            (fence.check(r, Token(4, 1)), True),  # accepted (the cached verdict)
+            (fence.check(r, (4, 1)), True),       # accepted (a new token object)
+            (fence.check(r, (3, 1)), False),      # stale
+            (fence.check(r, (4, 2)), False),      # conflict
+            (fence.check_key("r", (3, 1)), False),
+            (fence.check_key("r", (4, 1)), True),
+        ]
+        for verdict, lands in answers:
+            assert bool(verdict) is lands and verdict.accepted is lands, verdict
+            assert (True if verdict else False) is lands
+        kinds = [v.kind for v, _ in answers]
+        assert kinds == ["advanced", "accepted", "accepted", "stale", "conflict", "stale", "accepted"]
+        verdicts = fence.check_batch([(r, (4, 1)), (r, (3, 1))])
+        assert [bool(v) for v in verdicts] == [True, False] and not all(verdicts)
+        assert all(fence.check_batch([(r, (4, 1)), (r, (5, 1))]))
+        assert not fencekit.Verdict("none", None, None)
+
+
+def test_a_verdict_is_not_a_tuple(tmp_path: pathlib.Path) -> None:
+    """A tuple's idioms read rejections as acceptance: its first field (a kind name) is true
+    for every kind, and `verdict != "stale"` holds for every verdict. They raise instead."""
+    with fencekit.Fence(tmp_path) as fence:
+        r = fence.register("r")
+        fence.check(r, (4, 1))
+        stale = fence.check(r, (3, 1))
+        with pytest.raises(TypeError):
+            ok, current, previous = stale  # type: ignore[misc]
+        with pytest.raises(TypeError):
+            stale[0]  # type: ignore[index]
+        with pytest.raises(TypeError, match="kind"):
+            stale != "stale"  # noqa: B015
+        with pytest.raises(TypeError):
+            "accepted" == stale  # noqa: B015
+        with pytest.raises(TypeError):
+            stale in ("accepted", "advanced")  # noqa: B015
+        with pytest.raises(TypeError):
+            stale == ("stale", Token(4, 1), None)  # noqa: B015
+        # Verdicts compare and hash by their fields, and stay what they are.
+        again = fence.check(r, (3, 1))
+        assert again == stale and hash(again) == hash(stale) and again is not stale
+        assert stale != fence.check(r, (4, 1)) and stale != None  # noqa: E711
+        assert stale.kind != "accepted" and stale.current == Token(4, 1) == (4, 1)
+        accepted = fence.check(r, (4, 1))
+        with pytest.raises(AttributeError):
+            accepted.kind = "stale"  # type: ignore[misc]
+        with pytest.raises(AttributeError):
+            stale.kind = "accepted"  # type: ignore[misc]
+        assert fence.check(r, (4, 1)).kind == "accepted" and fence.check(r, (3, 1)).kind == "stale"
+        import copy
+        import pickle
+
+        assert pickle.loads(pickle.dumps(stale)) == stale and copy.copy(accepted) == accepted
+        assert repr(stale) == "Verdict(kind='stale', current=Token(generation=4, holder=1), previous=None)"
+
+
+def test_a_token_field_is_an_int_and_never_a_bool(tmp_path: pathlib.Path) -> None:
+    """`(True, 1)` is no token: cffi would take True as generation 1 and the check would
+    accept it. Every call that takes a token refuses bools and non-ints with TypeError, and
+    changes nothing."""
+    import enum
+
+    class Term(enum.IntEnum):
+        FOUR = 4
+
+    with fencekit.Fence(tmp_path) as fence:
+        r = fence.register("r")
+        bad = [(True, 1), (1, True), (False, 1), Token(True, 1), (1.0, 1), (1, 1.0), ("1", 1),
+               (None, 1), [True, 1]]
+        for token in bad:
+            with pytest.raises(TypeError, match="int"):
+                fence.check(r, token)  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="int"):
+                fence.check_key("r", token)  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="int"):
+                fence.check_batch([(r, token)])  # type: ignore[list-item]
+        with pytest.raises(TypeError, match="token"):
+            fence.check(r, None)  # type: ignore[arg-type]
+        assert fence.mark(r) is None, "nothing was checked"
+        # True right after the same pair of ints was accepted (the cache keys on the ints).
+        assert fence.check(r, (1, 1)).kind == "advanced"
+        assert fence.check(r, (1, 1)).kind == "accepted"
+        with pytest.raises(TypeError):
+            fence.check(r, (True, 1))
+        with pytest.raises(TypeError):
+            fence.check(r, (True, True))
+        # An int subclass other than bool is an int.
+        assert fence.check(r, (Term.FOUR, 1)).kind == "advanced"
+        assert fence.check(r, (Term.FOUR, 1)).kind == "accepted"
+        assert fence.mark(r) == Token(4, 1) and type(fence.mark(r).generation) is int
+
+
+def test_a_batch_never_keeps_an_acceptance_past_a_failed_check(tmp_path: pathlib.Path) -> None:
+    """I7: a Batch's answers are reused arrays. A check that raises leaves every answer
+    "none", whether the library refused (a bad item) or the call never reached it (a closed
+    fence); a batch never checked answers "none" too."""
+    fence = fencekit.Fence(tmp_path)
+    r = fence.register("r")
+    batch = fence.batch([(r, (2, 1)), (r, (2, 1))])
+    assert [batch.kind(i) for i in range(2)] == ["none", "none"]
+    assert not batch.accepted(0) and not any(batch.verdicts())
+    batch.check()
+    assert batch.accepted(0) and batch.accepted(1) and all(batch.verdicts())
+    assert [batch.kind(i) for i in range(2)] == ["advanced", "accepted"]
+
+    bad = fence.batch([(r, (2, 1)), (4242, (2, 1))])
+    bad._out[0].kind = bad._out[1].kind = 1  # what an earlier check of the array left
+    with pytest.raises(fencekit.UnknownResourceError):
+        bad.check()
+    assert [bad.kind(i) for i in range(2)] == ["none", "none"] and not any(bad.verdicts())
+
+    fence.close()
+    with pytest.raises(fencekit.ClosedError):
+        batch.check()
+    assert not batch.accepted(0) and not batch.accepted(1)
+    assert [v.kind for v in batch.verdicts()] == ["none", "none"] and not any(batch.verdicts())

@@ -146,8 +146,22 @@ def test_policies_check_payloads_and_refusals_name_the_cause(tmp_path: pathlib.P
         refused = fence.check_write(r, (1, 1), b"x" * 300)
         assert not refused.accepted and refused.rejection_code == 1
         assert refused.fence.kind == "accepted"
+        # I7: the write verdict itself is the test, and it is false here, though the fence
+        # accepted the token (its own verdict is true).
+        assert not refused and refused.fence
+        assert fence.check_write(r, (1, 1), b"short")
+        fence.check(r, (2, 1))
+        stale = fence.check_write(r, (1, 1), b"short")
+        assert not stale and not stale.fence and stale.fence.kind == "stale"
+        with pytest.raises(TypeError):
+            accepted, _, _ = refused  # type: ignore[misc]
+        with pytest.raises(TypeError):
+            refused == (False, refused.fence, 1)  # noqa: B015
+        with pytest.raises(TypeError):
+            fence.check_write(r, (True, 1), b"short")
+        assert fence.check_write(r, (2, 1), b"short")
         fence.set_validator(None)
-        assert fence.check_write(r, (1, 1), b"x" * 300).accepted
+        assert fence.check_write(r, (2, 1), b"x" * 300).accepted
     with pytest.raises(fencekit.PolicyRefusedError, match="fd_write"):
         fencekit.Policy(b'(module (import "wasi_snapshot_preview1" "fd_write" (func)))')
     with pytest.raises(ValueError):

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import pytest
 
 import fencekit
+from fencekit._native import lib
 
 VECTORS = pathlib.Path(__file__).resolve().parents[3] / "tests" / "vectors"
 STATUS = {
@@ -36,6 +37,35 @@ def optional_token(value: Any) -> Optional[fencekit.Token]:
     return None if value is None else fencekit.Token(*token(value))
 
 
+class Failed:
+    """A step that raised: the status's name, and for a batch what its verdicts read after."""
+
+    def __init__(self, status: str, verdicts: Optional[List[fencekit.Verdict]] = None) -> None:
+        self.status = status
+        self.verdicts = verdicts
+
+    def __repr__(self) -> str:
+        return f"Failed({self.status!r}, {self.verdicts!r})"
+
+
+def status_of(error: fencekit.FencekitError) -> str:
+    return next(name for cls, name in STATUS.items() if isinstance(error, cls))
+
+
+def reused_batch(fence: fencekit.Fence, items: List[Tuple[int, Tuple[int, int]]]) -> Any:
+    """Checks `items` as a Batch reused from an earlier check whose every answer was
+    "accepted" (tests/vectors/README.md): its verdicts, or Failed with what they read after."""
+    batch = fence.batch(items)
+    for i in range(len(batch)):
+        batch._out[i].kind = lib.FK_VERDICT_ACCEPTED
+    assert all(batch.accepted(i) for i in range(len(batch)))
+    try:
+        batch.check()
+    except fencekit.FencekitError as error:
+        return Failed(status_of(error), batch.verdicts())
+    return batch.verdicts()
+
+
 def run_step(fence: fencekit.Fence, ids: Dict[bytes, int], step: Dict[str, Any]) -> Any:
     op = step["op"]
     if op == "register":
@@ -53,7 +83,7 @@ def run_step(fence: fencekit.Fence, ids: Dict[bytes, int], step: Dict[str, Any])
         ids[key(step)] = fence.lookup(key(step))
         return verdict
     if op == "batch":
-        return fence.check_batch([(ids[key(i)], token(i["token"])) for i in step["items"]])
+        return reused_batch(fence, [(ids[key(i)], token(i["token"])) for i in step["items"]])
     if op == "mark":
         return ("mark", fence.mark(ids[key(step)]))
     if op == "counters":
@@ -63,8 +93,18 @@ def run_step(fence: fencekit.Fence, ids: Dict[bytes, int], step: Dict[str, Any])
 
 def compare(context: str, got: Any, expect: Dict[str, Any]) -> None:
     if "status" in expect:
-        status = got if isinstance(got, str) else "ok"
+        status = got.status if isinstance(got, Failed) else "ok"
         assert status == expect["status"], f"{context}: {got!r}"
+        if isinstance(got, Failed) and got.verdicts is not None:
+            # A failed batch: what its reused verdicts read now.
+            if "verdicts" in expect:
+                assert [v.kind for v in got.verdicts] == expect["verdicts"], f"{context}: {got!r}"
+            if "accepted" in expect:
+                assert [bool(v) for v in got.verdicts] == expect["accepted"], f"{context}: {got!r}"
+                assert [v.accepted for v in got.verdicts] == expect["accepted"], context
+        elif "accepted" in expect:
+            # A failed check raised: no verdict came back to read as acceptance.
+            assert expect["accepted"] is False and isinstance(got, Failed), f"{context}: {got!r}"
     elif "verdict" in expect:
         assert isinstance(got, fencekit.Verdict), f"{context}: {got!r}"
         assert got.kind == expect["verdict"], context
@@ -72,8 +112,14 @@ def compare(context: str, got: Any, expect: Dict[str, Any]) -> None:
             assert got.current == optional_token(expect["current"]), context
         if "previous" in expect:
             assert got.previous == optional_token(expect["previous"]), context
+        if "accepted" in expect:
+            # The idiom: `if fence.check(r, token):`.
+            assert bool(got) is expect["accepted"], f"{context}: {got!r} reads {bool(got)}"
+            assert got.accepted is expect["accepted"], context
     elif "verdicts" in expect:
         assert [v.kind for v in got] == expect["verdicts"], context
+        if "accepted" in expect:
+            assert [bool(v) for v in got] == expect["accepted"], context
     elif "mark" in expect:
         assert got == ("mark", optional_token(expect["mark"])), context
     elif "counters" in expect:
@@ -98,7 +144,7 @@ def run(path: pathlib.Path, directory: pathlib.Path) -> None:
             try:
                 got = run_step(fence, ids, step)
             except fencekit.FencekitError as error:
-                got = next(name for cls, name in STATUS.items() if isinstance(error, cls))
+                got = Failed(status_of(error))
             if "expect" in step:
                 compare(context, got, step["expect"])
     finally:
@@ -122,3 +168,33 @@ def test_the_runner_catches_a_wrong_expectation(tmp_path: pathlib.Path) -> None:
     ]}))
     with pytest.raises(AssertionError):
         run(planted, tmp_path / "fence")
+
+
+def test_the_runner_catches_a_verdict_that_reads_as_acceptance(tmp_path: pathlib.Path, monkeypatch: Any) -> None:
+    """A verdict true for every kind, as a NamedTuple verdict was, fails fail_closed.json."""
+    monkeypatch.setattr(fencekit.Verdict, "__bool__", lambda self: True)
+    with pytest.raises(AssertionError, match="stale"):
+        run(VECTORS / "fail_closed.json", tmp_path)
+
+
+def test_the_runner_catches_a_failed_batch_that_keeps_its_acceptances(
+    tmp_path: pathlib.Path, monkeypatch: Any
+) -> None:
+    """A library whose failed batch leaves the verdict array as it was (as it did for a NULL
+    or poisoned fence, NULL items or too long a batch) fails fail_closed.json."""
+    from fencekit._native import ffi
+
+    class Leaving:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(lib, name)
+
+        def fk_fence_check_batch(self, fence: Any, items: Any, out: Any, n: int) -> int:
+            scratch = ffi.new("fk_verdict[]", max(1, n))
+            status = lib.fk_fence_check_batch(fence, items, scratch, n)
+            if status == lib.FK_STATUS_OK:
+                ffi.memmove(out, scratch, ffi.sizeof("fk_verdict") * n)
+            return status
+
+    monkeypatch.setattr(fencekit.fence, "lib", Leaving())
+    with pytest.raises(AssertionError, match="Failed\\('invalid_batch'"):
+        run(VECTORS / "fail_closed.json", tmp_path)
