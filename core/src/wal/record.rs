@@ -24,7 +24,7 @@
 
 use super::identity::{IDENTITY_LEN, LogId, LogIdentity};
 use super::{Position, RecordKind};
-use crate::limits::RECORD_PAYLOAD_MAX;
+use crate::limits::{RECORD_PAYLOAD_MAX, SEGMENT_NUMBER_MAX};
 
 pub(crate) const SEGMENT_HEADER_LEN: u64 = 128;
 pub(crate) const RECORD_HEADER_LEN: usize = 32;
@@ -309,9 +309,15 @@ impl SegmentHeader {
         }
         let identity_bytes: &[u8; IDENTITY_LEN] =
             bytes[32..32 + IDENTITY_LEN].try_into().expect("length");
+        let number = u64_at(bytes, 16);
+        if number == 0 || number > SEGMENT_NUMBER_MAX {
+            return Err(format!(
+                "segment number {number} is out of range (1 to {SEGMENT_NUMBER_MAX})"
+            ));
+        }
         Ok(SegmentHeader {
             flags: u32_at(bytes, 12),
-            number: u64_at(bytes, 16),
+            number,
             size: u64_at(bytes, 24),
             identity: LogIdentity::decode(identity_bytes)?,
             link: SegmentLink {

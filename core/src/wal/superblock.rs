@@ -42,6 +42,7 @@ use super::Position;
 use super::identity::{IDENTITY_LEN, LogIdentity};
 use crate::disk::{Disk, DiskFile};
 use crate::error::Error;
+use crate::limits::SEGMENT_NUMBER_MAX;
 
 pub(crate) const FILE_NAME: &str = "superblock";
 pub(crate) const TEMP_NAME: &str = "superblock.tmp";
@@ -128,11 +129,20 @@ impl Superblock {
             durable: Position::from_u64(word64(88)),
             durable_checksum: word32(84),
         };
-        if superblock.first == 0 || superblock.last < superblock.first {
+        if superblock.first == 0
+            || superblock.last < superblock.first
+            || superblock.last > SEGMENT_NUMBER_MAX
+            || superblock.durable.segment() > superblock.last
+        {
             return Err(format!(
-                "live segments {}..={} make no sense",
-                superblock.first, superblock.last
+                "live segments {}..={} (durable through segment {}) make no sense",
+                superblock.first,
+                superblock.last,
+                superblock.durable.segment()
             ));
+        }
+        if superblock.sequence == 0 || superblock.sequence == u64::MAX {
+            return Err(format!("sequence {} is out of range", superblock.sequence));
         }
         Ok(superblock)
     }
