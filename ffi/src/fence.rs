@@ -131,6 +131,7 @@ pub unsafe extern "C" fn fk_fence_open(
                     segment_size: o.segment_size,
                     ..WalOptions::default()
                 },
+                ..FenceOptions::default()
             },
         };
         let fence = Fence::open(dir, options)?;
