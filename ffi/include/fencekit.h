@@ -506,7 +506,8 @@ fk_status fk_fence_lookup(const struct fk_fence *fence,
 // An advance makes the new mark durable (fdatasync) before it returns.
 //
 // Only `FK_VERDICT_ACCEPTED` and `FK_VERDICT_ADVANCED` let the write land. Any status but
-// `FK_STATUS_OK` is a rejection too, and leaves `*out` unwritten.
+// `FK_STATUS_OK` is a rejection too, and writes `FK_VERDICT_NONE` (all zero) to `*out`, so
+// that a verdict reused from an earlier call never reads "accepted" after a failed one.
 //
 // Thread safety: any thread, concurrently with any call but `fk_fence_free`.
 //
@@ -622,7 +623,8 @@ fk_status fk_fence_set_tie_breaker(const struct fk_fence *fence, const struct fk
 
 // Checks a write: `token` against the mark of `resource` (as `fk_fence_check`), then, if the
 // fence accepts, the `payload_len` bytes of `payload` with the attached validator. The write
-// may land only when `out->accepted` is 1.
+// may land only when `out->accepted` is 1. A failed call writes all zero to `*out` (not
+// accepted, `FK_VERDICT_NONE`).
 //
 // Thread safety: any thread, concurrently with any call but `fk_fence_free`.
 //
@@ -738,7 +740,8 @@ fk_status fk_node_stop(const struct fk_node *node);
 void fk_node_free(struct fk_node *node);
 
 // Writes this node's usable leadership to `*out`, or fails with `FK_STATUS_NOT_LEADER` (or
-// `FK_STATUS_NODE_FAILED`, with the cause, once the node failed). Usable
+// `FK_STATUS_NODE_FAILED`, with the cause, once the node failed); a failed call writes all
+// zero to a non-NULL `*out` (token 0, no lease), so a reused struct never reads as leadership. Usable
 // means: this node committed an entry in its term and its lease holds now; it is computed at
 // the call, so a node paused past its lease answers "not leader" the moment it wakes.
 //
@@ -747,7 +750,8 @@ void fk_node_free(struct fk_node *node);
 // # Safety
 //
 // `node` is NULL or live; `out` is NULL or writable.
-fk_status fk_node_leadership(const struct fk_node *node, struct fk_leadership *out);
+fk_status fk_node_leadership(const struct fk_node *node,
+                             struct fk_leadership *out);
 
 // Writes the node's clock, in nanoseconds, to `*out`: the clock of `lease_deadline_ns`.
 //
@@ -760,7 +764,8 @@ fk_status fk_node_now_ns(const struct fk_node *node, uint64_t *out);
 
 // Waits up to `timeout_ms` (0: do not wait) for the next event and writes it to `*out`.
 // Fails with `FK_STATUS_TIMEOUT` if none came, `FK_STATUS_STOPPED` (or
-// `FK_STATUS_NODE_FAILED`) once the node has stopped (or failed) and every event was read. Events are news; `fk_node_leadership` is the truth.
+// `FK_STATUS_NODE_FAILED`) once the node has stopped (or failed) and every event was read; a
+// failed call writes all zero (no event) to a non-NULL `*out`. Events are news; `fk_node_leadership` is the truth.
 //
 // Thread safety: any thread; with several readers, each event goes to one of them.
 //

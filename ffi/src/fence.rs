@@ -247,7 +247,8 @@ pub unsafe extern "C" fn fk_fence_lookup(
 /// An advance makes the new mark durable (fdatasync) before it returns.
 ///
 /// Only `FK_VERDICT_ACCEPTED` and `FK_VERDICT_ADVANCED` let the write land. Any status but
-/// `FK_STATUS_OK` is a rejection too, and leaves `*out` unwritten.
+/// `FK_STATUS_OK` is a rejection too, and writes `FK_VERDICT_NONE` (all zero) to `*out`, so
+/// that a verdict reused from an earlier call never reads "accepted" after a failed one.
 ///
 /// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
 ///
@@ -261,15 +262,19 @@ pub unsafe extern "C" fn fk_fence_check(
     token: fk_token,
     out: *mut fk_verdict,
 ) -> fk_status {
-    // SAFETY: `fence` is NULL or live (the caller's contract).
-    let handle = unsafe { fence.as_ref() };
-    with_handle(handle, "fence", |f| {
-        let out = boundary::out(out, "out")?;
-        let token = token.to_kernel()?;
-        let verdict = f.fence.check(ResourceId::from_u32(resource), token)?;
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe { out.write(fk_verdict::new(verdict, token)) };
-        Ok(())
+    boundary::infallible(FK_STATUS_PANIC, || {
+        // SAFETY: `fence` is NULL or live (the caller's contract).
+        let handle = unsafe { fence.as_ref() };
+        let status = with_handle(handle, "fence", |f| {
+            let out = boundary::out(out, "out")?;
+            let token = token.to_kernel()?;
+            let verdict = f.fence.check(ResourceId::from_u32(resource), token)?;
+            // SAFETY: checked non-NULL; writable (the caller's contract).
+            unsafe { out.write(fk_verdict::new(verdict, token)) };
+            Ok(())
+        });
+        // SAFETY: `out` is NULL or writable (the caller's contract).
+        unsafe { boundary::reject_on_failure(status, out) }
     })
 }
 
@@ -289,17 +294,21 @@ pub unsafe extern "C" fn fk_fence_check_key(
     token: fk_token,
     out: *mut fk_verdict,
 ) -> fk_status {
-    // SAFETY: `fence` is NULL or live (the caller's contract).
-    let handle = unsafe { fence.as_ref() };
-    with_handle(handle, "fence", |f| {
-        let out = boundary::out(out, "out")?;
-        // SAFETY: `key_len` readable bytes (the caller's contract).
-        let key = unsafe { bytes(key, key_len, "key") }?;
-        let token = token.to_kernel()?;
-        let verdict = f.fence.check_key(key, token)?;
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe { out.write(fk_verdict::new(verdict, token)) };
-        Ok(())
+    boundary::infallible(FK_STATUS_PANIC, || {
+        // SAFETY: `fence` is NULL or live (the caller's contract).
+        let handle = unsafe { fence.as_ref() };
+        let status = with_handle(handle, "fence", |f| {
+            let out = boundary::out(out, "out")?;
+            // SAFETY: `key_len` readable bytes (the caller's contract).
+            let key = unsafe { bytes(key, key_len, "key") }?;
+            let token = token.to_kernel()?;
+            let verdict = f.fence.check_key(key, token)?;
+            // SAFETY: checked non-NULL; writable (the caller's contract).
+            unsafe { out.write(fk_verdict::new(verdict, token)) };
+            Ok(())
+        });
+        // SAFETY: `out` is NULL or writable (the caller's contract).
+        unsafe { boundary::reject_on_failure(status, out) }
     })
 }
 
@@ -565,7 +574,8 @@ pub unsafe extern "C" fn fk_fence_set_tie_breaker(
 
 /// Checks a write: `token` against the mark of `resource` (as `fk_fence_check`), then, if the
 /// fence accepts, the `payload_len` bytes of `payload` with the attached validator. The write
-/// may land only when `out->accepted` is 1.
+/// may land only when `out->accepted` is 1. A failed call writes all zero to `*out` (not
+/// accepted, `FK_VERDICT_NONE`).
 ///
 /// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
 ///
@@ -582,30 +592,34 @@ pub unsafe extern "C" fn fk_fence_check_write(
     payload_len: usize,
     out: *mut fk_write_verdict,
 ) -> fk_status {
-    // SAFETY: `fence` is NULL or live (the caller's contract).
-    let handle = unsafe { fence.as_ref() };
-    with_handle(handle, "fence", |f| {
-        let out = boundary::out(out, "out")?;
-        // SAFETY: `payload_len` readable bytes (the caller's contract).
-        let payload = unsafe { bytes(payload, payload_len, "payload") }?;
-        let token = token.to_kernel()?;
-        let answer = f
-            .fence
-            .check_write(ResourceId::from_u32(resource), token, payload)?;
-        let (accepted, rejection_code) = match &answer {
-            WriteVerdict::Accepted(_) => (1, 0),
-            WriteVerdict::Fenced(_) => (0, 0),
-            WriteVerdict::Invalid { rejection, .. } => (0, rejection.code.max(1)),
-        };
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe {
-            out.write(fk_write_verdict {
-                fence: fk_verdict::new(answer.fence_verdict(), token),
-                accepted,
-                rejection_code,
-            })
-        };
-        Ok(())
+    boundary::infallible(FK_STATUS_PANIC, || {
+        // SAFETY: `fence` is NULL or live (the caller's contract).
+        let handle = unsafe { fence.as_ref() };
+        let status = with_handle(handle, "fence", |f| {
+            let out = boundary::out(out, "out")?;
+            // SAFETY: `payload_len` readable bytes (the caller's contract).
+            let payload = unsafe { bytes(payload, payload_len, "payload") }?;
+            let token = token.to_kernel()?;
+            let answer = f
+                .fence
+                .check_write(ResourceId::from_u32(resource), token, payload)?;
+            let (accepted, rejection_code) = match &answer {
+                WriteVerdict::Accepted(_) => (1, 0),
+                WriteVerdict::Fenced(_) => (0, 0),
+                WriteVerdict::Invalid { rejection, .. } => (0, rejection.code.max(1)),
+            };
+            // SAFETY: checked non-NULL; writable (the caller's contract).
+            unsafe {
+                out.write(fk_write_verdict {
+                    fence: fk_verdict::new(answer.fence_verdict(), token),
+                    accepted,
+                    rejection_code,
+                })
+            };
+            Ok(())
+        });
+        // SAFETY: `out` is NULL or writable (the caller's contract).
+        unsafe { boundary::reject_on_failure(status, out) }
     })
 }
 
@@ -766,6 +780,71 @@ mod tests {
     /// I7: a batch that fails, whatever the reason, leaves `FK_VERDICT_NONE` in every slot of
     /// a verdict array reused from a call that accepted, so that reading the array without
     /// the status never finds an acceptance.
+    /// I7: a single check that fails writes a rejection over a verdict reused from a call
+    /// that accepted, whatever failed.
+    #[test]
+    fn a_failed_single_check_rejects_a_reused_verdict() {
+        let dir = tempfile::tempdir().unwrap();
+        let fence = open(dir.path());
+        let id = register(fence, b"jobs");
+        let bad = fk_token {
+            generation: 0,
+            holder: 1,
+        };
+        let mut verdict = fk_verdict::default();
+        let mut write = fk_write_verdict::default();
+        // SAFETY (every call below): a live fence or NULL, valid keys and out-pointers.
+        let accept = |verdict: &mut fk_verdict, write: &mut fk_write_verdict| unsafe {
+            assert_eq!(fk_fence_check(fence, id, TOKEN, verdict), FK_STATUS_OK);
+            assert_eq!(
+                fk_fence_check_write(fence, id, TOKEN, b"x".as_ptr(), 1, write),
+                FK_STATUS_OK
+            );
+            assert!(matches!(
+                verdict.kind,
+                FK_VERDICT_ACCEPTED | FK_VERDICT_ADVANCED
+            ));
+            assert_eq!(write.accepted, 1);
+        };
+        for failure in 0..4 {
+            accept(&mut verdict, &mut write);
+            let (status, status_write) = unsafe {
+                match failure {
+                    0 => (
+                        fk_fence_check(std::ptr::null(), id, TOKEN, &mut verdict),
+                        fk_fence_check_write(
+                            std::ptr::null(),
+                            id,
+                            TOKEN,
+                            b"x".as_ptr(),
+                            1,
+                            &mut write,
+                        ),
+                    ),
+                    1 => (
+                        fk_fence_check(fence, id, bad, &mut verdict),
+                        fk_fence_check_write(fence, id, bad, b"x".as_ptr(), 1, &mut write),
+                    ),
+                    2 => (
+                        fk_fence_check(fence, 999, TOKEN, &mut verdict),
+                        fk_fence_check_write(fence, 999, TOKEN, b"x".as_ptr(), 1, &mut write),
+                    ),
+                    _ => (
+                        fk_fence_check_key(fence, std::ptr::null(), 4, TOKEN, &mut verdict),
+                        fk_fence_check_write(fence, id, TOKEN, std::ptr::null(), 1, &mut write),
+                    ),
+                }
+            };
+            assert_ne!(status, FK_STATUS_OK, "failure {failure}");
+            assert_ne!(status_write, FK_STATUS_OK, "failure {failure}");
+            assert_eq!(verdict, fk_verdict::default(), "failure {failure}");
+            assert_eq!(write.accepted, 0, "failure {failure}");
+            assert_eq!(write.fence, fk_verdict::default(), "failure {failure}");
+        }
+        // SAFETY: a fence of `open`, freed once.
+        unsafe { fk_fence_free(fence) };
+    }
+
     #[test]
     fn a_failed_batch_rejects_every_slot_of_a_reused_array() {
         let dir = tempfile::tempdir().unwrap();

@@ -300,7 +300,8 @@ pub unsafe extern "C" fn fk_node_free(node: *mut fk_node) {
 }
 
 /// Writes this node's usable leadership to `*out`, or fails with `FK_STATUS_NOT_LEADER` (or
-/// `FK_STATUS_NODE_FAILED`, with the cause, once the node failed). Usable
+/// `FK_STATUS_NODE_FAILED`, with the cause, once the node failed); a failed call writes all
+/// zero to a non-NULL `*out` (token 0, no lease), so a reused struct never reads as leadership. Usable
 /// means: this node committed an entry in its term and its lease holds now; it is computed at
 /// the call, so a node paused past its lease answers "not leader" the moment it wakes.
 ///
@@ -314,27 +315,33 @@ pub unsafe extern "C" fn fk_node_leadership(
     node: *const fk_node,
     out: *mut fk_leadership,
 ) -> fk_status {
-    // SAFETY: `node` is NULL or live (the caller's contract).
-    let handle = unsafe { node.as_ref() };
-    with_handle(handle, "node", |n| {
-        let out = boundary::out(out, "out")?;
-        let Some(leadership) = n.node.leadership() else {
-            if let Some(cause) = n.node.failure() {
-                return Err(Error::Failed(cause).into());
-            }
-            let hint = n.node.status().ok().and_then(|s| s.leader).map(NodeId::get);
-            return Err(Error::NotLeader { hint }.into());
-        };
-        let now = n.clock.now();
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe {
-            out.write(fk_leadership {
-                token: fk_token::from_kernel(Some(leadership.token)),
-                lease_deadline_ns: leadership.lease_deadline.as_nanos(),
-                lease_remaining_ns: nanos(leadership.lease_deadline.saturating_duration_since(now)),
-            })
-        };
-        Ok(())
+    boundary::infallible(FK_STATUS_PANIC, || {
+        // SAFETY: `node` is NULL or live (the caller's contract).
+        let handle = unsafe { node.as_ref() };
+        let status = with_handle(handle, "node", |n| {
+            let out = boundary::out(out, "out")?;
+            let Some(leadership) = n.node.leadership() else {
+                if let Some(cause) = n.node.failure() {
+                    return Err(Error::Failed(cause).into());
+                }
+                let hint = n.node.status().ok().and_then(|s| s.leader).map(NodeId::get);
+                return Err(Error::NotLeader { hint }.into());
+            };
+            let now = n.clock.now();
+            // SAFETY: checked non-NULL; writable (the caller's contract).
+            unsafe {
+                out.write(fk_leadership {
+                    token: fk_token::from_kernel(Some(leadership.token)),
+                    lease_deadline_ns: leadership.lease_deadline.as_nanos(),
+                    lease_remaining_ns: nanos(
+                        leadership.lease_deadline.saturating_duration_since(now),
+                    ),
+                })
+            };
+            Ok(())
+        });
+        // SAFETY: `out` is NULL or writable (the caller's contract).
+        unsafe { boundary::reject_on_failure(status, out) }
     })
 }
 
@@ -359,7 +366,8 @@ pub unsafe extern "C" fn fk_node_now_ns(node: *const fk_node, out: *mut u64) -> 
 
 /// Waits up to `timeout_ms` (0: do not wait) for the next event and writes it to `*out`.
 /// Fails with `FK_STATUS_TIMEOUT` if none came, `FK_STATUS_STOPPED` (or
-/// `FK_STATUS_NODE_FAILED`) once the node has stopped (or failed) and every event was read. Events are news; `fk_node_leadership` is the truth.
+/// `FK_STATUS_NODE_FAILED`) once the node has stopped (or failed) and every event was read; a
+/// failed call writes all zero (no event) to a non-NULL `*out`. Events are news; `fk_node_leadership` is the truth.
 ///
 /// Thread safety: any thread; with several readers, each event goes to one of them.
 ///
@@ -372,14 +380,18 @@ pub unsafe extern "C" fn fk_node_next_event(
     timeout_ms: u32,
     out: *mut fk_event,
 ) -> fk_status {
-    // SAFETY: `node` is NULL or live (the caller's contract).
-    let handle = unsafe { node.as_ref() };
-    with_handle(handle, "node", |n| {
-        let out = boundary::out(out, "out")?;
-        let next = receive(&n.node, n.node.events(), timeout_ms, "waiting for an event")?;
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe { out.write(event(next)) };
-        Ok(())
+    boundary::infallible(FK_STATUS_PANIC, || {
+        // SAFETY: `node` is NULL or live (the caller's contract).
+        let handle = unsafe { node.as_ref() };
+        let status = with_handle(handle, "node", |n| {
+            let out = boundary::out(out, "out")?;
+            let next = receive(&n.node, n.node.events(), timeout_ms, "waiting for an event")?;
+            // SAFETY: checked non-NULL; writable (the caller's contract).
+            unsafe { out.write(event(next)) };
+            Ok(())
+        });
+        // SAFETY: `out` is NULL or writable (the caller's contract).
+        unsafe { boundary::reject_on_failure(status, out) }
     })
 }
 
