@@ -212,6 +212,22 @@ pub(crate) unsafe fn directory<'a>(
     Ok(dir)
 }
 
+/// Passes `status` on and, if it is a failure (whatever the reason: a NULL or poisoned fence,
+/// bad input, an I/O error, a panic), writes a rejection (all zero) to `*out` unless `out` is
+/// NULL, so that an output reused from an earlier call never says "accepted" after a call
+/// that failed. Nothing here can panic.
+///
+/// # Safety
+///
+/// `out` is NULL or writable.
+pub(crate) unsafe fn reject_on_failure<T: Default>(status: fk_status, out: *mut T) -> fk_status {
+    if status != FK_STATUS_OK && !out.is_null() {
+        // SAFETY: non-NULL and writable (the caller's contract).
+        unsafe { out.write(T::default()) };
+    }
+    status
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,20 +284,4 @@ mod tests {
         assert_eq!(err.status, FK_STATUS_INVALID_UTF8);
         assert!(err.message.contains("`path`"));
     }
-}
-
-/// Passes `status` on and, if it is a failure (whatever the reason: a NULL or poisoned fence,
-/// bad input, an I/O error, a panic), writes a rejection (all zero) to `*out` unless `out` is
-/// NULL, so that an output reused from an earlier call never says "accepted" after a call
-/// that failed. Nothing here can panic.
-///
-/// # Safety
-///
-/// `out` is NULL or writable.
-pub(crate) unsafe fn reject_on_failure<T: Default>(status: fk_status, out: *mut T) -> fk_status {
-    if status != FK_STATUS_OK && !out.is_null() {
-        // SAFETY: non-NULL and writable (the caller's contract).
-        unsafe { out.write(T::default()) };
-    }
-    status
 }

@@ -793,13 +793,15 @@ mod tests {
         };
         let mut verdict = fk_verdict::default();
         let mut write = fk_write_verdict::default();
-        // SAFETY (every call below): a live fence or NULL, valid keys and out-pointers.
-        let accept = |verdict: &mut fk_verdict, write: &mut fk_write_verdict| unsafe {
-            assert_eq!(fk_fence_check(fence, id, TOKEN, verdict), FK_STATUS_OK);
-            assert_eq!(
-                fk_fence_check_write(fence, id, TOKEN, b"x".as_ptr(), 1, write),
-                FK_STATUS_OK
-            );
+        let accept = |verdict: &mut fk_verdict, write: &mut fk_write_verdict| {
+            // SAFETY: a live fence, a valid payload and out-pointers.
+            unsafe {
+                assert_eq!(fk_fence_check(fence, id, TOKEN, verdict), FK_STATUS_OK);
+                assert_eq!(
+                    fk_fence_check_write(fence, id, TOKEN, b"x".as_ptr(), 1, write),
+                    FK_STATUS_OK
+                );
+            }
             assert!(matches!(
                 verdict.kind,
                 FK_VERDICT_ACCEPTED | FK_VERDICT_ADVANCED
@@ -808,6 +810,8 @@ mod tests {
         };
         for failure in 0..4 {
             accept(&mut verdict, &mut write);
+            // SAFETY: a live fence or NULL, keys and payloads valid or NULL with their
+            // lengths as the failure needs, valid out-pointers.
             let (status, status_write) = unsafe {
                 match failure {
                     0 => (
