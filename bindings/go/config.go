@@ -23,8 +23,13 @@ type Config struct {
 	ID uint64
 	// Cluster names the group; a data directory of another cluster is refused.
 	Cluster uint64
-	// DataDir is the node's own directory for its log.
+	// DataDir is the node's own directory for its log. A new log is made only in an empty (or
+	// missing) directory; one holding another owner's log fails Start with ErrWrongCluster
+	// or ErrWrongOwner.
 	DataDir string
+	// SegmentSize is the size in bytes of each log segment file: a multiple of 4096 from
+	// 64 KiB to 1 GiB. Zero means the library's default (16 MiB).
+	SegmentSize uint64
 	// Listen is the address the node listens on, such as "127.0.0.1:7001".
 	Listen string
 	// Peers are the other nodes.
@@ -98,6 +103,7 @@ type configJSON struct {
 	Peers      []peerJSON `json:"peers"`
 	Voters     []uint64   `json:"voters,omitempty"`
 	Join       bool       `json:"join"`
+	Segment    *uint64    `json:"segment_size,omitempty"`
 	Timing     timingJSON `json:"timing"`
 	Descriptor *string    `json:"descriptor,omitempty"`
 	TLS        *tlsJSON   `json:"tls,omitempty"`
@@ -150,6 +156,7 @@ func (c Config) JSON() ([]byte, error) {
 			MaxDrift:      nonZero(c.Timing.MaxDrift),
 		},
 		Descriptor: nonZero(c.Descriptor),
+		Segment:    nonZero(c.SegmentSize),
 		Insecure:   c.Insecure,
 		TestHooks:  c.TestHooks,
 	}

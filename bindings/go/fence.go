@@ -103,13 +103,41 @@ type Fence struct {
 	h handle[*C.fk_fence]
 }
 
-// Open opens (creating if needed) the fence whose log is in dir, restoring every mark.
+// Open opens the fence whose log is in dir, restoring every mark; in an empty (or missing)
+// directory it makes a new one. A directory holding files but no log, or another owner's log
+// (a node's), fails with ErrWrongOwner; a damaged, shortened or swapped log with ErrCorrupt.
+// A Fence belongs to the process that opened it: used in a child after fork it fails with
+// ErrForked (Go programs do not fork without exec, but a C host embedding Go might).
 func Open(dir string) (*Fence, error) {
+	return OpenWith(dir, Options{})
+}
+
+// Options of OpenWith. Zero fields take the library's defaults.
+type Options struct {
+	// MaxResources is how many resources the fence can hold: 1 to 2^20 (default 65536).
+	MaxResources uint64
+	// SegmentSize is the size in bytes of each log segment file: a multiple of 4096 from
+	// 64 KiB to 1 GiB (default 16 MiB).
+	SegmentSize uint64
+}
+
+// OpenWith is Open with options; a value out of range fails with ErrInvalidArgument.
+func OpenWith(dir string, opts Options) (*Fence, error) {
 	cdir := C.CString(dir)
 	defer C.free(unsafe.Pointer(cdir))
+	var copts C.fk_fence_options
+	if err := call(func() C.fk_status { return C.fk_fence_options_default(&copts) }); err != nil {
+		return nil, err
+	}
+	if opts.MaxResources != 0 {
+		copts.max_resources = C.uint64_t(opts.MaxResources)
+	}
+	if opts.SegmentSize != 0 {
+		copts.segment_size = C.uint64_t(opts.SegmentSize)
+	}
 	var ptr *C.fk_fence
 	if err := call(func() C.fk_status {
-		return C.fk_fence_open(cdir, C.size_t(len(dir)), nil, &ptr)
+		return C.fk_fence_open(cdir, C.size_t(len(dir)), &copts, &ptr)
 	}); err != nil {
 		return nil, err
 	}

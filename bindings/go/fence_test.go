@@ -496,3 +496,38 @@ func TestNoFailedCallReadsAsAcceptance(t *testing.T) {
 		t.Errorf("a closed fence: %+v %v", v, err)
 	}
 }
+
+func TestOptionsAndDirectoriesThatAreNotAFencesLog(t *testing.T) {
+	dir := t.TempDir()
+	f, err := OpenWith(filepath.Join(dir, "small"), Options{MaxResources: 2, SegmentSize: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"a", "b"} {
+		if _, err := f.Register([]byte(key)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.Register([]byte("c")); !errors.Is(err, ErrTooManyResources) {
+		t.Fatalf("a third resource of two: %v", err)
+	}
+	f.Close()
+	if _, err := OpenWith(filepath.Join(dir, "bad"), Options{SegmentSize: 1000}); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("a segment size of 1000 bytes: %v", err)
+	}
+	// A new log is made only in an empty directory: one holding someone's files is refused,
+	// and they are left alone.
+	busy := filepath.Join(dir, "busy")
+	if err := os.MkdirAll(busy, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(busy, "notes.txt"), []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(busy); !errors.Is(err, ErrWrongOwner) {
+		t.Fatalf("a directory with other files: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(busy, "notes.txt")); err != nil || string(b) != "mine" {
+		t.Fatalf("the other file changed: %q %v", b, err)
+	}
+}

@@ -66,6 +66,9 @@ var (
 	ErrCorrupt          = &Error{Status: C.FK_STATUS_CORRUPT}
 	ErrLocked           = &Error{Status: C.FK_STATUS_LOCKED}
 	ErrWrongCluster     = &Error{Status: C.FK_STATUS_WRONG_CLUSTER}
+	ErrWrongOwner       = &Error{Status: C.FK_STATUS_WRONG_OWNER}
+	ErrForked           = &Error{Status: C.FK_STATUS_FORKED}
+	ErrLogFailed        = &Error{Status: C.FK_STATUS_LOG_FAILED}
 	ErrNotLeader        = &Error{Status: C.FK_STATUS_NOT_LEADER}
 	ErrStopped          = &Error{Status: C.FK_STATUS_STOPPED}
 	ErrTimeout          = &Error{Status: C.FK_STATUS_TIMEOUT}

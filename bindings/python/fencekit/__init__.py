@@ -12,6 +12,7 @@ from .errors import (
     CorruptError,
     FencekitError,
     FencekitTimeoutError,
+    ForkedError,
     InvalidArgumentError,
     InvalidBatchError,
     InvalidConfigError,
@@ -31,6 +32,7 @@ from .errors import (
     TransportError,
     UnknownResourceError,
     WrongClusterError,
+    WrongOwnerError,
 )
 from .dev_certs import add_dev_cert, dev_cert_dir, make_dev_certs
 from .fence import BATCH_MAX, Batch, Fence, WriteVerdict
@@ -49,6 +51,7 @@ __all__ = [
     "Fence",
     "FencekitError",
     "FencekitTimeoutError",
+    "ForkedError",
     "InvalidArgumentError",
     "InvalidBatchError",
     "InvalidConfigError",
@@ -76,6 +79,7 @@ __all__ = [
     "Verdict",
     "WriteVerdict",
     "WrongClusterError",
+    "WrongOwnerError",
     "add_dev_cert",
     "dev_cert_dir",
     "make_dev_certs",

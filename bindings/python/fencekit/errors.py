@@ -65,6 +65,18 @@ class WrongClusterError(StorageError):
     """The directory belongs to another cluster or node."""
 
 
+class WrongOwnerError(StorageError):
+    """The directory holds something else: the log of another kind (a node's data directory
+    opened as a fence), or files but no log (a new log is made only in an empty directory)."""
+
+
+class ForkedError(FencekitError):
+    """A Fence or Node used in a child process after fork (gunicorn --preload, Celery prefork,
+    multiprocessing's "fork" start method). Parent and child would each advance their own copy
+    of the marks, so a token refused in one could be accepted in the other: open the Fence
+    (or start the Node) in each worker process instead, after the fork."""
+
+
 class NotLeaderError(FencekitError):
     """This node does not hold usable leadership."""
 
@@ -135,6 +147,8 @@ _BY_STATUS: dict[int, type[FencekitError]] = {
     lib.FK_STATUS_LOG_FAILED: StorageError,
     lib.FK_STATUS_INVALID_RAFT_LOG: StorageError,
     lib.FK_STATUS_ENCODING: StorageError,
+    lib.FK_STATUS_WRONG_OWNER: WrongOwnerError,
+    lib.FK_STATUS_FORKED: ForkedError,
     lib.FK_STATUS_NOT_LEADER: NotLeaderError,
     lib.FK_STATUS_STOPPED: StoppedError,
     lib.FK_STATUS_TIMEOUT: FencekitTimeoutError,
