@@ -275,9 +275,13 @@ pub(crate) fn recover(
         return create(disk, dir, mode, listing);
     }
     let superblock_path = dir.join(superblock::FILE_NAME);
-    let superblock_data = disk
-        .read(&superblock_path)
+    // Only the copies are read, whatever the file's size.
+    let mut superblock_data = vec![0u8; superblock::FILE_LEN];
+    let read = disk
+        .open_read(&superblock_path)
+        .and_then(|file| file.read_at(&mut superblock_data, 0))
         .map_err(|e| Error::io("read superblock", &superblock_path, e))?;
+    superblock_data.truncate(read);
     let (superblock, copies) = Superblock::decode(&superblock_path, &superblock_data)?;
     let identity = superblock.identity;
     if let Mode::Repair { owner, .. } = mode

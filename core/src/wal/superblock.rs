@@ -50,6 +50,8 @@ const MAGIC: &[u8; 8] = b"FKWALSUP";
 const VERSION: u32 = 1;
 const COPY_LEN: usize = 512;
 const COPIES: usize = 4;
+/// Bytes of the superblock file: its copies, and nothing is read past them.
+pub(crate) const FILE_LEN: usize = COPY_LEN * COPIES;
 const CRC_AT: usize = COPY_LEN - 4;
 
 /// What the superblock says.
