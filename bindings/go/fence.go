@@ -294,6 +294,9 @@ func (b *Batch) Verdict(i int) Verdict { return verdictOf(&b.verdicts[i]) }
 // array on each of its failures, and a failure before the call (a closed fence) rejects it
 // here.
 func (f *Fence) CheckBatch(b *Batch) error {
+	if b == nil {
+		return fmt.Errorf("%w: no batch (NewBatch failed?)", ErrNullArgument)
+	}
 	ptr, err := f.acquire()
 	if err != nil {
 		clear(b.verdicts)

@@ -531,3 +531,11 @@ func TestOptionsAndDirectoriesThatAreNotAFencesLog(t *testing.T) {
 		t.Fatalf("the other file changed: %q %v", b, err)
 	}
 }
+
+func TestCheckBatchOfNoBatchIsAnError(t *testing.T) {
+	f := open(t, t.TempDir())
+	defer f.Close()
+	if err := f.CheckBatch(nil); !errors.Is(err, ErrNullArgument) {
+		t.Fatalf("CheckBatch(nil): %v", err)
+	}
+}

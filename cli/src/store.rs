@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use fencekit::wal::LogOwner;
 use fencekit::{Fence, FenceOptions, NodeId, ResourceId, Token, Verdict};
@@ -93,10 +93,15 @@ impl Store {
                 .map_err(|e| anyhow!("the store's fence: {e}"))?;
             Some((fence, ledger))
         };
+        let ledger = Ledger::open(&args.data)?;
+        if let Some((fence, id)) = &fence {
+            check_fence_against_ledger(fence, *id, &ledger, &args.data)?;
+            bind_fence_to_data(fence, &args.data)?;
+        }
         Ok(Store {
             fence,
             state: Mutex::new(State {
-                ledger: Ledger::open(&args.data)?,
+                ledger,
                 lock: TtlLock::default(),
             }),
             metrics: StoreMetrics::new(),
@@ -124,10 +129,17 @@ impl Store {
                 }
             }
             // No silent failure: a ledger that refuses appends until a restart says so here.
-            ("GET", "/healthz") => match self.state().ledger.poisoned() {
-                None => Reply::text(200, "ok\n"),
-                Some(refusal) => Reply::error(503, refusal),
-            },
+            ("GET", "/healthz") => {
+                let fence_failure = self.fence.as_ref().and_then(|(fence, _)| fence.failure());
+                match (self.state().ledger.poisoned(), fence_failure) {
+                    (None, None) => Reply::text(200, "ok\n"),
+                    (Some(refusal), _) => Reply::error(503, refusal),
+                    (None, Some(failure)) => Reply::error(
+                        503,
+                        format!("the store's fence refuses every check until a restart: {failure}"),
+                    ),
+                }
+            }
             (_, path) => Reply::error(
                 404,
                 format!(
@@ -250,6 +262,71 @@ fn parse_decide(request: &Request) -> Result<Decide<'_>, String> {
         holder,
         generation,
     })
+}
+
+/// The ledger is the fence's witness from outside its log: every write it records as accepted
+/// was accepted at the fence's mark or below. A fence whose mark is below one of them went
+/// back (its directory deleted, emptied, or restored from an older copy or another store's),
+/// and would accept the deposed leaders the ledger shows were fenced: refuse to start.
+fn check_fence_against_ledger(
+    fence: &Fence,
+    id: ResourceId,
+    ledger: &Ledger,
+    data: &std::path::Path,
+) -> Result<()> {
+    let witnessed = ledger
+        .entries()
+        .iter()
+        .filter(|e| matches!(e.outcome, Outcome::Accepted))
+        .filter_map(|e| e.generation)
+        .max();
+    let Some(witnessed) = witnessed else {
+        return Ok(());
+    };
+    let mark = fence
+        .mark(id)
+        .map_err(|e| anyhow!("the store's fence: {e}"))?
+        .map(|t| t.generation.get());
+    if mark.is_none_or(|mark| mark < witnessed) {
+        bail!(
+            "{} went back: its mark is {}, but {} records a write accepted at generation \
+             {witnessed}; the fence would accept writes it refused. Restore the fence \
+             directory that goes with this ledger (or move both away to start empty)",
+            data.join("fence").display(),
+            mark.map_or("none".to_owned(), |g| format!("generation {g}")),
+            data.join("ledger.jsonl").display()
+        );
+    }
+    Ok(())
+}
+
+/// `<data>/fence.id` names the store's fence log, written when the log is made: a fence
+/// directory deleted, emptied or replaced by another store's makes a log of another id, and
+/// the store refuses to start on it instead of accepting every token as new.
+fn bind_fence_to_data(fence: &Fence, data: &std::path::Path) -> Result<()> {
+    let path = data.join("fence.id");
+    let id = fence.log_identity().id.to_string();
+    match std::fs::read_to_string(&path) {
+        Ok(recorded) if recorded.trim() == id => Ok(()),
+        Ok(recorded) => bail!(
+            "{} holds log {id}, but {} says this store's fence is log {}: the fence directory \
+             was deleted, emptied or replaced, and would accept writes it refused. Restore \
+             it (or move the whole data directory away to start empty)",
+            data.join("fence").display(),
+            path.display(),
+            recorded.trim()
+        ),
+        // A new log, or one a store of an earlier version made: record it.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let temp = data.join("fence.id.tmp");
+            std::fs::write(&temp, format!("{id}\n"))
+                .and_then(|()| std::fs::File::open(&temp)?.sync_all())
+                .and_then(|()| std::fs::rename(&temp, &path))
+                .and_then(|()| std::fs::File::open(data)?.sync_all())
+                .with_context(|| format!("recording the fence's log id in {}", path.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
 }
 
 /// `fencekit store`: serves until SIGINT or SIGTERM.

@@ -604,24 +604,60 @@ fn a_deleted_file_is_refused() {
     log.expect_refused(&[&log.superblock()]);
 }
 
+/// Starts a store on `data` and says why it refused; panics if it served.
+fn refusal(data: &Path, label: &str) -> String {
+    match start(data) {
+        Started::Refused(said) => said,
+        Started::Serving(_store, addr) => panic!(
+            "{label}: the store started (went back: {:?})",
+            check_store(&addr, ours().acked)
+        ),
+    }
+}
+
 #[test]
-fn an_emptied_fence_directory_starts_a_new_log_as_documented() {
-    // recovery.rs rule 1: a new log is created only in an empty directory, and a directory
-    // whose every file was deleted is one. Nothing is left to tell a log was there: the store
-    // starts with no mark and takes the deposed leader's token. Only something outside the
-    // directory can catch this; inspection at least does not create a log.
-    let log = Damaged::new("every file of its fence directory deleted");
-    for entry in fs::read_dir(&log.fence).expect("list") {
+fn an_emptied_deleted_or_replaced_fence_directory_is_refused() {
+    // The fence's log alone cannot tell that it was there (recovery.rs rule 1: an empty
+    // directory is a new log); the store records its fence's log id beside it, in
+    // <data>/fence.id, and refuses a fence directory holding another log.
+    let emptied = Damaged::new("every file of its fence directory deleted");
+    for entry in fs::read_dir(&emptied.fence).expect("list") {
         fs::remove_file(entry.expect("entry").path()).expect("remove");
     }
-    assert!(inspect(&log.fence, &log.label()).is_err());
-    assert!(files(&log.fence).is_empty(), "inspection created something");
-    let Started::Serving(_store, addr) = start(&log.data) else {
-        panic!("the store did not start on an empty fence directory");
-    };
-    let went_back = check_store(&addr, ours().acked);
-    assert!(!went_back.is_empty(), "a new log has no mark");
-    eprintln!("{}: a new log; went back: {went_back:?}", log.label());
+    assert!(inspect(&emptied.fence, &emptied.label()).is_err());
+    assert!(
+        files(&emptied.fence).is_empty(),
+        "inspection created something"
+    );
+    let deleted = Damaged::new("its fence directory deleted");
+    fs::remove_dir_all(&deleted.fence).expect("remove");
+    let replaced = Damaged::new("its fence directory replaced by another store's");
+    fs::remove_dir_all(&replaced.fence).expect("remove");
+    copy_tree(another_store(), &replaced.fence);
+    for log in [emptied, deleted, replaced] {
+        let said = refusal(&log.data, &log.label());
+        assert!(said.contains("fence.id"), "{}: {said}", log.label());
+        assert!(
+            said.contains("deleted, emptied or replaced"),
+            "{}: {said}",
+            log.label()
+        );
+        assert_eq!(said.lines().count(), 1, "{}: {said}", log.label());
+    }
+}
+
+#[test]
+fn a_ledger_that_is_not_a_regular_file_is_refused_at_once() {
+    let log = Damaged::new("its ledger replaced by a FIFO");
+    let ledger = log.data.join("ledger.jsonl");
+    fs::remove_file(&ledger).expect("remove");
+    let made = Command::new("mkfifo")
+        .arg(&ledger)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let said = refusal(&log.data, &log.label());
+    assert!(said.contains("not a regular file"), "{said}");
 }
 
 #[test]

@@ -26,7 +26,14 @@ pub trait Disk: Send + Sync + fmt::Debug {
         let _ = path;
         Ok(true)
     }
-    /// Creates (or truncates) `path` for reading and writing.
+    /// How many names (hard links) the file `path` has. A log's file with more than one could
+    /// be opened through another directory, around the directory's lock.
+    fn link_count(&self, path: &Path) -> io::Result<u64> {
+        let _ = path;
+        Ok(1)
+    }
+    /// Creates the new file `path` for reading and writing; fails if anything exists there
+    /// (a file, or a symbolic link, which is never followed).
     fn create(&self, path: &Path) -> io::Result<Box<dyn DiskFile>>;
     /// Opens the existing `path` for reading and writing.
     fn open(&self, path: &Path) -> io::Result<Box<dyn DiskFile>>;
@@ -169,12 +176,16 @@ impl Disk for OsDisk {
         Ok(fs::symlink_metadata(path)?.file_type().is_file())
     }
 
+    fn link_count(&self, path: &Path) -> io::Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        Ok(fs::symlink_metadata(path)?.nlink())
+    }
+
     fn create(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .open(path)?;
         Ok(Box::new(OsFile(file)))
     }

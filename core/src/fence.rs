@@ -570,7 +570,22 @@ impl Fence {
 
     /// The current mark of `id`, or `None` if it has none yet.
     pub fn mark(&self, id: ResourceId) -> Result<Option<Token>, Error> {
+        // In a child after fork, the mark is a copy its parent may have advanced since.
+        self.usable.opened().check("fence")?;
         Ok(self.registered_slot(id)?.current())
+    }
+
+    /// The identity of the fence's log (its random id and owner): a host that keeps other
+    /// state beside the fence can record it and check, at the next start, that the fence's
+    /// directory is still the same log (not deleted and recreated, not another's).
+    pub fn log_identity(&self) -> crate::wal::LogIdentity {
+        self.wal.identity()
+    }
+
+    /// Why the fence refuses every check until it is reopened: its log failed (an I/O error,
+    /// a full disk, its directory moved away) or it was closed. `None` while it works.
+    pub fn failure(&self) -> Option<String> {
+        self.wal.failure()
     }
 
     /// The key `id` was registered under.

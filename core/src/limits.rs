@@ -24,6 +24,10 @@ pub const SEGMENT_SIZE_MAX: u64 = 1 << 30;
 /// Highest segment number: a log position keeps the segment number in 32 bits. At the
 /// smallest segment size that is 256 TiB of log.
 pub const SEGMENT_NUMBER_MAX: u64 = u32::MAX as u64;
+/// How often (in syncs) the superblock records how far the log is durable. Recovery cannot
+/// tell the records synced since from a torn tail after a crash, so this bounds that window;
+/// each recording costs two more fdatasyncs, 3 % more at 64.
+pub const SUPERBLOCK_DURABLE_EVERY_SYNCS: u32 = 64;
 /// Segment size unless told otherwise.
 pub const SEGMENT_SIZE_DEFAULT: u64 = 16 << 20;
 

@@ -253,6 +253,14 @@ impl Node {
         }
     }
 
+    /// `Err(Error::Forked)` in a child process after `fork`: the node, its thread and its
+    /// queues are its parent's, and the child must take no part. A host that reads
+    /// [`Node::events`] or [`Node::applied`] from a process that may have forked calls this
+    /// first; every other method checks it by itself.
+    pub fn check_process(&self) -> Result<(), Error> {
+        self.opened_in.check("node")
+    }
+
     /// The events, in order. A host that lags by more than the queue loses the oldest
     /// (counted in [`Status::events_dropped`]); [`Node::leadership`] is always current.
     pub fn events(&self) -> &Receiver<Event> {

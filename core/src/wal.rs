@@ -34,7 +34,10 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use crate::disk::DiskHandle;
 use crate::error::Error;
 use crate::fork::OpenedIn;
-use crate::limits::{RECORD_PAYLOAD_MAX, SEGMENT_SIZE_DEFAULT, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};
+use crate::limits::{
+    RECORD_PAYLOAD_MAX, SEGMENT_SIZE_DEFAULT, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN,
+    SUPERBLOCK_DURABLE_EVERY_SYNCS,
+};
 use record::{FLAG_SNAPSHOT_BASE, SEGMENT_HEADER_LEN, Seed, SegmentHeader, SegmentLink};
 use segment::{DirLock, SegmentFile};
 use superblock::SuperblockFile;
@@ -276,6 +279,8 @@ struct State {
 struct Io {
     segment: SegmentFile,
     superblock: SuperblockFile,
+    /// Syncs since the superblock last recorded how far the log is durable.
+    syncs_unrecorded: u32,
 }
 
 /// The write-ahead generation log of one directory. `Send + Sync`: share it by reference.
@@ -341,6 +346,7 @@ impl Wal {
             io: Mutex::new(Io {
                 segment: tail,
                 superblock,
+                syncs_unrecorded: 0,
             }),
             report: recovered.report,
             lock,
@@ -523,7 +529,7 @@ impl Wal {
             let batch = std::mem::take(&mut state.pending);
             let (end, end_checksum) = (state.next, state.last_checksum);
             drop(state);
-            let result = self.write_and_sync(batch);
+            let result = self.write_and_sync(batch, (end, end_checksum));
             state = self.lock_state();
             state.syncing = false;
             match &result {
@@ -556,8 +562,8 @@ impl Wal {
         Ok(end)
     }
 
-    fn write_and_sync(&self, batch: Vec<Chunk>) -> Result<(), Error> {
-        self.write_and_sync_locked(&mut self.lock_io(), batch)
+    fn write_and_sync(&self, batch: Vec<Chunk>, end: (Position, u32)) -> Result<(), Error> {
+        self.write_and_sync_locked(&mut self.lock_io(), batch, end)
     }
 
     /// Replaces the log by a snapshot: `snapshot` is called once, with appends blocked, to
@@ -587,7 +593,8 @@ impl Wal {
         let mut io = self.lock_io();
         // Flush what is buffered first, so that the old log is complete on disk.
         let batch = std::mem::take(&mut state.pending);
-        if let Err(e) = self.write_and_sync_locked(&mut io, batch) {
+        let end = (state.next, state.last_checksum);
+        if let Err(e) = self.write_and_sync_locked(&mut io, batch, end) {
             state.failed = Some(e.to_string());
             return Err(e);
         }
@@ -664,7 +671,17 @@ impl Wal {
     /// new one (its header linking to where the old one ended) and records it in the
     /// superblock before any record goes into it, so the new segment's records are never
     /// acknowledged while the superblock could forget the segment.
-    fn write_and_sync_locked(&self, io: &mut Io, batch: Vec<Chunk>) -> Result<(), Error> {
+    ///
+    /// Every [`SUPERBLOCK_DURABLE_EVERY_SYNCS`] syncs, the superblock also records how far the
+    /// log is now durable (`end`: the position and the checksum of the record ending there),
+    /// so that a crash leaves at most that many syncs' records where damage could pass for a
+    /// torn tail (recovery.rs).
+    fn write_and_sync_locked(
+        &self,
+        io: &mut Io,
+        batch: Vec<Chunk>,
+        end: (Position, u32),
+    ) -> Result<(), Error> {
         for chunk in batch {
             if chunk.segment != io.segment.number() {
                 assert_eq!(
@@ -694,7 +711,19 @@ impl Wal {
             io.segment.write_at(chunk.offset, &chunk.bytes)?;
         }
         self.lock.verify()?;
-        io.segment.sync()
+        io.segment.sync()?;
+        io.syncs_unrecorded += 1;
+        if io.syncs_unrecorded >= SUPERBLOCK_DURABLE_EVERY_SYNCS {
+            io.syncs_unrecorded = 0;
+            let (durable, durable_checksum) = end;
+            if io.superblock.current().durable < durable {
+                io.superblock.update(|s| {
+                    s.durable = durable;
+                    s.durable_checksum = durable_checksum;
+                })?;
+            }
+        }
+        Ok(())
     }
 
     fn lock_state(&self) -> MutexGuard<'_, State> {

@@ -155,6 +155,8 @@ fn receive<T>(
     timeout_ms: u32,
     what: &'static str,
 ) -> Result<T, Failure> {
+    // In a child after fork, the queues hold the parent's news (its "elected" included).
+    node.check_process()?;
     receiver
         .recv_timeout(Duration::from_millis(timeout_ms.into()))
         .map_err(|e| match e {

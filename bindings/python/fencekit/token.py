@@ -130,10 +130,11 @@ class Verdict:
 
 
 def _refuse_comparison(answer: object, other: object) -> bool:
-    """The answer to comparing a verdict with something else: TypeError for a kind name or a
-    tuple (the comparisons that read wrong: `verdict != "stale"` is true for a stale verdict),
-    NotImplemented (so: unequal) for anything else."""
-    if isinstance(other, (str, tuple)):
+    """The answer to comparing a verdict with something else: TypeError for a kind name, a
+    tuple, a bool or a number (the comparisons that read wrong: `verdict != "stale"` and
+    `verdict != False` are true for a stale verdict, `verdict == True` false for an accepted
+    one), NotImplemented (so: unequal) for anything else."""
+    if isinstance(other, (str, tuple, bool, int, float)):
         what = type(answer).__name__
         raise TypeError(
             f"a {what} is not a {type(other).__name__}: compare its fields (verdict.kind), "

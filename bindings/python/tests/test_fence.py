@@ -216,6 +216,13 @@ def test_a_verdict_is_not_a_tuple(tmp_path: pathlib.Path) -> None:
             stale in ("accepted", "advanced")  # noqa: B015
         with pytest.raises(TypeError):
             stale == ("stale", Token(4, 1), None)  # noqa: B015
+        # Nor is it a bool or a number: `verdict != False` holds for a stale verdict, and
+        # `verdict == True` for no accepted one. Test the verdict itself.
+        for other in (False, True, 0, 1, 0.0):
+            with pytest.raises(TypeError):
+                stale != other  # noqa: B015
+            with pytest.raises(TypeError):
+                other == stale  # noqa: B015
         # Verdicts compare and hash by their fields, and stay what they are.
         again = fence.check(r, (3, 1))
         assert again == stale and hash(again) == hash(stale) and again is not stale

@@ -87,6 +87,12 @@ def test_one_directory_is_one_process_fence(tmp_path: pathlib.Path) -> None:
 def _use_inherited_node(node: fencekit.Node, outcomes: "multiprocessing.Queue") -> None:
     outcomes.put(node.leadership() is None)
     try:
+        # The queue holds the parent's news, its "elected" included: not the child's to read.
+        node.next_event(timeout=0.1)
+        outcomes.put("an event")
+    except fencekit.ForkedError:
+        outcomes.put("ForkedError")
+    try:
         node.propose(b"from the child")
         outcomes.put("proposed")
     except fencekit.ForkedError:
@@ -110,6 +116,7 @@ def test_an_inherited_node_reports_no_leadership_and_refuses_in_the_child(tmp_pa
         child.join(30)
         assert child.exitcode == 0
         assert outcomes.get(timeout=5) is True, "the child saw the parent's leadership"
-        assert outcomes.get(timeout=5) == "ForkedError"
+        assert outcomes.get(timeout=5) == "ForkedError", "next_event in the child"
+        assert outcomes.get(timeout=5) == "ForkedError", "propose in the child"
         # The parent still leads.
         assert node.leadership() is not None

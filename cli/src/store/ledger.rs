@@ -92,6 +92,17 @@ impl Ledger {
     /// Opens (creating if needed) the ledger in `dir`.
     pub(crate) fn open(dir: &Path) -> Result<Ledger> {
         let path = dir.join("ledger.jsonl");
+        // Anything but a regular file (a FIFO would block the open forever, a device or a
+        // link lead elsewhere) is refused before it is opened.
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if !meta.file_type().is_file() => bail!(
+                "{} is not a regular file (a FIFO, device, directory or symbolic link)",
+                path.display()
+            ),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("looking at {}", path.display())),
+        }
         let file = OpenOptions::new()
             .read(true)
             .append(true)

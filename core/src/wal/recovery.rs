@@ -27,10 +27,11 @@
 //!    can be mistaken for a record later.
 //!
 //! The one loss these rules cannot see is damage to the records synced since the superblock
-//! was last written (at the last open, close, roll or compaction) when the damage looks like a
-//! torn write (whole sectors of zeros from a record boundary on, or an older copy of the last
-//! segment): nothing later witnesses that they were synced. Closing it for good would mean
-//! rewriting the superblock, two more fdatasyncs, at every sync.
+//! last recorded how far the log was durable (at the last open, close, roll or compaction,
+//! and every `SUPERBLOCK_DURABLE_EVERY_SYNCS` syncs), before a crash, when the damage looks
+//! like a torn write (whole sectors of zeros from a record boundary on, or an older copy of
+//! the last segment): nothing later witnesses that they were synced. Closing it for good
+//! would mean rewriting the superblock, two more fdatasyncs, at every sync.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -94,15 +95,34 @@ fn list(disk: &dyn Disk, dir: &Path) -> Result<Listing, Error> {
             || name == superblock::TEMP_NAME;
         if ours {
             let path = dir.join(&name);
-            let regular = disk
-                .is_regular_file(&path)
-                .map_err(|e| Error::io("look at", &path, e))?;
+            let regular = match disk.is_regular_file(&path) {
+                Ok(regular) => regular,
+                // Gone since the listing: a writer's temporary file, renamed or removed.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("look at", &path, e)),
+            };
             if !regular {
                 return Err(Error::corrupt(
                     path,
                     0,
                     "named like a file of the log, but not a regular file (a FIFO, device, \
                      directory or symbolic link): refused, not read",
+                ));
+            }
+            let links = match disk.link_count(&path) {
+                Ok(links) => links,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("look at", &path, e)),
+            };
+            if links > 1 {
+                return Err(Error::corrupt(
+                    path,
+                    0,
+                    format!(
+                        "this file has {links} names (hard links): through another directory, \
+                         a second process could write it around this directory's lock; copy \
+                         the log instead of linking it"
+                    ),
                 ));
             }
         }

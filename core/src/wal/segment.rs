@@ -117,6 +117,9 @@ impl SegmentFile {
         header: SegmentHeader,
         initial: &[u8],
     ) -> Result<Box<dyn DiskFile>, Error> {
+        // A leftover of an earlier attempt goes first: creating never opens what is there
+        // (a link planted under this name must not be written through).
+        remove(disk, temp, "remove left-over temporary segment")?;
         let file = disk
             .create(temp)
             .map_err(|e| Error::io("create segment", temp, e))?;

@@ -216,6 +216,12 @@ impl SuperblockFile {
     ) -> Result<SuperblockFile, Error> {
         let temp = dir.join(TEMP_NAME);
         let path = dir.join(FILE_NAME);
+        // Creating never opens what is there: a leftover (or a planted link) goes first.
+        match disk.remove(&temp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove left-over superblock", &temp, e)),
+        }
         let file = disk
             .create(&temp)
             .map_err(|e| Error::io("create superblock", &temp, e))?;

@@ -582,6 +582,9 @@ impl Disk for ReadOnlyWatch {
     fn is_regular_file(&self, path: &Path) -> io::Result<bool> {
         OsDisk.is_regular_file(path)
     }
+    fn link_count(&self, path: &Path) -> io::Result<u64> {
+        OsDisk.link_count(path)
+    }
     fn create(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
         self.refuse("create", path)
     }

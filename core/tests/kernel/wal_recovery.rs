@@ -476,3 +476,43 @@ fn inspection_refuses_damage_and_an_empty_directory() {
         other => panic!("expected corruption, got {:?}", other.map(|(r, _)| r)),
     }
 }
+
+#[test]
+fn a_hard_linked_file_of_the_log_is_refused() {
+    // A second name for a segment (`cp -al` of a live directory) lets another process open
+    // the same file through another directory, around this directory's lock.
+    let dir = tempfile::tempdir().unwrap();
+    synced_log(dir.path(), 5, 40);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let segment = segments(dir.path())[0].clone();
+    fs::hard_link(&segment, elsewhere.path().join("copy.wal")).unwrap();
+    let message = open_wal(dir.path()).unwrap_err().to_string();
+    assert!(message.contains("hard links"), "{message}");
+    assert!(
+        message.contains(&segment.display().to_string()),
+        "{message}"
+    );
+    fs::remove_file(elsewhere.path().join("copy.wal")).unwrap();
+    open_wal(dir.path()).unwrap();
+}
+
+#[test]
+fn a_link_planted_at_a_temporary_name_is_never_written_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = open_wal(dir.path()).unwrap();
+    let victim = dir.path().join("..").join(format!(
+        "victim-{}",
+        dir.path().file_name().unwrap().to_string_lossy()
+    ));
+    fs::write(&victim, b"precious").unwrap();
+    // The name the next segment is created under, before it is renamed into place.
+    std::os::unix::fs::symlink(&victim, dir.path().join("0000000000000002.wal.tmp")).unwrap();
+    // Fill segment 1 so that the log rolls to segment 2.
+    for i in 0..1000u64 {
+        Owned::new(1, i, 200).append_to(&wal);
+    }
+    wal.sync().unwrap();
+    assert!(segments(dir.path()).len() >= 2, "the log rolled");
+    assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    fs::remove_file(&victim).unwrap();
+}
