@@ -264,8 +264,8 @@ fn parse_decide(request: &Request) -> Result<Decide<'_>, String> {
     })
 }
 
-/// The ledger is the fence's witness from outside its log: every write it records as accepted
-/// was accepted at the fence's mark or below. A fence whose mark is below one of them went
+/// The ledger is the fence's witness from outside its log: every write it records, accepted
+/// or refused, was decided when the fence's mark was at its generation or above. A fence whose mark is below one of them went
 /// back (its directory deleted, emptied, or restored from an older copy or another store's),
 /// and would accept the deposed leaders the ledger shows were fenced: refuse to start.
 fn check_fence_against_ledger(
@@ -274,12 +274,7 @@ fn check_fence_against_ledger(
     ledger: &Ledger,
     data: &std::path::Path,
 ) -> Result<()> {
-    let witnessed = ledger
-        .entries()
-        .iter()
-        .filter(|e| matches!(e.outcome, Outcome::Accepted))
-        .filter_map(|e| e.generation)
-        .max();
+    let witnessed = ledger.entries().iter().filter_map(|e| e.generation).max();
     let Some(witnessed) = witnessed else {
         return Ok(());
     };
@@ -289,7 +284,7 @@ fn check_fence_against_ledger(
         .map(|t| t.generation.get());
     if mark.is_none_or(|mark| mark < witnessed) {
         bail!(
-            "{} went back: its mark is {}, but {} records a write accepted at generation \
+            "{} went back: its mark is {}, but {} records a write decided at generation \
              {witnessed}; the fence would accept writes it refused. Restore the fence \
              directory that goes with this ledger (or move both away to start empty)",
             data.join("fence").display(),
@@ -306,7 +301,7 @@ fn check_fence_against_ledger(
 fn bind_fence_to_data(fence: &Fence, data: &std::path::Path) -> Result<()> {
     let path = data.join("fence.id");
     let id = fence.log_identity().id.to_string();
-    match std::fs::read_to_string(&path) {
+    match read_small_regular_file(&path) {
         Ok(recorded) if recorded.trim() == id => Ok(()),
         Ok(recorded) => bail!(
             "{} holds log {id}, but {} says this store's fence is log {}: the fence directory \
@@ -319,14 +314,41 @@ fn bind_fence_to_data(fence: &Fence, data: &std::path::Path) -> Result<()> {
         // A new log, or one a store of an earlier version made: record it.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let temp = data.join("fence.id.tmp");
-            std::fs::write(&temp, format!("{id}\n"))
-                .and_then(|()| std::fs::File::open(&temp)?.sync_all())
+            // Created new, never through whatever (a planted link) has the name.
+            match std::fs::remove_file(&temp) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("removing {}", temp.display()));
+                }
+                _ => {}
+            }
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)
+                .and_then(|mut file| {
+                    use std::io::Write as _;
+                    file.write_all(format!("{id}\n").as_bytes())?;
+                    file.sync_all()
+                })
                 .and_then(|()| std::fs::rename(&temp, &path))
                 .and_then(|()| std::fs::File::open(data)?.sync_all())
                 .with_context(|| format!("recording the fence's log id in {}", path.display()))
         }
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
+}
+
+/// The text of a small regular file: anything else at `path` (a FIFO would block, a link to
+/// `/dev/zero` never end) is refused before it is opened.
+fn read_small_regular_file(path: &std::path::Path) -> std::io::Result<String> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.file_type().is_file() || meta.len() > 4096 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a regular file of at most 4 KiB (a FIFO, device, directory or link)",
+        ));
+    }
+    std::fs::read_to_string(path)
 }
 
 /// `fencekit store`: serves until SIGINT or SIGTERM.

@@ -55,8 +55,8 @@ class WriteVerdict:
             )
         return _refuse_comparison(self, other)
 
-    def __hash__(self) -> int:
-        return hash((WriteVerdict, self.accepted, self.fence, self.rejection_code))
+    # Unhashable for the same reason as a Verdict: a set or dict lookup would never compare.
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple, Optional, Tuple, Union
 
 from ._native import ffi, lib
@@ -82,7 +83,9 @@ class Verdict:
     kind name, would read as true for every kind), and comparing it with a kind name or a
     tuple raises TypeError (`verdict != "stale"` would hold for every verdict, `verdict ==
     "accepted"` for none). Compare `verdict.kind`. Verdicts are immutable, and equal when
-    their fields are.
+    their fields are. They are not hashable: a set or dict lookup would hash before it
+    compares, so `verdict not in {"stale", "conflict"}` would hold for a stale verdict; it
+    raises TypeError instead. Key a dict by `verdict.kind`.
     """
 
     __slots__ = ("kind", "current", "previous")
@@ -109,8 +112,9 @@ class Verdict:
             return (self.kind, self.current, self.previous) == (other.kind, other.current, other.previous)
         return _refuse_comparison(self, other)
 
-    def __hash__(self) -> int:
-        return hash((Verdict, self.kind, self.current, self.previous))
+    # A lookup in a set or dict hashes first and never compares a verdict with a kind name:
+    # unhashable, such a lookup raises instead of answering "not in" (I7).
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"Verdict(kind={self.kind!r}, current={self.current!r}, previous={self.previous!r})"
@@ -134,7 +138,7 @@ def _refuse_comparison(answer: object, other: object) -> bool:
     tuple, a bool or a number (the comparisons that read wrong: `verdict != "stale"` and
     `verdict != False` are true for a stale verdict, `verdict == True` false for an accepted
     one), NotImplemented (so: unequal) for anything else."""
-    if isinstance(other, (str, tuple, bool, int, float)):
+    if isinstance(other, (str, tuple, numbers.Number)):
         what = type(answer).__name__
         raise TypeError(
             f"a {what} is not a {type(other).__name__}: compare its fields (verdict.kind), "

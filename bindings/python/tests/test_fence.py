@@ -225,7 +225,16 @@ def test_a_verdict_is_not_a_tuple(tmp_path: pathlib.Path) -> None:
                 other == stale  # noqa: B015
         # Verdicts compare and hash by their fields, and stay what they are.
         again = fence.check(r, (3, 1))
-        assert again == stale and hash(again) == hash(stale) and again is not stale
+        assert again == stale and again is not stale
+        # Not hashable: a set or dict lookup would hash first and never compare, so
+        # `stale not in {"stale", "conflict"}` would hold. It raises instead.
+        with pytest.raises(TypeError):
+            stale not in {"stale", "conflict"}  # noqa: B015
+        with pytest.raises(TypeError):
+            {"stale": 0}.get(stale)
+        import fractions
+        with pytest.raises(TypeError):
+            stale != fractions.Fraction(0)  # noqa: B015
         assert stale != fence.check(r, (4, 1)) and stale != None  # noqa: E711
         assert stale.kind != "accepted" and stale.current == Token(4, 1) == (4, 1)
         accepted = fence.check(r, (4, 1))
