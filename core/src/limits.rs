@@ -92,7 +92,7 @@ pub const COUNTER_SHARDS_MAX: usize = 64;
 
 // A fence mark record (holder + key) must fit in the smallest segment with room to spare.
 const _: () = assert!(8 + KEY_LEN_MAX < RECORD_PAYLOAD_MAX);
-const _: () = assert!((SEGMENT_SIZE_MIN as usize) > 64 + 32 + 8 + KEY_LEN_MAX);
+const _: () = assert!((SEGMENT_SIZE_MIN as usize) > 128 + 32 + 8 + KEY_LEN_MAX);
 // Resource ids are u32 and the key index is twice the resource capacity.
 const _: () = assert!(RESOURCES_MAX <= (u32::MAX as usize) / 2);
 const _: () = assert!(RESOURCES_DEFAULT <= RESOURCES_MAX);

@@ -288,10 +288,16 @@ impl Disk for SimDisk {
     }
 
     fn new_log_id(&self) -> io::Result<[u8; 16]> {
+        // Deterministic within a disk (its own count), and distinct across the disks of a run
+        // (a process-wide count), so that a record copied between simulated nodes fails its
+        // checksum as it would between real ones.
+        static DISKS_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let mut state = self.lock();
         state.log_ids += 1;
         let mut id = [0x5Du8; 16];
         id[..8].copy_from_slice(&state.log_ids.to_le_bytes());
+        let global = DISKS_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        id[8..].copy_from_slice(&global.to_le_bytes());
         Ok(id)
     }
 

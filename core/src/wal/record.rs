@@ -1,6 +1,6 @@
 //! On-disk format of segment headers and records.
 //!
-//! A segment file starts with a 64-byte header, then records, each aligned to 8 bytes:
+//! A segment file starts with a 128-byte header, then records, each aligned to 8 bytes:
 //!
 //! ```text
 //! record:  0  u32  header crc32c over (log id [u8; 16], segment u64, offset u64, header

@@ -50,6 +50,9 @@ const MAGIC: &[u8; 8] = b"FKWALSUP";
 const VERSION: u32 = 1;
 const COPY_LEN: usize = 512;
 const COPIES: usize = 4;
+/// Highest sequence a superblock may carry: no log is updated 2^63 times, so one beyond is
+/// forged, and refusing it keeps an update from ever writing a sequence that decodes as bad.
+const SEQUENCE_MAX: u64 = u64::MAX / 2;
 /// Bytes of the superblock file: its copies, and nothing is read past them.
 pub(crate) const FILE_LEN: usize = COPY_LEN * COPIES;
 const CRC_AT: usize = COPY_LEN - 4;
@@ -143,7 +146,7 @@ impl Superblock {
                 superblock.durable.segment()
             ));
         }
-        if superblock.sequence == 0 || superblock.sequence == u64::MAX {
+        if superblock.sequence == 0 || superblock.sequence > SEQUENCE_MAX {
             return Err(format!("sequence {} is out of range", superblock.sequence));
         }
         Ok(superblock)
@@ -266,6 +269,16 @@ impl SuperblockFile {
         let mut next = self.current;
         change(&mut next);
         next.sequence += 1;
+        if next.sequence > SEQUENCE_MAX {
+            return Err(Error::corrupt(
+                &self.path,
+                0,
+                format!(
+                    "the superblock's sequence {} is out of range",
+                    next.sequence
+                ),
+            ));
+        }
         for half in [0..COPIES / 2, COPIES / 2..COPIES] {
             for copy in half {
                 self.file
@@ -335,5 +348,8 @@ mod tests {
         assert_eq!(valid, 3);
         assert!(Superblock::decode(path, &[0u8; 2048]).is_err());
         assert!(Superblock::decode(path, &[]).is_err());
+        // A sequence no log reaches is forged: refused, so that no update ever writes one.
+        assert!(Superblock::decode(path, &sample(SEQUENCE_MAX + 1).encode()).is_err());
+        assert!(Superblock::decode(path, &sample(SEQUENCE_MAX).encode()).is_ok());
     }
 }
