@@ -403,26 +403,13 @@ impl Wal {
         if !self.opened_in.is_here() {
             return Ok(());
         }
-        let mut state = self.lock_state();
-        while state.syncing {
-            state = self
-                .synced
-                .wait(state)
-                .unwrap_or_else(|poison| poison.into_inner());
-        }
+        let mut state = self.lock_state_idle();
         if state.failed.is_some() {
             return Ok(());
         }
         state.failed = Some("the log was closed".into());
-        let (durable, durable_checksum) = (state.durable, state.durable_checksum);
-        let mut io = self.lock_io();
-        if io.superblock.current().durable == durable {
-            return Ok(());
-        }
-        io.superblock.update(|s| {
-            s.durable = durable;
-            s.durable_checksum = durable_checksum;
-        })
+        let durable = (state.durable, state.durable_checksum);
+        self.lock_io().superblock.record_durable(durable)
     }
 
     /// Why the log refuses writes, after an I/O failure or [`Wal::close`] (`None` while it
@@ -580,13 +567,7 @@ impl Wal {
         snapshot: &mut dyn FnMut(&mut SnapshotWriter) -> Result<(), Error>,
     ) -> Result<(), Error> {
         self.opened_in.check("log")?;
-        let mut state = self.lock_state();
-        while state.syncing {
-            state = self
-                .synced
-                .wait(state)
-                .unwrap_or_else(|poison| poison.into_inner());
-        }
+        let mut state = self.lock_state_idle();
         if let Some(reason) = &state.failed {
             return Err(Error::Poisoned(reason.clone()));
         }
@@ -715,13 +696,7 @@ impl Wal {
         io.syncs_unrecorded += 1;
         if io.syncs_unrecorded >= SUPERBLOCK_DURABLE_EVERY_SYNCS {
             io.syncs_unrecorded = 0;
-            let (durable, durable_checksum) = end;
-            if io.superblock.current().durable < durable {
-                io.superblock.update(|s| {
-                    s.durable = durable;
-                    s.durable_checksum = durable_checksum;
-                })?;
-            }
+            io.superblock.record_durable(end)?;
         }
         Ok(())
     }
@@ -732,6 +707,18 @@ impl Wal {
         self.state
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The state, once no thread is writing and syncing a batch.
+    fn lock_state_idle(&self) -> MutexGuard<'_, State> {
+        let mut state = self.lock_state();
+        while state.syncing {
+            state = self
+                .synced
+                .wait(state)
+                .unwrap_or_else(|poison| poison.into_inner());
+        }
+        state
     }
 
     fn lock_io(&self) -> MutexGuard<'_, Io> {

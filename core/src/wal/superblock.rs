@@ -220,11 +220,7 @@ impl SuperblockFile {
         let temp = dir.join(TEMP_NAME);
         let path = dir.join(FILE_NAME);
         // Creating never opens what is there: a leftover (or a planted link) goes first.
-        match disk.remove(&temp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("remove left-over superblock", &temp, e)),
-        }
+        super::segment::remove(disk, &temp, "remove left-over superblock")?;
         let file = disk
             .create(&temp)
             .map_err(|e| Error::io("create superblock", &temp, e))?;
@@ -261,6 +257,18 @@ impl SuperblockFile {
 
     pub(crate) fn current(&self) -> &Superblock {
         &self.current
+    }
+
+    /// Records that the log is durable through `durable` (a position and the checksum of the
+    /// record ending there), unless the superblock already says so or more.
+    pub(crate) fn record_durable(&mut self, durable: (Position, u32)) -> Result<(), Error> {
+        if self.current.durable >= durable.0 {
+            return Ok(());
+        }
+        self.update(|s| {
+            s.durable = durable.0;
+            s.durable_checksum = durable.1;
+        })
     }
 
     /// Writes `change` of the current superblock as the next sequence: the first half of the
