@@ -30,6 +30,8 @@ pkg-config --exists libcjson 2>/dev/null || missing+=(libcjson-dev)
 # The C example plugins: clang --target=wasm32, linked by lld's wasm-ld.
 command -v clang >/dev/null 2>&1 || missing+=(clang)
 command -v wasm-ld >/dev/null 2>&1 || missing+=(lld)
+# promtool checks and unit-tests the alert rules in ops/prometheus (cli/tests/ops_files.rs).
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if ((${#missing[@]})); then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -45,6 +47,8 @@ step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
+# Here a missing promtool fails the alert rules' tests instead of skipping them.
+export FENCEKIT_REQUIRE_PROMTOOL=1
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"

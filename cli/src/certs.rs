@@ -1,9 +1,10 @@
-//! `fencekit certs`: development certificates for a secure group: a CA and one certificate per
-//! node, each naming `fencekit://<cluster>/<node>` (see `fencekit::transport::tcp::dev_certs`).
+//! `fencekit certs`: development certificates for a secure group: a CA, one certificate per
+//! node, each naming `fencekit://<cluster>/<node>`, and the fenced store's (see
+//! `fencekit::transport::tcp::dev_certs`).
 
 use std::path::PathBuf;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use fencekit::NodeId;
 use fencekit::transport::tcp::dev_certs;
@@ -29,16 +30,25 @@ pub(crate) struct InitArgs {
     /// The node ids, comma-separated: 1,2,3.
     #[arg(long, value_delimiter = ',', required = true)]
     nodes: Vec<u64>,
+    /// The host names and IP addresses clients reach the fenced store by, comma-separated:
+    /// its certificate (in DIR/store/) names them, and clients check it does.
+    #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
+    store_hosts: Vec<String>,
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("who").required(true).args(["node", "store_hosts"])))]
 pub(crate) struct AddArgs {
     /// The directory `certs init` wrote (it holds ca.crt and ca.key).
     #[arg(long)]
     dir: PathBuf,
     /// The new node's id.
     #[arg(long)]
-    node: u64,
+    node: Option<u64>,
+    /// Instead of a node: the fenced store's certificate (in DIR/store/), naming these host
+    /// names and IP addresses, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    store_hosts: Option<Vec<String>>,
 }
 
 fn node_id(id: u64) -> Result<NodeId> {
@@ -54,6 +64,7 @@ pub(crate) fn run(command: &CertsCommand) -> Result<()> {
                 .map(|&id| node_id(id))
                 .collect::<Result<Vec<_>>>()?;
             dev_certs::init(&args.dir, args.cluster, &ids)?;
+            dev_certs::add_store(&args.dir, &args.store_hosts)?;
             println!(
                 "a development CA for cluster {} is in {} (keep ca.key private: it makes members)",
                 args.cluster,
@@ -62,12 +73,21 @@ pub(crate) fn run(command: &CertsCommand) -> Result<()> {
             for id in ids {
                 print_node(&args.dir, id);
             }
+            print_store(&args.dir);
         }
-        CertsCommand::Add(args) => {
-            let id = node_id(args.node)?;
-            dev_certs::add(&args.dir, id)?;
-            print_node(&args.dir, id);
-        }
+        CertsCommand::Add(args) => match (args.node, &args.store_hosts) {
+            (Some(node), _) => {
+                let id = node_id(node)?;
+                dev_certs::add(&args.dir, id)?;
+                print_node(&args.dir, id);
+            }
+            (None, Some(hosts)) => {
+                dev_certs::add_store(&args.dir, hosts)?;
+                print_store(&args.dir);
+            }
+            // clap requires one of the two.
+            (None, None) => bail!("give --node ID or --store-hosts HOSTS"),
+        },
     }
     Ok(())
 }
@@ -76,5 +96,12 @@ fn print_node(dir: &std::path::Path, id: NodeId) {
     println!(
         "node {id}: fencekit node --id {id} --tls-dir {} ...",
         dev_certs::node_dir(dir, id).display()
+    );
+}
+
+fn print_store(dir: &std::path::Path) {
+    println!(
+        "the store: fencekit store --tls-dir {} ...",
+        dev_certs::store_dir(dir).display()
     );
 }

@@ -1,142 +1,88 @@
-//! The small HTTP server behind `fencekit node` and `fencekit store`: one thread, a handler
-//! per request, plain text or JSON answers.
+//! The HTTP servers behind `fencekit node` and `fencekit store`: hyper on a small tokio
+//! runtime, every request handled on a blocking thread (the kernel is synchronous), with the
+//! limits of [`limits`] on what a client may send, how long it may take, and how many may be
+//! served at once. Overload is answered with 503, never by hanging.
+
+mod limits;
+mod request;
+mod service;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 
-/// A request: its method, path and query (the endpoints take no body).
-#[derive(Debug)]
-pub(crate) struct Request {
-    pub(crate) method: String,
-    /// The path, without the query.
-    pub(crate) path: String,
-    /// The query's `name=value` pairs, in order.
-    pub(crate) query: Vec<(String, String)>,
+pub(crate) use limits::Limits;
+pub(crate) use request::{Reply, Request};
+
+/// What answers requests: a plain function of the request, run on a blocking thread.
+pub(crate) type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
+
+/// One address to serve, and how.
+pub(crate) struct Listener {
+    pub(crate) addr: SocketAddr,
+    /// The flag that chose the address, for errors.
+    pub(crate) what: &'static str,
+    /// HTTPS with this configuration (it says whether clients must show certificates).
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) handler: Handler,
 }
 
-impl Request {
-    /// The value of query parameter `name`.
-    pub(crate) fn param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// An answer.
-#[derive(Debug)]
-pub(crate) struct Reply {
-    pub(crate) status: u16,
-    pub(crate) content_type: &'static str,
-    pub(crate) body: String,
-}
-
-impl Reply {
-    pub(crate) fn json(status: u16, body: String) -> Reply {
-        Reply {
-            status,
-            content_type: "application/json",
-            body,
-        }
-    }
-
-    pub(crate) fn text(status: u16, body: impl Into<String>) -> Reply {
-        Reply {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body: body.into(),
-        }
-    }
-
-    /// A JSON error, `{"error": reason}`.
-    pub(crate) fn error(status: u16, reason: impl std::fmt::Display) -> Reply {
-        Reply::json(
-            status,
-            serde_json::json!({ "error": reason.to_string() }).to_string(),
-        )
-    }
-}
-
-/// A running server; dropping it stops it.
+/// Running servers; dropping them stops them.
 pub(crate) struct Server {
-    server: Arc<tiny_http::Server>,
-    thread: Option<JoinHandle<()>>,
-    addr: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+    addrs: Vec<SocketAddr>,
 }
 
 impl Server {
-    /// The address it listens on.
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
+    /// Binds every listener (failing, naming its flag, if one cannot be bound), then serves
+    /// them all with `limits`.
+    pub(crate) fn start(listeners: Vec<Listener>, limits: Limits) -> Result<Server> {
+        let mut bound = Vec::new();
+        for listener in listeners {
+            let socket = std::net::TcpListener::bind(listener.addr).map_err(|e| {
+                anyhow!(
+                    "cannot listen on {} ({}): {e}; is another process using the port?",
+                    listener.addr,
+                    listener.what
+                )
+            })?;
+            socket.set_nonblocking(true)?;
+            bound.push((socket, listener));
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            // Handlers wait on fsync and on the store's committer: they run here, bounded by
+            // the in-flight limit, not on the workers.
+            .max_blocking_threads(limits.in_flight_max + 8)
+            .thread_name("http")
+            .enable_io()
+            .enable_time()
+            .build()
+            .context("starting the HTTP runtime")?;
+        let mut addrs = Vec::new();
+        for (socket, listener) in bound {
+            addrs.push(socket.local_addr()?);
+            let _entered = runtime.enter();
+            let socket = tokio::net::TcpListener::from_std(socket)?;
+            runtime.spawn(service::accept_loop(socket, listener, limits.clone()));
+        }
+        Ok(Server {
+            runtime: Some(runtime),
+            addrs,
+        })
+    }
+
+    /// The address the `i`th listener is bound to (its port, if it asked for port 0).
+    pub(crate) fn addr(&self, i: usize) -> SocketAddr {
+        self.addrs[i]
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
         }
     }
-}
-
-/// Serves `handler` on `addr`; `what` names the flag that chose the address, for the error.
-pub(crate) fn serve(
-    addr: SocketAddr,
-    what: &str,
-    handler: impl Fn(&Request) -> Reply + Send + 'static,
-) -> Result<Server> {
-    let server = tiny_http::Server::http(addr).map_err(|e| {
-        anyhow!("cannot listen on {addr} ({what}): {e}; is another process using the port?")
-    })?;
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| anyhow!("{what}: not an IP address"))?;
-    let server = Arc::new(server);
-    let serving = server.clone();
-    let thread = std::thread::Builder::new()
-        .name(format!("http {addr}"))
-        .spawn(move || {
-            for mut request in serving.incoming_requests() {
-                let reply = match read(&mut request) {
-                    Ok(parsed) => handler(&parsed),
-                    Err(reason) => Reply::error(400, reason),
-                };
-                let header = tiny_http::Header::from_bytes("Content-Type", reply.content_type)
-                    .expect("a valid static header");
-                let response = tiny_http::Response::from_string(reply.body)
-                    .with_status_code(reply.status)
-                    .with_header(header);
-                // A client that went away is its own problem.
-                let _ = request.respond(response);
-            }
-        })?;
-    Ok(Server {
-        server,
-        thread: Some(thread),
-        addr,
-    })
-}
-
-fn read(request: &mut tiny_http::Request) -> Result<Request, String> {
-    let url = request.url().to_owned();
-    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let query = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (n, v) = p.split_once('=').unwrap_or((p, ""));
-            (n.to_owned(), v.to_owned())
-        })
-        .collect();
-    Ok(Request {
-        method: request.method().as_str().to_owned(),
-        path: path.to_owned(),
-        query,
-    })
 }

@@ -5,6 +5,7 @@ mod certs;
 mod client;
 mod demo;
 mod http;
+mod logging;
 mod node;
 mod plugin_check;
 mod status;
@@ -22,6 +23,9 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "fencekit", version, about)]
 struct Cli {
+    /// How log lines on stderr are written: text, or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -71,12 +75,10 @@ fn main() -> ExitCode {
     // `fencekit wal inspect DIR | head` ends quietly, as other Unix tools do, instead of the
     // Rust runtime's ignored SIGPIPE turning into a panic on the next print.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    // The kernel's warnings (a refused peer, a certificate that did not reload) go to stderr,
-    // one line each; RUST_LOG=debug shows more.
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format_timestamp_millis()
-        .init();
     let cli = Cli::parse();
+    // The kernel's warnings (a refused peer, a certificate that did not reload) and the node's
+    // leadership changes go to stderr, one line each; RUST_LOG=debug shows more.
+    logging::init(cli.log_format);
     let result = match &cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Node(args) => node::run(args),
@@ -93,8 +95,13 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the cause chain, outermost first; no backtrace.
-            eprintln!("fencekit: {e:#}");
+            // One line: the cause chain, outermost first; no backtrace. A JSON log stays JSON.
+            match cli.log_format {
+                logging::LogFormat::Text => eprintln!("fencekit: {e:#}"),
+                logging::LogFormat::Json => {
+                    log::error!(target: logging::OPS_TARGET, "fencekit: {e:#}");
+                }
+            }
             ExitCode::FAILURE
         }
     }

@@ -1,8 +1,10 @@
 //! `fencekit node`: one member of a Raft group over TCP, with an HTTP endpoint for operators
-//! (`/status`, `/metrics`, `/healthz`) and for the demo's nemesis (`/admin/partition`,
-//! `/admin/clock`).
+//! (`/status`, `/metrics`, `/healthz`) and, with `--admin`, one for the demo's nemesis
+//! (`/admin/partition`, `/admin/clock`).
 
+mod admin;
 mod authority;
+mod leadership_log;
 mod metrics;
 mod partition;
 pub(crate) mod peers;
@@ -20,11 +22,12 @@ use clap::Args;
 use fencekit::NodeId;
 use fencekit::lease::Timing;
 use fencekit::node::{Node, NodeConfig};
-use fencekit::transport::tcp::{TcpConfig, TcpMonitor, TcpTransport};
+use fencekit::transport::tcp::{Security, TcpConfig, TcpMonitor, TcpTransport};
 
-use crate::http::{self, Reply, Request};
+use crate::http::{self, Handler, Limits, Listener, Reply, Request};
 use crate::store_api::StoreClient;
 use crate::termination::Termination;
+use admin::{Admin, AdminArgs};
 use authority::{Authority, Fenced, Naive};
 use metrics::NodeMetrics;
 use partition::{DropRules, Partitionable};
@@ -65,6 +68,8 @@ pub(crate) struct NodeArgs {
     #[command(flatten)]
     pub(crate) security: SecurityArgs,
     #[command(flatten)]
+    pub(crate) admin: AdminArgs,
+    #[command(flatten)]
     pub(crate) scheduler: SchedulerArgs,
     /// Test-only: the node thread panics this long after the start, to show that a failed
     /// node says so (/healthz 503, /status, /metrics).
@@ -92,7 +97,13 @@ pub(crate) fn start(args: &NodeArgs) -> Result<Running> {
     let security = args.security.security()?;
     let store = match &args.scheduler.store {
         Some(addr) => {
-            let store = StoreClient::new(addr, Duration::from_secs(1));
+            // A secure node shows the store its own certificate: the store takes the writer's
+            // identity from it.
+            let tls = match &security {
+                Security::Tls(files) => Some(files.read().map_err(|e| anyhow!("{e}"))?),
+                Security::Insecure => None,
+            };
+            let store = StoreClient::new(addr, Duration::from_secs(1), tls.as_ref());
             // A store started alongside its nodes may take a moment to answer.
             let mut reachable = store.check_reachable();
             for _ in 0..4 {
@@ -155,7 +166,7 @@ pub(crate) fn start(args: &NodeArgs) -> Result<Running> {
     .map_err(start_error)?;
     let monitor = monitor_rx.try_recv().ok();
     let node = Arc::new(node);
-    let metrics = NodeMetrics::new();
+    let metrics = NodeMetrics::new(args.cluster, id.get());
     let scheduler = match store {
         None => None,
         Some(store) => {
@@ -213,11 +224,7 @@ impl Running {
                 Err(e) => Reply::error(503, e),
             },
             ("GET", "/metrics") => match self.node.status() {
-                Ok(status) => Reply {
-                    status: 200,
-                    content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    body: self.metrics.render(&status, self.monitor.as_ref()),
-                },
+                Ok(status) => Reply::metrics(self.metrics.render(&status, self.monitor.as_ref())),
                 Err(e) => Reply::error(503, e),
             },
             ("GET", "/healthz") => match (self.node.failure(), self.node.stopped()) {
@@ -225,15 +232,14 @@ impl Running {
                 (None, Some(reason)) => Reply::text(503, format!("stopped: {reason}\n")),
                 (None, None) => Reply::text(200, "ok\n"),
             },
-            ("POST", "/admin/partition") => self.partition(request),
-            ("POST", "/admin/clock") => self.set_clock(request),
-            (_, path) => Reply::error(
+            (_, path) if path.starts_with("/admin/") => Reply::error(
                 404,
                 format!(
-                    "no {path}: GET /status, /metrics, /healthz; POST /admin/partition?drop=IDS, \
-                     /admin/clock?rate=R"
+                    "no {path} here: the admin endpoints are off unless the node runs with \
+                     --admin, and then served on --admin-addr"
                 ),
             ),
+            (_, path) => Reply::error(404, format!("no {path}: GET /status, /metrics, /healthz")),
         }
     }
 
@@ -243,49 +249,18 @@ impl Running {
         if let Some(object) = value.as_object_mut() {
             object.insert("partitioned_from".into(), self.rules.peers().into());
             object.insert("clock_rate".into(), self.clock.rate().into());
+            object.insert("max_drift".into(), self.max_drift.into());
             if let Some(scheduler) = &self.scheduler {
                 object.insert("scheduler".into(), serde_json::to_value(scheduler.view())?);
             }
         }
         Ok(value.to_string())
     }
-
-    fn partition(&self, request: &Request) -> Reply {
-        let ids = request.param("drop").unwrap_or("");
-        let parsed: Result<Vec<NodeId>, _> = ids
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(|s| s.parse::<u64>().ok().and_then(|id| NodeId::new(id).ok()))
-            .map(|id| id.ok_or(()))
-            .collect();
-        match parsed {
-            Ok(peers) => {
-                self.rules.set(peers);
-                Reply::json(
-                    200,
-                    serde_json::json!({ "partitioned_from": self.rules.peers() }).to_string(),
-                )
-            }
-            Err(()) => Reply::error(400, format!("drop={ids:?}: give node ids, comma-separated")),
-        }
-    }
-
-    fn set_clock(&self, request: &Request) -> Reply {
-        let rate = request.param("rate").and_then(|r| r.parse::<f64>().ok());
-        match rate {
-            Some(rate) if rate > 0.0 && rate < 10.0 => {
-                self.clock.set_rate(rate);
-                let within = (rate - 1.0).abs() <= self.max_drift;
-                Reply::json(
-                    200,
-                    serde_json::json!({ "clock_rate": rate, "within_drift_bound": within })
-                        .to_string(),
-                )
-            }
-            _ => Reply::error(400, "rate: give a positive number below 10, such as 1.03"),
-        }
-    }
 }
+
+/// The target of the node's own lines (its start, a failure, no leader found): operator
+/// lines, shown by default (see `crate::logging`), and JSON lines with `--log-format json`.
+const LOG_TARGET: &str = "fencekit::cli::node";
 
 /// `fencekit node`: runs until SIGINT or SIGTERM, or until the node stops on its own.
 pub(crate) fn run(args: &NodeArgs) -> Result<()> {
@@ -296,7 +271,8 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
         .as_ref()
         .is_some_and(TcpMonitor::is_insecure)
     {
-        eprintln!(
+        log::warn!(
+            target: LOG_TARGET,
             "WARNING: node {} runs --insecure: its peers are not authenticated and its traffic \
              is not encrypted. Anyone who reaches its Raft port can join the group and obtain \
              tokens every fence accepts. Use --tls-dir outside a test.",
@@ -311,24 +287,55 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
         });
     }
     let serving = running.clone();
-    let server = http::serve(args.status_addr, "--status-addr", move |r| {
-        serving.handle(r)
-    })
-    .inspect_err(|_| running.node.stop())?;
-    eprintln!(
+    let status: Handler = Arc::new(move |r| serving.handle(r));
+    let mut listeners = vec![Listener {
+        addr: args.status_addr,
+        what: "--status-addr",
+        tls: None,
+        handler: status,
+    }];
+    if let Some(token) = args.admin.token().inspect_err(|_| running.node.stop())? {
+        let admin = Admin {
+            token,
+            rules: running.rules.clone(),
+            clock: running.clock.clone(),
+            max_drift: running.max_drift,
+        };
+        listeners.push(Listener {
+            addr: args.admin.admin_addr,
+            what: "--admin-addr",
+            tls: None,
+            handler: Arc::new(move |r| admin.handle(r)),
+        });
+    }
+    let server =
+        http::Server::start(listeners, Limits::default()).inspect_err(|_| running.node.stop())?;
+    log::info!(
+        target: LOG_TARGET,
         "node {} of cluster {}: serving http://{}/status",
         args.id,
         args.cluster,
-        server.addr()
+        server.addr(0)
     );
+    if args.admin.admin {
+        log::warn!(
+            target: LOG_TARGET,
+            "node {}: admin endpoints on http://{}/admin/ (token required): they can partition \
+             this node and skew its clock",
+            args.id,
+            server.addr(1)
+        );
+    }
     // Committed entries are read and dropped: this node replicates leadership, not data.
     let applied = running.node.applied().clone();
     std::thread::spawn(move || while applied.recv().is_ok() {});
+    let leadership_log = leadership_log::LeadershipLog::start(&running.node)?;
     let mut leaderless = LeaderlessWarning::default();
     let mut failure_reported = false;
     loop {
         if termination.wait(Duration::from_millis(100)) {
             running.node.stop();
+            leadership_log.finish();
             return Ok(());
         }
         // A failed node stays up to say so (/healthz 503, /status, /metrics) until it is
@@ -336,7 +343,8 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
         if let Some(cause) = running.node.failure() {
             if !failure_reported {
                 failure_reported = true;
-                eprintln!(
+                log::error!(
+                    target: LOG_TARGET,
                     "node {}: FAILED: {cause}. It reports no leadership; /healthz answers 503. \
                      Restart it.",
                     args.id
@@ -378,7 +386,8 @@ impl LeaderlessWarning {
             .as_ref()
             .and_then(TcpMonitor::last_refusal)
             .map_or_else(String::new, |r| format!("; the transport last {r}"));
-        eprintln!(
+        log::warn!(
+            target: LOG_TARGET,
             "node {}: no leader for {} s: are a majority of --peers ({}) running and reachable, \
              with the same --cluster?{refusal}",
             running.node.id(),

@@ -1,6 +1,8 @@
 //! `fencekit status`: asks every node for its view, prints a table, and runs the split-brain
 //! audit over the views; fails on an anomaly or a node that does not answer.
 
+mod checks;
+
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -22,6 +24,10 @@ pub(crate) struct StatusArgs {
     /// How long to wait for each node, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     timeout_ms: u64,
+    /// Fail unless every node reports this many voters (a node left out of, or added to, the
+    /// group's membership by mistake).
+    #[arg(long)]
+    expect_voters: Option<usize>,
 }
 
 /// What a node's `/status` says (the fields the table and the audit need).
@@ -46,6 +52,12 @@ pub(crate) struct Reported {
     #[serde(default)]
     pub(crate) failure: Option<String>,
     pub(crate) at_ns: u64,
+    /// The node's clock rate relative to real time (1.0 unless the demo's nemesis skewed it).
+    #[serde(default)]
+    pub(crate) clock_rate: Option<f64>,
+    /// The drift bound the node's leases assume.
+    #[serde(default)]
+    pub(crate) max_drift: Option<f64>,
 }
 
 impl Reported {
@@ -110,6 +122,7 @@ pub(crate) fn ask(client: &Client, addr: &str) -> Result<Reported> {
 pub(crate) fn run(args: &StatusArgs) -> Result<()> {
     let client = Client::new(Duration::from_millis(args.timeout_ms));
     let mut statuses = Vec::new();
+    let mut reports = Vec::new();
     let mut unreachable = Vec::new();
     println!(
         "{:<22} {:>4} {:>6} {:<13} {:>6} {:>10} {:>11} {:>7} {:>7}  voters",
@@ -134,6 +147,7 @@ pub(crate) fn run(args: &StatusArgs) -> Result<()> {
                     r.voters
                 );
                 statuses.push(status);
+                reports.push((addr.clone(), r));
             }
             Err(e) => {
                 println!("{addr:<22} unreachable: {e:#}");
@@ -141,9 +155,16 @@ pub(crate) fn run(args: &StatusArgs) -> Result<()> {
             }
         }
     }
-    let anomalies = audit(&statuses);
+    let mut anomalies: Vec<String> = audit(&statuses).iter().map(|a| a.to_string()).collect();
+    anomalies.extend(checks::clock_rate_anomalies(&reports));
     for anomaly in &anomalies {
         println!("ANOMALY: {anomaly}");
+    }
+    if let Some(expected) = args.expect_voters {
+        let mismatches = checks::voter_mismatches(&reports, expected);
+        if !mismatches.is_empty() {
+            bail!("--expect-voters {expected}: {}", mismatches.join("; "));
+        }
     }
     if !anomalies.is_empty() {
         bail!("{} anomalies found: see above", anomalies.len());

@@ -12,6 +12,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use fencekit::transport::tcp::tls::TlsMaterial;
+
 use crate::client::Client;
 
 /// What the store decided about a request.
@@ -26,14 +28,18 @@ pub(crate) enum Outcome {
     Stale,
     /// Another holder has the token's generation: split brain.
     Conflict,
+    /// The token's generation is further above the mark than `--max-generation-jump` allows:
+    /// a bug or an attack, refused without touching the mark (and not kept in the ledger).
+    Jump,
 }
 
 impl Outcome {
-    pub(crate) const ALL: [Outcome; 4] = [
+    pub(crate) const ALL: [Outcome; 5] = [
         Outcome::Accepted,
         Outcome::Unfenced,
         Outcome::Stale,
         Outcome::Conflict,
+        Outcome::Jump,
     ];
 
     /// True when the request went through (a completion landed).
@@ -47,15 +53,9 @@ impl Outcome {
             Outcome::Unfenced => "unfenced",
             Outcome::Stale => "stale",
             Outcome::Conflict => "conflict",
+            Outcome::Jump => "jump",
         }
     }
-}
-
-/// A token as the store reports it.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Mark {
-    pub(crate) generation: u64,
-    pub(crate) holder: u64,
 }
 
 /// One completion the store decided on. The ledger keeps the rejected ones too: they are the
@@ -72,15 +72,21 @@ pub(crate) struct Entry {
     pub(crate) at_ms: u64,
 }
 
-/// The answer to `/begin` and `/complete`.
+/// The answer to `/begin` and `/complete` (README.md, "The store's answers"): 200 when the
+/// request went through, 409 when the fence refused it.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub(crate) struct Answer {
     pub(crate) outcome: Outcome,
-    /// The fence's mark after the decision (`None` on an unfenced store).
-    pub(crate) mark: Option<Mark>,
+    /// The generation of the fence's mark after the decision: the request's own when it was
+    /// accepted, the one that refused it otherwise (`None` on an unfenced store). Never the
+    /// mark's holder: an answer hands out nothing another writer could present.
+    pub(crate) generation: Option<u64>,
     /// The run had landed before this request: for `begin`, skip it; for `complete`, this
     /// write ran it a second time.
     pub(crate) done: bool,
+    /// Where a completion was recorded in the ledger's order (`None` for `begin`).
+    #[serde(default)]
+    pub(crate) seq: Option<u64>,
 }
 
 /// The answer to `/lock`: the naive TTL lock.
@@ -94,10 +100,14 @@ pub(crate) struct LockAnswer {
     pub(crate) remaining_ms: u64,
 }
 
-/// The ledger as `/ledger` returns it.
+/// A page of the ledger as `/ledger?after=S&limit=N` returns it: entries with a sequence
+/// number above `after`, oldest first.
 #[derive(Serialize, Deserialize, Clone, Debug)]
-pub(crate) struct Ledger {
+pub(crate) struct LedgerPage {
     pub(crate) entries: Vec<Entry>,
+    /// The sequence number of the last entry given: ask for `after=next` to go on; `None`
+    /// when the page is empty.
+    pub(crate) next: Option<u64>,
 }
 
 /// The two requests of running a job.
@@ -126,9 +136,13 @@ pub(crate) struct StoreClient {
 }
 
 impl StoreClient {
-    pub(crate) fn new(addr: &str, timeout: Duration) -> StoreClient {
+    /// A client of the store at `addr`: over HTTPS, showing `tls`'s certificate, if given.
+    pub(crate) fn new(addr: &str, timeout: Duration, tls: Option<&TlsMaterial>) -> StoreClient {
         StoreClient {
-            client: Client::new(timeout),
+            client: match tls {
+                Some(tls) => Client::https(timeout, tls),
+                None => Client::new(timeout),
+            },
             addr: addr.to_owned(),
         }
     }
@@ -138,7 +152,8 @@ impl StoreClient {
         let (code, body) = self.client.get(&self.addr, "/healthz").with_context(|| {
             format!(
                 "the store at {} does not answer: start `fencekit store --listen {}` first, or \
-                 fix --store",
+                 fix --store (a node with --tls-dir speaks HTTPS to it, an --insecure node \
+                 plain HTTP: the store must do the same)",
                 self.addr, self.addr
             )
         })?;
@@ -185,16 +200,28 @@ impl StoreClient {
         serde_json::from_str(&body).context("the store's answer to /lock")
     }
 
-    /// Every completion the store decided on, oldest first.
+    /// Every completion the store decided on and still keeps, oldest first.
     pub(crate) fn ledger(&self) -> Result<Vec<Entry>> {
-        let (code, body) = self.client.get(&self.addr, "/ledger")?;
-        if code != 200 {
-            bail!("the store answered {code} to /ledger: {}", body.trim());
+        let mut entries = Vec::new();
+        let mut after = 0;
+        loop {
+            let path = format!("/ledger?after={after}&limit={LEDGER_PAGE_MAX}");
+            let (code, body) = self.client.get(&self.addr, &path)?;
+            if code != 200 {
+                bail!("the store answered {code} to /ledger: {}", body.trim());
+            }
+            let page: LedgerPage = serde_json::from_str(&body).context("the store's /ledger")?;
+            entries.extend(page.entries);
+            match page.next {
+                Some(next) if next > after => after = next,
+                _ => return Ok(entries),
+            }
         }
-        let ledger: Ledger = serde_json::from_str(&body).context("the store's /ledger")?;
-        Ok(ledger.entries)
     }
 }
+
+/// The most entries one `/ledger` answer holds.
+pub(crate) const LEDGER_PAGE_MAX: usize = 1000;
 
 /// What a job name may be: 1 to 64 letters, digits, '-', '_' or '.' (it travels in a URL).
 pub(crate) fn valid_job_name(job: &str) -> bool {

@@ -1,12 +1,13 @@
-//! `fencekit store` on a disk that fills up, for real: the store's ledger never keeps a
-//! half-written entry after a failed write or sync, acknowledges nothing it did not record,
-//! and starts again after the disk is freed with every acknowledged entry.
+//! `fencekit store` on a disk that fills up, for real: the store's ledger (SQLite, WAL)
+//! acknowledges nothing it did not record, refuses every later completion after a failed
+//! commit (and says so on /healthz) until it restarts, and starts again after the disk is
+//! freed with every acknowledged entry.
 //!
 //! Two real disks, each mounted for one test (root only; skipped, saying so, where this
 //! process may not mount):
-//! - a small tmpfs, full: write(2) takes what fits of a line and fails with ENOSPC;
+//! - a small tmpfs, full: write(2) of the WAL's frames fails with ENOSPC;
 //! - ext4 on a loop device whose backing file lies on a full tmpfs: write(2) succeeds into
-//!   the page cache and fdatasync(2) fails, as on a thin-provisioned or network disk.
+//!   the page cache and fsync(2) fails, as on a thin-provisioned or network disk.
 
 mod common;
 
@@ -124,7 +125,7 @@ fn start_store(data: &Path, log: &Path) -> Result<(Daemon, String), String> {
     let child = Command::new(FENCEKIT)
         .args(["store", "--data"])
         .arg(data)
-        .args(["--listen", &addr])
+        .args(["--listen", &addr, "--insecure"])
         .stdout(Stdio::null())
         .stderr(File::create(log).expect("the store's log file"))
         .spawn()
@@ -169,10 +170,12 @@ fn ledger_jobs(addr: &str) -> Vec<String> {
         .collect()
 }
 
-/// The tester's report, replayed: one ENOSPC while appending, later runs acknowledged, and
-/// the restarted store refusing its own ledger ("line 46 is damaged"). Now the full disk
-/// refuses the append that did not fit, the store answers the later runs from a whole file,
-/// and a restart (after kill -9) finds exactly the acknowledged entries.
+/// The tester's report on the JSON-lines ledger, replayed: one ENOSPC while appending,
+/// later runs acknowledged, and the restarted store refusing its own ledger ("line 46 is
+/// damaged"). Now the full disk fails the commit of the completion that did not fit, which
+/// is answered with an error; the store refuses every later one and /healthz says why; and
+/// a restart (after kill -9) on the freed disk finds exactly the acknowledged entries and
+/// goes on.
 #[test]
 fn a_store_whose_disk_filled_starts_again_with_every_acknowledged_entry() {
     let root = tempfile::tempdir().unwrap();
@@ -203,23 +206,36 @@ fn a_store_whose_disk_filled_starts_again_with_every_acknowledged_entry() {
         })
         .expect("the full disk refuses a completion");
     assert_eq!(refused.0, 500, "{}", refused.1);
+    // SQLite's word for ENOSPC (it records no system error for a full disk).
     assert!(
-        refused.1.contains("No space left on device"),
+        refused.1.contains("database or disk is full"),
         "{}",
         refused.1
     );
     assert!(refused.1.contains("not recorded"), "{}", refused.1);
+    let (code, body) = get(&addr, "/healthz");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("restart the store"), "{body}");
 
+    // Room again: the ledger still refuses (a failed commit is never retried) until restarted.
     std::fs::remove_file(data.join("filler")).unwrap();
+    let (code, body) = complete(&addr, "after-freeing");
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body.contains("refuses new entries since committing to it failed"),
+        "{body}"
+    );
+    assert_eq!(ledger_jobs(&addr), acknowledged, "nothing refused is shown");
+    drop(store);
+
+    let (_store, addr) = start_store(&data, &log).unwrap();
+    assert_eq!(ledger_jobs(&addr), acknowledged);
     for job in ["after-1", "after-2"] {
         let (code, body) = complete(&addr, job);
         assert_eq!(code, 200, "{body}");
         acknowledged.push(job.to_owned());
     }
     assert_eq!(get(&addr, "/healthz").0, 200);
-    drop(store);
-
-    let (_store, addr) = start_store(&data, &log).unwrap();
     assert_eq!(ledger_jobs(&addr), acknowledged);
 }
 
@@ -265,8 +281,8 @@ fn a_store_whose_sync_failed_refuses_completions_until_restarted() {
     }
 
     fill(&backing);
-    // Appends go on into blocks the image already has; the sync of the first one that needs
-    // a new block (of data or of the journal) fails.
+    // Commits go on into blocks the image already has; the sync of the first one that needs
+    // a new block (of the WAL or of ext4's journal) fails.
     let (code, body, refused) = (0..5000)
         .find_map(|i| {
             let job = format!("while-full-{i}");
@@ -285,9 +301,10 @@ fn a_store_whose_sync_failed_refuses_completions_until_restarted() {
     let (code, body) = complete(&addr, "after-the-failed-sync");
     assert_eq!(code, 500, "{body}");
     assert!(
-        body.contains("refuses appends since syncing it failed"),
+        body.contains("refuses new entries since committing to it failed"),
         "{body}"
     );
+    assert!(body.contains("syncing"), "{body}");
     assert!(body.contains("restart the store"), "{body}");
     let (code, body) = get(&addr, "/healthz");
     assert_eq!(code, 503, "{body}");
@@ -301,8 +318,8 @@ fn a_store_whose_sync_failed_refuses_completions_until_restarted() {
     let _disk = mount_ext4();
     let (_store, addr) = start_store(&data, &log).unwrap();
     let found = ledger_jobs(&addr);
-    // The refused entry may come back if its line reached the disk whole: it was never
-    // acknowledged, so that loses nothing. Every acknowledged entry is there, in order.
+    // The refused entry may come back if its WAL frames reached the disk whole: it was
+    // never acknowledged, so that loses nothing. Every acknowledged entry is there, in order.
     let mut with_refused = acknowledged.clone();
     with_refused.push(refused);
     assert!(found == acknowledged || found == with_refused, "{found:?}");

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{certs, free_port, get, spawn, tls_dir, wait_healthy};
+use common::{Https, certs, free_port, get, spawn, store_tls_dir, tls_dir, wait_healthy};
 
 #[test]
 fn a_leader_runs_each_due_job_once_with_its_token() {
@@ -14,8 +14,17 @@ fn a_leader_runs_each_due_job_once_with_its_token() {
     let status_addr = format!("127.0.0.1:{}", free_port());
     let data = |name: &str| root.path().join(name).to_string_lossy().into_owned();
     let certs = certs(root.path(), 1);
-    let _store = spawn(&["store", "--data", &data("store"), "--listen", &store_addr]);
-    wait_healthy(&store_addr);
+    let _store = spawn(&[
+        "store",
+        "--data",
+        &data("store"),
+        "--listen",
+        &store_addr,
+        "--tls-dir",
+        &store_tls_dir(&certs),
+    ]);
+    let reader = Https::new(&certs, Some(1));
+    reader.wait_healthy(&store_addr);
     let _node = spawn(&[
         "node",
         "--id",
@@ -41,7 +50,7 @@ fn a_leader_runs_each_due_job_once_with_its_token() {
 
     let deadline = Instant::now() + Duration::from_secs(20);
     let entries = loop {
-        let (_, body) = get(&store_addr, "/ledger");
+        let (_, body) = reader.get(&store_addr, "/ledger");
         let ledger: serde_json::Value = serde_json::from_str(&body).unwrap();
         let entries = ledger["entries"].as_array().cloned().unwrap();
         if entries.len() >= 10 {

@@ -238,6 +238,7 @@ fn start(data: &Path) -> Started {
             &addr,
             "--segment-size",
             SEGMENT_SIZE,
+            "--insecure",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -646,18 +647,29 @@ fn an_emptied_deleted_or_replaced_fence_directory_is_refused() {
     }
 }
 
+/// A FIFO would block the open for ever, a link or device lead elsewhere: anything at the
+/// ledger's paths (its database, SQLite's files beside it, the old JSON-lines ledger it
+/// imports) that is not a regular file makes the store refuse at once, naming it.
 #[test]
 fn a_ledger_that_is_not_a_regular_file_is_refused_at_once() {
-    let log = Damaged::new("its ledger replaced by a FIFO");
-    let ledger = log.data.join("ledger.jsonl");
-    fs::remove_file(&ledger).expect("remove");
-    let made = Command::new("mkfifo")
-        .arg(&ledger)
-        .status()
-        .expect("mkfifo");
-    assert!(made.success());
-    let said = refusal(&log.data, &log.label());
-    assert!(said.contains("not a regular file"), "{said}");
+    for name in [
+        "ledger.sqlite",
+        "ledger.sqlite-wal",
+        "ledger.sqlite-journal",
+        "ledger.jsonl",
+    ] {
+        let log = Damaged::new(format!("{name} replaced by a FIFO"));
+        let path = log.data.join(name);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("remove: {e}"),
+            _ => {}
+        }
+        let made = Command::new("mkfifo").arg(&path).status().expect("mkfifo");
+        assert!(made.success());
+        let said = refusal(&log.data, &log.label());
+        assert!(said.contains("not a regular file"), "{name}: {said}");
+        assert!(said.contains(&path.display().to_string()), "{name}: {said}");
+    }
 }
 
 #[test]

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use fencekit::NodeId;
 use fencekit::transport::tcp::dev_certs;
+use fencekit::transport::tcp::tls::TlsFiles;
 use tempfile::TempDir;
 
 use crate::client::Client;
@@ -34,6 +35,7 @@ pub(crate) struct Schedule {
 struct Member {
     id: u64,
     status_addr: String,
+    admin_addr: String,
     args: Vec<OsString>,
     child: Option<Child>,
 }
@@ -46,6 +48,8 @@ pub(crate) struct Cluster {
     store_client: StoreClient,
     members: Vec<Member>,
     admin: Client,
+    /// The token of the nodes' admin endpoints.
+    admin_token: String,
 }
 
 fn free_port() -> Result<u16> {
@@ -62,12 +66,28 @@ impl Cluster {
             .context("creating the demo's temporary directory")?;
         let exe = std::env::current_exe().context("finding the fencekit executable")?;
         let store_addr = format!("127.0.0.1:{}", free_port()?);
+        // Every process speaks TLS, as any deployment should, with certificates of its own:
+        // the nodes to each other and to the store, which knows each writer by its
+        // certificate.
+        let certs = dir.path().join("certs");
+        let ids = (1..=size as u64)
+            .map(NodeId::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        dev_certs::init(&certs, 1, &ids).context("making the demo's certificates")?;
+        dev_certs::add_store(&certs, &["127.0.0.1".to_owned()])
+            .context("making the demo store's certificate")?;
+        // The observer reads the ledger as node 1.
+        let reader = TlsFiles::in_dir(dev_certs::node_dir(&certs, ids[0])).read()?;
+        let admin_token = admin_token()?;
+        let token_file = dir.path().join("admin.token");
+        write_secret(&token_file, &admin_token)?;
         let mut cluster = Cluster {
             exe,
             store: None,
-            store_client: StoreClient::new(&store_addr, Duration::from_secs(2)),
+            store_client: StoreClient::new(&store_addr, Duration::from_secs(2), Some(&reader)),
             members: Vec::new(),
             admin: Client::new(Duration::from_millis(500)),
+            admin_token,
             dir,
         };
         let mut store_args: Vec<OsString> = vec![
@@ -76,6 +96,8 @@ impl Cluster {
             cluster.dir.path().join("store").into(),
             "--listen".into(),
             store_addr.clone().into(),
+            "--tls-dir".into(),
+            dev_certs::store_dir(&certs).into(),
         ];
         if schedule.mode == Mode::Naive {
             store_args.push("--unfenced".into());
@@ -84,12 +106,6 @@ impl Cluster {
         cluster.wait_until("the store", |c| c.store_client.check_reachable().is_ok())?;
 
         let raft_ports = (0..size).map(|_| free_port()).collect::<Result<Vec<_>>>()?;
-        // The nodes speak mutual TLS, as any deployment should, with certificates of their own.
-        let certs = cluster.dir.path().join("certs");
-        let ids = (1..=size as u64)
-            .map(NodeId::new)
-            .collect::<Result<Vec<_>, _>>()?;
-        dev_certs::init(&certs, 1, &ids).context("making the demo's certificates")?;
         let peers: Vec<String> = raft_ports
             .iter()
             .enumerate()
@@ -98,6 +114,7 @@ impl Cluster {
         for i in 0..size {
             let id = i as u64 + 1;
             let status_addr = format!("127.0.0.1:{}", free_port()?);
+            let admin_addr = format!("127.0.0.1:{}", free_port()?);
             let args: Vec<OsString> = [
                 "node",
                 "--id",
@@ -123,6 +140,9 @@ impl Cluster {
                 &schedule.start_ms.to_string(),
                 "--lock-ttl-ms",
                 &schedule.lock_ttl_ms.to_string(),
+                "--admin",
+                "--admin-addr",
+                &admin_addr,
                 "--data",
             ]
             .into_iter()
@@ -131,12 +151,15 @@ impl Cluster {
                 cluster.dir.path().join(format!("node-{id}")).into(),
                 "--tls-dir".into(),
                 dev_certs::node_dir(&certs, NodeId::new(id)?).into(),
+                "--admin-token-file".into(),
+                token_file.clone().into(),
             ])
             .collect();
             let child = cluster.spawn(&format!("node-{id}"), &args)?;
             cluster.members.push(Member {
                 id,
                 status_addr,
+                admin_addr,
                 args,
                 child: Some(child),
             });
@@ -303,8 +326,8 @@ impl Cluster {
     }
 
     fn admin_post(&mut self, id: u64, path: &str) -> Result<()> {
-        let addr = self.member(id)?.status_addr.clone();
-        let (code, body) = self.admin.post(&addr, path)?;
+        let addr = self.member(id)?.admin_addr.clone();
+        let (code, body) = self.admin.post_authorized(&addr, path, &self.admin_token)?;
         if code != 200 {
             bail!("node {id} answered {code} to {path}: {}", body.trim());
         }
@@ -329,6 +352,28 @@ impl Drop for Cluster {
             let _ = child.wait();
         }
     }
+}
+
+/// A fresh random token for the admin endpoints.
+fn admin_token() -> Result<String> {
+    let mut bytes = [0u8; 24];
+    File::open("/dev/urandom")
+        .and_then(|mut random| std::io::Read::read_exact(&mut random, &mut bytes))
+        .context("reading /dev/urandom for the admin token")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Writes `text` to a new file only this user may read.
+fn write_secret(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// The last line a process wrote to its log: usually why it stopped.

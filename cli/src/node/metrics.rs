@@ -27,6 +27,10 @@ pub(crate) struct NodeMetrics {
     refused_messages: Gauge,
     insecure: Gauge,
     connections: Family<Labels, Gauge>,
+    /// Always 1, labelled with the node's cluster and id: alert rules join it on the scrape
+    /// target to group the other series by cluster (two leaders in *one* cluster), since the
+    /// Prometheus configuration may not label targets by cluster.
+    info: Family<Vec<(&'static str, String)>, Gauge>,
     /// The scheduler's completions, by the store's answer: the fence verdicts this node met.
     pub(crate) writes: Family<Labels, Counter>,
 }
@@ -39,7 +43,7 @@ const ROLES: [Role; 4] = [
 ];
 
 impl NodeMetrics {
-    pub(crate) fn new() -> NodeMetrics {
+    pub(crate) fn new(cluster: u64, node: u64) -> NodeMetrics {
         let mut m = NodeMetrics {
             term: Gauge::default(),
             leader: Gauge::default(),
@@ -54,9 +58,21 @@ impl NodeMetrics {
             insecure: Gauge::default(),
             connections: Family::default(),
             writes: Family::default(),
+            info: Family::default(),
             registry: Registry::with_prefix("fencekit"),
         };
+        m.info
+            .get_or_create(&vec![
+                ("cluster", cluster.to_string()),
+                ("node", node.to_string()),
+            ])
+            .set(1);
         let registry = &mut m.registry;
+        registry.register(
+            "node_info",
+            "1, labelled with the node's --cluster and --id",
+            m.info.clone(),
+        );
         registry.register("term", "The node's current Raft term", m.term.clone());
         registry.register(
             "leader_id",

@@ -292,13 +292,11 @@ impl Worker {
         if answer.outcome.landed() {
             return Ok(Attempt::Done);
         }
-        let mark = answer.mark.map_or_else(String::new, |m| {
-            format!(
-                " (its mark: generation {} of node {})",
-                m.generation, m.holder
-            )
-        });
-        eprintln!(
+        let mark = answer
+            .generation
+            .map_or_else(String::new, |g| format!(" (refused by generation {g})"));
+        log::warn!(
+            target: "fencekit::cli::scheduler",
             "job {name} run {run}: the store refused our completion as {outcome}{mark}: \
              generation {} is over",
             credential.generation.unwrap_or(0)
@@ -312,7 +310,7 @@ impl Worker {
             .last_warning
             .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
         {
-            eprintln!("scheduler: {message}");
+            log::warn!(target: "fencekit::cli::scheduler", "scheduler: {message}");
             self.last_warning = Some(Instant::now());
         }
     }

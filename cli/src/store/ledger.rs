@@ -1,719 +1,1165 @@
-//! The job ledger on disk: one JSON line per decided completion, each made durable
-//! (fdatasync) before the store answers.
+//! The job ledger on disk: a SQLite database, `<data>/ledger.sqlite`, owned by the store's one
+//! committer thread, which stages decided completions and makes a whole batch durable in one
+//! transaction (the group commit) before the store answers any of them.
 //!
-//! The promise: the file never keeps a half-written entry after a failed write or sync, and
-//! nothing the store answered for is lost. How each step keeps it:
+//! The schema (version 1; `PRAGMA application_id` [`APPLICATION_ID`] marks the file as ours):
 //!
-//! 1. Invariant: the file's first `durable_len` bytes are exactly the lines of `entries`, each
-//!    synced before its answer; nothing after them was ever acknowledged. An append writes one
-//!    line at the end (`O_APPEND`), syncs it, and only then counts the entry and moves
-//!    `durable_len`. One process writes: the file is locked (`flock`) while open, since
-//!    cutting back (step 2) would destroy lines another writer had appended.
-//! 2. A failed *write* (ENOSPC, EIO from write(2)) may have left a prefix of the line in the
-//!    file: a full disk takes what fits in the last page and refuses the rest. The kernel's
-//!    view of the file is still the truth there, so the ledger cuts the file back to
-//!    `durable_len` and syncs that before anything else is appended. Without this, the next
-//!    append went after the half line and was acknowledged, and the next start refused the
-//!    ledger ("line 46 is damaged").
-//! 3. A failed *sync* is different. After fdatasync fails, Linux may already have marked the
-//!    pages clean: a second sync reports success for bytes that never reached the disk, and
-//!    the page cache no longer tells what the disk holds (PostgreSQL's "fsyncgate", 2018, whose
-//!    answer was to stop and recover from what is durable). So the ledger cuts the unanswered
-//!    line away as best it can (a restart would otherwise read it back from the cache), then
-//!    is *poisoned*: every later append is refused, naming the first failure, until the store
-//!    restarts and reloads the file from what is there. The same happens when cutting back
-//!    after a failed write (step 2) fails. A refused entry was never answered with success; as
-//!    with any failed request, whether it was recorded is unknown to the caller, which may find
-//!    it in the ledger after a restart if the cut did not reach the disk.
-//! 4. On open, a last line without its newline is the torn tail of an append a crash or a
-//!    poisoned ledger left: the newline is the last byte of each append and a JSON line holds
-//!    no raw newline, so no acknowledged line lacks one. It is cut off (and the cut synced).
-//!    Any other line that does not parse is damage: an error naming the file, line and
-//!    offset, never a silent skip.
+//! | table         | columns                                                  | why |
+//! |---------------|----------------------------------------------------------|-----|
+//! | `completions` | `seq` INTEGER PRIMARY KEY, `job`, `run`, `holder`, `generation` (NULL unfenced), `outcome` ('accepted', 'unfenced'), `at_ms`; index (`job`, `run`) | the product's data, kept for ever; `landed` looks a run up by the index |
+//! | `rejections`  | the same, `outcome` ('stale', 'conflict')                 | evidence that a deposed leader tried; only the newest `rejections_kept` stay, so a flood of refused writes cannot grow the file without bound |
+//! | `meta`        | `key` TEXT PRIMARY KEY, `value`                          | `schema_version`; `last_seq`; `max_generation`; `rejections_ever`; `imported_jsonl` |
 //!
-//! Issue 19 replaces this file by SQLite; until then the steps above are the whole story.
+//! `seq` is one decision order across both tables, strictly increasing and never reused:
+//! `meta.last_seq` is written in every commit, so pruning the newest rejections (with
+//! `rejections_kept` 0) cannot hand a seq out twice. `meta.max_generation` is the largest
+//! generation ever recorded, pruned rejections included, because the store checks its fence's
+//! mark against it at start (a stale completion at generation g proves the mark was above g).
+//! The tables are STRICT and check their outcomes. A u64 (run, holder, generation, at_ms) is
+//! stored as its bits in SQLite's signed 64-bit integer: values above 2^63-1 read negative in
+//! the sqlite3 shell, and round-trip exactly here.
+//!
+//! Durability: WAL journal with `synchronous=FULL`. A commit appends the batch's pages to the
+//! WAL and fsyncs it once before COMMIT returns (FULL syncs every commit; NORMAL would sync
+//! only at checkpoints and lose the last acknowledged batches at a power loss). A rollback
+//! journal with FULL needs at least two fsyncs per commit (the journal, then the database)
+//! and a file deleted and created per transaction. WAL frames carry checksums, so a torn
+//! tail of the WAL after a crash is ignored at recovery, as the old ledger cut its torn line.
+//! Checkpoints run automatically after a commit is durable; one that fails leaves the frames
+//! in the WAL, from which the next checkpoint copies them again.
+//!
+//! `locking_mode=EXCLUSIVE`: the connection takes the file's lock at open and never releases
+//! it, so a second store on the same directory is refused at once (busy timeout 0, never a
+//! hang), and the WAL index lives in heap memory (no `-shm` file).
+//!
+//! The promise: nothing the store answered for is lost, and nothing it could not record is
+//! answered with success. How each step keeps it:
+//!
+//! 1. `stage` begins the transaction if none is open and inserts the entry there; queries on
+//!    this connection see it at once, so the committer decides the next request of the same
+//!    batch against it. Nothing is answered yet.
+//! 2. `commit` prunes rejections beyond the retention, writes `meta`, and COMMITs: one fsync.
+//!    Only then are the in-memory figures (`counts`, `max_generation`) moved on.
+//! 3. If any step of 1 or 2 fails, the transaction is rolled back and the ledger *poisoned*:
+//!    every later stage and commit is refused, naming the first failure, until the store
+//!    restarts and reloads the ledger from the disk. After a failed fsync Linux may already
+//!    have marked the pages clean, and a second sync reports success for bytes that never
+//!    reached the disk (PostgreSQL's "fsyncgate", 2018, whose answer was to stop and recover
+//!    from what is durable). A refused batch was never answered with success; as with any
+//!    failed request, whether it was recorded is unknown to the callers, who may find it
+//!    after a restart if its WAL frames reached the disk.
+//! 4. Opening refuses, naming the file and changing nothing: anything at the database's
+//!    paths that is not a regular file (a FIFO would hang the open), a file that is not
+//!    SQLite, a SQLite database of another program, a ledger of an unknown schema version,
+//!    and a ledger another store holds. No `integrity_check` at open: it reads the whole file.
+//! 5. Import of the old JSON-lines ledger (see `import`): when `ledger.jsonl` is there and
+//!    the database is new, its entries (seq in file order, every rejection, then the
+//!    retention applied as in any commit) and its fingerprint are committed with the schema
+//!    in one transaction, then the file is renamed to `ledger.jsonl.imported` and the
+//!    directory synced. A crash before the commit leaves a new database (imported again); a
+//!    crash after it leaves both files, and the recorded fingerprint says to finish the
+//!    rename. Both files without that record are refused: which one holds the truth is the
+//!    operator's call.
 
-use std::collections::HashMap;
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{self, BufRead, BufReader, Write};
+mod import;
+
+use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, ffi, params};
 
-use crate::store_api::Entry;
+use crate::store_api::{Entry, Outcome};
+use import::Jsonl;
 
-/// What the ledger asks of its file. `File` is the real one; the tests put a file that fails
-/// a chosen write, sync or cut in its place, since a real disk fails a sync rarely and never
-/// on cue.
-pub(crate) trait LedgerFile {
-    /// Writes all of `bytes` at the end of the file, or fails having written a prefix.
-    fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
-    /// fdatasync(2).
-    fn sync(&self) -> io::Result<()>;
-    /// ftruncate(2) to `len` bytes.
-    fn cut(&self, len: u64) -> io::Result<()>;
+/// The database's file name in the data directory.
+const FILE: &str = "ledger.sqlite";
+/// Files SQLite keeps beside the database (`-shm` only outside exclusive mode): checked as
+/// the database is, since SQLite opens them without asking.
+const SIDE_FILES: [&str; 3] = ["-wal", "-journal", "-shm"];
+/// The schema this code reads and writes.
+const SCHEMA_VERSION: i64 = 1;
+/// `PRAGMA application_id`: "fkld", a fencekit ledger.
+const APPLICATION_ID: i32 = 0x666b_6c64;
+/// How many rejections are kept by default: the newest, a few MiB of evidence.
+const REJECTIONS_KEPT_DEFAULT: u64 = 100_000;
+
+const SCHEMA: &str = "
+    CREATE TABLE completions (
+        seq INTEGER PRIMARY KEY,
+        job TEXT NOT NULL,
+        run INTEGER NOT NULL,
+        holder INTEGER NOT NULL,
+        generation INTEGER,
+        outcome TEXT NOT NULL CHECK (outcome IN ('accepted', 'unfenced')),
+        at_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX completions_by_run ON completions (job, run);
+    CREATE TABLE rejections (
+        seq INTEGER PRIMARY KEY,
+        job TEXT NOT NULL,
+        run INTEGER NOT NULL,
+        holder INTEGER NOT NULL,
+        generation INTEGER,
+        outcome TEXT NOT NULL CHECK (outcome IN ('stale', 'conflict')),
+        at_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value ANY) STRICT, WITHOUT ROWID;
+";
+
+/// How the ledger is kept.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LedgerOptions {
+    /// Rejections kept, the newest; older ones are deleted in the committing transaction.
+    pub(crate) rejections_kept: u64,
 }
 
-impl LedgerFile for File {
-    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.write_all(bytes)
-    }
-
-    fn sync(&self) -> io::Result<()> {
-        self.sync_data()
-    }
-
-    fn cut(&self, len: u64) -> io::Result<()> {
-        self.set_len(len)
+impl Default for LedgerOptions {
+    fn default() -> LedgerOptions {
+        LedgerOptions {
+            rejections_kept: REJECTIONS_KEPT_DEFAULT,
+        }
     }
 }
 
-/// The step of an append that failed.
-#[derive(Clone, Copy)]
-enum Failed {
-    Write,
-    Sync,
+/// The committed figures /metrics shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LedgerCounts {
+    /// Completions that landed (accepted or unfenced).
+    pub(crate) completions: u64,
+    /// Rejections in the file (at most `rejections_kept`).
+    pub(crate) rejections_retained: u64,
+    /// Rejections ever recorded, pruned ones included.
+    pub(crate) rejections_ever: u64,
+    /// Job runs that landed more than once.
+    pub(crate) duplicate_runs: u64,
 }
 
-/// The ledger: its file, every entry, and how many times each run landed.
-pub(crate) struct Ledger<F = File> {
-    /// Opened for appending: every write lands at the current end.
-    file: F,
+/// What the open transaction adds to the committed figures.
+#[derive(Default)]
+struct Staged {
+    completions: u64,
+    rejections: u64,
+    duplicate_runs: u64,
+    max_generation: Option<u64>,
+}
+
+/// The ledger: its connection (holding the file's lock) and its committed figures.
+pub(crate) struct Ledger {
+    conn: Connection,
     path: PathBuf,
-    /// Invariant: the file's first `durable_len` bytes are the lines of `entries`, durable.
-    durable_len: u64,
-    /// Why appends are refused until a restart (step 3 of the module comment), if they are.
+    options: LedgerOptions,
+    /// Invariant: no row of either table has a seq above `last_seq`; it is `meta.last_seq`
+    /// plus the staged entries.
+    last_seq: u64,
+    /// `meta.last_seq` as committed.
+    committed_seq: u64,
+    /// Invariant: the committed tables' figures; staged entries are in `staged`.
+    committed: LedgerCounts,
+    /// `meta.max_generation` as committed.
+    max_generation: Option<u64>,
+    staged: Staged,
+    /// Why stage and commit are refused until a restart (step 3), if they are.
     poisoned: Option<String>,
-    entries: Vec<Entry>,
-    landed: HashMap<(String, u64), u32>,
+}
+
+/// A u64 as the bits of SQLite's signed integer (see the module comment).
+fn to_sql(value: u64) -> i64 {
+    i64::from_ne_bytes(value.to_ne_bytes())
+}
+
+fn from_sql(value: i64) -> u64 {
+    u64::from_ne_bytes(value.to_ne_bytes())
+}
+
+/// Refuses anything at `path` that is not a regular file, before anything opens it.
+fn refuse_unless_regular(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_file() => bail!(
+            "{} is not a regular file (a FIFO, device, directory or symbolic link): refused, \
+             and left as it is",
+            path.display()
+        ),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("looking at {}", path.display())),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing the directory {}", dir.display()))
 }
 
 impl Ledger {
-    /// Opens (creating if needed) the ledger in `dir`.
-    pub(crate) fn open(dir: &Path) -> Result<Ledger> {
-        let path = dir.join("ledger.jsonl");
-        // Anything but a regular file (a FIFO would block the open forever, a device or a
-        // link lead elsewhere) is refused before it is opened.
-        match std::fs::symlink_metadata(&path) {
-            Ok(meta) if !meta.file_type().is_file() => bail!(
-                "{} is not a regular file (a FIFO, device, directory or symbolic link)",
-                path.display()
-            ),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("looking at {}", path.display())),
+    /// Opens `<dir>/ledger.sqlite`, creating it if missing, and imports `<dir>/ledger.jsonl`
+    /// once (step 5 of the module comment).
+    pub(crate) fn open(dir: &Path, options: LedgerOptions) -> Result<Ledger> {
+        let path = dir.join(FILE);
+        let jsonl_path = dir.join(import::FILE);
+        refuse_unless_regular(&path)?;
+        for suffix in SIDE_FILES {
+            let mut side = path.clone().into_os_string();
+            side.push(suffix);
+            refuse_unless_regular(Path::new(&side))?;
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        // The lock belongs to the open file: it goes with the process, even at kill -9.
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => bail!(
-                "{} is in use by another store: one store per --data directory",
-                path.display()
-            ),
-            Err(TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("locking {}", path.display()));
-            }
-        }
-        let mut ledger = Ledger {
-            file: file.try_clone()?,
-            path: path.clone(),
-            durable_len: 0,
-            poisoned: None,
-            entries: Vec::new(),
-            landed: HashMap::new(),
+        refuse_unless_regular(&jsonl_path)?;
+        let existed = path.exists();
+        let jsonl = Jsonl::read(&jsonl_path)?;
+        // A damaged old ledger is refused before a database is made beside it.
+        let mut to_import = match (&jsonl, existed) {
+            (Some(jsonl), false) => Some(jsonl.entries()?),
+            _ => None,
         };
-        let mut reader = BufReader::new(file);
-        let mut line = Vec::new();
-        let mut number = 0;
-        loop {
-            line.clear();
-            let read = reader
-                .read_until(b'\n', &mut line)
-                .with_context(|| format!("reading {}", path.display()))?;
-            if read == 0 {
-                break;
+
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&path, flags).map_err(|e| refusal(&path, e))?;
+        let setup = |conn: &Connection| -> rusqlite::Result<()> {
+            conn.busy_timeout(std::time::Duration::ZERO)?;
+            conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+        };
+        setup(&conn).map_err(|e| refusal(&path, e))?;
+        let new = is_new(&conn, &path)?;
+        // Only now, the file known to be ours (or new), is anything written to it.
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(|e| refusal(&path, e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            bail!(
+                "{}: SQLite refused the WAL journal (it kept {mode})",
+                path.display()
+            );
+        }
+        conn.pragma_update(None, "synchronous", "FULL")
+            .and_then(|()| conn.execute_batch("BEGIN EXCLUSIVE"))
+            .map_err(|e| refusal(&path, e))?;
+
+        let mut ledger = Ledger {
+            conn,
+            path,
+            options,
+            last_seq: 0,
+            committed_seq: 0,
+            committed: LedgerCounts::default(),
+            max_generation: None,
+            staged: Staged::default(),
+            poisoned: None,
+        };
+        if new {
+            ledger.create_schema()?;
+            if let (Some(jsonl), None) = (&jsonl, &to_import) {
+                // A database made before a crash, its schema never committed.
+                to_import = Some(jsonl.entries()?);
             }
-            number += 1;
-            if line.last() != Some(&b'\n') {
-                // The torn tail of an append that was never acknowledged (step 4).
-                break;
+            if let (Some(jsonl), Some(entries)) = (&jsonl, to_import) {
+                for entry in &entries {
+                    ledger.stage(entry)?;
+                }
+                ledger
+                    .set_meta("imported_jsonl", Some(jsonl.fingerprint()))
+                    .map_err(|e| ledger.fail("importing into", &e))?;
+                log::warn!(
+                    "{}: imported {} entries from {}",
+                    ledger.path.display(),
+                    entries.len(),
+                    jsonl.path.display()
+                );
             }
-            let entry: Entry = serde_json::from_slice(&line).with_context(|| {
+            ledger.commit()?;
+            sync_dir(dir)?;
+        } else {
+            ledger.check_schema()?;
+            ledger.load()?;
+            ledger
+                .conn
+                .execute_batch("COMMIT")
+                .map_err(|e| refusal(&ledger.path, e))?;
+            if let Some(jsonl) = &jsonl {
+                let recorded: Option<String> = ledger
+                    .meta("imported_jsonl")
+                    .map_err(|e| refusal(&ledger.path, e))?;
+                if recorded.as_deref() != Some(jsonl.fingerprint().as_str()) {
+                    bail!(
+                        "{} and {} are both there, and the database did not import this \
+                         JSON-lines ledger: move {} away to keep the database, or move {} \
+                         away to import the JSON-lines ledger again",
+                        ledger.path.display(),
+                        jsonl.path.display(),
+                        import::FILE,
+                        FILE
+                    );
+                }
+                // A crash came between the import's commit and the rename: finish it.
+            }
+        }
+        if jsonl.is_some() {
+            let imported = dir.join(import::IMPORTED);
+            std::fs::rename(&jsonl_path, &imported).with_context(|| {
                 format!(
-                    "{} line {number} is damaged (it starts at byte {}): restore the file or \
-                     move it away",
-                    path.display(),
-                    ledger.durable_len
+                    "renaming the imported {} to {}",
+                    jsonl_path.display(),
+                    imported.display()
                 )
             })?;
-            ledger.durable_len += read as u64;
-            ledger.remember(entry);
-        }
-        let len = ledger.file.metadata()?.len();
-        if len != ledger.durable_len {
-            log::warn!(
-                "{}: cutting a torn last line ({} bytes) that was never acknowledged",
-                path.display(),
-                len - ledger.durable_len
-            );
-            ledger
-                .file
-                .set_len(ledger.durable_len)
-                .and_then(|()| ledger.file.sync_data())
-                .with_context(|| format!("cutting the torn last line of {}", path.display()))?;
+            sync_dir(dir)?;
         }
         Ok(ledger)
     }
-}
 
-impl<F: LedgerFile> Ledger<F> {
-    fn remember(&mut self, entry: Entry) {
-        if entry.outcome.landed() {
-            *self
-                .landed
-                .entry((entry.job.clone(), entry.run))
-                .or_default() += 1;
-        }
-        self.entries.push(entry);
+    /// Inside the open transaction: the tables and their first `meta` rows.
+    fn create_schema(&mut self) -> Result<()> {
+        let created = self
+            .conn
+            .pragma_update(None, "application_id", APPLICATION_ID)
+            .and_then(|()| self.conn.execute_batch(SCHEMA))
+            .and_then(|()| self.set_meta("schema_version", Some(SCHEMA_VERSION)))
+            .and_then(|()| self.set_meta("last_seq", Some(0_i64)))
+            .and_then(|()| self.set_meta("max_generation", None::<i64>))
+            .and_then(|()| self.set_meta("rejections_ever", Some(0_i64)));
+        created.map_err(|e| self.fail("creating", &e))
     }
 
-    /// How many times `job`'s run `run` landed.
-    pub(crate) fn landed(&self, job: &str, run: u64) -> u32 {
-        // The map's key is owned; a lookup by borrowed parts would need a custom key type
-        // for a ledger of a few thousand entries.
-        self.landed
-            .get(&(job.to_owned(), run))
-            .copied()
-            .unwrap_or(0)
+    /// Refuses a ledger of another schema version.
+    fn check_schema(&self) -> Result<()> {
+        let version: Option<i64> = self
+            .meta("schema_version")
+            .map_err(|e| refusal(&self.path, e))?;
+        match version {
+            Some(SCHEMA_VERSION) => Ok(()),
+            Some(v) => bail!(
+                "{} is a ledger of schema version {v}, and this fencekit reads version \
+                 {SCHEMA_VERSION} (was it written by a newer one?): refused, and left as it is",
+                self.path.display()
+            ),
+            None => bail!(
+                "{} has no schema version in its meta table: refused, and left as it is",
+                self.path.display()
+            ),
+        }
     }
 
-    /// Appends `entry`, durably, before anyone is told. On an error the entry is not
-    /// recorded, and the file is cut back to the last recorded entry or the ledger is
-    /// poisoned (steps 2 and 3 of the module comment).
-    pub(crate) fn append(&mut self, entry: Entry) -> Result<()> {
-        if let Some(refusal) = &self.poisoned {
-            bail!("{refusal}");
+    /// The committed figures, from the file.
+    fn load(&mut self) -> Result<()> {
+        let count = |sql: &str| -> Result<u64> {
+            let n: i64 = self
+                .conn
+                .query_row(sql, [], |row| row.get(0))
+                .map_err(|e| refusal(&self.path, e))?;
+            Ok(from_sql(n))
+        };
+        let max_seq = count(
+            "SELECT max(coalesce((SELECT max(seq) FROM completions), 0), \
+                        coalesce((SELECT max(seq) FROM rejections), 0))",
+        )?;
+        self.committed = LedgerCounts {
+            completions: count("SELECT count(*) FROM completions")?,
+            rejections_retained: count("SELECT count(*) FROM rejections")?,
+            rejections_ever: 0,
+            duplicate_runs: count(
+                "SELECT count(*) FROM \
+                 (SELECT 1 FROM completions GROUP BY job, run HAVING count(*) > 1)",
+            )?,
+        };
+        let meta = |key: &str| -> Result<Option<u64>> {
+            let value: Option<i64> = self.meta(key).map_err(|e| refusal(&self.path, e))?;
+            Ok(value.map(from_sql))
+        };
+        let last_seq = meta("last_seq")?.unwrap_or(0);
+        let rejections_ever = meta("rejections_ever")?.unwrap_or(0);
+        let max_generation = meta("max_generation")?;
+        self.committed.rejections_ever = rejections_ever;
+        self.max_generation = max_generation;
+        // Every commit writes both in one transaction: a row beyond last_seq is damage, and
+        // handing its seq out again would give two decisions one place in the order.
+        if max_seq > last_seq {
+            bail!(
+                "{} is damaged: it holds seq {max_seq}, beyond the last seq {last_seq} its meta \
+                 table records: refused, and left as it is",
+                self.path.display()
+            );
         }
-        let mut line = serde_json::to_string(&entry)?;
-        // Step 4 tells a torn tail by its missing newline: a line must hold no other.
-        assert!(!line.contains('\n'), "a ledger line holds no raw newline");
-        line.push('\n');
-        if let Err(e) = self.file.append(line.as_bytes()) {
-            return Err(self.undo(Failed::Write, &e));
-        }
-        if let Err(e) = self.file.sync() {
-            return Err(self.undo(Failed::Sync, &e));
-        }
-        self.durable_len += line.len() as u64;
-        self.remember(entry);
+        self.last_seq = last_seq;
+        self.committed_seq = last_seq;
         Ok(())
     }
 
-    /// Undoes an append whose write or sync failed with `e`: cuts the file back to the last
-    /// recorded entry, durably, and poisons the ledger if that fails, or if it was the sync
-    /// that failed (a sync is never retried: step 3). Returns the append's error.
-    fn undo(&mut self, failed: Failed, e: &io::Error) -> anyhow::Error {
+    fn meta<T: rusqlite::types::FromSql>(&self, key: &str) -> rusqlite::Result<Option<T>> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map(Option::flatten)
+    }
+
+    fn set_meta<T: rusqlite::ToSql>(&self, key: &str, value: Option<T>) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![key, value])
+            .map(drop)
+    }
+
+    fn refuse_if_poisoned(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(refusal) => bail!("{refusal}"),
+            None => Ok(()),
+        }
+    }
+
+    /// Records `entry` in the open transaction (beginning one if needed) and returns its seq.
+    /// On an error the open transaction is rolled back, every entry staged in it lost, and
+    /// the ledger poisoned (step 3 of the module comment).
+    pub(crate) fn stage(&mut self, entry: &Entry) -> Result<u64> {
+        self.refuse_if_poisoned()?;
+        self.try_stage(entry)
+            .map_err(|e| self.fail("staging an entry in", &e))
+    }
+
+    fn try_stage(&mut self, entry: &Entry) -> rusqlite::Result<u64> {
+        if self.conn.is_autocommit() {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        }
+        let seq = self.last_seq + 1;
+        let landed = entry.outcome.landed();
+        // Counted before the insert: the run's second landing makes it a duplicate.
+        let duplicate = landed && self.count_landed(&entry.job, entry.run)? == 1;
+        let sql = if landed {
+            "INSERT INTO completions (seq, job, run, holder, generation, outcome, at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        } else {
+            "INSERT INTO rejections (seq, job, run, holder, generation, outcome, at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        };
+        self.conn.prepare_cached(sql)?.execute(params![
+            to_sql(seq),
+            entry.job,
+            to_sql(entry.run),
+            to_sql(entry.holder),
+            entry.generation.map(to_sql),
+            entry.outcome.as_str(),
+            to_sql(entry.at_ms),
+        ])?;
+        self.last_seq = seq;
+        if landed {
+            self.staged.completions += 1;
+        } else {
+            self.staged.rejections += 1;
+        }
+        self.staged.duplicate_runs += u64::from(duplicate);
+        self.staged.max_generation = self.staged.max_generation.max(entry.generation);
+        Ok(seq)
+    }
+
+    /// Makes every staged entry durable in one transaction (one fsync), pruning rejections
+    /// beyond the retention in it. On an error it is rolled back and the ledger poisoned
+    /// (step 3 of the module comment).
+    pub(crate) fn commit(&mut self) -> Result<()> {
+        self.refuse_if_poisoned()?;
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        let retained = self
+            .try_commit()
+            .map_err(|e| self.fail("committing to", &e))?;
+        let staged = std::mem::take(&mut self.staged);
+        self.committed.completions += staged.completions;
+        self.committed.rejections_retained = retained;
+        self.committed.rejections_ever += staged.rejections;
+        self.committed.duplicate_runs += staged.duplicate_runs;
+        self.max_generation = self.max_generation.max(staged.max_generation);
+        self.committed_seq = self.last_seq;
+        Ok(())
+    }
+
+    /// Commits; returns how many rejections the file holds then.
+    fn try_commit(&mut self) -> rusqlite::Result<u64> {
+        let mut retained = self.committed.rejections_retained + self.staged.rejections;
+        let kept = self.options.rejections_kept;
+        if retained > kept {
+            // The newest `kept` stay: everything at or below the (kept+1)-th newest goes.
+            self.conn.execute(
+                "DELETE FROM rejections WHERE seq <= \
+                 (SELECT seq FROM rejections ORDER BY seq DESC LIMIT 1 OFFSET ?1)",
+                [i64::try_from(kept).unwrap_or(i64::MAX)],
+            )?;
+            retained = kept;
+        }
+        self.set_meta("last_seq", Some(to_sql(self.last_seq)))?;
+        if self.staged.rejections > 0 {
+            let ever = self.committed.rejections_ever + self.staged.rejections;
+            self.set_meta("rejections_ever", Some(to_sql(ever)))?;
+        }
+        let max_generation = self.max_generation.max(self.staged.max_generation);
+        if max_generation != self.max_generation {
+            self.set_meta("max_generation", max_generation.map(to_sql))?;
+        }
+        self.conn.execute_batch("COMMIT")?;
+        Ok(retained)
+    }
+
+    /// Rolls back what is staged and poisons the ledger after `e` failed `doing` (step 3).
+    /// Returns the error for the caller.
+    fn fail(&mut self, doing: &str, e: &rusqlite::Error) -> anyhow::Error {
+        let said = self.describe(e);
+        if !self.conn.is_autocommit() {
+            // A failed rollback changes nothing here: the ledger is refused until a restart,
+            // which reads only what the disk holds.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        self.staged = Staged::default();
+        self.last_seq = self.committed_seq;
         let path = self.path.display();
-        let doing = match failed {
-            Failed::Write => "writing",
-            Failed::Sync => "syncing",
-        };
-        let cut = self
-            .file
-            .cut(self.durable_len)
-            .and_then(|()| self.file.sync());
-        let consequence = match (failed, cut) {
-            (Failed::Write, Ok(())) => {
-                return anyhow!(
-                    "{doing} {path}: {e}; the entry was not recorded, and the file is cut back \
-                     to its last recorded entry"
-                );
-            }
-            (Failed::Sync, Ok(())) => {
-                "after a failed sync the disk may not hold what this process thinks".to_owned()
-            }
-            (_, Err(cut)) => {
-                format!("cutting the file back to its last recorded entry failed too ({cut})")
-            }
-        };
-        self.poisoned = Some(format!(
-            "{path} refuses appends since {doing} it failed ({e}); restart the store, which \
-             reloads the ledger from the disk"
-        ));
+        self.poisoned.get_or_insert_with(|| {
+            format!(
+                "{path} refuses new entries since {doing} it failed ({said}); restart the \
+                 store, which reloads the ledger from the disk"
+            )
+        });
         anyhow!(
-            "{doing} {path}: {e}; the entry was not recorded, and {consequence}: no more \
-             appends until the store restarts"
+            "{doing} {path}: {said}; the entries of this commit were not recorded, and no more \
+             are taken until the store restarts"
         )
     }
 
-    /// Why the ledger refuses appends until a restart, if it does.
+    /// SQLite's word on a failure, with the step (sync, write) and the system's error where
+    /// there is one: "disk I/O error" alone does not tell a full disk from a failed sync.
+    fn describe(&self, e: &rusqlite::Error) -> String {
+        let rusqlite::Error::SqliteFailure(failure, _) = e else {
+            return e.to_string();
+        };
+        let step = match failure.extended_code {
+            ffi::SQLITE_IOERR_FSYNC | ffi::SQLITE_IOERR_DIR_FSYNC => ", syncing",
+            ffi::SQLITE_IOERR_WRITE => ", writing",
+            ffi::SQLITE_IOERR_TRUNCATE => ", truncating",
+            _ => "",
+        };
+        let mut said = format!("{e}{step}");
+        if matches!(
+            failure.code,
+            ErrorCode::SystemIoFailure | ErrorCode::DiskFull
+        ) {
+            // SAFETY: the handle is this open connection's, valid while `self.conn` lives;
+            // sqlite3_system_errno only reads the errno it recorded.
+            let errno = unsafe { ffi::sqlite3_system_errno(self.conn.handle()) };
+            if errno != 0 {
+                said.push_str(&format!(": {}", io::Error::from_raw_os_error(errno)));
+            }
+        }
+        said
+    }
+
+    fn count_landed(&self, job: &str, run: u64) -> rusqlite::Result<u32> {
+        self.conn
+            .prepare_cached("SELECT count(*) FROM completions WHERE job = ?1 AND run = ?2")?
+            .query_row(params![job, to_sql(run)], |row| row.get(0))
+    }
+
+    /// How many times `job`'s run `run` landed (accepted or unfenced), staged ones included.
+    pub(crate) fn landed(&self, job: &str, run: u64) -> Result<u32> {
+        self.count_landed(job, run)
+            .with_context(|| format!("reading {}", self.path.display()))
+    }
+
+    /// The largest token generation ever committed, in completions and rejections, pruned
+    /// ones included.
+    pub(crate) fn max_generation(&self) -> Option<u64> {
+        self.max_generation
+    }
+
+    /// Entries with a seq above `after`, oldest first, at most `limit`: completions and
+    /// retained rejections merged in decision order.
+    pub(crate) fn page(&self, after: u64, limit: usize) -> Result<Vec<(u64, Entry)>> {
+        // Seqs are at most 2^63-1 (they count from 1); nothing lies beyond that.
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let read = || -> rusqlite::Result<Vec<(u64, Entry, String)>> {
+            let mut statement = self.conn.prepare_cached(
+                "SELECT seq, job, run, holder, generation, outcome, at_ms FROM completions \
+                 WHERE seq > ?1 \
+                 UNION ALL \
+                 SELECT seq, job, run, holder, generation, outcome, at_ms FROM rejections \
+                 WHERE seq > ?1 \
+                 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = statement.query_map(params![after, limit], |row| {
+                let entry = Entry {
+                    job: row.get(1)?,
+                    run: from_sql(row.get(2)?),
+                    holder: from_sql(row.get(3)?),
+                    generation: row.get::<_, Option<i64>>(4)?.map(from_sql),
+                    // Set below; the CHECK constraints admit only the four outcomes.
+                    outcome: Outcome::Accepted,
+                    at_ms: from_sql(row.get(6)?),
+                };
+                Ok((from_sql(row.get(0)?), entry, row.get(5)?))
+            })?;
+            rows.collect()
+        };
+        let rows = read().with_context(|| format!("reading {}", self.path.display()))?;
+        rows.into_iter()
+            .map(|(seq, mut entry, outcome)| {
+                entry.outcome = Outcome::ALL
+                    .into_iter()
+                    .find(|o| o.as_str() == outcome)
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "{} is damaged: seq {seq} has the outcome {outcome:?}",
+                            self.path.display()
+                        )
+                    })?;
+                Ok((seq, entry))
+            })
+            .collect()
+    }
+
+    /// The committed figures; kept in memory, so this costs nothing.
+    pub(crate) fn counts(&self) -> LedgerCounts {
+        self.committed
+    }
+
+    /// Why the ledger refuses stage and commit until a restart, if it does.
     pub(crate) fn poisoned(&self) -> Option<&str> {
         self.poisoned.as_deref()
     }
+}
 
-    pub(crate) fn entries(&self) -> &[Entry] {
-        &self.entries
+/// Is the database new (no schema), or a fencekit ledger? Reads only: a file of anything
+/// else is refused before a byte of it is written.
+fn is_new(conn: &Connection, path: &Path) -> Result<bool> {
+    let probe = || -> rusqlite::Result<(i32, i64)> {
+        let id = conn.pragma_query_value(None, "application_id", |row| row.get(0))?;
+        let objects = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;
+        Ok((id, objects))
+    };
+    match probe().map_err(|e| refusal(path, e))? {
+        (0, 0) => Ok(true),
+        (APPLICATION_ID, _) => Ok(false),
+        (id, _) => bail!(
+            "{} is a SQLite database of another program (application_id {id:#x}), not a \
+             fencekit ledger: refused, and left as it is",
+            path.display()
+        ),
     }
+}
 
-    /// Runs that landed more than once.
-    pub(crate) fn duplicates(&self) -> usize {
-        self.landed.values().filter(|&&n| n > 1).count()
+/// An error of opening or reading the database at `path`, said for the operator.
+fn refusal(path: &Path, e: rusqlite::Error) -> anyhow::Error {
+    let path = path.display();
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            anyhow!("{path} is in use by another store: one store per --data directory")
+        }
+        Some(ErrorCode::NotADatabase) => anyhow!(
+            "{path} is not a SQLite database ({e}): refused, and left as it is; restore the \
+             ledger or move it away"
+        ),
+        _ => anyhow!("{path}: {e}"),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::cell::Cell;
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-
     use super::*;
-    use crate::store_api::Outcome;
 
-    fn entry(job: &str, run: u64, outcome: Outcome) -> Entry {
+    fn entry(job: &str, run: u64, outcome: Outcome, generation: u64) -> Entry {
         Entry {
             job: job.into(),
             run,
             holder: 1,
-            generation: Some(2),
+            generation: Some(generation),
             outcome,
             at_ms: 7,
         }
     }
 
-    fn jobs<F>(ledger: &Ledger<F>) -> Vec<&str> {
-        ledger.entries.iter().map(|e| e.job.as_str()).collect()
+    fn landed(job: &str, run: u64) -> Entry {
+        entry(job, run, Outcome::Accepted, 2)
     }
 
-    fn file_len(dir: &Path) -> u64 {
-        std::fs::metadata(dir.join("ledger.jsonl")).unwrap().len()
+    fn open(dir: &Path) -> Ledger {
+        Ledger::open(dir, LedgerOptions::default()).unwrap()
     }
 
-    #[test]
-    fn entries_survive_reopening_and_a_torn_tail_is_cut() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let mut ledger = Ledger::open(dir.path()).unwrap();
-            ledger.append(entry("a", 1, Outcome::Accepted)).unwrap();
-            ledger.append(entry("a", 1, Outcome::Unfenced)).unwrap();
-            ledger.append(entry("b", 1, Outcome::Stale)).unwrap();
+    fn open_err(dir: &Path) -> String {
+        match Ledger::open(dir, LedgerOptions::default()) {
+            Ok(_) => panic!("{} opened", dir.display()),
+            Err(e) => format!("{e:#}"),
         }
-        let path = dir.path().join("ledger.jsonl");
-        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
-        file.write_all(b"{\"job\":\"c\",\"ru").unwrap();
-        let mut ledger = Ledger::open(dir.path()).unwrap();
-        assert_eq!(ledger.entries().len(), 3);
-        assert_eq!(ledger.landed("a", 1), 2);
-        assert_eq!(ledger.landed("b", 1), 0, "a stale write did not land");
-        assert_eq!(ledger.duplicates(), 1);
-        ledger.append(entry("c", 1, Outcome::Accepted)).unwrap();
-        drop(ledger);
-        let ledger = Ledger::open(dir.path()).unwrap();
+    }
+
+    /// Every entry, in order, as (seq, job, outcome).
+    fn all(ledger: &Ledger) -> Vec<(u64, String, Outcome)> {
+        let page = ledger.page(0, usize::MAX).unwrap();
+        page.into_iter()
+            .map(|(seq, e)| (seq, e.job, e.outcome))
+            .collect()
+    }
+
+    fn jobs(ledger: &Ledger) -> Vec<String> {
+        all(ledger).into_iter().map(|(_, job, _)| job).collect()
+    }
+
+    /// Staged entries count for the committer's next decision at once (a run staged in this
+    /// batch is done), but for /metrics and after a crash only once committed.
+    #[test]
+    fn staged_entries_are_seen_by_landed_and_kept_only_once_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = open(dir.path());
+        assert_eq!(ledger.stage(&landed("a", 1)).unwrap(), 1);
+        assert_eq!(ledger.landed("a", 1).unwrap(), 1, "staged, seen");
+        assert_eq!(ledger.counts().completions, 0, "not committed yet");
+        ledger.stage(&landed("a", 1)).unwrap();
+        ledger.stage(&entry("b", 1, Outcome::Stale, 1)).unwrap();
+        ledger.commit().unwrap();
+        assert_eq!(ledger.landed("a", 1).unwrap(), 2);
         assert_eq!(
-            ledger.entries().len(),
-            4,
-            "the torn tail is gone, the new entry kept"
-        );
-    }
-
-    /// Cutting back a failed append (step 2) would destroy lines another writer had appended
-    /// and acknowledged, so a second ledger on the same file is refused while one is open.
-    #[test]
-    fn a_second_writer_is_refused_while_the_ledger_is_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(dir.path()).unwrap();
-        let e = Ledger::open(dir.path()).err().unwrap();
-        assert!(
-            format!("{e:#}").contains("in use by another store"),
-            "{e:#}"
-        );
-        drop(ledger);
-        Ledger::open(dir.path()).unwrap();
-    }
-
-    /// A crash (or a power loss that left zeros or garbage) tears the last line anywhere:
-    /// whatever its bytes, a last line without its newline was never acknowledged.
-    #[test]
-    fn a_torn_tail_of_any_bytes_is_cut() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ledger = Ledger::open(dir.path()).unwrap();
-        ledger.append(entry("a", 1, Outcome::Accepted)).unwrap();
-        let recorded = file_len(dir.path());
-        drop(ledger);
-        let path = dir.path().join("ledger.jsonl");
-        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
-        file.write_all(b"{\"job\":\"b\xff\xfe\0\0\0").unwrap();
-        let ledger = Ledger::open(dir.path()).unwrap();
-        assert_eq!(jobs(&ledger), ["a"]);
-        assert_eq!(
-            file_len(dir.path()),
-            recorded,
-            "the torn tail is cut on disk"
-        );
-    }
-
-    #[test]
-    fn damage_before_the_end_is_an_error_not_a_silent_loss() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("ledger.jsonl"), "garbage\n{}\n").unwrap();
-        let e = Ledger::open(dir.path()).err().unwrap();
-        assert!(format!("{e:#}").contains("line 1 is damaged"), "{e:#}");
-    }
-
-    /// What the tester found on disk: a half line from a failed append, then later appends
-    /// after it. The half line is not a torn tail (lines follow it), so opening refuses.
-    #[test]
-    fn a_half_line_that_later_lines_follow_is_damage_named_by_line_and_offset() {
-        let dir = tempfile::tempdir().unwrap();
-        let whole = serde_json::to_string(&entry("a", 1, Outcome::Accepted)).unwrap();
-        let file = format!("{whole}\n{}{whole}\n{whole}\n", &whole[..10]);
-        std::fs::write(dir.path().join("ledger.jsonl"), file).unwrap();
-        let e = Ledger::open(dir.path()).err().unwrap();
-        let said = format!("{e:#}");
-        let at = whole.len() + 1;
-        let says = format!("line 2 is damaged (it starts at byte {at})");
-        assert!(said.contains(&says), "{said}");
-    }
-
-    /// A real file that fails on cue, as a disk does: a write that stops part way, a sync
-    /// that fails once (and, as Linux's page cache after a failed writeback, would report
-    /// success if asked again), a cut that fails.
-    struct Faulty {
-        file: File,
-        /// The next write puts this many bytes in the file, then fails.
-        tear_write_at: Option<usize>,
-        /// So many of the next syncs fail.
-        failing_syncs: Cell<u32>,
-        /// Cuts (ftruncate) fail.
-        failing_cuts: bool,
-    }
-
-    impl LedgerFile for Faulty {
-        fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-            match self.tear_write_at.take() {
-                Some(at) => {
-                    self.file.write_all(&bytes[..at])?;
-                    Err(io::Error::from_raw_os_error(libc::ENOSPC))
-                }
-                None => self.file.write_all(bytes),
-            }
-        }
-
-        fn sync(&self) -> io::Result<()> {
-            match self.failing_syncs.get() {
-                0 => self.file.sync_data(),
-                n => {
-                    self.failing_syncs.set(n - 1);
-                    Err(io::Error::from_raw_os_error(libc::EIO))
-                }
-            }
-        }
-
-        fn cut(&self, len: u64) -> io::Result<()> {
-            if self.failing_cuts {
-                return Err(io::Error::from_raw_os_error(libc::EIO));
-            }
-            self.file.set_len(len)
-        }
-    }
-
-    /// What one fault leaves behind, past the recorded entries, until the restart.
-    #[derive(Debug, Clone, Copy, PartialEq)]
-    enum Left {
-        Nothing,
-        /// The first bytes of the refused line.
-        Torn(u64),
-        /// The whole refused line, newline and all.
-        WholeLine,
-    }
-
-    struct Case {
-        name: &'static str,
-        tear_write_at: Option<usize>,
-        failing_syncs: u32,
-        failing_cuts: bool,
-        says: &'static str,
-        poisoned: bool,
-        left: Left,
-        /// The entries a restart finds.
-        after_restart: &'static [&'static str],
-    }
-
-    /// The ledger never keeps a half-written entry after a failed write or sync: it cuts the
-    /// file back to its last recorded entry before another append, or, when that fails or
-    /// after any failed sync, refuses appends until a restart (which reloads the file). Two
-    /// entries are recorded, then the append of `x` fails as each case says.
-    #[test]
-    fn a_failed_write_or_sync_never_leaves_a_half_entry_for_later_appends_to_follow() {
-        let cases = [
-            Case {
-                name: "a write that fails part way is cut back, and the ledger goes on",
-                tear_write_at: Some(10),
-                failing_syncs: 0,
-                failing_cuts: false,
-                says: "the file is cut back to its last recorded entry",
-                poisoned: false,
-                left: Left::Nothing,
-                after_restart: &["a", "b", "c"],
-            },
-            Case {
-                name: "a write that fails part way and cannot be cut back poisons the ledger; \
-                       the restart cuts the torn tail",
-                tear_write_at: Some(10),
-                failing_syncs: 0,
-                failing_cuts: true,
-                says: "cutting the file back to its last recorded entry failed too",
-                poisoned: true,
-                left: Left::Torn(10),
-                after_restart: &["a", "b"],
-            },
-            Case {
-                name: "a write that fails part way, whose cut cannot be synced, poisons",
-                tear_write_at: Some(10),
-                failing_syncs: 1,
-                failing_cuts: false,
-                says: "cutting the file back to its last recorded entry failed too",
-                poisoned: true,
-                left: Left::Nothing,
-                after_restart: &["a", "b"],
-            },
-            Case {
-                name: "a failed sync poisons, though a second sync would report success",
-                tear_write_at: None,
-                failing_syncs: 1,
-                failing_cuts: false,
-                says: "after a failed sync the disk may not hold what this process thinks",
-                poisoned: true,
-                left: Left::Nothing,
-                after_restart: &["a", "b"],
-            },
-            Case {
-                name: "a failed sync whose cut cannot be synced either poisons",
-                tear_write_at: None,
-                failing_syncs: 2,
-                failing_cuts: false,
-                says: "cutting the file back to its last recorded entry failed too",
-                poisoned: true,
-                left: Left::Nothing,
-                after_restart: &["a", "b"],
-            },
-            // The refused entry was never acknowledged, and the caller, told of an error,
-            // cannot know whether it was recorded (as after a crash between the sync and
-            // the answer): finding it after the restart loses nothing acknowledged.
-            Case {
-                name: "a failed sync that cannot be cut back poisons; the whole refused line \
-                       may come back after the restart",
-                tear_write_at: None,
-                failing_syncs: 1,
-                failing_cuts: true,
-                says: "cutting the file back to its last recorded entry failed too",
-                poisoned: true,
-                left: Left::WholeLine,
-                after_restart: &["a", "b", "x"],
-            },
-        ];
-        for case in cases {
-            let name = case.name;
-            let dir = tempfile::tempdir().unwrap();
-            let mut ledger = Ledger::open(dir.path()).unwrap();
-            ledger.append(entry("a", 1, Outcome::Accepted)).unwrap();
-            ledger.append(entry("b", 1, Outcome::Accepted)).unwrap();
-            let recorded = file_len(dir.path());
-            let mut ledger = Ledger {
-                file: Faulty {
-                    file: ledger.file,
-                    tear_write_at: case.tear_write_at,
-                    failing_syncs: Cell::new(case.failing_syncs),
-                    failing_cuts: case.failing_cuts,
-                },
-                path: ledger.path,
-                durable_len: ledger.durable_len,
-                poisoned: ledger.poisoned,
-                entries: ledger.entries,
-                landed: ledger.landed,
-            };
-            let line = serde_json::to_string(&entry("x", 1, Outcome::Accepted)).unwrap();
-
-            let said = format!(
-                "{:#}",
-                ledger.append(entry("x", 1, Outcome::Accepted)).unwrap_err()
-            );
-            assert_eq!(jobs(&ledger), ["a", "b"], "{name}: not recorded");
-            assert_eq!(ledger.landed("x", 1), 0, "{name}");
-            assert_eq!(ledger.poisoned().is_some(), case.poisoned, "{name}");
-            let left = match file_len(dir.path()) - recorded {
-                0 => Left::Nothing,
-                n if n == line.len() as u64 + 1 => Left::WholeLine,
-                n => Left::Torn(n),
-            };
-            assert_eq!(left, case.left, "{name}");
-            assert!(
-                said.contains("the entry was not recorded"),
-                "{name}: {said}"
-            );
-            assert!(said.contains(case.says), "{name}: {said}");
-
-            let failed_len = file_len(dir.path());
-
-            // The next append goes on from the last recorded entry, or is refused without
-            // touching the file.
-            let next = ledger.append(entry("c", 1, Outcome::Accepted));
-            if case.poisoned {
-                let refused = format!("{:#}", next.unwrap_err());
-                assert!(
-                    refused.contains("refuses appends since"),
-                    "{name}: {refused}"
-                );
-                assert!(refused.contains("restart the store"), "{name}: {refused}");
-                assert_eq!(ledger.poisoned(), Some(refused.as_str()), "{name}");
-                assert_eq!(jobs(&ledger), ["a", "b"], "{name}");
-                assert_eq!(
-                    file_len(dir.path()),
-                    failed_len,
-                    "{name}: the refusal wrote"
-                );
-            } else {
-                next.unwrap_or_else(|e| panic!("{name}: {e:#}"));
-                assert_eq!(jobs(&ledger), ["a", "b", "c"], "{name}");
-            }
-            drop(ledger);
-
-            // The restart reloads what the file holds: every recorded entry, no half one.
-            let mut ledger = Ledger::open(dir.path())
-                .unwrap_or_else(|e| panic!("{name}: the restart refused the ledger: {e:#}"));
-            assert_eq!(jobs(&ledger), case.after_restart, "{name}");
-            ledger.append(entry("d", 1, Outcome::Accepted)).unwrap();
-            drop(ledger);
-            let ledger = Ledger::open(dir.path()).unwrap();
-            assert_eq!(
-                ledger.entries().len(),
-                case.after_restart.len() + 1,
-                "{name}"
-            );
-        }
-    }
-
-    /// A tmpfs mounted for one test, unmounted when dropped.
-    struct Tmpfs(CString);
-
-    impl Tmpfs {
-        /// Mounts a tmpfs of `size` (as mount(8) writes it: "64k") on `dir`; `None`, saying
-        /// so, where this process may not mount.
-        fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-            let target = CString::new(dir.as_os_str().as_bytes()).unwrap();
-            let options = CString::new(format!("size={size}")).unwrap();
-            // SAFETY: every argument is a NUL-terminated string that outlives the call, and
-            // tmpfs reads its data argument as one.
-            let mounted = unsafe {
-                libc::mount(
-                    c"tmpfs".as_ptr(),
-                    target.as_ptr(),
-                    c"tmpfs".as_ptr(),
-                    0,
-                    options.as_ptr().cast(),
-                )
-            };
-            if mounted == 0 {
-                return Some(Tmpfs(target));
-            }
-            let e = io::Error::last_os_error();
-            if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
-                eprintln!(
-                    "SKIPPED: mounting a tmpfs on {} is not permitted ({e}); run the tests as \
-                     root to fill a real disk",
-                    dir.display()
-                );
-                return None;
-            }
-            panic!("mounting a tmpfs on {}: {e}", dir.display());
-        }
-    }
-
-    impl Drop for Tmpfs {
-        fn drop(&mut self) {
-            // SAFETY: a NUL-terminated path that outlives the call.
-            if unsafe { libc::umount2(self.0.as_ptr(), 0) } != 0 {
-                // A file is still open there (a failed test's ledger): detach the mount now,
-                // the kernel frees it when the file closes.
-                // SAFETY: as above.
-                unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
-            }
-        }
-    }
-
-    /// The tester's ENOSPC, for real: a full 64 KiB tmpfs takes what fits of an append in
-    /// the last page of the ledger's file and refuses the rest. The ledger cuts that half
-    /// line away, so that once the disk has room again later appends do not follow it, and a
-    /// restart finds every recorded entry and nothing damaged.
-    #[test]
-    fn a_full_disk_leaves_no_half_entry_for_later_appends_to_follow() {
-        let root = tempfile::tempdir().unwrap();
-        let disk = root.path().join("disk");
-        std::fs::create_dir(&disk).unwrap();
-        let Some(_tmpfs) = Tmpfs::mount(&disk, "64k") else {
-            return;
-        };
-        let mut ledger = Ledger::open(&disk).unwrap();
-        let mut recorded = Vec::new();
-        for job in ["before-1", "before-2", "before-3"] {
-            ledger.append(entry(job, 1, Outcome::Accepted)).unwrap();
-            recorded.push(job.to_owned());
-        }
-
-        let mut filler = File::create(disk.join("filler")).unwrap();
-        let full = std::iter::repeat_with(|| filler.write_all(&[0; 4096]))
-            .take(100)
-            .find_map(Result::err)
-            .expect("a 64 KiB disk fills");
-        assert_eq!(full.raw_os_error(), Some(libc::ENOSPC), "{full}");
-
-        // The ledger's last page still has room for a few lines; the append that needs a
-        // new page fails.
-        let (refused, recorded_len) = (0..1000)
-            .find_map(|i| {
-                let job = format!("while-full-{i}");
-                let before = file_len(&disk);
-                match ledger.append(entry(&job, 1, Outcome::Accepted)) {
-                    Ok(()) => {
-                        recorded.push(job);
-                        None
-                    }
-                    Err(e) => Some((format!("{e:#}"), before)),
-                }
-            })
-            .expect("the full disk refuses an append");
-        // SAFETY: sysconf reads a constant.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
-        assert_ne!(
-            recorded_len % page,
+            ledger.landed("b", 1).unwrap(),
             0,
-            "the refused append began inside a page, so the disk took a part of it"
+            "a stale write did not land"
         );
-        assert_eq!(file_len(&disk), recorded_len, "no half line is left");
-        assert_eq!(ledger.poisoned(), None, "a failed write that was cut back");
-        assert!(refused.contains("No space left on device"), "{refused}");
-        assert!(refused.contains("the entry was not recorded"), "{refused}");
-        let again = ledger.append(entry("still-full", 1, Outcome::Accepted));
-        assert!(again.is_err());
-        assert_eq!(file_len(&disk), recorded_len, "no half line is left");
-
-        // The disk has room again: appends follow the last recorded entry.
-        drop(filler);
-        std::fs::remove_file(disk.join("filler")).unwrap();
-        for job in ["after-1", "after-2"] {
-            ledger.append(entry(job, 1, Outcome::Accepted)).unwrap();
-            recorded.push(job.to_owned());
-        }
+        let counts = LedgerCounts {
+            completions: 2,
+            rejections_retained: 1,
+            rejections_ever: 1,
+            duplicate_runs: 1,
+        };
+        assert_eq!(ledger.counts(), counts);
+        // Staged, never committed: a crash (here, closing) loses it, nothing else.
+        ledger.stage(&landed("c", 1)).unwrap();
+        assert_eq!(ledger.landed("c", 1).unwrap(), 1);
         drop(ledger);
+        let ledger = open(dir.path());
+        assert_eq!(ledger.landed("c", 1).unwrap(), 0);
+        assert_eq!(jobs(&ledger), ["a", "a", "b"]);
+        assert_eq!(ledger.counts(), counts, "the figures reload as committed");
+    }
 
-        let ledger =
-            Ledger::open(&disk).unwrap_or_else(|e| panic!("the restart refused the ledger: {e:#}"));
-        assert_eq!(jobs(&ledger), recorded);
+    /// A run is one duplicate however often it landed again; the count moves when a run's
+    /// landings go from 1 to 2, including across a reopen.
+    #[test]
+    fn duplicate_runs_count_runs_not_landings() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = open(dir.path());
+        for e in [
+            landed("a", 1),
+            landed("a", 1),
+            landed("a", 1),
+            landed("a", 2),
+        ] {
+            ledger.stage(&e).unwrap();
+        }
+        ledger.commit().unwrap();
+        assert_eq!(ledger.counts().duplicate_runs, 1);
+        drop(ledger);
+        let mut ledger = open(dir.path());
+        assert_eq!(ledger.counts().duplicate_runs, 1);
+        ledger.stage(&landed("a", 2)).unwrap();
+        ledger.commit().unwrap();
+        assert_eq!(ledger.counts().duplicate_runs, 2);
+    }
+
+    /// One decision order across both tables, never handed out twice: not after a reopen,
+    /// not after the newest rejections were pruned, not after a rolled-back batch.
+    #[test]
+    fn seq_is_strictly_increasing_across_tables_reopen_and_pruning() {
+        let dir = tempfile::tempdir().unwrap();
+        let keep_none = LedgerOptions { rejections_kept: 0 };
+        let mut ledger = Ledger::open(dir.path(), keep_none).unwrap();
+        assert_eq!(ledger.stage(&landed("a", 1)).unwrap(), 1);
+        assert_eq!(
+            ledger.stage(&entry("b", 1, Outcome::Conflict, 3)).unwrap(),
+            2
+        );
+        ledger.commit().unwrap();
+        assert_eq!(all(&ledger), [(1, "a".to_owned(), Outcome::Accepted)]);
+        drop(ledger);
+        let mut ledger = Ledger::open(dir.path(), keep_none).unwrap();
+        assert_eq!(
+            ledger.stage(&landed("c", 1)).unwrap(),
+            3,
+            "seq 2 was a pruned rejection's"
+        );
+        ledger.commit().unwrap();
+        drop(ledger);
+        let mut ledger = open(dir.path());
+        assert_eq!(ledger.stage(&entry("d", 1, Outcome::Stale, 1)).unwrap(), 4);
+        ledger.commit().unwrap();
+        let seqs: Vec<u64> = all(&ledger).into_iter().map(|(s, _, _)| s).collect();
+        assert_eq!(seqs, [1, 3, 4]);
+        assert_eq!(
+            ledger.page(1, 1).unwrap()[0].0,
+            3,
+            "a page starts after `after`"
+        );
+        assert!(ledger.page(u64::MAX, 10).unwrap().is_empty());
+    }
+
+    /// A flood of refused writes keeps exactly the newest `rejections_kept` of them; the
+    /// completions among them all stay.
+    #[test]
+    fn retention_prunes_exactly_the_oldest_rejections() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = LedgerOptions { rejections_kept: 3 };
+        let mut ledger = Ledger::open(dir.path(), options).unwrap();
+        for i in 0..10 {
+            ledger
+                .stage(&entry(&format!("r{i}"), 1, Outcome::Stale, 1))
+                .unwrap();
+            if i % 4 == 0 {
+                ledger.stage(&landed(&format!("c{i}"), 1)).unwrap();
+            }
+            // Batches of several, and commits of one.
+            if i % 3 != 1 {
+                ledger.commit().unwrap();
+            }
+        }
+        ledger.commit().unwrap();
+        assert_eq!(jobs(&ledger), ["c0", "c4", "r7", "r8", "c8", "r9"]);
+        let counts = ledger.counts();
+        assert_eq!(counts.rejections_retained, 3);
+        assert_eq!(counts.rejections_ever, 10);
+        assert_eq!(counts.completions, 3);
+        drop(ledger);
+        let ledger = Ledger::open(dir.path(), options).unwrap();
+        assert_eq!(ledger.counts(), counts);
+    }
+
+    /// The store checks its fence's mark against the largest generation ever recorded: a
+    /// pruned rejection at a high generation still counts.
+    #[test]
+    fn max_generation_survives_pruning_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = LedgerOptions { rejections_kept: 1 };
+        let mut ledger = Ledger::open(dir.path(), options).unwrap();
+        assert_eq!(ledger.max_generation(), None);
+        ledger.stage(&entry("a", 1, Outcome::Accepted, 5)).unwrap();
+        ledger.stage(&entry("b", 1, Outcome::Conflict, 9)).unwrap();
+        assert_eq!(ledger.max_generation(), None, "only committed ones count");
+        ledger.commit().unwrap();
+        ledger.stage(&entry("c", 1, Outcome::Stale, 2)).unwrap();
+        ledger.commit().unwrap();
+        assert_eq!(
+            jobs(&ledger),
+            ["a", "c"],
+            "the generation-9 rejection was pruned"
+        );
+        assert_eq!(ledger.max_generation(), Some(9));
+        drop(ledger);
+        assert_eq!(open(dir.path()).max_generation(), Some(9));
+    }
+
+    /// Runs, holders and unfenced generations are any u64; they round-trip.
+    #[test]
+    fn u64_values_above_i64_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = open(dir.path());
+        let big = Entry {
+            job: "big".into(),
+            run: u64::MAX,
+            holder: u64::MAX - 1,
+            generation: Some(1 << 63),
+            outcome: Outcome::Unfenced,
+            at_ms: u64::MAX,
+        };
+        ledger.stage(&big).unwrap();
+        ledger.commit().unwrap();
+        drop(ledger);
+        let ledger = open(dir.path());
+        assert_eq!(ledger.page(0, 10).unwrap(), [(1, big)]);
+        assert_eq!(ledger.landed("big", u64::MAX).unwrap(), 1);
+        assert_eq!(ledger.max_generation(), Some(1 << 63));
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_directory_is_refused_while_the_first_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = open(dir.path());
+        let said = open_err(dir.path());
+        assert!(said.contains("in use by another store"), "{said}");
+        assert!(said.contains("ledger.sqlite"), "{said}");
+        // The first goes on, undisturbed.
+        first.stage(&landed("a", 1)).unwrap();
+        first.commit().unwrap();
+        drop(first);
+        assert_eq!(jobs(&open(dir.path())), ["a"]);
+    }
+
+    #[test]
+    fn a_file_that_is_not_sqlite_is_refused_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let bytes = b"not a database, but someone's precious notes\n".repeat(200);
+        std::fs::write(&path, &bytes).unwrap();
+        let said = open_err(dir.path());
+        assert!(said.contains("is not a SQLite database"), "{said}");
+        assert!(said.contains(&path.display().to_string()), "{said}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [FILE], "no -wal or -journal made beside it");
+    }
+
+    #[test]
+    fn another_programs_database_or_an_unknown_schema_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("CREATE TABLE t (x)").unwrap();
+        drop(other);
+        let before = std::fs::read(&path).unwrap();
+        let said = open_err(dir.path());
+        assert!(said.contains("not a fencekit ledger"), "{said}");
+        assert_eq!(std::fs::read(&path).unwrap(), before, "left as it is");
+
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path()));
+        let newer = Connection::open(dir.path().join(FILE)).unwrap();
+        newer
+            .execute("UPDATE meta SET value = 2 WHERE key = 'schema_version'", [])
+            .unwrap();
+        drop(newer);
+        let said = open_err(dir.path());
+        assert!(said.contains("schema version 2"), "{said}");
+        assert!(said.contains(FILE), "{said}");
+    }
+
+    #[test]
+    fn anything_but_a_regular_file_at_the_ledgers_paths_is_refused_before_opening() {
+        for name in [
+            FILE,
+            "ledger.sqlite-wal",
+            "ledger.sqlite-journal",
+            "ledger.jsonl",
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(name);
+            let fifo = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: a NUL-terminated path that outlives the call.
+            assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+            // A FIFO would block the open for ever: this returns at once, or hangs the test.
+            let said = open_err(dir.path());
+            assert!(said.contains("not a regular file"), "{name}: {said}");
+            assert!(said.contains(name), "{name}: {said}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/null", dir.path().join(FILE)).unwrap();
+        assert!(open_err(dir.path()).contains("not a regular file"));
+    }
+
+    /// What the old ledger wrote: one serde_json entry per line.
+    fn jsonl(entries: &[Entry]) -> String {
+        entries
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap() + "\n")
+            .collect()
+    }
+
+    #[test]
+    fn the_old_ledger_is_imported_once_in_order_without_its_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = [
+            landed("a", 1),
+            entry("b", 1, Outcome::Stale, 7),
+            landed("a", 1),
+        ];
+        let text = jsonl(&old) + "{\"job\":\"torn\",\"ru";
+        std::fs::write(dir.path().join("ledger.jsonl"), &text).unwrap();
+        let ledger = open(dir.path());
+        let imported: Vec<Entry> = ledger
+            .page(0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.1)
+            .collect();
+        assert_eq!(imported, old);
+        assert_eq!(ledger.counts().duplicate_runs, 1);
+        assert_eq!(ledger.max_generation(), Some(7));
+        assert!(!dir.path().join("ledger.jsonl").exists());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("ledger.jsonl.imported")).unwrap(),
+            text,
+            "the old file is kept, unchanged, under its new name"
+        );
+        drop(ledger);
+        let mut ledger = open(dir.path());
+        assert_eq!(jobs(&ledger), ["a", "b", "a"], "imported once");
+        assert_eq!(ledger.stage(&landed("c", 1)).unwrap(), 4);
+    }
+
+    /// Every rejection of the old ledger is imported and counted, then the retention applies
+    /// as in any commit; the largest generation survives the pruning.
+    #[test]
+    fn an_import_counts_every_rejection_and_keeps_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = [
+            entry("r1", 1, Outcome::Stale, 8),
+            landed("a", 1),
+            entry("r2", 1, Outcome::Conflict, 3),
+            entry("r3", 1, Outcome::Stale, 1),
+        ];
+        std::fs::write(dir.path().join("ledger.jsonl"), jsonl(&old)).unwrap();
+        let options = LedgerOptions { rejections_kept: 1 };
+        let ledger = Ledger::open(dir.path(), options).unwrap();
+        assert_eq!(
+            all(&ledger),
+            [
+                (2, "a".to_owned(), Outcome::Accepted),
+                (4, "r3".to_owned(), Outcome::Stale)
+            ]
+        );
+        assert_eq!(ledger.counts().rejections_ever, 3);
+        assert_eq!(ledger.max_generation(), Some(8));
+    }
+
+    #[test]
+    fn a_damaged_old_ledger_is_refused_by_line_and_offset_and_nothing_is_imported() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = serde_json::to_string(&landed("a", 1)).unwrap();
+        let text = format!("{whole}\n{}{whole}\n{whole}\n", &whole[..10]);
+        std::fs::write(dir.path().join("ledger.jsonl"), &text).unwrap();
+        let said = open_err(dir.path());
+        let at = whole.len() + 1;
+        assert!(
+            said.contains(&format!(
+                "ledger.jsonl line 2 is damaged (it starts at byte {at})"
+            )),
+            "{said}"
+        );
+        assert!(said.contains("nothing was imported"), "{said}");
+        assert!(!dir.path().join(FILE).exists(), "no database beside it");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("ledger.jsonl")).unwrap(),
+            text
+        );
+    }
+
+    /// A crash between the import's commit and the rename leaves both files; the database
+    /// recorded this very file, so the rename is finished and nothing imported twice.
+    #[test]
+    fn both_files_after_a_crash_between_import_and_rename_finish_the_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = jsonl(&[landed("a", 1), landed("b", 1)]);
+        std::fs::write(dir.path().join("ledger.jsonl"), &text).unwrap();
+        drop(open(dir.path()));
+        std::fs::rename(
+            dir.path().join("ledger.jsonl.imported"),
+            dir.path().join("ledger.jsonl"),
+        )
+        .unwrap();
+        let ledger = open(dir.path());
+        assert_eq!(jobs(&ledger), ["a", "b"]);
+        assert!(!dir.path().join("ledger.jsonl").exists());
+        assert!(dir.path().join("ledger.jsonl.imported").exists());
+    }
+
+    /// A JSON-lines ledger the database never imported (another copy, or one changed since)
+    /// beside a database: which holds the truth is the operator's call.
+    #[test]
+    fn both_files_without_a_record_of_that_import_are_refused_saying_how_to_resolve() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = jsonl(&[landed("a", 1)]);
+        std::fs::write(dir.path().join("ledger.jsonl"), &text).unwrap();
+        drop(open(dir.path()));
+        // The same file with one more line: not what was imported.
+        let more = text.clone() + &jsonl(&[landed("b", 1)]);
+        std::fs::write(dir.path().join("ledger.jsonl"), &more).unwrap();
+        let said = open_err(dir.path());
+        assert!(said.contains("move ledger.jsonl away"), "{said}");
+        assert!(said.contains("move ledger.sqlite away"), "{said}");
+        // And where the database imported nothing at all.
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path()));
+        std::fs::write(dir.path().join("ledger.jsonl"), &text).unwrap();
+        assert!(open_err(dir.path()).contains("both there"));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("ledger.jsonl")).unwrap(),
+            text,
+            "left as it is"
+        );
+    }
+
+    /// A failure while staging (here the database may not grow: SQLITE_FULL, as a full
+    /// disk) rolls back the whole open batch and poisons the ledger: nothing of it is kept,
+    /// and every later stage and commit is refused, naming the first failure, until a
+    /// reopen.
+    #[test]
+    fn a_failed_stage_rolls_the_batch_back_and_poisons_until_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = open(dir.path());
+        ledger.stage(&landed("kept", 1)).unwrap();
+        ledger.commit().unwrap();
+        let pages: i64 = ledger
+            .conn
+            .pragma_query_value(None, "page_count", |r| r.get(0))
+            .unwrap();
+        ledger
+            .conn
+            .pragma_update(None, "max_page_count", pages)
+            .unwrap();
+        let long = "x".repeat(64);
+        let said = (0..10_000)
+            .find_map(|i| ledger.stage(&landed(&long, i)).err())
+            .map(|e| format!("{e:#}"))
+            .expect("the database fills");
+        assert!(said.contains("full"), "{said}");
+        assert!(said.contains("not recorded"), "{said}");
+        assert_eq!(ledger.landed(&long, 0).unwrap(), 0, "the batch rolled back");
+        let poison = ledger.poisoned().expect("poisoned").to_owned();
+        assert!(poison.contains("restart the store"), "{poison}");
+        let refused = format!("{:#}", ledger.stage(&landed("later", 1)).unwrap_err());
+        assert_eq!(refused, poison);
+        assert_eq!(format!("{:#}", ledger.commit().unwrap_err()), poison);
+        assert_eq!(jobs(&ledger), ["kept"], "reads still answer");
+        drop(ledger);
+        let mut ledger = open(dir.path());
+        assert_eq!(jobs(&ledger), ["kept"]);
+        assert_eq!(ledger.stage(&landed("after", 1)).unwrap(), 2);
+        ledger.commit().unwrap();
+    }
+
+    /// A failure inside the committing transaction (a planted trigger refuses the meta
+    /// update) rolls every staged entry back and poisons: the fsyncgate rule, never retry.
+    #[test]
+    fn a_failed_commit_rolls_back_and_poisons_until_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = open(dir.path());
+        ledger.stage(&landed("kept", 1)).unwrap();
+        ledger.commit().unwrap();
+        ledger
+            .conn
+            .execute_batch(
+                "CREATE TEMP TRIGGER planted BEFORE UPDATE ON main.meta \
+                 BEGIN SELECT RAISE(ABORT, 'planted failure'); END",
+            )
+            .unwrap();
+        ledger.stage(&landed("lost", 1)).unwrap();
+        ledger.stage(&entry("lost", 2, Outcome::Stale, 9)).unwrap();
+        let said = format!("{:#}", ledger.commit().unwrap_err());
+        assert!(said.contains("committing to"), "{said}");
+        assert!(said.contains("planted failure"), "{said}");
+        assert!(said.contains("not recorded"), "{said}");
+        assert_eq!(ledger.landed("lost", 1).unwrap(), 0);
+        assert_eq!(ledger.counts().completions, 1);
+        assert_eq!(ledger.max_generation(), Some(2));
+        let refused = format!("{:#}", ledger.stage(&landed("later", 1)).unwrap_err());
+        assert!(
+            refused.contains("since committing to it failed"),
+            "{refused}"
+        );
+        assert!(refused.contains("planted failure"), "{refused}");
+        drop(ledger);
+        let ledger = open(dir.path());
+        assert_eq!(jobs(&ledger), ["kept"]);
+        assert_eq!(ledger.poisoned(), None, "a restart reloads from the disk");
     }
 }

@@ -96,6 +96,66 @@ pub(crate) fn post(addr: &str, path: &str) -> (u16, String) {
     read(agent().post(&url).send_empty(), &url)
 }
 
+/// An HTTPS client of a store with the certificates of [`certs`]: it trusts their CA only,
+/// and shows node `node`'s certificate (or none).
+pub(crate) struct Https(ureq::Agent);
+
+impl Https {
+    pub(crate) fn new(certs: &std::path::Path, node: Option<usize>) -> Https {
+        use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
+        let read =
+            |p: std::path::PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
+        let ca = Certificate::from_pem(&read(certs.join("ca.crt"))).expect("the CA");
+        let client = node.map(|n| {
+            let dir = certs.join(format!("node-{n}"));
+            let cert = Certificate::from_pem(&read(dir.join("node.crt"))).expect("a certificate");
+            let key = PrivateKey::from_pem(&read(dir.join("node.key"))).expect("a key");
+            ClientCert::new_with_certs(&[cert], key)
+        });
+        let tls = TlsConfig::builder()
+            .provider(TlsProvider::Rustls)
+            .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .root_certs(RootCerts::new_with_certs(&[ca]))
+            .client_cert(client)
+            .build();
+        Https(
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(5)))
+                .tls_config(tls)
+                .build()
+                .into(),
+        )
+    }
+
+    pub(crate) fn get(&self, addr: &str, path: &str) -> (u16, String) {
+        let url = format!("https://{addr}{path}");
+        read(self.0.get(&url).call(), &url)
+    }
+
+    pub(crate) fn post(&self, addr: &str, path: &str) -> (u16, String) {
+        let url = format!("https://{addr}{path}");
+        read(self.0.post(&url).send_empty(), &url)
+    }
+
+    /// Waits up to 10 s for the store at `addr` to answer /healthz.
+    pub(crate) fn wait_healthy(&self, addr: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let url = format!("https://{addr}/healthz");
+        while self.0.get(&url).call().is_err() {
+            assert!(Instant::now() < deadline, "{addr} did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `--tls-dir` for the store with the certificates of [`certs`].
+pub(crate) fn store_tls_dir(certs: &std::path::Path) -> String {
+    certs.join("store").to_string_lossy().into_owned()
+}
+
 /// Waits up to 10 s for `addr` to answer /healthz.
 pub(crate) fn wait_healthy(addr: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -140,11 +200,27 @@ pub(crate) struct Group {
     pub(crate) status: Vec<String>,
     /// Each node's Raft address.
     pub(crate) raft: Vec<String>,
+    /// Each node's --admin-addr (every node runs with --admin).
+    pub(crate) admin: Vec<String>,
+    /// The token of the admin endpoints.
+    pub(crate) admin_token: String,
+    /// Where node `n` appends its stderr (`node-<n>.stderr`), if [`Group::start_logged`].
+    logs: Option<std::path::PathBuf>,
 }
 
 impl Group {
     /// Nodes `1..=size`, their data and certificates under `root`, each with `extra` options.
     pub(crate) fn start(root: &std::path::Path, size: usize, extra: &[&str]) -> Group {
+        Group::start_with(root, size, extra, false)
+    }
+
+    /// As [`Group::start`], each node's stderr kept in `root/node-<n>.stderr` across restarts
+    /// (read it with [`Group::stderr`]).
+    pub(crate) fn start_logged(root: &std::path::Path, size: usize, extra: &[&str]) -> Group {
+        Group::start_with(root, size, extra, true)
+    }
+
+    fn start_with(root: &std::path::Path, size: usize, extra: &[&str], logged: bool) -> Group {
         let certs = certs(root, size);
         let raft: Vec<String> = (0..size)
             .map(|_| format!("127.0.0.1:{}", free_port()))
@@ -152,6 +228,22 @@ impl Group {
         let status: Vec<String> = (0..size)
             .map(|_| format!("127.0.0.1:{}", free_port()))
             .collect();
+        let admin: Vec<String> = (0..size)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let admin_token = format!("test-token-{}", std::process::id()).repeat(2);
+        let token_file = root.join("admin.token");
+        {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&token_file)
+                .and_then(|mut f| f.write_all(admin_token.as_bytes()))
+                .expect("the admin token file");
+        }
         let peers: Vec<String> = raft
             .iter()
             .enumerate()
@@ -171,6 +263,11 @@ impl Group {
                     &tls_dir(&certs, i + 1),
                     "--data",
                     &root.join(format!("node-{}", i + 1)).to_string_lossy(),
+                    "--admin",
+                    "--admin-addr",
+                    &admin[i],
+                    "--admin-token-file",
+                    &token_file.to_string_lossy(),
                 ]
                 .iter()
                 .map(|s| s.to_string())
@@ -184,6 +281,9 @@ impl Group {
             args,
             status,
             raft,
+            admin,
+            admin_token,
+            logs: logged.then(|| root.to_path_buf()),
         };
         for n in 1..=size {
             let child = group.spawn(n);
@@ -193,12 +293,39 @@ impl Group {
     }
 
     fn spawn(&self, n: usize) -> Child {
+        let stderr = match &self.logs {
+            Some(dir) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(format!("node-{n}.stderr")))
+                .expect("a stderr file")
+                .into(),
+            None => std::process::Stdio::null(),
+        };
         Command::new(FENCEKIT)
             .args(&self.args[n - 1])
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn fencekit node")
+    }
+
+    /// What node `n` wrote to stderr so far (a group started with [`Group::start_logged`]).
+    pub(crate) fn stderr(&self, n: usize) -> String {
+        let dir = self
+            .logs
+            .as_ref()
+            .expect("a group started with start_logged");
+        std::fs::read_to_string(dir.join(format!("node-{n}.stderr"))).unwrap_or_default()
+    }
+
+    /// `POST` to node `n`'s admin endpoint with the token: status and body.
+    pub(crate) fn admin_post(&self, n: usize, path: &str) -> (u16, String) {
+        let url = format!("http://{}{path}", self.admin[n - 1]);
+        let request = agent()
+            .post(&url)
+            .header("Authorization", format!("Bearer {}", self.admin_token));
+        read(request.send_empty(), &url)
     }
 
     /// Node `n`'s process id.

@@ -8,6 +8,9 @@
 //! DIR/node-<id>/ca.crt  a copy of the CA certificate
 //! DIR/node-<id>/node.crt  the node's certificate: fencekit://<cluster>/<id>, server and client
 //! DIR/node-<id>/node.key  its private key (mode 0600)
+//! DIR/store/store.crt   the fenced store's certificate: fencekit://<cluster>/store and its
+//!                       host names, server only (made by `add_store`)
+//! DIR/store/store.key   its private key; DIR/store/ca.crt a copy of the CA certificate
 //! ```
 //!
 //! Keys are ECDSA P-256. The certificates do not expire (rcgen's default validity): rotate by
@@ -79,53 +82,128 @@ pub fn init(dir: &Path, cluster: u64, nodes: &[NodeId]) -> Result<(), Error> {
 /// Makes a certificate for `node` with the CA in `dir` (made by [`init`]), in its own
 /// directory. Refuses a node that already has one.
 pub fn add(dir: &Path, node: NodeId) -> Result<TlsFiles, Error> {
-    if !dir.join(CA_CERT).is_file() || !dir.join(CA_KEY).is_file() {
-        return Err(cert_error(format!(
-            "{} holds no development CA ({CA_CERT} and {CA_KEY}): make one with init",
-            dir.display()
-        )));
-    }
-    let ca_pem = read_text(&dir.join(CA_CERT))?;
-    let ca_key = KeyPair::from_pem(&read_text(&dir.join(CA_KEY))?).map_err(|e| {
-        cert_error(format!(
-            "{}: not a private key: {e}",
-            dir.join(CA_KEY).display()
-        ))
-    })?;
-    let cluster = cluster_of_ca(&ca_pem)
-        .map_err(|e| cert_error(format!("{}: {e}", dir.join(CA_CERT).display())))?;
-    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(cert_error)?;
-    let id = Identity { cluster, node };
-    let key = KeyPair::generate().map_err(cert_error)?;
+    let ca = Ca::open(dir)?;
+    let id = Identity {
+        cluster: ca.cluster,
+        node,
+    };
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
     params
         .distinguished_name
         .push(DnType::CommonName, format!("fencekit {id}"));
     params.subject_alt_names = vec![uri(&id.uri())?];
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
-    params.use_authority_key_identifier_extension = true;
-    let cert = params.signed_by(&key, &issuer).map_err(cert_error)?;
     let out = node_dir(dir, node);
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&out)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => cert_error(format!(
-                "{} exists: node {node} has certificates already",
-                out.display()
-            )),
-            _ => Error::io("create directory", &out, e),
+    ca.issue(
+        params,
+        &out,
+        TlsFiles::in_dir(&out),
+        &format!("node {node}"),
+    )
+}
+
+/// The directory of the store's files under `dir`.
+pub fn store_dir(dir: &Path) -> PathBuf {
+    dir.join("store")
+}
+
+/// Makes the fenced store's certificate with the CA in `dir`, in `dir/store/`: it names
+/// `fencekit://<cluster>/store` (no node: it cannot join the group) and `hosts`, the DNS
+/// names and IP addresses clients reach the store by (they check it, as web TLS does). It
+/// serves only; it cannot act as a client. Refuses a store that already has one.
+pub fn add_store(dir: &Path, hosts: &[String]) -> Result<TlsFiles, Error> {
+    if hosts.is_empty() {
+        return Err(cert_error(
+            "the store's certificate needs at least one host name or IP address",
+        ));
+    }
+    let ca = Ca::open(dir)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(
+        DnType::CommonName,
+        format!("fencekit store of cluster {}", ca.cluster),
+    );
+    params.subject_alt_names = vec![uri(&tls::store_uri(ca.cluster))?];
+    for host in hosts {
+        params.subject_alt_names.push(match host.parse() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(
+                host.as_str()
+                    .try_into()
+                    .map_err(|e| cert_error(format!("host {host:?}: {e}")))?,
+            ),
+        });
+    }
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let out = store_dir(dir);
+    ca.issue(params, &out, TlsFiles::store_in_dir(&out), "the store")
+}
+
+/// A development CA, read from the directory [`init`] wrote.
+struct Ca {
+    cluster: u64,
+    pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn open(dir: &Path) -> Result<Ca, Error> {
+        if !dir.join(CA_CERT).is_file() || !dir.join(CA_KEY).is_file() {
+            return Err(cert_error(format!(
+                "{} holds no development CA ({CA_CERT} and {CA_KEY}): make one with init",
+                dir.display()
+            )));
+        }
+        let pem = read_text(&dir.join(CA_CERT))?;
+        let key = KeyPair::from_pem(&read_text(&dir.join(CA_KEY))?).map_err(|e| {
+            cert_error(format!(
+                "{}: not a private key: {e}",
+                dir.join(CA_KEY).display()
+            ))
         })?;
-    let files = TlsFiles::in_dir(&out);
-    write_new(&files.key, key.serialize_pem().as_bytes(), 0o600)?;
-    write_new(&files.cert, cert.pem().as_bytes(), 0o644)?;
-    write_new(&files.ca, ca_pem.as_bytes(), 0o644)?;
-    Ok(files)
+        let cluster = cluster_of_ca(&pem)
+            .map_err(|e| cert_error(format!("{}: {e}", dir.join(CA_CERT).display())))?;
+        let issuer = Issuer::from_ca_cert_pem(&pem, key).map_err(cert_error)?;
+        Ok(Ca {
+            cluster,
+            pem,
+            issuer,
+        })
+    }
+
+    /// Signs a new key's certificate with `params` and writes it, its key and the CA's
+    /// certificate as `files` in the new directory `out` (`who` names it in errors).
+    fn issue(
+        &self,
+        mut params: CertificateParams,
+        out: &Path,
+        files: TlsFiles,
+        who: &str,
+    ) -> Result<TlsFiles, Error> {
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate().map_err(cert_error)?;
+        let cert = params.signed_by(&key, &self.issuer).map_err(cert_error)?;
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(out)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => cert_error(format!(
+                    "{} exists: {who} has certificates already",
+                    out.display()
+                )),
+                _ => Error::io("create directory", out, e),
+            })?;
+        write_new(&files.key, key.serialize_pem().as_bytes(), 0o600)?;
+        write_new(&files.cert, cert.pem().as_bytes(), 0o644)?;
+        write_new(&files.ca, self.pem.as_bytes(), 0o644)?;
+        Ok(files)
+    }
 }
 
 /// The cluster a development CA was made for (its URI `fencekit://<cluster>`).
@@ -133,10 +211,7 @@ fn cluster_of_ca(pem: &str) -> Result<u64, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let der = CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| e.to_string())?;
-    tls::uris(&der)?
-        .iter()
-        .find_map(|u| u.strip_prefix("fencekit://").and_then(|c| c.parse().ok()))
-        .ok_or_else(|| "not a fencekit development CA (no fencekit://<cluster> URI)".into())
+    tls::cluster_of_ca(&der)
 }
 
 fn uri(text: &str) -> Result<SanType, Error> {

@@ -133,15 +133,78 @@ pub(crate) struct TlsContext {
     pub(crate) server: Arc<ServerConfig>,
 }
 
+/// A certificate chain, its private key and the CA, read with this module's checks of
+/// ownership, modes and sizes: for TLS outside the Raft transport (the store's HTTPS and
+/// its clients).
+pub struct TlsMaterial {
+    /// The holder's certificate first, then any intermediates.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The holder's private key.
+    pub key: PrivateKeyDer<'static>,
+    /// The same key as the file holds it (PEM), for TLS stacks that parse it themselves.
+    pub key_pem: Vec<u8>,
+    /// The CA certificate(s) trusted.
+    pub ca: Vec<CertificateDer<'static>>,
+}
+
+impl fmt::Debug for TlsMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the key.
+        f.debug_struct("TlsMaterial")
+            .field("chain", &self.chain.len())
+            .field("ca", &self.ca.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsFiles {
+    /// The files as `fencekit certs` lays out the store's directory: `store.crt`,
+    /// `store.key` and `ca.crt`.
+    pub fn store_in_dir(dir: impl AsRef<Path>) -> TlsFiles {
+        let dir = dir.as_ref();
+        TlsFiles {
+            cert: dir.join("store.crt"),
+            key: dir.join("store.key"),
+            ca: dir.join("ca.crt"),
+        }
+    }
+
+    /// Reads the three files, refusing a key others may read, a certificate or CA file
+    /// others may write, and anything that is not PEM.
+    pub fn read(&self) -> Result<TlsMaterial, Error> {
+        let chain = read_certs(&self.cert, "certificate")?;
+        let ca = read_certs(&self.ca, "CA certificate")?;
+        let key_pem = read_private(&self.key)?;
+        let key = PrivateKeyDer::from_pem_slice(&key_pem)
+            .map_err(|e| tls_error(&self.key, format!("not a PEM private key: {e}")))?;
+        Ok(TlsMaterial {
+            chain,
+            key,
+            key_pem,
+            ca,
+        })
+    }
+}
+
+/// The cluster a fencekit CA certificate was made for: its URI `fencekit://<cluster>`.
+pub fn cluster_of_ca(cert: &[u8]) -> Result<u64, String> {
+    uris(cert)?
+        .iter()
+        .find_map(|u| u.strip_prefix(SCHEME).and_then(|c| c.parse().ok()))
+        .ok_or_else(|| "not a fencekit CA (no fencekit://<cluster> URI)".into())
+}
+
+/// The URI naming the fenced store of `cluster` in its certificate: `fencekit://<cluster>/store`.
+/// It is no node's identity, so the store's certificate cannot join the Raft group.
+pub fn store_uri(cluster: u64) -> String {
+    format!("{SCHEME}{cluster}/store")
+}
+
 impl TlsContext {
     /// Loads the files for `me`: refuses a key others may read, a certificate that does not
     /// name `me`, or one the CA did not sign.
     fn load(files: &TlsFiles, me: Identity) -> Result<TlsContext, Error> {
-        let chain = read_certs(&files.cert, "certificate")?;
-        let ca = read_certs(&files.ca, "CA certificate")?;
-        let key_pem = read_private(&files.key)?;
-        let key = PrivateKeyDer::from_pem_slice(&key_pem)
-            .map_err(|e| tls_error(&files.key, format!("not a PEM private key: {e}")))?;
+        let TlsMaterial { chain, key, ca, .. } = files.read()?;
         let mut roots = RootCertStore::empty();
         for cert in ca {
             roots
@@ -298,6 +361,13 @@ impl ServerCertVerifier for GroupCaVerifier {
 /// write (they could swap in a certificate or a CA of their own).
 fn read_public(path: &Path) -> Result<Vec<u8>, Error> {
     read_checked(path, 0o022, "writable by its group or others")
+}
+
+/// Reads a secret (a private key, an access token) of at most `TLS_FILE_MAX` bytes, refusing
+/// a file that its group or others may read or write, one owned by another user, or one on a
+/// path others could swap.
+pub fn read_secret_file(path: &Path) -> Result<Vec<u8>, Error> {
+    read_private(path)
 }
 
 /// Reads a private key, refusing one that its group or others may read or write.

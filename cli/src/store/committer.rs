@@ -1,0 +1,345 @@
+//! The store's decisions, one at a time in one order, and their records, many to one commit.
+//!
+//! Requests queue for one thread, the committer. It takes whatever has queued (up to
+//! [`BATCH_MAX`]) and, for each request in order, checks the token with the fence and stages
+//! the completion in the ledger's open transaction; then it commits the transaction once (one
+//! fsync for the whole batch: the group commit) and only then answers every request of the
+//! batch. The order, and why nothing acknowledged is lost:
+//!
+//! 1. **The fence first.** A token that advances the mark is made durable in the fence's own
+//!    log before `check` returns (DESIGN.md I5). A crash after it and before the ledger's
+//!    commit leaves the mark advanced and the completion unrecorded, and no answer was sent:
+//!    the writer retries, and a deposed leader is still refused. The other order could
+//!    record a completion whose advance is lost, and a restarted fence would accept the old
+//!    leader again; the store's start-up check (a ledger generation above the mark) refuses
+//!    exactly that.
+//! 2. **The ledger's commit next**, before any answer: an acknowledged completion, accepted or
+//!    refused, is durable in both. A `begin` waits for the commit too, since the `done` it
+//!    reports may rest on a completion staged in the same batch.
+//! 3. **A failed commit** refuses every request of its batch (500: not recorded) and poisons
+//!    the ledger, which refuses everything until a restart reloads it from the disk.
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use fencekit::{Fence, NodeId, ResourceId, Token, Verdict};
+
+use super::ledger::{Ledger, LedgerCounts};
+use super::metrics::StoreMetrics;
+use crate::http::Reply;
+use crate::store_api::{Answer, Call, Entry, LedgerPage, Outcome, unix_ms};
+
+/// Requests decided before one commit, at most.
+pub(crate) const BATCH_MAX: usize = 256;
+/// Requests waiting for the committer, at most: beyond it, 503.
+const QUEUE_MAX: usize = 1024;
+/// The longest a request waits for its decision before it is answered 503.
+const WAIT_MAX: Duration = Duration::from_secs(30);
+
+/// A `/begin` or `/complete`, checked and attributed to its writer.
+#[derive(Debug)]
+pub(crate) struct Decision {
+    pub(crate) call: Call,
+    pub(crate) job: String,
+    pub(crate) run: u64,
+    pub(crate) holder: NodeId,
+    /// The token's generation; `None` on an unfenced store.
+    pub(crate) generation: Option<u64>,
+}
+
+enum Job {
+    Decide(Decision, Sender<Reply>),
+    Page {
+        after: u64,
+        limit: usize,
+        reply: Sender<Reply>,
+    },
+}
+
+/// What the committer publishes for `/healthz` and `/metrics`.
+#[derive(Default)]
+pub(crate) struct Published {
+    pub(crate) poisoned: Option<String>,
+    pub(crate) counts: LedgerCounts,
+}
+
+/// The fence the store checks tokens with: one resource for the whole ledger.
+pub(crate) struct StoreFence {
+    pub(crate) fence: Arc<Fence>,
+    pub(crate) id: ResourceId,
+    /// Advances beyond the mark larger than this are refused (`--max-generation-jump`).
+    pub(crate) max_jump: u64,
+}
+
+/// The handle requests go through; dropping it lets the committer finish what is queued.
+pub(crate) struct Committer {
+    jobs: Option<Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    published: Arc<Mutex<Published>>,
+}
+
+impl Committer {
+    pub(crate) fn start(
+        ledger: Ledger,
+        fence: Option<StoreFence>,
+        metrics: Arc<StoreMetrics>,
+    ) -> std::io::Result<Committer> {
+        let (jobs, queue) = crossbeam_channel::bounded(QUEUE_MAX);
+        let published = Arc::new(Mutex::new(Published {
+            poisoned: None,
+            counts: ledger.counts(),
+        }));
+        let state = State {
+            ledger,
+            fence,
+            metrics,
+            published: published.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("store committer".into())
+            .spawn(move || state.run(&queue))?;
+        Ok(Committer {
+            jobs: Some(jobs),
+            thread: Some(thread),
+            published,
+        })
+    }
+
+    /// Decides `decision`, durably: the answer to give its request.
+    pub(crate) fn decide(&self, decision: Decision) -> Reply {
+        self.submit(|reply| Job::Decide(decision, reply))
+    }
+
+    /// A page of the ledger: entries after `after`, at most `limit`.
+    pub(crate) fn page(&self, after: u64, limit: usize) -> Reply {
+        self.submit(|reply| Job::Page {
+            after,
+            limit,
+            reply,
+        })
+    }
+
+    /// The ledger's figures and state as of the last commit.
+    pub(crate) fn published(&self) -> std::sync::MutexGuard<'_, Published> {
+        self.published.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn submit(&self, job: impl FnOnce(Sender<Reply>) -> Job) -> Reply {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let Some(jobs) = &self.jobs else {
+            return Reply::error(503, "the store is stopping");
+        };
+        match jobs.try_send(job(reply)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Reply::error(503, "overloaded: too many requests queued; try again");
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Reply::error(503, "the store is stopping");
+            }
+        }
+        answer.recv_timeout(WAIT_MAX).unwrap_or_else(|_| {
+            Reply::error(
+                503,
+                "the store did not decide within 30 s (a stalled disk?): the request may or may \
+                 not be recorded; look in /ledger before retrying",
+            )
+        })
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The committer thread's own state.
+struct State {
+    ledger: Ledger,
+    fence: Option<StoreFence>,
+    metrics: Arc<StoreMetrics>,
+    published: Arc<Mutex<Published>>,
+}
+
+/// A decision's answer, sent once the batch is committed.
+struct Pending {
+    reply: Sender<Reply>,
+    answer: Reply,
+    /// Counted in the metrics once the commit succeeded.
+    decided: Option<(Call, Outcome)>,
+    /// Rests on the batch's commit: refused if the commit fails.
+    needs_commit: bool,
+}
+
+impl State {
+    fn run(mut self, queue: &Receiver<Job>) {
+        while let Ok(first) = queue.recv() {
+            let mut batch = vec![first];
+            while batch.len() < BATCH_MAX {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let mut pending = Vec::with_capacity(batch.len());
+            let mut pages = Vec::new();
+            for job in batch {
+                match job {
+                    Job::Decide(decision, reply) => pending.push(self.decide(&decision, reply)),
+                    Job::Page {
+                        after,
+                        limit,
+                        reply,
+                    } => pages.push((after, limit, reply)),
+                }
+            }
+            let committed = if pending.iter().any(|p| p.needs_commit) {
+                self.ledger.commit().map_err(|e| format!("{e:#}"))
+            } else {
+                Ok(())
+            };
+            self.publish();
+            for p in pending {
+                let answer = match (&committed, p.needs_commit) {
+                    (Err(e), true) => Reply::error(
+                        500,
+                        format!("not recorded: the ledger's commit failed: {e}"),
+                    ),
+                    _ => {
+                        if let Some((call, outcome)) = p.decided {
+                            self.metrics.decided(call, outcome);
+                        }
+                        p.answer
+                    }
+                };
+                // A requester that gave up is its own problem.
+                let _ = p.reply.send(answer);
+            }
+            for (after, limit, reply) in pages {
+                let _ = reply.send(self.page(after, limit));
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let mut published = self.published.lock().unwrap_or_else(|p| p.into_inner());
+        published.poisoned = self.ledger.poisoned().map(str::to_owned);
+        published.counts = self.ledger.counts();
+    }
+
+    fn decide(&mut self, decision: &Decision, reply: Sender<Reply>) -> Pending {
+        let now = |answer: Reply| Pending {
+            reply: reply.clone(),
+            answer,
+            decided: None,
+            needs_commit: false,
+        };
+        if let Some(refusal) = self.ledger.poisoned() {
+            return now(Reply::error(503, refusal));
+        }
+        let (outcome, generation) = match self.check(decision) {
+            Ok(checked) => checked,
+            Err(refused) => return now(refused),
+        };
+        let done = match self.ledger.landed(&decision.job, decision.run) {
+            Ok(times) => times > 0,
+            Err(e) => return now(Reply::error(500, format!("reading the ledger: {e:#}"))),
+        };
+        let seq = match decision.call {
+            Call::Begin => None,
+            Call::Complete => {
+                let entry = Entry {
+                    job: decision.job.clone(),
+                    run: decision.run,
+                    holder: decision.holder.get(),
+                    generation: decision.generation,
+                    outcome,
+                    at_ms: unix_ms(),
+                };
+                match self.ledger.stage(&entry) {
+                    Ok(seq) => Some(seq),
+                    Err(e) => return now(Reply::error(500, format!("not recorded: {e:#}"))),
+                }
+            }
+        };
+        let answer = Answer {
+            outcome,
+            generation,
+            done,
+            seq,
+        };
+        let status = if outcome.landed() { 200 } else { 409 };
+        Pending {
+            reply,
+            answer: Reply::json(status, serde_json::to_string(&answer).unwrap_or_default()),
+            decided: Some((decision.call, outcome)),
+            needs_commit: true,
+        }
+    }
+
+    /// The fence's word on the decision's token, with the generation of the mark after it
+    /// (none on an unfenced store); or the answer that refuses the request outright.
+    fn check(&self, decision: &Decision) -> Result<(Outcome, Option<u64>), Reply> {
+        let Some(fence) = &self.fence else {
+            return Ok((Outcome::Unfenced, None));
+        };
+        let Some(generation) = decision.generation else {
+            return Err(Reply::error(
+                400,
+                "this store is fenced: every request carries its token's generation \
+                 (&generation=G); start the store with --unfenced to accept writes without one",
+            ));
+        };
+        let token = Token::from_parts(generation, decision.holder.get())
+            .map_err(|e| Reply::error(400, format!("the token: {e}")))?;
+        let unusable = |e: fencekit::Error| Reply::error(503, format!("the store's fence: {e}"));
+        let mark = fence.fence.mark(fence.id).map_err(unusable)?;
+        let base = mark.map_or(0, |m| m.generation.get());
+        if generation > base.saturating_add(fence.max_jump) {
+            self.metrics.jump_refused();
+            log::warn!(
+                "refused node {}'s generation {generation}: more than --max-generation-jump {} \
+                 above the mark (generation {base}); a bug or an attack",
+                decision.holder,
+                fence.max_jump
+            );
+            let answer = serde_json::json!({
+                "outcome": Outcome::Jump,
+                "generation": base,
+                "done": false,
+                "error": format!(
+                    "generation {generation} is more than {} above the mark (generation \
+                     {base}): refused, and the mark did not move",
+                    fence.max_jump
+                ),
+            });
+            return Err(Reply::json(409, answer.to_string()));
+        }
+        let verdict = fence.fence.check(fence.id, token).map_err(unusable)?;
+        Ok(match verdict {
+            Verdict::Accepted | Verdict::Advanced { .. } => (Outcome::Accepted, Some(generation)),
+            Verdict::Stale { current } => (Outcome::Stale, Some(current.generation.get())),
+            Verdict::Conflict { current } => (Outcome::Conflict, Some(current.generation.get())),
+        })
+    }
+
+    fn page(&self, after: u64, limit: usize) -> Reply {
+        match self.ledger.page(after, limit) {
+            Ok(entries) => {
+                let next = entries.last().map(|(seq, _)| *seq);
+                let page = LedgerPage {
+                    entries: entries.into_iter().map(|(_, entry)| entry).collect(),
+                    next,
+                };
+                Reply::json(200, serde_json::to_string(&page).unwrap_or_default())
+            }
+            Err(e) => Reply::error(500, format!("reading the ledger: {e:#}")),
+        }
+    }
+}
