@@ -833,7 +833,7 @@ fn a_data_directory_moved_aside_under_a_serving_store_makes_it_refuse_advances()
             &addr,
             &format!("/begin?job=moved&run=1&holder=3&generation={next}"),
         );
-        assert_eq!(code, 500, "{}: {body}", log.label());
+        assert_eq!(code, 503, "{}: {body}", log.label());
         assert!(
             body.contains(&log.fence.display().to_string()),
             "{}: {body}",
