@@ -265,6 +265,7 @@ const LOG_TARGET: &str = "fencekit::cli::node";
 /// `fencekit node`: runs until SIGINT or SIGTERM, or until the node stops on its own.
 pub(crate) fn run(args: &NodeArgs) -> Result<()> {
     let termination = Termination::install()?;
+    let admin_token = args.admin.token()?;
     let running = Arc::new(start(args)?);
     if running
         .monitor
@@ -294,7 +295,7 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
         tls: None,
         handler: status,
     }];
-    if let Some(token) = args.admin.token().inspect_err(|_| running.node.stop())? {
+    if let Some(token) = admin_token {
         let admin = Admin {
             token,
             rules: running.rules.clone(),
