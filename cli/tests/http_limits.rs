@@ -116,7 +116,8 @@ fn bodies_huge_lengths_and_huge_heads_are_refused_without_buffering_them() {
     line.resize(64 << 20, b'a');
     let answer = raw(&addr, &line, Duration::from_secs(5));
     assert!(
-        answer.is_empty() || status_line(&answer).contains(" 431 ")
+        answer.is_empty()
+            || status_line(&answer).contains(" 431 ")
             || status_line(&answer).contains(" 414 "),
         "{}",
         &answer[..answer.len().min(200)]
@@ -138,7 +139,10 @@ fn bodies_huge_lengths_and_huge_heads_are_refused_without_buffering_them() {
     );
     assert_eq!(mark_generation(&addr), 5, "no attack moved the mark");
     let (_, ledger) = get(&addr, "/ledger");
-    assert!(!ledger.contains("\"run\":1"), "nothing was recorded: {ledger}");
+    assert!(
+        !ledger.contains("\"run\":1"),
+        "nothing was recorded: {ledger}"
+    );
 }
 
 #[test]
@@ -164,11 +168,16 @@ fn a_client_that_never_sends_its_body_or_its_head_blocks_nobody() {
     let started = Instant::now();
     let (code, body) = post(&addr, "/begin?job=k&run=1&holder=2&generation=5");
     assert_eq!(code, 200, "{body}");
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     healthy_within_a_second(&addr, "a held body, a half head and 100 idle connections");
 
     // The server closes what sends nothing, after its header timeout (10 s).
-    half.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    half.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
     let mut rest = Vec::new();
     let closed_at = Instant::now();
     let _ = half.read_to_end(&mut rest);
@@ -197,7 +206,10 @@ fn connections_beyond_the_limit_are_answered_503_and_the_store_recovers() {
         Duration::from_secs(2),
     );
     assert!(status_line(&answer).contains(" 503 "), "{answer}");
-    assert!(answer.contains("Retry-After: 1") || answer.contains("retry-after: 1"), "{answer}");
+    assert!(
+        answer.contains("Retry-After: 1") || answer.contains("retry-after: 1"),
+        "{answer}"
+    );
     drop(held);
     std::thread::sleep(Duration::from_millis(300));
     healthy_within_a_second(&addr, "512 connections held and closed");
@@ -311,7 +323,10 @@ fn admin_endpoints_are_off_by_default_and_need_the_token_when_on() {
         .expect("an answer");
     assert_eq!(wrong.status().as_u16(), 401);
     let (_, view) = get(&group.status[0], "/status");
-    assert!(view.contains("\"clock_rate\":1.0"), "nothing changed: {view}");
+    assert!(
+        view.contains("\"clock_rate\":1.0"),
+        "nothing changed: {view}"
+    );
     let (code, body) = group.admin_post(1, "/admin/clock?rate=1.04");
     assert_eq!(code, 200, "{body}");
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -351,5 +366,9 @@ fn a_weak_or_exposed_admin_token_file_is_refused() {
     common::assert_one_line_error(&node(&token), "readable by its group or others");
     let out = common::fencekit(&["node", "--id", "1", "--admin"]);
     assert!(!out.status.success());
-    assert!(common::text(&out).contains("--admin-token-file"), "{}", common::text(&out));
+    assert!(
+        common::text(&out).contains("--admin-token-file"),
+        "{}",
+        common::text(&out)
+    );
 }

@@ -220,7 +220,10 @@ fn a_store_whose_disk_filled_starts_again_with_every_acknowledged_entry() {
     // Room again: the ledger still refuses (a failed commit is never retried) until restarted.
     std::fs::remove_file(data.join("filler")).unwrap();
     let (code, body) = complete(&addr, "after-freeing");
-    assert_eq!(code, 503, "a poisoned ledger is unavailable until a restart: {body}");
+    assert_eq!(
+        code, 503,
+        "a poisoned ledger is unavailable until a restart: {body}"
+    );
     assert!(
         body.contains("refuses new entries since committing to it failed"),
         "{body}"
@@ -299,7 +302,10 @@ fn a_store_whose_sync_failed_refuses_completions_until_restarted() {
     assert!(body.contains("syncing"), "{body}");
     assert!(body.contains("not recorded"), "{body}");
     let (code, body) = complete(&addr, "after-the-failed-sync");
-    assert_eq!(code, 503, "a poisoned ledger is unavailable until a restart: {body}");
+    assert_eq!(
+        code, 503,
+        "a poisoned ledger is unavailable until a restart: {body}"
+    );
     assert!(
         body.contains("refuses new entries since committing to it failed"),
         "{body}"

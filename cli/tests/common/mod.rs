@@ -135,6 +135,13 @@ impl Https {
         read(self.0.get(&url).call(), &url)
     }
 
+    /// `POST`, or why the exchange failed (a refused handshake, say).
+    pub(crate) fn try_post(&self, addr: &str, path: &str) -> Result<(u16, String), String> {
+        let url = format!("https://{addr}{path}");
+        let response = self.0.post(&url).send_empty().map_err(|e| e.to_string())?;
+        Ok(read(Ok(response), &url))
+    }
+
     pub(crate) fn post(&self, addr: &str, path: &str) -> (u16, String) {
         let url = format!("https://{addr}{path}");
         read(self.0.post(&url).send_empty(), &url)
