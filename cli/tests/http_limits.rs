@@ -304,6 +304,18 @@ fn admin_endpoints_are_off_by_default_and_need_the_token_when_on() {
     }
     let (_, view) = get(&status, "/status");
     assert!(view.contains("\"clock_rate\":1.0"), "{view}");
+    // The node's listener has the store's limits.
+    let answer = raw(
+        &status,
+        b"POST /status HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551615\r\n\r\n",
+        Duration::from_secs(2),
+    );
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+    let held: Vec<TcpStream> = (0..64)
+        .map(|_| TcpStream::connect(&status).unwrap())
+        .collect();
+    healthy_within_a_second(&status, "a huge length and 64 idle connections to a node");
+    drop(held);
 
     // With --admin: on its own listener, 401 without the token or with another.
     let group = Group::start(&root.path().join("group"), 1, &[]);
