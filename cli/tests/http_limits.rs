@@ -12,17 +12,7 @@ use std::time::{Duration, Instant};
 use common::{Daemon, Group, free_port, get, post, spawn, wait_healthy};
 
 fn start_store(data: &Path) -> (Daemon, String) {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let daemon = spawn(&[
-        "store",
-        "--data",
-        &data.to_string_lossy(),
-        "--listen",
-        &addr,
-        "--insecure",
-    ]);
-    wait_healthy(&addr);
-    (daemon, addr)
+    common::start_insecure_store(data, &[])
 }
 
 /// The resident memory of process `pid`, in KiB.
@@ -284,18 +274,9 @@ fn admin_endpoints_are_off_by_default_and_need_the_token_when_on() {
     let root = tempfile::tempdir().unwrap();
     // Without --admin: 404 on the status listener, and nothing else listens.
     let status = format!("127.0.0.1:{}", free_port());
-    let _plain = spawn(&[
-        "node",
-        "--id",
-        "1",
-        "--peers",
-        &format!("1=127.0.0.1:{}", free_port()),
-        "--data",
-        &root.path().join("plain").to_string_lossy(),
-        "--status-addr",
-        &status,
-        "--insecure",
-    ]);
+    let mut plain = common::lone_node(&root.path().join("plain"), &status);
+    plain.push("--insecure".into());
+    let _plain = spawn(&plain.iter().map(String::as_str).collect::<Vec<_>>());
     wait_healthy(&status);
     for path in ["/admin/clock?rate=0.001", "/admin/partition?drop=2,3"] {
         let (code, body) = post(&status, path);
@@ -353,21 +334,10 @@ fn a_weak_or_exposed_admin_token_file_is_refused() {
     let root = tempfile::tempdir().unwrap();
     let token = root.path().join("token");
     let node = |token: &Path| {
-        common::fencekit(&[
-            "node",
-            "--id",
-            "1",
-            "--peers",
-            &format!("1=127.0.0.1:{}", free_port()),
-            "--data",
-            &root.path().join("n").to_string_lossy(),
-            "--status-addr",
-            "127.0.0.1:0",
-            "--insecure",
-            "--admin",
-            "--admin-token-file",
-            &token.to_string_lossy(),
-        ])
+        let mut args = common::lone_node(&root.path().join("n"), "127.0.0.1:0");
+        args.extend(["--insecure", "--admin", "--admin-token-file"].map(str::to_owned));
+        args.push(token.to_string_lossy().into_owned());
+        common::fencekit(&args.iter().map(String::as_str).collect::<Vec<_>>())
     };
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::write(&token, "short").unwrap();

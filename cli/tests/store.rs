@@ -5,16 +5,10 @@ mod common;
 
 use std::path::Path;
 
-use common::{Daemon, assert_one_line_error, fencekit, free_port, get, post, spawn, wait_healthy};
+use common::{Daemon, assert_one_line_error, fencekit, free_port, get, post};
 
 fn start_store(data: &Path, extra: &[&str]) -> (Daemon, String) {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let data = data.to_string_lossy();
-    let mut args = vec!["store", "--data", &data, "--listen", &addr, "--insecure"];
-    args.extend_from_slice(extra);
-    let daemon = spawn(&args);
-    wait_healthy(&addr);
-    (daemon, addr)
+    common::start_insecure_store(data, extra)
 }
 
 fn json(body: &str) -> serde_json::Value {
@@ -176,22 +170,8 @@ fn a_busy_port_a_locked_directory_and_a_store_that_is_down_are_one_line_each() {
         "is locked by another open log",
     );
     let down = format!("127.0.0.1:{}", free_port());
-    let node_data = root.path().join("n").to_string_lossy().into_owned();
-    assert_one_line_error(
-        &fencekit(&[
-            "node",
-            "--id",
-            "1",
-            "--peers",
-            &format!("1=127.0.0.1:{}", free_port()),
-            "--data",
-            &node_data,
-            "--status-addr",
-            "127.0.0.1:0",
-            "--store",
-            &down,
-            "--insecure",
-        ]),
-        "does not answer: start `fencekit store",
-    );
+    let mut node = common::lone_node(&root.path().join("n"), "127.0.0.1:0");
+    node.extend(["--store".into(), down.clone(), "--insecure".into()]);
+    let node: Vec<&str> = node.iter().map(String::as_str).collect();
+    assert_one_line_error(&fencekit(&node), "does not answer: start `fencekit store");
 }

@@ -193,18 +193,8 @@ fn a_generation_jump_is_refused_counted_and_moves_nothing() {
 #[test]
 fn a_flood_of_refused_writes_keeps_a_bounded_ledger() {
     let root = tempfile::tempdir().unwrap();
-    let addr = format!("127.0.0.1:{}", free_port());
-    let _store = spawn(&[
-        "store",
-        "--data",
-        &root.path().join("s").to_string_lossy(),
-        "--listen",
-        &addr,
-        "--insecure",
-        "--rejections-kept",
-        "10",
-    ]);
-    wait_healthy(&addr);
+    let (_store, addr) =
+        common::start_insecure_store(&root.path().join("s"), &["--rejections-kept", "10"]);
     let (code, _) = post(&addr, "/begin?job=j&run=0&holder=1&generation=5");
     assert_eq!(code, 200);
     for run in 0..50 {

@@ -163,6 +163,35 @@ pub(crate) fn store_tls_dir(certs: &std::path::Path) -> String {
     certs.join("store").to_string_lossy().into_owned()
 }
 
+/// Starts `fencekit store --insecure` on `data` with `extra` options, on a free port, and
+/// waits until it answers: the process and its address.
+pub(crate) fn start_insecure_store(data: &std::path::Path, extra: &[&str]) -> (Daemon, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let data = data.to_string_lossy();
+    let mut args = vec!["store", "--data", &data, "--listen", &addr, "--insecure"];
+    args.extend_from_slice(extra);
+    let daemon = spawn(&args);
+    wait_healthy(&addr);
+    (daemon, addr)
+}
+
+/// The arguments of a one-node group: node 1 on `data`, serving status on `status`.
+pub(crate) fn lone_node(data: &std::path::Path, status: &str) -> Vec<String> {
+    [
+        "node",
+        "--id",
+        "1",
+        "--peers",
+        &format!("1=127.0.0.1:{}", free_port()),
+        "--data",
+        &data.to_string_lossy(),
+        "--status-addr",
+        status,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 /// Waits up to 10 s for `addr` to answer /healthz.
 pub(crate) fn wait_healthy(addr: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
