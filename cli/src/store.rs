@@ -10,6 +10,7 @@
 mod committer;
 mod fence_binding;
 mod https;
+mod jump_budget;
 mod ledger;
 mod metrics;
 mod ttl_lock;
@@ -29,6 +30,7 @@ use crate::http::{self, Limits, Listener, Reply, Request};
 use crate::store_api::{Call, LEDGER_PAGE_MAX, valid_job_name};
 use crate::termination::Termination;
 use committer::{Committer, Decision, StoreFence};
+use jump_budget::JumpBudget;
 use ledger::{Ledger, LedgerOptions};
 use metrics::StoreMetrics;
 use ttl_lock::TtlLock;
@@ -52,10 +54,15 @@ pub(crate) struct StoreArgs {
     /// generation. Only on a machine you trust entirely (a demo, a test).
     #[arg(long)]
     pub(crate) insecure: bool,
-    /// Refuse a token whose generation is more than this above the mark (or above 0 for the
-    /// first): one forged huge generation would otherwise fence every real leader forever.
-    #[arg(long, default_value_t = 1_000_000)]
+    /// How far the fence's mark may rise (from 0 for the first token) within any
+    /// --generation-jump-window: a token that would take it further is refused and counted.
+    /// One forged huge generation, or many large steps, would otherwise fence every real
+    /// leader for good. A Raft term rises by one per election.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) max_generation_jump: u64,
+    /// The window of --max-generation-jump, in seconds.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) generation_jump_window: u64,
     /// Refused completions kept in the ledger (the oldest go first); accepted ones are all
     /// kept.
     #[arg(long, default_value_t = LedgerOptions::default().rejections_kept)]
@@ -115,14 +122,16 @@ impl Store {
             },
         )?;
         if let Some((fence, id)) = &fence {
-            fence_binding::check_fence_against_ledger(fence, *id, &ledger, &args.data)?;
-            fence_binding::bind_fence_to_data(fence, &args.data)?;
+            fence_binding::check_and_bind(fence, *id, &ledger, &args.data)?;
         }
         let metrics = Arc::new(StoreMetrics::new());
         let store_fence = fence.as_ref().map(|(fence, id)| StoreFence {
             fence: fence.clone(),
             id: *id,
-            max_jump: args.max_generation_jump,
+            budget: JumpBudget::new(
+                args.max_generation_jump,
+                Duration::from_secs(args.generation_jump_window),
+            ),
         });
         let committer = Committer::start(ledger, store_fence, metrics.clone())?;
         Ok(Store {
@@ -241,7 +250,12 @@ fn parse_decision(
     }
     let generation = match request.param("generation") {
         None => None,
-        Some(_) => Some(number(request, "generation")?),
+        Some(text) => Some(
+            text.parse::<u64>()
+                .ok()
+                .filter(|g| (1..=fencekit::Generation::MAX).contains(g))
+                .ok_or_else(|| format!("generation={text:?}: give a generation, 1 to 2^63-1"))?,
+        ),
     };
     Ok(Decision {
         call,

@@ -100,11 +100,20 @@ pub(crate) struct LockAnswer {
     pub(crate) remaining_ms: u64,
 }
 
+/// An entry of a `/ledger` page, with its place in the ledger's order (the `seq` that
+/// `/complete` answered).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub(crate) struct PagedEntry {
+    pub(crate) seq: u64,
+    #[serde(flatten)]
+    pub(crate) entry: Entry,
+}
+
 /// A page of the ledger as `/ledger?after=S&limit=N` returns it: entries with a sequence
 /// number above `after`, oldest first.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub(crate) struct LedgerPage {
-    pub(crate) entries: Vec<Entry>,
+    pub(crate) entries: Vec<PagedEntry>,
     /// The sequence number of the last entry given: ask for `after=next` to go on; `None`
     /// when the page is empty.
     pub(crate) next: Option<u64>,
@@ -211,7 +220,7 @@ impl StoreClient {
                 bail!("the store answered {code} to /ledger: {}", body.trim());
             }
             let page: LedgerPage = serde_json::from_str(&body).context("the store's /ledger")?;
-            entries.extend(page.entries);
+            entries.extend(page.entries.into_iter().map(|paged| paged.entry));
             match page.next {
                 Some(next) if next > after => after = next,
                 _ => return Ok(entries),

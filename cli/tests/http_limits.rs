@@ -256,7 +256,7 @@ fn query_strings_are_parsed_strictly() {
         ("/ledger?after=-1", "not a number"),
         (
             "/complete?job=j&run=0&holder=1&generation=99999999999999999999",
-            "not a number",
+            "give a generation",
         ),
     ] {
         let (code, body) = if path.starts_with("/ledger") {
@@ -285,6 +285,16 @@ fn admin_endpoints_are_off_by_default_and_need_the_token_when_on() {
     }
     let (_, view) = get(&status, "/status");
     assert!(view.contains("\"clock_rate\":1.0"), "{view}");
+    let head = raw(
+        &status,
+        b"HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(2),
+    );
+    assert!(
+        status_line(&head).contains(" 200 "),
+        "probes may use HEAD: {head}"
+    );
+    assert!(!head.contains("ok\n"), "no body to HEAD: {head}");
     // The node's listener has the store's limits.
     let answer = raw(
         &status,
@@ -320,6 +330,34 @@ fn admin_endpoints_are_off_by_default_and_need_the_token_when_on() {
         view.contains("\"clock_rate\":1.0"),
         "nothing changed: {view}"
     );
+    for (header, code) in [
+        (format!("bearer {}", group.admin_token), 200),
+        (format!("BEARER  {}", group.admin_token), 200),
+        (format!("Basic {}", group.admin_token), 400),
+    ] {
+        let url = format!("http://{admin}/admin/partition?drop=");
+        let answer = ureq::post(&url)
+            .header("Authorization", &header)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send_empty()
+            .expect("an answer");
+        assert_eq!(answer.status().as_u16(), code, "{header}");
+    }
+    let twice = raw(
+        admin,
+        format!(
+            "POST /admin/clock?rate=0.5 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {0}\r\n\
+             Authorization: Bearer {0}\r\n\r\n",
+            group.admin_token
+        )
+        .as_bytes(),
+        Duration::from_secs(2),
+    );
+    assert!(status_line(&twice).contains(" 400 "), "{twice}");
+    let (code, _) = group.admin_post(1, "/admin/clock?rate=5e-324");
+    assert_eq!(code, 400, "a clock frozen for good is no drill");
     let (code, body) = group.admin_post(1, "/admin/clock?rate=1.04");
     assert_eq!(code, 200, "{body}");
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -346,6 +384,12 @@ fn a_weak_or_exposed_admin_token_file_is_refused() {
     std::fs::write(&token, "a-long-enough-token-but-readable").unwrap();
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
     common::assert_one_line_error(&node(&token), "readable by its group or others");
+    // A FIFO would block the read for ever: refused at once.
+    std::fs::remove_file(&token).unwrap();
+    let fifo = std::ffi::CString::new(token.to_string_lossy().as_bytes()).unwrap();
+    // SAFETY: mkfifo on a path we own, with a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    common::assert_one_line_error(&node(&token), "not a regular file");
     let out = common::fencekit(&["node", "--id", "1", "--admin"]);
     assert!(!out.status.success());
     assert!(

@@ -39,8 +39,15 @@ fn a_new_leaders_first_request_fences_every_older_token_and_it_survives_a_restar
         !body.contains("holder"),
         "a refusal names no holder another writer could present: {body}"
     );
-    let (code, _) = post(&addr, "/complete?job=report&run=1&holder=2&generation=4");
+    let (code, body) = post(&addr, "/complete?job=report&run=1&holder=2&generation=4");
     assert_eq!(code, 200);
+    let seq = json(&body)["seq"].clone();
+    let (_, ledger) = get(&addr, "/ledger");
+    assert_eq!(
+        json(&ledger)["entries"][1]["seq"],
+        seq,
+        "/ledger shows the seq /complete answered: {ledger}"
+    );
     let (_, body) = post(&addr, "/begin?job=report&run=1&holder=2&generation=4");
     assert_eq!(json(&body)["done"], true, "the run landed once");
     // The same generation held by another node: split brain.
@@ -124,7 +131,14 @@ fn bad_requests_get_a_clear_400_and_change_nothing() {
             "run=\"x\": not a number",
         ),
         ("/complete?job=j&run=0&holder=0&generation=1", "holder"),
-        ("/complete?job=j&run=0&holder=1&generation=0", "the token"),
+        (
+            "/complete?job=j&run=0&holder=1&generation=0",
+            "give a generation, 1 to 2^63-1",
+        ),
+        (
+            "/complete?job=j&run=0&holder=1&generation=9223372036854775808",
+            "give a generation, 1 to 2^63-1",
+        ),
         ("/lock?holder=1&ttl_ms=0", "ttl_ms"),
     ] {
         let (code, body) = post(&addr, path);

@@ -143,10 +143,28 @@ fn a_store_without_tls_must_be_told_insecure() {
         ]),
         "store.crt",
     );
+    // A FIFO in the key's place would block the read for ever: refused at once.
+    let key = certs.join("store").join("store.key");
+    std::fs::remove_file(&key).unwrap();
+    let fifo = std::ffi::CString::new(key.to_string_lossy().as_bytes()).unwrap();
+    // SAFETY: mkfifo on a path we own, with a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    common::assert_one_line_error(
+        &fencekit(&[
+            "store",
+            "--data",
+            &root.path().join("s").to_string_lossy(),
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-dir",
+            &store_tls_dir(&certs),
+        ]),
+        "not a regular file",
+    );
 }
 
 #[test]
-fn a_generation_jump_is_refused_counted_and_moves_nothing() {
+fn generation_jumps_are_refused_counted_and_move_nothing_even_in_steps() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("s");
     let addr = format!("127.0.0.1:{}", free_port());
@@ -159,35 +177,67 @@ fn a_generation_jump_is_refused_counted_and_moves_nothing() {
         "--insecure",
         "--max-generation-jump",
         "100",
+        "--generation-jump-window",
+        "2",
     ];
     let store = spawn(&store_args);
     wait_healthy(&addr);
-    // The forged token of the issue: it would have fenced every real leader forever.
-    let (code, body) = post(
-        &addr,
-        "/begin?job=j&run=1&holder=1&generation=9223372036854775807",
-    );
-    assert_eq!(code, 409, "{body}");
-    assert_eq!(json(&body)["outcome"], "jump");
-    assert_eq!(
+    let begin = |holder: u64, generation: u64| {
+        let (code, body) = post(
+            &addr,
+            &format!("/begin?job=j&run=1&holder={holder}&generation={generation}"),
+        );
+        (
+            code,
+            json(&body)["outcome"].as_str().unwrap_or("").to_owned(),
+            body,
+        )
+    };
+    let jumps = || {
         metric(
             |p| get(&addr, p),
-            "fencekit_store_generation_jumps_refused_total"
-        ),
-        1.0
+            "fencekit_store_generation_jumps_refused_total",
+        )
+    };
+    // The forged token of the issue: it would have fenced every real leader for good.
+    let (code, outcome, body) = begin(1, 9_223_372_036_854_775_807);
+    assert_eq!((code, outcome.as_str()), (409, "jump"), "{body}");
+    assert!(body.contains("the mark did not move"), "{body}");
+    assert_eq!(jumps(), 1.0);
+    // Steps each within the bound add up within the window.
+    assert_eq!(begin(1, 60).0, 200);
+    let (code, outcome, body) = begin(2, 120);
+    assert_eq!(
+        (code, outcome.as_str()),
+        (409, "jump"),
+        "60 + 60 > 100: {body}"
     );
-    let (code, body) = post(&addr, "/begin?job=j&run=1&holder=1&generation=100");
-    assert_eq!(code, 200, "the mark did not move: {body}");
-    let (code, body) = post(&addr, "/begin?job=j&run=1&holder=2&generation=201");
-    assert_eq!((code, json(&body)["outcome"].clone()), (409, "jump".into()));
-    let (code, _) = post(&addr, "/begin?job=j&run=1&holder=2&generation=200");
-    assert_eq!(code, 200);
+    assert_eq!(begin(2, 100).0, 200, "60 + 40 fits");
+    assert_eq!(begin(3, 101).1, "jump", "the budget is spent");
+    assert_eq!(jumps(), 3.0);
+    // Once the window has passed, the group may move on.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(begin(3, 150).0, 200);
     // Refused jumps are not kept in the ledger: the store starts again on its mark.
     drop(store);
     let _store = spawn(&store_args);
     wait_healthy(&addr);
-    let (code, body) = post(&addr, "/complete?job=j&run=1&holder=2&generation=200");
+    let (code, body) = post(&addr, "/complete?job=j&run=1&holder=3&generation=150");
     assert_eq!(code, 200, "{body}");
+    let (code, body) = post(&addr, "/complete?job=j&run=2&holder=2&generation=100");
+    assert_eq!(code, 409, "{body}");
+    // A bound of 0 would refuse everything: refused at start.
+    let out = fencekit(&[
+        "store",
+        "--data",
+        &root.path().join("t").to_string_lossy(),
+        "--listen",
+        "127.0.0.1:0",
+        "--insecure",
+        "--max-generation-jump",
+        "0",
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
 }
 
 #[test]

@@ -861,8 +861,8 @@ fn serving(data: &Path) -> (Daemon, String) {
 #[test]
 fn an_older_copy_of_its_own_fence_below_a_refusal_in_the_ledger_is_refused() {
     // The same log id, restored from a backup taken at generation 1: fence.id cannot tell.
-    // The ledger can: it holds a completion refused as stale at generation 3, decided when
-    // the mark was 5.
+    // The ledger can: it holds a completion refused as stale at generation 3, and it
+    // witnessed the mark at 5 (the generation that refused it).
     let tmp = tempfile::tempdir().expect("temp dir");
     let data = tmp.path().join("data");
     let backup = tmp.path().join("fence-at-1");
@@ -885,7 +885,41 @@ fn an_older_copy_of_its_own_fence_below_a_refusal_in_the_ledger_is_refused() {
     copy_tree(&backup, &data.join("fence"));
     let said = refusal(&data, "an older copy of its own fence");
     assert!(
-        said.contains("went back") && said.contains("generation 3"),
+        said.contains("went back") && said.contains("generation 5"),
+        "{said}"
+    );
+}
+
+#[test]
+fn an_older_copy_of_its_own_fence_below_an_advance_no_entry_recorded_is_refused() {
+    // A new leader's `begin` moves the mark and records no entry; restoring the fence from
+    // before it would let the deposed leader's completion land. The ledger witnessed the
+    // advance, so the store refuses to start.
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let backup = tmp.path().join("fence-at-9");
+    let (store, addr) = serving(&data);
+    assert_eq!(
+        post(&addr, "/begin?job=r&run=1&holder=1&generation=9").0,
+        200
+    );
+    assert_eq!(
+        post(&addr, "/complete?job=r&run=0&holder=1&generation=9").0,
+        200
+    );
+    stop_gracefully(store);
+    copy_tree(&data.join("fence"), &backup);
+    let (store, addr) = serving(&data);
+    assert_eq!(
+        post(&addr, "/begin?job=r&run=1&holder=2&generation=10").0,
+        200
+    );
+    stop_gracefully(store);
+    fs::remove_dir_all(data.join("fence")).expect("remove");
+    copy_tree(&backup, &data.join("fence"));
+    let said = refusal(&data, "a copy of its fence from before an advance");
+    assert!(
+        said.contains("went back") && said.contains("generation 10"),
         "{said}"
     );
 }

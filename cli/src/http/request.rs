@@ -38,20 +38,30 @@ impl Request {
             }
             query.push((name.to_owned(), value.to_owned()));
         }
-        let bearer = match parts.headers.get(hyper::header::AUTHORIZATION) {
-            None => None,
-            Some(value) => {
+        let mut authorization = parts.headers.get_all(hyper::header::AUTHORIZATION).iter();
+        let bearer = match (authorization.next(), authorization.next()) {
+            (None, _) => None,
+            (Some(_), Some(_)) => return Err("more than one Authorization header".to_owned()),
+            (Some(value), None) => {
                 let value = value
                     .to_str()
                     .map_err(|_| "the Authorization header is not ASCII".to_owned())?;
+                // The scheme is case-insensitive (RFC 9110).
                 let token = value
-                    .strip_prefix("Bearer ")
+                    .split_once(' ')
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                    .map(|(_, token)| token.trim().to_owned())
                     .ok_or_else(|| "the Authorization header is not `Bearer TOKEN`".to_owned())?;
-                Some(token.trim().to_owned())
+                Some(token)
             }
         };
+        // HEAD is GET without the body (hyper leaves it out): probes may use either.
+        let method = match parts.method.as_str() {
+            "HEAD" => "GET",
+            other => other,
+        };
         Ok(Request {
-            method: parts.method.as_str().to_owned(),
+            method: method.to_owned(),
             path: parts.uri.path().to_owned(),
             query,
             peer,

@@ -41,7 +41,7 @@ impl AdminArgs {
             return Ok(None);
         };
         let bytes = fencekit::transport::tcp::tls::read_secret_file(path)
-            .map_err(|e| anyhow!("--admin-token-file: {e}"))?;
+            .map_err(|reason| anyhow!("--admin-token-file {reason}"))?;
         let token = String::from_utf8(bytes)
             .map_err(|_| anyhow!("--admin-token-file {}: not text", path.display()))?;
         let token = token.trim();
@@ -117,7 +117,7 @@ impl Admin {
     fn set_clock(&self, request: &Request) -> Reply {
         let rate = request.param("rate").and_then(|r| r.parse::<f64>().ok());
         match rate {
-            Some(rate) if rate > 0.0 && rate < 10.0 && rate.is_finite() => {
+            Some(rate) if (0.01..=10.0).contains(&rate) => {
                 self.clock.set_rate(rate);
                 let floor = 1.0 - self.max_drift;
                 Reply::json(
@@ -134,7 +134,7 @@ impl Admin {
                     .to_string(),
                 )
             }
-            _ => Reply::error(400, "rate: give a positive number below 10, such as 1.03"),
+            _ => Reply::error(400, "rate: give a number from 0.01 to 10, such as 1.03"),
         }
     }
 }

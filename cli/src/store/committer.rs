@@ -26,10 +26,11 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use fencekit::{Fence, NodeId, ResourceId, Token, Verdict};
 
+use super::jump_budget::JumpBudget;
 use super::ledger::{Ledger, LedgerCounts};
 use super::metrics::StoreMetrics;
 use crate::http::Reply;
-use crate::store_api::{Answer, Call, Entry, LedgerPage, Outcome, unix_ms};
+use crate::store_api::{Answer, Call, Entry, LedgerPage, Outcome, PagedEntry, unix_ms};
 
 /// Requests decided before one commit, at most.
 pub(crate) const BATCH_MAX: usize = 256;
@@ -69,8 +70,8 @@ pub(crate) struct Published {
 pub(crate) struct StoreFence {
     pub(crate) fence: Arc<Fence>,
     pub(crate) id: ResourceId,
-    /// Advances beyond the mark larger than this are refused (`--max-generation-jump`).
-    pub(crate) max_jump: u64,
+    /// How far the mark may rise (`--max-generation-jump` per `--generation-jump-window`).
+    pub(crate) budget: JumpBudget,
 }
 
 /// The handle requests go through; dropping it lets the committer finish what is queued.
@@ -159,6 +160,30 @@ impl Drop for Committer {
     }
 }
 
+/// How long a batch waits for more requests while writers are concurrent: a fraction of an
+/// fsync, so that the requests arriving meanwhile share the next one.
+const GATHER: Duration = Duration::from_micros(200);
+
+/// `first` and whatever else is queued, up to [`BATCH_MAX`]. After a batch of several
+/// requests, the committer waits up to [`GATHER`] for more before committing; a lone writer
+/// never waits.
+fn gather(first: Job, queue: &Receiver<Job>, concurrent: bool) -> Vec<Job> {
+    let mut batch = vec![first];
+    let deadline = std::time::Instant::now() + GATHER;
+    while batch.len() < BATCH_MAX {
+        let next = if concurrent {
+            queue.recv_deadline(deadline).ok()
+        } else {
+            queue.try_recv().ok()
+        };
+        match next {
+            Some(job) => batch.push(job),
+            None => break,
+        }
+    }
+    batch
+}
+
 /// The committer thread's own state.
 struct State {
     ledger: Ledger,
@@ -179,14 +204,10 @@ struct Pending {
 
 impl State {
     fn run(mut self, queue: &Receiver<Job>) {
+        let mut concurrent = false;
         while let Ok(first) = queue.recv() {
-            let mut batch = vec![first];
-            while batch.len() < BATCH_MAX {
-                match queue.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
+            let batch = gather(first, queue, concurrent);
+            concurrent = batch.len() > 1;
             let mut pending = Vec::with_capacity(batch.len());
             let mut pages = Vec::new();
             for job in batch {
@@ -247,6 +268,13 @@ impl State {
             Ok(checked) => checked,
             Err(refused) => return now(refused),
         };
+        // The mark stood at `generation` at least: the ledger keeps the highest it saw, so a
+        // fence restored below it is refused at start, even when no entry recorded it.
+        if let Some(generation) = generation
+            && let Err(e) = self.ledger.witness(generation)
+        {
+            return now(Reply::error(500, format!("not recorded: {e:#}")));
+        }
         let done = match self.ledger.landed(&decision.job, decision.run) {
             Ok(times) => times > 0,
             Err(e) => return now(Reply::error(500, format!("reading the ledger: {e:#}"))),
@@ -285,8 +313,8 @@ impl State {
 
     /// The fence's word on the decision's token, with the generation of the mark after it
     /// (none on an unfenced store); or the answer that refuses the request outright.
-    fn check(&self, decision: &Decision) -> Result<(Outcome, Option<u64>), Reply> {
-        let Some(fence) = &self.fence else {
+    fn check(&mut self, decision: &Decision) -> Result<(Outcome, Option<u64>), Reply> {
+        let Some(fence) = &mut self.fence else {
             return Ok((Outcome::Unfenced, None));
         };
         let Some(generation) = decision.generation else {
@@ -301,27 +329,35 @@ impl State {
         let unusable = |e: fencekit::Error| Reply::error(503, format!("the store's fence: {e}"));
         let mark = fence.fence.mark(fence.id).map_err(unusable)?;
         let base = mark.map_or(0, |m| m.generation.get());
-        if generation > base.saturating_add(fence.max_jump) {
+        let rise = generation.saturating_sub(base);
+        let now = std::time::Instant::now();
+        let left = fence.budget.left(now);
+        if rise > left {
             self.metrics.jump_refused();
+            let why = format!(
+                "generation {generation} is {rise} above the mark (generation {base}), but the \
+                 mark may rise by {} within {} s (--max-generation-jump, \
+                 --generation-jump-window) and {left} of that is left",
+                fence.budget.max(),
+                fence.budget.window().as_secs()
+            );
             log::warn!(
-                "refused node {}'s generation {generation}: more than --max-generation-jump {} \
-                 above the mark (generation {base}); a bug or an attack",
-                decision.holder,
-                fence.max_jump
+                target: "fencekit::cli::store",
+                "refused node {}'s token: {why}; a bug, a forgery or a compromised member",
+                decision.holder
             );
             let answer = serde_json::json!({
                 "outcome": Outcome::Jump,
                 "generation": base,
                 "done": false,
-                "error": format!(
-                    "generation {generation} is more than {} above the mark (generation \
-                     {base}): refused, and the mark did not move",
-                    fence.max_jump
-                ),
+                "error": format!("{why}: refused, and the mark did not move"),
             });
             return Err(Reply::json(409, answer.to_string()));
         }
         let verdict = fence.fence.check(fence.id, token).map_err(unusable)?;
+        if let Verdict::Advanced { .. } = verdict {
+            fence.budget.spend(rise, now);
+        }
         Ok(match verdict {
             Verdict::Accepted | Verdict::Advanced { .. } => (Outcome::Accepted, Some(generation)),
             Verdict::Stale { current } => (Outcome::Stale, Some(current.generation.get())),
@@ -334,7 +370,10 @@ impl State {
             Ok(entries) => {
                 let next = entries.last().map(|(seq, _)| *seq);
                 let page = LedgerPage {
-                    entries: entries.into_iter().map(|(_, entry)| entry).collect(),
+                    entries: entries
+                        .into_iter()
+                        .map(|(seq, entry)| PagedEntry { seq, entry })
+                        .collect(),
                     next,
                 };
                 Reply::json(200, serde_json::to_string(&page).unwrap_or_default())

@@ -456,6 +456,26 @@ impl Ledger {
         Ok(seq)
     }
 
+    /// Records that the fence's mark stood at `generation` or above when a decision was made
+    /// (a `begin` that advanced it records no entry; a refusal's entry holds the refused
+    /// generation, not the mark's): kept in `meta.max_generation` by the next commit, so the
+    /// store's start-up check sees every advance it answered for. Opens the transaction only
+    /// when the generation is new.
+    pub(crate) fn witness(&mut self, generation: u64) -> Result<()> {
+        self.refuse_if_poisoned()?;
+        let known = self.max_generation.max(self.staged.max_generation);
+        if known.is_some_and(|known| known >= generation) {
+            return Ok(());
+        }
+        if self.conn.is_autocommit() {
+            self.conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| self.fail("witnessing a generation in", &e))?;
+        }
+        self.staged.max_generation = Some(generation);
+        Ok(())
+    }
+
     /// Makes every staged entry durable in one transaction (one fsync), pruning rejections
     /// beyond the retention in it. On an error it is rolled back and the ledger poisoned
     /// (step 3 of the module comment).
@@ -854,6 +874,29 @@ mod tests {
         assert_eq!(ledger.max_generation(), Some(9));
         drop(ledger);
         assert_eq!(open(dir.path()).max_generation(), Some(9));
+    }
+
+    /// A mark seen without an entry (a `begin` that advanced it, the mark that refused a
+    /// request) counts too, once committed; a lower one changes nothing.
+    #[test]
+    fn a_witnessed_generation_is_kept_without_an_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = open(dir.path());
+        ledger.stage(&entry("a", 1, Outcome::Accepted, 5)).unwrap();
+        ledger.commit().unwrap();
+        ledger.witness(10).unwrap();
+        assert_eq!(
+            ledger.max_generation(),
+            Some(5),
+            "only committed ones count"
+        );
+        ledger.commit().unwrap();
+        assert_eq!(ledger.max_generation(), Some(10));
+        ledger.witness(7).unwrap();
+        ledger.commit().unwrap();
+        assert_eq!(jobs(&ledger), ["a"], "a witness is no entry");
+        drop(ledger);
+        assert_eq!(open(dir.path()).max_generation(), Some(10));
     }
 
     /// Runs, holders and unfenced generations are any u64; they round-trip.

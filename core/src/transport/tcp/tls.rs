@@ -13,7 +13,6 @@
 //! certificate or CA file that they may write, are refused.
 
 use std::fmt;
-use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -366,8 +365,11 @@ fn read_public(path: &Path) -> Result<Vec<u8>, Error> {
 /// Reads a secret (a private key, an access token) of at most `TLS_FILE_MAX` bytes, refusing
 /// a file that its group or others may read or write, one owned by another user, or one on a
 /// path others could swap.
-pub fn read_secret_file(path: &Path) -> Result<Vec<u8>, Error> {
-    read_private(path)
+pub fn read_secret_file(path: &Path) -> Result<Vec<u8>, String> {
+    read_private(path).map_err(|e| match e {
+        Error::Tls(reason) => reason,
+        other => other.to_string(),
+    })
 }
 
 /// Reads a private key, refusing one that its group or others may read or write.
@@ -376,11 +378,24 @@ fn read_private(path: &Path) -> Result<Vec<u8>, Error> {
 }
 
 fn read_checked(path: &Path, forbidden: u32, what: &str) -> Result<Vec<u8>, Error> {
-    let mut file = File::open(path).map_err(|e| tls_error(path, format!("cannot open: {e}")))?;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    // Non-blocking, so that a FIFO put in a file's place cannot hang the open (it is refused
+    // below, as anything but a regular file is); a regular file ignores the flag.
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| tls_error(path, format!("cannot open: {e}")))?;
     // The mode of the file opened, not of whatever the path names a moment later.
     let meta = file
         .metadata()
         .map_err(|e| tls_error(path, format!("cannot stat: {e}")))?;
+    if !meta.file_type().is_file() {
+        return Err(tls_error(
+            path,
+            "not a regular file (a FIFO, device or directory)",
+        ));
+    }
     // Whoever owns a file can rewrite it, and whoever may write a directory on the way to it
     // can swap it (ssh's StrictModes makes the same checks).
     // SAFETY: geteuid has no preconditions and cannot fail.
