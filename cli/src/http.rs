@@ -15,8 +15,23 @@ use anyhow::{Context, Result, anyhow};
 pub(crate) use limits::Limits;
 pub(crate) use request::{Reply, Request};
 
-/// What answers requests: a plain function of the request, run on a blocking thread.
-pub(crate) type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
+/// What answers requests.
+#[derive(Clone)]
+pub(crate) enum Handler {
+    /// A function that may block (on a node's thread, say): run on a blocking thread.
+    Blocking(Arc<dyn Fn(&Request) -> Reply + Send + Sync>),
+    /// A function that never blocks, run where the request was read: it answers at once, or
+    /// hands the request to a thread of its own that answers later (the store's committer),
+    /// with no thread held while it waits.
+    Deferring(Arc<dyn Fn(&Request) -> Handled + Send + Sync>),
+}
+
+/// A [`Handler::Deferring`]'s answer.
+pub(crate) enum Handled {
+    Now(Reply),
+    /// Sent when ready; a dropped sender is answered 500.
+    Later(tokio::sync::oneshot::Receiver<Reply>),
+}
 
 /// One address to serve, and how.
 pub(crate) struct Listener {
@@ -52,8 +67,8 @@ impl Server {
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
-            // Handlers wait on fsync and on the store's committer: they run here, bounded by
-            // the in-flight limit, not on the workers.
+            // Blocking handlers (a node's status) run here, bounded by the in-flight limit,
+            // not on the workers.
             .max_blocking_threads(limits.in_flight_max + 8)
             .thread_name("http")
             .enable_io()

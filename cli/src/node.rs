@@ -288,7 +288,7 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
         });
     }
     let serving = running.clone();
-    let status: Handler = Arc::new(move |r| serving.handle(r));
+    let status = Handler::Blocking(Arc::new(move |r| serving.handle(r)));
     let mut listeners = vec![Listener {
         addr: args.status_addr,
         what: "--status-addr",
@@ -306,7 +306,7 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
             addr: args.admin.admin_addr,
             what: "--admin-addr",
             tls: None,
-            handler: Arc::new(move |r| admin.handle(r)),
+            handler: Handler::Blocking(Arc::new(move |r| admin.handle(r))),
         });
     }
     let server =

@@ -26,7 +26,7 @@ use clap::Args;
 use fencekit::wal::LogOwner;
 use fencekit::{Fence, FenceOptions};
 
-use crate::http::{self, Limits, Listener, Reply, Request};
+use crate::http::{self, Handled, Handler, Limits, Listener, Reply, Request};
 use crate::store_api::{Call, LEDGER_PAGE_MAX, valid_job_name};
 use crate::termination::Termination;
 use committer::{Committer, Decision, StoreFence};
@@ -143,12 +143,13 @@ impl Store {
         })
     }
 
-    fn handle(&self, request: &Request) -> Reply {
-        match (request.method.as_str(), request.path.as_str()) {
-            ("POST", "/begin") => self.decide(request, Call::Begin),
-            ("POST", "/complete") => self.decide(request, Call::Complete),
+    /// Answers a request; never blocks (decisions and ledger pages are the committer's).
+    fn handle(&self, request: &Request) -> Handled {
+        let reply = match (request.method.as_str(), request.path.as_str()) {
+            ("POST", "/begin") => return self.decide(request, Call::Begin),
+            ("POST", "/complete") => return self.decide(request, Call::Complete),
+            ("GET", "/ledger") => return self.ledger(request),
             ("POST", "/lock") => self.lock(request),
-            ("GET", "/ledger") => self.ledger(request),
             ("GET", "/metrics") => {
                 let text = self.metrics.render(&self.committer.published().counts);
                 Reply::metrics(text)
@@ -173,23 +174,24 @@ impl Store {
                      /lock?ttl_ms=T; GET /ledger?after=S&limit=N, /metrics, /healthz"
                 ),
             ),
-        }
+        };
+        Handled::Now(reply)
     }
 
-    fn decide(&self, request: &Request, call: Call) -> Reply {
+    fn decide(&self, request: &Request, call: Call) -> Handled {
         let holder = match self.writers.writer(request) {
             Ok(holder) => holder,
-            Err(refusal) => return refusal,
+            Err(refusal) => return Handled::Now(refusal),
         };
         match parse_decision(request, call, holder) {
             Ok(decision) => self.committer.decide(decision),
-            Err(reason) => Reply::error(400, reason),
+            Err(reason) => Handled::Now(Reply::error(400, reason)),
         }
     }
 
-    fn ledger(&self, request: &Request) -> Reply {
+    fn ledger(&self, request: &Request) -> Handled {
         if let Err(refusal) = self.writers.reader(request) {
-            return refusal;
+            return Handled::Now(refusal);
         }
         let after = match request.param("after") {
             None => Ok(0),
@@ -204,7 +206,7 @@ impl Store {
         };
         match (after, limit) {
             (Ok(after), Ok(limit)) => self.committer.page(after, limit),
-            (Err(reason), _) | (_, Err(reason)) => Reply::error(400, reason),
+            (Err(reason), _) | (_, Err(reason)) => Handled::Now(Reply::error(400, reason)),
         }
     }
 
@@ -290,7 +292,7 @@ pub(crate) fn run(args: &StoreArgs) -> Result<()> {
             addr: args.listen,
             what: "--listen",
             tls,
-            handler: Arc::new(move |r| serving.handle(r)),
+            handler: Handler::Deferring(Arc::new(move |r| serving.handle(r))),
         }],
         Limits::default(),
     )?;

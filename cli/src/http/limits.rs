@@ -26,6 +26,9 @@ pub(crate) struct Limits {
     pub(crate) in_flight_max: usize,
     /// Query parameters per request.
     pub(crate) params_max: usize,
+    /// The longest a request handed on (the store's decisions) waits for its answer; then
+    /// 503, saying it may or may not have been carried out.
+    pub(crate) answer_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -39,6 +42,7 @@ impl Default for Limits {
             connections_max: 512,
             in_flight_max: 128,
             params_max: 16,
+            answer_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use super::{Handler, Limits, Listener, Reply, Request};
+use super::{Handled, Handler, Limits, Listener, Reply, Request};
 use fencekit::transport::tcp::tls::{Identity, identity_of};
 
 /// What every connection of one listener shares.
@@ -154,18 +154,42 @@ async fn answer(
         Ok(request) => request,
         Err(reason) => return respond(Reply::error(400, reason)),
     };
-    let handler = shared.handler.clone();
-    // The permit goes with the handler: a client that hangs up does not free its place
-    // while its handler still runs.
-    let reply = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        handler(&request)
-    })
-    .await
-    .unwrap_or_else(|e| {
-        log::error!("an HTTP handler failed: {e}");
-        Reply::error(500, "the handler failed; see the server's log")
-    });
+    let reply = match &shared.handler {
+        Handler::Blocking(handler) => {
+            let handler = handler.clone();
+            // The permit goes with the handler: a client that hangs up does not free its
+            // place while its handler still runs.
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                handler(&request)
+            })
+            .await
+            .unwrap_or_else(|e| {
+                log::error!("an HTTP handler failed: {e}");
+                Reply::error(500, "the handler failed; see the server's log")
+            })
+        }
+        Handler::Deferring(handler) => match handler(&request) {
+            Handled::Now(reply) => reply,
+            Handled::Later(later) => {
+                match tokio::time::timeout(shared.limits.answer_timeout, later).await {
+                    Ok(Ok(reply)) => reply,
+                    Ok(Err(_)) => Reply::error(
+                        500,
+                        "the request was dropped unanswered; see the server's log",
+                    ),
+                    Err(_) => Reply::error(
+                        503,
+                        format!(
+                            "no answer within {} s (a stalled disk?): the request may or may \
+                             not have been carried out; look before retrying",
+                            shared.limits.answer_timeout.as_secs()
+                        ),
+                    ),
+                }
+            }
+        },
+    };
     respond(reply)
 }
 

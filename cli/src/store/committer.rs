@@ -25,19 +25,18 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use fencekit::{Fence, NodeId, ResourceId, Token, Verdict};
+use tokio::sync::oneshot;
 
 use super::jump_budget::JumpBudget;
 use super::ledger::{Ledger, LedgerCounts};
 use super::metrics::StoreMetrics;
-use crate::http::Reply;
+use crate::http::{Handled, Reply};
 use crate::store_api::{Answer, Call, Entry, LedgerPage, Outcome, PagedEntry, unix_ms};
 
 /// Requests decided before one commit, at most.
 pub(crate) const BATCH_MAX: usize = 256;
 /// Requests waiting for the committer, at most: beyond it, 503.
 const QUEUE_MAX: usize = 1024;
-/// The longest a request waits for its decision before it is answered 503.
-const WAIT_MAX: Duration = Duration::from_secs(30);
 
 /// A `/begin` or `/complete`, checked and attributed to its writer.
 #[derive(Debug)]
@@ -50,12 +49,15 @@ pub(crate) struct Decision {
     pub(crate) generation: Option<u64>,
 }
 
+/// Where a request's answer goes: the HTTP task that awaits it, holding no thread.
+type ReplyTo = oneshot::Sender<Reply>;
+
 enum Job {
-    Decide(Decision, Sender<Reply>),
+    Decide(Decision, ReplyTo),
     Page {
         after: u64,
         limit: usize,
-        reply: Sender<Reply>,
+        reply: ReplyTo,
     },
 }
 
@@ -108,13 +110,13 @@ impl Committer {
         })
     }
 
-    /// Decides `decision`, durably: the answer to give its request.
-    pub(crate) fn decide(&self, decision: Decision) -> Reply {
+    /// Decides `decision`, durably: the answer to give its request, once decided.
+    pub(crate) fn decide(&self, decision: Decision) -> Handled {
         self.submit(|reply| Job::Decide(decision, reply))
     }
 
     /// A page of the ledger: entries after `after`, at most `limit`.
-    pub(crate) fn page(&self, after: u64, limit: usize) -> Reply {
+    pub(crate) fn page(&self, after: u64, limit: usize) -> Handled {
         self.submit(|reply| Job::Page {
             after,
             limit,
@@ -127,27 +129,21 @@ impl Committer {
         self.published.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn submit(&self, job: impl FnOnce(Sender<Reply>) -> Job) -> Reply {
-        let (reply, answer) = crossbeam_channel::bounded(1);
+    fn submit(&self, job: impl FnOnce(ReplyTo) -> Job) -> Handled {
+        let (reply, answer) = oneshot::channel();
         let Some(jobs) = &self.jobs else {
-            return Reply::error(503, "the store is stopping");
+            return Handled::Now(Reply::error(503, "the store is stopping"));
         };
         match jobs.try_send(job(reply)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                return Reply::error(503, "overloaded: too many requests queued; try again");
-            }
+            Ok(()) => Handled::Later(answer),
+            Err(TrySendError::Full(_)) => Handled::Now(Reply::error(
+                503,
+                "overloaded: too many requests queued; try again",
+            )),
             Err(TrySendError::Disconnected(_)) => {
-                return Reply::error(503, "the store is stopping");
+                Handled::Now(Reply::error(503, "the store is stopping"))
             }
         }
-        answer.recv_timeout(WAIT_MAX).unwrap_or_else(|_| {
-            Reply::error(
-                503,
-                "the store did not decide within 30 s (a stalled disk?): the request may or may \
-                 not be recorded; look in /ledger before retrying",
-            )
-        })
     }
 }
 
@@ -194,7 +190,7 @@ struct State {
 
 /// A decision's answer, sent once the batch is committed.
 struct Pending {
-    reply: Sender<Reply>,
+    reply: ReplyTo,
     answer: Reply,
     /// Counted in the metrics once the commit succeeded.
     decided: Option<(Call, Outcome)>,
@@ -254,30 +250,40 @@ impl State {
         published.counts = self.ledger.counts();
     }
 
-    fn decide(&mut self, decision: &Decision, reply: Sender<Reply>) -> Pending {
-        let now = |answer: Reply| Pending {
-            reply: reply.clone(),
-            answer,
-            decided: None,
-            needs_commit: false,
-        };
-        if let Some(refusal) = self.ledger.poisoned() {
-            return now(Reply::error(503, refusal));
+    fn decide(&mut self, decision: &Decision, reply: ReplyTo) -> Pending {
+        match self.decide_answer(decision) {
+            Ok((answer, decided)) => Pending {
+                reply,
+                answer,
+                decided: Some(decided),
+                needs_commit: true,
+            },
+            Err(answer) => Pending {
+                reply,
+                answer,
+                decided: None,
+                needs_commit: false,
+            },
         }
-        let (outcome, generation) = match self.check(decision) {
-            Ok(checked) => checked,
-            Err(refused) => return now(refused),
-        };
+    }
+
+    /// The answer to `decision` once the batch is committed, with what to count; or the
+    /// answer to give at once (the request changed nothing).
+    fn decide_answer(&mut self, decision: &Decision) -> Result<(Reply, (Call, Outcome)), Reply> {
+        if let Some(refusal) = self.ledger.poisoned() {
+            return Err(Reply::error(503, refusal));
+        }
+        let (outcome, generation) = self.check(decision)?;
         // The mark stood at `generation` at least: the ledger keeps the highest it saw, so a
         // fence restored below it is refused at start, even when no entry recorded it.
         if let Some(generation) = generation
             && let Err(e) = self.ledger.witness(generation)
         {
-            return now(Reply::error(500, format!("not recorded: {e:#}")));
+            return Err(Reply::error(500, format!("not recorded: {e:#}")));
         }
         let done = match self.ledger.landed(&decision.job, decision.run) {
             Ok(times) => times > 0,
-            Err(e) => return now(Reply::error(500, format!("reading the ledger: {e:#}"))),
+            Err(e) => return Err(Reply::error(500, format!("reading the ledger: {e:#}"))),
         };
         let seq = match decision.call {
             Call::Begin => None,
@@ -292,7 +298,7 @@ impl State {
                 };
                 match self.ledger.stage(&entry) {
                     Ok(seq) => Some(seq),
-                    Err(e) => return now(Reply::error(500, format!("not recorded: {e:#}"))),
+                    Err(e) => return Err(Reply::error(500, format!("not recorded: {e:#}"))),
                 }
             }
         };
@@ -303,12 +309,8 @@ impl State {
             seq,
         };
         let status = if outcome.landed() { 200 } else { 409 };
-        Pending {
-            reply,
-            answer: Reply::json(status, serde_json::to_string(&answer).unwrap_or_default()),
-            decided: Some((decision.call, outcome)),
-            needs_commit: true,
-        }
+        let reply = Reply::json(status, serde_json::to_string(&answer).unwrap_or_default());
+        Ok((reply, (decision.call, outcome)))
     }
 
     /// The fence's word on the decision's token, with the generation of the mark after it
