@@ -442,13 +442,52 @@ impl Fence {
             }
             Some(current) => {
                 slot.conflicts.fetch_add(1, Ordering::Relaxed);
-                match self.resolve_conflict(slot, current, token) {
-                    ConflictResolution::KeepCurrent => Verdict::Conflict { current },
-                    ConflictResolution::Challenger => {
-                        self.advance(slot, &guard, token, Some(current))?
-                    }
-                }
+                drop(guard);
+                return self.settle_conflict(index, slot, current, token);
             }
+        };
+        drop(guard);
+        if matches!(verdict, Verdict::Advanced { .. }) {
+            self.maybe_compact();
+        }
+        Ok(verdict)
+    }
+
+    /// A conflict, put to the tie-breaker with the resource's lock released: a policy may
+    /// take its whole budget (a plugin's fuel, a slow Rust rule), and a newer leader's
+    /// advance, which needs the lock, must not wait for it. The lock is taken again to act on
+    /// the answer, against the mark as it is then: if it moved meanwhile, the request is
+    /// decided against the new mark and the answer is not used.
+    fn settle_conflict(
+        &self,
+        index: usize,
+        slot: &Slot,
+        current: Token,
+        token: Token,
+    ) -> Result<Verdict, Error> {
+        let resolution = self.resolve_conflict(slot, current, token);
+        let guard = slot.lock();
+        let verdict = match slot.current_locked(&guard) {
+            Some(now) if now == current => match resolution {
+                ConflictResolution::KeepCurrent => Verdict::Conflict { current },
+                ConflictResolution::Challenger => {
+                    self.advance(slot, &guard, token, Some(current))?
+                }
+            },
+            Some(now) if token.generation < now.generation => {
+                slot.stale.fetch_add(1, Ordering::Relaxed);
+                Verdict::Stale { current: now }
+            }
+            // Another request of this holder at this generation won a tie-break meanwhile.
+            Some(now) if now == token => {
+                self.accepted.row().add(index);
+                Verdict::Accepted
+            }
+            // The generation changed hands meanwhile: still a conflict, with the new holder
+            // (not put to the policy again: a request is decided once).
+            Some(now) => Verdict::Conflict { current: now },
+            // Marks never go back; were one gone, refusing is the safe answer.
+            None => Verdict::Conflict { current },
         };
         drop(guard);
         if matches!(verdict, Verdict::Advanced { .. }) {

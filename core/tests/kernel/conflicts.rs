@@ -106,3 +106,56 @@ fn a_panicking_tie_breaker_fails_closed() {
     );
     assert_eq!(fence.mark(id).unwrap(), Some(t(7, 1)));
 }
+
+/// Answers `Challenger` after a pause, having said that it started.
+struct SlowChallenger {
+    started: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    pause: std::time::Duration,
+}
+
+impl TieBreaker for SlowChallenger {
+    fn resolve_conflict(&self, _: &[u8], _: Token, _: Token) -> ConflictResolution {
+        if let Some(started) = self.started.lock().unwrap().take() {
+            let _ = started.send(());
+        }
+        std::thread::sleep(self.pause);
+        ConflictResolution::Challenger
+    }
+}
+
+#[test]
+fn a_slow_tie_breaker_holds_no_lock_a_newer_leader_needs_and_its_answer_never_undoes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fence = Arc::new(Fence::open(dir.path(), small_fence()).unwrap());
+    let (started, started_rx) = std::sync::mpsc::channel();
+    fence.set_tie_breaker(Arc::new(SlowChallenger {
+        started: std::sync::Mutex::new(Some(started)),
+        pause: std::time::Duration::from_millis(500),
+    }));
+    let id = fence.register(b"primary").unwrap();
+    fence.check(id, t(7, 1)).unwrap();
+    let conflicting = {
+        let fence = fence.clone();
+        std::thread::spawn(move || fence.check(id, t(7, 2)).unwrap())
+    };
+    started_rx.recv().unwrap();
+    // While the policy deliberates, the next leader advances at once.
+    let began = std::time::Instant::now();
+    assert_eq!(
+        fence.check(id, t(8, 3)).unwrap(),
+        Verdict::Advanced {
+            previous: Some(t(7, 1))
+        }
+    );
+    assert!(
+        began.elapsed() < std::time::Duration::from_millis(250),
+        "the advance waited {:?} for the tie-breaker",
+        began.elapsed()
+    );
+    // The policy's late `Challenger` does not take the mark back to generation 7.
+    assert_eq!(
+        conflicting.join().unwrap(),
+        Verdict::Stale { current: t(8, 3) }
+    );
+    assert_eq!(fence.mark(id).unwrap(), Some(t(8, 3)));
+}
