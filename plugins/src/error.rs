@@ -84,10 +84,10 @@ pub enum PluginError {
 
 /// A duration for a sentence: "1 s", "1.5 s", "250 ms".
 fn seconds(d: std::time::Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{} s", d.as_secs())
-    } else if d < std::time::Duration::from_secs(1) {
+    if d < std::time::Duration::from_secs(1) {
         format!("{} ms", d.as_millis())
+    } else if d.subsec_nanos() == 0 {
+        format!("{} s", d.as_secs())
     } else {
         format!("{} s", d.as_secs_f64())
     }

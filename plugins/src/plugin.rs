@@ -1,7 +1,7 @@
 //! A loaded plugin: a checked, compiled module, shared by every thread that calls it.
 
-use std::sync::{Arc, mpsc};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 
 use sha2::{Digest, Sha256};
 use wasmtime::{ExternType, Module};

@@ -94,15 +94,16 @@ pub(crate) fn check(binary: &[u8], limits: &PluginLimits) -> Result<(), PluginEr
                 )?;
                 for ty in section {
                     let ty = ty.map_err(invalid)?;
-                    let params = type_params
-                        .get(ty as usize)
-                        .copied()
-                        .flatten()
-                        .ok_or_else(|| {
-                            PluginError::Invalid(format!(
-                                "a function has type {ty}, which is not a function type"
-                            ))
-                        })?;
+                    let params =
+                        type_params
+                            .get(ty as usize)
+                            .copied()
+                            .flatten()
+                            .ok_or_else(|| {
+                                PluginError::Invalid(format!(
+                                    "a function has type {ty}, which is not a function type"
+                                ))
+                            })?;
                     function_params.push(params);
                 }
             }
@@ -184,7 +185,9 @@ pub(crate) fn check(binary: &[u8], limits: &PluginLimits) -> Result<(), PluginEr
                             deepest = deepest.max(depth);
                         }
                         // The body's own `end` takes it below zero; the compiler checks the rest.
-                        Operator::End | Operator::Delegate { .. } => depth = depth.saturating_sub(1),
+                        Operator::End | Operator::Delegate { .. } => {
+                            depth = depth.saturating_sub(1)
+                        }
                         _ => {}
                     }
                 }

@@ -134,9 +134,14 @@ fn module(shape: Shape) -> Vec<u8> {
     }
     let mut exports = ExportSection::new();
     exports.export("memory", ExportKind::Memory, 0);
-    for (i, name) in ["fk_abi_version", "fk_input", "fk_input_capacity", "fk_validate"]
-        .into_iter()
-        .enumerate()
+    for (i, name) in [
+        "fk_abi_version",
+        "fk_input",
+        "fk_input_capacity",
+        "fk_validate",
+    ]
+    .into_iter()
+    .enumerate()
     {
         exports.export(name, ExportKind::Func, i as u32);
     }
@@ -204,7 +209,10 @@ fn refused_by(
         Err(e) => e,
     };
     let message = error.to_string();
-    println!("{name}: {} bytes, refused in {took:?}: {message}", bytes.len());
+    println!(
+        "{name}: {} bytes, refused in {took:?}: {message}",
+        bytes.len()
+    );
     assert!(
         matches!(&error, PluginError::OverLimit { limit: l, .. } if *l == limit),
         "{name}: expected a refusal by {limit}, got: {message}"
@@ -543,7 +551,13 @@ fn each_limit_admits_its_largest_module_and_refuses_one_more() {
         if !cfg!(debug_assertions) {
             assert!(took < d.compile_deadline / 2, "at {limit}: {took:?}");
         }
-        refused_by(&format!("over {limit}"), &module(over), d.clone(), limit, within);
+        refused_by(
+            &format!("over {limit}"),
+            &module(over),
+            d.clone(),
+            limit,
+            within,
+        );
     }
 }
 
@@ -552,7 +566,9 @@ fn each_limit_admits_its_largest_module_and_refuses_one_more() {
 #[test]
 fn a_compilation_past_its_deadline_is_refused() {
     let slow = module(Shape {
-        functions: vec![function_of_bytes(PluginLimits::default().function_bytes_max)],
+        functions: vec![function_of_bytes(
+            PluginLimits::default().function_bytes_max,
+        )],
         ..Shape::default()
     });
     let hurried = PluginLimits {
@@ -560,7 +576,7 @@ fn a_compilation_past_its_deadline_is_refused() {
         ..PluginLimits::default()
     };
     let (loaded, took) = load(&slow, hurried);
-    let error = loaded.err().expect("compiled within 1 ms");
+    let error = loaded.expect_err("compiled within 1 ms");
     assert!(
         matches!(error, PluginError::CompileDeadline { .. }),
         "{error}"
@@ -584,7 +600,7 @@ fn wat_text_is_checked_like_its_binary() {
     let blocks = "(block ".repeat(200) + &")".repeat(200);
     let wat = crate::support::validator_wat("", &format!("{blocks} (i32.const 0)"));
     let (loaded, took) = load(wat.as_bytes(), PluginLimits::default());
-    let message = loaded.err().expect("200 nested blocks loaded").to_string();
+    let message = loaded.expect_err("200 nested blocks loaded").to_string();
     assert_eq!(
         message,
         "the control-flow nesting depth of function 3 is 200, over the limit of 128 \
