@@ -226,8 +226,8 @@ fn refused_by(
 }
 
 /// The default limits; in a debug build with a longer compile deadline, because wasmtime's
-/// compiler unoptimised is about 15 times slower (the largest modules the defaults admit take
-/// 0.4 s at most to compile in a release build, up to 7 s in a debug one).
+/// compiler unoptimised is about 15 times slower (the largest module the defaults admit takes
+/// 0.4 s to compile in a release build, about 7 s in a debug one).
 fn admitting() -> PluginLimits {
     PluginLimits {
         compile_deadline: if cfg!(debug_assertions) {
@@ -239,15 +239,13 @@ fn admitting() -> PluginLimits {
     }
 }
 
-/// Asserts that `bytes` loads with the default limits and accepts a write, and returns how
-/// long loading took.
-fn admitted(name: &str, bytes: &[u8]) -> Duration {
+/// Asserts that `bytes` loads with the default limits (see `admitting`) and accepts a write.
+fn admitted(name: &str, bytes: &[u8]) {
     let (loaded, took) = load(bytes, admitting());
     let plugin = loaded.unwrap_or_else(|e| panic!("{name} was refused: {e}"));
     println!("{name}: {} bytes, loaded in {took:?}", bytes.len());
     let validator = WasmValidator::new(plugin).unwrap();
     assert_eq!(check(&validator, b"k", b"v"), Validation::Accept, "{name}");
-    took
 }
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -418,8 +416,8 @@ fn code_of_bytes(total: usize) -> Vec<Function> {
     functions
 }
 
-/// The largest module at each default limit loads, compiles within the deadline and
-/// answers; one step further is refused, naming the limit.
+/// The largest module at each default limit loads (within the default compile deadline in a
+/// release build) and answers; one step further is refused, naming the limit.
 #[test]
 fn each_limit_admits_its_largest_module_and_refuses_one_more() {
     let d = PluginLimits::default();
@@ -546,11 +544,7 @@ fn each_limit_admits_its_largest_module_and_refuses_one_more() {
         ),
     ];
     for (limit, at, over) in cases {
-        let took = admitted(&format!("at {limit}"), &module(at));
-        // Half the deadline: room for a slower or busier machine.
-        if !cfg!(debug_assertions) {
-            assert!(took < d.compile_deadline / 2, "at {limit}: {took:?}");
-        }
+        admitted(&format!("at {limit}"), &module(at));
         refused_by(
             &format!("over {limit}"),
             &module(over),
