@@ -154,6 +154,9 @@ pub unsafe extern "C" fn fk_policy_load_wasm(
                 deadline: Duration::from_micros(l.deadline_us),
                 fuel: l.fuel,
                 table_elements_max: usize_of(l.table_elements_max),
+                // The load limits (functions, locals, nesting, code size, compile deadline)
+                // are not in fk_policy_limits yet: C callers get their defaults.
+                ..PluginLimits::default()
             },
         };
         let kind = match kind {

@@ -20,7 +20,8 @@ use wasmtime::Module;
 use crate::engine::{self, Kind};
 use crate::error::PluginError;
 use crate::limits::PluginLimits;
-use crate::plugin::Plugin;
+use crate::plugin::{self, Plugin};
+use crate::precheck;
 
 /// A directory of compiled modules, private to this user.
 #[derive(Clone, Debug)]
@@ -136,19 +137,15 @@ impl ModuleCache {
         bytes: &[u8],
         limits: PluginLimits,
     ) -> Result<Plugin, PluginError> {
-        if bytes.len() > limits.module_bytes_max {
-            return Err(PluginError::TooLarge {
-                len: bytes.len(),
-                max: limits.module_bytes_max,
-            });
-        }
+        // The load limits hold whether or not the cache has the module: a module refused
+        // without the cache is refused with it.
+        let binary = precheck::binary(bytes, &limits)?;
+        precheck::check(&binary, &limits)?;
         let path = self.entry(kind, bytes)?;
         if let Some(module) = self.load(kind, &path) {
             return Plugin::from_module(kind, module, bytes, limits);
         }
-        let engine = engine::engine(kind)?;
-        let module =
-            Module::new(engine, bytes).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+        let module = plugin::compile_checked(kind, binary.into_owned(), &limits)?;
         let plugin = Plugin::from_module(kind, module.clone(), bytes, limits)?;
         if let Err(e) = self.store(&path, &module) {
             log::warn!("{e}");

@@ -13,6 +13,28 @@ pub enum PluginError {
         /// The limit.
         max: usize,
     },
+    /// The module exceeds a load limit: refused before compiling.
+    #[error("{what} is {found}, over the limit of {max} (PluginLimits::{limit})")]
+    OverLimit {
+        /// The `PluginLimits` field.
+        limit: &'static str,
+        /// What was counted, in words.
+        what: String,
+        /// What the module has.
+        found: u64,
+        /// The limit.
+        max: usize,
+    },
+    /// Compiling the module took longer than the limit.
+    #[error(
+        "compiling took more than {}: the module is refused (PluginLimits::compile_deadline); \
+         its compilation finishes in the background and is thrown away",
+        seconds(*deadline)
+    )]
+    CompileDeadline {
+        /// The limit.
+        deadline: std::time::Duration,
+    },
     /// The bytes are not a valid WebAssembly module (or WAT text).
     #[error("not a valid WebAssembly module: {0}")]
     Invalid(String),
@@ -58,4 +80,15 @@ pub enum PluginError {
         /// What went wrong.
         reason: String,
     },
+}
+
+/// A duration for a sentence: "1 s", "1.5 s", "250 ms".
+fn seconds(d: std::time::Duration) -> String {
+    if d < std::time::Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else if d.subsec_nanos() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} s", d.as_secs_f64())
+    }
 }

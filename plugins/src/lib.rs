@@ -3,8 +3,9 @@
 //! A plugin is a core WebAssembly module with no imports but an optional host log function,
 //! exporting plugin ABI v1 (`plugins/README.md`, `plugins/sdk/fencekit_plugin.h`):
 //!
-//! 1. Load it once: [`Plugin::validator`] or [`Plugin::tie_breaker`] check its size, compile
-//!    it, refuse any other import (naming it), and instantiate it to check its exports, ABI
+//! 1. Load it once: [`Plugin::validator`] or [`Plugin::tie_breaker`] check its size and shape
+//!    (functions, locals, nesting, code size: the load limits), compile it within a deadline,
+//!    refuse any other import (naming it), and instantiate it to check its exports, ABI
 //!    version and input buffer.
 //! 2. Wrap it: [`WasmValidator`] implements `fencekit::WriteValidator` (attach it with
 //!    `Fence::set_validator`); [`WasmTieBreaker`] implements `fencekit::TieBreaker` (for a
@@ -24,6 +25,7 @@ mod error;
 mod instance;
 pub mod limits;
 mod plugin;
+mod precheck;
 mod tie_breaker;
 mod validator;
 
@@ -32,5 +34,6 @@ pub use engine::Kind;
 pub use error::PluginError;
 pub use limits::PluginLimits;
 pub use plugin::{Plugin, PluginInfo};
+pub use precheck::export_names;
 pub use tie_breaker::WasmTieBreaker;
 pub use validator::WasmValidator;

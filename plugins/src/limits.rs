@@ -33,6 +33,32 @@ pub struct PluginLimits {
     pub fuel: u64,
     /// The most table elements.
     pub table_elements_max: usize,
+    /// The most functions a module may define (imports aside). Checked before compiling, as
+    /// are all the limits below but the deadline.
+    pub functions_max: usize,
+    /// The most locals one function may have, its parameters included.
+    pub function_locals_max: usize,
+    /// The most locals all functions together may have, parameters included.
+    pub locals_max: usize,
+    /// The deepest nesting of `block`, `loop`, `if` and `try_table` within one function.
+    pub nesting_max: usize,
+    /// The largest function body, in bytes (its locals and code).
+    pub function_bytes_max: usize,
+    /// The largest code section, in bytes: all function bodies together.
+    pub code_bytes_max: usize,
+    /// The most types (function signatures and others) a module may declare.
+    pub types_max: usize,
+    /// The most globals a module may define.
+    pub globals_max: usize,
+    /// The most data segments: each is copied into memory at every instantiation, and a
+    /// tie-breaker is instantiated afresh for every call.
+    pub data_segments_max: usize,
+    /// The most element segments (table initialisers), for the same reason.
+    pub element_segments_max: usize,
+    /// The longest compilation, after the checks above passed. Past it the load is refused;
+    /// the compilation, which cannot be interrupted, finishes in the background and is thrown
+    /// away (the checks above bound how long it can run).
+    pub compile_deadline: Duration,
 }
 
 impl Default for PluginLimits {
@@ -43,6 +69,17 @@ impl Default for PluginLimits {
             deadline: DEADLINE_DEFAULT,
             fuel: FUEL_DEFAULT,
             table_elements_max: TABLE_ELEMENTS_DEFAULT,
+            functions_max: FUNCTIONS_DEFAULT,
+            function_locals_max: FUNCTION_LOCALS_DEFAULT,
+            locals_max: LOCALS_DEFAULT,
+            nesting_max: NESTING_DEFAULT,
+            function_bytes_max: FUNCTION_BYTES_DEFAULT,
+            code_bytes_max: CODE_BYTES_DEFAULT,
+            types_max: TYPES_DEFAULT,
+            globals_max: GLOBALS_DEFAULT,
+            data_segments_max: DATA_SEGMENTS_DEFAULT,
+            element_segments_max: ELEMENT_SEGMENTS_DEFAULT,
+            compile_deadline: COMPILE_DEADLINE_DEFAULT,
         }
     }
 }
@@ -54,3 +91,36 @@ impl PluginLimits {
         u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
     }
 }
+
+// The load limits: what a module may contain before it is compiled (`precheck.rs`). The
+// defaults admit the example plugins (under 1 KB each) and realistic C plugins (hundreds of
+// functions, tens of locals each) with wide headroom, and keep the largest module they admit
+// compiling within half of `COMPILE_DEADLINE_DEFAULT` in a release build: 10,000 functions
+// took 0.76 s, so the default is 5,000 (plugins/README.md, "Load limits").
+
+/// The most functions a module may define by default.
+pub const FUNCTIONS_DEFAULT: usize = 5_000;
+/// The most locals of one function by default, parameters included.
+pub const FUNCTION_LOCALS_DEFAULT: usize = 1_000;
+/// The most locals of all functions together by default.
+pub const LOCALS_DEFAULT: usize = 100_000;
+/// The deepest control-flow nesting in a function by default.
+pub const NESTING_DEFAULT: usize = 128;
+/// The largest function body by default: 64 KiB.
+pub const FUNCTION_BYTES_DEFAULT: usize = 64 << 10;
+/// The largest code section by default: 1 MiB.
+pub const CODE_BYTES_DEFAULT: usize = 1 << 20;
+/// The most types by default.
+pub const TYPES_DEFAULT: usize = 1_000;
+/// The most globals by default.
+pub const GLOBALS_DEFAULT: usize = 1_000;
+/// The most data segments by default.
+pub const DATA_SEGMENTS_DEFAULT: usize = 1_000;
+/// The most element segments by default.
+pub const ELEMENT_SEGMENTS_DEFAULT: usize = 1_000;
+/// The longest compilation by default.
+pub const COMPILE_DEADLINE_DEFAULT: Duration = Duration::from_secs(1);
+
+const _: () = assert!(FUNCTION_LOCALS_DEFAULT <= LOCALS_DEFAULT);
+const _: () = assert!(FUNCTION_BYTES_DEFAULT <= CODE_BYTES_DEFAULT);
+const _: () = assert!(CODE_BYTES_DEFAULT <= MODULE_BYTES_DEFAULT);

@@ -1,7 +1,7 @@
 //! A loaded plugin: a checked, compiled module, shared by every thread that calls it.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 
 use sha2::{Digest, Sha256};
 use wasmtime::{ExternType, Module};
@@ -11,6 +11,7 @@ use crate::engine::{self, Kind};
 use crate::error::PluginError;
 use crate::instance::{self, Live};
 use crate::limits::PluginLimits;
+use crate::precheck;
 
 /// What loading found out about a plugin.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,18 +76,13 @@ impl Plugin {
         Plugin::load(Kind::TieBreaker, bytes, limits)
     }
 
-    /// Loads a plugin of `kind`: checks its size, compiles it, refuses any import but the host
-    /// log, and instantiates it once to check its exports, ABI version and input buffer.
+    /// Loads a plugin of `kind`: checks its size, turns WAT text into a binary, checks the
+    /// binary against the load limits (functions, locals, nesting, body and code sizes, types,
+    /// globals, segments), compiles it within `limits.compile_deadline`, refuses any import
+    /// but the host log, and instantiates it once to check its exports, ABI version and input
+    /// buffer.
     pub fn load(kind: Kind, bytes: &[u8], limits: PluginLimits) -> Result<Plugin, PluginError> {
-        if bytes.len() > limits.module_bytes_max {
-            return Err(PluginError::TooLarge {
-                len: bytes.len(),
-                max: limits.module_bytes_max,
-            });
-        }
-        let engine = engine::engine(kind)?;
-        let module =
-            Module::new(engine, bytes).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+        let module = compile(kind, bytes, &limits)?;
         Plugin::from_module(kind, module, bytes, limits)
     }
 
@@ -177,6 +173,49 @@ impl Plugin {
     /// Validator or tie-breaker.
     pub fn kind(&self) -> Kind {
         self.shared.kind
+    }
+}
+
+/// Checks `bytes` against `limits` and compiles them within `limits.compile_deadline`.
+///
+/// wasmtime cannot interrupt a compilation, so it runs on a thread of its own and the caller
+/// waits at most the deadline. Past it the load is refused and that thread is left to finish
+/// in the background; its result is then dropped. The prechecks bound how long it can run and
+/// how much it can allocate, and wasmtime is built without parallel compilation (its
+/// `parallel-compilation` feature is off), so an abandoned compilation holds one core.
+pub(crate) fn compile(
+    kind: Kind,
+    bytes: &[u8],
+    limits: &PluginLimits,
+) -> Result<Module, PluginError> {
+    let binary = precheck::binary(bytes, limits)?;
+    precheck::check(&binary, limits)?;
+    compile_checked(kind, binary.into_owned(), limits)
+}
+
+/// Compiles a binary that passed `precheck::check`, within `limits.compile_deadline`.
+pub(crate) fn compile_checked(
+    kind: Kind,
+    binary: Vec<u8>,
+    limits: &PluginLimits,
+) -> Result<Module, PluginError> {
+    let engine = engine::engine(kind)?;
+    let (done, answer) = mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("fencekit-plugin-compile".into())
+        .spawn(move || {
+            // The receiver may be gone (deadline passed): the module is dropped.
+            let _ = done.send(Module::from_binary(engine, &binary));
+        })
+        .map_err(|e| PluginError::Instantiate(format!("start a compiling thread: {e}")))?;
+    match answer.recv_timeout(limits.compile_deadline) {
+        Ok(compiled) => compiled.map_err(|e| PluginError::Invalid(format!("{e:#}"))),
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(PluginError::CompileDeadline {
+            deadline: limits.compile_deadline,
+        }),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(PluginError::Invalid(
+            "the compiler stopped without an answer (it panicked)".into(),
+        )),
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod c_plugins;
 mod cache;
+mod compile_bombs;
 mod examples;
 mod hostile;
 mod support;
