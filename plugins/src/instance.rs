@@ -338,7 +338,10 @@ pub(crate) fn trap_reason(error: &wasmtime::Error) -> String {
         Some(Trap::Interrupt) => "ran past its deadline".into(),
         Some(Trap::OutOfFuel) => "ran out of fuel".into(),
         Some(Trap::StackOverflow) => "overflowed its stack".into(),
-        Some(trap) => format!("trapped ({trap})"),
+        Some(trap) => {
+            let trap = trap.to_string();
+            format!("trapped ({})", trap.trim_start_matches("wasm trap: "))
+        }
         None => format!("failed: {}", error.root_cause()),
     }
 }

@@ -5,9 +5,12 @@
     reason = "a test that meets an error should stop right there"
 )]
 
+mod budget;
 mod c_plugins;
 mod cache;
 mod examples;
 mod hostile;
+mod logs;
+mod stack;
 mod support;
 mod tie_breakers;
