@@ -1,19 +1,45 @@
 //! Instances: one per plugin per thread, kept warm between calls and thrown away after a trap
 //! (its state may be half-changed), so the next call starts from a fresh one.
+//!
+//! A call is one budget: one deadline (validators) or one tank of fuel (tie-breakers), armed
+//! when the call begins and covering a fresh instance's start function and ABI probes too.
+//! A call runs on a stack with room for the wasm stack limit plus the host's margin: on the
+//! calling thread when it has that much left (measured once per thread), else on a thread
+//! started for it.
 
-use std::cell::RefCell;
-use std::sync::{Arc, Weak};
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::sync::{Arc, OnceLock, Weak};
 
-use wasmtime::{Caller, Linker, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc};
+use wasmtime::{Caller, Engine, Linker, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc};
 
 use crate::abi;
 use crate::engine::Kind;
 use crate::error::PluginError;
+use crate::limits::{
+    CALL_STACK_BYTES, FALLBACK_THREAD_STACK_BYTES, LOG_BYTES_PER_CALL, LOG_FUEL_BASE,
+    LOG_FUEL_PER_BYTE, LOG_LINE_BYTES, LOG_LINES_PER_CALL,
+};
 use crate::plugin::{Shared, describe};
 
-/// The store's data: what the limiter reads.
+/// The store's data: what the limiter and the host log read.
 pub(crate) struct Host {
     limits: StoreLimits,
+    /// Whether `fencekit.log` is paid for in fuel (tie-breakers; a validator's log calls are
+    /// counted by its deadline, which is wall time).
+    log_costs_fuel: bool,
+    /// What the current call logged.
+    log: LogSpent,
+}
+
+/// The host log's use by one call. Invariant: `lines <= LOG_LINES_PER_CALL` and
+/// `bytes <= LOG_BYTES_PER_CALL`.
+#[derive(Default)]
+struct LogSpent {
+    lines: u32,
+    bytes: usize,
+    /// Lines not logged because the call had used up its lines or bytes.
+    dropped: u64,
 }
 
 /// The entry points of one kind of plugin.
@@ -35,6 +61,19 @@ pub(crate) struct Live {
     capacity: usize,
     pub(crate) entry: Entry,
 }
+
+// SAFETY: a `Live` is its store plus a pointer into that store's linear memory. The memory
+// belongs to the store, not to a thread, and never moves (`memory_may_move(false)`), so the
+// pointer stays valid wherever the store goes. The other fields are `Send` (checked below).
+// A call on a thread started for its stack (`on_enough_stack`) borrows the calling thread's
+// instance there, while the calling thread waits.
+unsafe impl Send for Live {}
+
+const _: () = {
+    const fn is_send<T: Send>() {}
+    is_send::<Store<Host>>();
+    is_send::<Entry>();
+};
 
 fn export<T: wasmtime::WasmParams, R: wasmtime::WasmResults>(
     instance: &wasmtime::Instance,
@@ -58,7 +97,9 @@ fn export<T: wasmtime::WasmParams, R: wasmtime::WasmResults>(
     Err(PluginError::Export { name, problem })
 }
 
-/// Prepares `store` for one call: a fresh deadline or a fresh tank of fuel.
+/// Prepares a warm instance for one call: a fresh deadline or a fresh tank of fuel (one store
+/// write), and a fresh log allowance for a plugin that logs. A fresh instance was armed when it
+/// was made: its start function and ABI probes spend from the same budget as its call.
 pub(crate) fn arm(store: &mut Store<Host>, shared: &Shared) {
     match shared.kind {
         Kind::Validator => store.set_epoch_deadline(shared.deadline_ticks),
@@ -67,16 +108,78 @@ pub(crate) fn arm(store: &mut Store<Host>, shared: &Shared) {
             let _ = store.set_fuel(shared.limits.fuel);
         }
     }
+    if shared.info.imports_log {
+        store.data_mut().log = LogSpent::default();
+    }
+}
+
+/// Ends a call of a plugin that logs: says how many of its lines were dropped, if any.
+pub(crate) fn end_call(store: &mut Store<Host>, shared: &Shared) {
+    if !shared.info.imports_log {
+        return;
+    }
+    let spent = std::mem::take(&mut store.data_mut().log);
+    if spent.dropped > 0 {
+        log::debug!(
+            "plugin: {} more log lines of this call were dropped (a call may log \
+             {LOG_LINES_PER_CALL} lines and {LOG_BYTES_PER_CALL} bytes)",
+            spent.dropped
+        );
+    }
+}
+
+/// The linker of plugins of `kind`: the host log, made once (making it per instance was
+/// host work inside the call's deadline).
+fn linker(kind: Kind, engine: &Engine) -> Result<Cow<'static, Linker<Host>>, PluginError> {
+    static LINKERS: [OnceLock<Linker<Host>>; 2] = [OnceLock::new(), OnceLock::new()];
+    let cell = &LINKERS[match kind {
+        Kind::Validator => 0,
+        Kind::TieBreaker => 1,
+    }];
+    if let Some(linker) = cell.get().filter(|l| Engine::same(l.engine(), engine)) {
+        return Ok(Cow::Borrowed(linker));
+    }
+    let mut linker = Linker::new(engine);
+    linker
+        .func_wrap(
+            abi::IMPORT_LOG.0,
+            abi::IMPORT_LOG.1,
+            |mut caller: Caller<'_, Host>, ptr: i32, len: i32| log_line(&mut caller, ptr, len),
+        )
+        .map_err(|e| PluginError::Instantiate(format!("define fencekit.log: {e:#}")))?;
+    // Every plugin of a kind shares its kind's engine (engine::engine), so the first linker
+    // made is the one kept; another engine (none today) would get its own each time.
+    let _ = cell.set(linker.clone());
+    Ok(Cow::Owned(linker))
 }
 
 impl Live {
-    /// Instantiates `shared`'s module and checks it against the ABI.
+    /// Instantiates `shared`'s module and checks it against the ABI, on a stack with room for
+    /// it (its start function and probes run wasm). The instance is armed for one call.
     pub(crate) fn new(shared: &Shared) -> Result<Live, PluginError> {
+        on_enough_stack(|| Live::create(shared))
+            .unwrap_or_else(|why| Err(PluginError::Instantiate(why)))
+    }
+
+    /// `new`, on this thread's stack, whatever is left of it.
+    pub(crate) fn create(shared: &Shared) -> Result<Live, PluginError> {
         let engine = shared.module.engine();
         let memory_max = match shared.kind {
             Kind::Validator => shared.limits.memory_bytes_max,
-            // Fixed memory: see PluginLimits::memory_bytes_max.
-            Kind::TieBreaker => shared.info.memory_min_bytes,
+            // Fixed memory: see PluginLimits::memory_bytes_max. A tie-breaker gets all of it
+            // on every call, so more than the limit is refused (at load: loading makes one).
+            Kind::TieBreaker => {
+                let declared = shared.info.memory_min_bytes;
+                if declared > shared.limits.memory_bytes_max {
+                    return Err(PluginError::Instantiate(format!(
+                        "the tie-breaker declares {declared} bytes of memory, more than the \
+                         limit of {} bytes (PluginLimits::memory_bytes_max); a tie-breaker's \
+                         memory is fixed at its declared minimum",
+                        shared.limits.memory_bytes_max
+                    )));
+                }
+                declared
+            }
         };
         let limits = StoreLimitsBuilder::new()
             .memory_size(memory_max)
@@ -85,25 +188,25 @@ impl Live {
             .memories(1)
             .tables(4)
             .build();
-        let mut store = Store::new(engine, Host { limits });
+        let host = Host {
+            limits,
+            log_costs_fuel: shared.kind == Kind::TieBreaker,
+            log: LogSpent::default(),
+        };
+        let mut store = Store::new(engine, host);
         store.limiter(|host| &mut host.limits);
         store.epoch_deadline_trap();
+        // The call's one budget, from here to the end of the call.
         arm(&mut store, shared);
-        let mut linker = Linker::new(engine);
-        if shared.info.imports_log {
-            linker
-                .func_wrap(
-                    abi::IMPORT_LOG.0,
-                    abi::IMPORT_LOG.1,
-                    |mut caller: Caller<'_, Host>, ptr: i32, len: i32| {
-                        log_line(&mut caller, ptr, len)
-                    },
-                )
-                .map_err(|e| PluginError::Instantiate(format!("{e:#}")))?;
-        }
+        let linker = linker(shared.kind, engine)?;
         let instance = linker
             .instantiate(&mut store, &shared.module)
-            .map_err(|e| PluginError::Instantiate(format!("{e:#}")))?;
+            .map_err(|e| {
+                PluginError::Instantiate(match e.downcast_ref::<Trap>() {
+                    Some(_) => format!("its start function {}", trap_reason(&e)),
+                    None => format!("{e:#}"),
+                })
+            })?;
         let memory = instance
             .get_memory(&mut store, abi::EXPORT_MEMORY)
             .ok_or_else(|| PluginError::Export {
@@ -124,11 +227,11 @@ impl Live {
                 conflict: export(&instance, &mut store, shared, abi::EXPORT_RESOLVE_CONFLICT)?,
             },
         };
+        // No arming here: the probes spend from the budget armed above.
         let call = |store: &mut Store<Host>, f: &TypedFunc<(), i32>, name: &'static str| {
-            arm(store, shared);
             f.call(store, ()).map_err(|e| PluginError::Export {
                 name,
-                problem: format!("trapped: {}", trap_reason(&e)),
+                problem: format!("the call {}", trap_reason(&e)),
             })
         };
         let found = call(&mut store, &version, abi::EXPORT_ABI_VERSION)?;
@@ -184,34 +287,62 @@ impl Live {
     }
 }
 
-/// Logs a line a plugin wrote through `fencekit.log`; a bad range is ignored.
-fn log_line(caller: &mut Caller<'_, Host>, ptr: i32, len: i32) {
+/// Logs a line a plugin wrote through `fencekit.log`, within the call's allowance (later lines
+/// are dropped and counted); a bad range is ignored. A tie-breaker pays for it in fuel, logged
+/// or not, so that every replica spends alike whatever its logger.
+fn log_line(caller: &mut Caller<'_, Host>, ptr: i32, len: i32) -> wasmtime::Result<()> {
+    let wanted = usize::try_from(len).unwrap_or(0).min(LOG_LINE_BYTES);
+    if caller.data().log_costs_fuel {
+        // `wanted` is at most LOG_LINE_BYTES, so this cannot overflow.
+        let cost = LOG_FUEL_BASE + wanted as u64 * LOG_FUEL_PER_BYTE;
+        let left = caller.get_fuel()?;
+        if left < cost {
+            caller.set_fuel(0)?;
+            return Err(Trap::OutOfFuel.into());
+        }
+        caller.set_fuel(left - cost)?;
+    }
+    let spent = &mut caller.data_mut().log;
+    let room = LOG_BYTES_PER_CALL - spent.bytes;
+    if spent.lines >= LOG_LINES_PER_CALL || room == 0 {
+        spent.dropped += 1;
+        return Ok(());
+    }
+    let take = wanted.min(room);
     let Some(memory) = caller
         .get_export(abi::EXPORT_MEMORY)
         .and_then(|e| e.into_memory())
     else {
-        return;
+        return Ok(());
     };
-    let (Ok(start), Ok(len)) = (usize::try_from(ptr), usize::try_from(len)) else {
-        return;
+    let Ok(start) = usize::try_from(ptr) else {
+        return Ok(());
     };
-    let data = memory.data(&caller);
-    if let Some(bytes) = start
-        .checked_add(len.min(1024))
-        .and_then(|end| data.get(start..end))
-    {
-        log::debug!("plugin: {}", String::from_utf8_lossy(bytes));
-    }
+    let Some(bytes) = start
+        .checked_add(take)
+        .and_then(|end| memory.data(&caller).get(start..end))
+    else {
+        return Ok(());
+    };
+    log::debug!("plugin: {}", String::from_utf8_lossy(bytes));
+    let spent = &mut caller.data_mut().log;
+    spent.lines += 1;
+    spent.bytes += take;
+    Ok(())
 }
 
-/// Why a call failed, for a rejection's reason: the trap's name when it is one.
+/// Why a call failed, as the end of a sentence whose subject is the plugin ("the plugin ran
+/// out of fuel"): the trap's name when it is one, never wasmtime's backtrace.
 pub(crate) fn trap_reason(error: &wasmtime::Error) -> String {
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => "ran past its deadline".into(),
         Some(Trap::OutOfFuel) => "ran out of fuel".into(),
         Some(Trap::StackOverflow) => "overflowed its stack".into(),
-        Some(trap) => format!("trapped: {trap}"),
-        None => format!("{error:#}"),
+        Some(trap) => {
+            let trap = trap.to_string();
+            format!("trapped ({})", trap.trim_start_matches("wasm trap: "))
+        }
+        None => format!("failed: {}", error.root_cause()),
     }
 }
 
@@ -245,36 +376,49 @@ pub(crate) fn keep(shared: &Arc<Shared>, live: Live) {
     });
 }
 
-/// Runs `call` on this thread's instance of `shared`, creating it if needed. `call` says
-/// whether the instance may be kept (false after a trap: its state may be half-changed).
-pub(crate) fn with_live<T>(
+/// Runs `call` on this thread's instance of `shared`, creating it if needed, within one
+/// budget (a warm instance is armed here; a fresh one was armed when made), on a stack with
+/// room for it. `call` says whether the instance may be kept (false after a trap: its state
+/// may be half-changed).
+pub(crate) fn with_live<T: Send>(
     shared: &Arc<Shared>,
-    call: impl FnOnce(&mut Live) -> (T, bool),
+    call: impl FnOnce(&mut Live) -> (T, bool) + Send,
     failed: impl FnOnce(String) -> T,
 ) -> T {
     let outcome = LIVE.try_with(|kept| {
         // The borrow spans the call: a plugin cannot call back into another plugin (its one
         // import, the log, does not), so nothing else borrows this thread's instances.
         let mut kept = kept.borrow_mut();
-        let at = match kept.iter().position(|k| k.id == shared.id) {
-            Some(at) => at,
-            None => {
-                let live = match Live::new(shared) {
-                    Ok(live) => live,
-                    Err(e) => return Err(e.to_string()),
-                };
-                kept.retain(|k| k.owner.strong_count() > 0);
-                kept.push(Kept {
-                    id: shared.id,
-                    owner: Arc::downgrade(shared),
-                    live,
-                });
-                kept.len() - 1
+        if let Some(at) = kept.iter().position(|k| k.id == shared.id) {
+            let live = &mut kept[at].live;
+            arm(&mut live.store, shared);
+            let (answer, keep_it) = on_enough_stack(|| {
+                let outcome = call(&mut *live);
+                end_call(&mut live.store, shared);
+                outcome
+            })?;
+            if !keep_it {
+                kept.swap_remove(at);
             }
-        };
-        let (answer, keep_it) = call(&mut kept[at].live);
-        if !keep_it {
-            kept.swap_remove(at);
+            return Ok(answer);
+        }
+        let (answer, live) = on_enough_stack(|| {
+            let mut live = match Live::create(shared) {
+                Ok(live) => live,
+                Err(PluginError::Instantiate(why)) => return Err(why),
+                Err(e) => return Err(e.to_string()),
+            };
+            let (answer, keep_it) = call(&mut live);
+            end_call(&mut live.store, shared);
+            Ok((answer, keep_it.then_some(live)))
+        })??;
+        if let Some(live) = live {
+            kept.retain(|k| k.owner.strong_count() > 0);
+            kept.push(Kept {
+                id: shared.id,
+                owner: Arc::downgrade(shared),
+                live,
+            });
         }
         Ok(answer)
     });
@@ -283,5 +427,136 @@ pub(crate) fn with_live<T>(
         Ok(Err(why)) => failed(why),
         // The thread is exiting and its instances are gone.
         Err(_) => failed("the calling thread is shutting down".into()),
+    }
+}
+
+/// What this thread knows of its stack.
+#[derive(Clone, Copy)]
+enum Stack {
+    /// Not yet asked.
+    Unmeasured,
+    /// Its lowest usable address and its top.
+    Known { low: usize, high: usize },
+    /// The platform would not say: every call runs on a thread started for it.
+    Unknown,
+    /// A thread started for a call, with room for it by construction.
+    Roomy,
+}
+
+thread_local! {
+    /// This thread's stack, measured on its first call: a warm call reads it and compares,
+    /// no syscall.
+    static STACK: Cell<Stack> = const { Cell::new(Stack::Unmeasured) };
+}
+
+/// Runs `run` on this thread when it has `CALL_STACK_BYTES` of stack left, else on a thread
+/// started for it with `FALLBACK_THREAD_STACK_BYTES` (a thread's stack cannot grow, and wasm
+/// recursion up to the engine's limit plus the host's frames would run off its end and crash
+/// the process). `Err` says why `run` could not run.
+pub(crate) fn on_enough_stack<R: Send>(run: impl FnOnce() -> R + Send) -> Result<R, String> {
+    let left = stack_left();
+    if left.is_some_and(|left| left >= CALL_STACK_BYTES) {
+        return Ok(run());
+    }
+    std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new()
+            .name("fencekit-plugin-call".into())
+            .stack_size(FALLBACK_THREAD_STACK_BYTES)
+            .spawn_scoped(scope, || {
+                STACK.set(Stack::Roomy);
+                run()
+            })
+            .map_err(|e| {
+                let left =
+                    left.map_or_else(|| "an unknown amount".into(), |n| format!("{n} bytes"));
+                format!(
+                    "the calling thread has {left} of stack left, less than the \
+                     {CALL_STACK_BYTES} bytes a plugin call needs, and a thread with enough \
+                     could not be started: {e}"
+                )
+            })?;
+        match thread.join() {
+            Ok(answer) => Ok(answer),
+            // As if it had run here.
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// How many bytes of stack this thread has left below this function's frame, or `None` when
+/// unknown (a platform that does not say, or a stack that is not the thread's own, such as a
+/// coroutine's).
+#[inline]
+fn stack_left() -> Option<usize> {
+    let marker = 0u8;
+    let here = std::ptr::addr_of!(marker) as usize;
+    let stack = match STACK.try_with(Cell::get) {
+        Ok(Stack::Unmeasured) => {
+            let stack = measure_stack();
+            let _ = STACK.try_with(|cell| cell.set(stack));
+            stack
+        }
+        Ok(stack) => stack,
+        Err(_) => Stack::Unknown,
+    };
+    match stack {
+        Stack::Known { low, high } if (low..high).contains(&here) => Some(here - low),
+        Stack::Roomy => Some(usize::MAX),
+        _ => None,
+    }
+}
+
+/// This thread's stack, from the C library: its lowest usable address (above the guard page)
+/// and its top.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn measure_stack() -> Stack {
+    // SAFETY: `attr` is initialised by pthread_getattr_np before it is read, and destroyed
+    // once, only when it was initialised; the out-pointers point to live locals.
+    unsafe {
+        let mut attr = std::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
+        if libc::pthread_getattr_np(libc::pthread_self(), attr.as_mut_ptr()) != 0 {
+            return Stack::Unknown;
+        }
+        let mut low = std::ptr::null_mut();
+        let mut size = 0;
+        let got = libc::pthread_attr_getstack(attr.as_ptr(), &mut low, &mut size);
+        libc::pthread_attr_destroy(attr.as_mut_ptr());
+        let low = low as usize;
+        match (got, low.checked_add(size)) {
+            (0, Some(high)) if size > 0 => Stack::Known { low, high },
+            _ => Stack::Unknown,
+        }
+    }
+}
+
+/// Elsewhere the stack is unknown, and every call runs on a thread started for it.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn measure_stack() -> Stack {
+    Stack::Unknown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_thread_measures_its_stack_once() {
+        let left = stack_left().unwrap();
+        assert!(left > CALL_STACK_BYTES, "a test thread has 2 MiB: {left}");
+        assert!(matches!(STACK.get(), Stack::Known { .. }));
+        let small = std::thread::Builder::new()
+            .stack_size(64 << 10)
+            .spawn(|| stack_left().unwrap())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(small < 64 << 10, "{small}");
+        let ran = std::thread::Builder::new()
+            .stack_size(64 << 10)
+            .spawn(|| on_enough_stack(|| std::thread::current().name().map(String::from)))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(ran.unwrap().as_deref(), Some("fencekit-plugin-call"));
     }
 }

@@ -11,8 +11,9 @@ pub const DEADLINE_DEFAULT: Duration = Duration::from_millis(10);
 /// A tie-breaker's default fuel per call (about one unit per instruction).
 pub const FUEL_DEFAULT: u64 = 10_000_000;
 /// The wasm stack of every plugin (an engine-wide setting): deep recursion traps instead of
-/// exhausting the host thread's stack.
-pub const STACK_BYTES: usize = 256 << 10;
+/// exhausting the host thread's stack. 128 KiB holds thousands of frames; plugins keep their
+/// data in linear memory (C's shadow stack included), not on this stack.
+pub const STACK_BYTES: usize = 128 << 10;
 /// The most table elements an instance may have by default.
 pub const TABLE_ELEMENTS_DEFAULT: usize = 10_000;
 /// How often the validators' epoch advances: the deadline's granularity.
@@ -124,3 +125,36 @@ pub const COMPILE_DEADLINE_DEFAULT: Duration = Duration::from_secs(1);
 const _: () = assert!(FUNCTION_LOCALS_DEFAULT <= LOCALS_DEFAULT);
 const _: () = assert!(FUNCTION_BYTES_DEFAULT <= CODE_BYTES_DEFAULT);
 const _: () = assert!(CODE_BYTES_DEFAULT <= MODULE_BYTES_DEFAULT);
+
+/// Host stack a call needs beyond the wasm stack: the host frames between the call's start
+/// and the wasm code (wasmtime's entry, in a debug build), the frames of a host function
+/// called from the deepest wasm frame (`fencekit.log` and the process's logger) and the trap
+/// handler. Measured at 4.6 KiB (unbounded recursion) and 10.8 KiB (recursion that logs
+/// every frame through a formatting logger), both in a debug build; 64 KiB leaves room for a
+/// heavier logger.
+pub const HOST_STACK_MARGIN: usize = 64 << 10;
+/// The stack a call needs on its thread: a thread with less left runs the call on a thread
+/// of its own (see `FALLBACK_THREAD_STACK_BYTES`).
+pub const CALL_STACK_BYTES: usize = STACK_BYTES + HOST_STACK_MARGIN;
+/// The stack of a thread started for one call when the calling thread's is too small: what
+/// the call needs, plus the thread's own start frames and thread-locals.
+pub const FALLBACK_THREAD_STACK_BYTES: usize = CALL_STACK_BYTES + (64 << 10);
+/// The most bytes of one `fencekit.log` line; the rest of a longer line is cut off.
+pub const LOG_LINE_BYTES: usize = 1 << 10;
+/// The most `fencekit.log` lines of one call; later lines are dropped and counted, and the
+/// count is logged once at the end of the call.
+pub const LOG_LINES_PER_CALL: u32 = 8;
+/// The most `fencekit.log` bytes of one call; a line that would pass it is cut off there.
+pub const LOG_BYTES_PER_CALL: usize = 2 << 10;
+/// The fuel a tie-breaker pays for each `fencekit.log` call, logged or dropped: a call into
+/// the host costs about 65 ns, against about 1 ns for a wasm instruction (one unit of fuel),
+/// rounded up.
+pub const LOG_FUEL_BASE: u64 = 100;
+/// The fuel a tie-breaker pays per byte of a `fencekit.log` line (up to `LOG_LINE_BYTES`):
+/// reading, converting and formatting it costs about 1 ns per byte.
+pub const LOG_FUEL_PER_BYTE: u64 = 1;
+
+const _: () = assert!(FALLBACK_THREAD_STACK_BYTES > CALL_STACK_BYTES);
+const _: () = assert!(CALL_STACK_BYTES > STACK_BYTES);
+const _: () = assert!(LOG_LINE_BYTES <= LOG_BYTES_PER_CALL);
+const _: () = assert!(LOG_LINES_PER_CALL > 0);

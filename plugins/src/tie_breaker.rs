@@ -12,7 +12,7 @@ use fencekit::{ConflictResolution, NodeId, TieBreaker, Token};
 use crate::abi;
 use crate::engine::Kind;
 use crate::error::PluginError;
-use crate::instance::{Entry, Live, arm, trap_reason};
+use crate::instance::{Entry, Live, end_call, on_enough_stack, trap_reason};
 use crate::plugin::Plugin;
 
 /// A tie-breaker backed by a Wasm plugin. `descriptors` describe the candidates to the plugin
@@ -41,36 +41,46 @@ impl WasmTieBreaker {
         })
     }
 
-    /// Runs one call in a fresh instance: `encode` fills the record, `call` runs the export.
-    /// `None` when the plugin failed (it is logged).
-    fn call<R>(
+    /// Runs one call in a fresh instance, on a stack with room for it, within one tank of
+    /// fuel (armed when the instance is made: its start function and ABI probes spend from it
+    /// too): `encode` fills the record, `call` runs the export. `None` when the plugin failed
+    /// (it is logged).
+    fn call<R: Send>(
         &self,
         len: usize,
-        encode: impl FnOnce(&mut [u8]),
-        call: impl FnOnce(&mut Live, i32) -> wasmtime::Result<R>,
+        encode: impl FnOnce(&mut [u8]) + Send,
+        call: impl FnOnce(&mut Live, i32) -> wasmtime::Result<R> + Send,
     ) -> Option<R> {
-        let shared = &self.plugin.shared;
-        let mut live = match Live::new(shared) {
-            Ok(live) => live,
-            Err(e) => {
-                log::warn!("tie-breaker plugin could not be instantiated: {e}");
-                return None;
+        let shared = &*self.plugin.shared;
+        let outcome = on_enough_stack(|| {
+            let mut live = Live::create(shared)?;
+            if len > live.capacity() {
+                return Err(PluginError::Buffer(format!(
+                    "the record is {len} bytes; the plugin's input buffer holds {}",
+                    live.capacity()
+                )));
             }
-        };
-        if len > live.capacity() {
-            log::warn!(
-                "tie-breaker record of {len} bytes exceeds the plugin's buffer of {}",
-                live.capacity()
-            );
-            return None;
-        }
-        encode(live.input(len)?);
-        arm(&mut live.store, shared);
-        // `len` fits the buffer, whose capacity came from an i32.
-        match call(&mut live, len as i32) {
-            Ok(answer) => Some(answer),
-            Err(e) => {
+            let buffer = live
+                .input(len)
+                .ok_or_else(|| PluginError::Buffer("the record does not fit".into()))?;
+            encode(buffer);
+            // `len` fits the buffer, whose capacity came from an i32.
+            let answer = call(&mut live, len as i32);
+            end_call(&mut live.store, shared);
+            Ok(answer)
+        });
+        match outcome {
+            Ok(Ok(Ok(answer))) => Some(answer),
+            Ok(Ok(Err(e))) => {
                 log::warn!("tie-breaker plugin {}", trap_reason(&e));
+                None
+            }
+            Ok(Err(PluginError::Instantiate(why))) | Err(why) => {
+                log::warn!("tie-breaker plugin could not be instantiated: {why}");
+                None
+            }
+            Ok(Err(e)) => {
+                log::warn!("tie-breaker plugin could not be called: {e}");
                 None
             }
         }

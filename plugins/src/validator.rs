@@ -5,7 +5,7 @@ use fencekit::{Rejection, Token, Validation, WriteValidator};
 use crate::abi;
 use crate::engine::Kind;
 use crate::error::PluginError;
-use crate::instance::{Entry, arm, is_deadline, trap_reason, with_live};
+use crate::instance::{Entry, is_deadline, trap_reason, with_live};
 use crate::plugin::Plugin;
 
 /// A storage validator backed by a Wasm plugin. Attach it to a fence with
@@ -64,7 +64,6 @@ impl WriteValidator for WasmValidator {
                     );
                 };
                 abi::encode_validate(buffer, key, token, mark, payload);
-                arm(&mut live.store, shared);
                 let Entry::Validator(validate) = &live.entry else {
                     return (reject(Rejection::FAILED, "not a validator".into()), false);
                 };

@@ -216,7 +216,14 @@ fn resident_bytes() -> u64 {
 
 #[test]
 fn ten_thousand_trapping_calls_do_not_grow_memory() {
-    let v = validator(&validator_wat("", "unreachable"));
+    // Each call after a trap makes a fresh instance, whose instantiation counts against the
+    // call's deadline; on a busy two-core test machine a thread can be preempted for more
+    // than the default 10 ms. This test is about memory, so the deadline is generous.
+    let limits = PluginLimits {
+        deadline: Duration::from_secs(1),
+        ..PluginLimits::default()
+    };
+    let v = validator_with(&validator_wat("", "unreachable"), limits);
     for _ in 0..500 {
         check(&v, b"k", b"warm up");
     }
