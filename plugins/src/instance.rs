@@ -351,10 +351,64 @@ pub(crate) fn is_deadline(error: &wasmtime::Error) -> bool {
     matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt))
 }
 
+/// One thread's instance of one plugin, shared between that thread's list and the plugin's
+/// [`Slots`], so that freeing the plugin frees it at once, whichever thread made it.
+///
+/// Protocol (why the cell needs no lock): the owning thread touches `live` only while it
+/// holds a strong reference to the plugin (a call); [`Slots`] touches it only when the plugin
+/// is being dropped, when no strong reference is left, so no call is in progress and none can
+/// start (`Weak::upgrade` fails from then on). The plugin's reference count orders the two
+/// (its last decrement releases what the last call did; the drop acquires it).
+pub(crate) struct Slot {
+    live: std::cell::UnsafeCell<Option<Live>>,
+}
+
+// SAFETY: `Live` is `Send`; the protocol above keeps the cell's accesses from two threads
+// apart in time, ordered by the plugin's reference count.
+unsafe impl Sync for Slot {}
+
+/// Every instance of one plugin, on every thread: emptied when the plugin is dropped.
+#[derive(Default)]
+pub(crate) struct Slots(std::sync::Mutex<Vec<Weak<Slot>>>);
+
+impl Slots {
+    fn add(&self, slot: &Arc<Slot>) {
+        let mut slots = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Slots whose threads dropped them (a trap, the thread's end) go now.
+        slots.retain(|s| s.strong_count() > 0);
+        slots.push(Arc::downgrade(slot));
+    }
+}
+
+impl Drop for Slots {
+    fn drop(&mut self) {
+        let slots = self.0.get_mut().unwrap_or_else(|p| p.into_inner());
+        for slot in slots.drain(..).filter_map(|s| s.upgrade()) {
+            // SAFETY: the plugin is being dropped: no call holds it (the protocol of `Slot`).
+            let live = unsafe { (*slot.live.get()).take() };
+            drop(live);
+        }
+    }
+}
+
 struct Kept {
     id: u64,
     owner: Weak<Shared>,
-    live: Live,
+    slot: Arc<Slot>,
+}
+
+impl Kept {
+    fn new(shared: &Arc<Shared>, live: Live) -> Kept {
+        let slot = Arc::new(Slot {
+            live: std::cell::UnsafeCell::new(Some(live)),
+        });
+        shared.slots.add(&slot);
+        Kept {
+            id: shared.id,
+            owner: Arc::downgrade(shared),
+            slot,
+        }
+    }
 }
 
 thread_local! {
@@ -368,11 +422,7 @@ pub(crate) fn keep(shared: &Arc<Shared>, live: Live) {
         let mut kept = kept.borrow_mut();
         // Instances of plugins dropped since are freed here, when a new one is kept.
         kept.retain(|k| k.id != shared.id && k.owner.strong_count() > 0);
-        kept.push(Kept {
-            id: shared.id,
-            owner: Arc::downgrade(shared),
-            live,
-        });
+        kept.push(Kept::new(shared, live));
     });
 }
 
@@ -389,8 +439,12 @@ pub(crate) fn with_live<T: Send>(
         // The borrow spans the call: a plugin cannot call back into another plugin (its one
         // import, the log, does not), so nothing else borrows this thread's instances.
         let mut kept = kept.borrow_mut();
-        if let Some(at) = kept.iter().position(|k| k.id == shared.id) {
-            let live = &mut kept[at].live;
+        if let Some(at) = kept.iter().position(|k| k.id == shared.id)
+            // SAFETY: a call, holding `shared` (the protocol of `Slot`); the thread's list is
+            // borrowed mutably, so no other access to this slot is in progress on it. The
+            // instance is never gone while `shared` lives.
+            && let Some(live) = unsafe { (*kept[at].slot.live.get()).as_mut() }
+        {
             arm(&mut live.store, shared);
             let (answer, keep_it) = on_enough_stack(|| {
                 let outcome = call(&mut *live);
@@ -413,12 +467,8 @@ pub(crate) fn with_live<T: Send>(
             Ok((answer, keep_it.then_some(live)))
         })??;
         if let Some(live) = live {
-            kept.retain(|k| k.owner.strong_count() > 0);
-            kept.push(Kept {
-                id: shared.id,
-                owner: Arc::downgrade(shared),
-                live,
-            });
+            kept.retain(|k| k.id != shared.id && k.owner.strong_count() > 0);
+            kept.push(Kept::new(shared, live));
         }
         Ok(answer)
     });

@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     /// in the profile.
     pub(crate) deadline_ticks: u64,
     pub(crate) info: PluginInfo,
+    /// Its instances on every thread: dropped with it.
+    pub(crate) slots: instance::Slots,
 }
 
 /// A loaded plugin: the module compiled once, checked against the ABI, and instantiated once
@@ -147,6 +149,7 @@ impl Plugin {
             deadline_ticks: limits.deadline_ticks(),
             limits,
             info,
+            slots: instance::Slots::default(),
         };
         // Prove the module against the ABI now, not at the first write.
         let live = Live::new(&shared)?;
