@@ -101,3 +101,62 @@ fn a_fresh_instance_is_made_on_a_small_stack() {
     let made = on_thread(Some(64 << 10), || plugin.plugin().instantiate().is_ok());
     assert!(made);
 }
+
+/// Every kind of hostile call is rejected alike on a 128 KiB thread and on a normal one, and
+/// a fence without the plugin, checked from the same small thread, answers as ever.
+#[test]
+fn every_hostile_call_is_rejected_alike_on_a_small_stack() {
+    let _capture = capture();
+    let limits = PluginLimits {
+        deadline: std::time::Duration::from_millis(20),
+        ..PluginLimits::default()
+    };
+    let hostile = [
+        ("an infinite loop", "(loop $l (br $l)) (i32.const 0)", ""),
+        (
+            "a memory bomb",
+            "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1)))) \
+             (unreachable)",
+            "",
+        ),
+        ("a trap", "(unreachable)", ""),
+        (
+            "unbounded recursion",
+            "(drop (call $deeper (i32.const 0))) (i32.const 0)",
+            DEEPER,
+        ),
+        (
+            "a log loop",
+            "(loop $l (call $log (i32.const 0) (i32.const 64)) (br $l)) (i32.const 0)",
+            r#"(import "fencekit" "log" (func $log (param i32 i32)))"#,
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let other = fencekit::Fence::open(dir.path(), fencekit::FenceOptions::default()).unwrap();
+    let id = other.register(b"other").unwrap();
+    other.check(id, token(5, 1)).unwrap();
+    for (what, body, extra) in hostile {
+        let wat = validator_wat(extra, body);
+        let plugin = Plugin::validator(wat.as_bytes(), limits.clone()).unwrap();
+        let validator = WasmValidator::new(plugin).unwrap();
+        let answers: Vec<u32> = [None, Some(128 << 10)]
+            .into_iter()
+            .map(|stack| {
+                on_thread(stack, || {
+                    let answer = code(&check(&validator, b"k", b"p"));
+                    assert_eq!(
+                        other.check(id, token(5, 1)).unwrap(),
+                        fencekit::Verdict::Accepted,
+                        "{what}: another fence stops answering"
+                    );
+                    answer
+                })
+            })
+            .collect();
+        assert_ne!(answers[0], 0, "{what} was accepted");
+        assert_eq!(
+            answers[0], answers[1],
+            "{what}: another answer on a small stack"
+        );
+    }
+}
