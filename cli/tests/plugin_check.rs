@@ -99,6 +99,12 @@ fn limit_flags_reach_the_load() {
             vec!["--compile-deadline-ms", "0"],
             "compiling took more than 0 ms",
         ),
+        // 2^64-1 ms overflowed wasmtime's epoch arithmetic and panicked.
+        (
+            vec!["--deadline-ms", "18446744073709551615"],
+            "PluginLimits::deadline",
+        ),
+        (vec!["--fuel", "0"], "PluginLimits::fuel = 0"),
     ] {
         let mut args = vec!["plugin", "check"];
         args.extend(flags);

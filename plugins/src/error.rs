@@ -35,6 +35,24 @@ pub enum PluginError {
         /// The limit.
         deadline: std::time::Duration,
     },
+    /// An earlier module's compilation ran past its deadline and still ran when this load's
+    /// deadline passed: no module is compiled beside it, so hostile modules hold one core at
+    /// most.
+    #[error(
+        "an earlier module's compilation ran past its deadline and was still running when \
+         this load's deadline passed: try again later (PluginLimits::compile_deadline)"
+    )]
+    CompileBusy,
+    /// A limit is outside what the host can honour (a deadline of 2^64-1 ms overflowed).
+    #[error("PluginLimits::{limit} = {value}: {allowed}")]
+    BadLimit {
+        /// The field.
+        limit: &'static str,
+        /// Its value, in words.
+        value: String,
+        /// What it may be.
+        allowed: &'static str,
+    },
     /// The bytes are not a valid WebAssembly module (or WAT text).
     #[error("not a valid WebAssembly module: {0}")]
     Invalid(String),

@@ -324,7 +324,20 @@ fn log_line(caller: &mut Caller<'_, Host>, ptr: i32, len: i32) -> wasmtime::Resu
     else {
         return Ok(());
     };
-    log::debug!("plugin: {}", String::from_utf8_lossy(bytes));
+    // Control characters escaped: a plugin writes no terminal escape sequence, NUL or fake
+    // line into the host's log.
+    let line: String = String::from_utf8_lossy(bytes)
+        .chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect();
+    log::debug!("plugin: {line}");
     let spent = &mut caller.data_mut().log;
     spent.lines += 1;
     spent.bytes += take;

@@ -85,7 +85,34 @@ impl Default for PluginLimits {
     }
 }
 
+/// The longest deadline per validator call a host may set: an hour (past it the epoch
+/// arithmetic could overflow; no write should wait that long anyway).
+pub const DEADLINE_MAX: Duration = Duration::from_secs(3600);
+/// The most fuel per tie-breaker call a host may set: 10^12 units, minutes of work.
+pub const FUEL_MAX: u64 = 1_000_000_000_000;
+
 impl PluginLimits {
+    /// Refuses limits the host cannot honour: a deadline over [`DEADLINE_MAX`] (2^64-1 ms
+    /// overflowed wasmtime's epoch arithmetic and panicked the caller), fuel of 0 or over
+    /// [`FUEL_MAX`].
+    pub fn validate(&self) -> Result<(), crate::PluginError> {
+        if self.deadline > DEADLINE_MAX {
+            return Err(crate::PluginError::BadLimit {
+                limit: "deadline",
+                value: format!("{:?}", self.deadline),
+                allowed: "at most an hour",
+            });
+        }
+        if self.fuel == 0 || self.fuel > FUEL_MAX {
+            return Err(crate::PluginError::BadLimit {
+                limit: "fuel",
+                value: self.fuel.to_string(),
+                allowed: "1 to 10^12",
+            });
+        }
+        Ok(())
+    }
+
     /// The deadline in epoch ticks (at least one).
     pub(crate) fn deadline_ticks(&self) -> u64 {
         let ticks = self.deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos());

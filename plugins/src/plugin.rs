@@ -1,6 +1,6 @@
 //! A loaded plugin: a checked, compiled module, shared by every thread that calls it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 
 use sha2::{Digest, Sha256};
@@ -94,6 +94,7 @@ impl Plugin {
         bytes: &[u8],
         limits: PluginLimits,
     ) -> Result<Plugin, PluginError> {
+        limits.validate()?;
         let mut imports_log = false;
         for import in module.imports() {
             let ty = import.ty();
@@ -191,10 +192,18 @@ pub(crate) fn compile(
     bytes: &[u8],
     limits: &PluginLimits,
 ) -> Result<Module, PluginError> {
+    limits.validate()?;
     let binary = precheck::binary(bytes, limits)?;
     precheck::check(&binary, limits)?;
     compile_checked(kind, binary.into_owned(), limits)
 }
+
+/// Compilations past their deadline still running. The prechecks do not bound compile time
+/// alone (an outside attack found 1,000 locals under 127 nested loops, inside every limit,
+/// compiling for minutes): while one is running, a load waits for it within its own
+/// deadline, and is refused if it must wait longer, so hostile modules hold one core at most,
+/// not one per retry.
+static ABANDONED: AtomicUsize = AtomicUsize::new(0);
 
 /// Compiles a binary that passed `precheck::check`, within `limits.compile_deadline`.
 pub(crate) fn compile_checked(
@@ -202,20 +211,43 @@ pub(crate) fn compile_checked(
     binary: Vec<u8>,
     limits: &PluginLimits,
 ) -> Result<Module, PluginError> {
+    let started = std::time::Instant::now();
+    while ABANDONED.load(Ordering::Acquire) > 0 {
+        if started.elapsed() >= limits.compile_deadline {
+            return Err(PluginError::CompileBusy);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let deadline = limits.compile_deadline.saturating_sub(started.elapsed());
     let engine = engine::engine(kind)?;
     let (done, answer) = mpsc::sync_channel(1);
+    let abandoned = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let finished = abandoned.clone();
     std::thread::Builder::new()
         .name("fencekit-plugin-compile".into())
         .spawn(move || {
+            let compiled = Module::from_binary(engine, &binary);
+            if finished.swap(true, Ordering::AcqRel) {
+                // Abandoned by its caller: counted in ABANDONED until now.
+                ABANDONED.fetch_sub(1, Ordering::AcqRel);
+            }
             // The receiver may be gone (deadline passed): the module is dropped.
-            let _ = done.send(Module::from_binary(engine, &binary));
+            let _ = done.send(compiled);
         })
         .map_err(|e| PluginError::Instantiate(format!("start a compiling thread: {e}")))?;
-    match answer.recv_timeout(limits.compile_deadline) {
+    match answer.recv_timeout(deadline) {
         Ok(compiled) => compiled.map_err(|e| PluginError::Invalid(format!("{e:#}"))),
-        Err(mpsc::RecvTimeoutError::Timeout) => Err(PluginError::CompileDeadline {
-            deadline: limits.compile_deadline,
-        }),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            // Counted first, then the flag: if the thread set it already (it finished just
+            // now), uncount; otherwise the thread uncounts itself when it ends.
+            ABANDONED.fetch_add(1, Ordering::AcqRel);
+            if abandoned.swap(true, Ordering::AcqRel) {
+                ABANDONED.fetch_sub(1, Ordering::AcqRel);
+            }
+            Err(PluginError::CompileDeadline {
+                deadline: limits.compile_deadline,
+            })
+        }
         Err(mpsc::RecvTimeoutError::Disconnected) => Err(PluginError::Invalid(
             "the compiler stopped without an answer (it panicked)".into(),
         )),
