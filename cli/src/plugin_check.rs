@@ -86,6 +86,10 @@ struct LimitArgs {
     /// The deepest block/loop/if nesting in a function.
     #[arg(long, default_value_t = limits::NESTING_DEFAULT)]
     nesting_max: usize,
+    /// The most locals times branches back to a loop in a function (compile time grows
+    /// with the square of it).
+    #[arg(long, default_value_t = limits::LOOP_BRANCH_LOCALS_DEFAULT)]
+    loop_branch_locals_max: usize,
     /// The largest function body, in bytes.
     #[arg(long, default_value_t = limits::FUNCTION_BYTES_DEFAULT)]
     function_bytes_max: usize,
@@ -121,6 +125,7 @@ impl LimitArgs {
             function_locals_max: self.function_locals_max,
             locals_max: self.locals_max,
             nesting_max: self.nesting_max,
+            loop_branch_locals_max: self.loop_branch_locals_max,
             function_bytes_max: self.function_bytes_max,
             code_bytes_max: self.code_bytes_max,
             types_max: self.types_max,

@@ -171,22 +171,45 @@ pub(crate) fn check(binary: &[u8], limits: &PluginLimits) -> Result<(), PluginEr
                     total_locals,
                     limits.locals_max,
                 )?;
-                let mut depth: u64 = 0;
+                // Open blocks, innermost last: whether each is a loop. Bounded by the body's
+                // size, checked above.
+                let mut open: Vec<bool> = Vec::new();
                 let mut deepest: u64 = 0;
+                let mut loop_branches: u64 = 0;
                 let mut operators = body.get_operators_reader().map_err(invalid)?;
+                // A branch to a loop is a back edge: each carries every local into the loop's
+                // header, which the compiler turns into block parameters.
+                let to_loop = |open: &[bool], depth: u32| {
+                    open.len()
+                        .checked_sub(1 + depth as usize)
+                        .is_some_and(|at| open[at])
+                };
                 while !operators.eof() {
                     match operators.read().map_err(invalid)? {
+                        Operator::Loop { .. } => {
+                            open.push(true);
+                            deepest = deepest.max(open.len() as u64);
+                        }
                         Operator::Block { .. }
-                        | Operator::Loop { .. }
                         | Operator::If { .. }
                         | Operator::TryTable { .. }
                         | Operator::Try { .. } => {
-                            depth += 1;
-                            deepest = deepest.max(depth);
+                            open.push(false);
+                            deepest = deepest.max(open.len() as u64);
                         }
-                        // The body's own `end` takes it below zero; the compiler checks the rest.
+                        // The body's own `end` empties it; the compiler checks the rest.
                         Operator::End | Operator::Delegate { .. } => {
-                            depth = depth.saturating_sub(1)
+                            open.pop();
+                        }
+                        Operator::Br { relative_depth } | Operator::BrIf { relative_depth } => {
+                            loop_branches += u64::from(to_loop(&open, relative_depth));
+                        }
+                        Operator::BrTable { targets } => {
+                            loop_branches += u64::from(to_loop(&open, targets.default()));
+                            for target in targets.targets() {
+                                loop_branches +=
+                                    u64::from(to_loop(&open, target.map_err(invalid)?));
+                            }
                         }
                         _ => {}
                     }
@@ -196,6 +219,15 @@ pub(crate) fn check(binary: &[u8], limits: &PluginLimits) -> Result<(), PluginEr
                     &format!("the control-flow nesting depth of function {index}"),
                     deepest,
                     limits.nesting_max,
+                )?;
+                over(
+                    "loop_branch_locals_max",
+                    &format!(
+                        "function {index}'s locals ({locals}) times its branches back to a loop \
+                         ({loop_branches}), what its compile time grows with the square of,"
+                    ),
+                    locals.saturating_mul(loop_branches),
+                    limits.loop_branch_locals_max,
                 )?;
             }
             _ => {}

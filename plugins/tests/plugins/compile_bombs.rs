@@ -602,3 +602,53 @@ fn wat_text_is_checked_like_its_binary() {
     );
     assert!(took < SECOND, "{took:?}");
 }
+
+/// A validator whose `fk_validate` has `locals` locals (its parameter included) rotated
+/// inside `depth` nested loops, each branched back to from the innermost: the outside
+/// attacker's module, small and inside every other limit, whose compile time grows with the
+/// square of locals times back edges.
+fn rotating_loops(locals: usize, depth: usize) -> String {
+    let declared: String = (1..locals).map(|i| format!("(local $l{i} i32) ")).collect();
+    let rotate: String = (1..locals)
+        .map(|i| format!("(local.set $l{i} (local.get {})) ", (i + 1) % locals))
+        .collect();
+    let branches: String = (0..depth)
+        .map(|d| format!("(br_if {d} (local.get 0)) "))
+        .collect();
+    format!(
+        r#"(module
+  (memory (export "memory") 1)
+  (func (export "fk_abi_version") (result i32) (i32.const 1))
+  (func (export "fk_input") (result i32) (i32.const 4096))
+  (func (export "fk_input_capacity") (result i32) (i32.const 61440))
+  (func (export "fk_validate") (param i32) (result i32) {declared}
+    {}{rotate}{branches}{}
+    (i32.const 0)))"#,
+        "(loop ".repeat(depth),
+        ")".repeat(depth)
+    )
+}
+
+#[test]
+fn locals_times_back_edges_are_bounded_before_compiling() {
+    // The attacker's: 1,000 locals under 127 loops, minutes of compiling in a release build.
+    let message = refused_by(
+        "1,000 locals rotated under 127 nested loops",
+        rotating_loops(1000, 127).as_bytes(),
+        PluginLimits::default(),
+        "loop_branch_locals_max",
+        SECOND,
+    );
+    assert!(message.contains("127000"), "{message}");
+    // One step over the default (4,000): 1,000 locals and 5 back edges.
+    refused_by(
+        "1,000 locals under 5 loops",
+        rotating_loops(1000, 5).as_bytes(),
+        PluginLimits::default(),
+        "loop_branch_locals_max",
+        SECOND,
+    );
+    // A loop over a handful of locals, as real plugins have, loads.
+    let (loaded, _) = load(rotating_loops(8, 2).as_bytes(), PluginLimits::default());
+    assert!(loaded.is_ok(), "{:?}", loaded.err());
+}
