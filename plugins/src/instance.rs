@@ -329,7 +329,13 @@ fn log_line(caller: &mut Caller<'_, Host>, ptr: i32, len: i32) -> wasmtime::Resu
     let line: String = String::from_utf8_lossy(bytes)
         .chars()
         .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
+            // Bidi overrides and isolates, zero-width and line/paragraph separators too: they
+            // can make a line read as something else, or as two.
+            let invisible = matches!(
+                c,
+                '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}'
+            );
+            let escaped: Vec<char> = if c.is_control() || invisible {
                 c.escape_default().collect()
             } else {
                 vec![c]

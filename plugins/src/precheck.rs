@@ -49,6 +49,7 @@ pub(crate) fn check(binary: &[u8], limits: &PluginLimits) -> Result<(), PluginEr
     let mut imported_functions: u32 = 0;
     let mut defined: u32 = 0;
     let mut total_locals: u64 = 0;
+    let mut total_carried: u64 = 0;
     for payload in Parser::new(0).parse_all(binary) {
         match payload.map_err(invalid)? {
             Payload::Version {
@@ -171,30 +172,40 @@ pub(crate) fn check(binary: &[u8], limits: &PluginLimits) -> Result<(), PluginEr
                     total_locals,
                     limits.locals_max,
                 )?;
-                // Open blocks, innermost last: whether each is a loop. Bounded by the body's
-                // size, checked above.
-                let mut open: Vec<bool> = Vec::new();
+                // Open blocks, innermost last: for a loop, the parameters of its block type;
+                // `None` for any other block. Bounded by the body's size, checked above.
+                let mut open: Vec<Option<u64>> = Vec::new();
                 let mut deepest: u64 = 0;
-                let mut loop_branches: u64 = 0;
+                // What the back edges carry: a branch to a loop carries every local and the
+                // loop's parameters into its header, which the compiler turns into block
+                // parameters; its time grows with the square of their sum.
+                let mut carried: u64 = 0;
                 let mut operators = body.get_operators_reader().map_err(invalid)?;
-                // A branch to a loop is a back edge: each carries every local into the loop's
-                // header, which the compiler turns into block parameters.
-                let to_loop = |open: &[bool], depth: u32| {
+                let to_loop = |open: &[Option<u64>], depth: u32| {
                     open.len()
                         .checked_sub(1 + depth as usize)
-                        .is_some_and(|at| open[at])
+                        .and_then(|at| open[at])
+                        .map_or(0, |params| locals.saturating_add(params))
                 };
                 while !operators.eof() {
                     match operators.read().map_err(invalid)? {
-                        Operator::Loop { .. } => {
-                            open.push(true);
+                        Operator::Loop { blockty } => {
+                            let params = match blockty {
+                                wasmparser::BlockType::FuncType(ty) => type_params
+                                    .get(ty as usize)
+                                    .copied()
+                                    .flatten()
+                                    .map_or(0, u64::from),
+                                _ => 0,
+                            };
+                            open.push(Some(params));
                             deepest = deepest.max(open.len() as u64);
                         }
                         Operator::Block { .. }
                         | Operator::If { .. }
                         | Operator::TryTable { .. }
                         | Operator::Try { .. } => {
-                            open.push(false);
+                            open.push(None);
                             deepest = deepest.max(open.len() as u64);
                         }
                         // The body's own `end` empties it; the compiler checks the rest.
@@ -202,13 +213,13 @@ pub(crate) fn check(binary: &[u8], limits: &PluginLimits) -> Result<(), PluginEr
                             open.pop();
                         }
                         Operator::Br { relative_depth } | Operator::BrIf { relative_depth } => {
-                            loop_branches += u64::from(to_loop(&open, relative_depth));
+                            carried = carried.saturating_add(to_loop(&open, relative_depth));
                         }
                         Operator::BrTable { targets } => {
-                            loop_branches += u64::from(to_loop(&open, targets.default()));
+                            carried = carried.saturating_add(to_loop(&open, targets.default()));
                             for target in targets.targets() {
-                                loop_branches +=
-                                    u64::from(to_loop(&open, target.map_err(invalid)?));
+                                let target = target.map_err(invalid)?;
+                                carried = carried.saturating_add(to_loop(&open, target));
                             }
                         }
                         _ => {}
@@ -223,10 +234,21 @@ pub(crate) fn check(binary: &[u8], limits: &PluginLimits) -> Result<(), PluginEr
                 over(
                     "loop_branch_locals_max",
                     &format!(
-                        "function {index}'s locals ({locals}) times its branches back to a loop \
-                         ({loop_branches}), what its compile time grows with the square of,"
+                        "the values function {index}'s branches back to a loop carry (its \
+                         {locals} locals and the loop's parameters, for each such branch), \
+                         what its compile time grows with the square of,"
                     ),
-                    locals.saturating_mul(loop_branches),
+                    carried,
+                    limits.loop_branch_locals_max,
+                )?;
+                total_carried = total_carried.saturating_add(carried);
+                over(
+                    "loop_branch_locals_max",
+                    &format!(
+                        "the values all branches back to a loop carry in functions \
+                         {imported_functions} to {index}"
+                    ),
+                    total_carried,
                     limits.loop_branch_locals_max,
                 )?;
             }

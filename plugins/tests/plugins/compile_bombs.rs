@@ -652,3 +652,79 @@ fn locals_times_back_edges_are_bounded_before_compiling() {
     let (loaded, _) = load(rotating_loops(8, 2).as_bytes(), PluginLimits::default());
     assert!(loaded.is_ok(), "{:?}", loaded.err());
 }
+
+/// The second attacker's way around a count of locals alone: one local, and `n` values
+/// carried as the parameters of `depth` nested loops, rotated by a call.
+fn rotating_loop_params(n: usize, depth: usize) -> String {
+    let values = "i32 ".repeat(n);
+    let loads: String = (0..n)
+        .map(|i| format!("(i32.load (i32.const {})) ", i * 4))
+        .collect();
+    let rotated: String = (1..n)
+        .chain([0])
+        .map(|i| format!("(local.get {i}) "))
+        .collect();
+    let branches: String = (0..depth)
+        .map(|d| format!("(br_if {d} (local.get $c)) "))
+        .collect();
+    format!(
+        r#"(module
+  (type $t (func (param {values}) (result {values})))
+  (memory (export "memory") 1)
+  (func $rotate (type $t) {rotated})
+  (func (export "fk_abi_version") (result i32) (i32.const 1))
+  (func (export "fk_input") (result i32) (i32.const 4096))
+  (func (export "fk_input_capacity") (result i32) (i32.const 61440))
+  (func (export "fk_validate") (param $c i32) (result i32)
+    {loads}{}(call $rotate) {branches}{}
+    {}(i32.const 0)))"#,
+        "(loop (type $t) ".repeat(depth),
+        ")".repeat(depth),
+        "(drop) ".repeat(n)
+    )
+}
+
+#[test]
+fn loop_parameters_count_like_locals_and_the_module_has_one_budget() {
+    let message = refused_by(
+        "100 values carried through 127 nested loops' parameters",
+        rotating_loop_params(100, 127).as_bytes(),
+        PluginLimits::default(),
+        "loop_branch_locals_max",
+        SECOND,
+    );
+    assert!(message.contains("loop's parameters"), "{message}");
+    // Two functions each within the per-function bound (3,000), over it together.
+    let twice = rotating_loops(1000, 3).replacen(
+        "(func (export \"fk_abi_version\")",
+        &format!(
+            "(func $twin (param i32) (result i32) {}(i32.const 0))\n  (func (export \"fk_abi_version\")",
+            rotating_body(1000, 3)
+        ),
+        1,
+    );
+    let message = refused_by(
+        "two functions of 1,000 locals under 3 loops each",
+        twice.as_bytes(),
+        PluginLimits::default(),
+        "loop_branch_locals_max",
+        SECOND,
+    );
+    assert!(message.contains("all branches back to a loop"), "{message}");
+}
+
+/// The locals and loops of [`rotating_loops`]'s function, for a second function.
+fn rotating_body(locals: usize, depth: usize) -> String {
+    let declared = "(local i32) ".repeat(locals - 1);
+    let rotate: String = (1..locals)
+        .map(|i| format!("(local.set {i} (local.get {})) ", (i + 1) % locals))
+        .collect();
+    let branches: String = (0..depth)
+        .map(|d| format!("(br_if {d} (local.get 0)) "))
+        .collect();
+    format!(
+        "{declared}{}{rotate}{branches}{}",
+        "(loop ".repeat(depth),
+        ")".repeat(depth)
+    )
+}

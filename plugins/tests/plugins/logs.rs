@@ -186,8 +186,8 @@ fn control_characters_in_a_log_line_are_escaped() {
     let _capture = capture();
     let wat = validator_wat(
         "(import \"fencekit\" \"log\" (func $log (param i32 i32))) \
-         (data (i32.const 0) \"fk-escape \\1b[31mred\\00\\0dfake line\")",
-        "(call $log (i32.const 0) (i32.const 30)) (i32.const 0)",
+         (data (i32.const 0) \"fk-escape \\1b[31mred\\00\\0dfake line\\e2\\80\\aeevil\")",
+        "(call $log (i32.const 0) (i32.const 37)) (i32.const 0)",
     );
     assert_eq!(check(&validator(&wat), b"k", b"x"), Validation::Accept);
     let lines = captured("fk-escape");
@@ -195,7 +195,7 @@ fn control_characters_in_a_log_line_are_escaped() {
     let line = &lines[0];
     assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
     assert!(
-        line.contains("\\u{1b}[31mred\\u{0}\\rfake line"),
+        line.contains("\\u{1b}[31mred\\u{0}\\rfake line\\u{202e}evil"),
         "{line:?}"
     );
 }
