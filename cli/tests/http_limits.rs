@@ -386,9 +386,7 @@ fn a_weak_or_exposed_admin_token_file_is_refused() {
     common::assert_one_line_error(&node(&token), "readable by its group or others");
     // A FIFO would block the read for ever: refused at once.
     std::fs::remove_file(&token).unwrap();
-    let fifo = std::ffi::CString::new(token.to_string_lossy().as_bytes()).unwrap();
-    // SAFETY: mkfifo on a path we own, with a valid C string.
-    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    common::mkfifo(&token);
     common::assert_one_line_error(&node(&token), "not a regular file");
     let out = common::fencekit(&["node", "--id", "1", "--admin"]);
     assert!(!out.status.success());

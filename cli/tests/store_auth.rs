@@ -129,38 +129,28 @@ fn a_store_without_tls_must_be_told_insecure() {
         said.contains("--tls-dir") && said.contains("--insecure"),
         "{said}"
     );
-    // A node's certificate is not the store's.
-    let certs = certs(root.path(), 1);
-    common::assert_one_line_error(
-        &fencekit(&[
+    let with_tls_dir = |dir: &str| {
+        fencekit(&[
             "store",
             "--data",
             &root.path().join("s").to_string_lossy(),
             "--listen",
             "127.0.0.1:0",
             "--tls-dir",
-            &certs.join("node-1").to_string_lossy(),
-        ]),
+            dir,
+        ])
+    };
+    // A node's certificate is not the store's.
+    let certs = certs(root.path(), 1);
+    common::assert_one_line_error(
+        &with_tls_dir(&certs.join("node-1").to_string_lossy()),
         "store.crt",
     );
     // A FIFO in the key's place would block the read for ever: refused at once.
     let key = certs.join("store").join("store.key");
     std::fs::remove_file(&key).unwrap();
-    let fifo = std::ffi::CString::new(key.to_string_lossy().as_bytes()).unwrap();
-    // SAFETY: mkfifo on a path we own, with a valid C string.
-    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
-    common::assert_one_line_error(
-        &fencekit(&[
-            "store",
-            "--data",
-            &root.path().join("s").to_string_lossy(),
-            "--listen",
-            "127.0.0.1:0",
-            "--tls-dir",
-            &store_tls_dir(&certs),
-        ]),
-        "not a regular file",
-    );
+    common::mkfifo(&key);
+    common::assert_one_line_error(&with_tls_dir(&store_tls_dir(&certs)), "not a regular file");
 }
 
 #[test]

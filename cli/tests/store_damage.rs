@@ -872,22 +872,43 @@ fn an_older_copy_of_its_own_fence_below_a_refusal_in_the_ledger_is_refused() {
             &format!("/begin?job=j&run={generation}&holder=1&generation={generation}"),
         )
     };
-    let (store, addr) = serving(&data);
-    assert_eq!(begin(&addr, 1).0, 200);
-    stop_gracefully(store);
-    copy_tree(&data.join("fence"), &backup);
-    let (store, addr) = serving(&data);
-    assert_eq!(begin(&addr, 5).0, 200);
-    let (code, body) = post(&addr, "/complete?job=j&run=3&holder=1&generation=3");
-    assert_eq!(code, 409, "{body}");
-    stop_gracefully(store);
-    fs::remove_dir_all(data.join("fence")).expect("remove");
-    copy_tree(&backup, &data.join("fence"));
-    let said = refusal(&data, "an older copy of its own fence");
+    let said = restored_from_backup(
+        &data,
+        &backup,
+        |addr| assert_eq!(begin(addr, 1).0, 200),
+        |addr| {
+            assert_eq!(begin(addr, 5).0, 200);
+            let (code, body) = post(addr, "/complete?job=j&run=3&holder=1&generation=3");
+            assert_eq!(code, 409, "{body}");
+        },
+        "an older copy of its own fence",
+    );
     assert!(
         said.contains("went back") && said.contains("generation 5"),
         "{said}"
     );
+}
+
+/// Serves `data`, runs `before`, stops and copies the fence to `backup`; serves again, runs
+/// `after`, stops, puts the backup back in the fence's place, and returns what the store
+/// says when it refuses to start (`label` names the damage).
+fn restored_from_backup(
+    data: &Path,
+    backup: &Path,
+    before: impl Fn(&str),
+    after: impl Fn(&str),
+    label: &str,
+) -> String {
+    let (store, addr) = serving(data);
+    before(&addr);
+    stop_gracefully(store);
+    copy_tree(&data.join("fence"), backup);
+    let (store, addr) = serving(data);
+    after(&addr);
+    stop_gracefully(store);
+    fs::remove_dir_all(data.join("fence")).expect("remove");
+    copy_tree(backup, &data.join("fence"));
+    refusal(data, label)
 }
 
 #[test]
@@ -897,27 +918,17 @@ fn an_older_copy_of_its_own_fence_below_an_advance_no_entry_recorded_is_refused(
     // advance, so the store refuses to start.
     let tmp = tempfile::tempdir().expect("temp dir");
     let data = tmp.path().join("data");
-    let backup = tmp.path().join("fence-at-9");
-    let (store, addr) = serving(&data);
-    assert_eq!(
-        post(&addr, "/begin?job=r&run=1&holder=1&generation=9").0,
-        200
+    let ok = |addr: &str, path: &str| assert_eq!(post(addr, path).0, 200, "{path}");
+    let said = restored_from_backup(
+        &data,
+        &tmp.path().join("fence-at-9"),
+        |addr| {
+            ok(addr, "/begin?job=r&run=1&holder=1&generation=9");
+            ok(addr, "/complete?job=r&run=0&holder=1&generation=9");
+        },
+        |addr| ok(addr, "/begin?job=r&run=1&holder=2&generation=10"),
+        "a copy of its fence from before an advance",
     );
-    assert_eq!(
-        post(&addr, "/complete?job=r&run=0&holder=1&generation=9").0,
-        200
-    );
-    stop_gracefully(store);
-    copy_tree(&data.join("fence"), &backup);
-    let (store, addr) = serving(&data);
-    assert_eq!(
-        post(&addr, "/begin?job=r&run=1&holder=2&generation=10").0,
-        200
-    );
-    stop_gracefully(store);
-    fs::remove_dir_all(data.join("fence")).expect("remove");
-    copy_tree(&backup, &data.join("fence"));
-    let said = refusal(&data, "a copy of its fence from before an advance");
     assert!(
         said.contains("went back") && said.contains("generation 10"),
         "{said}"

@@ -213,6 +213,15 @@ pub(crate) fn lone_node(data: &std::path::Path, status: &str) -> Vec<String> {
     .to_vec()
 }
 
+/// Puts a FIFO at `path` (which must not exist): a file that would block whoever opens it.
+pub(crate) fn mkfifo(path: &std::path::Path) {
+    let made = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo {path:?}");
+}
+
 /// Waits up to 10 s for `addr` to answer /healthz.
 pub(crate) fn wait_healthy(addr: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
