@@ -318,16 +318,25 @@ fn honest_traffic_is_never_refused() {
     cluster.start(next);
     cluster.run_for(Duration::from_secs(2));
     let leader = cluster.wait_for_leader();
-    cluster.with(leader, |r| {
-        r.change_membership(
-            &[fencekit::node::MembershipChange::AddLearner {
-                id: id(4),
-                address: None,
-            }],
-            999,
-        )
-        .unwrap()
-    });
+    // A leader elected a moment ago may not have heard from its peers yet, and refuses a
+    // change that would seem to leave it without a quorum: let a few heartbeats pass.
+    let mut changed = Err(fencekit::Error::Stopped);
+    for _ in 0..20 {
+        changed = cluster.with(leader, |r| {
+            r.change_membership(
+                &[fencekit::node::MembershipChange::AddLearner {
+                    id: id(4),
+                    address: None,
+                }],
+                999,
+            )
+        });
+        if changed.is_ok() {
+            break;
+        }
+        cluster.run_for(Duration::from_millis(100));
+    }
+    changed.unwrap();
     cluster.add_node(4, Vec::new());
     cluster.run_for(Duration::from_secs(2));
     for n in 1..=4 {
