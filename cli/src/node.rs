@@ -8,6 +8,7 @@ mod leadership_log;
 mod metrics;
 mod partition;
 pub(crate) mod peers;
+mod request_log;
 pub(crate) mod scheduler;
 pub(crate) mod security;
 mod skew;

@@ -45,6 +45,8 @@ fn a_leader_runs_each_due_job_once_with_its_token() {
         "5",
         "--tls-dir",
         &tls_dir(&certs, 1),
+        "--request-log",
+        &data("requests.jsonl"),
     ]);
     wait_healthy(&status_addr);
 
@@ -101,4 +103,29 @@ fn a_leader_runs_each_due_job_once_with_its_token() {
     };
     assert!(count("accepted").is_some_and(|n| n >= 10.0), "{metrics}");
     assert_eq!(count("stale"), Some(0.0), "{metrics}");
+
+    // --request-log: every completion the ledger holds was asked for and acknowledged, at the
+    // place in the ledger's order the answer gave, with the times of the request.
+    let log = std::fs::read_to_string(data("requests.jsonl")).unwrap();
+    let requests: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for entry in &entries {
+        let acknowledged = requests.iter().find(|r| {
+            r["call"] == "complete"
+                && r["answer"]["seq"] == entry["seq"]
+                && r["job"] == entry["job"]
+                && r["run"] == entry["run"]
+        });
+        let request = acknowledged.unwrap_or_else(|| panic!("{entry} not in the log:\n{log}"));
+        assert_eq!(request["answer"]["outcome"], "accepted", "{request}");
+        assert_eq!(request["generation"], entry["generation"], "{request}");
+        assert!(request["invoke_ms"].as_u64() <= request["complete_ms"].as_u64());
+    }
+    let begins = requests.iter().filter(|r| r["call"] == "begin").count();
+    assert!(
+        begins >= entries.len(),
+        "a begin before each completion: {log}"
+    );
 }

@@ -7,6 +7,7 @@
 //! wakes up as a zombie with a write in hand.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -19,7 +20,8 @@ use prometheus_client::metrics::family::Family;
 use serde::Serialize;
 
 use super::authority::{Authority, Credential};
-use crate::store_api::{Call, Outcome, StoreClient, unix_ms, valid_job_name};
+use super::request_log::{Request, RequestLog};
+use crate::store_api::{Answer, Call, Outcome, StoreClient, unix_ms, valid_job_name};
 
 /// Which world the scheduler lives in.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -56,6 +58,10 @@ pub(crate) struct SchedulerArgs {
     /// The naive mode's lock TTL, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub(crate) lock_ttl_ms: u64,
+    /// Append every request sent to the store, with its answer and times, to this file (one
+    /// JSON object per line): the history a torture run checks.
+    #[arg(long)]
+    pub(crate) request_log: Option<PathBuf>,
 }
 
 impl SchedulerArgs {
@@ -136,6 +142,11 @@ impl Scheduler {
         for outcome in Outcome::ALL {
             let _created = writes.get_or_create(&vec![("outcome", outcome.as_str())]);
         }
+        let request_log = args
+            .request_log
+            .as_deref()
+            .map(RequestLog::open)
+            .transpose()?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut worker = Worker {
             jobs: args.jobs.clone(),
@@ -144,6 +155,7 @@ impl Scheduler {
             work: Duration::from_millis(args.job_ms),
             start_ms: args.schedule_start_ms.unwrap_or_else(unix_ms),
             store,
+            request_log,
             holder,
             authority,
             writes,
@@ -199,6 +211,7 @@ struct Worker {
     work: Duration,
     start_ms: u64,
     store: StoreClient,
+    request_log: Option<RequestLog>,
     holder: u64,
     authority: Box<dyn Authority>,
     writes: Family<Vec<(&'static str, &'static str)>, Counter>,
@@ -256,10 +269,7 @@ impl Worker {
     }
 
     fn attempt(&mut self, job: usize, run: u64, credential: Credential) -> Result<Attempt> {
-        let name = &self.jobs[job];
-        let begin =
-            self.store
-                .decide(Call::Begin, name, run, self.holder, credential.generation)?;
+        let begin = self.decide(Call::Begin, job, run, credential)?;
         if !begin.outcome.landed() {
             return Ok(Attempt::Refused);
         }
@@ -267,7 +277,7 @@ impl Worker {
             return Ok(Attempt::Done);
         }
         lock(&self.view).job = Some(Working {
-            job: name.clone(),
+            job: self.jobs[job].clone(),
             run,
             elapsed_ms: 0,
             started: Some(Instant::now()),
@@ -275,13 +285,8 @@ impl Worker {
         // The work. A pause that lands here outlives the lease, and the write below carries
         // the token of a generation that may be over.
         std::thread::sleep(self.work);
-        let answer = self.store.decide(
-            Call::Complete,
-            name,
-            run,
-            self.holder,
-            credential.generation,
-        );
+        let answer = self.decide(Call::Complete, job, run, credential);
+        let name = &self.jobs[job];
         let mut view = lock(&self.view);
         view.job = None;
         let answer = answer?;
@@ -302,6 +307,31 @@ impl Worker {
             credential.generation.unwrap_or(0)
         );
         Ok(Attempt::Refused)
+    }
+
+    /// Sends `call` for `job`'s run with the credential's token, and logs it with --request-log.
+    fn decide(
+        &mut self,
+        call: Call,
+        job: usize,
+        run: u64,
+        credential: Credential,
+    ) -> Result<Answer> {
+        let request = Request {
+            call,
+            job: &self.jobs[job],
+            run,
+            holder: self.holder,
+            generation: credential.generation,
+            invoke_ms: unix_ms(),
+        };
+        let result = self
+            .store
+            .decide(call, request.job, run, request.holder, request.generation);
+        if let Some(log) = &mut self.request_log {
+            log.record(&request, unix_ms(), &result);
+        }
+        result
     }
 
     /// Prints `message`, at most once a second.
