@@ -1,13 +1,303 @@
 //! `fencekit-torture`: fencekit's processes in network namespaces of their own, under kernel
 //! packet drops, clock, process and disk faults drawn from a seed, with a workload whose every
-//! request is recorded and a checker that shares no code with the kernel or the store.
-
-// Until the run is wired up, nothing calls the network and disk modules.
-#![allow(dead_code)]
+//! request is recorded and a checker that shares no code with the kernel or the store. The same
+//! schedule is played first against the naive side (a TTL lock and an unfenced store), which
+//! the checker must catch, then against fencekit, where it must find nothing.
 
 mod checker;
+mod cluster;
 mod disk;
 mod history;
+mod http;
+mod nemesis;
 mod net;
+mod observer;
+mod plan;
+mod run;
+mod run_clock;
+mod summary;
+mod timeline;
+mod workload;
 
-fn main() {}
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+
+use history::{FaultKind, Mode};
+use net::Net;
+use run::Setup;
+use summary::RunSummary;
+
+/// The torture run: real processes in network namespaces, faults from a seed, an independent
+/// checker. Linux, as root.
+#[derive(Parser, Debug)]
+#[command(name = "fencekit-torture", version, about)]
+struct Args {
+    /// The short run of the test command: every kind of fault at least once, in about
+    /// 2.5 minutes for both runs.
+    #[arg(long, conflicts_with = "duration")]
+    quick: bool,
+    /// How long faults are played in each run: 90s, 10m, 1h.
+    #[arg(long, value_parser = parse_duration_ms, default_value = "5m")]
+    duration: i64,
+    /// The seed the schedule is drawn from (default: from the time). The same seed plays the
+    /// same schedule.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// How many nodes, 3 to 7.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(3..=7))]
+    nodes: u64,
+    /// Extra clients writing through the fence with a node's token (default: one per node).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=64))]
+    clients: Option<u64>,
+    /// Clock rates beyond the drift bound the leases allow for (0.5× to 2×): the lease check
+    /// then excuses overlaps while clocks were out of bounds, and the fence must still hold.
+    #[arg(long)]
+    beyond_drift: bool,
+    /// Skip the naive control run.
+    #[arg(long)]
+    no_control: bool,
+    /// Print the summary as JSON on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Where to write the HTML report with the timelines.
+    #[arg(long, default_value = "fencekit-torture.html")]
+    html: PathBuf,
+    /// Where the runs keep their files: certificates, each process's output, the recorded
+    /// histories (history-naive.json, history-fenced.json).
+    #[arg(long, default_value = "fencekit-torture-out")]
+    out: PathBuf,
+    /// The `fencekit` command to torture (default: the one beside this program).
+    #[arg(long)]
+    fencekit: Option<PathBuf>,
+}
+
+fn parse_duration_ms(text: &str) -> Result<i64, String> {
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: give a number and s, m or h (90s, 10m, 1h)"))?;
+    let ms = match unit {
+        "s" | "" => n * 1_000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        _ => return Err(format!("{text:?}: the unit is s, m or h")),
+    };
+    if !(10_000..=7 * 24 * 3_600_000).contains(&ms) {
+        return Err(format!("{text:?}: give 10s to 168h"));
+    }
+    Ok(ms)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("fencekit-torture: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The libfaketime the clock faults preload, where the machine has it.
+fn faketime() -> Option<PathBuf> {
+    ["/usr/lib/x86_64-linux-gnu/faketime", "/usr/lib/aarch64-linux-gnu/faketime", "/usr/lib/faketime"]
+        .iter()
+        .map(|dir| Path::new(dir).join("libfaketimeMT.so.1"))
+        .find(|p| p.exists())
+}
+
+fn fencekit_command(given: Option<&PathBuf>) -> Result<PathBuf> {
+    if let Some(path) = given {
+        return Ok(path.clone());
+    }
+    let beside = std::env::current_exe()?.with_file_name("fencekit");
+    if beside.exists() {
+        return Ok(beside);
+    }
+    bail!(
+        "no fencekit command beside {}: build it (cargo build --release -p fencekit-cli) or give \
+         --fencekit PATH",
+        std::env::current_exe()?.display()
+    )
+}
+
+/// Runs the control and the fenced run; true when fencekit held and the checker was shown able
+/// to fail.
+fn run(args: &Args) -> Result<bool> {
+    if let Some(reason) = Net::unavailable() {
+        // Not a failure: a machine that cannot make namespaces cannot run this.
+        if args.json {
+            println!("{}", serde_json::json!({ "skipped": reason }));
+        }
+        eprintln!("fencekit-torture: skipped: {reason}");
+        return Ok(true);
+    }
+    let fencekit = fencekit_command(args.fencekit.as_ref())?;
+    let seed = args.seed.unwrap_or_else(|| run_clock::unix_ms() % 1_000_000);
+    let faketime = faketime();
+    let setup = Setup {
+        seed,
+        nodes: args.nodes,
+        clients: args.clients.unwrap_or(args.nodes),
+        fencekit,
+        faketime: faketime.clone(),
+        warmup_ms: 4_000,
+        settle_ms: if args.quick { 8_000 } else { 15_000 },
+        period_ms: 500,
+        job_ms: 100,
+        lock_ttl_ms: 1_000,
+        max_drift: 0.05,
+    };
+    let mut kinds = plan::ALL_KINDS.to_vec();
+    let mut left_out = vec![
+        "slow links and packet loss (the kernel has no netem qdisc)".to_owned(),
+        "losing a disk's unsynced writes (no device-mapper or fault-injecting filesystem here)"
+            .to_owned(),
+    ];
+    if faketime.is_none() {
+        kinds.retain(|&k| k != FaultKind::ClockRate);
+        left_out.push("clock rates (libfaketime is not installed: apt-get install faketime)".into());
+    }
+    let duration_ms = if args.quick { 50_000 } else { args.duration };
+    let planned = plan::draw(&plan::Draw {
+        seed,
+        duration_ms,
+        quick: args.quick,
+        kinds,
+        beyond_drift: args.beyond_drift,
+        max_drift: setup.max_drift,
+        longest_lease_ms: i64::try_from(setup.lock_ttl_ms)?,
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::Relaxed) {
+            // A second Ctrl-C: no more waiting for a clean end.
+            net::teardown_all();
+            std::process::exit(130);
+        }
+        eprintln!("fencekit-torture: stopping (Ctrl-C again to abandon the cleanup)");
+    })
+    .context("installing the Ctrl-C handler")?;
+    eprintln!(
+        "fencekit-torture: seed {seed}, {} nodes, {} faults over {} s per run; left out: {}",
+        setup.nodes,
+        planned.len(),
+        duration_ms / 1000,
+        left_out.join("; ")
+    );
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let mut modes = vec![Mode::Fenced];
+    if !args.no_control {
+        modes.insert(0, Mode::Naive);
+    }
+    let mut runs = Vec::new();
+    for mode in modes {
+        let name = match mode {
+            Mode::Naive => "naive",
+            Mode::Fenced => "fenced",
+        };
+        eprintln!("fencekit-torture: the {name} run");
+        let dir = args.out.join(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("removing the last run's {}", dir.display()))?;
+        }
+        let mut members = vec!["store".to_owned()];
+        members.extend((1..=setup.nodes).map(cluster::node_name));
+        let member_refs: Vec<&str> = members.iter().map(String::as_str).collect();
+        let net = Net::create(&member_refs)?;
+        // The harness's threads (samplers, the store's reader) live in the run's network.
+        net.enter("ctl")?;
+        let outcome = run::play(&setup, mode, &planned, &net, &dir, &stop)?;
+        drop(net);
+        let checks = checker::check(&outcome.history);
+        let summary = summary::summarize(&outcome, checks);
+        let history_file = args.out.join(format!("history-{name}.json"));
+        std::fs::write(&history_file, serde_json::to_vec(&outcome.history)?)
+            .with_context(|| format!("writing {}", history_file.display()))?;
+        let interrupted = outcome.interrupted;
+        runs.push((outcome.history, summary));
+        if interrupted {
+            bail!("interrupted");
+        }
+    }
+    report(args, &runs, seed, &left_out)
+}
+
+/// Prints the summary, writes the HTML report, and judges the runs.
+fn report(
+    args: &Args,
+    runs: &[(history::History, RunSummary)],
+    seed: u64,
+    left_out: &[String],
+) -> Result<bool> {
+    let summaries: Vec<&RunSummary> = runs.iter().map(|(_, s)| s).collect();
+    let table = summary::table(&summaries);
+    let pairs: Vec<(&history::History, &RunSummary)> = runs.iter().map(|(h, s)| (h, s)).collect();
+    std::fs::write(&args.html, timeline::html(&pairs, &table))
+        .with_context(|| format!("writing {}", args.html.display()))?;
+    let mut failures = Vec::new();
+    for s in &summaries {
+        match s.mode {
+            Mode::Fenced if s.violations > 0 => failures.push(format!(
+                "fencekit's run broke {} promises: see the checks above and {}",
+                s.violations,
+                args.html.display()
+            )),
+            Mode::Naive if s.violations == 0 => failures.push(
+                "the naive control showed no violation: the schedule did not bite, or the checker \
+                 is blind"
+                    .to_owned(),
+            ),
+            _ => {}
+        }
+        for c in s.clock_checks.iter().filter(|c| !c.took_effect) {
+            failures.push(format!(
+                "node {}'s clock ran at {:?}, not the {} libfaketime was asked for",
+                c.node, c.measured, c.intended
+            ));
+        }
+    }
+    if args.json {
+        let json = serde_json::json!({
+            "seed": seed,
+            "left_out": left_out,
+            "html": args.html,
+            "runs": summaries,
+            "passed": failures.is_empty(),
+            "failures": failures,
+        });
+        println!("{json:#}");
+    } else {
+        println!("\n{table}");
+        for s in &summaries {
+            for check in s.checks.iter().filter(|c| c.violations_total > 0) {
+                println!("{:?} {}: {}", s.mode, check.name, check.promise);
+                for v in check.violations.iter().take(5) {
+                    println!("  at {:?} ms: {}", v.at_ms, v.what);
+                }
+            }
+            for exit in &s.unexpected_exits {
+                println!("{:?}: {} exited ({}): {}", s.mode, exit.member, exit.status, exit.log_tail.lines().last().unwrap_or(""));
+            }
+            for note in &s.notes {
+                println!("{:?}: {note}", s.mode);
+            }
+        }
+        println!("left out: {}", left_out.join("; "));
+        println!("timeline: {}", args.html.display());
+        println!("replay: fencekit-torture --seed {seed}{}", if args.quick { " --quick" } else { "" });
+    }
+    for failure in &failures {
+        eprintln!("fencekit-torture: FAILED: {failure}");
+    }
+    Ok(failures.is_empty())
+}
