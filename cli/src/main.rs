@@ -58,6 +58,22 @@ enum Command {
     },
 }
 
+impl Command {
+    /// Commands whose output is made for a pipe (`| head`). Never the servers: their sockets'
+    /// vectored writes (`writev`, which cannot pass MSG_NOSIGNAL) to a client that has gone
+    /// away would raise SIGPIPE, and the default disposition would kill the process (a store
+    /// paused past its clients' timeouts died of it on resuming).
+    fn prints_for_a_pipe(&self) -> bool {
+        match self {
+            Command::Status(_)
+            | Command::Wal { .. }
+            | Command::Plugin { .. }
+            | Command::Certs { .. } => true,
+            Command::Demo(_) | Command::Node(_) | Command::Store(_) => false,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum WalCommand {
     /// Verify a log without changing it and print its records.
@@ -71,11 +87,13 @@ enum PluginCommand {
 }
 
 fn main() -> ExitCode {
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts, so that
-    // `fencekit wal inspect DIR | head` ends quietly, as other Unix tools do, instead of the
-    // Rust runtime's ignored SIGPIPE turning into a panic on the next print.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
+    if cli.command.prints_for_a_pipe() {
+        // SAFETY: restoring the default disposition of SIGPIPE before any thread starts, so
+        // that `fencekit wal inspect DIR | head` ends quietly, as other Unix tools do, instead
+        // of the Rust runtime's ignored SIGPIPE turning into a panic on the next print.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     // The kernel's warnings (a refused peer, a certificate that did not reload) and the node's
     // leadership changes go to stderr, one line each; RUST_LOG=debug shows more.
     logging::init(cli.log_format);

@@ -396,3 +396,91 @@ fn a_weak_or_exposed_admin_token_file_is_refused() {
         common::text(&out)
     );
 }
+
+/// Clients that go away abruptly (a reset: a process killed with unread bytes on its socket)
+/// leave the store writing its TLS close_notify to dead sockets. That must cost it nothing: the
+/// write fails with EPIPE, and no SIGPIPE kills the process. It did, for any client able to
+/// finish a handshake (no certificate needed for /healthz); the torture run found it, a store
+/// dying of signal 13.
+#[test]
+fn clients_that_reset_their_connections_do_not_kill_the_store() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let certs = common::certs(root.path(), 1);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let data = root.path().join("store").to_string_lossy().into_owned();
+    let tls = common::store_tls_dir(&certs);
+    let store = spawn(&[
+        "store",
+        "--data",
+        &data,
+        "--listen",
+        &addr,
+        "--tls-dir",
+        &tls,
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while common::Https::new(&certs, Some(1))
+        .try_get(&addr, "/healthz")
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the store does not answer");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Clients with a TLS connection each.
+    let config = tls_client_config(&certs);
+    let mut clients: Vec<(rustls::ClientConnection, TcpStream)> = (0..16)
+        .map(|_| {
+            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+            let mut tls = rustls::ClientConnection::new(config.clone(), name).expect("client");
+            let mut socket = TcpStream::connect(&addr).expect("connect");
+            while tls.is_handshaking() {
+                tls.complete_io(&mut socket).expect("handshake");
+            }
+            (tls, socket)
+        })
+        .collect();
+    // Each asks, reads the answer, then goes away abruptly (a reset: a process killed with
+    // unread bytes on its socket).
+    for (tls, socket) in &mut clients {
+        let mut stream = rustls::Stream::new(tls, socket);
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        let mut answer = [0u8; 512];
+        let read = stream.read(&mut answer).expect("answer");
+        assert!(answer[..read].starts_with(b"HTTP/1.1 200"));
+        socket2::SockRef::from(&*socket)
+            .set_linger(Some(Duration::ZERO))
+            .expect("linger");
+    }
+    drop(clients);
+    std::thread::sleep(Duration::from_millis(100));
+    std::thread::sleep(Duration::from_millis(500));
+    let mut store = store;
+    assert!(
+        store.0.try_wait().expect("wait").is_none(),
+        "the store died when it resumed"
+    );
+    let (code, _) = common::Https::new(&certs, Some(1)).get(&addr, "/healthz");
+    assert_eq!(code, 200);
+}
+
+/// A TLS client configuration trusting `certs`' CA and showing node 1's certificate.
+fn tls_client_config(certs: &Path) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(certs.join("ca.crt")).expect("CA"))
+        .expect("root");
+    let chain = vec![CertificateDer::from_pem_file(certs.join("node-1/node.crt")).expect("cert")];
+    let key = PrivateKeyDer::from_pem_file(certs.join("node-1/node.key")).expect("key");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .expect("client certificate");
+    std::sync::Arc::new(config)
+}

@@ -51,9 +51,6 @@ struct Member {
     /// The clock rate it runs (and is restarted) with.
     rate: f64,
     disk: Disk,
-    /// Where the disk is mounted.
-    mount: PathBuf,
-    starts: u64,
 }
 
 /// A member that exited without the nemesis killing it.
@@ -103,8 +100,7 @@ impl<'n> Cluster<'n> {
         let mut members = BTreeMap::new();
         let names = std::iter::once("store".to_owned()).chain((1..=settings.nodes).map(node_name));
         for name in names {
-            let mount = dir.join(&name).join("disk");
-            let disk = Disk::mount(&mount, DISK_BYTES)?;
+            let disk = Disk::mount(&dir.join(&name).join("disk"), DISK_BYTES)?;
             members.insert(
                 name,
                 Member {
@@ -113,8 +109,6 @@ impl<'n> Cluster<'n> {
                     held_down: false,
                     rate: 1.0,
                     disk,
-                    mount,
-                    starts: 0,
                 },
             );
         }
@@ -167,7 +161,7 @@ impl<'n> Cluster<'n> {
 
     fn command(&self, name: &str) -> Result<Command> {
         let member = &self.members[name];
-        let data = member.mount.join("data");
+        let data = member.disk.dir().join("data");
         let mut command = self.net.command(name, &self.settings.fencekit)?;
         if name == "store" {
             command
@@ -236,7 +230,6 @@ impl<'n> Cluster<'n> {
         member.child = Some(child);
         member.paused = false;
         member.held_down = false;
-        member.starts += 1;
         Ok(())
     }
 
@@ -244,11 +237,6 @@ impl<'n> Cluster<'n> {
         self.members
             .get_mut(name)
             .with_context(|| format!("no member {name}"))
-    }
-
-    /// The member's process id, while it runs.
-    pub(crate) fn pid(&self, name: &str) -> Option<u32> {
-        self.members.get(name)?.child.as_ref().map(Child::id)
     }
 
     /// SIGKILLs the member; it stays down until [`Cluster::restart`].
@@ -332,6 +320,7 @@ impl<'n> Cluster<'n> {
                 }
             };
             let failed = exited.is_none() && self.reports_failure(&name, probe);
+            let restart = exited.is_some() || failed;
             if let Some(status) = exited {
                 self.exits.push(Exit {
                     member: name.clone(),
@@ -339,7 +328,7 @@ impl<'n> Cluster<'n> {
                     log_tail: tail(&self.log_path(&name), 6),
                 });
             }
-            if exited.is_some() || failed {
+            if restart {
                 self.restart(&name)?;
                 restarted.push(name);
             }
@@ -404,14 +393,6 @@ impl<'n> Cluster<'n> {
                 let _ = child.wait();
             }
         }
-    }
-
-    /// How many times each member was started.
-    pub(crate) fn starts(&self) -> BTreeMap<String, u64> {
-        self.members
-            .iter()
-            .map(|(name, m)| (name.clone(), m.starts))
-            .collect()
     }
 }
 

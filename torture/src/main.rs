@@ -4,9 +4,6 @@
 //! schedule is played first against the naive side (a TTL lock and an unfenced store), which
 //! the checker must catch, then against fencekit, where it must find nothing.
 
-// Temporary: nothing calls the checker until the run is wired up.
-#![allow(dead_code)]
-
 mod checker;
 mod cluster;
 mod disk;
@@ -80,7 +77,10 @@ struct Args {
 }
 
 fn parse_duration_ms(text: &str) -> Result<i64, String> {
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
     let n: i64 = number
         .parse()
         .map_err(|_| format!("{text:?}: give a number and s, m or h (90s, 10m, 1h)"))?;
@@ -110,10 +110,14 @@ fn main() -> ExitCode {
 
 /// The libfaketime the clock faults preload, where the machine has it.
 fn faketime() -> Option<PathBuf> {
-    ["/usr/lib/x86_64-linux-gnu/faketime", "/usr/lib/aarch64-linux-gnu/faketime", "/usr/lib/faketime"]
-        .iter()
-        .map(|dir| Path::new(dir).join("libfaketimeMT.so.1"))
-        .find(|p| p.exists())
+    [
+        "/usr/lib/x86_64-linux-gnu/faketime",
+        "/usr/lib/aarch64-linux-gnu/faketime",
+        "/usr/lib/faketime",
+    ]
+    .iter()
+    .map(|dir| Path::new(dir).join("libfaketimeMT.so.1"))
+    .find(|p| p.exists())
 }
 
 fn fencekit_command(given: Option<&PathBuf>) -> Result<PathBuf> {
@@ -143,7 +147,9 @@ fn run(args: &Args) -> Result<bool> {
         return Ok(true);
     }
     let fencekit = fencekit_command(args.fencekit.as_ref())?;
-    let seed = args.seed.unwrap_or_else(|| run_clock::unix_ms() % 1_000_000);
+    let seed = args
+        .seed
+        .unwrap_or_else(|| run_clock::unix_ms() % 1_000_000);
     let faketime = faketime();
     let setup = Setup {
         seed,
@@ -166,7 +172,8 @@ fn run(args: &Args) -> Result<bool> {
     ];
     if faketime.is_none() {
         kinds.retain(|&k| k != FaultKind::ClockRate);
-        left_out.push("clock rates (libfaketime is not installed: apt-get install faketime)".into());
+        left_out
+            .push("clock rates (libfaketime is not installed: apt-get install faketime)".into());
     }
     let duration_ms = if args.quick { 50_000 } else { args.duration };
     let planned = plan::draw(&plan::Draw {
@@ -196,7 +203,8 @@ fn run(args: &Args) -> Result<bool> {
         duration_ms / 1000,
         left_out.join("; ")
     );
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     let mut modes = vec![Mode::Fenced];
     if !args.no_control {
         modes.insert(0, Mode::Naive);
@@ -219,6 +227,7 @@ fn run(args: &Args) -> Result<bool> {
         let net = Net::create(&member_refs)?;
         // The harness's threads (samplers, the store's reader) live in the run's network.
         net.enter("ctl")?;
+        eprintln!("fencekit-torture: network: {}", net.describe());
         let outcome = run::play(&setup, mode, &planned, &net, &dir, &stop)?;
         drop(net);
         let checks = checker::check(&outcome.history);
@@ -289,7 +298,13 @@ fn report(
                 }
             }
             for exit in &s.unexpected_exits {
-                println!("{:?}: {} exited ({}): {}", s.mode, exit.member, exit.status, exit.log_tail.lines().last().unwrap_or(""));
+                println!(
+                    "{:?}: {} exited ({}): {}",
+                    s.mode,
+                    exit.member,
+                    exit.status,
+                    exit.log_tail.lines().last().unwrap_or("")
+                );
             }
             for note in &s.notes {
                 println!("{:?}: {note}", s.mode);
@@ -297,7 +312,10 @@ fn report(
         }
         println!("left out: {}", left_out.join("; "));
         println!("timeline: {}", args.html.display());
-        println!("replay: fencekit-torture --seed {seed}{}", if args.quick { " --quick" } else { "" });
+        println!(
+            "replay: fencekit-torture --seed {seed}{}",
+            if args.quick { " --quick" } else { "" }
+        );
     }
     for failure in &failures {
         eprintln!("fencekit-torture: FAILED: {failure}");

@@ -263,7 +263,10 @@ impl<'a, 'n> Nemesis<'a, 'n> {
             K::PartitionLeader => {
                 let leader = self.leader_or(pick);
                 let rest: Vec<String> = nodes.iter().filter(|n| **n != leader).cloned().collect();
-                let detail = format!("{leader} cut from {}; the store still reachable", rest.join(","));
+                let detail = format!(
+                    "{leader} cut from {}; the store still reachable",
+                    rest.join(",")
+                );
                 let pairs = both_ways(std::slice::from_ref(&leader), &rest);
                 (Effect::Blocked(pairs), vec![leader], detail)
             }
@@ -351,7 +354,11 @@ impl<'a, 'n> Nemesis<'a, 'n> {
                     return Ok(());
                 };
                 self.cluster.fill_disk(&target, true)?;
-                (Effect::DiskFull(target.clone()), vec![target], "tmpfs full".to_owned())
+                (
+                    Effect::DiskFull(target.clone()),
+                    vec![target],
+                    "tmpfs full".to_owned(),
+                )
             }
         };
         let fault = self.push_fault(planned.kind, targets, &detail);
@@ -419,7 +426,10 @@ impl<'a, 'n> Nemesis<'a, 'n> {
         let mut blocked = BTreeSet::new();
         for active in &self.active {
             match &active.effect {
-                Effect::Blocked(pairs) | Effect::Flapping { pairs, on: true, .. } => {
+                Effect::Blocked(pairs)
+                | Effect::Flapping {
+                    pairs, on: true, ..
+                } => {
                     blocked.extend(pairs.iter().cloned());
                 }
                 _ => {}
@@ -466,10 +476,14 @@ impl<'a, 'n> Nemesis<'a, 'n> {
     }
 
     fn open_down(&mut self, name: &str, at: i64) {
-        self.record.down.entry(name.to_owned()).or_default().push(Span {
-            start_ms: at,
-            end_ms: None,
-        });
+        self.record
+            .down
+            .entry(name.to_owned())
+            .or_default()
+            .push(Span {
+                start_ms: at,
+                end_ms: None,
+            });
     }
 
     fn close_down(&mut self, name: &str, at: i64) {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::history::{Mode, Sample};
@@ -130,6 +130,3 @@ fn parse(
         clock_ns: status["at_ns"].as_u64(),
     }
 }
-
-/// Shares the observations between the sampling threads and the nemesis.
-pub(crate) type Shared = Arc<Observations>;

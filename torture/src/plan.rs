@@ -162,7 +162,11 @@ mod tests {
             .windows(2)
             .filter(|w| w[0].at_ms + w[0].hold_ms > w[1].at_ms)
             .count();
-        assert!(overlapping * 2 > plan.len(), "{overlapping} of {}", plan.len());
+        assert!(
+            overlapping * 2 > plan.len(),
+            "{overlapping} of {}",
+            plan.len()
+        );
     }
 
     #[test]
@@ -176,6 +180,9 @@ mod tests {
             .fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
         assert!(lo / hi >= 0.95, "{lo} / {hi}");
         let beyond: Vec<f64> = draw_for(1, false, true).iter().map(|p| p.rate).collect();
-        assert!(beyond.iter().all(|r| !(0.9..=1.1).contains(r)), "{beyond:?}");
+        assert!(
+            beyond.iter().all(|r| !(0.9..=1.1).contains(r)),
+            "{beyond:?}"
+        );
     }
 }

@@ -11,8 +11,8 @@ use anyhow::{Context, Result};
 use crate::cluster::{Cluster, Exit, Settings, node_name};
 use crate::history::{Answer, Call, History, JobSchedule, Mode, Op, OpClock};
 use crate::http::Http;
-use crate::net::Net;
 use crate::nemesis::Nemesis;
+use crate::net::Net;
 use crate::observer::Observations;
 use crate::plan::Planned;
 use crate::run_clock::RunClock;
@@ -89,8 +89,10 @@ pub(crate) fn play(
             })
         })
         .collect::<Result<_>>()?;
-    let status_addrs: Vec<(u64, String)> =
-        ids.iter().map(|&id| (id, cluster.status_addr(id))).collect();
+    let status_addrs: Vec<(u64, String)> = ids
+        .iter()
+        .map(|&id| (id, cluster.status_addr(id)))
+        .collect();
 
     let (record, interrupted, ended_ms) = std::thread::scope(|scope| -> Result<_> {
         for (id, addr) in &status_addrs {

@@ -67,7 +67,10 @@ pub(crate) fn summarize(outcome: &Outcome, checks: Vec<Check>) -> RunSummary {
             Call::Begin => "begin",
             Call::Complete => "complete",
         };
-        let how = op.answer.as_ref().map_or("no answer", |a| a.outcome.as_str());
+        let how = op
+            .answer
+            .as_ref()
+            .map_or("no answer", |a| a.outcome.as_str());
         *operations.entry(format!("{call} {how}")).or_default() += 1;
     }
     let ledger = h.snapshots.last().map_or(&[][..], |s| &s.entries[..]);
@@ -109,7 +112,12 @@ fn failover(h: &History) -> Failover {
     for fault in &h.faults {
         if !matches!(
             fault.kind,
-            K::KillNode | K::PauseNode | K::Zombie | K::PartitionLeader | K::ClockRate | K::DiskFullNode
+            K::KillNode
+                | K::PauseNode
+                | K::Zombie
+                | K::PartitionLeader
+                | K::ClockRate
+                | K::DiskFullNode
         ) {
             continue;
         }
@@ -164,7 +172,8 @@ fn clock_checks(h: &History) -> Vec<ClockCheck> {
             let measured = match (inside.first(), inside.last()) {
                 (Some(a), Some(b)) if b.sent_ms - a.received_ms >= 2_000 => {
                     let mid = |s: &Sample| (s.sent_ms + s.received_ms) as f64 / 2.0;
-                    let clock = (b.clock_ns.unwrap_or(0) as f64 - a.clock_ns.unwrap_or(0) as f64) / 1e6;
+                    let clock =
+                        (b.clock_ns.unwrap_or(0) as f64 - a.clock_ns.unwrap_or(0) as f64) / 1e6;
                     Some(clock / (mid(b) - mid(a)))
                 }
                 _ => None,
@@ -192,45 +201,81 @@ pub(crate) fn table(runs: &[&RunSummary]) -> String {
         Mode::Naive => "naive control".to_owned(),
         Mode::Fenced => "fencekit".to_owned(),
     });
-    row("duration", &|r| format!("{:.0} s", r.duration_ms as f64 / 1e3));
+    row("duration", &|r| {
+        format!("{:.0} s", r.duration_ms as f64 / 1e3)
+    });
     let kinds: Vec<FaultKind> = crate::plan::ALL_KINDS.to_vec();
     for kind in kinds {
-        let name = format!("fault {}", serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default());
-        row(&name, &|r| r.faults_by_kind.get(&kind).copied().unwrap_or(0).to_string());
+        let name = format!(
+            "fault {}",
+            serde_json::to_value(kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        );
+        row(&name, &|r| {
+            r.faults_by_kind
+                .get(&kind)
+                .copied()
+                .unwrap_or(0)
+                .to_string()
+        });
     }
-    row("faults skipped (target busy)", &|r| r.faults_skipped.to_string());
-    let mut op_names: Vec<String> = runs.iter().flat_map(|r| r.operations.keys().cloned()).collect();
+    row("faults skipped (target busy)", &|r| {
+        r.faults_skipped.to_string()
+    });
+    let mut op_names: Vec<String> = runs
+        .iter()
+        .flat_map(|r| r.operations.keys().cloned())
+        .collect();
     op_names.sort();
     op_names.dedup();
     for op in op_names {
-        row(&format!("requests: {op}"), &|r| r.operations.get(&op).copied().unwrap_or(0).to_string());
-    }
-    row("ledger entries (landed)", &|r| format!("{} ({})", r.ledger_entries, r.ledger_landed));
-    row("status samples", &|r| r.status_samples.to_string());
-    let check_names: Vec<&'static str> = runs.first().map(|r| r.checks.iter().map(|c| c.name).collect()).unwrap_or_default();
-    for name in check_names {
-        row(&format!("check {name}"), &|r| {
-            r.checks.iter().find(|c| c.name == name).map_or_else(String::new, |c| {
-                if !c.applies {
-                    "n/a".to_owned()
-                } else if c.violations_total == 0 {
-                    format!("ok ({} checked)", c.examined)
-                } else {
-                    format!("{} VIOLATIONS ({} checked)", c.violations_total, c.examined)
-                }
-            })
+        row(&format!("requests: {op}"), &|r| {
+            r.operations.get(&op).copied().unwrap_or(0).to_string()
         });
     }
-    row("failover p50 / p99", &|r| match (r.failover.p50_ms, r.failover.p99_ms) {
-        (Some(a), Some(b)) => format!("{a} / {b} ms (n={})", r.failover.count),
-        _ => "-".to_owned(),
+    row("ledger entries (landed)", &|r| {
+        format!("{} ({})", r.ledger_entries, r.ledger_landed)
     });
+    row("status samples", &|r| r.status_samples.to_string());
+    let check_names: Vec<&'static str> = runs
+        .first()
+        .map(|r| r.checks.iter().map(|c| c.name).collect())
+        .unwrap_or_default();
+    for name in check_names {
+        row(&format!("check {name}"), &|r| {
+            r.checks
+                .iter()
+                .find(|c| c.name == name)
+                .map_or_else(String::new, |c| {
+                    if !c.applies {
+                        "n/a".to_owned()
+                    } else if c.violations_total == 0 {
+                        format!("ok ({} checked)", c.examined)
+                    } else {
+                        format!("{} VIOLATIONS ({} checked)", c.violations_total, c.examined)
+                    }
+                })
+        });
+    }
+    row(
+        "failover p50 / p99",
+        &|r| match (r.failover.p50_ms, r.failover.p99_ms) {
+            (Some(a), Some(b)) => format!("{a} / {b} ms (n={})", r.failover.count),
+            _ => "-".to_owned(),
+        },
+    );
     row("clock faults in effect", &|r| {
         let ok = r.clock_checks.iter().filter(|c| c.took_effect).count();
         format!("{ok} of {}", r.clock_checks.len())
     });
-    row("supervisor restarts", &|r| r.supervisor_restarts.to_string());
-    row("exits nobody caused", &|r| r.unexpected_exits.len().to_string());
+    row("supervisor restarts", &|r| {
+        r.supervisor_restarts.to_string()
+    });
+    row("exits nobody caused", &|r| {
+        r.unexpected_exits.len().to_string()
+    });
     let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     let mut out = String::new();
     for (name, cells) in rows {

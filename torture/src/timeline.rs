@@ -98,10 +98,13 @@ fn svg(h: &History, summary: &RunSummary) -> String {
     let mut fault_line = Vec::new();
     for f in &h.faults {
         let end = f.end_ms.unwrap_or(h.ended_ms);
-        let line = lines.iter().position(|&busy| busy <= f.start_ms).unwrap_or_else(|| {
-            lines.push(0);
-            lines.len() - 1
-        });
+        let line = lines
+            .iter()
+            .position(|&busy| busy <= f.start_ms)
+            .unwrap_or_else(|| {
+                lines.push(0);
+                lines.len() - 1
+            });
         lines[line] = end;
         fault_line.push(line);
     }
@@ -173,7 +176,11 @@ fn svg(h: &History, summary: &RunSummary) -> String {
             end
         );
     }
-    let _ = write!(out, r#"<text x="4" y="{}">ledger</text>"#, ledger_top + 14.0);
+    let _ = write!(
+        out,
+        r#"<text x="4" y="{}">ledger</text>"#,
+        ledger_top + 14.0
+    );
     if let Some(ledger) = h.snapshots.last() {
         let mut landed: BTreeMap<(&str, u64), u32> = BTreeMap::new();
         for e in &ledger.entries {
@@ -182,7 +189,11 @@ fn svg(h: &History, summary: &RunSummary) -> String {
             } else {
                 let n = landed.entry((e.job.as_str(), e.run)).or_default();
                 *n += 1;
-                if *n > 1 { ("#e31a1c", "LANDED TWICE") } else { ("#41ab5d", "landed") }
+                if *n > 1 {
+                    ("#e31a1c", "LANDED TWICE")
+                } else {
+                    ("#41ab5d", "landed")
+                }
             };
             let tall = if what == "LANDED TWICE" { 22.0 } else { 12.0 };
             let _ = write!(

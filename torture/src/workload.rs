@@ -5,8 +5,8 @@
 //! read, then a partition or a pause): the fence must refuse it then. Every request and answer
 //! is recorded with its time.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -33,7 +33,12 @@ pub(crate) struct ClientSetup {
 }
 
 /// Runs one client until `stop`, appending every request to `ops`.
-pub(crate) fn run_client(setup: &ClientSetup, clock: RunClock, stop: &AtomicBool, ops: &Mutex<Vec<Op>>) {
+pub(crate) fn run_client(
+    setup: &ClientSetup,
+    clock: RunClock,
+    stop: &AtomicBool,
+    ops: &Mutex<Vec<Op>>,
+) {
     let status = Http::plain(Duration::from_millis(300));
     let mut rng = ChaCha8Rng::seed_from_u64(setup.seed ^ setup.node);
     let mut run = 0u64;
@@ -81,13 +86,17 @@ fn token(status: &Http, setup: &ClientSetup) -> Option<Option<u64>> {
     match setup.mode {
         Mode::Fenced => {
             let generation = status["leading_generation"].as_u64()?;
-            let live = status["lease_remaining_ms"].as_f64().is_some_and(|r| r > 0.0);
+            let live = status["lease_remaining_ms"]
+                .as_f64()
+                .is_some_and(|r| r > 0.0);
             live.then_some(Some(generation))
         }
         Mode::Naive => {
             let scheduler = &status["scheduler"];
             let live = scheduler["acting"].as_bool() == Some(true)
-                && scheduler["lease_remaining_ms"].as_f64().is_some_and(|r| r > 0.0);
+                && scheduler["lease_remaining_ms"]
+                    .as_f64()
+                    .is_some_and(|r| r > 0.0);
             live.then_some(None)
         }
     }

@@ -123,6 +123,15 @@ pub(crate) struct Https(ureq::Agent);
 
 impl Https {
     pub(crate) fn new(certs: &std::path::Path, node: Option<usize>) -> Https {
+        Https::with_timeout(certs, node, Duration::from_secs(5))
+    }
+
+    /// As [`Https::new`], giving up on each call after `timeout`.
+    pub(crate) fn with_timeout(
+        certs: &std::path::Path,
+        node: Option<usize>,
+        timeout: Duration,
+    ) -> Https {
         use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
         let read =
             |p: std::path::PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
@@ -144,7 +153,7 @@ impl Https {
         Https(
             ureq::Agent::config_builder()
                 .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(5)))
+                .timeout_global(Some(timeout))
                 .tls_config(tls)
                 .build()
                 .into(),
@@ -154,6 +163,13 @@ impl Https {
     pub(crate) fn get(&self, addr: &str, path: &str) -> (u16, String) {
         let url = format!("https://{addr}{path}");
         read(self.0.get(&url).call(), &url)
+    }
+
+    /// `GET`, or why the exchange failed (a timeout, say).
+    pub(crate) fn try_get(&self, addr: &str, path: &str) -> Result<(u16, String), String> {
+        let url = format!("https://{addr}{path}");
+        let response = self.0.get(&url).call().map_err(|e| e.to_string())?;
+        Ok(read(Ok(response), &url))
     }
 
     /// `POST`, or why the exchange failed (a refused handshake, say).
