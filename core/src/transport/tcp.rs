@@ -25,6 +25,7 @@
 mod connection;
 #[cfg(feature = "dev-certs")]
 pub mod dev_certs;
+mod socket;
 pub mod tls;
 pub mod wire;
 

@@ -11,14 +11,15 @@ use rustls::{ClientConnection, ServerConnection, StreamOwned};
 use crate::limits::{CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT, IDLE_MAX};
 use crate::token::NodeId;
 use crate::transport::tcp::Shared;
+use crate::transport::tcp::socket::Socket;
 use crate::transport::tcp::tls::{Identity, identity_of};
 use crate::transport::tcp::wire::{ACCEPTED, ANSWER_MAX, Handshake, read_frame, write_frame};
 
 /// An established connection: plaintext, or either side of a TLS session.
 pub(crate) enum Connection {
     Plain(TcpStream),
-    Client(Box<StreamOwned<ClientConnection, TcpStream>>),
-    Server(Box<StreamOwned<ServerConnection, TcpStream>>),
+    Client(Box<StreamOwned<ClientConnection, Socket>>),
+    Server(Box<StreamOwned<ServerConnection, Socket>>),
 }
 
 impl Connection {
@@ -26,8 +27,8 @@ impl Connection {
     pub(crate) fn socket(&self) -> &TcpStream {
         match self {
             Connection::Plain(s) => s,
-            Connection::Client(s) => &s.sock,
-            Connection::Server(s) => &s.sock,
+            Connection::Client(s) => &s.sock.0,
+            Connection::Server(s) => &s.sock.0,
         }
     }
 }
@@ -217,7 +218,7 @@ pub(crate) fn dial(shared: &Shared, to: NodeId, address: &str) -> Result<Connect
     let _ = stream.set_read_timeout(None);
     Ok(match tls.take() {
         None => Connection::Plain(stream),
-        Some(conn) => Connection::Client(Box::new(StreamOwned::new(conn, stream))),
+        Some(conn) => Connection::Client(Box::new(StreamOwned::new(conn, Socket(stream)))),
     })
 }
 
@@ -297,7 +298,7 @@ pub(crate) fn accept(shared: &Shared, stream: TcpStream) -> Result<(NodeId, Conn
     let _ = stream.set_write_timeout(Some(IDLE_MAX));
     let connection = match tls {
         None => Connection::Plain(stream),
-        Some(conn) => Connection::Server(Box::new(StreamOwned::new(conn, stream))),
+        Some(conn) => Connection::Server(Box::new(StreamOwned::new(conn, Socket(stream)))),
     };
     Ok((peer, connection))
 }
