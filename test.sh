@@ -32,6 +32,11 @@ command -v clang >/dev/null 2>&1 || missing+=(clang)
 command -v wasm-ld >/dev/null 2>&1 || missing+=(lld)
 # promtool checks and unit-tests the alert rules in ops/prometheus (cli/tests/ops_files.rs).
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# The torture run: network namespaces (iproute2), partitions as nftables drop rules, clock
+# rates through libfaketime.
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || missing+=(faketime)
 if ((${#missing[@]})); then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -116,6 +121,14 @@ step "simulator: 200 seeds of faults, every invariant checked after every step"
 # SIM_SEEDS=0..5000 ./test.sh for a long run; one failing seed replays with --seed N.
 cargo run --locked --release -p fencekit-sim -- --seeds "${SIM_SEEDS:-0..200}" --quiet
 cargo run --locked --release -p fencekit-sim -- --seeds "${SIM_SEEDS:-0..100}" --quiet --beyond-drift
+
+step "torture: real processes in network namespaces, a nemesis drawn from a seed, an independent checker"
+# About 2.5 minutes: the naive control (which must fail the checker), then fencekit (which must
+# not). It skips, saying why, where network namespaces cannot be made (not root). The long run:
+# target/release/fencekit-torture --duration 1h (torture/README.md).
+cargo build --locked --release -p fencekit-cli -p fencekit-torture
+"$target_dir/release/fencekit-torture" --quick --seed "${TORTURE_SEED:-1}" \
+    --out "$target_dir/torture" --html "$target_dir/torture/report.html"
 
 step "fuzzing: a short run of each cargo-fuzz target from its committed corpus"
 # The targets build on nightly (cargo-fuzz needs it); a longer run:

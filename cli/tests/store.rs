@@ -155,7 +155,7 @@ fn bad_requests_get_a_clear_400_and_change_nothing() {
 }
 
 #[test]
-fn a_busy_port_a_locked_directory_and_a_store_that_is_down_are_one_line_each() {
+fn a_busy_port_and_a_locked_directory_are_one_line_each() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("s");
     let (_store, addr) = start_store(&data, &[]);
@@ -183,9 +183,35 @@ fn a_busy_port_a_locked_directory_and_a_store_that_is_down_are_one_line_each() {
         ]),
         "is locked by another open log",
     );
+}
+
+/// A node whose store does not answer at its start still starts (it is a voter of its group
+/// first) and says what is wrong; its scheduler keeps trying.
+#[test]
+fn a_node_starts_without_its_store_and_says_so() {
+    let root = tempfile::tempdir().unwrap();
     let down = format!("127.0.0.1:{}", free_port());
-    let mut node = common::lone_node(&root.path().join("n"), "127.0.0.1:0");
-    node.extend(["--store".into(), down.clone(), "--insecure".into()]);
-    let node: Vec<&str> = node.iter().map(String::as_str).collect();
-    assert_one_line_error(&fencekit(&node), "does not answer: start `fencekit store");
+    let status = format!("127.0.0.1:{}", free_port());
+    let mut args = common::lone_node(&root.path().join("n"), &status);
+    args.extend(["--store".into(), down, "--insecure".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut node = std::process::Command::new(common::FENCEKIT)
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_healthy(&status);
+    let (_, body) = common::get(&status, "/status");
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        view["scheduler"]["store_errors"].as_u64().is_some(),
+        "{view}"
+    );
+    node.kill().unwrap();
+    let out = node.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("does not answer: start `fencekit store") && said.contains("keeps trying"),
+        "{said}"
+    );
 }

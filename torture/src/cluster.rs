@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -58,6 +59,9 @@ struct Member {
 pub(crate) struct Exit {
     pub(crate) member: String,
     pub(crate) status: String,
+    /// Killed by a signal nobody sent it, or a panic (exit code 101): a bug. Otherwise it
+    /// refused to go on with an error (a node that cannot reach the store at its start, say).
+    pub(crate) crashed: bool,
     /// The last lines of its log.
     pub(crate) log_tail: String,
 }
@@ -313,18 +317,22 @@ impl<'n> Cluster<'n> {
                     continue;
                 }
                 match member.child.as_mut().map(Child::try_wait) {
-                    Some(Ok(Some(status))) => Some(status.to_string()),
+                    Some(Ok(Some(status))) => Some((
+                        status.to_string(),
+                        status.signal().is_some() || status.code() == Some(101),
+                    )),
                     Some(Ok(None)) => None,
-                    Some(Err(e)) => Some(e.to_string()),
-                    None => Some("not running".to_owned()),
+                    Some(Err(e)) => Some((e.to_string(), false)),
+                    None => Some(("not running".to_owned(), false)),
                 }
             };
             let failed = exited.is_none() && self.reports_failure(&name, probe);
             let restart = exited.is_some() || failed;
-            if let Some(status) = exited {
+            if let Some((status, crashed)) = exited {
                 self.exits.push(Exit {
                     member: name.clone(),
                     status,
+                    crashed,
                     log_tail: tail(&self.log_path(&name), 6),
                 });
             }

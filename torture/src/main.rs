@@ -271,6 +271,15 @@ fn report(
             ),
             _ => {}
         }
+        for exit in s.unexpected_exits.iter().filter(|e| e.crashed) {
+            failures.push(format!(
+                "{} crashed in the {:?} run ({}): {}",
+                exit.member,
+                s.mode,
+                exit.status,
+                exit.log_tail.lines().last().unwrap_or("")
+            ));
+        }
         for c in s.clock_checks.iter().filter(|c| !c.took_effect) {
             failures.push(format!(
                 "node {}'s clock ran at {:?}, not the {} libfaketime was asked for",

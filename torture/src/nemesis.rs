@@ -166,13 +166,11 @@ impl<'a, 'n> Nemesis<'a, 'n> {
                 }
                 Effect::Armed { deadline_ms } => {
                     let deadline = *deadline_ms;
-                    if !self.fire_zombie(i, now, deadline)? {
-                        if now >= deadline {
-                            // No leader to make a zombie of.
-                            self.active.remove(i);
-                            self.record.skipped += 1;
-                            continue;
-                        }
+                    if !self.fire_zombie(i, now, deadline)? && now >= deadline {
+                        // No leader to make a zombie of.
+                        self.active.remove(i);
+                        self.record.skipped += 1;
+                        continue;
                     }
                 }
                 _ => {}
@@ -281,7 +279,7 @@ impl<'a, 'n> Nemesis<'a, 'n> {
                 (effect, nodes.clone(), detail)
             }
             K::PartitionStore => {
-                let node = if pick % 2 == 0 {
+                let node = if pick.is_multiple_of(2) {
                     self.leader_or(pick / 2)
                 } else {
                     choose(&nodes, pick / 2)
@@ -306,7 +304,7 @@ impl<'a, 'n> Nemesis<'a, 'n> {
             K::PauseNode | K::PauseStore | K::KillNode | K::KillStore | K::ClockRate => {
                 let candidates = match planned.kind {
                     K::PauseStore | K::KillStore => vec!["store".to_owned()],
-                    K::KillNode if pick % 2 == 0 => vec![self.leader_or(pick / 2)],
+                    K::KillNode if pick.is_multiple_of(2) => vec![self.leader_or(pick / 2)],
                     _ => nodes.clone(),
                 };
                 let Some(target) = self.free_member(candidates, pick / 2) else {

@@ -99,7 +99,9 @@ fn hold_ms(kind: FaultKind, rng: &mut ChaCha8Rng, longest_lease_ms: i64) -> i64 
         FaultKind::PauseStore | FaultKind::KillStore => rng.gen_range(500..3_000),
         FaultKind::PartitionFlapping => rng.gen_range(4_000..9_000),
         FaultKind::ClockRate => rng.gen_range(5_000..20_000),
-        FaultKind::DiskFullNode | FaultKind::DiskFullStore => rng.gen_range(1_500..5_000),
+        // Logs preallocate their segments and SQLite reuses its WAL's pages: a full disk bites
+        // at a segment's or a checkpoint's allocation, so it must last a while to meet one.
+        FaultKind::DiskFullNode | FaultKind::DiskFullStore => rng.gen_range(3_000..15_000),
         _ => rng.gen_range(1_000..6_000),
     }
 }

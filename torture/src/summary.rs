@@ -21,7 +21,8 @@ pub(crate) struct ClockCheck {
     pub(crate) took_effect: bool,
 }
 
-/// Failover times: from a fault that took the acting leader out to the first answer of another
+/// Failover times: from a fault that took the acting leader out (or, if other faults left no
+/// majority of nodes up then, from when a majority was up again) to the first answer of another
 /// node acting.
 #[derive(Serialize, Clone, Debug, Default)]
 pub(crate) struct Failover {
@@ -104,6 +105,33 @@ fn acting(h: &History) -> Vec<&Sample> {
     acting
 }
 
+/// When a majority of nodes is next up (neither killed nor stopped) at or after `t`.
+fn majority_up_from(h: &History, t: i64) -> Option<i64> {
+    let majority = h.nodes.len() / 2 + 1;
+    let up_at = |at: i64| {
+        h.nodes
+            .iter()
+            .filter(|id| {
+                h.down
+                    .get(&format!("n{id}"))
+                    .is_none_or(|spans| !spans.iter().any(|s| s.contains(at)))
+            })
+            .count()
+            >= majority
+    };
+    // The moments the answer can change: `t` and the ends of down spans after it.
+    let mut moments: Vec<i64> = h
+        .down
+        .values()
+        .flatten()
+        .filter_map(|s| s.end_ms)
+        .filter(|&end| end > t)
+        .collect();
+    moments.push(t);
+    moments.sort_unstable();
+    moments.into_iter().find(|&at| up_at(at))
+}
+
 fn failover(h: &History) -> Failover {
     use FaultKind as K;
     let acting = acting(h);
@@ -121,21 +149,30 @@ fn failover(h: &History) -> Failover {
         ) {
             continue;
         }
-        // Who acted just before the fault.
-        let Some(leader) = acting
+        // Who acted just before the fault, and with which generation.
+        let Some((leader, generation)) = acting
             .iter()
             .rev()
             .find(|s| s.received_ms <= fault.start_ms && fault.start_ms - s.received_ms <= 300)
-            .map(|s| s.node)
+            .map(|s| (s.node, s.generation))
         else {
             continue;
         };
         if !fault.targets.contains(&format!("n{leader}")) {
             continue;
         }
-        let next = acting.iter().find(|s| s.received_ms > fault.start_ms);
+        // The first answer of a successor: another node, or the same one elected again (its
+        // old lease runs on for a while after the fault, and does not count).
+        let next = acting.iter().find(|s| {
+            s.received_ms > fault.start_ms && (s.node != leader || s.generation != generation)
+        });
         match next {
-            Some(s) if s.node != leader => times.push(s.received_ms - fault.start_ms),
+            Some(s) if s.node != leader => {
+                // Counted from when a successor could exist: overlapping faults may have left
+                // no majority up for a while.
+                let from = majority_up_from(h, fault.start_ms).unwrap_or(fault.start_ms);
+                times.push((s.received_ms - from).max(0));
+            }
             Some(_) => came_back += 1,
             None => {}
         }
@@ -273,8 +310,9 @@ pub(crate) fn table(runs: &[&RunSummary]) -> String {
     row("supervisor restarts", &|r| {
         r.supervisor_restarts.to_string()
     });
-    row("exits nobody caused", &|r| {
-        r.unexpected_exits.len().to_string()
+    row("exits nobody caused (crashes)", &|r| {
+        let crashes = r.unexpected_exits.iter().filter(|e| e.crashed).count();
+        format!("{} ({crashes})", r.unexpected_exits.len())
     });
     let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     let mut out = String::new();
