@@ -58,9 +58,10 @@ struct Args {
     /// then excuses overlaps while clocks were out of bounds, and the fence must still hold.
     #[arg(long)]
     beyond_drift: bool,
-    /// Skip the naive control run.
-    #[arg(long)]
-    no_control: bool,
+    /// Play one side only: `fenced` (no control run) or `naive` (the control alone; two
+    /// processes can then play both sides of a long run at once).
+    #[arg(long, value_parser = ["fenced", "naive"])]
+    only: Option<String>,
     /// Print the summary as JSON on stdout instead of the table.
     #[arg(long)]
     json: bool,
@@ -205,10 +206,11 @@ fn run(args: &Args) -> Result<bool> {
     );
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let mut modes = vec![Mode::Fenced];
-    if !args.no_control {
-        modes.insert(0, Mode::Naive);
-    }
+    let modes = match args.only.as_deref() {
+        Some("fenced") => vec![Mode::Fenced],
+        Some(_) => vec![Mode::Naive],
+        None => vec![Mode::Naive, Mode::Fenced],
+    };
     let mut runs = Vec::new();
     for mode in modes {
         let name = match mode {
