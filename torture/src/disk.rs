@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 
+/// The mount's source name, by which a later run finds the disks of a killed one.
+const SOURCE: &str = "fencekit-torture";
 /// The file `fill` writes, in the disk's top directory.
 const FILLER: &str = ".fencekit-torture-filler";
 
@@ -32,7 +34,7 @@ impl Disk {
             .with_context(|| format!("resolving {}", dir.display()))?;
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={bytes},mode=0755")])
-            .arg("fencekit-torture")
+            .arg(SOURCE)
             .arg(&dir)
             .stdin(Stdio::null())
             .output()
@@ -49,6 +51,38 @@ impl Disk {
             dir,
             unmounted: AtomicBool::new(false),
         })
+    }
+
+    /// Unmounts the disks a run killed before its cleanup left under `dir` (a harness killed
+    /// with -9 cannot unmount them), so that the next run can remove and reuse the directory.
+    pub(crate) fn unmount_leftovers(dir: &Path) -> Result<()> {
+        let Ok(dir) = dir.canonicalize() else {
+            return Ok(());
+        };
+        let mounts = std::fs::read_to_string("/proc/mounts").context("reading /proc/mounts")?;
+        for line in mounts.lines() {
+            let mut fields = line.split(' ');
+            let (Some(source), Some(point)) = (fields.next(), fields.next()) else {
+                continue;
+            };
+            // /proc/mounts escapes spaces and the like as octal: such paths are not ours.
+            let point = Path::new(point);
+            if source == SOURCE && point.starts_with(&dir) {
+                let out = Command::new("umount")
+                    .arg("-l")
+                    .arg(point)
+                    .output()
+                    .context("running umount")?;
+                if !out.status.success() {
+                    bail!(
+                        "umount {} failed: {}",
+                        point.display(),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Fills the disk, leaving at most `leave` bytes free, with a file of real data (tmpfs
@@ -205,6 +239,36 @@ mod tests {
         drop(disk);
         assert!(!mounted(&dir));
         drop(held);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn the_disks_of_a_killed_run_are_unmounted_by_the_next() {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return;
+        }
+        let base = std::env::temp_dir().join(format!("fkt-leftover-{}", std::process::id()));
+        let run = base.join("fenced");
+        let disks = [
+            Disk::mount(&run.join("n1/disk"), 1 << 20).unwrap(),
+            Disk::mount(&run.join("store/disk"), 1 << 20).unwrap(),
+        ];
+        let elsewhere = Disk::mount(&base.join("other/disk"), 1 << 20).unwrap();
+        // A killed run never drops its disks.
+        let dirs: Vec<PathBuf> = disks.iter().map(|d| d.dir().to_path_buf()).collect();
+        std::mem::forget(disks);
+        Disk::unmount_leftovers(&run).unwrap();
+        for dir in &dirs {
+            assert!(!mounted(dir), "{} still mounted", dir.display());
+        }
+        assert!(
+            mounted(elsewhere.dir()),
+            "a disk outside the run's directory was unmounted"
+        );
+        std::fs::remove_dir_all(&run).unwrap();
+        drop(elsewhere);
         std::fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -220,6 +220,7 @@ fn run(args: &Args) -> Result<bool> {
         eprintln!("fencekit-torture: the {name} run");
         let dir = args.out.join(name);
         if dir.exists() {
+            disk::Disk::unmount_leftovers(&dir)?;
             std::fs::remove_dir_all(&dir)
                 .with_context(|| format!("removing the last run's {}", dir.display()))?;
         }
