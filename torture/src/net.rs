@@ -324,11 +324,31 @@ fn remove_leftovers() {
     // Hubs last (see `teardown_all`).
     dead.sort_by_key(|n| n.ends_with(".hub"));
     for ns in dead {
+        kill_processes_in(&ns);
         if let Err(e) = ip(None, &["netns", "del", &ns]) {
             // Another run may be removing the same leftovers right now.
             if Path::new(NETNS_DIR).join(&ns).exists() {
                 eprintln!("fencekit-torture: removing leftover network namespace {ns}: {e:#}");
             }
+        }
+    }
+}
+
+/// SIGKILLs whatever still runs in a dead run's namespace (its members die with the harness,
+/// but a program it started some other way might not).
+fn kill_processes_in(ns: &str) {
+    let Ok(out) = Command::new(tool("ip"))
+        .args(["netns", "pids", ns])
+        .output()
+    else {
+        return;
+    };
+    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        if let Ok(pid) = pid.parse::<libc::pid_t>()
+            && pid > 0
+        {
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
 }
@@ -360,10 +380,17 @@ fn command_in(ns: &str, program: &Path) -> Result<Command> {
     let file = open_ns(ns)?;
     let mut cmd = Command::new(program);
     // SAFETY: the closure runs in the forked child, where only async-signal-safe calls are
-    // allowed: it makes one setns(2) system call and reads errno, nothing that allocates or
-    // takes a lock. `file` lives in the closure, so the descriptor is open until it runs.
+    // allowed: it makes the prctl(2) and setns(2) system calls and reads errno, nothing that
+    // allocates or takes a lock. `file` lives in the closure, so the descriptor is open until
+    // it runs.
     unsafe {
         cmd.pre_exec(move || {
+            // The program dies with the thread that started it, even when the harness is
+            // killed with -9: no member outlives its run. (The harness starts members from its
+            // main thread, which lives as long as the run.)
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             if libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
                 return Err(std::io::Error::last_os_error());
             }

@@ -289,3 +289,34 @@ fn owner_pids_parse() {
     assert_eq!(owner_pid("fkt123-store"), None);
     assert_eq!(owner_pid("other"), None);
 }
+
+#[test]
+fn a_program_dies_with_the_thread_that_started_it() {
+    let _shared = need_net!();
+    let net = Net::create(&["a"]).unwrap();
+    // Started from a thread that then ends, as a harness killed with -9 would.
+    let mut child = std::thread::scope(|s| {
+        s.spawn(|| {
+            net.command("a", Path::new("sleep"))
+                .unwrap()
+                .arg("30")
+                .spawn()
+                .unwrap()
+        })
+        .join()
+        .unwrap()
+    });
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the program outlived the thread that started it"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+}
