@@ -126,8 +126,9 @@ step "torture: real processes in network namespaces, a nemesis drawn from a seed
 # About 2.5 minutes: the naive control (which must fail the checker), then fencekit (which must
 # not). It skips, saying why, where network namespaces cannot be made (not root). The long run:
 # target/release/fencekit-torture --duration 1h (torture/README.md).
-cargo build --locked --release -p fencekit-cli -p fencekit-torture
-"$target_dir/release/fencekit-torture" --quick --seed "${TORTURE_SEED:-1}" \
+# The debug build the tests made already (a release build of the command costs CI minutes).
+cargo build --locked -p fencekit-cli -p fencekit-torture
+"$target_dir/debug/fencekit-torture" --quick --seed "${TORTURE_SEED:-1}" \
     --out "$target_dir/torture" --html "$target_dir/torture/report.html"
 
 step "fuzzing: a short run of each cargo-fuzz target from its committed corpus"
