@@ -29,7 +29,7 @@ use fencekit::{Fence, FenceOptions};
 use crate::http::{self, Handled, Handler, Limits, Listener, Reply, Request};
 use crate::store_api::{Call, LEDGER_PAGE_MAX, valid_job_name};
 use crate::termination::Termination;
-use committer::{Committer, Decision, StoreFence};
+use committer::{Committer, Decision, Read, StoreFence};
 use jump_budget::JumpBudget;
 use ledger::{Ledger, LedgerOptions};
 use metrics::StoreMetrics;
@@ -149,6 +149,7 @@ impl Store {
             ("POST", "/begin") => return self.decide(request, Call::Begin),
             ("POST", "/complete") => return self.decide(request, Call::Complete),
             ("GET", "/ledger") => return self.ledger(request),
+            ("GET", "/first-undone") => return self.first_undone(request),
             ("POST", "/lock") => self.lock(request),
             ("GET", "/metrics") => {
                 let text = self.metrics.render(&self.committer.published().counts);
@@ -171,7 +172,8 @@ impl Store {
                 404,
                 format!(
                     "no {path}: POST /begin or /complete?job=J&run=R&generation=G, \
-                     /lock?ttl_ms=T; GET /ledger?after=S&limit=N, /metrics, /healthz"
+                     /lock?ttl_ms=T; GET /ledger?after=S&limit=N, /first-undone?job=J, \
+                     /metrics, /healthz"
                 ),
             ),
         };
@@ -205,9 +207,25 @@ impl Store {
             }),
         };
         match (after, limit) {
-            (Ok(after), Ok(limit)) => self.committer.page(after, limit),
+            (Ok(after), Ok(limit)) => self.committer.read(Read::Page { after, limit }),
             (Err(reason), _) | (_, Err(reason)) => Handled::Now(Reply::error(400, reason)),
         }
+    }
+
+    fn first_undone(&self, request: &Request) -> Handled {
+        if let Err(refusal) = self.writers.reader(request) {
+            return Handled::Now(refusal);
+        }
+        let job = request.param("job").unwrap_or("");
+        if !valid_job_name(job) {
+            return Handled::Now(Reply::error(
+                400,
+                format!("job={job:?}: a job name is {JOB_NAME}"),
+            ));
+        }
+        self.committer.read(Read::FirstUndone {
+            job: job.to_owned(),
+        })
     }
 
     fn lock(&self, request: &Request) -> Reply {

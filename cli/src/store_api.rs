@@ -119,6 +119,13 @@ pub(crate) struct LedgerPage {
     pub(crate) next: Option<u64>,
 }
 
+/// The answer to `/first-undone?job=J`: every run of the job below `run` is done.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub(crate) struct FirstUndone {
+    pub(crate) job: String,
+    pub(crate) run: u64,
+}
+
 /// The two requests of running a job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Call {
@@ -207,6 +214,21 @@ impl StoreClient {
             bail!("the store answered {code} to /lock: {}", body.trim());
         }
         serde_json::from_str(&body).context("the store's answer to /lock")
+    }
+
+    /// The lowest run of `job` not done yet (every run below it is).
+    pub(crate) fn first_undone(&self, job: &str) -> Result<u64> {
+        let path = format!("/first-undone?job={job}");
+        let (code, body) = self.client.get(&self.addr, &path)?;
+        if code != 200 {
+            bail!(
+                "the store answered {code} to /first-undone: {}",
+                body.trim()
+            );
+        }
+        let answer: FirstUndone =
+            serde_json::from_str(&body).context("the store's answer to /first-undone")?;
+        Ok(answer.run)
     }
 
     /// Every completion the store decided on and still keeps, oldest first.

@@ -129,3 +129,107 @@ fn a_leader_runs_each_due_job_once_with_its_token() {
         "a begin before each completion: {log}"
     );
 }
+
+/// A node that takes over (here: restarted, its scheduler's memory gone) asks the store where
+/// to start, instead of asking about every run from 0.
+#[test]
+fn a_node_taking_over_starts_at_the_first_undone_run() {
+    let root = tempfile::tempdir().unwrap();
+    let store_addr = format!("127.0.0.1:{}", free_port());
+    let data = |name: &str| root.path().join(name).to_string_lossy().into_owned();
+    let certs = certs(root.path(), 1);
+    let _store = spawn(&[
+        "store",
+        "--data",
+        &data("store"),
+        "--listen",
+        &store_addr,
+        "--tls-dir",
+        &store_tls_dir(&certs),
+    ]);
+    let reader = Https::new(&certs, Some(1));
+    reader.wait_healthy(&store_addr);
+    let raft = format!("1=127.0.0.1:{}", free_port());
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    let node = |log: &str| {
+        let status_addr = format!("127.0.0.1:{}", free_port());
+        let daemon = spawn(&[
+            "node",
+            "--id",
+            "1",
+            "--peers",
+            &raft,
+            "--data",
+            &data("node"),
+            "--status-addr",
+            &status_addr,
+            "--store",
+            &store_addr,
+            "--jobs",
+            "a",
+            "--period-ms",
+            "20",
+            "--job-ms",
+            "1",
+            "--schedule-start-ms",
+            &start,
+            "--tls-dir",
+            &tls_dir(&certs, 1),
+            "--request-log",
+            &data(log),
+        ]);
+        wait_healthy(&status_addr);
+        daemon
+    };
+    let first = node("first.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ledger_len(&reader, &store_addr) < 30 {
+        assert!(Instant::now() < deadline, "the first node ran too little");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(first);
+    let done = ledger_len(&reader, &store_addr);
+
+    let _second = node("second.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let begins = loop {
+        let log = std::fs::read_to_string(data("second.jsonl")).unwrap_or_default();
+        let begins: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|r| r["call"] == "begin")
+            .collect();
+        if begins.len() >= 5 {
+            break begins;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second node ran too little: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let runs: Vec<u64> = begins.iter().map(|b| b["run"].as_u64().unwrap()).collect();
+    assert!(
+        runs[0] + 1 >= done as u64,
+        "the second node began at run {}, with {done} runs done: {runs:?}",
+        runs[0]
+    );
+    let asked_done = begins
+        .iter()
+        .filter(|b| b["answer"]["done"] == true)
+        .count();
+    assert!(
+        asked_done <= 1,
+        "it asked about {asked_done} done runs: {runs:?}"
+    );
+}
+
+fn ledger_len(reader: &Https, store: &str) -> usize {
+    let (_, body) = reader.get(store, "/ledger");
+    let ledger: serde_json::Value = serde_json::from_str(&body).expect("the ledger as JSON");
+    ledger["entries"].as_array().map_or(0, Vec::len)
+}

@@ -68,6 +68,7 @@ fn a_writer_is_the_node_its_certificate_names() {
         ("/complete?job=j&run=3&holder=2&generation=7", true),
         ("/lock?holder=2&ttl_ms=100", true),
         ("/ledger", false),
+        ("/first-undone?job=j", false),
     ] {
         let (code, body) = if post_it {
             anonymous.post(&addr, path)
@@ -76,6 +77,15 @@ fn a_writer_is_the_node_its_certificate_names() {
         };
         assert_eq!(code, 401, "{path}: {body}");
     }
+    // A node reads where a job stands: run 1 landed, run 0 not.
+    let (code, body) = node2.get(&addr, "/first-undone?job=j");
+    assert_eq!(
+        (code, json(&body)["run"].as_u64()),
+        (200, Some(0)),
+        "{body}"
+    );
+    let (code, body) = node2.get(&addr, "/first-undone?job=a%20b");
+    assert_eq!(code, 400, "{body}");
     assert_eq!(anonymous.get(&addr, "/healthz").0, 200);
     assert_eq!(anonymous.get(&addr, "/metrics").0, 200);
 

@@ -232,8 +232,13 @@ const IDLE: Duration = Duration::from_millis(10);
 
 impl Worker {
     fn run(&mut self) {
+        let mut was_acting = false;
         while !self.stop.load(Ordering::Relaxed) {
             let credential = self.authority.acting();
+            if credential.is_some() && !was_acting {
+                self.skip_done_runs();
+            }
+            was_acting = credential.is_some();
             {
                 let mut view = lock(&self.view);
                 view.acting = credential.is_some();
@@ -251,6 +256,23 @@ impl Worker {
                     lock(&self.view).store_errors += 1;
                     self.warn(&format!("{e:#}; retrying"));
                     std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    /// On taking over, skips the runs the store says are done, instead of asking about each
+    /// from where this node last left off (from run 0 for a node just started: after a day of
+    /// runs every 500 ms, 172,800 questions per job before the first due run, which the
+    /// torture run showed as minutes of lateness). Only a speed-up: a run is still begun with
+    /// the token, and the store still says whether it is done.
+    fn skip_done_runs(&mut self) {
+        for job in 0..self.jobs.len() {
+            match self.store.first_undone(&self.jobs[job]) {
+                Ok(run) => self.next_run[job] = self.next_run[job].max(run),
+                Err(e) => {
+                    let message = format!("{e:#}; asking about each run instead");
+                    self.warn(&message);
                 }
             }
         }

@@ -31,7 +31,9 @@ use super::jump_budget::JumpBudget;
 use super::ledger::{Ledger, LedgerCounts};
 use super::metrics::StoreMetrics;
 use crate::http::{Handled, Reply};
-use crate::store_api::{Answer, Call, Entry, LedgerPage, Outcome, PagedEntry, unix_ms};
+use crate::store_api::{
+    Answer, Call, Entry, FirstUndone, LedgerPage, Outcome, PagedEntry, unix_ms,
+};
 
 /// Requests decided before one commit, at most.
 pub(crate) const BATCH_MAX: usize = 256;
@@ -52,13 +54,17 @@ pub(crate) struct Decision {
 /// Where a request's answer goes: the HTTP task that awaits it, holding no thread.
 type ReplyTo = oneshot::Sender<Reply>;
 
+/// A read of the ledger, answered after the batch it came with is committed.
+pub(crate) enum Read {
+    /// Entries after `after`, at most `limit`.
+    Page { after: u64, limit: usize },
+    /// The lowest run of `job` not done, every run below it done.
+    FirstUndone { job: String },
+}
+
 enum Job {
     Decide(Decision, ReplyTo),
-    Page {
-        after: u64,
-        limit: usize,
-        reply: ReplyTo,
-    },
+    Read(Read, ReplyTo),
 }
 
 /// What the committer publishes for `/healthz` and `/metrics`.
@@ -115,13 +121,9 @@ impl Committer {
         self.submit(|reply| Job::Decide(decision, reply))
     }
 
-    /// A page of the ledger: entries after `after`, at most `limit`.
-    pub(crate) fn page(&self, after: u64, limit: usize) -> Handled {
-        self.submit(|reply| Job::Page {
-            after,
-            limit,
-            reply,
-        })
+    /// Reads the ledger.
+    pub(crate) fn read(&self, read: Read) -> Handled {
+        self.submit(|reply| Job::Read(read, reply))
     }
 
     /// The ledger's figures and state as of the last commit.
@@ -205,15 +207,11 @@ impl State {
             let batch = gather(first, queue, concurrent);
             concurrent = batch.len() > 1;
             let mut pending = Vec::with_capacity(batch.len());
-            let mut pages = Vec::new();
+            let mut reads = Vec::new();
             for job in batch {
                 match job {
                     Job::Decide(decision, reply) => pending.push(self.decide(&decision, reply)),
-                    Job::Page {
-                        after,
-                        limit,
-                        reply,
-                    } => pages.push((after, limit, reply)),
+                    Job::Read(read, reply) => reads.push((read, reply)),
                 }
             }
             let committed = if pending.iter().any(|p| p.needs_commit) {
@@ -238,8 +236,12 @@ impl State {
                 // A requester that gave up is its own problem.
                 let _ = p.reply.send(answer);
             }
-            for (after, limit, reply) in pages {
-                let _ = reply.send(self.page(after, limit));
+            for (read, reply) in reads {
+                let answer = match read {
+                    Read::Page { after, limit } => self.page(after, limit),
+                    Read::FirstUndone { job } => self.first_undone(job),
+                };
+                let _ = reply.send(answer);
             }
         }
     }
@@ -365,6 +367,16 @@ impl State {
             Verdict::Stale { current } => (Outcome::Stale, Some(current.generation.get())),
             Verdict::Conflict { current } => (Outcome::Conflict, Some(current.generation.get())),
         })
+    }
+
+    fn first_undone(&self, job: String) -> Reply {
+        match self.ledger.first_undone(&job) {
+            Ok(run) => {
+                let answer = FirstUndone { job, run };
+                Reply::json(200, serde_json::to_string(&answer).unwrap_or_default())
+            }
+            Err(e) => Reply::error(500, format!("reading the ledger: {e:#}")),
+        }
     }
 
     fn page(&self, after: u64, limit: usize) -> Reply {

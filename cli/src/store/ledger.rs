@@ -586,6 +586,26 @@ impl Ledger {
             .with_context(|| format!("reading {}", self.path.display()))
     }
 
+    /// The lowest run of `job` that has not landed: every run below it has. What a scheduler
+    /// taking over needs, instead of asking about every run from 0.
+    pub(crate) fn first_undone(&self, job: &str) -> Result<u64> {
+        let read = || -> rusqlite::Result<Option<i64>> {
+            self.conn
+                .prepare_cached(
+                    "SELECT CASE \
+                       WHEN NOT EXISTS (SELECT 1 FROM completions WHERE job = ?1 AND run = 0) \
+                         THEN 0 \
+                       ELSE (SELECT min(c.run) + 1 FROM completions c WHERE c.job = ?1 \
+                             AND NOT EXISTS (SELECT 1 FROM completions d \
+                                             WHERE d.job = ?1 AND d.run = c.run + 1)) \
+                     END",
+                )?
+                .query_row(params![job], |row| row.get(0))
+        };
+        let run = read().with_context(|| format!("reading {}", self.path.display()))?;
+        Ok(run.map_or(0, from_sql))
+    }
+
     /// The largest token generation ever committed, in completions and rejections, pruned
     /// ones included.
     pub(crate) fn max_generation(&self) -> Option<u64> {
@@ -725,6 +745,33 @@ mod tests {
 
     fn jobs(ledger: &Ledger) -> Vec<String> {
         all(ledger).into_iter().map(|(_, job, _)| job).collect()
+    }
+
+    /// The first undone run: 0 for a job never run, the first gap otherwise; refused
+    /// completions do not count as done.
+    #[test]
+    fn the_first_undone_run_is_the_first_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = open(dir.path());
+        assert_eq!(ledger.first_undone("a").unwrap(), 0);
+        for run in [0, 1, 2, 4] {
+            ledger.stage(&landed("a", run)).unwrap();
+        }
+        ledger.stage(&landed("b", 1)).unwrap();
+        ledger.stage(&entry("c", 0, Outcome::Stale, 1)).unwrap();
+        ledger.commit().unwrap();
+        assert_eq!(ledger.first_undone("a").unwrap(), 3);
+        assert_eq!(ledger.first_undone("b").unwrap(), 0);
+        assert_eq!(ledger.first_undone("c").unwrap(), 0);
+        ledger.stage(&landed("a", 3)).unwrap();
+        ledger.commit().unwrap();
+        assert_eq!(ledger.first_undone("a").unwrap(), 5);
+        drop(ledger);
+        assert_eq!(
+            open(dir.path()).first_undone("a").unwrap(),
+            5,
+            "after a restart"
+        );
     }
 
     /// Staged entries count for the committer's next decision at once (a run staged in this
