@@ -117,6 +117,22 @@ fn svg(h: &History, summary: &RunSummary) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{height}" font-family="sans-serif" font-size="11">"#,
         LEFT + PLOT + 20.0
     );
+    // A time axis, in seconds since the run began.
+    let step_s = [5, 10, 30, 60, 300, 600, 1800]
+        .into_iter()
+        .find(|&step| span / 1e3 / step as f64 <= 12.0)
+        .unwrap_or(3600);
+    let mut tick = 0i64;
+    while (tick as f64) <= span {
+        let _ = write!(
+            out,
+            r##"<line x1="{0}" x2="{0}" y1="12" y2="{1}" stroke="#eee"/><text x="{0}" y="10" text-anchor="middle" fill="#888">{2} s</text>"##,
+            x(tick),
+            height - 20.0,
+            tick / 1000
+        );
+        tick += step_s * 1000;
+    }
     for (row, id) in h.nodes.iter().enumerate() {
         let y = 20.0 + ROW * row as f64;
         let _ = write!(out, r#"<text x="4" y="{}">node {id}</text>"#, y + 14.0);
