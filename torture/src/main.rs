@@ -274,6 +274,9 @@ fn report(
             ),
             _ => {}
         }
+        if let Some(why) = &s.aborted {
+            failures.push(format!("the {:?} run ended early: {why}", s.mode));
+        }
         for exit in s.unexpected_exits.iter().filter(|e| e.crashed) {
             failures.push(format!(
                 "{} crashed in the {:?} run ({}): {}",

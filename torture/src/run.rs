@@ -47,6 +47,8 @@ pub(crate) struct Outcome {
     pub(crate) notes: Vec<String>,
     /// The run was interrupted (Ctrl-C) before it ended.
     pub(crate) interrupted: bool,
+    /// Why the harness ended the run early, if it did.
+    pub(crate) aborted: Option<String>,
 }
 
 /// Plays `plan` in `mode`, keeping its files under `dir`.
@@ -94,7 +96,7 @@ pub(crate) fn play(
         .map(|&id| (id, cluster.status_addr(id)))
         .collect();
 
-    let (record, interrupted, ended_ms) = std::thread::scope(|scope| -> Result<_> {
+    let (record, interrupted, aborted, ended_ms) = std::thread::scope(|scope| -> Result<_> {
         for (id, addr) in &status_addrs {
             let observations = &observations;
             let done = &done;
@@ -124,11 +126,19 @@ pub(crate) fn play(
         // Whatever happened, the faults end and the threads stop.
         let healed = nemesis.heal_all();
         done.store(true, Ordering::Relaxed);
-        let completed = played?;
-        healed?;
+        // A harness failure (a store that does not come back, say) ends the run early, and
+        // what was recorded until then is still judged.
+        let mut aborted = None;
+        let completed = played.unwrap_or_else(|e| {
+            aborted = Some(format!("{e:#}"));
+            false
+        });
+        if let Err(e) = healed {
+            aborted.get_or_insert(format!("healing the faults: {e:#}"));
+        }
         let ended_ms = nemesis.clock.now_ms();
         nemesis.snapshot("final")?;
-        Ok((nemesis.record, !completed, ended_ms))
+        Ok((nemesis.record, !completed, aborted, ended_ms))
     })?;
     cluster.stop();
 
@@ -163,7 +173,8 @@ pub(crate) fn play(
         supervisor_restarts: record.supervisor_restarts,
         skipped: record.skipped,
         notes: record.notes,
-        interrupted,
+        interrupted: interrupted && aborted.is_none(),
+        aborted,
     })
 }
 

@@ -53,6 +53,8 @@ pub(crate) struct RunSummary {
     pub(crate) supervisor_restarts: usize,
     pub(crate) unexpected_exits: Vec<Exit>,
     pub(crate) notes: Vec<String>,
+    /// Why the harness ended the run early, if it did.
+    pub(crate) aborted: Option<String>,
 }
 
 /// Summarizes `outcome`, whose history `checks` judged.
@@ -91,6 +93,7 @@ pub(crate) fn summarize(outcome: &Outcome, checks: Vec<Check>) -> RunSummary {
         supervisor_restarts: outcome.supervisor_restarts.len(),
         unexpected_exits: outcome.exits.clone(),
         notes: outcome.notes.clone(),
+        aborted: outcome.aborted.clone(),
     }
 }
 
