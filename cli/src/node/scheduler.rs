@@ -233,10 +233,11 @@ const IDLE: Duration = Duration::from_millis(10);
 impl Worker {
     fn run(&mut self) {
         let mut was_acting = false;
+        let mut skipped = false;
         while !self.stop.load(Ordering::Relaxed) {
             let credential = self.authority.acting();
-            if credential.is_some() && !was_acting {
-                self.skip_done_runs();
+            if credential.is_none() || !was_acting {
+                skipped = false;
             }
             was_acting = credential.is_some();
             {
@@ -244,6 +245,16 @@ impl Worker {
                 view.acting = credential.is_some();
                 view.generation = credential.and_then(|c| c.generation);
                 view.lease_until = credential.map(|c| Instant::now() + c.remaining);
+            }
+            // Until the store has said where each job stands, no run is begun: a store that
+            // cannot say that cannot take a begin either.
+            if credential.is_some() && !skipped {
+                skipped = self.skip_done_runs();
+                if !skipped {
+                    lock(&self.view).store_errors += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
             }
             let (Some(credential), Some((job, run))) = (credential, self.oldest_due()) else {
                 std::thread::sleep(IDLE);
@@ -266,16 +277,18 @@ impl Worker {
     /// runs every 500 ms, 172,800 questions per job before the first due run, which the
     /// torture run showed as minutes of lateness). Only a speed-up: a run is still begun with
     /// the token, and the store still says whether it is done.
-    fn skip_done_runs(&mut self) {
+    /// True when the store answered for every job.
+    fn skip_done_runs(&mut self) -> bool {
         for job in 0..self.jobs.len() {
             match self.store.first_undone(&self.jobs[job]) {
                 Ok(run) => self.next_run[job] = self.next_run[job].max(run),
                 Err(e) => {
-                    let message = format!("{e:#}; asking about each run instead");
-                    self.warn(&message);
+                    self.warn(&format!("{e:#}; retrying"));
+                    return false;
                 }
             }
         }
+        true
     }
 
     /// The job whose oldest undone run is oldest, if one is due.
