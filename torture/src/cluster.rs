@@ -392,6 +392,20 @@ impl<'n> Cluster<'n> {
         }
     }
 
+    /// Stops the nodes (and with them their schedulers), leaving the store up.
+    pub(crate) fn stop_nodes(&mut self) {
+        for (name, member) in &mut self.members {
+            if name == "store" {
+                continue;
+            }
+            if let Some(mut child) = member.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            member.held_down = true;
+        }
+    }
+
     /// Stops every process (SIGCONT first, so that a stopped one can die of SIGTERM... or
     /// SIGKILL, which needs no cooperation).
     pub(crate) fn stop(&mut self) {

@@ -97,14 +97,24 @@ fn parse_duration_ms(text: &str) -> Result<i64, String> {
     Ok(ms)
 }
 
+/// How a run ended, as its exit code says: 0 held (or skipped), 1 a promise broken (or the
+/// checker shown blind, a crash, a clock fault that did not take), 2 bad arguments (clap), 3 the
+/// harness could not run or finish, 130 interrupted.
+enum Ending {
+    Held,
+    Broken,
+    Interrupted,
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     match run(&args) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+        Ok(Ending::Held) => ExitCode::SUCCESS,
+        Ok(Ending::Broken) => ExitCode::from(1),
+        Ok(Ending::Interrupted) => ExitCode::from(130),
         Err(e) => {
             eprintln!("fencekit-torture: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(3)
         }
     }
 }
@@ -136,16 +146,16 @@ fn fencekit_command(given: Option<&PathBuf>) -> Result<PathBuf> {
     )
 }
 
-/// Runs the control and the fenced run; true when fencekit held and the checker was shown able
+/// Runs the control and the fenced run: held when fencekit held and the checker was shown able
 /// to fail.
-fn run(args: &Args) -> Result<bool> {
+fn run(args: &Args) -> Result<Ending> {
     if let Some(reason) = Net::unavailable() {
         // Not a failure: a machine that cannot make namespaces cannot run this.
         if args.json {
             println!("{}", serde_json::json!({ "skipped": reason }));
         }
         eprintln!("fencekit-torture: skipped: {reason}");
-        return Ok(true);
+        return Ok(Ending::Held);
     }
     let fencekit = fencekit_command(args.fencekit.as_ref())?;
     let seed = args
@@ -198,7 +208,7 @@ fn run(args: &Args) -> Result<bool> {
     })
     .context("installing the Ctrl-C handler")?;
     eprintln!(
-        "fencekit-torture: seed {seed}, {} nodes, {} faults over {} s per run; left out: {}",
+        "fencekit-torture: seed {seed}, {} nodes, {} faults planned over {} s per run; left out: {}",
         setup.nodes,
         planned.len(),
         duration_ms / 1000,
@@ -206,6 +216,14 @@ fn run(args: &Args) -> Result<bool> {
     );
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
+    let _lock = lock_out_dir(&args.out)?;
+    // Fail before the run, not after it.
+    let html = std::fs::File::create(&args.html).with_context(|| {
+        format!(
+            "cannot write the report to {}: choose another --html",
+            args.html.display()
+        )
+    })?;
     let modes = match args.only.as_deref() {
         Some("fenced") => vec![Mode::Fenced],
         Some(_) => vec![Mode::Naive],
@@ -213,10 +231,7 @@ fn run(args: &Args) -> Result<bool> {
     };
     let mut runs = Vec::new();
     for mode in modes {
-        let name = match mode {
-            Mode::Naive => "naive",
-            Mode::Fenced => "fenced",
-        };
+        let name = mode_name(mode);
         eprintln!("fencekit-torture: the {name} run");
         let dir = args.out.join(name);
         if dir.exists() {
@@ -241,61 +256,139 @@ fn run(args: &Args) -> Result<bool> {
         let interrupted = outcome.interrupted;
         runs.push((outcome.history, summary));
         if interrupted {
-            bail!("interrupted");
+            eprintln!(
+                "fencekit-torture: interrupted; the history so far is in {}",
+                history_file.display()
+            );
+            return Ok(Ending::Interrupted);
         }
     }
-    report(args, &runs, seed, &left_out)
+    report(args, html, &runs, seed, &left_out)
 }
 
-/// Prints the summary, writes the HTML report, and judges the runs.
-fn report(
-    args: &Args,
-    runs: &[(history::History, RunSummary)],
-    seed: u64,
-    left_out: &[String],
-) -> Result<bool> {
-    let summaries: Vec<&RunSummary> = runs.iter().map(|(_, s)| s).collect();
-    let table = summary::table(&summaries);
-    let pairs: Vec<(&history::History, &RunSummary)> = runs.iter().map(|(h, s)| (h, s)).collect();
-    std::fs::write(&args.html, timeline::html(&pairs, &table))
-        .with_context(|| format!("writing {}", args.html.display()))?;
+/// Holds `out/.lock` for the run: a second run with the same `--out` would delete this one's
+/// files and unmount its disks.
+fn lock_out_dir(out: &Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = out.join(".lock");
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    // SAFETY: flock(2) on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        bail!(
+            "another run is using {}: give each run its own --out",
+            out.display()
+        );
+    }
+    Ok(file)
+}
+
+/// The command line that plays the same schedule again.
+fn replay(args: &Args, seed: u64) -> String {
+    let mut line = format!("fencekit-torture --seed {seed}");
+    if args.quick {
+        line.push_str(" --quick");
+    } else {
+        line.push_str(&format!(" --duration {}s", args.duration / 1000));
+    }
+    line.push_str(&format!(" --nodes {}", args.nodes));
+    if let Some(clients) = args.clients {
+        line.push_str(&format!(" --clients {clients}"));
+    }
+    if args.beyond_drift {
+        line.push_str(" --beyond-drift");
+    }
+    if let Some(only) = &args.only {
+        line.push_str(&format!(" --only {only}"));
+    }
+    if let Some(fencekit) = &args.fencekit {
+        line.push_str(&format!(" --fencekit {}", fencekit.display()));
+    }
+    line
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Naive => "naive",
+        Mode::Fenced => "fenced",
+    }
+}
+
+/// Why the runs do not show what they must: empty when fencekit held and the control failed.
+fn failures(summaries: &[&RunSummary]) -> Vec<String> {
     let mut failures = Vec::new();
-    for s in &summaries {
+    for s in summaries {
+        let run = mode_name(s.mode);
         match s.mode {
             Mode::Fenced if s.violations > 0 => failures.push(format!(
-                "fencekit's run broke {} promises: see the checks above and {}",
-                s.violations,
-                args.html.display()
+                "fencekit's run broke {} promises: see the checks",
+                s.violations
             )),
-            Mode::Naive if s.violations == 0 => failures.push(
-                "the naive control showed no violation: the schedule did not bite, or the checker \
-                 is blind"
-                    .to_owned(),
-            ),
+            Mode::Naive
+                if !s
+                    .checks
+                    .iter()
+                    .any(|c| c.name == "no-run-twice" && c.violations_total > 0) =>
+            {
+                failures.push(
+                    "the naive control ran no job twice: the schedule did not bite, or the \
+                     checker is blind"
+                        .to_owned(),
+                )
+            }
             _ => {}
         }
+        // A check with nothing to look at proves nothing.
+        for c in s.checks.iter().filter(|c| c.applies && c.examined == 0) {
+            failures.push(format!(
+                "check {} had nothing to examine in the {run} run: the history lacks its evidence",
+                c.name
+            ));
+        }
         if let Some(why) = &s.aborted {
-            failures.push(format!("the {:?} run ended early: {why}", s.mode));
+            failures.push(format!("the {run} run ended early: {why}"));
+        }
+        for gap in &s.history_gaps {
+            failures.push(format!("the {run} run's history is incomplete: {gap}"));
         }
         for exit in s.unexpected_exits.iter().filter(|e| e.crashed) {
             failures.push(format!(
-                "{} crashed in the {:?} run ({}): {}",
+                "{} crashed in the {run} run ({}): {}",
                 exit.member,
-                s.mode,
                 exit.status,
                 exit.log_tail.lines().last().unwrap_or("")
             ));
         }
         for c in s.clock_checks.iter().filter(|c| !c.took_effect) {
+            let measured = c.measured.map_or_else(
+                || "a rate it could not measure".to_owned(),
+                |m| format!("{m}×"),
+            );
             failures.push(format!(
-                "node {}'s clock ran at {:?}, not the {} libfaketime was asked for",
-                c.node, c.measured, c.intended
+                "node {}'s clock ran at {measured}, not the {}× libfaketime was asked for",
+                c.node, c.intended
             ));
         }
     }
+    failures
+}
+
+/// Prints the summary, writes the HTML report, and judges the runs.
+fn report(
+    args: &Args,
+    mut html: std::fs::File,
+    runs: &[(history::History, RunSummary)],
+    seed: u64,
+    left_out: &[String],
+) -> Result<Ending> {
+    use std::io::Write as _;
+    let summaries: Vec<&RunSummary> = runs.iter().map(|(_, s)| s).collect();
+    let table = summary::table(&summaries);
+    let failures = failures(&summaries);
     if args.json {
         let json = serde_json::json!({
             "seed": seed,
+            "replay": replay(args, seed),
             "left_out": left_out,
             "html": args.html,
             "runs": summaries,
@@ -306,34 +399,41 @@ fn report(
     } else {
         println!("\n{table}");
         for s in &summaries {
+            let run = mode_name(s.mode);
             for check in s.checks.iter().filter(|c| c.violations_total > 0) {
-                println!("{:?} {}: {}", s.mode, check.name, check.promise);
+                println!("{run} {}: {}", check.name, check.promise);
                 for v in check.violations.iter().take(5) {
-                    println!("  at {:?} ms: {}", v.at_ms, v.what);
+                    match v.at_ms {
+                        Some(at) => println!("  at {at} ms: {}", v.what),
+                        None => println!("  {}", v.what),
+                    }
                 }
             }
             for exit in &s.unexpected_exits {
                 println!(
-                    "{:?}: {} exited ({}): {}",
-                    s.mode,
+                    "{run}: {} exited ({}): {}",
                     exit.member,
                     exit.status,
                     exit.log_tail.lines().last().unwrap_or("")
                 );
             }
             for note in &s.notes {
-                println!("{:?}: {note}", s.mode);
+                println!("{run}: {note}");
             }
         }
         println!("left out: {}", left_out.join("; "));
         println!("timeline: {}", args.html.display());
-        println!(
-            "replay: fencekit-torture --seed {seed}{}",
-            if args.quick { " --quick" } else { "" }
-        );
+        println!("replay: {}", replay(args, seed));
     }
+    let pairs: Vec<(&history::History, &RunSummary)> = runs.iter().map(|(h, s)| (h, s)).collect();
+    html.write_all(timeline::html(&pairs, &table).as_bytes())
+        .with_context(|| format!("writing {}", args.html.display()))?;
     for failure in &failures {
         eprintln!("fencekit-torture: FAILED: {failure}");
     }
-    Ok(failures.is_empty())
+    Ok(if failures.is_empty() {
+        Ending::Held
+    } else {
+        Ending::Broken
+    })
 }

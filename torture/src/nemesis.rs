@@ -498,18 +498,8 @@ impl<'a, 'n> Nemesis<'a, 'n> {
 
     /// Reads the whole ledger into the record.
     pub(crate) fn snapshot(&mut self, why: &str) -> Result<()> {
-        match self.cluster.ledger() {
-            Ok(raw) => {
-                let entries = raw
-                    .iter()
-                    .map(|e| ledger_entry(e, self.clock))
-                    .collect::<Result<Vec<_>>>()?;
-                self.record.snapshots.push(Snapshot {
-                    taken_ms: self.clock.now_ms(),
-                    why: why.to_owned(),
-                    entries,
-                });
-            }
+        match read_snapshot(self.cluster, self.clock, why) {
+            Ok(snapshot) => self.record.snapshots.push(snapshot),
             Err(e) => self
                 .record
                 .notes
@@ -517,6 +507,20 @@ impl<'a, 'n> Nemesis<'a, 'n> {
         }
         Ok(())
     }
+}
+
+/// The whole ledger, as read now.
+pub(crate) fn read_snapshot(cluster: &Cluster<'_>, clock: RunClock, why: &str) -> Result<Snapshot> {
+    let raw = cluster.ledger()?;
+    let entries = raw
+        .iter()
+        .map(|e| ledger_entry(e, clock))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Snapshot {
+        taken_ms: clock.now_ms(),
+        why: why.to_owned(),
+        entries,
+    })
 }
 
 /// One `/ledger` entry.

@@ -116,9 +116,15 @@ fn rate(rng: &mut ChaCha8Rng, max_drift: f64, beyond: bool) -> f64 {
             rng.gen_range(1.1..2.0)
         }
     } else {
-        // 1 ± d/2.1: (1 − d/2.1) / (1 + d/2.1) ≥ 1 − d.
+        // 1 ± d/2.1: (1 − d/2.1) / (1 + d/2.1) ≥ 1 − d; and at least 0.005 from 1, so that
+        // a rate that did not take effect shows.
         let spread = max_drift / 2.1;
-        rng.gen_range(1.0 - spread..=1.0 + spread)
+        let off = rng.gen_range(0.005..=spread.max(0.005));
+        if rng.gen_bool(0.5) {
+            1.0 + off
+        } else {
+            1.0 - off
+        }
     };
     // Three decimals: what libfaketime is given, and what the report shows.
     (rate * 1000.0).round() / 1000.0
@@ -181,6 +187,8 @@ mod tests {
             .iter()
             .fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
         assert!(lo / hi >= 0.95, "{lo} / {hi}");
+        let close = rates.iter().filter(|r| (*r - 1.0).abs() < 0.0049).count();
+        assert_eq!(close, 0, "rates within 0.005 of real time");
         let beyond: Vec<f64> = draw_for(1, false, true).iter().map(|p| p.rate).collect();
         assert!(
             beyond.iter().all(|r| !(0.9..=1.1).contains(r)),

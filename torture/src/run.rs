@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use crate::cluster::{Cluster, Exit, Settings, node_name};
 use crate::history::{Answer, Call, History, JobSchedule, Mode, Op, OpClock};
 use crate::http::Http;
-use crate::nemesis::Nemesis;
+use crate::nemesis::{Nemesis, read_snapshot};
 use crate::net::Net;
 use crate::observer::Observations;
 use crate::plan::Planned;
@@ -49,6 +49,8 @@ pub(crate) struct Outcome {
     pub(crate) interrupted: bool,
     /// Why the harness ended the run early, if it did.
     pub(crate) aborted: Option<String>,
+    /// What the history lacks (a node's request log that is missing).
+    pub(crate) gaps: Vec<String>,
 }
 
 /// Plays `plan` in `mode`, keeping its files under `dir`.
@@ -96,55 +98,72 @@ pub(crate) fn play(
         .map(|&id| (id, cluster.status_addr(id)))
         .collect();
 
-    let (record, interrupted, aborted, ended_ms) = std::thread::scope(|scope| -> Result<_> {
-        for (id, addr) in &status_addrs {
-            let observations = &observations;
-            let done = &done;
-            scope.spawn(move || observations.sample(*id, addr, mode, clock, done));
-        }
-        for client in &clients {
-            let (ops, done) = (&ops, &done);
-            let name = node_name(client.node);
-            scope.spawn(move || {
-                // The client lives in its node's namespace: a partition that cuts the node
-                // from the store cuts its client too.
-                match net.enter(&name) {
-                    Ok(()) => run_client(client, clock, done, ops),
-                    Err(e) => eprintln!("fencekit-torture: client of {name}: {e:#}"),
-                }
-            });
-        }
-        let mut nemesis = Nemesis::new(&mut cluster, net, &observations, clock, stop);
-        let played = (|| -> Result<bool> {
-            if !nemesis.idle(setup.warmup_ms)? {
-                return Ok(false);
+    let (mut record, interrupted, mut aborted, ended_ms) =
+        std::thread::scope(|scope| -> Result<_> {
+            for (id, addr) in &status_addrs {
+                let observations = &observations;
+                let done = &done;
+                scope.spawn(move || observations.sample(*id, addr, mode, clock, done));
             }
-            let start_ms = nemesis.clock.now_ms();
-            nemesis.play(plan, start_ms)?;
-            nemesis.idle(setup.settle_ms)
-        })();
-        // Whatever happened, the faults end and the threads stop.
-        let healed = nemesis.heal_all();
-        done.store(true, Ordering::Relaxed);
-        // A harness failure (a store that does not come back, say) ends the run early, and
-        // what was recorded until then is still judged.
-        let mut aborted = None;
-        let completed = played.unwrap_or_else(|e| {
-            aborted = Some(format!("{e:#}"));
-            false
-        });
-        if let Err(e) = healed {
-            aborted.get_or_insert(format!("healing the faults: {e:#}"));
+            for client in &clients {
+                let (ops, done) = (&ops, &done);
+                let name = node_name(client.node);
+                scope.spawn(move || {
+                    // The client lives in its node's namespace: a partition that cuts the node
+                    // from the store cuts its client too.
+                    match net.enter(&name) {
+                        Ok(()) => run_client(client, clock, done, ops),
+                        Err(e) => eprintln!("fencekit-torture: client of {name}: {e:#}"),
+                    }
+                });
+            }
+            let mut nemesis = Nemesis::new(&mut cluster, net, &observations, clock, stop);
+            let played = (|| -> Result<bool> {
+                if !nemesis.idle(setup.warmup_ms)? {
+                    return Ok(false);
+                }
+                let start_ms = nemesis.clock.now_ms();
+                nemesis.play(plan, start_ms)?;
+                nemesis.idle(setup.settle_ms)
+            })();
+            // Whatever happened, the faults end and the threads stop.
+            let healed = nemesis.heal_all();
+            done.store(true, Ordering::Relaxed);
+            // A harness failure (a store that does not come back, say) ends the run early, and
+            // what was recorded until then is still judged.
+            let mut aborted = None;
+            let completed = played.unwrap_or_else(|e| {
+                aborted = Some(format!("{e:#}"));
+                false
+            });
+            if let Err(e) = healed {
+                aborted.get_or_insert(format!("healing the faults: {e:#}"));
+            }
+            let ended_ms = nemesis.clock.now_ms();
+            Ok((nemesis.record, !completed, aborted, ended_ms))
+        })?;
+    // The final read comes after every writer has stopped: the clients are joined (the scope
+    // ended), the nodes killed. A completion acknowledged after the read would look lost.
+    cluster.stop_nodes();
+    match read_snapshot(&cluster, clock, "final") {
+        Ok(snapshot) => record.snapshots.push(snapshot),
+        Err(e) => {
+            aborted.get_or_insert(format!("the final ledger read failed: {e:#}"));
         }
-        let ended_ms = nemesis.clock.now_ms();
-        nemesis.snapshot("final")?;
-        Ok((nemesis.record, !completed, aborted, ended_ms))
-    })?;
+    }
     cluster.stop();
 
     let mut all_ops = ops.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut gaps = Vec::new();
     for &id in &ids {
-        all_ops.extend(read_request_log(&cluster.request_log(id), id, clock)?);
+        match read_request_log(&cluster.request_log(id), id, clock)? {
+            Some(ops) => all_ops.extend(ops),
+            None => gaps.push(format!(
+                "node {id} left no request log ({}): its scheduler's requests are not in the \
+                 history",
+                cluster.request_log(id).display()
+            )),
+        }
     }
     all_ops.sort_by_key(|op| op.invoke_ms);
     let history = History {
@@ -175,14 +194,16 @@ pub(crate) fn play(
         notes: record.notes,
         interrupted: interrupted && aborted.is_none(),
         aborted,
+        gaps,
     })
 }
 
-/// A node's `--request-log`, as operations on the node's clock.
-fn read_request_log(path: &Path, node: u64, clock: RunClock) -> Result<Vec<Op>> {
+/// A node's `--request-log`, as operations on the node's clock; `None` if there is none (every
+/// node makes its log when it starts, whether it ever leads or not).
+fn read_request_log(path: &Path, node: u64, clock: RunClock) -> Result<Option<Vec<Op>>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     #[derive(serde::Deserialize)]
@@ -220,5 +241,5 @@ fn read_request_log(path: &Path, node: u64, clock: RunClock) -> Result<Vec<Op>> 
             error: line.error,
         });
     }
-    Ok(ops)
+    Ok(Some(ops))
 }

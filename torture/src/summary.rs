@@ -55,6 +55,8 @@ pub(crate) struct RunSummary {
     pub(crate) notes: Vec<String>,
     /// Why the harness ended the run early, if it did.
     pub(crate) aborted: Option<String>,
+    /// What the history lacks.
+    pub(crate) history_gaps: Vec<String>,
 }
 
 /// Summarizes `outcome`, whose history `checks` judged.
@@ -94,6 +96,7 @@ pub(crate) fn summarize(outcome: &Outcome, checks: Vec<Check>) -> RunSummary {
         unexpected_exits: outcome.exits.clone(),
         notes: outcome.notes.clone(),
         aborted: outcome.aborted.clone(),
+        history_gaps: outcome.gaps.clone(),
     }
 }
 
@@ -196,8 +199,10 @@ fn failover(h: &History) -> Failover {
     }
 }
 
-/// For each clock fault, the node's clock rate measured from its first and last answers in the
-/// span (at least 2 s apart): the change of its `at_ns` over the real time between them.
+/// For each clock fault, the node's clock rate measured from its own readings (`at_ns`) in two
+/// answers at least 3 s apart in the fault's span, against real time between them. Each end
+/// uses the quickest answer among the first and the last twenty, since a reading was taken
+/// somewhere between the request's sending and its answer.
 fn clock_checks(h: &History) -> Vec<ClockCheck> {
     h.rates
         .iter()
@@ -209,22 +214,31 @@ fn clock_checks(h: &History) -> Vec<ClockCheck> {
                 .filter(|s| rate.span.end_ms.is_none_or(|end| s.received_ms < end))
                 .filter(|s| s.clock_ns.is_some())
                 .collect();
-            let measured = match (inside.first(), inside.last()) {
-                (Some(a), Some(b)) if b.sent_ms - a.received_ms >= 2_000 => {
+            let rtt = |s: &&&Sample| s.received_ms - s.sent_ms;
+            let ends = (
+                inside.iter().take(20).min_by_key(rtt),
+                inside.iter().rev().take(20).min_by_key(rtt),
+            );
+            let measured = match ends {
+                (Some(a), Some(b)) if b.sent_ms - a.received_ms >= 3_000 => {
                     let mid = |s: &Sample| (s.sent_ms + s.received_ms) as f64 / 2.0;
                     let clock =
                         (b.clock_ns.unwrap_or(0) as f64 - a.clock_ns.unwrap_or(0) as f64) / 1e6;
-                    Some(clock / (mid(b) - mid(a)))
+                    let real = mid(b) - mid(a);
+                    // How far the readings' instants may be from the midpoints, as a rate.
+                    let blur = (rtt(&a) + rtt(&b)) as f64 / 2.0 / real;
+                    Some((clock / real, blur))
                 }
                 _ => None,
             };
-            // Within 1 % of the rate intended: the real-time windows of two answers 2 s apart
-            // blur the measure by well under that.
-            let took_effect = measured.is_none_or(|m| (m - rate.rate).abs() <= 0.01);
+            // Rates are drawn at least 0.005 away from real time: half that tells them apart
+            // from a fault that did not take effect.
+            let took_effect =
+                measured.is_some_and(|(m, blur)| (m - rate.rate).abs() <= 0.0025_f64.max(blur));
             ClockCheck {
                 node: rate.node,
                 intended: rate.rate,
-                measured: measured.map(|m| (m * 10_000.0).round() / 10_000.0),
+                measured: measured.map(|(m, _)| (m * 10_000.0).round() / 10_000.0),
                 took_effect,
             }
         })

@@ -266,12 +266,27 @@ pub(crate) fn html(runs: &[(&History, &RunSummary)], table: &str) -> String {
         };
         let _ = write!(
             out,
-            "<h2>{title}</h2><p>seed {}, {} faults, {} violations</p>{}",
+            "<h2>{title}</h2><p>seed {}, {} faults played, {} violations</p>{}",
             h.seed,
             h.faults.len(),
             summary.violations,
             svg(h, summary)
         );
+        // Violations known only by a node's clock have no place on the time axis.
+        let untimed: Vec<String> = summary
+            .checks
+            .iter()
+            .flat_map(|c| c.violations.iter().map(move |v| (c.name, v)))
+            .filter(|(_, v)| v.at_ms.is_none())
+            .map(|(name, v)| format!("<li>{name}: {}</li>", escape(&v.what)))
+            .collect();
+        if !untimed.is_empty() {
+            let _ = write!(
+                out,
+                "<p>Not on the axis (timed by a node's clock only):</p><ul>{}</ul>",
+                untimed.join("")
+            );
+        }
     }
     out.push_str("</body></html>");
     out
