@@ -911,7 +911,10 @@ mod tests {
         // SAFETY: 3 readable items, room for 3 verdicts.
         let status =
             unsafe { fk_fence_check_batch(fence, items.as_ptr(), verdicts.as_mut_ptr(), 3) };
-        assert_eq!(status, FK_STATUS_UNKNOWN_RESOURCE);
+        assert_eq!(
+            status, FK_STATUS_INVALID_BATCH,
+            "an unknown id is a bad item"
+        );
         assert!(none(&verdicts[..3]));
         items[2].resource = id;
 

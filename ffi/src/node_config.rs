@@ -281,7 +281,7 @@ mod tests {
                     "\"cluster\": 7,",
                     "\"cluster\": 7, \"timing\": {\"margin_ms\": 0},",
                 ),
-                "margin",
+                "timing.margin_ms: margin",
             ),
             (
                 &GOOD.replace(", \"tls\": {\"dir\": \"/etc/fk/node-1\"}", ""),
@@ -308,5 +308,102 @@ mod tests {
             let message = err(json);
             assert!(message.contains(expected), "{json}: {message}");
         }
+    }
+
+    /// A negative number (or any value its field's type cannot hold) is refused naming the
+    /// field by its path, as is every value the node cannot use.
+    #[test]
+    fn every_config_error_names_its_field_by_its_json_path() {
+        let with =
+            |extra: &str| GOOD.replace("\"cluster\": 7,", &format!("\"cluster\": 7, {extra},"));
+        let cases = [
+            (
+                GOOD.replace("\"cluster\": 7", "\"cluster\": -7"),
+                "cluster: invalid value: integer `-7`",
+            ),
+            (
+                GOOD.replace("\"id\": 1,", "\"id\": -1,"),
+                "id: invalid value: integer `-1`",
+            ),
+            (
+                with("\"timing\": {\"tick_ms\": -1}"),
+                "timing.tick_ms: invalid value",
+            ),
+            (
+                with("\"timing\": {\"margin_ms\": -1}"),
+                "timing.margin_ms: invalid value",
+            ),
+            (
+                with("\"timing\": {\"election_tick\": -1}"),
+                "timing.election_tick: invalid value",
+            ),
+            (
+                with("\"timing\": {\"heartbeat_tick\": -1}"),
+                "timing.heartbeat_tick: invalid value",
+            ),
+            (
+                with("\"timing\": {\"max_drift\": \"high\"}"),
+                "timing.max_drift: invalid type",
+            ),
+            (
+                with("\"segment_size\": -4096"),
+                "segment_size: invalid value",
+            ),
+            (with("\"voters\": [1, -2]"), "voters[1]: invalid value"),
+            (with("\"voters\": [1, 0]"), "voters[1] = 0"),
+            (
+                GOOD.replace("\"id\": 2", "\"id\": -2"),
+                "peers[0].id: invalid value",
+            ),
+            (GOOD.replace("\"id\": 2", "\"id\": 0"), "peers[0].id = 0"),
+            (
+                GOOD.replace("\"127.0.0.1:0\"", "7001"),
+                "listen: invalid type",
+            ),
+            (with("\"tls\": 5"), "tls: invalid type"),
+            // Each rule of Timing::validate, under the JSON field it is about.
+            (
+                with("\"timing\": {\"tick_ms\": 0}"),
+                "timing.tick_ms: tick = 0ns",
+            ),
+            (
+                with("\"timing\": {\"tick_ms\": 20000}"),
+                "timing.tick_ms: tick = 20s",
+            ),
+            (
+                with("\"timing\": {\"election_tick\": 2}"),
+                "timing.election_tick: election_tick = 2",
+            ),
+            (
+                with("\"timing\": {\"heartbeat_tick\": 0}"),
+                "timing.heartbeat_tick: heartbeat_tick = 0",
+            ),
+            (
+                with("\"timing\": {\"heartbeat_tick\": 30}"),
+                "timing.heartbeat_tick: heartbeat_tick = 30 must be less than election_tick",
+            ),
+            (
+                with("\"timing\": {\"max_drift\": -0.25}"),
+                "timing.max_drift: max_drift = -0.25",
+            ),
+            (
+                with("\"timing\": {\"max_drift\": 0.5}"),
+                "timing.max_drift: max_drift = 0.5",
+            ),
+            (
+                with("\"timing\": {\"margin_ms\": 1}"),
+                "timing.margin_ms: margin = 1ms",
+            ),
+            (
+                with("\"segment_size\": 1000"),
+                "segment_size = 1000: must be a multiple of 4096",
+            ),
+        ];
+        for (json, expected) in cases {
+            let message = err(&json);
+            assert!(message.contains(expected), "{json}: {message}");
+        }
+        // Trailing text is not JSON either.
+        assert!(err(&format!("{GOOD} x")).contains("does not parse"));
     }
 }
