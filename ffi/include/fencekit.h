@@ -286,7 +286,8 @@ typedef uint32_t fk_policy_kind;
 // A text argument (a path, a configuration) that is not valid UTF-8.
 #define FK_STATUS_INVALID_UTF8 1002
 
-// A token, generation or node id that is not valid (zero, or above 2^63 − 1).
+// A token, generation or node id that is not valid: a generation of 0 or above 2^63 − 1, or
+// a holder or node id of 0 (a holder is a node id: any of 1 to 2^64 − 1).
 #define FK_STATUS_INVALID_TOKEN 1003
 
 // A resource key that is empty or longer than `FK_KEY_LEN_MAX`.

@@ -25,7 +25,8 @@ pub const FK_STATUS_NULL_ARGUMENT: fk_status = 1000;
 pub const FK_STATUS_INVALID_ARGUMENT: fk_status = 1001;
 /// A text argument (a path, a configuration) that is not valid UTF-8.
 pub const FK_STATUS_INVALID_UTF8: fk_status = 1002;
-/// A token, generation or node id that is not valid (zero, or above 2^63 − 1).
+/// A token, generation or node id that is not valid: a generation of 0 or above 2^63 − 1, or
+/// a holder or node id of 0 (a holder is a node id: any of 1 to 2^64 − 1).
 pub const FK_STATUS_INVALID_TOKEN: fk_status = 1003;
 /// A resource key that is empty or longer than `FK_KEY_LEN_MAX`.
 pub const FK_STATUS_INVALID_KEY: fk_status = 1004;

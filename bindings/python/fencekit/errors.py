@@ -19,7 +19,8 @@ class InvalidArgumentError(FencekitError, ValueError):
 
 
 class InvalidTokenError(InvalidArgumentError):
-    """A token whose generation or holder is 0, negative, or above 2**63 - 1."""
+    """A token (or node id) that no token can have: a generation that is not 1 to 2**63 - 1,
+    or a holder that is not 1 to 2**64 - 1 (a holder is a node id; 0 is none)."""
 
 
 class InvalidKeyError(InvalidArgumentError):
