@@ -176,7 +176,10 @@ impl fmt::Debug for Fence {
     }
 }
 
-fn validate_key(key: &[u8]) -> Result<(), Error> {
+/// Refuses a key no fence can hold: empty, or longer than [`KEY_LEN_MAX`] bytes
+/// ([`Error::InvalidKey`], saying which). Every call that takes a key checks it; a lookup by
+/// key across the C ABI checks it too, so that a bad key reads as bad, not as unregistered.
+pub fn validate_key(key: &[u8]) -> Result<(), Error> {
     if key.is_empty() {
         return Err(Error::InvalidKey(format!(
             "a key is 1 to {KEY_LEN_MAX} bytes; this one is empty"

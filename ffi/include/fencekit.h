@@ -489,8 +489,10 @@ fk_status fk_fence_register(const struct fk_fence *fence,
                             size_t key_len,
                             uint32_t *out_resource);
 
-// Writes the id of the resource named `key` to `*out_resource`, or fails with
-// `FK_STATUS_UNKNOWN_RESOURCE` if the key is not registered.
+// Writes the id of the resource named `key` to `*out_resource`. Fails with
+// `FK_STATUS_INVALID_KEY` for a key no fence can hold (empty, or longer than
+// `FK_KEY_LEN_MAX`), as `fk_fence_register` does, and with `FK_STATUS_UNKNOWN_RESOURCE` for
+// a valid key that is not registered.
 //
 // Thread safety: any thread, concurrently with any call but `fk_fence_free`.
 //

@@ -7,6 +7,7 @@ use kernel::limits::{BATCH_MAX, KEY_LEN_MAX};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use kernel::fence::validate_key;
 use kernel::{Fence, FenceOptions, ResourceId, WalOptions, WriteVerdict};
 
 use crate::boundary::{self, Failure, Handle, bytes, out, with_handle, without_handle};
@@ -207,8 +208,10 @@ unsafe fn write_resource(
     Ok(())
 }
 
-/// Writes the id of the resource named `key` to `*out_resource`, or fails with
-/// `FK_STATUS_UNKNOWN_RESOURCE` if the key is not registered.
+/// Writes the id of the resource named `key` to `*out_resource`. Fails with
+/// `FK_STATUS_INVALID_KEY` for a key no fence can hold (empty, or longer than
+/// `FK_KEY_LEN_MAX`), as `fk_fence_register` does, and with `FK_STATUS_UNKNOWN_RESOURCE` for
+/// a valid key that is not registered.
 ///
 /// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
 ///
@@ -229,6 +232,8 @@ pub unsafe extern "C" fn fk_fence_lookup(
         unsafe {
             write_resource(key, key_len, out_resource, |key| {
                 f.fence.lookup(key).ok_or_else(|| {
+                // A bad key is bad, not unregistered: the same answer as registering it.
+                validate_key(key)?;
                     Failure::new(
                         FK_STATUS_UNKNOWN_RESOURCE,
                         format!(
