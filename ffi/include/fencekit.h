@@ -93,7 +93,8 @@ typedef struct fk_verdict {
 
 // One item of `fk_fence_check_batch`.
 typedef struct fk_check_item {
-  // A resource id from `fk_fence_register` on this fence.
+  // A resource id from `fk_fence_register` on this fence (any other fails the batch with
+  // `FK_STATUS_INVALID_BATCH`, naming the item).
   uint32_t resource;
   // Zero.
   uint32_t reserved;
@@ -293,13 +294,15 @@ typedef uint32_t fk_policy_kind;
 // A resource key that is empty or longer than `FK_KEY_LEN_MAX`.
 #define FK_STATUS_INVALID_KEY 1004
 
-// A batch longer than `FK_BATCH_MAX`, or with a bad item (the message names it).
+// A batch longer than `FK_BATCH_MAX`, or with a bad item: a token that is not valid, or a
+// resource id the fence never handed out. The message names the item: `item <index>: ...`.
 #define FK_STATUS_INVALID_BATCH 1005
 
 // A node configuration that does not parse or is not safe (the message names the field).
 #define FK_STATUS_INVALID_CONFIG 1006
 
-// A resource id this fence never handed out, or a key it does not hold.
+// A resource id this fence never handed out (in a batch: `FK_STATUS_INVALID_BATCH`, naming the
+// item), or a valid key it does not hold.
 #define FK_STATUS_UNKNOWN_RESOURCE 1007
 
 // The fence holds as many resources as it was opened for.
@@ -540,9 +543,12 @@ fk_status fk_fence_check_key(const struct fk_fence *fence,
 // in order: one crossing of the ABI for many writes. No allocation, no lock beyond the
 // checks' own.
 //
-// Every item is validated first: a bad resource id or token fails the whole batch with
-// nothing checked. An I/O error during an advance stops the batch; the items before it took
-// effect (a mark they advanced stays advanced, and checking them again accepts them).
+// Every item is validated first: a resource id this fence never handed out, or a token that
+// is not valid, fails the whole batch with `FK_STATUS_INVALID_BATCH` and nothing checked; the
+// message begins `item <index>: ` (counting from 0) and says what is wrong with that item,
+// such as `item 2: unknown resource id 4242: ...`. An I/O error during an advance stops the
+// batch; the items before it took effect (a mark they advanced stays advanced, and checking
+// them again accepts them).
 //
 // The one exception to "outputs only on success": a call that fails, whatever the reason (a
 // NULL or poisoned fence, NULL `items`, `len` over `FK_BATCH_MAX`, a bad item, an I/O error, a

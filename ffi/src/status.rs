@@ -30,11 +30,13 @@ pub const FK_STATUS_INVALID_UTF8: fk_status = 1002;
 pub const FK_STATUS_INVALID_TOKEN: fk_status = 1003;
 /// A resource key that is empty or longer than `FK_KEY_LEN_MAX`.
 pub const FK_STATUS_INVALID_KEY: fk_status = 1004;
-/// A batch longer than `FK_BATCH_MAX`, or with a bad item (the message names it).
+/// A batch longer than `FK_BATCH_MAX`, or with a bad item: a token that is not valid, or a
+/// resource id the fence never handed out. The message names the item: `item <index>: ...`.
 pub const FK_STATUS_INVALID_BATCH: fk_status = 1005;
 /// A node configuration that does not parse or is not safe (the message names the field).
 pub const FK_STATUS_INVALID_CONFIG: fk_status = 1006;
-/// A resource id this fence never handed out, or a key it does not hold.
+/// A resource id this fence never handed out (in a batch: `FK_STATUS_INVALID_BATCH`, naming the
+/// item), or a valid key it does not hold.
 pub const FK_STATUS_UNKNOWN_RESOURCE: fk_status = 1007;
 /// The fence holds as many resources as it was opened for.
 pub const FK_STATUS_TOO_MANY_RESOURCES: fk_status = 1008;

@@ -28,7 +28,8 @@ class InvalidKeyError(InvalidArgumentError):
 
 
 class InvalidBatchError(InvalidArgumentError):
-    """A batch that is too long or holds a bad item."""
+    """A batch that is too long, or holds a bad item: a bad token, or a resource id the fence
+    never gave out. The message names the item by its index ("item 3: ...")."""
 
 
 class InvalidConfigError(InvalidArgumentError):
