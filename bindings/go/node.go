@@ -137,7 +137,10 @@ func (n *Node) Propose(data []byte, timeout time.Duration) (uint64, error) {
 	return uint64(index), err
 }
 
-// Transfer revokes this leader's lease, then hands leadership to node to.
+// Transfer revokes this leader's lease, then hands leadership to node to. A target that
+// cannot take it (this node, or a node that is not a voter: pick one of Status().Voters) is
+// refused with an error matching ErrMembership that names it, before the lease is touched;
+// to 0 with ErrInvalidToken; on a node that does not lead, ErrNotLeader.
 func (n *Node) Transfer(to uint64) error {
 	return n.with(func(ptr *C.fk_node) error {
 		return call(func() C.fk_status { return C.fk_node_transfer(ptr, C.uint64_t(to)) })
@@ -145,7 +148,7 @@ func (n *Node) Transfer(to uint64) error {
 }
 
 // StepDown revokes this leader's lease and hands leadership to the most up-to-date other
-// voter; it returns that voter's id.
+// voter; it returns that voter's id. With no other voter it fails with ErrMembership.
 func (n *Node) StepDown() (uint64, error) {
 	var successor C.uint64_t
 	err := n.with(func(ptr *C.fk_node) error {

@@ -349,10 +349,13 @@ typedef uint32_t fk_policy_kind;
 // Nothing arrived, or nothing finished, within the timeout.
 #define FK_STATUS_TIMEOUT 3002
 
-// A membership change was refused.
+// A membership change was refused, or leadership was to be handed to a node that cannot take
+// it: this node, or a node that is not a voter (the message names it; the voters are in
+// `fk_node_status_json`).
 #define FK_STATUS_MEMBERSHIP 3003
 
-// Raft refused an operation (for example, a transfer to an unknown node).
+// Raft refused an operation (for example, a proposal it dropped). A transfer to a node that is
+// not a voter is `FK_STATUS_MEMBERSHIP`, refused before Raft sees it.
 #define FK_STATUS_RAFT 3004
 
 // The transport failed: binding a port in use, a peer address that does not resolve.
@@ -815,6 +818,11 @@ fk_status fk_node_propose(const struct fk_node *node,
 
 // Revokes this leader's lease, then hands leadership to node `to`.
 //
+// Fails, with the lease untouched, with `FK_STATUS_NOT_LEADER` unless this node leads,
+// `FK_STATUS_MEMBERSHIP` (naming the node) when `to` is this node or not a voter of the group
+// (pick another from the `voters` of `fk_node_status_json`), `FK_STATUS_INVALID_TOKEN` when
+// `to` is 0, `FK_STATUS_STOPPED` once the node stopped.
+//
 // Thread safety: any thread, concurrently with any call but `fk_node_free`.
 //
 // # Safety
@@ -823,7 +831,8 @@ fk_status fk_node_propose(const struct fk_node *node,
 fk_status fk_node_transfer(const struct fk_node *node, uint64_t to);
 
 // Revokes this leader's lease and hands leadership to the most up-to-date other voter, whose
-// id it writes to `*out_successor`.
+// id it writes to `*out_successor`. Fails with `FK_STATUS_MEMBERSHIP` when there is no other
+// voter, `FK_STATUS_NOT_LEADER` unless this node leads.
 //
 // Thread safety: any thread, concurrently with any call but `fk_node_free`.
 //

@@ -74,9 +74,12 @@ pub const FK_STATUS_NOT_LEADER: fk_status = 3000;
 pub const FK_STATUS_STOPPED: fk_status = 3001;
 /// Nothing arrived, or nothing finished, within the timeout.
 pub const FK_STATUS_TIMEOUT: fk_status = 3002;
-/// A membership change was refused.
+/// A membership change was refused, or leadership was to be handed to a node that cannot take
+/// it: this node, or a node that is not a voter (the message names it; the voters are in
+/// `fk_node_status_json`).
 pub const FK_STATUS_MEMBERSHIP: fk_status = 3003;
-/// Raft refused an operation (for example, a transfer to an unknown node).
+/// Raft refused an operation (for example, a proposal it dropped). A transfer to a node that is
+/// not a voter is `FK_STATUS_MEMBERSHIP`, refused before Raft sees it.
 pub const FK_STATUS_RAFT: fk_status = 3004;
 /// The transport failed: binding a port in use, a peer address that does not resolve.
 pub const FK_STATUS_TRANSPORT: fk_status = 3005;

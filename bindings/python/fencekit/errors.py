@@ -83,6 +83,16 @@ class NotLeaderError(FencekitError):
     """This node does not hold usable leadership."""
 
 
+class MembershipError(FencekitError):
+    """A membership change was refused, or leadership was handed to a node that cannot take
+    it: this node, or one that is not a voter (the message names it; pick one of
+    `status()["voters"]`)."""
+
+
+class RaftError(FencekitError):
+    """Raft refused an operation."""
+
+
 class StoppedError(FencekitError):
     """The node has stopped."""
 
@@ -154,6 +164,8 @@ _BY_STATUS: dict[int, type[FencekitError]] = {
     lib.FK_STATUS_NOT_LEADER: NotLeaderError,
     lib.FK_STATUS_STOPPED: StoppedError,
     lib.FK_STATUS_TIMEOUT: FencekitTimeoutError,
+    lib.FK_STATUS_MEMBERSHIP: MembershipError,
+    lib.FK_STATUS_RAFT: RaftError,
     lib.FK_STATUS_TRANSPORT: TransportError,
     lib.FK_STATUS_NODE_FAILED: NodeFailedError,
     lib.FK_STATUS_TLS: TlsError,

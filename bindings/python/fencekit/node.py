@@ -172,7 +172,9 @@ class Node:
         return out[0]
 
     def transfer(self, to: int) -> None:
-        """Revokes this leader's lease, then hands leadership to node `to`."""
+        """Revokes this leader's lease, then hands leadership to node `to`. MembershipError
+        (naming it, the lease untouched) if `to` is this node or not a voter: pick one of
+        `status()["voters"]`; NotLeaderError if this node does not lead."""
         check(lib.fk_node_transfer(self._handle(), to))
 
     def step_down(self) -> int:
