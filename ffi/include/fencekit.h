@@ -854,8 +854,11 @@ fk_status fk_node_compact(const struct fk_node *node,
                           size_t len);
 
 // Writes the node's status as one JSON object to `*out` (id, term, role, leader,
-// leading_generation, lease_remaining_ms, commit, applied, voters, ...); release it with
-// `fk_buf_release`.
+// leading_generation, lease_remaining_ms, commit, applied, voters, failed, stopped, ...);
+// release it with `fk_buf_release`. It answers after `fk_node_stop` and after a failure too:
+// such a node takes no part, so its status claims no leadership (`"role": "follower"`,
+// `"leader"`, `"leading_generation"` and the lease fields null) and says why
+// (`"stopped": true`, or `"failed": true` with the cause in `"failure"`).
 //
 // Thread safety: any thread, concurrently with any call but `fk_node_free`.
 //

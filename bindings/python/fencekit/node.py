@@ -185,7 +185,9 @@ class Node:
 
     def status(self) -> Dict[str, Any]:
         """The node's view (term, role, leader, lease_remaining_ms, commit, voters, ...).
-        "failed" is True once the node failed, with the cause in "failure";
+        "failed" is True once the node failed, with the cause in "failure", and "stopped"
+        once it was stopped; either way it claims no leadership: "role" is "follower" and
+        "leader", "leading_generation" and the lease are None;
         "refused_messages" counts the peer messages refused as no honest peer would send
         them, the latest reason in "last_refusal". It answers on a failed node too."""
         out = ffi.new("fk_buf *")
