@@ -74,11 +74,22 @@ func TestBadInputIsAnErrorWithItsStatus(t *testing.T) {
 	cases = append(cases, struct{ err, want error }{err, ErrInvalidKey})
 	_, err = f.Lookup([]byte("never"))
 	cases = append(cases, struct{ err, want error }{err, ErrUnknownResource})
+	// A key no fence can hold is a bad key for a lookup too, not an unregistered one.
+	_, err = f.Lookup(nil)
+	cases = append(cases, struct{ err, want error }{err, ErrInvalidKey})
+	_, err = f.Lookup([]byte(strings.Repeat("k", 257)))
+	cases = append(cases, struct{ err, want error }{err, ErrInvalidKey})
+	// A holder is a node id: up to 2^64-1, not 2^63-1 as a generation.
+	_, err = f.Check(r, Token{1, 1<<64 - 1})
+	cases = append(cases, struct{ err, want error }{err, nil})
 	_, err = Open(dir)
 	cases = append(cases, struct{ err, want error }{err, ErrLocked})
 	for i, c := range cases {
 		if !errors.Is(c.err, c.want) {
 			t.Errorf("case %d: got %v, want %v", i, c.err, c.want)
+		}
+		if c.want == nil {
+			continue
 		}
 		var e *Error
 		if !errors.As(c.err, &e) || e.Message == "" {
@@ -161,19 +172,29 @@ func tokenOf(v any) Token {
 	return Token{number(pair[0]), number(pair[1])}
 }
 
-var statusNames = map[error]string{ErrInvalidToken: "invalid_token", ErrInvalidKey: "invalid_key",
-	ErrUnknownResource: "unknown_resource", ErrInvalidBatch: "invalid_batch"}
-
+// statusName is the status of err as the vectors name it: ErrInvalidKey is "invalid_key".
 func statusName(err error) string {
 	if err == nil {
 		return "ok"
 	}
-	for sentinel, name := range statusNames {
-		if errors.Is(err, sentinel) {
-			return name
-		}
+	var e *Error
+	if errors.As(err, &e) {
+		return strings.ToLower(strings.TrimPrefix(e.Status.Name(), "FK_STATUS_"))
 	}
 	return err.Error()
+}
+
+// compareMessage checks that err's text contains every string of want (a list, or nil).
+func compareMessage(t *testing.T, context string, err error, want any) {
+	t.Helper()
+	if want == nil || err == nil {
+		return
+	}
+	for _, part := range want.([]any) {
+		if !strings.Contains(err.Error(), part.(string)) {
+			t.Errorf("%s: the message does not name %q: %v", context, part, err)
+		}
+	}
 }
 
 func runVector(t *testing.T, path string) {
@@ -234,7 +255,11 @@ func runVector(t *testing.T, path string) {
 		case "batch":
 			items := make([]Item, len(s.Items))
 			for j, it := range s.Items {
-				items[j] = Item{ids[string(it.key())], token(it.Token)}
+				id := ids[string(it.key0())]
+				if it.ID != nil {
+					id = *it.ID
+				}
+				items[j] = Item{id, token(it.Token)}
 			}
 			b, _ := NewBatch(items)
 			reuse(b)
@@ -274,6 +299,7 @@ func runVector(t *testing.T, path string) {
 			if got := statusName(err); got != want {
 				t.Errorf("%s: status %s, want %s", context, got, want)
 			}
+			compareMessage(t, context, err, e["message"])
 			if s.Op == "batch" {
 				// What the reused batch reads after the failure.
 				compareKinds(t, context, verdicts, e["verdicts"])
@@ -471,7 +497,8 @@ func TestNoFailedCallReadsAsAcceptance(t *testing.T) {
 	}
 	bad, _ := NewBatch([]Item{{r, Token{3, 1}}, {4242, Token{3, 1}}})
 	reuse(bad)
-	if err := f.CheckBatch(bad); !errors.Is(err, ErrUnknownResource) {
+	// An id the fence never gave out is a bad item, named by its index.
+	if err := f.CheckBatch(bad); !errors.Is(err, ErrInvalidBatch) || !strings.Contains(err.Error(), "item 1: unknown resource id 4242") {
 		t.Fatalf("bad batch: %v", err)
 	}
 	for j := 0; j < bad.Len(); j++ {

@@ -50,7 +50,9 @@ func (e *Error) Is(target error) bool {
 // failed (a panic on its thread, a log it could not write; the message says why), reports no
 // leadership and refuses everything until restarted. ErrTLS: TLS files that cannot be used
 // (unreadable, a key readable by others, not PEM, naming another node, not signed by the CA;
-// the message names the file), or development certificates that cannot be made.
+// the message names the file), or development certificates that cannot be made. ErrMembership:
+// a membership change refused, or leadership handed to a node that cannot take it (this node,
+// or one that is not a voter; the message names it). ErrRaft: Raft refused an operation.
 var (
 	ErrNullArgument     = &Error{Status: C.FK_STATUS_NULL_ARGUMENT}
 	ErrInvalidArgument  = &Error{Status: C.FK_STATUS_INVALID_ARGUMENT}
@@ -72,6 +74,8 @@ var (
 	ErrNotLeader        = &Error{Status: C.FK_STATUS_NOT_LEADER}
 	ErrStopped          = &Error{Status: C.FK_STATUS_STOPPED}
 	ErrTimeout          = &Error{Status: C.FK_STATUS_TIMEOUT}
+	ErrMembership       = &Error{Status: C.FK_STATUS_MEMBERSHIP}
+	ErrRaft             = &Error{Status: C.FK_STATUS_RAFT}
 	ErrTransport        = &Error{Status: C.FK_STATUS_TRANSPORT}
 	ErrNodeFailed       = &Error{Status: C.FK_STATUS_NODE_FAILED}
 	ErrTLS              = &Error{Status: C.FK_STATUS_TLS}

@@ -137,7 +137,10 @@ func (n *Node) Propose(data []byte, timeout time.Duration) (uint64, error) {
 	return uint64(index), err
 }
 
-// Transfer revokes this leader's lease, then hands leadership to node to.
+// Transfer revokes this leader's lease, then hands leadership to node to. A target that
+// cannot take it (this node, or a node that is not a voter: pick one of Status().Voters) is
+// refused with an error matching ErrMembership that names it, before the lease is touched;
+// to 0 with ErrInvalidToken; on a node that does not lead, ErrNotLeader.
 func (n *Node) Transfer(to uint64) error {
 	return n.with(func(ptr *C.fk_node) error {
 		return call(func() C.fk_status { return C.fk_node_transfer(ptr, C.uint64_t(to)) })
@@ -145,7 +148,7 @@ func (n *Node) Transfer(to uint64) error {
 }
 
 // StepDown revokes this leader's lease and hands leadership to the most up-to-date other
-// voter; it returns that voter's id.
+// voter; it returns that voter's id. With no other voter it fails with ErrMembership.
 func (n *Node) StepDown() (uint64, error) {
 	var successor C.uint64_t
 	err := n.with(func(ptr *C.fk_node) error {
@@ -209,18 +212,29 @@ func bufBytes(buf *C.fk_buf) []byte {
 
 // Status is the node's view of its group (a snapshot, for operators and dashboards).
 func (n *Node) Status() (NodeStatus, error) {
+	raw, err := n.StatusJSON()
+	if err != nil {
+		return NodeStatus{}, err
+	}
+	var status NodeStatus
+	if err := json.Unmarshal(raw, &status); err != nil {
+		return NodeStatus{}, fmt.Errorf("fencekit: the node's status does not parse: %w", err)
+	}
+	return status, nil
+}
+
+// StatusJSON is the node's status as the library writes it (fk_node_status_json): the JSON
+// that Status reads, for a log or a dashboard, where a field that is null (no leader, no
+// lease) stays null instead of reading as 0.
+func (n *Node) StatusJSON() ([]byte, error) {
 	var buf C.fk_buf
 	err := n.with(func(ptr *C.fk_node) error {
 		return call(func() C.fk_status { return C.fk_node_status_json(ptr, &buf) })
 	})
 	if err != nil {
-		return NodeStatus{}, err
+		return nil, err
 	}
-	var status NodeStatus
-	if err := json.Unmarshal(bufBytes(&buf), &status); err != nil {
-		return NodeStatus{}, fmt.Errorf("fencekit: the node's status does not parse: %w", err)
-	}
-	return status, nil
+	return bufBytes(&buf), nil
 }
 
 // NodeStatus is a node's view at one instant (fields as fk_node_status_json names them).
@@ -228,8 +242,9 @@ type NodeStatus struct {
 	ID   uint64 `json:"id"`
 	Term uint64 `json:"term"`
 	// Role is "follower", "pre-candidate", "candidate" or "leader" (Raft's; usable
-	// leadership needs the lease too: LeadingGeneration). A failed node keeps the role it
-	// last had: look at Failed.
+	// leadership needs the lease too: LeadingGeneration). A stopped or failed node takes no
+	// part: its role is "follower", with no Leader and no LeadingGeneration (look at Stopped
+	// and Failed).
 	Role string `json:"role"`
 	// Leader is the leader this node knows of, 0 for none.
 	Leader uint64 `json:"leader"`
@@ -255,6 +270,8 @@ type NodeStatus struct {
 	// reports no leadership and every call fails with ErrNodeFailed. Failure is why.
 	Failed  bool   `json:"failed"`
 	Failure string `json:"failure"`
+	// Stopped says the node was stopped (Stop or Close): it leads nothing and knows no leader.
+	Stopped bool `json:"stopped"`
 	// AtNS is when the view was taken, on the node's clock.
 	AtNS uint64 `json:"at_ns"`
 }

@@ -1,10 +1,13 @@
 package fencekit
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -128,8 +131,17 @@ func TestASingleNodeLeadsProposesAppliesAndStops(t *testing.T) {
 	if err != nil || now == 0 || now > l.LeaseDeadline+uint64(time.Minute) {
 		t.Fatalf("now %d (deadline %d) %v", now, l.LeaseDeadline, err)
 	}
+	// A target that is no voter is refused as a membership matter, naming it.
+	if err := n.Transfer(2); !errors.Is(err, ErrMembership) || !strings.Contains(err.Error(), "node 2 is not a voter") {
+		t.Fatalf("a transfer to a non-member: %v", err)
+	}
 	if err := n.Stop(); err != nil {
 		t.Fatal(err)
+	}
+	// A stopped node's status claims no leadership.
+	if status, err := n.Status(); err != nil || status.Role != "follower" || status.Leader != 0 ||
+		status.LeadingGeneration != 0 || !status.Stopped {
+		t.Fatalf("the status of a stopped node: %+v %v", status, err)
 	}
 	if err := n.Stop(); !errors.Is(err, ErrStopped) {
 		t.Fatalf("a second stop: %v", err)
@@ -414,5 +426,151 @@ func TestAFailedNodeIsReportedThroughEveryAPI(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the restarted node knows no leader within 10 s: %+v", status)
 		}
+	}
+}
+
+// The node vectors (tests/vectors/README.md, "Node vectors"), as the C and Python tests run
+// them: a node's configuration errors, leadership transfers and its status after a stop.
+
+// mergeConfig merges patch into base: objects field by field, a nil (null) field left out.
+func mergeConfig(base, patch map[string]any) {
+	for k, v := range patch {
+		if v == nil {
+			delete(base, k)
+			continue
+		}
+		sub, isMap := v.(map[string]any)
+		have, hadMap := base[k].(map[string]any)
+		if isMap && hadMap {
+			mergeConfig(have, sub)
+			continue
+		}
+		base[k] = v
+	}
+}
+
+func runNodeVector(t *testing.T, path string) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoder := json.NewDecoder(strings.NewReader(string(raw)))
+	decoder.UseNumber()
+	var vector struct {
+		Name  string `json:"name"`
+		Steps []struct {
+			Op     string         `json:"op"`
+			Config map[string]any `json:"config"`
+			To     any            `json:"to"`
+			Expect map[string]any `json:"expect"`
+		} `json:"steps"`
+	}
+	if err := decoder.Decode(&vector); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var node *Node
+	defer func() { node.Close() }()
+	for i, s := range vector.Steps {
+		context := fmt.Sprintf("%s step %d (%s)", vector.Name, i, s.Op)
+		var (
+			err    error
+			status NodeStatus
+			raw    []byte
+		)
+		switch s.Op {
+		case "start":
+			config := map[string]any{
+				"id": 1, "cluster": 1, "data_dir": filepath.Join(dir, fmt.Sprint("node-", i)),
+				"listen": "127.0.0.1:0", "insecure": true,
+				"timing": map[string]any{"tick_ms": 10, "margin_ms": 10},
+			}
+			mergeConfig(config, s.Config)
+			text, jerr := json.Marshal(config)
+			if jerr != nil {
+				t.Fatal(jerr)
+			}
+			var started *Node
+			started, err = StartJSON(text, nil)
+			if started != nil {
+				node.Close()
+				node = started
+				if s.Expect["status"] != "ok" {
+					t.Errorf("%s: a node started: %s", context, text)
+				}
+			}
+		case "await_leadership":
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				_, err = node.Leadership()
+				if !errors.Is(err, ErrNotLeader) || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		case "transfer":
+			err = node.Transfer(number(s.To))
+		case "step_down":
+			_, err = node.StepDown()
+		case "stop":
+			err = node.Stop()
+		case "status":
+			if raw, err = node.StatusJSON(); err == nil {
+				status, err = node.Status()
+			}
+		default:
+			t.Fatalf("%s: unknown op", context)
+		}
+		if want, ok := s.Expect["status"]; ok {
+			if got := statusName(err); got != want {
+				t.Errorf("%s: status %s, want %s", context, got, want)
+			}
+			compareMessage(t, context, err, s.Expect["message"])
+		}
+		if want, ok := s.Expect["status_json"]; ok {
+			if err != nil {
+				t.Errorf("%s: %v", context, err)
+				continue
+			}
+			compareStatusJSON(t, context, raw, status, want.(map[string]any))
+		}
+	}
+}
+
+// compareStatusJSON checks that every field of want is in the status JSON with that value,
+// and that NodeStatus reads the fields it has the same way.
+func compareStatusJSON(t *testing.T, context string, raw []byte, status NodeStatus, want map[string]any) {
+	t.Helper()
+	decoder := json.NewDecoder(strings.NewReader(string(raw)))
+	decoder.UseNumber()
+	var got map[string]any
+	if err := decoder.Decode(&got); err != nil {
+		t.Fatalf("%s: the status is not JSON: %v: %s", context, err, raw)
+	}
+	for field, w := range want {
+		g, ok := got[field]
+		if !ok || fmt.Sprint(g) != fmt.Sprint(w) {
+			t.Errorf("%s: status field %q is %v, want %v: %s", context, field, g, w, raw)
+		}
+	}
+	if role, ok := want["role"]; ok && status.Role != role {
+		t.Errorf("%s: NodeStatus.Role %q, want %v", context, status.Role, role)
+	}
+	if stopped, ok := want["stopped"]; ok && status.Stopped != stopped {
+		t.Errorf("%s: NodeStatus.Stopped %v, want %v", context, status.Stopped, stopped)
+	}
+	if leader, ok := want["leader"]; ok && leader == nil && status.Leader != 0 {
+		t.Errorf("%s: NodeStatus.Leader %d, want none", context, status.Leader)
+	}
+}
+
+func TestNodeVectors(t *testing.T) {
+	files, _ := filepath.Glob("../../tests/vectors/node/*.json")
+	sort.Strings(files)
+	if len(files) < 2 {
+		t.Fatalf("found only %v", files)
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) { runNodeVector(t, file) })
 	}
 }

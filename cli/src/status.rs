@@ -51,6 +51,9 @@ pub(crate) struct Reported {
     /// Why the node failed, if it did.
     #[serde(default)]
     pub(crate) failure: Option<String>,
+    /// Whether the node was stopped.
+    #[serde(default)]
+    pub(crate) stopped: bool,
     pub(crate) at_ns: u64,
     /// The node's clock rate relative to real time (1.0 unless the demo's nemesis skewed it).
     #[serde(default)]
@@ -104,6 +107,7 @@ impl Reported {
             refused_messages: self.refused_messages,
             last_refusal: None,
             failure: self.failure.clone(),
+            stopped: self.stopped,
             at: Instant::from_nanos(self.at_ns),
         })
     }

@@ -180,6 +180,7 @@ mod tests {
             refused_messages: 0,
             last_refusal: None,
             failure: None,
+            stopped: false,
             at: Instant::ZERO,
         }
     }

@@ -176,7 +176,10 @@ impl fmt::Debug for Fence {
     }
 }
 
-fn validate_key(key: &[u8]) -> Result<(), Error> {
+/// Refuses a key no fence can hold: empty, or longer than [`KEY_LEN_MAX`] bytes
+/// ([`Error::InvalidKey`], saying which). Every call that takes a key checks it; a lookup by
+/// key across the C ABI checks it too, so that a bad key reads as bad, not as unregistered.
+pub fn validate_key(key: &[u8]) -> Result<(), Error> {
     if key.is_empty() {
         return Err(Error::InvalidKey(format!(
             "a key is 1 to {KEY_LEN_MAX} bytes; this one is empty"
@@ -333,7 +336,8 @@ impl Fence {
     /// Checks each `(id, token)` of `items`, writing the verdicts to `out` in order.
     ///
     /// `out` must be as long as `items`, and `items` at most [`BATCH_MAX`] long. Every id is
-    /// validated before any check runs, so a bad id changes nothing. An I/O error during an
+    /// validated before any check runs, so a bad id changes nothing: it fails the batch with
+    /// [`Error::InvalidBatch`], whose message names the item's index. An I/O error during an
     /// advance stops the batch: the items before it took effect and their verdicts are in
     /// `out`; the failing item and those after it did not.
     pub fn check_batch(
@@ -360,8 +364,9 @@ impl Fence {
     /// valid, and must give the same answer each time; `verdict(i, token, v)` receives each
     /// verdict with the token it answers.
     ///
-    /// Every item is validated before any check runs, so a bad item changes nothing; its
-    /// error names its index.
+    /// Every item is validated before any check runs, so a bad item changes nothing: an id
+    /// this fence never handed out, or an item `item(i)` refuses, fails the batch with
+    /// [`Error::InvalidBatch`], whose message begins `item <i>: `.
     #[inline]
     pub fn check_batch_by(
         &self,
@@ -377,8 +382,12 @@ impl Fence {
         let registered = self.registered.load(Ordering::Acquire);
         for i in 0..len {
             match item(i) {
+                // A bad id is a bad item, like a bad token: the batch's error names it.
                 Ok((id, _)) if id.index() >= registered => {
-                    return Err(Error::UnknownResource(id.0));
+                    return Err(Error::InvalidBatch(format!(
+                        "item {i}: {}",
+                        Error::UnknownResource(id.0)
+                    )));
                 }
                 Ok(_) => {}
                 Err(e) => return Err(Error::InvalidBatch(format!("item {i}: {e}"))),

@@ -219,10 +219,14 @@ impl Node {
         } else {
             view.leadership.filter(|l| now < l.lease_deadline)
         };
-        if let Some(Ended::Failed(cause)) = &view.ended {
-            // A failed node takes no part: whatever Raft role it had, it neither leads nor
-            // knows a leader now.
-            status.failure = Some(cause.clone());
+        // A stopped or failed node takes no part: whatever Raft role it had when its thread
+        // ended, it neither leads nor knows a leader now, and its status must not say
+        // otherwise (an audit would count a stopped leader as one).
+        if let Some(ended) = &view.ended {
+            match ended {
+                Ended::Failed(cause) => status.failure = Some(cause.clone()),
+                Ended::Stopped(_) => status.stopped = true,
+            }
             status.role = Role::Follower;
             status.leader = None;
         }

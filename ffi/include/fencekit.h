@@ -93,7 +93,8 @@ typedef struct fk_verdict {
 
 // One item of `fk_fence_check_batch`.
 typedef struct fk_check_item {
-  // A resource id from `fk_fence_register` on this fence.
+  // A resource id from `fk_fence_register` on this fence (any other fails the batch with
+  // `FK_STATUS_INVALID_BATCH`, naming the item).
   uint32_t resource;
   // Zero.
   uint32_t reserved;
@@ -286,19 +287,22 @@ typedef uint32_t fk_policy_kind;
 // A text argument (a path, a configuration) that is not valid UTF-8.
 #define FK_STATUS_INVALID_UTF8 1002
 
-// A token, generation or node id that is not valid (zero, or above 2^63 − 1).
+// A token, generation or node id that is not valid: a generation of 0 or above 2^63 − 1, or
+// a holder or node id of 0 (a holder is a node id: any of 1 to 2^64 − 1).
 #define FK_STATUS_INVALID_TOKEN 1003
 
 // A resource key that is empty or longer than `FK_KEY_LEN_MAX`.
 #define FK_STATUS_INVALID_KEY 1004
 
-// A batch longer than `FK_BATCH_MAX`, or with a bad item (the message names it).
+// A batch longer than `FK_BATCH_MAX`, or with a bad item: a token that is not valid, or a
+// resource id the fence never handed out. The message names the item: `item <index>: ...`.
 #define FK_STATUS_INVALID_BATCH 1005
 
 // A node configuration that does not parse or is not safe (the message names the field).
 #define FK_STATUS_INVALID_CONFIG 1006
 
-// A resource id this fence never handed out, or a key it does not hold.
+// A resource id this fence never handed out (in a batch: `FK_STATUS_INVALID_BATCH`, naming the
+// item), or a valid key it does not hold.
 #define FK_STATUS_UNKNOWN_RESOURCE 1007
 
 // The fence holds as many resources as it was opened for.
@@ -345,10 +349,13 @@ typedef uint32_t fk_policy_kind;
 // Nothing arrived, or nothing finished, within the timeout.
 #define FK_STATUS_TIMEOUT 3002
 
-// A membership change was refused.
+// A membership change was refused, or leadership was to be handed to a node that cannot take
+// it: this node, or a node that is not a voter (the message names it; the voters are in
+// `fk_node_status_json`).
 #define FK_STATUS_MEMBERSHIP 3003
 
-// Raft refused an operation (for example, a transfer to an unknown node).
+// Raft refused an operation (for example, a proposal it dropped). A transfer to a node that is
+// not a voter is `FK_STATUS_MEMBERSHIP`, refused before Raft sees it.
 #define FK_STATUS_RAFT 3004
 
 // The transport failed: binding a port in use, a peer address that does not resolve.
@@ -488,8 +495,10 @@ fk_status fk_fence_register(const struct fk_fence *fence,
                             size_t key_len,
                             uint32_t *out_resource);
 
-// Writes the id of the resource named `key` to `*out_resource`, or fails with
-// `FK_STATUS_UNKNOWN_RESOURCE` if the key is not registered.
+// Writes the id of the resource named `key` to `*out_resource`. Fails with
+// `FK_STATUS_INVALID_KEY` for a key no fence can hold (empty, or longer than
+// `FK_KEY_LEN_MAX`), as `fk_fence_register` does, and with `FK_STATUS_UNKNOWN_RESOURCE` for
+// a valid key that is not registered.
 //
 // Thread safety: any thread, concurrently with any call but `fk_fence_free`.
 //
@@ -537,9 +546,12 @@ fk_status fk_fence_check_key(const struct fk_fence *fence,
 // in order: one crossing of the ABI for many writes. No allocation, no lock beyond the
 // checks' own.
 //
-// Every item is validated first: a bad resource id or token fails the whole batch with
-// nothing checked. An I/O error during an advance stops the batch; the items before it took
-// effect (a mark they advanced stays advanced, and checking them again accepts them).
+// Every item is validated first: a resource id this fence never handed out, or a token that
+// is not valid, fails the whole batch with `FK_STATUS_INVALID_BATCH` and nothing checked; the
+// message begins `item <index>: ` (counting from 0) and says what is wrong with that item,
+// such as `item 2: unknown resource id 4242: ...`. An I/O error during an advance stops the
+// batch; the items before it took effect (a mark they advanced stays advanced, and checking
+// them again accepts them).
 //
 // The one exception to "outputs only on success": a call that fails, whatever the reason (a
 // NULL or poisoned fence, NULL `items`, `len` over `FK_BATCH_MAX`, a bad item, an I/O error, a
@@ -806,6 +818,11 @@ fk_status fk_node_propose(const struct fk_node *node,
 
 // Revokes this leader's lease, then hands leadership to node `to`.
 //
+// Fails, with the lease untouched, with `FK_STATUS_NOT_LEADER` unless this node leads,
+// `FK_STATUS_MEMBERSHIP` (naming the node) when `to` is this node or not a voter of the group
+// (pick another from the `voters` of `fk_node_status_json`), `FK_STATUS_INVALID_TOKEN` when
+// `to` is 0, `FK_STATUS_STOPPED` once the node stopped.
+//
 // Thread safety: any thread, concurrently with any call but `fk_node_free`.
 //
 // # Safety
@@ -814,7 +831,8 @@ fk_status fk_node_propose(const struct fk_node *node,
 fk_status fk_node_transfer(const struct fk_node *node, uint64_t to);
 
 // Revokes this leader's lease and hands leadership to the most up-to-date other voter, whose
-// id it writes to `*out_successor`.
+// id it writes to `*out_successor`. Fails with `FK_STATUS_MEMBERSHIP` when there is no other
+// voter, `FK_STATUS_NOT_LEADER` unless this node leads.
 //
 // Thread safety: any thread, concurrently with any call but `fk_node_free`.
 //
@@ -836,8 +854,11 @@ fk_status fk_node_compact(const struct fk_node *node,
                           size_t len);
 
 // Writes the node's status as one JSON object to `*out` (id, term, role, leader,
-// leading_generation, lease_remaining_ms, commit, applied, voters, ...); release it with
-// `fk_buf_release`.
+// leading_generation, lease_remaining_ms, commit, applied, voters, failed, stopped, ...);
+// release it with `fk_buf_release`. It answers after `fk_node_stop` and after a failure too:
+// such a node takes no part, so its status claims no leadership (`"role": "follower"`,
+// `"leader"`, `"leading_generation"` and the lease fields null) and says why
+// (`"stopped": true`, or `"failed": true` with the cause in `"failure"`).
 //
 // Thread safety: any thread, concurrently with any call but `fk_node_free`.
 //

@@ -7,6 +7,7 @@ use kernel::limits::{BATCH_MAX, KEY_LEN_MAX};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use kernel::fence::validate_key;
 use kernel::{Fence, FenceOptions, ResourceId, WalOptions, WriteVerdict};
 
 use crate::boundary::{self, Failure, Handle, bytes, out, with_handle, without_handle};
@@ -51,7 +52,8 @@ pub struct fk_fence_options {
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default)]
 pub struct fk_check_item {
-    /// A resource id from `fk_fence_register` on this fence.
+    /// A resource id from `fk_fence_register` on this fence (any other fails the batch with
+    /// `FK_STATUS_INVALID_BATCH`, naming the item).
     pub resource: u32,
     /// Zero.
     pub reserved: u32,
@@ -207,8 +209,10 @@ unsafe fn write_resource(
     Ok(())
 }
 
-/// Writes the id of the resource named `key` to `*out_resource`, or fails with
-/// `FK_STATUS_UNKNOWN_RESOURCE` if the key is not registered.
+/// Writes the id of the resource named `key` to `*out_resource`. Fails with
+/// `FK_STATUS_INVALID_KEY` for a key no fence can hold (empty, or longer than
+/// `FK_KEY_LEN_MAX`), as `fk_fence_register` does, and with `FK_STATUS_UNKNOWN_RESOURCE` for
+/// a valid key that is not registered.
 ///
 /// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
 ///
@@ -228,6 +232,8 @@ pub unsafe extern "C" fn fk_fence_lookup(
         // SAFETY: the caller's contract on `key` and `out_resource`.
         unsafe {
             write_resource(key, key_len, out_resource, |key| {
+                // A bad key is bad, not unregistered: the same answer as registering it.
+                validate_key(key)?;
                 f.fence.lookup(key).ok_or_else(|| {
                     Failure::new(
                         FK_STATUS_UNKNOWN_RESOURCE,
@@ -316,9 +322,12 @@ pub unsafe extern "C" fn fk_fence_check_key(
 /// in order: one crossing of the ABI for many writes. No allocation, no lock beyond the
 /// checks' own.
 ///
-/// Every item is validated first: a bad resource id or token fails the whole batch with
-/// nothing checked. An I/O error during an advance stops the batch; the items before it took
-/// effect (a mark they advanced stays advanced, and checking them again accepts them).
+/// Every item is validated first: a resource id this fence never handed out, or a token that
+/// is not valid, fails the whole batch with `FK_STATUS_INVALID_BATCH` and nothing checked; the
+/// message begins `item <index>: ` (counting from 0) and says what is wrong with that item,
+/// such as `item 2: unknown resource id 4242: ...`. An I/O error during an advance stops the
+/// batch; the items before it took effect (a mark they advanced stays advanced, and checking
+/// them again accepts them).
 ///
 /// The one exception to "outputs only on success": a call that fails, whatever the reason (a
 /// NULL or poisoned fence, NULL `items`, `len` over `FK_BATCH_MAX`, a bad item, an I/O error, a
@@ -911,7 +920,10 @@ mod tests {
         // SAFETY: 3 readable items, room for 3 verdicts.
         let status =
             unsafe { fk_fence_check_batch(fence, items.as_ptr(), verdicts.as_mut_ptr(), 3) };
-        assert_eq!(status, FK_STATUS_UNKNOWN_RESOURCE);
+        assert_eq!(
+            status, FK_STATUS_INVALID_BATCH,
+            "an unknown id is a bad item"
+        );
         assert!(none(&verdicts[..3]));
         items[2].resource = id;
 

@@ -473,6 +473,11 @@ pub unsafe extern "C" fn fk_node_propose(
 
 /// Revokes this leader's lease, then hands leadership to node `to`.
 ///
+/// Fails, with the lease untouched, with `FK_STATUS_NOT_LEADER` unless this node leads,
+/// `FK_STATUS_MEMBERSHIP` (naming the node) when `to` is this node or not a voter of the group
+/// (pick another from the `voters` of `fk_node_status_json`), `FK_STATUS_INVALID_TOKEN` when
+/// `to` is 0, `FK_STATUS_STOPPED` once the node stopped.
+///
 /// Thread safety: any thread, concurrently with any call but `fk_node_free`.
 ///
 /// # Safety
@@ -489,7 +494,8 @@ pub unsafe extern "C" fn fk_node_transfer(node: *const fk_node, to: u64) -> fk_s
 }
 
 /// Revokes this leader's lease and hands leadership to the most up-to-date other voter, whose
-/// id it writes to `*out_successor`.
+/// id it writes to `*out_successor`. Fails with `FK_STATUS_MEMBERSHIP` when there is no other
+/// voter, `FK_STATUS_NOT_LEADER` unless this node leads.
 ///
 /// Thread safety: any thread, concurrently with any call but `fk_node_free`.
 ///
@@ -536,8 +542,11 @@ pub unsafe extern "C" fn fk_node_compact(
 }
 
 /// Writes the node's status as one JSON object to `*out` (id, term, role, leader,
-/// leading_generation, lease_remaining_ms, commit, applied, voters, ...); release it with
-/// `fk_buf_release`.
+/// leading_generation, lease_remaining_ms, commit, applied, voters, failed, stopped, ...);
+/// release it with `fk_buf_release`. It answers after `fk_node_stop` and after a failure too:
+/// such a node takes no part, so its status claims no leadership (`"role": "follower"`,
+/// `"leader"`, `"leading_generation"` and the lease fields null) and says why
+/// (`"stopped": true`, or `"failed": true` with the cause in `"failure"`).
 ///
 /// Thread safety: any thread, concurrently with any call but `fk_node_free`.
 ///

@@ -21,6 +21,11 @@
 //! added to a running group. Every field of `timing` is optional. `"descriptor"` (on the node
 //! and on each peer, optional) describes a node to a tie-breaker policy, for example
 //! `"zone=a"`. Unknown fields are refused.
+//!
+//! Every error names the field at fault as the JSON names it (`cluster`, `timing.tick_ms`,
+//! `peers[1].id`, `voters[0]`): a value of the wrong type or out of its type's range (a
+//! negative number for a count, an id or a duration) by serde's path to it, and a value the
+//! node cannot use by the check that refuses it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -113,6 +118,55 @@ fn invalid(reason: String) -> Error {
     Error::InvalidConfig(reason)
 }
 
+/// The JSON field of each `Timing` field, by the name `Timing::validate` starts its message
+/// with (a test below checks that each is found).
+const TIMING_FIELDS: [(&str, &str); 5] = [
+    ("tick", "timing.tick_ms"),
+    ("election_tick", "timing.election_tick"),
+    ("heartbeat_tick", "timing.heartbeat_tick"),
+    ("max_drift", "timing.max_drift"),
+    ("margin", "timing.margin_ms"),
+];
+
+/// `Timing::validate`'s error, naming the JSON field it is about (`timing` for a rule that
+/// relates several).
+fn timing_error(error: Error) -> Error {
+    match error {
+        Error::InvalidConfig(reason) => {
+            let first = reason.split([' ', '=', ':']).next().unwrap_or_default();
+            let field = TIMING_FIELDS
+                .iter()
+                .find(|(name, _)| *name == first)
+                .map_or("timing", |(_, json)| json);
+            invalid(format!("{field}: {reason}"))
+        }
+        other => other,
+    }
+}
+
+/// Reads the JSON into a `Config`. An error names the field at fault by its path from the
+/// top (`timing.tick_ms: invalid value: integer `-1`, expected u64`); text that is not JSON
+/// "does not parse".
+fn read(json: &str) -> Result<Config, Error> {
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    let config: Config = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            invalid(format!("the JSON does not parse: {inner}"))
+        } else if path == "." {
+            // A missing or unknown field of the top object: serde names it.
+            invalid(inner.to_string())
+        } else {
+            invalid(format!("{path}: {inner}"))
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| invalid(format!("the JSON does not parse: {e}")))?;
+    Ok(config)
+}
+
 fn node_id(value: u64, field: &str) -> Result<NodeId, Error> {
     NodeId::new(value).map_err(|_| invalid(format!("{field} = {value}: must be 1 to 2^64 - 1")))
 }
@@ -127,8 +181,7 @@ pub(crate) struct Parsed {
 
 /// Parses and validates `json` into the node's and the transport's configuration.
 pub(crate) fn parse(json: &str) -> Result<Parsed, Error> {
-    let config: Config =
-        serde_json::from_str(json).map_err(|e| invalid(format!("the JSON does not parse: {e}")))?;
+    let config = read(json)?;
     let id = node_id(config.id, "id")?;
     if config.data_dir.is_empty() {
         return Err(invalid(
@@ -146,16 +199,22 @@ pub(crate) fn parse(json: &str) -> Result<Parsed, Error> {
     if let Some(descriptor) = &config.descriptor {
         descriptors.insert(id, descriptor.clone().into_bytes());
     }
-    for peer in &config.peers {
-        let peer_id = node_id(peer.id, "peers[].id")?;
+    for (i, peer) in config.peers.iter().enumerate() {
+        let peer_id = node_id(peer.id, &format!("peers[{i}].id"))?;
         if peer_id == id {
-            return Err(invalid(format!("peers lists this node ({id}) itself")));
+            return Err(invalid(format!(
+                "peers[{i}].id = {peer_id}: peers lists this node ({id}) itself"
+            )));
         }
         if peers.iter().any(|(p, _)| *p == peer_id) {
-            return Err(invalid(format!("peers lists node {peer_id} twice")));
+            return Err(invalid(format!(
+                "peers[{i}].id = {peer_id}: peers lists node {peer_id} twice"
+            )));
         }
         if peer.addr.is_empty() {
-            return Err(invalid(format!("peers: node {peer_id} has an empty addr")));
+            return Err(invalid(format!(
+                "peers[{i}].addr is empty: give node {peer_id}'s address, like \"10.0.0.2:7001\""
+            )));
         }
         peers.push((peer_id, peer.addr.clone()));
         if let Some(descriptor) = &peer.descriptor {
@@ -172,7 +231,8 @@ pub(crate) fn parse(json: &str) -> Result<Parsed, Error> {
         (true, None) => Vec::new(),
         (false, Some(voters)) => voters
             .into_iter()
-            .map(|v| node_id(v, "voters[]"))
+            .enumerate()
+            .map(|(i, v)| node_id(v, &format!("voters[{i}]")))
             .collect::<Result<_, _>>()?,
         (false, None) => std::iter::once(id)
             .chain(peers.iter().map(|(p, _)| *p))
@@ -187,12 +247,20 @@ pub(crate) fn parse(json: &str) -> Result<Parsed, Error> {
         max_drift: t.max_drift.unwrap_or(defaults.max_drift),
         margin: t.margin_ms.map_or(defaults.margin, Duration::from_millis),
     };
+    // Checked here first, so that the error names the JSON field.
+    timing.validate().map_err(timing_error)?;
     let mut node = NodeConfig::new(id, config.cluster, config.data_dir, voters);
     node.timing = timing;
     node.test_hooks = config.test_hooks;
     if let Some(size) = config.segment_size {
         node.wal.segment_size = size;
     }
+    node.wal.validate().map_err(|e| match e {
+        Error::InvalidOption {
+            value, expected, ..
+        } => invalid(format!("segment_size = {value}: must be {expected}")),
+        other => other,
+    })?;
     node.validate()?;
     let security = match (config.tls, config.insecure) {
         (Some(tls), false) => Security::Tls(tls.files()?),
@@ -281,7 +349,7 @@ mod tests {
                     "\"cluster\": 7,",
                     "\"cluster\": 7, \"timing\": {\"margin_ms\": 0},",
                 ),
-                "margin",
+                "timing.margin_ms: margin",
             ),
             (
                 &GOOD.replace(", \"tls\": {\"dir\": \"/etc/fk/node-1\"}", ""),
@@ -308,5 +376,102 @@ mod tests {
             let message = err(json);
             assert!(message.contains(expected), "{json}: {message}");
         }
+    }
+
+    /// A negative number (or any value its field's type cannot hold) is refused naming the
+    /// field by its path, as is every value the node cannot use.
+    #[test]
+    fn every_config_error_names_its_field_by_its_json_path() {
+        let with =
+            |extra: &str| GOOD.replace("\"cluster\": 7,", &format!("\"cluster\": 7, {extra},"));
+        let cases = [
+            (
+                GOOD.replace("\"cluster\": 7", "\"cluster\": -7"),
+                "cluster: invalid value: integer `-7`",
+            ),
+            (
+                GOOD.replace("\"id\": 1,", "\"id\": -1,"),
+                "id: invalid value: integer `-1`",
+            ),
+            (
+                with("\"timing\": {\"tick_ms\": -1}"),
+                "timing.tick_ms: invalid value",
+            ),
+            (
+                with("\"timing\": {\"margin_ms\": -1}"),
+                "timing.margin_ms: invalid value",
+            ),
+            (
+                with("\"timing\": {\"election_tick\": -1}"),
+                "timing.election_tick: invalid value",
+            ),
+            (
+                with("\"timing\": {\"heartbeat_tick\": -1}"),
+                "timing.heartbeat_tick: invalid value",
+            ),
+            (
+                with("\"timing\": {\"max_drift\": \"high\"}"),
+                "timing.max_drift: invalid type",
+            ),
+            (
+                with("\"segment_size\": -4096"),
+                "segment_size: invalid value",
+            ),
+            (with("\"voters\": [1, -2]"), "voters[1]: invalid value"),
+            (with("\"voters\": [1, 0]"), "voters[1] = 0"),
+            (
+                GOOD.replace("\"id\": 2", "\"id\": -2"),
+                "peers[0].id: invalid value",
+            ),
+            (GOOD.replace("\"id\": 2", "\"id\": 0"), "peers[0].id = 0"),
+            (
+                GOOD.replace("\"127.0.0.1:0\"", "7001"),
+                "listen: invalid type",
+            ),
+            (with("\"tls\": 5"), "tls: invalid type"),
+            // Each rule of Timing::validate, under the JSON field it is about.
+            (
+                with("\"timing\": {\"tick_ms\": 0}"),
+                "timing.tick_ms: tick = 0ns",
+            ),
+            (
+                with("\"timing\": {\"tick_ms\": 20000}"),
+                "timing.tick_ms: tick = 20s",
+            ),
+            (
+                with("\"timing\": {\"election_tick\": 2}"),
+                "timing.election_tick: election_tick = 2",
+            ),
+            (
+                with("\"timing\": {\"heartbeat_tick\": 0}"),
+                "timing.heartbeat_tick: heartbeat_tick = 0",
+            ),
+            (
+                with("\"timing\": {\"heartbeat_tick\": 30}"),
+                "timing.heartbeat_tick: heartbeat_tick = 30 must be less than election_tick",
+            ),
+            (
+                with("\"timing\": {\"max_drift\": -0.25}"),
+                "timing.max_drift: max_drift = -0.25",
+            ),
+            (
+                with("\"timing\": {\"max_drift\": 0.5}"),
+                "timing.max_drift: max_drift = 0.5",
+            ),
+            (
+                with("\"timing\": {\"margin_ms\": 1}"),
+                "timing.margin_ms: margin = 1ms",
+            ),
+            (
+                with("\"segment_size\": 1000"),
+                "segment_size = 1000: must be a multiple of 4096",
+            ),
+        ];
+        for (json, expected) in cases {
+            let message = err(&json);
+            assert!(message.contains(expected), "{json}: {message}");
+        }
+        // Trailing text is not JSON either.
+        assert!(err(&format!("{GOOD} x")).contains("does not parse"));
     }
 }

@@ -25,15 +25,18 @@ pub const FK_STATUS_NULL_ARGUMENT: fk_status = 1000;
 pub const FK_STATUS_INVALID_ARGUMENT: fk_status = 1001;
 /// A text argument (a path, a configuration) that is not valid UTF-8.
 pub const FK_STATUS_INVALID_UTF8: fk_status = 1002;
-/// A token, generation or node id that is not valid (zero, or above 2^63 − 1).
+/// A token, generation or node id that is not valid: a generation of 0 or above 2^63 − 1, or
+/// a holder or node id of 0 (a holder is a node id: any of 1 to 2^64 − 1).
 pub const FK_STATUS_INVALID_TOKEN: fk_status = 1003;
 /// A resource key that is empty or longer than `FK_KEY_LEN_MAX`.
 pub const FK_STATUS_INVALID_KEY: fk_status = 1004;
-/// A batch longer than `FK_BATCH_MAX`, or with a bad item (the message names it).
+/// A batch longer than `FK_BATCH_MAX`, or with a bad item: a token that is not valid, or a
+/// resource id the fence never handed out. The message names the item: `item <index>: ...`.
 pub const FK_STATUS_INVALID_BATCH: fk_status = 1005;
 /// A node configuration that does not parse or is not safe (the message names the field).
 pub const FK_STATUS_INVALID_CONFIG: fk_status = 1006;
-/// A resource id this fence never handed out, or a key it does not hold.
+/// A resource id this fence never handed out (in a batch: `FK_STATUS_INVALID_BATCH`, naming the
+/// item), or a valid key it does not hold.
 pub const FK_STATUS_UNKNOWN_RESOURCE: fk_status = 1007;
 /// The fence holds as many resources as it was opened for.
 pub const FK_STATUS_TOO_MANY_RESOURCES: fk_status = 1008;
@@ -71,9 +74,12 @@ pub const FK_STATUS_NOT_LEADER: fk_status = 3000;
 pub const FK_STATUS_STOPPED: fk_status = 3001;
 /// Nothing arrived, or nothing finished, within the timeout.
 pub const FK_STATUS_TIMEOUT: fk_status = 3002;
-/// A membership change was refused.
+/// A membership change was refused, or leadership was to be handed to a node that cannot take
+/// it: this node, or a node that is not a voter (the message names it; the voters are in
+/// `fk_node_status_json`).
 pub const FK_STATUS_MEMBERSHIP: fk_status = 3003;
-/// Raft refused an operation (for example, a transfer to an unknown node).
+/// Raft refused an operation (for example, a proposal it dropped). A transfer to a node that is
+/// not a voter is `FK_STATUS_MEMBERSHIP`, refused before Raft sees it.
 pub const FK_STATUS_RAFT: fk_status = 3004;
 /// The transport failed: binding a port in use, a peer address that does not resolve.
 pub const FK_STATUS_TRANSPORT: fk_status = 3005;

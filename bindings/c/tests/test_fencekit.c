@@ -181,10 +181,13 @@ static void test_fence_batch(void) {
     }
     CHECK(verdicts[N - 1].kind == FK_VERDICT_STALE);
 
-    /* A bad item: nothing is checked, and no verdict says "accepted". */
+    /* A bad item: nothing is checked, and no verdict says "accepted". An id the fence never
+     * gave out is a bad item like a bad token: FK_STATUS_INVALID_BATCH, naming the item. */
     items[3].resource = 9999;
     for (int i = 0; i < N; i++) verdicts[i].kind = FK_VERDICT_ACCEPTED;
-    EXPECT(fk_fence_check_batch(fence, items, verdicts, N), FK_STATUS_UNKNOWN_RESOURCE);
+    EXPECT(fk_fence_check_batch(fence, items, verdicts, N), FK_STATUS_INVALID_BATCH);
+    CHECK(strstr(fk_last_error_message(), "item 3: ") != NULL);
+    CHECK(strstr(fk_last_error_message(), "unknown resource id 9999") != NULL);
     for (int i = 0; i < N; i++) CHECK(verdicts[i].kind == FK_VERDICT_NONE);
     items[3].resource = items[4].resource;
     items[5].token = tok(0, 1);
@@ -256,7 +259,8 @@ static void test_fence_batch_failure_rejects_a_reused_array(void) {
     items[7] = items[0];
     CHECK(accept_all(fence, items, verdicts, 8));
     items[7].resource = 4242;
-    EXPECT(fk_fence_check_batch(fence, items, verdicts, 8), FK_STATUS_UNKNOWN_RESOURCE);
+    EXPECT(fk_fence_check_batch(fence, items, verdicts, 8), FK_STATUS_INVALID_BATCH);
+    CHECK(strstr(fk_last_error_message(), "item 7: ") != NULL);
     CHECK(all_none(verdicts, 8));
     items[7] = items[0];
 
@@ -273,6 +277,39 @@ static void test_fence_batch_failure_rejects_a_reused_array(void) {
     fk_token mark;
     OK(fk_fence_mark(fence, id, &mark));
     CHECK(mark.generation == 3 && mark.holder == 1);
+    fk_fence_free(fence);
+}
+
+/* A holder is a node id, 1 to 2^64 - 1: holders from 2^63 up are tokens like any other (only
+ * the generation stops at 2^63 - 1), across a reopen and in a batch; holder 0 is refused. */
+static void test_fence_holders_up_to_2_64(void) {
+    const char *dir = temp_dir();
+    fk_fence *fence = open_fence(dir);
+    const uint64_t high = UINT64_C(1) << 63, top = UINT64_MAX, generation_max = (UINT64_C(1) << 63) - 1;
+    uint32_t id;
+    fk_verdict v;
+    OK(fk_fence_register(fence, (const uint8_t *)"r", 1, &id));
+    OK(fk_fence_check(fence, id, tok(1, high), &v));
+    CHECK(v.kind == FK_VERDICT_ADVANCED && v.current.holder == high);
+    OK(fk_fence_check(fence, id, tok(1, high), &v));
+    CHECK(v.kind == FK_VERDICT_ACCEPTED);
+    OK(fk_fence_check(fence, id, tok(1, top), &v));
+    CHECK(v.kind == FK_VERDICT_CONFLICT && v.current.holder == high);
+    OK(fk_fence_check(fence, id, tok(generation_max, top), &v));
+    CHECK(v.kind == FK_VERDICT_ADVANCED && v.previous.holder == high && v.current.holder == top);
+    fk_fence_free(fence);
+    fence = open_fence(dir);
+    OK(fk_fence_lookup(fence, (const uint8_t *)"r", 1, &id));
+    fk_token mark;
+    OK(fk_fence_mark(fence, id, &mark));
+    CHECK(mark.generation == generation_max && mark.holder == top);
+    fk_check_item items[2] = {{.resource = id, .token = tok(generation_max, top)},
+                              {.resource = id, .token = tok(generation_max, high)}};
+    fk_verdict verdicts[2];
+    OK(fk_fence_check_batch(fence, items, verdicts, 2));
+    CHECK(verdicts[0].kind == FK_VERDICT_ACCEPTED && verdicts[1].kind == FK_VERDICT_CONFLICT);
+    EXPECT(fk_fence_check(fence, id, tok(1, 0), &v), FK_STATUS_INVALID_TOKEN);
+    CHECK(strstr(fk_last_error_message(), "node id 0") != NULL);
     fk_fence_free(fence);
 }
 
@@ -301,6 +338,14 @@ static void test_fence_bad_input(void) {
     EXPECT(fk_fence_check_key(fence, (const uint8_t *)long_key, sizeof long_key, tok(1, 1), &v),
            FK_STATUS_INVALID_KEY);
     EXPECT(fk_fence_lookup(fence, (const uint8_t *)"nope", 4, &id), FK_STATUS_UNKNOWN_RESOURCE);
+    /* A key no fence can hold is a bad key, for a lookup too, not an unregistered one. */
+    EXPECT(fk_fence_lookup(fence, (const uint8_t *)"", 0, &id), FK_STATUS_INVALID_KEY);
+    CHECK(strstr(fk_last_error_message(), "empty") != NULL);
+    EXPECT(fk_fence_lookup(fence, NULL, 0, &id), FK_STATUS_INVALID_KEY);
+    EXPECT(fk_fence_lookup(fence, (const uint8_t *)long_key, FK_KEY_LEN_MAX + 1, &id), FK_STATUS_INVALID_KEY);
+    CHECK(strstr(fk_last_error_message(), "257 bytes") != NULL);
+    EXPECT(fk_fence_lookup(fence, NULL, 3, &id), FK_STATUS_NULL_ARGUMENT);
+    OK(fk_fence_lookup(fence, (const uint8_t *)long_key, FK_KEY_LEN_MAX, &id));
     EXPECT(fk_fence_counters(fence, 77, NULL), FK_STATUS_NULL_ARGUMENT);
     EXPECT(fk_fence_mark(fence, 77, &v.current), FK_STATUS_UNKNOWN_RESOURCE);
     EXPECT(fk_fence_len(fence, NULL), FK_STATUS_NULL_ARGUMENT);
@@ -476,14 +521,23 @@ static void test_node_single(void) {
 
     fk_buf status = {0};
     OK(fk_node_status_json(node, &status));
-    CHECK(strstr((const char *)status.data, "\"role\":\"leader\"") != NULL);
+    CHECK(strstr((const char *)status.data, "\"role\":\"leader\",\"leader\":1,") != NULL);
+    CHECK(strstr((const char *)status.data, "\"stopped\":false") != NULL);
     CHECK(strlen((const char *)status.data) == status.len);
     fk_buf_release(&status);
     fk_buf_release(&status);
 
     uint64_t successor;
-    CHECK(fk_node_step_down(node, &successor) != FK_STATUS_OK); /* nobody to hand over to */
+    EXPECT(fk_node_step_down(node, &successor), FK_STATUS_MEMBERSHIP); /* nobody to hand over to */
     EXPECT(fk_node_transfer(node, 0), FK_STATUS_INVALID_TOKEN);
+    /* A target that is no voter (or this node) is the membership's refusal, naming the node:
+     * the caller can pick another from the status' voters. */
+    EXPECT(fk_node_transfer(node, 2), FK_STATUS_MEMBERSHIP);
+    CHECK(strstr(fk_last_error_message(), "node 2 is not a voter") != NULL);
+    EXPECT(fk_node_transfer(node, UINT64_MAX), FK_STATUS_MEMBERSHIP);
+    EXPECT(fk_node_transfer(node, 1), FK_STATUS_MEMBERSHIP);
+    CHECK(strstr(fk_last_error_message(), "itself") != NULL);
+    OK(fk_node_leadership(node, &leadership)); /* a refused transfer revokes nothing */
     EXPECT(fk_node_propose(node, NULL, 5, 10, &index), FK_STATUS_NULL_ARGUMENT);
     EXPECT(fk_node_propose(node, (const uint8_t *)"x", 1, 10, NULL), FK_STATUS_NULL_ARGUMENT);
     EXPECT(fk_node_leadership(node, NULL), FK_STATUS_NULL_ARGUMENT);
@@ -502,7 +556,15 @@ static void test_node_single(void) {
     EXPECT(fk_node_start(config2, (size_t)len2, &clash), FK_STATUS_LOCKED);
 
     OK(fk_node_stop(node));
+    /* A stopped node's status claims no leadership: no role of leader, no leader, no lease. */
+    OK(fk_node_status_json(node, &status));
+    CHECK(strstr((const char *)status.data, "\"role\":\"follower\",\"leader\":null,\"leading_generation\":null") != NULL);
+    CHECK(strstr((const char *)status.data, "\"lease_remaining_ms\":null") != NULL);
+    CHECK(strstr((const char *)status.data, "\"stopped\":true") != NULL);
+    CHECK(strstr((const char *)status.data, "\"failed\":false") != NULL);
+    fk_buf_release(&status);
     EXPECT(fk_node_stop(node), FK_STATUS_STOPPED);
+    EXPECT(fk_node_transfer(node, 2), FK_STATUS_STOPPED);
     EXPECT(fk_node_leadership(node, &leadership), FK_STATUS_NOT_LEADER);
     EXPECT(fk_node_propose(node, (const uint8_t *)"x", 1, 10, &index), FK_STATUS_STOPPED);
     fk_status s;
@@ -543,6 +605,23 @@ static void test_node_bad_config(void) {
         {"{\"id\": 1, \"cluster\": 1, \"data_dir\": \"/tmp/x\", \"listen\": \"127.0.0.1:0\","
          " \"tls\": {\"cert\": \"/a\"}}",
          "tls: give"},
+        /* A negative number (or any value of the wrong type) is refused naming its field. */
+        {"{\"id\": 1, \"cluster\": -7, \"data_dir\": \"/tmp/x\", \"listen\": \"127.0.0.1:0\"}", "cluster: "},
+        {"{\"id\": 1, \"cluster\": 1, \"data_dir\": \"/tmp/x\", \"listen\": \"127.0.0.1:0\","
+         " \"insecure\": true, \"timing\": {\"tick_ms\": -1}}",
+         "timing.tick_ms: "},
+        {"{\"id\": 1, \"cluster\": 1, \"data_dir\": \"/tmp/x\", \"listen\": \"127.0.0.1:0\","
+         " \"insecure\": true, \"timing\": {\"max_drift\": -0.5}}",
+         "timing.max_drift"},
+        {"{\"id\": 1, \"cluster\": 1, \"data_dir\": \"/tmp/x\", \"listen\": \"127.0.0.1:0\","
+         " \"insecure\": true, \"timing\": {\"margin_ms\": 0}}",
+         "timing.margin_ms"},
+        {"{\"id\": 1, \"cluster\": 1, \"data_dir\": \"/tmp/x\", \"listen\": \"127.0.0.1:0\","
+         " \"insecure\": true, \"peers\": [{\"id\": 2, \"addr\": \"a:1\"}, {\"id\": -3, \"addr\": \"b:1\"}]}",
+         "peers[1].id: "},
+        {"{\"id\": 1, \"cluster\": 1, \"data_dir\": \"/tmp/x\", \"listen\": \"127.0.0.1:0\","
+         " \"insecure\": true, \"segment_size\": 1000}",
+         "segment_size = 1000"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         fk_node *node = NULL;
@@ -806,6 +885,7 @@ static const struct {
     {"fence_verdicts_and_reopen", test_fence_verdicts_and_reopen},
     {"fence_batch", test_fence_batch},
     {"fence_batch_failure_rejects_a_reused_array", test_fence_batch_failure_rejects_a_reused_array},
+    {"fence_holders_up_to_2_64", test_fence_holders_up_to_2_64},
     {"fence_bad_input", test_fence_bad_input},
     {"log_inspection", test_log_inspection},
     {"node_single", test_node_single},

@@ -24,11 +24,13 @@ _U64_MAX = 0xFFFF_FFFF_FFFF_FFFF
 
 
 def _integer(value: object, what: str) -> int:
+    """`value` as a uint64_t for the library (which refuses node id 0 itself)."""
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{what} is an int, not {type(value).__name__}")
     if not 0 <= value <= _U64_MAX:
+        low = 0 if what == "the cluster" else 1
         raise InvalidArgumentError(
-            lib.FK_STATUS_INVALID_ARGUMENT, f"{what} {value}: must be 1 to 2**63 - 1"
+            lib.FK_STATUS_INVALID_ARGUMENT, f"{what} {value}: must be {low} to 2**64 - 1"
         )
     return value
 

@@ -19,7 +19,8 @@ class InvalidArgumentError(FencekitError, ValueError):
 
 
 class InvalidTokenError(InvalidArgumentError):
-    """A token whose generation or holder is 0, negative, or above 2**63 - 1."""
+    """A token (or node id) that no token can have: a generation that is not 1 to 2**63 - 1,
+    or a holder that is not 1 to 2**64 - 1 (a holder is a node id; 0 is none)."""
 
 
 class InvalidKeyError(InvalidArgumentError):
@@ -27,7 +28,8 @@ class InvalidKeyError(InvalidArgumentError):
 
 
 class InvalidBatchError(InvalidArgumentError):
-    """A batch that is too long or holds a bad item."""
+    """A batch that is too long, or holds a bad item: a bad token, or a resource id the fence
+    never gave out. The message names the item by its index ("item 3: ...")."""
 
 
 class InvalidConfigError(InvalidArgumentError):
@@ -79,6 +81,16 @@ class ForkedError(FencekitError):
 
 class NotLeaderError(FencekitError):
     """This node does not hold usable leadership."""
+
+
+class MembershipError(FencekitError):
+    """A membership change was refused, or leadership was handed to a node that cannot take
+    it: this node, or one that is not a voter (the message names it; pick one of
+    `status()["voters"]`)."""
+
+
+class RaftError(FencekitError):
+    """Raft refused an operation."""
 
 
 class StoppedError(FencekitError):
@@ -152,6 +164,8 @@ _BY_STATUS: dict[int, type[FencekitError]] = {
     lib.FK_STATUS_NOT_LEADER: NotLeaderError,
     lib.FK_STATUS_STOPPED: StoppedError,
     lib.FK_STATUS_TIMEOUT: FencekitTimeoutError,
+    lib.FK_STATUS_MEMBERSHIP: MembershipError,
+    lib.FK_STATUS_RAFT: RaftError,
     lib.FK_STATUS_TRANSPORT: TransportError,
     lib.FK_STATUS_NODE_FAILED: NodeFailedError,
     lib.FK_STATUS_TLS: TlsError,

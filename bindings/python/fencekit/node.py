@@ -172,7 +172,9 @@ class Node:
         return out[0]
 
     def transfer(self, to: int) -> None:
-        """Revokes this leader's lease, then hands leadership to node `to`."""
+        """Revokes this leader's lease, then hands leadership to node `to`. MembershipError
+        (naming it, the lease untouched) if `to` is this node or not a voter: pick one of
+        `status()["voters"]`; NotLeaderError if this node does not lead."""
         check(lib.fk_node_transfer(self._handle(), to))
 
     def step_down(self) -> int:
@@ -183,7 +185,9 @@ class Node:
 
     def status(self) -> Dict[str, Any]:
         """The node's view (term, role, leader, lease_remaining_ms, commit, voters, ...).
-        "failed" is True once the node failed, with the cause in "failure";
+        "failed" is True once the node failed, with the cause in "failure", and "stopped"
+        once it was stopped; either way it claims no leadership: "role" is "follower" and
+        "leader", "leading_generation" and the lease are None;
         "refused_messages" counts the peer messages refused as no honest peer would send
         them, the latest reason in "last_refusal". It answers on a failed node too."""
         out = ffi.new("fk_buf *")

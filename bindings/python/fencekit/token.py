@@ -8,10 +8,12 @@ from typing import NamedTuple, Optional, Tuple, Union
 from ._native import ffi, lib
 
 GENERATION_MAX = (1 << 63) - 1
+"""The largest generation; a holder (a node id) may be anything from 1 to 2**64 - 1."""
 
 
 class Token(NamedTuple):
-    """A fencing token: the generation (Raft term) and the node holding it.
+    """A fencing token: the generation (Raft term, 1 to 2**63 - 1) and the node holding it
+    (a node id, 1 to 2**64 - 1).
 
     Both are ints: every call that takes a token (a `Token` or a pair) refuses a bool, a
     float or any other type with TypeError, and a value no token can have with
@@ -33,12 +35,14 @@ def to_c(token: TokenLike) -> "ffi.CData":
         generation, holder = token
     except (TypeError, ValueError):
         raise TypeError(f"a token is (generation, holder), not {token!r}") from None
-    for name, value in (("generation", generation), ("holder", holder)):
+    for name, value, bound in (("generation", generation, "2**63 - 1"), ("holder", holder, "2**64 - 1")):
         if not isinstance(value, int) or isinstance(value, bool):
             raise TypeError(f"a token's {name} is an int, not {type(value).__name__}")
+        # What fits an fk_token goes to the library, which refuses the rest of what no token
+        # can have (0, a generation above 2**63 - 1) with its own message.
         if not 0 <= value <= 0xFFFF_FFFF_FFFF_FFFF:
             raise InvalidTokenError(
-                lib.FK_STATUS_INVALID_TOKEN, f"invalid token: {name} {value} is not 1 to 2**63 - 1"
+                lib.FK_STATUS_INVALID_TOKEN, f"invalid token: {name} {value} is not 1 to {bound}"
             )
     return ffi.new("fk_token *", (generation, holder))[0]
 

@@ -44,8 +44,9 @@ def test_a_prepared_batch_checks_in_one_call(tmp_path: pathlib.Path) -> None:
             fence.check_batch([(ids[0], (2, 1)), (ids[1], (0, 1))])
         with pytest.raises(fencekit.InvalidBatchError):
             fence.batch([(ids[0], (2, 1))] * (fencekit.BATCH_MAX + 1))
-        with pytest.raises(fencekit.UnknownResourceError):
-            fence.check_batch([(999, (2, 1))])
+        # An id the fence never gave out is a bad item too, named by its index.
+        with pytest.raises(fencekit.InvalidBatchError, match="item 1: unknown resource id 999"):
+            fence.check_batch([(ids[0], (2, 1)), (999, (2, 1))])
 
 
 def test_bad_input_raises_with_the_reason(tmp_path: pathlib.Path) -> None:
@@ -68,6 +69,19 @@ def test_bad_input_raises_with_the_reason(tmp_path: pathlib.Path) -> None:
         fence.check(4242, (1, 1))
     with pytest.raises(fencekit.UnknownResourceError):
         fence.lookup("never")
+    # A key no fence can hold is a bad key for a lookup too, not an unregistered one.
+    with pytest.raises(fencekit.InvalidKeyError, match="empty"):
+        fence.lookup("")
+    with pytest.raises(fencekit.InvalidKeyError, match="257 bytes"):
+        fence.lookup("k" * 257)
+    # A holder is a node id, 1 to 2**64 - 1 (only a generation stops at 2**63 - 1); the
+    # message says which part is out of which range.
+    for holder in (2**63, 2**64 - 1):
+        assert fence.check(r, (1, holder)).kind in ("advanced", "conflict")
+    with pytest.raises(fencekit.InvalidTokenError, match=r"holder 18446744073709551616 is not 1 to 2\*\*64 - 1"):
+        fence.check(r, (1, 2**64))
+    with pytest.raises(fencekit.InvalidTokenError, match=r"generation -1 is not 1 to 2\*\*63 - 1"):
+        fence.check(r, (-1, 1))
     with pytest.raises(fencekit.LockedError):
         fencekit.Fence(tmp_path / "f")
     with pytest.raises(fencekit.InvalidArgumentError, match="max_resources"):
@@ -301,7 +315,7 @@ def test_a_batch_never_keeps_an_acceptance_past_a_failed_check(tmp_path: pathlib
 
     bad = fence.batch([(r, (2, 1)), (4242, (2, 1))])
     bad._out[0].kind = bad._out[1].kind = 1  # what an earlier check of the array left
-    with pytest.raises(fencekit.UnknownResourceError):
+    with pytest.raises(fencekit.InvalidBatchError, match="item 1"):
         bad.check()
     assert [bad.kind(i) for i in range(2)] == ["none", "none"] and not any(bad.verdicts())
 

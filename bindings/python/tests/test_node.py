@@ -99,7 +99,15 @@ def test_a_single_node_leads_proposes_and_stops(tmp_path: pathlib.Path, certs: p
             node.propose("not bytes")  # type: ignore[arg-type]
         with pytest.raises(ValueError):
             node.next_event(-1)
+        # A target that is no voter is refused as a membership matter, naming it.
+        with pytest.raises(fencekit.MembershipError, match="node 2 is not a voter"):
+            node.transfer(2)
         node.stop()
+        # A stopped node's status claims no leadership.
+        status = node.status()
+        assert status["role"] == "follower" and status["leader"] is None
+        assert status["leading_generation"] is None and status["lease_remaining_ms"] is None
+        assert status["stopped"] is True and status["failed"] is False
         with pytest.raises(fencekit.StoppedError):
             node.stop()
         assert node.leadership() is None
@@ -114,6 +122,9 @@ def test_bad_configs_raise_with_the_field_named(tmp_path: pathlib.Path, certs: p
         fencekit.Node(single(tmp_path, certs, colour="blue"))
     with pytest.raises(fencekit.InvalidConfigError, match="id = 0"):
         fencekit.Node({**single(tmp_path, certs), "id": 0})
+    # A negative number names its field by its path, as every configuration error does.
+    with pytest.raises(fencekit.InvalidConfigError, match="timing.tick_ms: invalid value: integer `-1`"):
+        fencekit.Node(single(tmp_path, certs, timing={"tick_ms": -1}))
     with pytest.raises(fencekit.InvalidConfigError, match="tls: give"):
         fencekit.Node(single(tmp_path, tls={"dir": ""}))
     with pytest.raises(fencekit.InvalidConfigError, match="tls: give"):

@@ -1,8 +1,10 @@
 """The conformance vectors of tests/vectors/ (format: tests/vectors/README.md) through the
-Python binding, as the Rust and C tests run them."""
+Python binding, as the Rust and C tests run them; and the node vectors of tests/vectors/node,
+as the C and Go tests run them."""
 
 import json
 import pathlib
+import time
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
@@ -11,12 +13,7 @@ import fencekit
 from fencekit._native import lib
 
 VECTORS = pathlib.Path(__file__).resolve().parents[3] / "tests" / "vectors"
-STATUS = {
-    fencekit.InvalidTokenError: "invalid_token",
-    fencekit.InvalidKeyError: "invalid_key",
-    fencekit.UnknownResourceError: "unknown_resource",
-    fencekit.InvalidBatchError: "invalid_batch",
-}
+NODE_VECTORS = VECTORS / "node"
 
 
 def number(value: Any) -> int:
@@ -38,18 +35,28 @@ def optional_token(value: Any) -> Optional[fencekit.Token]:
 
 
 class Failed:
-    """A step that raised: the status's name, and for a batch what its verdicts read after."""
+    """A step that raised: the status's name, the exception's message, and for a batch what
+    its verdicts read after."""
 
-    def __init__(self, status: str, verdicts: Optional[List[fencekit.Verdict]] = None) -> None:
-        self.status = status
+    def __init__(self, error: fencekit.FencekitError, verdicts: Optional[List[fencekit.Verdict]] = None) -> None:
+        self.status = status_of(error)
+        self.message = str(error)
         self.verdicts = verdicts
 
     def __repr__(self) -> str:
-        return f"Failed({self.status!r}, {self.verdicts!r})"
+        return f"Failed({self.status!r}, {self.message!r}, {self.verdicts!r})"
 
 
 def status_of(error: fencekit.FencekitError) -> str:
-    return next(name for cls, name in STATUS.items() if isinstance(error, cls))
+    """The status as the vectors name it: FK_STATUS_INVALID_KEY is "invalid_key"."""
+    return error.status_name.removeprefix("FK_STATUS_").lower()
+
+
+def compare_message(context: str, got: Any, expect: Dict[str, Any]) -> None:
+    """Every string of the expectation's "message" is in the exception's message."""
+    if isinstance(got, Failed):
+        for part in expect.get("message", []):
+            assert part in got.message, f"{context}: the message does not name {part!r}: {got.message!r}"
 
 
 def reused_batch(fence: fencekit.Fence, items: List[Tuple[int, Tuple[int, int]]]) -> Any:
@@ -62,7 +69,7 @@ def reused_batch(fence: fencekit.Fence, items: List[Tuple[int, Tuple[int, int]]]
     try:
         batch.check()
     except fencekit.FencekitError as error:
-        return Failed(status_of(error), batch.verdicts())
+        return Failed(error, batch.verdicts())
     return batch.verdicts()
 
 
@@ -83,7 +90,8 @@ def run_step(fence: fencekit.Fence, ids: Dict[bytes, int], step: Dict[str, Any])
         ids[key(step)] = fence.lookup(key(step))
         return verdict
     if op == "batch":
-        return reused_batch(fence, [(ids[key(i)], token(i["token"])) for i in step["items"]])
+        items = [(number(i["id"]) if "id" in i else ids[key(i)], token(i["token"])) for i in step["items"]]
+        return reused_batch(fence, items)
     if op == "mark":
         return ("mark", fence.mark(ids[key(step)]))
     if op == "counters":
@@ -95,6 +103,7 @@ def compare(context: str, got: Any, expect: Dict[str, Any]) -> None:
     if "status" in expect:
         status = got.status if isinstance(got, Failed) else "ok"
         assert status == expect["status"], f"{context}: {got!r}"
+        compare_message(context, got, expect)
         if isinstance(got, Failed) and got.verdicts is not None:
             # A failed batch: what its reused verdicts read now.
             if "verdicts" in expect:
@@ -144,7 +153,7 @@ def run(path: pathlib.Path, directory: pathlib.Path) -> None:
             try:
                 got = run_step(fence, ids, step)
             except fencekit.FencekitError as error:
-                got = Failed(status_of(error))
+                got = Failed(error)
             if "expect" in step:
                 compare(context, got, step["expect"])
     finally:
@@ -198,3 +207,87 @@ def test_the_runner_catches_a_failed_batch_that_keeps_its_acceptances(
     monkeypatch.setattr(fencekit.fence, "lib", Leaving())
     with pytest.raises(AssertionError, match="Failed\\('invalid_batch'"):
         run(VECTORS / "fail_closed.json", tmp_path)
+
+
+# ---- node vectors -------------------------------------------------------------------------
+
+
+def merge(base: Dict[str, Any], patch: Dict[str, Any]) -> None:
+    """Merges `patch` into `base`: objects field by field, a None (null) field left out."""
+    for name, value in patch.items():
+        if value is None:
+            base.pop(name, None)
+        elif isinstance(value, dict) and isinstance(base.get(name), dict):
+            merge(base[name], value)
+        else:
+            base[name] = value
+
+
+def run_node_vector(path: pathlib.Path, directory: pathlib.Path) -> None:
+    vector = json.loads(path.read_text())
+    node: Optional[fencekit.Node] = None
+    try:
+        for index, step in enumerate(vector["steps"]):
+            op = step["op"]
+            context = f"{vector['name']} step {index} ({op})"
+            expect = step.get("expect", {})
+            got: Any = "ok"
+            try:
+                if op == "start":
+                    config: Dict[str, Any] = {
+                        "id": 1, "cluster": 1, "data_dir": str(directory / f"node-{index}"),
+                        "listen": "127.0.0.1:0", "insecure": True,
+                        "timing": {"tick_ms": 10, "margin_ms": 10},
+                    }
+                    merge(config, step.get("config", {}))
+                    started = fencekit.Node(config)
+                    if node is not None:
+                        node.close()
+                    node = started
+                elif op == "await_leadership":
+                    deadline = time.monotonic() + 10
+                    while node.leadership() is None and time.monotonic() < deadline:
+                        time.sleep(0.01)
+                    if node.leadership() is None:
+                        got = "not_leader"
+                elif op == "transfer":
+                    node.transfer(number(step["to"]))
+                elif op == "step_down":
+                    node.step_down()
+                elif op == "stop":
+                    node.stop()
+                elif op == "status":
+                    got = node.status()
+                else:
+                    raise AssertionError(f"{context}: unknown op")
+            except fencekit.FencekitError as error:
+                got = Failed(error)
+            if "status" in expect:
+                status = got.status if isinstance(got, Failed) else got if isinstance(got, str) else "ok"
+                assert status == expect["status"], f"{context}: {got!r}"
+                compare_message(context, got, expect)
+            if "status_json" in expect:
+                assert isinstance(got, dict), f"{context}: {got!r}"
+                for name, value in expect["status_json"].items():
+                    assert name in got and got[name] == value, f"{context}: {name} is {got.get(name)!r}, not {value!r}: {got}"
+    finally:
+        if node is not None:
+            node.close()
+
+
+@pytest.mark.parametrize("path", sorted(NODE_VECTORS.glob("*.json")), ids=lambda p: p.stem)
+def test_node_vector(path: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    run_node_vector(path, tmp_path)
+
+
+def test_there_are_node_vectors() -> None:
+    assert len(list(NODE_VECTORS.glob("*.json"))) >= 2
+
+
+def test_the_node_runner_catches_a_wrong_expectation(tmp_path: pathlib.Path) -> None:
+    planted = tmp_path / "planted.json"
+    planted.write_text(json.dumps({"name": "planted", "steps": [
+        {"op": "start", "config": {"timing": {"tick_ms": -1}}, "expect": {"status": "invalid_config", "message": ["timing.margin_ms"]}},
+    ]}))
+    with pytest.raises(AssertionError, match="does not name"):
+        run_node_vector(planted, tmp_path / "node")

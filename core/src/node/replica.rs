@@ -549,6 +549,7 @@ impl Replica {
             refused_messages: self.refused,
             last_refusal: self.last_refusal.clone(),
             failure: None,
+            stopped: false,
             at: now,
         }
     }

@@ -76,6 +76,9 @@ pub struct Status {
     /// Why the node failed, if it did (a panic on its thread, a log that cannot be written):
     /// it then reports no leadership and does nothing more (I9).
     pub failure: Option<String>,
+    /// The node was stopped. Like a failed node it takes no part: its role reads
+    /// [`Role::Follower`], with no leader and no leadership.
+    pub stopped: bool,
     /// When this view was taken, on the node's clock.
     pub at: Instant,
 }
@@ -102,7 +105,8 @@ impl Status {
             "{{\"id\":{},\"term\":{},\"role\":\"{}\",\"leader\":{},\"leading_generation\":{},\
              \"lease_deadline_ns\":{},\"lease_remaining_ms\":{},\"commit\":{},\"applied\":{},\
              \"last_quorum_contact_ms\":{},\"voters\":{},\"learners\":{},\"events_dropped\":{},\
-             \"refused_messages\":{},\"last_refusal\":{},\"failed\":{},\"failure\":{},\"at_ns\":{}}}",
+             \"refused_messages\":{},\"last_refusal\":{},\"failed\":{},\"failure\":{},\
+             \"stopped\":{},\"at_ns\":{}}}",
             self.id.get(),
             self.term,
             self.role.as_str(),
@@ -120,6 +124,7 @@ impl Status {
             json_string(self.last_refusal.as_deref()),
             self.failure.is_some(),
             json_string(self.failure.as_deref()),
+            self.stopped,
             self.at.as_nanos(),
         )
     }

@@ -57,9 +57,16 @@ fn unknown_ids_and_bad_batches_are_refused_before_anything_changes() {
         Err(Error::UnknownResource(_))
     ));
 
-    // A batch with one bad id does nothing at all, not even the good items.
+    // A batch with one bad id does nothing at all, not even the good items; like a bad token,
+    // the bad id is the batch's error, and it names the item.
     let mut out = [Verdict::Accepted; 2];
-    assert!(fence.check_batch(&[(id, t), (never, t)], &mut out).is_err());
+    match fence.check_batch(&[(id, t), (never, t)], &mut out) {
+        Err(Error::InvalidBatch(why)) => assert!(
+            why.contains("item 1") && why.contains("unknown resource id 5"),
+            "{why}"
+        ),
+        other => panic!("a batch with an unknown id answered {other:?}"),
+    }
     assert_eq!(fence.mark(id).unwrap(), None);
 
     let err = fence.check_batch(&[(id, t)], &mut []).unwrap_err();

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use fencekit::fence::validate_key;
 use fencekit::{Counters, Error, Fence, FenceOptions, ResourceId, Token, Verdict};
 use serde_json::Value;
 
@@ -11,7 +12,8 @@ use serde_json::Value;
 #[derive(Debug)]
 enum Outcome {
     Ok,
-    Error(&'static str),
+    /// The status's name and the error's message.
+    Error(&'static str, String),
     Verdict(Verdict, Token),
     Verdicts(Vec<Verdict>),
     Mark(Option<Token>),
@@ -75,7 +77,7 @@ fn parts(token: Option<Token>) -> Option<(u64, u64)> {
 fn compare(context: &str, outcome: &Outcome, expect: &Value) {
     if let Some(status) = expect.get("status") {
         let got = match outcome {
-            Outcome::Error(name) => name,
+            Outcome::Error(name, _) => name,
             _ => "ok",
         };
         assert_eq!(
@@ -83,6 +85,15 @@ fn compare(context: &str, outcome: &Outcome, expect: &Value) {
             status.as_str().expect("a status name"),
             "{context}: {outcome:?}"
         );
+        if let (Some(parts), Outcome::Error(_, message)) = (expect.get("message"), outcome) {
+            for part in parts.as_array().expect("a list of strings") {
+                let part = part.as_str().expect("a string");
+                assert!(
+                    message.contains(part),
+                    "{context}: the message {message:?} does not name {part:?}"
+                );
+            }
+        }
         return;
     }
     if let Some(want) = expect.get("verdict") {
@@ -158,10 +169,14 @@ fn run(path: &Path) {
                 ids.insert(key(step), id);
                 Outcome::Ok
             }),
-            "lookup" => fence
-                .lookup(&key(step))
-                .map(|_| Outcome::Ok)
-                .ok_or(Error::UnknownResource(u32::MAX)),
+            // The C ABI's fk_fence_lookup: a key no fence can hold is invalid, a valid one that
+            // is not registered unknown.
+            "lookup" => validate_key(&key(step)).and_then(|()| {
+                fence
+                    .lookup(&key(step))
+                    .map(|_| Outcome::Ok)
+                    .ok_or(Error::UnknownResource(u32::MAX))
+            }),
             "check" => token(&step["token"])
                 .and_then(|t| fence.check(id_of(&ids), t).map(|v| Outcome::Verdict(v, t))),
             "check_id" => token(&step["token"]).and_then(|t| {
@@ -174,23 +189,25 @@ fn run(path: &Path) {
                 Ok(Outcome::Verdict(verdict, t))
             }),
             "batch" => {
-                let items: Result<Vec<(ResourceId, Token)>, Error> = step["items"]
+                // The raw items, each validated by the fence itself (as across the C ABI), so
+                // that its error names the item.
+                let items: Vec<(ResourceId, u64, u64)> = step["items"]
                     .as_array()
                     .unwrap()
                     .iter()
-                    .map(|item| Ok((id_of_item(&ids, item, &context), token(&item["token"])?)))
+                    .map(|item| {
+                        let (generation, holder) = pair(&item["token"]);
+                        (id_of_item(&ids, item, &context), generation, holder)
+                    })
                     .collect();
-                match items {
-                    // A bad token in a batch is the batch's error, as across the C ABI.
-                    Err(Error::InvalidToken(why)) => Err(Error::InvalidBatch(why.into())),
-                    Err(e) => Err(e),
-                    Ok(items) => {
-                        let mut out = vec![Verdict::Accepted; items.len()];
-                        fence
-                            .check_batch(&items, &mut out)
-                            .map(|()| Outcome::Verdicts(out))
-                    }
-                }
+                let mut out = vec![Verdict::Accepted; items.len()];
+                fence
+                    .check_batch_by(
+                        items.len(),
+                        |i| Ok((items[i].0, Token::from_parts(items[i].1, items[i].2)?)),
+                        |i, _, verdict| out[i] = verdict,
+                    )
+                    .map(|()| Outcome::Verdicts(out))
             }
             "mark" => fence.mark(id_of(&ids)).map(Outcome::Mark),
             "counters" => fence.counters(id_of(&ids)).map(Outcome::Counters),
@@ -205,7 +222,7 @@ fn run(path: &Path) {
             }
             other => panic!("{context}: unknown op {other}"),
         };
-        let outcome = result.unwrap_or_else(|e| Outcome::Error(status_name(&e)));
+        let outcome = result.unwrap_or_else(|e| Outcome::Error(status_name(&e), e.to_string()));
         if let Some(expect) = step.get("expect") {
             compare(&context, &outcome, expect);
         }
@@ -213,6 +230,9 @@ fn run(path: &Path) {
 }
 
 fn id_of_item(ids: &HashMap<Vec<u8>, ResourceId>, item: &Value, context: &str) -> ResourceId {
+    if let Some(id) = item.get("id") {
+        return ResourceId::from_u32(number(id) as u32);
+    }
     *ids.get(&key(item))
         .unwrap_or_else(|| panic!("{context}: a batch item's key was not registered"))
 }

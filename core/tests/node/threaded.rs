@@ -152,6 +152,18 @@ fn transfer_step_down_and_stop_through_the_node() {
     let g = Group::new(3);
     let leader = g.wait_for_leader(None);
     let to = (1..=3).find(|&n| n != leader).unwrap();
+    // A target that cannot take leadership is the membership's refusal, naming it, and
+    // revokes nothing.
+    for bad in [4, leader] {
+        match g.node(leader).transfer_leadership(id(bad)) {
+            Err(Error::Membership(why)) => assert!(
+                why.contains(&bad.to_string()) || why.contains("itself"),
+                "{why}"
+            ),
+            other => panic!("a transfer to node {bad}: {other:?}"),
+        }
+    }
+    assert!(g.node(leader).leadership().is_some());
     g.node(leader).transfer_leadership(id(to)).unwrap();
     assert!(
         g.node(leader).leadership().is_none(),
@@ -171,6 +183,22 @@ fn transfer_step_down_and_stop_through_the_node() {
     assert!(matches!(node.propose(b"x".to_vec()), Err(Error::Stopped)));
     assert!(matches!(node.step_down(), Err(Error::Stopped)));
     assert!(node.stopped().unwrap().contains("stopped"));
+    // A stopped node's status claims no leadership, whatever role its Raft had.
+    let status = node.status().unwrap();
+    assert_eq!(
+        (
+            status.role,
+            status.leader,
+            status.leadership,
+            status.stopped
+        ),
+        (fencekit::node::Role::Follower, None, None, true)
+    );
+    assert!(
+        status
+            .to_json()
+            .contains("\"role\":\"follower\",\"leader\":null")
+    );
     let events: Vec<Event> = node.events().try_iter().collect();
     assert!(
         events.iter().any(|e| matches!(
@@ -217,6 +245,7 @@ fn a_node_whose_thread_panics_is_reported_failed_everywhere() {
     assert!(status.leadership.is_none());
     assert!(status.failure.as_deref().unwrap().contains("planted panic"));
     assert!(status.to_json().contains("\"failed\":true"));
+    assert!(!status.stopped, "failed, not stopped");
     for result in [
         node.propose(b"x".to_vec()).map(|_| ()),
         node.step_down().map(|_| ()),
