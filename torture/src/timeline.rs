@@ -13,6 +13,8 @@ use crate::summary::RunSummary;
 const LEFT: f64 = 90.0;
 const PLOT: f64 = 1100.0;
 const ROW: f64 = 26.0;
+/// Ledgers longer than this show only their refused and doubled entries.
+const PLAIN_LANDINGS_DRAWN: usize = 5_000;
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -211,6 +213,11 @@ fn svg(h: &History, summary: &RunSummary) -> String {
                     ("#41ab5d", "landed")
                 }
             };
+            // A long run's tens of thousands of plain landings would make the page too heavy
+            // to open: past a few thousand entries only the telling ones are drawn.
+            if what == "landed" && ledger.entries.len() > PLAIN_LANDINGS_DRAWN {
+                continue;
+            }
             let tall = if what == "LANDED TWICE" { 22.0 } else { 12.0 };
             let _ = write!(
                 out,
@@ -256,7 +263,8 @@ pub(crate) fn html(runs: &[(&History, &RunSummary)], table: &str) -> String {
         "<p>Rows: each node (coloured while it acted, one hue per generation; grey while it was \
          down), the faults in force (purple partitions, orange pauses, dark red zombies, black \
          kills, blue clock rates, brown full disks), and the ledger (green landed, orange \
-         refused, tall red landed a second time). Red dots: the checker's violations. Hover for \
+         refused, tall red landed a second time; past 5,000 entries, the landed ones are not \
+         drawn). Red dots: the checker's violations. Hover for \
          details.</p>",
     );
     for (h, summary) in runs {
