@@ -158,7 +158,7 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --ver
         # New inputs go to a scratch directory; the committed corpus is only read.
         scratch=$(mktemp -d)
         if ! cargo +nightly fuzz run "${build[@]}" "$target" "$scratch" "corpus/$target" -- \
-            -max_total_time="${FUZZ_SECONDS:-30}" \
+            -max_total_time="${FUZZ_SECONDS:-20}" \
             -len_control=0 -max_len=2048 -print_final_stats=1 >"$flog" 2>&1; then
             tail -n 60 "$flog"
             echo "fuzz target $target failed: see above and fuzz/artifacts/$target" >&2
