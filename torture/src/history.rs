@@ -105,9 +105,13 @@ impl LedgerEntry {
     }
 }
 
-/// The whole ledger, read at one moment.
+/// The whole ledger, read page by page (writers may go on meanwhile, except for the final read).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub(crate) struct Snapshot {
+    /// When the read began: whatever was committed before is in it. `None` in histories
+    /// recorded before it was kept.
+    #[serde(default)]
+    pub(crate) started_ms: Option<i64>,
     /// When the read finished.
     pub(crate) taken_ms: i64,
     /// Why it was read: "restart 3" (after the store's third restart), "final".

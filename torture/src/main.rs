@@ -72,6 +72,10 @@ struct Args {
     /// histories (history-naive.json, history-fenced.json).
     #[arg(long, default_value = "fencekit-torture-out")]
     out: PathBuf,
+    /// Judge a recorded history again (`history-fenced.json` of an earlier run), with this
+    /// build's checker, instead of playing a run.
+    #[arg(long, conflicts_with_all = ["quick", "only"])]
+    check: Option<PathBuf>,
     /// The `fencekit` command to torture (default: the one beside this program).
     #[arg(long)]
     fencekit: Option<PathBuf>,
@@ -149,6 +153,9 @@ fn fencekit_command(given: Option<&PathBuf>) -> Result<PathBuf> {
 /// Runs the control and the fenced run: held when fencekit held and the checker was shown able
 /// to fail.
 fn run(args: &Args) -> Result<Ending> {
+    if let Some(path) = &args.check {
+        return judge_again(path);
+    }
     if let Some(reason) = Net::unavailable() {
         // Not a failure: a machine that cannot make namespaces cannot run this.
         if args.json {
@@ -266,6 +273,32 @@ fn run(args: &Args) -> Result<Ending> {
     report(args, html, &runs, seed, &left_out)
 }
 
+/// `--check FILE`: the checks of a recorded history, printed as a run's are.
+fn judge_again(path: &Path) -> Result<Ending> {
+    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let history: history::History = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a recorded history", path.display()))?;
+    let checks = checker::check(&history);
+    let outcome = run::Outcome::recorded(history);
+    let summary = summary::summarize(&outcome, checks);
+    println!("{}", summary::table(&[&summary]));
+    for check in summary.checks.iter().filter(|c| c.violations_total > 0) {
+        println!("{}: {}", check.name, check.promise);
+        for v in check.violations.iter().take(5) {
+            println!("  {}", v.what);
+        }
+    }
+    let failures = failures(&[&summary]);
+    for failure in &failures {
+        eprintln!("fencekit-torture: FAILED: {failure}");
+    }
+    Ok(if failures.is_empty() {
+        Ending::Held
+    } else {
+        Ending::Broken
+    })
+}
+
 /// Holds `out/.lock` for the run: a second run with the same `--out` would delete this one's
 /// files and unmount its disks.
 fn lock_out_dir(out: &Path) -> Result<std::fs::File> {
@@ -359,7 +392,11 @@ fn failures(summaries: &[&RunSummary]) -> Vec<String> {
                 exit.log_tail.lines().last().unwrap_or("")
             ));
         }
-        for c in s.clock_checks.iter().filter(|c| !c.took_effect) {
+        for c in s
+            .clock_checks
+            .iter()
+            .filter(|c| !c.took_effect && !c.too_short)
+        {
             let measured = c.measured.map_or_else(
                 || "a rate it could not measure".to_owned(),
                 |m| format!("{m}×"),

@@ -511,13 +511,15 @@ impl<'a, 'n> Nemesis<'a, 'n> {
 
 /// The whole ledger, as read now.
 pub(crate) fn read_snapshot(cluster: &Cluster<'_>, clock: RunClock, why: &str) -> Result<Snapshot> {
+    let started_ms = clock.now_ms();
     let raw = cluster.ledger()?;
     let entries = raw
         .iter()
         .map(|e| ledger_entry(e, clock))
         .collect::<Result<Vec<_>>>()?;
     Ok(Snapshot {
-        taken_ms: clock.now_ms(),
+        started_ms: Some(started_ms),
+        taken_ms: clock.now_ms_ceil(),
         why: why.to_owned(),
         entries,
     })

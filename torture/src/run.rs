@@ -53,6 +53,22 @@ pub(crate) struct Outcome {
     pub(crate) gaps: Vec<String>,
 }
 
+impl Outcome {
+    /// A history recorded earlier, judged again: what the harness saw besides is not kept.
+    pub(crate) fn recorded(history: History) -> Outcome {
+        Outcome {
+            history,
+            exits: Vec::new(),
+            supervisor_restarts: Vec::new(),
+            skipped: 0,
+            notes: Vec::new(),
+            interrupted: false,
+            aborted: None,
+            gaps: Vec::new(),
+        }
+    }
+}
+
 /// Plays `plan` in `mode`, keeping its files under `dir`.
 pub(crate) fn play(
     setup: &Setup,

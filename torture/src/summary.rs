@@ -19,6 +19,8 @@ pub(crate) struct ClockCheck {
     /// `None`: too few samples in the span to measure.
     pub(crate) measured: Option<f64>,
     pub(crate) took_effect: bool,
+    /// The fault was in force too briefly to measure (the run ended 3 s after it began).
+    pub(crate) too_short: bool,
 }
 
 /// Failover times: from a fault that took the acting leader out (or, if other faults left no
@@ -235,11 +237,13 @@ fn clock_checks(h: &History) -> Vec<ClockCheck> {
             // from a fault that did not take effect.
             let took_effect =
                 measured.is_some_and(|(m, blur)| (m - rate.rate).abs() <= 0.0025_f64.max(blur));
+            let too_short = rate.span.end_ms.unwrap_or(h.ended_ms) - rate.span.start_ms < 3_500;
             ClockCheck {
                 node: rate.node,
                 intended: rate.rate,
                 measured: measured.map(|(m, _)| (m * 10_000.0).round() / 10_000.0),
                 took_effect,
+                too_short,
             }
         })
         .collect()
@@ -322,7 +326,8 @@ pub(crate) fn table(runs: &[&RunSummary]) -> String {
     );
     row("clock faults in effect", &|r| {
         let ok = r.clock_checks.iter().filter(|c| c.took_effect).count();
-        format!("{ok} of {}", r.clock_checks.len())
+        let short = r.clock_checks.iter().filter(|c| c.too_short).count();
+        format!("{ok} of {} ({short} too short)", r.clock_checks.len())
     });
     row("supervisor restarts", &|r| {
         r.supervisor_restarts.to_string()

@@ -56,10 +56,16 @@ pub(super) fn check(history: &History) -> Check {
         for indexed in &snapshots {
             let snapshot = indexed.snapshot;
             let is_final = last.is_some_and(|l| std::ptr::eq(l, snapshot));
-            // A node's clock may be skewed: only a later seq proves a snapshot came after.
+            // A node's clock may be skewed: only a later seq proves a snapshot came after. On
+            // the harness's clock, an acknowledgement before the read began must be in it (the
+            // read goes on page by page while writers write: one acknowledged during the read
+            // may or may not be).
             let after = is_final
                 || indexed.max_seq.is_some_and(|m| m >= seq)
-                || (op.clock == OpClock::Harness && op.complete_ms < snapshot.taken_ms);
+                || (op.clock == OpClock::Harness
+                    && snapshot
+                        .started_ms
+                        .is_some_and(|start| op.complete_ms < start));
             if !after {
                 continue;
             }

@@ -176,11 +176,13 @@ fn fenced() -> History {
         ops,
         snapshots: vec![
             Snapshot {
+                started_ms: Some(2700),
                 taken_ms: 2750,
                 why: "restart 1".to_string(),
                 entries: ledger[..4].to_vec(),
             },
             Snapshot {
+                started_ms: Some(4950),
                 taken_ms: 5000,
                 why: "final".to_string(),
                 entries: ledger,
@@ -647,6 +649,36 @@ fn a_node_clock_time_does_not_place_a_completion_before_a_snapshot() {
 }
 
 #[test]
+fn a_completion_acknowledged_while_a_ledger_read_went_on_need_not_be_in_it() {
+    // The restart snapshot was read from 2700 to 2750 ms; a completion acknowledged at 2720 ms
+    // (seq 8, in the final ledger) may have come after the page that would hold it.
+    let mut h = fenced();
+    let mut during = op(
+        "client-2",
+        Call::Complete,
+        ("a", 3),
+        (2, Some(2)),
+        2715,
+        answer("accepted", Some(2), false, Some(8)),
+    );
+    during.clock = OpClock::Harness;
+    h.ops.push(during.clone());
+    final_entries(&mut h).push(entry(8, ("a", 3), 2, 2, "accepted", 2718));
+    assert_clean(&h);
+    // Acknowledged before the read began, it must be there.
+    during.invoke_ms = 2600;
+    during.complete_ms = 2605;
+    *h.ops.last_mut().expect("pushed") = during;
+    let c = only(&h, "acknowledged-completions-durable");
+    assert!(
+        c.violations[0]
+            .what
+            .contains("missing from the ledger read for"),
+        "{c:#?}"
+    );
+}
+
+#[test]
 fn a_later_seq_in_a_snapshot_demands_the_earlier_ones() {
     // n2's clock runs 7 s ahead: its completion at seq 5 says about 10 s, after a second
     // restart's snapshot at 3500 ms; that snapshot holds seq 6, so it came after seq 5
@@ -662,6 +694,7 @@ fn a_later_seq_in_a_snapshot_demands_the_earlier_ones() {
     h.snapshots.insert(
         1,
         Snapshot {
+            started_ms: Some(3450),
             taken_ms: 3500,
             why: "restart 2".to_string(),
             entries: ledger[..6].iter().filter(|e| e.seq != 5).cloned().collect(),
