@@ -19,7 +19,7 @@ pub(crate) struct ClockCheck {
     /// `None`: too few samples in the span to measure.
     pub(crate) measured: Option<f64>,
     pub(crate) took_effect: bool,
-    /// The fault was in force too briefly to measure (the run ended 3 s after it began).
+    /// The fault was in force, or the node answered in it, too briefly to measure.
     pub(crate) too_short: bool,
 }
 
@@ -237,7 +237,15 @@ fn clock_checks(h: &History) -> Vec<ClockCheck> {
             // from a fault that did not take effect.
             let took_effect =
                 measured.is_some_and(|(m, blur)| (m - rate.rate).abs() <= 0.0025_f64.max(blur));
-            let too_short = rate.span.end_ms.unwrap_or(h.ended_ms) - rate.span.start_ms < 3_500;
+            // Too short to measure: cut short by the run's end, or answered for under 3 s (a
+            // node restarted into a partition may take seconds to start). A fault with no
+            // answer at all is not excused: that is no evidence.
+            let answered_ms = match (inside.first(), inside.last()) {
+                (Some(a), Some(b)) => Some(b.sent_ms - a.received_ms),
+                _ => None,
+            };
+            let too_short = rate.span.end_ms.unwrap_or(h.ended_ms) - rate.span.start_ms < 3_500
+                || answered_ms.is_some_and(|ms| ms < 3_000);
             ClockCheck {
                 node: rate.node,
                 intended: rate.rate,
