@@ -3,6 +3,7 @@ package localgroup
 
 import (
 	"fmt"
+	"math/rand"
 	"net"
 	"path/filepath"
 	"time"
@@ -17,12 +18,11 @@ func Start(root string, size int, cluster uint64) ([]*fencekit.Node, error) {
 	addrs := make([]string, size)
 	ids := make([]uint64, size)
 	for i := range addrs {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		addr, err := freePort()
 		if err != nil {
 			return nil, err
 		}
-		addrs[i] = l.Addr().String()
-		l.Close()
+		addrs[i] = addr
 		ids[i] = uint64(i + 1)
 	}
 	certs := filepath.Join(root, "certs")
@@ -47,6 +47,22 @@ func Start(root string, size int, cluster uint64) ([]*fencekit.Node, error) {
 		nodes = append(nodes, n)
 	}
 	return nodes, nil
+}
+
+// freePort picks a free local port below the kernel's ephemeral range (32768 and up), which a
+// node's own outbound connections draw from: a port picked there can be taken before the node
+// binds it.
+func freePort() (string, error) {
+	for i := 0; i < 1000; i++ {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.Intn(12000))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return addr, nil
+	}
+	return "", fmt.Errorf("no free port in 20000..32000")
 }
 
 // Close closes every node.
