@@ -175,6 +175,17 @@ for plugin in plugins/examples/wat/*.wat; do
     cargo run --locked -q -p fencekit-cli -- plugin check "$plugin"
 done
 
+step "publishing: cargo publish --dry-run of the library crates, their docs on docs.rs settings"
+# A dry run: nothing is uploaded. It packs fencekit and fencekit-plugins as crates.io would
+# receive them (sources, examples, README, LICENSE: no tests, no test data), builds each from
+# its .crate (fencekit-plugins against the packed fencekit, not the path), and stops before the
+# upload. It reads crates.io's index. --allow-dirty: this checks the packaging of the working
+# tree, uncommitted edits included; the rest of the workspace stays `publish = false`.
+cargo publish --dry-run --locked --allow-dirty -p fencekit -p fencekit-plugins
+# docs.rs builds with --cfg docsrs; a broken intra-doc link, a missing doc or a bare URL fails.
+RUSTDOCFLAGS="--cfg docsrs -D warnings" \
+    cargo doc --locked --no-deps -p fencekit -p fencekit-plugins --all-features
+
 echo
 echo "all checks passed"
 echo "tests: ${passed} passed, ${failed} failed"

@@ -52,6 +52,15 @@
 //!    while a lease computed by [`lease::Timing`] holds, so it ends before any successor can be
 //!    elected. [`raft_storage`] keeps Raft's state in the log; [`transport`] carries messages
 //!    (TCP, or in-process); [`detect::audit`] finds split-brain evidence in many statuses.
+//!
+//! # Cargo features
+//!
+//! - `dev-certs`: development certificates, `transport::tcp::dev_certs`: a CA and node
+//!   certificates for a test group, samples and demos (pulls in `rcgen`). Production groups
+//!   use their own PKI with the same identity URIs ([`transport::tcp::tls`]).
+//! - `planted-bugs`: **test-only, not part of the API.** It lets fencekit's own simulator
+//!   switch on deliberate bugs, one thread at a time, to prove that its checkers catch them.
+//!   Never enable it in a build that serves anything.
 
 pub mod detect;
 pub mod disk;

@@ -15,6 +15,8 @@
 //!
 //! Keys are ECDSA P-256. The certificates do not expire (rcgen's default validity): rotate by
 //! replacing the files, which running nodes pick up by themselves.
+//!
+//! Available with the crate's `dev-certs` feature.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
