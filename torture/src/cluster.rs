@@ -369,6 +369,21 @@ impl<'n> Cluster<'n> {
         }
     }
 
+    /// The lowest run of `job` not done yet, by the store's `/first-undone`.
+    pub(crate) fn first_undone(&self, job: &str) -> Result<u64> {
+        let (code, body) = self
+            .store_reader
+            .get(&self.store_addr(), &format!("/first-undone?job={job}"))?;
+        if code != 200 {
+            bail!(
+                "the store answered {code} to /first-undone: {}",
+                body.trim()
+            );
+        }
+        let answer: serde_json::Value = serde_json::from_str(&body)?;
+        answer["run"].as_u64().context("/first-undone's run")
+    }
+
     /// The whole ledger, oldest first, as raw JSON entries.
     pub(crate) fn ledger(&self) -> Result<Vec<serde_json::Value>> {
         let mut entries = Vec::new();

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::cluster::{Cluster, node_name};
-use crate::history::{Fault, FaultKind, LedgerEntry, RateSpan, Snapshot, Span};
+use crate::history::{Fault, FaultKind, JobSchedule, LedgerEntry, RateSpan, Snapshot, Span};
 use crate::http::Http;
 use crate::net::Net;
 use crate::observer::Observations;
@@ -114,6 +114,34 @@ impl<'a, 'n> Nemesis<'a, 'n> {
             }
             self.supervise()?;
             std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(true)
+    }
+
+    /// After the faults: waits until the schedulers have caught up with every run due `lag_ms`
+    /// ago or earlier, for at most `within_ms` (a long run's combined faults can leave them a
+    /// minute behind, and runs are done one after another). False when interrupted.
+    pub(crate) fn catch_up(
+        &mut self,
+        schedule: &JobSchedule,
+        lag_ms: i64,
+        within_ms: i64,
+    ) -> Result<bool> {
+        let until = self.clock.now_ms() + within_ms;
+        while self.clock.now_ms() < until {
+            let due_by = self.clock.now_ms() - lag_ms - schedule.start_ms;
+            let wanted = u64::try_from(due_by.max(0) / schedule.period_ms.max(1))? + 1;
+            let caught_up = schedule.jobs.iter().all(|job| {
+                self.cluster
+                    .first_undone(job)
+                    .is_ok_and(|run| run >= wanted)
+            });
+            if caught_up {
+                return Ok(true);
+            }
+            if !self.idle(500)? {
+                return Ok(false);
+            }
         }
         Ok(true)
     }

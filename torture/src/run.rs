@@ -114,6 +114,11 @@ pub(crate) fn play(
         .map(|&id| (id, cluster.status_addr(id)))
         .collect();
 
+    let schedule = JobSchedule {
+        jobs: JOBS.iter().map(|&j| j.to_owned()).collect(),
+        start_ms: schedule_start_ms,
+        period_ms: i64::try_from(setup.period_ms)?,
+    };
     let (mut record, interrupted, mut aborted, ended_ms) =
         std::thread::scope(|scope| -> Result<_> {
             for (id, addr) in &status_addrs {
@@ -140,7 +145,12 @@ pub(crate) fn play(
                 }
                 let start_ms = nemesis.clock.now_ms();
                 nemesis.play(plan, start_ms)?;
-                nemesis.idle(setup.settle_ms)
+                if !nemesis.idle(setup.settle_ms)? {
+                    return Ok(false);
+                }
+                // The liveness check asks for the runs due up to half the settling time before
+                // the end: the schedulers get up to four settling times to get there.
+                nemesis.catch_up(&schedule, setup.settle_ms / 2, 4 * setup.settle_ms)
             })();
             // Whatever happened, the faults end and the threads stop.
             let healed = nemesis.heal_all();
@@ -193,11 +203,7 @@ pub(crate) fn play(
         faults: record.faults,
         down: record.down,
         rates: record.rates,
-        schedule: JobSchedule {
-            jobs: JOBS.iter().map(|&j| j.to_owned()).collect(),
-            start_ms: schedule_start_ms,
-            period_ms: i64::try_from(setup.period_ms)?,
-        },
+        schedule,
         // Runs due in the first half of the settling time must be done by its end.
         liveness_cutoff_ms: ended_ms - setup.settle_ms / 2,
         ended_ms,
