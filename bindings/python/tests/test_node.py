@@ -1,8 +1,6 @@
 """The node and policies from Python."""
 
 import pathlib
-import random
-import socket
 import threading
 import time
 from typing import List, Optional, Tuple
@@ -10,6 +8,7 @@ from typing import List, Optional, Tuple
 import pytest
 
 import fencekit
+from ports import free_port
 
 MAX_PAYLOAD_WAT = b"""(module (memory (export "memory") 1)
   (func (export "fk_abi_version") (result i32) (i32.const 1))
@@ -18,20 +17,6 @@ MAX_PAYLOAD_WAT = b"""(module (memory (export "memory") 1)
   (func (export "fk_validate") (param i32) (result i32)
     (if (result i32) (i32.gt_u (i32.load offset=44 (i32.const 4096)) (i32.const 256))
       (then (i32.const 1)) (else (i32.const 0)))))"""
-
-
-def free_port() -> int:
-    """A free port below the kernel's ephemeral range (32768 and up), which a node's own
-    outbound connections draw from: a port picked there can be taken before the node binds it."""
-    for _ in range(1000):
-        port = random.randrange(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 20000..32000")
 
 
 CLUSTER = 5
