@@ -191,8 +191,8 @@ fn report(name: &str, samples: &[Duration]) {
 criterion_group!(benches, tcp_commit);
 
 fn main() {
-    // `cargo bench -- --test` (the test command) runs every bench once: a few trials suffice.
-    let quick = std::env::args().any(|a| a == "--test");
+    // The test command runs every bench once: a few trials suffice.
+    let quick = fencekit_benches::smoke_run();
     let trials = std::env::var("FENCEKIT_FAILOVER_TRIALS")
         .ok()
         .and_then(|t| t.parse().ok())

@@ -19,3 +19,9 @@ pub fn settle_disk() {
     let _ = std::process::Command::new("sync").status();
     std::thread::sleep(Duration::from_millis(500));
 }
+
+/// Whether criterion was started with `--test` (as the test command does: every bench runs
+/// once), so that a bench can shrink its setup to something a CI machine's disk and time allow.
+pub fn smoke_run() -> bool {
+    std::env::args().any(|a| a == "--test")
+}
