@@ -6,9 +6,21 @@ import os
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ._native import ffi, lib
-from .errors import ClosedError, InvalidBatchError, check
+from .errors import ClosedError, InvalidArgumentError, InvalidBatchError, check
 from .policy import Policy
-from .token import Counters, Token, TokenLike, Verdict, _refuse_comparison, _set, from_c, to_c, token_ints
+from .kinds import VerdictKind
+from .token import (
+    Counters,
+    Token,
+    TokenLike,
+    Verdict,
+    _refuse_comparison,
+    _set,
+    from_c,
+    resource_id,
+    to_c,
+    token_ints,
+)
 
 Key = Union[bytes, str]
 BATCH_MAX = lib.FK_BATCH_MAX
@@ -82,6 +94,25 @@ def _key(key: Key) -> bytes:
     raise TypeError(f"a key is bytes or str, not {type(key).__name__}")
 
 
+def _option(value: object, name: str) -> int:
+    """An option's value: an int (a bool is not one), in what a uint64_t holds (the library
+    checks the option's own range and names it)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} is an int, not {type(value).__name__}")
+    if not 0 <= value <= 0xFFFF_FFFF_FFFF_FFFF:
+        raise InvalidArgumentError(lib.FK_STATUS_INVALID_ARGUMENT, f"{name} = {value}: out of range")
+    return value
+
+
+def _policy(policy: Optional[Policy]) -> "ffi.CData":
+    """The library's policy, or NULL for None."""
+    if policy is None:
+        return ffi.NULL
+    if not isinstance(policy, Policy):
+        raise TypeError(f"a policy is a fencekit.Policy or None, not {type(policy).__name__}")
+    return policy._handle()
+
+
 class Fence:
     """The durable high-water mark of every resource of one storage.
 
@@ -102,9 +133,9 @@ class Fence:
         options = ffi.new("fk_fence_options *")
         check(lib.fk_fence_options_default(options))
         if max_resources is not None:
-            options.max_resources = max_resources
+            options.max_resources = _option(max_resources, "max_resources")
         if segment_size is not None:
-            options.segment_size = segment_size
+            options.segment_size = _option(segment_size, "segment_size")
         encoded = os.fsencode(path)
         out = ffi.new("fk_fence **")
         check(lib.fk_fence_open(encoded, len(encoded), options, out))
@@ -157,6 +188,9 @@ class Fence:
         else (a bool, a float, a string) raises TypeError."""
         last = self._last_accepted
         try:
+            if type(resource) is not int:
+                # cffi would take True as resource 1.
+                resource = resource_id(resource)
             if token is last[0]:
                 # The token this fence accepted last: its integers and verdict are at hand.
                 answer = _check(self._fence, resource, last[1], last[2])
@@ -164,10 +198,15 @@ class Fence:
                     return last[3]
             else:
                 generation, holder = token
-                if type(generation) is not int or type(holder) is not int:
-                    # Not two plain ints. cffi would take a bool as 0 or 1 (`(True, 1)` would
-                    # pass as generation 1) and any object with __index__: the slow way
-                    # refuses all but ints with TypeError.
+                if (
+                    (type(token) is not Token and type(token) is not tuple)
+                    or type(generation) is not int
+                    or type(holder) is not int
+                ):
+                    # Not a pair of two plain ints. cffi would take a bool as 0 or 1 (`(True,
+                    # 1)` would pass as generation 1) and any object with __index__, and
+                    # unpacking would take the two keys of a dict: the slow way refuses all
+                    # but ints in a tuple or list with TypeError.
                     generation, holder = token_ints(token)
                 answer = _check(self._fence, resource, generation, holder)
                 if answer == _ACCEPTED:
@@ -176,8 +215,10 @@ class Fence:
                         return verdict
                     return self._accepted_verdict(token, generation, holder)
         except (TypeError, ValueError, OverflowError):
-            # A closed fence, or a token that is no pair of 64-bit integers: say which.
+            # A closed fence, a resource id out of range, or a token that is no pair of 64-bit
+            # integers: say which.
             self._handle()
+            resource_id(resource)
             to_c(token)
             raise
         if answer < 0:
@@ -189,7 +230,7 @@ class Fence:
     def _accepted_verdict(self, token: TokenLike, generation: int, holder: int) -> Verdict:
         """The accepting verdict of a token accepted for the first time (or again after the
         cache was cleared)."""
-        verdict = Verdict("accepted", Token(generation, holder), None)
+        verdict = Verdict(VerdictKind.ACCEPTED, Token(generation, holder), None)
         if len(self._accepted) >= _TOKENS_CACHED:
             self._accepted.clear()
         self._accepted[(generation, holder)] = verdict
@@ -221,13 +262,13 @@ class Fence:
     def mark(self, resource: int) -> Optional[Token]:
         """The resource's current mark, or None if it has none yet."""
         out = ffi.new("fk_token *")
-        check(lib.fk_fence_mark(self._handle(), resource, out))
+        check(lib.fk_fence_mark(self._handle(), resource_id(resource), out))
         return from_c(out[0])
 
     def counters(self, resource: int) -> Counters:
         """What the fence decided for `resource` since it was opened."""
         out = ffi.new("fk_counters *")
-        check(lib.fk_fence_counters(self._handle(), resource, out))
+        check(lib.fk_fence_counters(self._handle(), resource_id(resource), out))
         return Counters(out.accepted, out.advanced, out.stale, out.conflicts)
 
     def __len__(self) -> int:
@@ -239,11 +280,11 @@ class Fence:
         """Attaches a validator policy (None detaches it): `check_write` asks it about every
         payload whose token the fence accepts. Attach rarely: every validator attached stays
         in memory until the fence closes."""
-        check(lib.fk_fence_set_validator(self._handle(), policy._handle() if policy else ffi.NULL))
+        check(lib.fk_fence_set_validator(self._handle(), _policy(policy)))
 
     def set_tie_breaker(self, policy: Optional["Policy"]) -> None:
         """Lets a tie-breaker policy settle conflicts (None: reject them all, the default)."""
-        check(lib.fk_fence_set_tie_breaker(self._handle(), policy._handle() if policy else ffi.NULL))
+        check(lib.fk_fence_set_tie_breaker(self._handle(), _policy(policy)))
 
     def check_write(self, resource: int, token: TokenLike, payload: bytes) -> "WriteVerdict":
         """Checks the token, then the payload with the attached validator. The write verdict
@@ -252,7 +293,7 @@ class Fence:
             raise TypeError(f"payload is bytes, not {type(payload).__name__}")
         raw = bytes(payload)
         out = ffi.new("fk_write_verdict *")
-        check(lib.fk_fence_check_write(self._handle(), resource, to_c(token), raw, len(raw), out))
+        check(lib.fk_fence_check_write(self._handle(), resource_id(resource), to_c(token), raw, len(raw), out))
         return WriteVerdict(bool(out.accepted), Verdict.from_c(out.fence), out.rejection_code)
 
     def compact(self) -> None:
@@ -279,9 +320,15 @@ class Batch:
         self._len = len(items)
         self._items = ffi.new("fk_check_item[]", max(1, self._len))
         self._out = ffi.new("fk_verdict[]", max(1, self._len))
-        for i, (resource, token) in enumerate(items):
-            self._items[i].resource = resource
-            self._items[i].token = to_c(token)
+        for i, item in enumerate(items):
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                raise TypeError(f"batch item {i} is a (resource, token) pair, not {item!r}")
+            resource, token = item
+            try:
+                self._items[i].resource = resource_id(resource)
+                self._items[i].token = to_c(token)
+            except TypeError as e:
+                raise TypeError(f"batch item {i}: {e}") from None
 
     def __len__(self) -> int:
         return self._len
@@ -302,7 +349,7 @@ class Batch:
         kind = self._out[index].kind
         return kind == _ACCEPTED or kind == _ADVANCED
 
-    def kind(self, index: int) -> str:
+    def kind(self, index: int) -> VerdictKind:
         """The verdict of item `index` from the last `check()`: a name, which is true for
         every kind; test `accepted(index)` for the write."""
         return Verdict.from_c(self._out[index]).kind

@@ -6,9 +6,12 @@ import numbers
 from typing import NamedTuple, Optional, Tuple, Union
 
 from ._native import ffi, lib
+from .kinds import VerdictKind
 
 GENERATION_MAX = (1 << 63) - 1
 """The largest generation; a holder (a node id) may be anything from 1 to 2**64 - 1."""
+_U32_MAX = 0xFFFF_FFFF
+_U64_MAX = 0xFFFF_FFFF_FFFF_FFFF
 
 
 class Token(NamedTuple):
@@ -31,20 +34,51 @@ def to_c(token: TokenLike) -> "ffi.CData":
     """The token as an `fk_token` struct; a value no token can have raises InvalidTokenError."""
     from .errors import InvalidTokenError
 
-    try:
-        generation, holder = token
-    except (TypeError, ValueError):
-        raise TypeError(f"a token is (generation, holder), not {token!r}") from None
+    if not isinstance(token, (tuple, list)):
+        # Unpacking anything else could make a token of a two-character string or the keys
+        # of a dict; None ("no token") must never reach a check as some token.
+        raise TypeError(f"a token is a Token or a (generation, holder) pair, not {type(token).__name__}")
+    if len(token) != 2:
+        raise TypeError(f"a token is a Token or a (generation, holder) pair, not {token!r}")
+    generation, holder = token
     for name, value, bound in (("generation", generation, "2**63 - 1"), ("holder", holder, "2**64 - 1")):
         if not isinstance(value, int) or isinstance(value, bool):
             raise TypeError(f"a token's {name} is an int, not {type(value).__name__}")
         # What fits an fk_token goes to the library, which refuses the rest of what no token
         # can have (0, a generation above 2**63 - 1) with its own message.
-        if not 0 <= value <= 0xFFFF_FFFF_FFFF_FFFF:
+        if not 0 <= value <= _U64_MAX:
             raise InvalidTokenError(
                 lib.FK_STATUS_INVALID_TOKEN, f"invalid token: {name} {value} is not 1 to {bound}"
             )
     return ffi.new("fk_token *", (generation, holder))[0]
+
+
+def node_id(value: object, what: str = "a node id") -> int:
+    """`value` as a node id (1 to 2**64 - 1): TypeError for anything but an int (a bool is
+    not one: cffi would pass True as node 1), InvalidTokenError for an int out of range."""
+    from .errors import InvalidTokenError
+
+    if type(value) is not int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{what} is an int, not {type(value).__name__}")
+        value = int(value)
+    if not 1 <= value <= _U64_MAX:
+        raise InvalidTokenError(lib.FK_STATUS_INVALID_TOKEN, f"{what} {value} is not 1 to 2**64 - 1")
+    return value
+
+
+def resource_id(value: object) -> int:
+    """`value` as a resource id: TypeError for anything but an int (a bool is not one: cffi
+    would pass True as resource 1), UnknownResourceError for an int no fence hands out."""
+    from .errors import UnknownResourceError
+
+    if type(value) is not int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"a resource id is an int, not {type(value).__name__}")
+        value = int(value)
+    if not 0 <= value <= _U32_MAX:
+        raise UnknownResourceError(lib.FK_STATUS_UNKNOWN_RESOURCE, f"unknown resource id {value}")
+    return value
 
 
 def token_ints(token: TokenLike) -> Tuple[int, int]:
@@ -63,22 +97,23 @@ def from_c(token: "ffi.CData") -> Optional[Token]:
 
 
 _KINDS = {
-    lib.FK_VERDICT_ACCEPTED: "accepted",
-    lib.FK_VERDICT_ADVANCED: "advanced",
-    lib.FK_VERDICT_STALE: "stale",
-    lib.FK_VERDICT_CONFLICT: "conflict",
+    lib.FK_VERDICT_ACCEPTED: VerdictKind.ACCEPTED,
+    lib.FK_VERDICT_ADVANCED: VerdictKind.ADVANCED,
+    lib.FK_VERDICT_STALE: VerdictKind.STALE,
+    lib.FK_VERDICT_CONFLICT: VerdictKind.CONFLICT,
 }
 
 
-_LANDS = ("accepted", "advanced")
+_LANDS = (VerdictKind.ACCEPTED, VerdictKind.ADVANCED)
 _set = object.__setattr__
 
 
 class Verdict:
     """The fence's answer to a token.
 
-    `kind` is "accepted", "advanced", "stale" or "conflict" ("none" where there is no
-    verdict: a batch item after a failed call); only the first two let a write land. A
+    `kind` is a `VerdictKind` (a str): "accepted", "advanced", "stale" or "conflict" ("none"
+    where there is no verdict: a batch item after a failed call); only the first two let a
+    write land. A
     verdict is true exactly then, so `if fence.check(resource, token):` is the test, and
     `accepted` says the same. `current` is the resource's mark after the check; `previous`
     the mark an advance replaced (None for a resource's first).
@@ -94,12 +129,13 @@ class Verdict:
 
     __slots__ = ("kind", "current", "previous")
 
-    kind: str
+    kind: VerdictKind
     current: Optional[Token]
     previous: Optional[Token]
 
-    def __init__(self, kind: str, current: Optional[Token], previous: Optional[Token]) -> None:
-        _set(self, "kind", kind)
+    def __init__(self, kind: Union[VerdictKind, str], current: Optional[Token], previous: Optional[Token]) -> None:
+        # ValueError for a name that is no kind: a typo must not make a verdict.
+        _set(self, "kind", VerdictKind(kind))
         _set(self, "current", current)
         _set(self, "previous", previous)
 
@@ -121,7 +157,7 @@ class Verdict:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"Verdict(kind={self.kind!r}, current={self.current!r}, previous={self.previous!r})"
+        return f"Verdict(kind={self.kind.value!r}, current={self.current!r}, previous={self.previous!r})"
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"a verdict is immutable: cannot set {name!r}")
@@ -130,11 +166,12 @@ class Verdict:
         raise AttributeError(f"a verdict is immutable: cannot delete {name!r}")
 
     def __reduce__(self) -> Tuple[type, Tuple[str, Optional[Token], Optional[Token]]]:
-        return (Verdict, (self.kind, self.current, self.previous))
+        return (Verdict, (self.kind.value, self.current, self.previous))
 
     @staticmethod
     def from_c(verdict: "ffi.CData") -> "Verdict":
-        return Verdict(_KINDS.get(verdict.kind, "none"), from_c(verdict.current), from_c(verdict.previous))
+        """The verdict of an `fk_verdict`; an unknown kind reads as "none", a rejection."""
+        return Verdict(_KINDS.get(verdict.kind, VerdictKind.NONE), from_c(verdict.current), from_c(verdict.previous))
 
 
 def _refuse_comparison(answer: object, other: object) -> bool:
