@@ -294,6 +294,10 @@ pub(crate) fn parse(json: &str) -> Result<Parsed, Error> {
 }
 
 #[cfg(test)]
+#[path = "node_config_schema_tests.rs"]
+mod schema_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
