@@ -5,7 +5,12 @@ the verdict is accepted. A service elects a leader with a `Node` (Raft over TCP)
 with the token of its usable leadership; its peers authenticate with mutual TLS
 (`make_dev_certs` makes development certificates). The library is libfencekit, linked into
 this package's compiled extension.
+
+Leases are on CLOCK_BOOTTIME, which `now_ns()` reads. The kernel's log records go to the
+"fencekit" logger (`set_log_level`). For asyncio, `fencekit.aio.AsyncNode`.
 """
+
+from ._native import ffi as _ffi, lib as _lib
 
 from .errors import (
     ClosedError,
@@ -36,20 +41,34 @@ from .errors import (
     WrongClusterError,
     WrongOwnerError,
 )
+from .clock import now_ns
+from .config import NodeConfig, PeerConfig, TimingConfig, TlsConfig
 from .dev_certs import add_dev_cert, dev_cert_dir, make_dev_certs
 from .fence import BATCH_MAX, Batch, Fence, WriteVerdict
-from .node import Applied, Event, Leadership, Node
+from .kinds import AppliedKind, EventKind, LostReason, PolicyKind, VerdictKind
+from .logs import TRACE, get_log_level, set_log_level
+from .node import WAIT_SLICE, Applied, Event, Leadership, Node
 from .policy import TIE_BREAKER, VALIDATOR, Policy
-from .token import Counters, Token, Verdict
+from .token import Counters, Token, TokenLike, Verdict
+
+__version__: str = _ffi.string(_lib.fk_version()).decode()
+"""The version of fencekit (the library linked in, the workspace's version)."""
+
+if _lib.fk_abi_version() != _lib.FK_ABI_VERSION:
+    raise ImportError(
+        f"fencekit: the linked library speaks ABI {_lib.fk_abi_version()}, this binding {_lib.FK_ABI_VERSION}"
+    )
 
 __all__ = [
     "Applied",
+    "AppliedKind",
     "BATCH_MAX",
     "Batch",
     "ClosedError",
     "CorruptError",
     "Counters",
     "Event",
+    "EventKind",
     "Fence",
     "FencekitError",
     "FencekitTimeoutError",
@@ -61,30 +80,44 @@ __all__ = [
     "InvalidTokenError",
     "Leadership",
     "LockedError",
+    "LostReason",
     "MembershipError",
     "Node",
+    "NodeConfig",
     "NodeFailedError",
     "NotLeaderError",
     "PanicError",
+    "PeerConfig",
     "PoisonedError",
     "Policy",
+    "PolicyKind",
     "PolicyRefusedError",
     "RaftError",
     "StoppedError",
     "StorageError",
     "TIE_BREAKER",
+    "TRACE",
+    "TimingConfig",
+    "TlsConfig",
     "TlsError",
     "Token",
+    "TokenLike",
     "TooLargeError",
     "TooManyResourcesError",
     "TransportError",
     "UnknownResourceError",
     "VALIDATOR",
     "Verdict",
+    "VerdictKind",
+    "WAIT_SLICE",
     "WriteVerdict",
     "WrongClusterError",
     "WrongOwnerError",
     "add_dev_cert",
+    "__version__",
     "dev_cert_dir",
+    "get_log_level",
     "make_dev_certs",
+    "now_ns",
+    "set_log_level",
 ]

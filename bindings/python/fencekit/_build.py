@@ -56,7 +56,8 @@ def declarations(header: str) -> str:
     return re.sub(r"//[^\n]*", "", text)
 
 
-# C glue compiled into the extension for the hot path: the token as two integers (cheaper to
+# fkpy_log is the log callback (fencekit/logs.py), a Python function cffi makes callable from
+# C. C glue compiled into the extension for the hot path: the token as two integers (cheaper to
 # convert than a struct) and the verdict kept in a C thread-local, read back only when it is
 # not a plain acceptance, so that Python needs no per-thread buffer of its own.
 GLUE = """
@@ -74,6 +75,7 @@ static void fkpy_last_verdict(fk_verdict *out) { *out = fkpy_last; }
 GLUE_DECLARATIONS = """
 int64_t fkpy_check(const fk_fence *fence, uint32_t resource, uint64_t generation, uint64_t holder);
 void fkpy_last_verdict(fk_verdict *out);
+extern "Python" void fkpy_log(void *context, fk_log_level level, const char *target, const char *message);
 """
 
 ffibuilder = FFI()
