@@ -25,7 +25,7 @@ import asyncio
 import threading
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional, TypeVar, Union
 
-from ._native import lib
+from ._native import ffi, lib
 from .config import NodeConfig
 from .errors import FencekitTimeoutError, StoppedError
 from .kinds import EventKind
@@ -140,10 +140,13 @@ class AsyncNode:
     async def events(self) -> AsyncIterator[Event]:
         """Every event, as it comes: `async for event in node.events():`. It ends when the
         node has stopped and every event was read; it raises NodeFailedError once a failed
-        node's events were read."""
+        node's events were read. It holds on to the library's node, so that it delivers
+        every event queued before a `close()` too; ClosedError if the node was closed before
+        it started."""
+        handle = self._node._handle()
         while True:
             try:
-                event = await self.next_event(None)
+                event = await self._take(self._node._events, None, "fencekit-aio-event", handle)
             except StoppedError:
                 return
             if event is not None:
@@ -151,10 +154,11 @@ class AsyncNode:
 
     async def applied(self) -> AsyncIterator[Applied]:
         """Every committed item, in index order: `async for item in node.applied():`. It
-        ends when the node has stopped and every item was read."""
+        ends when the node has stopped (or closed) and every item was read."""
+        handle = self._node._handle()
         while True:
             try:
-                item = await self.next_applied(None)
+                item = await self._take(self._node._applied, None, "fencekit-aio-applied", handle)
             except StoppedError:
                 return
             if item is not None:
@@ -213,9 +217,11 @@ class AsyncNode:
     def __repr__(self) -> str:
         return f"<fencekit.aio.AsyncNode {self._node!r}>"
 
-    async def _take(self, queue: "_Queue[T]", timeout: Optional[float], name: str) -> Optional[T]:
+    async def _take(self, queue: "_Queue[T]", timeout: Optional[float], name: str,
+                    handle: Optional["ffi.CData"] = None) -> Optional[T]:
         seconds = None if timeout is None else _seconds(timeout)
-        handle = self._node._handle()
+        if handle is None:
+            handle = self._node._handle()
         if queue.returned:
             try:
                 # Taken earlier for a wait that was given up: older than anything the

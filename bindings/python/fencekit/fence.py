@@ -146,7 +146,8 @@ class Fence:
         # The latest token accepted by identity, with its integers and verdict: a leader passes
         # the same Token object write after write, and unpacking it costs as much as the check.
         # It starts with a token no caller can pass.
-        self._last_accepted: Tuple[object, int, int, Optional[Verdict]] = (_NO_TOKEN, 0, 0, None)
+        self._last_accepted: Tuple[object, int, int, Verdict] = (
+            _NO_TOKEN, 0, 0, Verdict(VerdictKind.NONE, None, None))
 
     def _handle(self) -> "ffi.CData":
         fence = self._fence
@@ -173,14 +174,14 @@ class Fence:
         k = _key(key)
         out = ffi.new("uint32_t *")
         check(lib.fk_fence_register(self._handle(), k, len(k), out))
-        return out[0]
+        return int(out[0])
 
     def lookup(self, key: Key) -> int:
         """The id of a registered key; UnknownResourceError if it is not registered."""
         k = _key(key)
         out = ffi.new("uint32_t *")
         check(lib.fk_fence_lookup(self._handle(), k, len(k), out))
-        return out[0]
+        return int(out[0])
 
     def check(self, resource: int, token: TokenLike) -> Verdict:
         """Checks `token` for the resource id `resource` (the hot path). The verdict is true
@@ -274,7 +275,7 @@ class Fence:
     def __len__(self) -> int:
         out = ffi.new("size_t *")
         check(lib.fk_fence_len(self._handle(), out))
-        return out[0]
+        return int(out[0])
 
     def set_validator(self, policy: Optional["Policy"]) -> None:
         """Attaches a validator policy (None detaches it): `check_write` asks it about every
@@ -347,7 +348,7 @@ class Batch:
     def accepted(self, index: int) -> bool:
         """True when the last `check()` lets the write of item `index` land."""
         kind = self._out[index].kind
-        return kind == _ACCEPTED or kind == _ADVANCED
+        return bool(kind == _ACCEPTED or kind == _ADVANCED)
 
     def kind(self, index: int) -> VerdictKind:
         """The verdict of item `index` from the last `check()`: a name, which is true for

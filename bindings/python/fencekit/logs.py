@@ -74,7 +74,7 @@ def _kernel_level(level: int) -> int:
     return int(lib.FK_LOG_OFF)
 
 
-@ffi.def_extern()  # type: ignore[misc]
+@ffi.def_extern()
 def fkpy_log(context: "ffi.CData", level: int, target: "ffi.CData", message: "ffi.CData") -> None:
     """The library's log callback (a kernel thread, holding the GIL while it runs)."""
     kernel_target = ffi.string(target).decode("utf-8", "replace")

@@ -43,7 +43,8 @@ class Applied(NamedTuple):
     `index`, replace the state with `data`)."""
 
     kind: AppliedKind
-    index: int
+    # The field shadows tuple.index, as it always has: the log index is what a host reads.
+    index: int  # type: ignore[assignment]
     term: int
     data: bytes
 

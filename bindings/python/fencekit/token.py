@@ -54,16 +54,18 @@ def to_c(token: TokenLike) -> "ffi.CData":
 
 
 def node_id(value: object, what: str = "a node id") -> int:
-    """`value` as a node id (1 to 2**64 - 1): TypeError for anything but an int (a bool is
-    not one: cffi would pass True as node 1), InvalidTokenError for an int out of range."""
+    """`value` as a node id for the library: TypeError for anything but an int (a bool is
+    not one: cffi would pass True as node 1), InvalidTokenError for an int no uint64_t holds."""
     from .errors import InvalidTokenError
 
     if type(value) is not int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{what} is an int, not {type(value).__name__}")
         value = int(value)
-    if not 1 <= value <= _U64_MAX:
-        raise InvalidTokenError(lib.FK_STATUS_INVALID_TOKEN, f"{what} {value} is not 1 to 2**64 - 1")
+    # What fits a uint64_t goes to the library, which refuses 0 with its own message (the
+    # conformance vectors hold every binding to it).
+    if not 0 <= value <= _U64_MAX:
+        raise InvalidTokenError(lib.FK_STATUS_INVALID_TOKEN, f"{what}: node id {value} is not 1 to 2**64 - 1")
     return value
 
 
@@ -185,7 +187,8 @@ def _refuse_comparison(answer: object, other: object) -> bool:
             f"a {what} is not a {type(other).__name__}: compare its fields (verdict.kind), "
             f"or test the {what} itself, which is true exactly when the write may land"
         )
-    return NotImplemented
+    result: bool = NotImplemented
+    return result
 
 
 class Counters(NamedTuple):

@@ -142,9 +142,8 @@ def test_cancelled_waits_lose_no_item_and_keep_the_order(tmp_path: pathlib.Path)
     async def main() -> None:
         async with await AsyncNode.start(config(tmp_path)) as node:
             await node.wait_for_leadership(10)
-            last = 0
-            for i in range(60):
-                last = node.node.propose(b"%d" % i)
+            proposed = [node.node.propose(b"%d" % i) for i in range(60)]
+            last = proposed[-1]
             got: List[int] = []
             for i in range(400):
                 task = asyncio.ensure_future(node.next_applied(None))
@@ -165,8 +164,10 @@ def test_cancelled_waits_lose_no_item_and_keep_the_order(tmp_path: pathlib.Path)
                 item = await node.next_applied(2.0)
                 assert item is not None
                 got.append(item.index)
-            assert got == list(range(got[0], last + 1)), got
-            assert got[0] <= last - 59, "the first items were lost"
+            # Each index once, in order (the log's own entries, such as the leader's empty
+            # entry of its term, are not applied items), and every proposal among them.
+            assert got == sorted(set(got)), got
+            assert [i for i in got if i in proposed] == proposed, got
 
     run(main())
 

@@ -78,7 +78,12 @@ def test_node_answers_carry_kinds(tmp_path: pathlib.Path) -> None:
         items = [node.next_applied(1.0) for _ in range(index)]
         assert any(i is not None and i.kind is fencekit.AppliedKind.ENTRY and i.data == b"x" for i in items)
         node.stop()
-        lost = [e for e in iter(lambda: node.next_event(0.5), None)]
+        lost: List[fencekit.Event] = []
+        with pytest.raises(fencekit.StoppedError):
+            while True:
+                event = node.next_event(0.5)
+                assert event is not None
+                lost.append(event)
         assert lost[-1].kind is EventKind.LOST and lost[-1].lost_reason is LostReason.STOPPED
 
 
