@@ -89,6 +89,10 @@ trap 'rm -f "$log" "$clog" "$plog"' EXIT
 for sample in basic lease_and_fence scheduler; do
     "$venv/bin/python" "bindings/python/samples/$sample.py"
 done
+# The package ships py.typed: its source must pass mypy --strict (fencekit/_native.pyi types the
+# compiled extension; _build.py is the build script, not the package).
+"$venv/bin/pip" install -q mypy
+(cd bindings/python && "$venv/bin/mypy" --strict --exclude '_build\.py$' fencekit)
 passed=$((passed + $(grep -Eo '[0-9]+ passed' "$plog" | grep -Eo '[0-9]+' | tail -1)))
 failed=$((failed + $(grep -Eo '[0-9]+ failed' "$plog" | grep -Eo '[0-9]+' | tail -1 || echo 0)))
 

@@ -92,8 +92,9 @@ def test_cancelling_a_wait_returns_at_once_and_its_thread_ends(tmp_path: pathlib
                 with pytest.raises(asyncio.CancelledError):
                     await task
                 assert time.monotonic() - started < 0.2, "the cancelled await returned late"
-                # The thread notices within one slice, not when the timeout would end.
-                deadline = time.monotonic() + 0.2
+                # The thread notices within one slice (50 ms; the bound leaves room for a busy
+                # machine), not when the timeout would end.
+                deadline = time.monotonic() + 0.5
                 while aio_threads():
                     assert time.monotonic() < deadline, f"still waiting: {aio_threads()}"
                     await asyncio.sleep(0.01)
@@ -260,7 +261,8 @@ def test_ctrl_c_interrupts_a_long_wait_at_once(tmp_path: pathlib.Path, body: str
         started = time.monotonic()
         os.kill(child.pid, signal.SIGINT)
         out, _ = child.communicate(timeout=10)
-        assert time.monotonic() - started < 1.0, "Ctrl-C waited for the timeout"
+        # The waits' timeouts are 60 s and none; stopping the node takes a few ms.
+        assert time.monotonic() - started < 2.0, "Ctrl-C waited for the timeout"
         assert "interrupted" in out
     finally:
         child.kill()
