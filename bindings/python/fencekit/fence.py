@@ -116,11 +116,24 @@ def _policy(policy: Optional[Policy]) -> "ffi.CData":
 class Fence:
     """The durable high-water mark of every resource of one storage.
 
-    Open it on a directory (created if needed); check the token of every write with
-    `check` (by resource id) or `check_key`. A write may land only when the verdict is true
-    (`if fence.check(r, token):`; its `accepted` says the same); a failed check raises.
-    Close it with `close()` or use it as a context manager.
-    Thread-safe: share one fence between threads.
+        with fencekit.Fence("/var/lib/app/fence") as fence:
+            jobs = fence.register("jobs/nightly-report")     # once, at start
+            if fence.check(jobs, leadership.token):          # per write
+                storage.write(...)
+
+    Open it on a directory (created if needed; one process per directory, LockedError
+    otherwise); check the token of every write with `check` (by resource id) or `check_key`
+    (by name). A write may land only when the verdict is true (`if fence.check(r, token):`;
+    its `accepted` says the same): "accepted" (the current mark) or "advanced" (a newer
+    generation, made durable before the call returned). "stale" (a deposed leader's token)
+    and "conflict" (another holder of the same generation: split brain) are false. A failed
+    check raises; a token that is not a `Token` or a pair of ints raises TypeError.
+
+    `batch` and `check_batch` check many writes in one call; `check_write` asks a validator
+    policy about the payload too; `mark` and `counters` tell what the fence holds and did.
+    Close it with `close()` or use it as a context manager. Thread-safe: share one fence
+    between threads. A fence opened before `fork()` refuses every call in the child
+    (ForkedError): open it in the process that uses it.
     """
 
     def __init__(
