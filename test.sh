@@ -50,6 +50,8 @@ cargo fmt --all -- --check
 
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The C library without its WebAssembly plugin host (ffi/README.md, "Size") too.
+cargo clippy -p fencekit-ffi --no-default-features --all-targets --locked -- -D warnings
 
 step "cargo test"
 # Here a missing promtool fails the alert rules' tests instead of skipping them.

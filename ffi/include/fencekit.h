@@ -408,6 +408,10 @@ typedef uint32_t fk_policy_kind;
 // names it).
 #define FK_STATUS_POLICY_REFUSED 4000
 
+// This library was built without the WebAssembly plugin host (the ffi crate's `plugins`
+// feature): no policy can be loaded.
+#define FK_STATUS_PLUGINS_DISABLED 4001
+
 // A bug inside fencekit panicked during this call. The handle is poisoned.
 #define FK_STATUS_PANIC 9000
 
@@ -931,7 +935,8 @@ fk_status fk_node_status_json(const struct fk_node *node, struct fk_buf *out);
 // `node` is NULL or live.
 fk_status fk_node_panic_for_testing(const struct fk_node *node);
 
-// Writes the default limits to `*out`.
+// Writes the default limits to `*out` (`FK_STATUS_PLUGINS_DISABLED` from a library built
+// without the plugin host).
 //
 // Thread safety: any thread.
 //
@@ -943,7 +948,8 @@ fk_status fk_policy_limits_default(struct fk_policy_limits *out);
 // Loads a policy plugin from `len` bytes of a `.wasm` module (or WAT text) as `kind`, under
 // `limits` (NULL: the defaults). The module is compiled, checked against plugin ABI v1 and
 // instantiated once; a module that imports anything but the host log, lacks an export, or
-// breaks a limit fails with `FK_STATUS_POLICY_REFUSED`, and the message names the cause.
+// breaks a limit fails with `FK_STATUS_POLICY_REFUSED`, and the message names the cause. A
+// library built without the plugin host answers `FK_STATUS_PLUGINS_DISABLED`.
 //
 // Thread safety: any thread.
 //
