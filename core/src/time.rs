@@ -99,6 +99,17 @@ impl MonotonicClock {
         }
     }
 
+    /// A clock whose instants are the operating system's own readings: nanoseconds since boot
+    /// (`CLOCK_BOOTTIME`) on Linux, so that a host can compare a lease deadline with what it
+    /// reads itself (`clock_gettime(CLOCK_BOOTTIME)`). Elsewhere, nanoseconds since the
+    /// process first read a clock.
+    pub fn since_boot() -> MonotonicClock {
+        MonotonicClock {
+            origin: 0,
+            latest: AtomicU64::new(0),
+        }
+    }
+
     /// The guard itself, separated so that tests can feed it a reading that goes backwards.
     fn observe(&self, reading: u64) -> Instant {
         // fetch_max returns the previous maximum; the result is the larger of the two, so every
@@ -168,6 +179,27 @@ mod tests {
         let a = clock.now();
         let b = clock.now();
         assert!(b >= a);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn since_boot_reads_clock_boottime_itself() {
+        let boottime = || {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: a valid, writable timespec.
+            assert_eq!(
+                unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) },
+                0
+            );
+            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+        };
+        let before = boottime();
+        let ours = MonotonicClock::since_boot().now().as_nanos();
+        let after = boottime();
+        assert!(before <= ours && ours <= after, "{before} {ours} {after}");
     }
 
     #[test]

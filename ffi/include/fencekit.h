@@ -187,7 +187,7 @@ typedef void (*fk_log_callback)(void *context,
 typedef struct fk_leadership {
   // The generation (Raft term) and this node.
   struct fk_token token;
-  // The lease's end, in nanoseconds on the node's clock (`fk_node_now_ns`).
+  // The lease's end, in nanoseconds on `CLOCK_BOOTTIME` (`fk_now_ns`, `fk_node_now_ns`).
   uint64_t lease_deadline_ns;
   // Time left on the lease when the call returned, in nanoseconds.
   uint64_t lease_remaining_ns;
@@ -207,7 +207,8 @@ typedef struct fk_event {
   fk_lost_reason lost_reason;
   // For `FK_EVENT_ELECTED` and `FK_EVENT_LOST`: the token.
   struct fk_token token;
-  // For `FK_EVENT_ELECTED`: the lease's end when it was reported (later rounds extend it).
+  // For `FK_EVENT_ELECTED`: the lease's end when it was reported (later rounds extend it), on
+  // `CLOCK_BOOTTIME` (`fk_now_ns`).
   uint64_t lease_deadline_ns;
   // For `FK_EVENT_LEADER_CHANGED`: the leader, or 0 when none is known.
   uint64_t leader;
@@ -408,6 +409,10 @@ typedef uint32_t fk_policy_kind;
 // names it).
 #define FK_STATUS_POLICY_REFUSED 4000
 
+// This library was built without the WebAssembly plugin host (the ffi crate's `plugins`
+// feature): no policy can be loaded.
+#define FK_STATUS_PLUGINS_DISABLED 4001
+
 // A bug inside fencekit panicked during this call. The handle is poisoned.
 #define FK_STATUS_PANIC 9000
 
@@ -445,6 +450,14 @@ extern "C" {
 //
 // `buf` is NULL or points to an `fk_buf` that fencekit filled in (or one already released).
 void fk_buf_release(struct fk_buf *buf);
+
+// The clock of `lease_deadline_ns`, in nanoseconds: on Linux `CLOCK_BOOTTIME` itself (what
+// `clock_gettime(CLOCK_BOOTTIME)` reads, which keeps counting while the machine is
+// suspended), so a host may compare a deadline with its own reading. Act on a lease only
+// while this is before its deadline.
+//
+// Thread safety: any thread.
+uint64_t fk_now_ns(void);
 
 // Makes a development CA for `cluster` in the directory `dir` (`dir_len` bytes of UTF-8,
 // created if missing; it must not hold a CA already), and a certificate for each of the
@@ -816,7 +829,8 @@ void fk_node_free(struct fk_node *node);
 fk_status fk_node_leadership(const struct fk_node *node,
                              struct fk_leadership *out);
 
-// Writes the node's clock, in nanoseconds, to `*out`: the clock of `lease_deadline_ns`.
+// Writes the node's clock, in nanoseconds, to `*out`: the clock of `lease_deadline_ns`,
+// `CLOCK_BOOTTIME` on Linux (as `fk_now_ns`).
 //
 // Thread safety: any thread, concurrently with any call but `fk_node_free`.
 //
@@ -931,7 +945,8 @@ fk_status fk_node_status_json(const struct fk_node *node, struct fk_buf *out);
 // `node` is NULL or live.
 fk_status fk_node_panic_for_testing(const struct fk_node *node);
 
-// Writes the default limits to `*out`.
+// Writes the default limits to `*out` (`FK_STATUS_PLUGINS_DISABLED` from a library built
+// without the plugin host).
 //
 // Thread safety: any thread.
 //
@@ -943,7 +958,8 @@ fk_status fk_policy_limits_default(struct fk_policy_limits *out);
 // Loads a policy plugin from `len` bytes of a `.wasm` module (or WAT text) as `kind`, under
 // `limits` (NULL: the defaults). The module is compiled, checked against plugin ABI v1 and
 // instantiated once; a module that imports anything but the host log, lacks an export, or
-// breaks a limit fails with `FK_STATUS_POLICY_REFUSED`, and the message names the cause.
+// breaks a limit fails with `FK_STATUS_POLICY_REFUSED`, and the message names the cause. A
+// library built without the plugin host answers `FK_STATUS_PLUGINS_DISABLED`.
 //
 // Thread safety: any thread.
 //

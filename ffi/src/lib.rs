@@ -16,6 +16,7 @@
 mod alloc_count;
 mod boundary;
 pub mod buf;
+pub mod clock;
 pub mod dev_certs;
 pub mod fence;
 pub mod last_error;

@@ -38,7 +38,7 @@ impl Handle for fk_node {
 pub struct fk_leadership {
     /// The generation (Raft term) and this node.
     pub token: fk_token,
-    /// The lease's end, in nanoseconds on the node's clock (`fk_node_now_ns`).
+    /// The lease's end, in nanoseconds on `CLOCK_BOOTTIME` (`fk_now_ns`, `fk_node_now_ns`).
     pub lease_deadline_ns: u64,
     /// Time left on the lease when the call returned, in nanoseconds.
     pub lease_remaining_ns: u64,
@@ -80,7 +80,8 @@ pub struct fk_event {
     pub lost_reason: fk_lost_reason,
     /// For `FK_EVENT_ELECTED` and `FK_EVENT_LOST`: the token.
     pub token: fk_token,
-    /// For `FK_EVENT_ELECTED`: the lease's end when it was reported (later rounds extend it).
+    /// For `FK_EVENT_ELECTED`: the lease's end when it was reported (later rounds extend it), on
+    /// `CLOCK_BOOTTIME` (`fk_now_ns`).
     pub lease_deadline_ns: u64,
     /// For `FK_EVENT_LEADER_CHANGED`: the leader, or 0 when none is known.
     pub leader: u64,
@@ -241,7 +242,8 @@ unsafe fn start(
     if let Some(policy) = policy {
         config.tie_breaker = policy.tie_breaker_with(parsed.descriptors)?;
     }
-    let clock = std::sync::Arc::new(MonotonicClock::new());
+    // One clock for every node and fk_now_ns: CLOCK_BOOTTIME, as the host reads it.
+    let clock = crate::clock::CLOCK.clone();
     let test_hooks = config.test_hooks;
     let tcp = parsed.tcp;
     let node = Node::start_with_clock(config, clock.clone(), |inbox| {
@@ -347,7 +349,8 @@ pub unsafe extern "C" fn fk_node_leadership(
     })
 }
 
-/// Writes the node's clock, in nanoseconds, to `*out`: the clock of `lease_deadline_ns`.
+/// Writes the node's clock, in nanoseconds, to `*out`: the clock of `lease_deadline_ns`,
+/// `CLOCK_BOOTTIME` on Linux (as `fk_now_ns`).
 ///
 /// Thread safety: any thread, concurrently with any call but `fk_node_free`.
 ///

@@ -4,13 +4,21 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
-use fencekit_plugins::{Kind, Plugin, PluginLimits, WasmTieBreaker, WasmValidator};
 use kernel::{TieBreaker, WriteValidator};
 
 use crate::boundary::{self, Failure, Handle, bytes, without_handle};
 use crate::status::*;
+
+// The WebAssembly host (wasmtime) is the `plugins` feature, on by default. Without it the
+// library is a fraction of the size and every call that needs a plugin answers
+// FK_STATUS_PLUGINS_DISABLED.
+#[cfg(feature = "plugins")]
+#[path = "policy/wasm_host.rs"]
+mod host;
+#[cfg(not(feature = "plugins"))]
+#[path = "policy/no_host.rs"]
+mod host;
 
 /// What a policy decides: a `uint32_t` with the `FK_POLICY_*` values.
 pub type fk_policy_kind = u32;
@@ -22,7 +30,7 @@ pub const FK_POLICY_TIE_BREAKER: fk_policy_kind = 2;
 /// A loaded policy plugin. Load it with `fk_policy_load_wasm`, free it with `fk_policy_free`
 /// (fences and nodes it is attached to keep their own reference).
 pub struct fk_policy {
-    plugin: Plugin,
+    plugin: host::Plugin,
     /// For a validator: the plugin as the fence's validator.
     pub(crate) validator: Option<Arc<dyn WriteValidator>>,
     poison: AtomicBool,
@@ -40,19 +48,8 @@ impl fk_policy {
         &self,
         descriptors: HashMap<kernel::NodeId, Vec<u8>>,
     ) -> Result<Arc<dyn TieBreaker>, Failure> {
-        if self.plugin.kind() != Kind::TieBreaker {
-            return Err(not_a_tie_breaker());
-        }
-        let tie_breaker = WasmTieBreaker::new(self.plugin.clone(), descriptors);
-        Ok(Arc::new(tie_breaker.map_err(plugin_failure)?))
+        host::tie_breaker(&self.plugin, descriptors)
     }
-}
-
-pub(crate) fn not_a_tie_breaker() -> Failure {
-    Failure::new(
-        FK_STATUS_INVALID_ARGUMENT,
-        "this policy is a validator; load it with FK_POLICY_TIE_BREAKER",
-    )
 }
 
 pub(crate) fn not_a_validator() -> Failure {
@@ -60,10 +57,6 @@ pub(crate) fn not_a_validator() -> Failure {
         FK_STATUS_INVALID_ARGUMENT,
         "this policy is a tie-breaker; load it with FK_POLICY_VALIDATOR",
     )
-}
-
-fn plugin_failure(error: fencekit_plugins::PluginError) -> Failure {
-    Failure::new(FK_STATUS_POLICY_REFUSED, error.to_string())
 }
 
 /// The limits of one policy (`fk_policy_limits_default` fills the defaults).
@@ -83,23 +76,8 @@ pub struct fk_policy_limits {
     pub table_elements_max: u64,
 }
 
-impl From<&PluginLimits> for fk_policy_limits {
-    fn from(l: &PluginLimits) -> Self {
-        fk_policy_limits {
-            module_bytes_max: l.module_bytes_max as u64,
-            memory_bytes_max: l.memory_bytes_max as u64,
-            deadline_us: u64::try_from(l.deadline.as_micros()).unwrap_or(u64::MAX),
-            fuel: l.fuel,
-            table_elements_max: l.table_elements_max as u64,
-        }
-    }
-}
-
-fn usize_of(value: u64) -> usize {
-    usize::try_from(value).unwrap_or(usize::MAX)
-}
-
-/// Writes the default limits to `*out`.
+/// Writes the default limits to `*out` (`FK_STATUS_PLUGINS_DISABLED` from a library built
+/// without the plugin host).
 ///
 /// Thread safety: any thread.
 ///
@@ -110,8 +88,9 @@ fn usize_of(value: u64) -> usize {
 pub unsafe extern "C" fn fk_policy_limits_default(out: *mut fk_policy_limits) -> fk_status {
     without_handle(|| {
         let out = boundary::out(out, "out")?;
+        let limits = host::limits_default()?;
         // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe { out.write(fk_policy_limits::from(&PluginLimits::default())) };
+        unsafe { out.write(limits) };
         Ok(())
     })
 }
@@ -119,7 +98,8 @@ pub unsafe extern "C" fn fk_policy_limits_default(out: *mut fk_policy_limits) ->
 /// Loads a policy plugin from `len` bytes of a `.wasm` module (or WAT text) as `kind`, under
 /// `limits` (NULL: the defaults). The module is compiled, checked against plugin ABI v1 and
 /// instantiated once; a module that imports anything but the host log, lacks an export, or
-/// breaks a limit fails with `FK_STATUS_POLICY_REFUSED`, and the message names the cause.
+/// breaks a limit fails with `FK_STATUS_POLICY_REFUSED`, and the message names the cause. A
+/// library built without the plugin host answers `FK_STATUS_PLUGINS_DISABLED`.
 ///
 /// Thread safety: any thread.
 ///
@@ -145,37 +125,15 @@ pub unsafe extern "C" fn fk_policy_load_wasm(
                 "`module` is empty",
             ));
         }
+        if kind != FK_POLICY_VALIDATOR && kind != FK_POLICY_TIE_BREAKER {
+            return Err(Failure::new(
+                FK_STATUS_INVALID_ARGUMENT,
+                format!("kind {kind}: FK_POLICY_VALIDATOR (1) or FK_POLICY_TIE_BREAKER (2)"),
+            ));
+        }
         // SAFETY: NULL or readable (the caller's contract).
-        let limits = match unsafe { limits.as_ref() } {
-            None => PluginLimits::default(),
-            Some(l) => PluginLimits {
-                module_bytes_max: usize_of(l.module_bytes_max),
-                memory_bytes_max: usize_of(l.memory_bytes_max),
-                deadline: Duration::from_micros(l.deadline_us),
-                fuel: l.fuel,
-                table_elements_max: usize_of(l.table_elements_max),
-                // The load limits (functions, locals, nesting, code size, compile deadline)
-                // are not in fk_policy_limits yet: C callers get their defaults.
-                ..PluginLimits::default()
-            },
-        };
-        let kind = match kind {
-            FK_POLICY_VALIDATOR => Kind::Validator,
-            FK_POLICY_TIE_BREAKER => Kind::TieBreaker,
-            other => {
-                return Err(Failure::new(
-                    FK_STATUS_INVALID_ARGUMENT,
-                    format!("kind {other}: FK_POLICY_VALIDATOR (1) or FK_POLICY_TIE_BREAKER (2)"),
-                ));
-            }
-        };
-        let plugin = Plugin::load(kind, module, limits).map_err(plugin_failure)?;
-        let validator: Option<Arc<dyn WriteValidator>> = match kind {
-            Kind::Validator => Some(Arc::new(
-                WasmValidator::new(plugin.clone()).map_err(plugin_failure)?,
-            )),
-            Kind::TieBreaker => None,
-        };
+        let limits = unsafe { limits.as_ref() };
+        let (plugin, validator) = host::load(kind, module, limits)?;
         let policy = fk_policy {
             plugin,
             validator,

@@ -95,6 +95,9 @@ pub const FK_STATUS_TLS: fk_status = 3007;
 /// A policy plugin was refused at load (an import, a missing export, a limit; the message
 /// names it).
 pub const FK_STATUS_POLICY_REFUSED: fk_status = 4000;
+/// This library was built without the WebAssembly plugin host (the ffi crate's `plugins`
+/// feature): no policy can be loaded.
+pub const FK_STATUS_PLUGINS_DISABLED: fk_status = 4001;
 
 // Block 9000: the boundary itself.
 
@@ -171,6 +174,7 @@ pub(crate) const NAMES: &[(fk_status, &CStr)] = &[
     (FK_STATUS_NODE_FAILED, c"FK_STATUS_NODE_FAILED"),
     (FK_STATUS_TLS, c"FK_STATUS_TLS"),
     (FK_STATUS_POLICY_REFUSED, c"FK_STATUS_POLICY_REFUSED"),
+    (FK_STATUS_PLUGINS_DISABLED, c"FK_STATUS_PLUGINS_DISABLED"),
     (FK_STATUS_PANIC, c"FK_STATUS_PANIC"),
     (FK_STATUS_POISONED, c"FK_STATUS_POISONED"),
     (FK_STATUS_INTERNAL, c"FK_STATUS_INTERNAL"),

@@ -2,7 +2,7 @@
 //! pinned cbindgen generates from the sources, and every export runs inside the panic boundary.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const BLESS: &str = "FENCEKIT_BLESS";
 
@@ -104,11 +104,24 @@ fn is_guarded(body: &str) -> bool {
     }
 }
 
+/// Every `.rs` file under `dir`, subdirectories included.
+fn sources(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).expect("list the directory") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            files.extend(sources(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
 #[test]
 fn every_export_runs_inside_the_panic_boundary() {
     let mut count = 0;
-    for entry in fs::read_dir(crate_dir().join("src")).expect("list src") {
-        let path = entry.expect("entry").path();
+    for path in sources(&crate_dir().join("src")) {
         let source = fs::read_to_string(&path).expect("read source");
         for (name, body) in exports(&source) {
             count += 1;

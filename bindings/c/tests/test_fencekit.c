@@ -506,6 +506,16 @@ static void test_node_single(void) {
     OK(fk_node_now_ns(node, &now));
     CHECK(leadership.token.holder == 1 && leadership.lease_deadline_ns > 0);
     CHECK(leadership.lease_remaining_ns > 0 && leadership.lease_remaining_ns < 1000000000ull * (uint64_t)slow());
+    /* Deadlines are on CLOCK_BOOTTIME: the host's own reading brackets the library's. */
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    uint64_t before = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    uint64_t ours = fk_now_ns();
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    uint64_t after = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    CHECK(before <= ours && ours <= after);
+    CHECK(now <= ours && leadership.lease_deadline_ns > before - 1000000000ull * (uint64_t)slow());
+    CHECK(leadership.lease_deadline_ns < after + 1000000000ull * (uint64_t)slow());
 
     uint64_t index = 0;
     OK(fk_node_propose(node, (const uint8_t *)"hello", 5, (uint32_t)(5000 * slow()), &index));
