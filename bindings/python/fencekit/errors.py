@@ -124,6 +124,11 @@ class PolicyRefusedError(FencekitError):
     """A policy plugin was refused at load (the message names the cause)."""
 
 
+class PluginsDisabledError(FencekitError):
+    """This build of the library has no WebAssembly plugin host (built without the ffi
+    crate's `plugins` feature): no policy can be loaded."""
+
+
 class PanicError(FencekitError):
     """A bug inside fencekit panicked; the handle is poisoned."""
 
@@ -170,6 +175,7 @@ _BY_STATUS: dict[int, type[FencekitError]] = {
     lib.FK_STATUS_NODE_FAILED: NodeFailedError,
     lib.FK_STATUS_TLS: TlsError,
     lib.FK_STATUS_POLICY_REFUSED: PolicyRefusedError,
+    lib.FK_STATUS_PLUGINS_DISABLED: PluginsDisabledError,
     lib.FK_STATUS_PANIC: PanicError,
     lib.FK_STATUS_POISONED: PoisonedError,
 }

@@ -11,7 +11,6 @@ import time
 from typing import Any, Callable, Deque, Dict, Generic, Mapping, NamedTuple, Optional, TypeVar, Union
 
 from ._native import ffi, lib
-from .clock import now_ns
 from .config import NodeConfig
 from .errors import ClosedError, FencekitError, NotLeaderError, check
 from .kinds import AppliedKind, EventKind, LostReason
@@ -24,9 +23,7 @@ class Leadership(NamedTuple):
 
     `lease_deadline_ns` is on CLOCK_BOOTTIME (`fencekit.now_ns()` reads it), so
     `lease_deadline_ns - fencekit.now_ns()` is the time left; `lease_remaining_ns` is what
-    was left when `Node.leadership()` answered. The deadline is never later than the
-    library's own: converting it from the node's clock errs early, by at most a
-    microsecond.
+    was left when `Node.leadership()` answered.
 
     `Node.leadership()` returns one only when the node may act as leader, None otherwise, so
     `if node.leadership():` is the test. A Leadership is always true: it is an answer of one
@@ -207,32 +204,14 @@ class Node:
         policy = tie_breaker._handle() if tie_breaker is not None else ffi.NULL
         check(lib.fk_node_start_with_policy(encoded, len(encoded), policy, out))
         self._node: Optional["ffi.CData"] = ffi.gc(out[0], lib.fk_node_free)
-        self._clock_offset = self._measure_clock_offset(out[0])
         self._events: _Queue[Event] = _Queue(self._read_event)
         self._applied: _Queue[Applied] = _Queue(self._read_applied)
-
-    @staticmethod
-    def _measure_clock_offset(node: "ffi.CData") -> int:
-        """What to add to a time on the node's clock (which counts from the node's start) to
-        have it on `now_ns()`'s clock. The node's reading falls between two readings of
-        ours: `before - node_now` can only be early, so a deadline never moves later than
-        the library's. The best of a few tries is within a microsecond or so."""
-        out = ffi.new("uint64_t *")
-        offset = -(1 << 63)
-        for _ in range(5):
-            before = now_ns()
-            check(lib.fk_node_now_ns(node, out))
-            offset = max(offset, before - int(out[0]))
-        return offset
 
     def _handle(self) -> "ffi.CData":
         node = self._node
         if node is None:
             raise ClosedError("node")
         return node
-
-    def _deadline(self, node_ns: int) -> int:
-        return node_ns + self._clock_offset
 
     def leadership(self) -> Optional[Leadership]:
         """Usable leadership now, or None when this node may not act as leader. Raises
@@ -244,7 +223,7 @@ class Node:
             return None
         token = from_c(out.token)
         assert token is not None
-        return Leadership(token, self._deadline(out.lease_deadline_ns), out.lease_remaining_ns)
+        return Leadership(token, int(out.lease_deadline_ns), int(out.lease_remaining_ns))
 
     def _read_event(self, node: "ffi.CData", timeout_ms: int) -> Optional[Event]:
         out = ffi.new("fk_event *")
@@ -260,7 +239,7 @@ class Node:
         return Event(
             kind,
             from_c(out.token),
-            self._deadline(out.lease_deadline_ns) if kind is EventKind.ELECTED else None,
+            int(out.lease_deadline_ns) if kind is EventKind.ELECTED else None,
             _LOST.get(out.lost_reason),
             out.leader or None,
             out.term,
