@@ -8,7 +8,7 @@
 
 use std::cell::Cell;
 use std::ffi::{CString, c_char, c_void};
-use std::sync::{Once, PoisonError, RwLock};
+use std::sync::{Condvar, Mutex, MutexGuard, Once, PoisonError};
 
 use crate::boundary::{Failure, without_handle};
 use crate::status::*;
@@ -47,6 +47,7 @@ pub type fk_log_callback = Option<
 >;
 
 /// The callback and its context. The context is the host's pointer, only handed back.
+#[derive(Clone, Copy)]
 struct Sink {
     callback: unsafe extern "C" fn(*mut c_void, fk_log_level, *const c_char, *const c_char),
     context: *mut c_void,
@@ -55,13 +56,52 @@ struct Sink {
 // SAFETY: the context is the host's, handed back unread; the contract of
 // `fk_set_log_callback` says the callback may be called on any thread with it.
 unsafe impl Send for Sink {}
-// SAFETY: as above: the library never dereferences the context.
-unsafe impl Sync for Sink {}
 
-/// Readers are records being delivered; `fk_set_log_callback` takes it for writing, so that
-/// when it returns no call of the previous callback is still running.
-static SINK: RwLock<Option<Sink>> = RwLock::new(None);
+/// Who receives records, and how many deliveries of each setting are running. No lock is held
+/// while the callback runs, so that callbacks run side by side and a thread that forks while
+/// another is inside one leaves no lock held in the child.
+struct State {
+    sink: Option<Sink>,
+    /// Bumped by every `fk_set_log_callback`.
+    setting: u64,
+    /// Deliveries running, by the parity of the setting they took: `fk_set_log_callback` is
+    /// serialised and waits for the previous setting's to end, so at most two are live.
+    running: [usize; 2],
+    /// A `fk_set_log_callback` is waiting for the previous setting's deliveries; the next one
+    /// waits for it (a flag here rather than a second lock, which a fork could leave held).
+    changing: bool,
+    /// The process the counts belong to: a child of `fork` starts with none running (the
+    /// threads that were delivering are the parent's), whatever it inherited.
+    pid: u32,
+}
+
+impl State {
+    /// The state, its counts reset if this is a child of the process that last used it.
+    fn in_this_process(&mut self) -> &mut State {
+        let pid = std::process::id();
+        if self.pid != pid {
+            self.pid = pid;
+            self.running = [0, 0];
+            self.changing = false;
+        }
+        self
+    }
+}
+
+static STATE: Mutex<State> = Mutex::new(State {
+    sink: None,
+    setting: 0,
+    running: [0, 0],
+    changing: false,
+    pid: 0,
+});
+/// Signalled when a setting's last delivery ends, and when a change of setting is done.
+static DELIVERED: Condvar = Condvar::new();
 static INSTALL: Once = Once::new();
+
+fn state() -> MutexGuard<'static, State> {
+    STATE.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 thread_local! {
     /// Set while this thread runs the callback: a record logged then is dropped, and a
@@ -80,8 +120,14 @@ impl log::Log for Forwarder {
         if !self.enabled(record.metadata()) || IN_CALLBACK.with(Cell::get) {
             return;
         }
-        let sink = SINK.read().unwrap_or_else(PoisonError::into_inner);
-        let Some(sink) = sink.as_ref() else { return };
+        let (sink, parity) = {
+            let mut state = state();
+            let state = state.in_this_process();
+            let Some(sink) = state.sink else { return };
+            let parity = (state.setting % 2) as usize;
+            state.running[parity] += 1;
+            (sink, parity)
+        };
         let target = c_text(record.target());
         let message = c_text(&record.args().to_string());
         IN_CALLBACK.with(|c| c.set(true));
@@ -96,6 +142,13 @@ impl log::Log for Forwarder {
             )
         };
         IN_CALLBACK.with(|c| c.set(false));
+        let mut state = state();
+        let state = state.in_this_process();
+        // Saturating: in a child of a fork made during this delivery, the count was reset.
+        state.running[parity] = state.running[parity].saturating_sub(1);
+        if state.running[parity] == 0 {
+            DELIVERED.notify_all();
+        }
     }
 
     fn flush(&self) {}
@@ -160,13 +213,27 @@ pub unsafe extern "C" fn fk_set_log_callback(
                 format!("another logger owns this library's log records: {e}"),
             )
         })?;
-        let mut sink = SINK.write().unwrap_or_else(PoisonError::into_inner);
-        *sink = callback.map(|callback| Sink { callback, context });
-        let filter = if sink.is_some() {
+        let guard = DELIVERED
+            .wait_while(state(), |state| state.in_this_process().changing)
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut guard = guard;
+        let state = guard.in_this_process();
+        state.changing = true;
+        let previous = (state.setting % 2) as usize;
+        state.sink = callback.map(|callback| Sink { callback, context });
+        state.setting += 1;
+        let filter = if state.sink.is_some() {
             filter
         } else {
             log::LevelFilter::Off
         };
+        // The previous setting's deliveries end before this returns (its context may then be
+        // freed); the new setting's run meanwhile.
+        let mut ended = DELIVERED
+            .wait_while(guard, |state| state.in_this_process().running[previous] > 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        ended.changing = false;
+        DELIVERED.notify_all();
         log::set_max_level(filter);
         Ok(())
     })

@@ -148,6 +148,7 @@ fn timing_error(error: Error) -> Error {
 /// top (`timing.tick_ms: invalid value: integer `-1`, expected u64`); text that is not JSON
 /// "does not parse".
 fn read(json: &str) -> Result<Config, Error> {
+    refuse_arrays(json)?;
     let mut deserializer = serde_json::Deserializer::from_str(json);
     let config: Config = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
@@ -165,6 +166,37 @@ fn read(json: &str) -> Result<Config, Error> {
         .end()
         .map_err(|e| invalid(format!("the JSON does not parse: {e}")))?;
     Ok(config)
+}
+
+/// serde's derived structs also read a JSON array, by position: `[1, 7, "/d", ...]` would
+/// configure a node without naming a field, and unknown fields could not be refused. Only
+/// objects are configurations (a JSON that does not parse is left to the typed read's error).
+fn refuse_arrays(json: &str) -> Result<(), Error> {
+    use serde_json::Value;
+    let Ok(value) = serde_json::from_str::<Value>(json) else {
+        return Ok(());
+    };
+    let refuse = |path: &str| {
+        Err(invalid(format!(
+            "{path}: an array where an object with named fields is expected"
+        )))
+    };
+    if value.is_array() {
+        return refuse("the configuration");
+    }
+    for field in ["timing", "tls"] {
+        if value.get(field).is_some_and(Value::is_array) {
+            return refuse(field);
+        }
+    }
+    if let Some(Value::Array(peers)) = value.get("peers") {
+        for (i, peer) in peers.iter().enumerate() {
+            if peer.is_array() {
+                return refuse(&format!("peers[{i}]"));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn node_id(value: u64, field: &str) -> Result<NodeId, Error> {
@@ -232,7 +264,17 @@ pub(crate) fn parse(json: &str) -> Result<Parsed, Error> {
         (false, Some(voters)) => voters
             .into_iter()
             .enumerate()
-            .map(|(i, v)| node_id(v, &format!("voters[{i}]")))
+            .map(|(i, v)| {
+                let voter = node_id(v, &format!("voters[{i}]"))?;
+                // A voter no one can reach counts towards every quorum and answers none.
+                if voter != id && !peers.iter().any(|(p, _)| *p == voter) {
+                    return Err(invalid(format!(
+                        "voters[{i}] = {voter}: neither this node nor one of its peers, so no \
+                         one could reach it; list its address in peers"
+                    )));
+                }
+                Ok(voter)
+            })
             .collect::<Result<_, _>>()?,
         (false, None) => std::iter::once(id)
             .chain(peers.iter().map(|(p, _)| *p))
@@ -345,8 +387,34 @@ mod tests {
                 "not both",
             ),
             (
-                &GOOD.replace("\"cluster\": 7,", "\"cluster\": 7, \"voters\": [2, 3],"),
+                &GOOD.replace("\"cluster\": 7,", "\"cluster\": 7, \"voters\": [2],"),
                 "do not include this node",
+            ),
+            (
+                &GOOD.replace("\"cluster\": 7,", "\"cluster\": 7, \"voters\": [1, 2, 99],"),
+                "voters[2] = 99: neither this node nor one of its peers",
+            ),
+            (
+                r#"[1, 7, "/d", "127.0.0.1:1"]"#,
+                "the configuration: an array",
+            ),
+            (
+                &GOOD.replace(
+                    "\"cluster\": 7,",
+                    "\"cluster\": 7, \"timing\": [10, 20, 3, 0.05, 10],",
+                ),
+                "timing: an array",
+            ),
+            (
+                &GOOD.replace(
+                    "{\"id\": 2, \"addr\": \"127.0.0.1:7002\"}",
+                    "[2, \"127.0.0.1:7002\", null]",
+                ),
+                "peers[0]: an array",
+            ),
+            (
+                &GOOD.replace("{\"dir\": \"/etc/fk/node-1\"}", "[\"/etc/fk/node-1\"]"),
+                "tls: an array",
             ),
             (
                 &GOOD.replace(

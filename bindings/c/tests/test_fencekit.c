@@ -12,6 +12,8 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -954,6 +956,44 @@ static void test_log_callback(void) {
     CHECK(bad == 0);
 }
 
+/* A callback that stays inside long enough for the test to fork meanwhile. */
+static volatile int slow_inside;
+static void slow_log(void *context, fk_log_level level, const char *target, const char *message) {
+    (void)context, (void)level, (void)target, (void)message;
+    slow_inside = 1;
+    sleep_ms(500);
+}
+
+/* A fork while a kernel thread is inside the callback: the child inherits no lock held by
+ * that thread (which does not exist there), so it may set its own callback at once. */
+static void test_log_callback_fork(void) {
+    const char *dir = temp_dir();
+    const char *certs = certs_for(7, 2);
+    char config[768];
+    int len = snprintf(config, sizeof config,
+                       "{\"id\": 1, \"cluster\": 7, \"data_dir\": \"%s\", \"listen\": \"127.0.0.1:%d\","
+                       " \"peers\": [{\"id\": 2, \"addr\": \"127.0.0.l:7001\"}],"
+                       " \"tls\": {\"dir\": \"%s/node-1\"}}",
+                       dir, free_port(), certs);
+    slow_inside = 0;
+    OK(fk_set_log_callback(slow_log, NULL, FK_LOG_WARN));
+    fk_node *node = NULL;
+    OK(fk_node_start(config, (size_t)len, &node));
+    for (int i = 0; i < 500 * slow() && !slow_inside; i++) sleep_ms(10);
+    CHECK(slow_inside);
+    pid_t child = fork();
+    if (child == 0) {
+        alarm(5); /* a hang is a failure, not a stuck test run */
+        _exit(fk_set_log_callback(NULL, NULL, FK_LOG_OFF) == FK_STATUS_OK ? 0 : 1);
+    }
+    CHECK(child > 0);
+    int status = 0;
+    CHECK(waitpid(child, &status, 0) == child);
+    OK(fk_set_log_callback(NULL, NULL, FK_LOG_OFF));
+    fk_node_free(node);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 static const struct {
     const char *name;
     void (*run)(void);
@@ -972,6 +1012,7 @@ static const struct {
     {"dev_certs", test_dev_certs},
     {"policy", test_policy},
     {"log_callback", test_log_callback},
+    {"log_callback_fork", test_log_callback_fork},
 };
 
 int main(int argc, char **argv) {

@@ -148,25 +148,33 @@ struct LogGate {
 
 impl Shared {
     fn refuse(&self, reason: String) {
-        let mut gate = self.log_gate.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        if gate
-            .last
-            .is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_INTERVAL)
-        {
-            let unlogged = std::mem::take(&mut gate.unlogged);
-            let more = if unlogged > 0 {
-                format!(" ({unlogged} more refusals since the last report)")
+        // Decided under the gate's lock, logged after it: the host's log callback may be slow,
+        // and the threads of a stranger's connections must not queue on the lock behind it.
+        let report = {
+            let mut gate = self.log_gate.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            if gate
+                .last
+                .is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_INTERVAL)
+            {
+                gate.last = Some(now);
+                Some(std::mem::take(&mut gate.unlogged))
             } else {
-                String::new()
-            };
-            log::warn!("fencekit tcp node {}: {reason}{more}", self.node);
-            gate.last = Some(now);
-        } else {
-            gate.unlogged += 1;
-            log::debug!("fencekit tcp node {}: {reason}", self.node);
+                gate.unlogged += 1;
+                None
+            }
+        };
+        match report {
+            Some(unlogged) => {
+                let more = if unlogged > 0 {
+                    format!(" ({unlogged} more refusals since the last report)")
+                } else {
+                    String::new()
+                };
+                log::warn!("fencekit tcp node {}: {reason}{more}", self.node);
+            }
+            None => log::debug!("fencekit tcp node {}: {reason}", self.node),
         }
-        drop(gate);
         *self.last_refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
     }
 
