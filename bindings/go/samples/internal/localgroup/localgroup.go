@@ -2,13 +2,14 @@
 package localgroup
 
 import (
+	"context"
 	"fmt"
 	"math/rand"
 	"net"
 	"path/filepath"
 	"time"
 
-	fencekit "example.invalid/fencekit/bindings/go"
+	fencekit "github.com/fencekit/fencekit/bindings/go"
 )
 
 // Start starts size nodes of one cluster on free local ports, their logs under root. The
@@ -72,10 +73,10 @@ func Close(nodes []*fencekit.Node) {
 	}
 }
 
-// Leader waits up to 10 s for a node other than nodes[exclude] (-1: any) to hold usable
-// leadership, and returns its index and leadership.
-func Leader(nodes []*fencekit.Node, exclude int) (int, fencekit.Leadership, error) {
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+// Leader waits until a node other than nodes[exclude] (-1: any) holds usable leadership, and
+// returns its index and leadership; or ctx's error.
+func Leader(ctx context.Context, nodes []*fencekit.Node, exclude int) (int, fencekit.Leadership, error) {
+	for {
 		for i, n := range nodes {
 			if i == exclude {
 				continue
@@ -84,6 +85,10 @@ func Leader(nodes []*fencekit.Node, exclude int) (int, fencekit.Leadership, erro
 				return i, l, nil
 			}
 		}
+		select {
+		case <-ctx.Done():
+			return 0, fencekit.Leadership{}, fmt.Errorf("no leader: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
-	return 0, fencekit.Leadership{}, fmt.Errorf("no leader within 10 s")
 }
