@@ -166,6 +166,23 @@ typedef struct fk_log_record {
   size_t payload_len;
 } fk_log_record;
 
+// A log record's level: a `uint32_t` with the `FK_LOG_*` values, from the most to the least
+// severe. As a maximum level, it passes records of that level and the more severe ones.
+typedef uint32_t fk_log_level;
+
+// Receives one log record. `level` is one of `FK_LOG_ERROR` to `FK_LOG_TRACE`; `target` (the
+// kernel's module, such as "fencekit::transport::tcp") and `message` are NUL-terminated UTF-8,
+// valid only during the call. `context` is what `fk_set_log_callback` was given.
+//
+// It is called on any thread, the kernel's own included, and on several at once. It must
+// return promptly and must not wait for a fencekit call to finish: the kernel thread that
+// logs is the one such a call may be waiting for. A record the callback logs through
+// fencekit itself (a nested record) is dropped.
+typedef void (*fk_log_callback)(void *context,
+                                fk_log_level level,
+                                const char *target,
+                                const char *message);
+
 // Usable leadership: the token every write must carry, and until when the node may act.
 typedef struct fk_leadership {
   // The generation (Raft term) and this node.
@@ -232,6 +249,24 @@ typedef struct fk_policy_limits {
 
 // What a policy decides: a `uint32_t` with the `FK_POLICY_*` values.
 typedef uint32_t fk_policy_kind;
+
+// No records (as a maximum level: logging off).
+#define FK_LOG_OFF 0
+
+// The node failed, or the kernel lost something it needed.
+#define FK_LOG_ERROR 1
+
+// Something an operator should look at: a refused or unreachable peer, an insecure group.
+#define FK_LOG_WARN 2
+
+// A milestone: a peer connected.
+#define FK_LOG_INFO 3
+
+// Detail for debugging: every failed dial, every refusal.
+#define FK_LOG_DEBUG 4
+
+// More detail than debugging usually needs.
+#define FK_LOG_TRACE 5
 
 // This node became usable leader: `token`, `lease_deadline_ns`.
 #define FK_EVENT_ELECTED 1
@@ -702,6 +737,22 @@ fk_status fk_log_get_record(const struct fk_log *log, size_t index, struct fk_lo
 //
 // Thread safety: any thread.
 const char *fk_log_kind_name(uint32_t kind);
+
+// Sends the kernel's log records of level `max_level` and more severe to `callback`, with
+// `context`, in place of the previous callback; a NULL `callback` or `FK_LOG_OFF` turns
+// logging off (the default). The setting is the process's, shared by every fence and node.
+//
+// When it returns, the previous callback is not running on any thread and is not called
+// again, so its context may be freed. Fails with `FK_STATUS_INVALID_ARGUMENT` for a level
+// above `FK_LOG_TRACE`, or when called from inside a log callback.
+//
+// Thread safety: any thread; calls are serialised.
+//
+// # Safety
+//
+// `callback` is NULL or a function that may be called as `fk_log_callback` says, with
+// `context`, until this function is next called.
+fk_status fk_set_log_callback(fk_log_callback callback, void *context, fk_log_level max_level);
 
 // Starts a node from its JSON configuration (`config_len` bytes of UTF-8; the fields are in
 // `ffi/README.md`): opens its log in `data_dir`, listens on `listen`, and joins or forms the

@@ -20,6 +20,7 @@ pub mod dev_certs;
 pub mod fence;
 pub mod last_error;
 pub mod log;
+pub mod logging;
 pub mod node;
 mod node_config;
 pub mod policy;

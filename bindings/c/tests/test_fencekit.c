@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -877,6 +878,72 @@ static void test_policy(void) {
 
 /* ---- runner --------------------------------------------------------------------------- */
 
+/* ---- log callback --------------------------------------------------------------------- */
+
+/* What the callback saw: records are written by kernel threads while the test reads. */
+struct log_seen {
+    pthread_mutex_t lock;
+    pthread_t test_thread;
+    int records;
+    int unreachable_warning; /* the typo'd peer's warning, from a kernel thread */
+    int after_removal;       /* records delivered after fk_set_log_callback(NULL) returned */
+    int removed;
+    int bad_level;
+};
+
+static void on_log(void *context, fk_log_level level, const char *target, const char *message) {
+    struct log_seen *seen = context;
+    pthread_mutex_lock(&seen->lock);
+    seen->records++;
+    if (seen->removed) seen->after_removal++;
+    if (level < FK_LOG_ERROR || level > FK_LOG_TRACE || target == NULL || target[0] == '\0')
+        seen->bad_level++;
+    if (level == FK_LOG_WARN && strstr(message, "127.0.0.l") != NULL &&
+        !pthread_equal(pthread_self(), seen->test_thread))
+        seen->unreachable_warning++;
+    pthread_mutex_unlock(&seen->lock);
+}
+
+static void test_log_callback(void) {
+    static struct log_seen seen = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    seen.test_thread = pthread_self();
+    EXPECT(fk_set_log_callback(on_log, &seen, FK_LOG_TRACE + 1), FK_STATUS_INVALID_ARGUMENT);
+    OK(fk_set_log_callback(on_log, &seen, FK_LOG_WARN));
+
+    /* A peer address with a typo: the node starts (with 1 of 2, it cannot lead) and says so. */
+    const char *dir = temp_dir();
+    const char *certs = certs_for(7, 2);
+    char config[768];
+    int len = snprintf(config, sizeof config,
+                       "{\"id\": 1, \"cluster\": 7, \"data_dir\": \"%s\", \"listen\": \"127.0.0.1:%d\","
+                       " \"peers\": [{\"id\": 2, \"addr\": \"127.0.0.l:7001\"}],"
+                       " \"tls\": {\"dir\": \"%s/node-1\"}}",
+                       dir, free_port(), certs);
+    fk_node *node = NULL;
+    OK(fk_node_start(config, (size_t)len, &node));
+    int warned = 0;
+    for (int i = 0; i < 500 * slow() && !warned; i++) {
+        pthread_mutex_lock(&seen.lock);
+        warned = seen.unreachable_warning;
+        pthread_mutex_unlock(&seen.lock);
+        if (!warned) sleep_ms(10);
+    }
+    CHECK(warned == 1);
+
+    /* Once removed, the callback is never called again, though the node keeps retrying. */
+    OK(fk_set_log_callback(NULL, NULL, FK_LOG_TRACE));
+    pthread_mutex_lock(&seen.lock);
+    seen.removed = 1;
+    pthread_mutex_unlock(&seen.lock);
+    sleep_ms(300 * slow());
+    fk_node_free(node);
+    pthread_mutex_lock(&seen.lock);
+    int after = seen.after_removal, bad = seen.bad_level;
+    pthread_mutex_unlock(&seen.lock);
+    CHECK(after == 0);
+    CHECK(bad == 0);
+}
+
 static const struct {
     const char *name;
     void (*run)(void);
@@ -894,6 +961,7 @@ static const struct {
     {"node_failed", test_node_failed},
     {"dev_certs", test_dev_certs},
     {"policy", test_policy},
+    {"log_callback", test_log_callback},
 };
 
 int main(int argc, char **argv) {

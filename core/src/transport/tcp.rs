@@ -435,6 +435,9 @@ fn send_loop(shared: Arc<Shared>, to: NodeId, address: String, queue: Receiver<M
     // A message taken from the queue just before the connection turned out closed: it goes
     // out first on the next one.
     let mut carried: Option<Message> = None;
+    // The first failure to reach the peer is a warning (an address with a typo must not pass
+    // unnoticed); the retries that follow are debug records until a connection succeeds.
+    let mut unreachable_reported = false;
     'connect: while !shared.stop.load(Ordering::SeqCst) {
         let connection = match dial(&shared, to, &address) {
             Ok(connection) => connection,
@@ -442,6 +445,13 @@ fn send_loop(shared: Arc<Shared>, to: NodeId, address: String, queue: Receiver<M
                 if refused {
                     shared.stats.refused.fetch_add(1, Ordering::Relaxed);
                     shared.refuse(reason);
+                } else if !unreachable_reported {
+                    unreachable_reported = true;
+                    log::warn!(
+                        "fencekit tcp node {}: {reason}; retrying (until it connects, further \
+                         failures are logged at debug level)",
+                        shared.node
+                    );
                 } else {
                     log::debug!("fencekit tcp node {}: {reason}", shared.node);
                 }
@@ -464,6 +474,7 @@ fn send_loop(shared: Arc<Shared>, to: NodeId, address: String, queue: Receiver<M
             }
         };
         backoff = BACKOFF_MIN;
+        unreachable_reported = false;
         let socket = match connection.socket().try_clone() {
             Ok(socket) => socket,
             Err(_) => continue,
