@@ -1,11 +1,11 @@
 package fencekit
 
 /*
-// Neither hot-path function calls back into Go, nor keeps a pointer it is given.
+// Neither hot-path function keeps a pointer it is given. Both may call back into Go, through
+// the log callback (a tie-breaker that fails logs a warning during a conflict's check): so no
+// "nocallback", which would make such a record a fatal error.
 #cgo noescape fkgo_check
-#cgo nocallback fkgo_check
 #cgo noescape fk_fence_check_batch
-#cgo nocallback fk_fence_check_batch
 #include <stdlib.h>
 #include <fencekit.h>
 
@@ -123,6 +123,7 @@ type Options struct {
 
 // OpenWith is Open with options; a value out of range fails with ErrInvalidArgument.
 func OpenWith(dir string, opts Options) (*Fence, error) {
+	useDefaultLogger()
 	cdir := C.CString(dir)
 	defer C.free(unsafe.Pointer(cdir))
 	var copts C.fk_fence_options

@@ -55,6 +55,7 @@ func Start(config Config) (*Node, error) {
 // StartJSON starts a node from its JSON configuration (ffi/README.md), with an optional
 // tie-breaker policy (nil for none).
 func StartJSON(config []byte, tieBreaker *Policy) (*Node, error) {
+	useDefaultLogger()
 	// Copied into C memory: the library reads the text as chars, and cgo forbids converting
 	// a Go slice's pointer to one.
 	text := C.CBytes(config)

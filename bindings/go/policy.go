@@ -79,6 +79,7 @@ func LoadWasmWithLimits(module []byte, kind PolicyKind, limits PolicyLimits) (*P
 		return nil, &Error{Status: C.FK_STATUS_INVALID_ARGUMENT,
 			Message: fmt.Sprintf("the deadline %v is negative", limits.Deadline)}
 	}
+	useDefaultLogger()
 	l := C.fk_policy_limits{
 		module_bytes_max:   C.uint64_t(limits.ModuleBytesMax),
 		memory_bytes_max:   C.uint64_t(limits.MemoryBytesMax),
