@@ -164,19 +164,19 @@ func waitMillis(ctx context.Context) C.uint32_t {
 	return C.uint32_t(min(max(ms, 1), math.MaxUint32))
 }
 
-// await runs call, a library call that waits (for the node's thread, or a commit), and
+// await runs wait, a library call that waits (for the node's thread, or a commit), and
 // returns its result, or ctx.Err() as soon as ctx ends. The library has no way to cancel such
 // a call, so after a cancellation it finishes on its own goroutine, which then exits: each of
 // these calls returns once the node's thread answers, and stopping the node (Stop, Close)
 // makes every pending one return at once. A result and ctx's end that race go to the result.
-func await[T any](ctx context.Context, call func() (T, error)) (T, error) {
+func await[T any](ctx context.Context, wait func() (T, error)) (T, error) {
 	var zero T
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
 	if ctx.Done() == nil {
 		// Never cancelled (context.Background): no goroutine needed.
-		return call()
+		return wait()
 	}
 	type result struct {
 		v   T
@@ -184,7 +184,7 @@ func await[T any](ctx context.Context, call func() (T, error)) (T, error) {
 	}
 	done := make(chan result, 1) // buffered: an abandoned call's goroutine never blocks
 	go func() {
-		v, err := call()
+		v, err := wait()
 		done <- result{v, err}
 	}()
 	select {
