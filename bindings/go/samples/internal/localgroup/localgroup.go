@@ -4,8 +4,10 @@ package localgroup
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand"
 	"net"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -16,6 +18,13 @@ import (
 // group is secure: its peers authenticate with mutual TLS, with development certificates
 // made in root/certs (a real group uses its own CA).
 func Start(root string, size int, cluster uint64) ([]*fencekit.Node, error) {
+	// Nodes started one by one, and stopped so, find their peers unreachable for a moment:
+	// warnings a real group's operators should see (fencekit logs them to slog.Default()),
+	// noise in a sample. Errors still show.
+	errorsOnly := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	if err := fencekit.SetLogger(errorsOnly); err != nil {
+		return nil, err
+	}
 	addrs := make([]string, size)
 	ids := make([]uint64, size)
 	for i := range addrs {
