@@ -7,8 +7,9 @@
 // The package links an installed libfencekit through pkg-config (README.md, "Install"):
 // statically by default (the fencekit-static package: a program needs nothing installed at
 // run time), or the shared library with the build tag fencekit_shared (the fencekit
-// package). Install it with make -C ffi install PREFIX=... from a fencekit checkout and put
-// PREFIX/lib/pkgconfig on PKG_CONFIG_PATH.
+// package); link_static.go and link_shared.go say which. Install it with
+// make -C ffi install PREFIX=... from a fencekit checkout and put PREFIX/lib/pkgconfig on
+// PKG_CONFIG_PATH.
 //
 // Calls that wait take a context.Context first. When it ends first, the call returns ctx.Err()
 // at once (wrapped together with ErrTimeout when the library's own wait ran out at the
@@ -16,8 +17,6 @@
 package fencekit
 
 /*
-#cgo !fencekit_shared pkg-config: fencekit-static
-#cgo fencekit_shared pkg-config: fencekit
 #include <fencekit.h>
 */
 import "C"

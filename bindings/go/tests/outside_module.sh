@@ -18,7 +18,8 @@
 #
 # The recipe is the first ```sh block after the line "<!-- recipe: outside_module.sh -->":
 # the lines before "# In your module" run in the fencekit checkout, the rest in the program's
-# module; a line with "fencekit_shared" builds the shared program.
+# module; a line with "fencekit_shared" builds the shared program. The version served is the
+# library's with a "-test.N" suffix, N new each run; the recipe asks for @latest.
 set -eu
 work=$1
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,7 +27,9 @@ module_dir=$(cd "$here/.." && pwd)
 root=$(cd "$module_dir/../.." && pwd)
 readme=${2:-$module_dir/README.md}
 module=$(sed -n 's/^module //p' "$module_dir/go.mod")
-version=v$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n 1)
+# A version of its own per run: the go command caches what it read of a module version (in
+# GOCACHE, which is kept), trusting that a version never changes; the working tree does.
+version=v$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n 1)-test.$(date +%s%N)
 
 recipe=$(awk '/^<!-- recipe: outside_module.sh -->$/ {found = 1; next}
               found && /^```sh$/ {inside = 1; next}
@@ -155,6 +158,13 @@ fi
 run shared "$shared"
 if ! readelf -d "$work/app/app" | grep -q 'NEEDED.*libfencekit\.so'; then
     echo "the fencekit_shared build of $readme does not link libfencekit.so" >&2
+    status=1
+fi
+# Static again, after the shared build: the go command's cache must not hand one the other's
+# package (golang/go#73033; link_static.go says why the two are separate files).
+run static-again "$static"
+if readelf -d "$work/app/app" | grep -q 'NEEDED.*libfencekit'; then
+    echo "the static build of $readme, after the shared one, links libfencekit.so" >&2
     status=1
 fi
 if [ "$status" -eq 0 ] && [ -z "$planted" ]; then
