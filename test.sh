@@ -99,23 +99,27 @@ done
 passed=$((passed + $(grep -Eo '[0-9]+ passed' "$plog" | grep -Eo '[0-9]+' | tail -1)))
 failed=$((failed + $(grep -Eo '[0-9]+ failed' "$plog" | grep -Eo '[0-9]+' | tail -1 || echo 0)))
 
-step "Go binding: go vet, go test -race (with the conformance vectors), the samples"
+step "Go binding: go vet, go test -race (with the conformance vectors), the samples, the install recipe"
 if ! command -v go >/dev/null 2>&1; then
     echo "go is missing: install Go 1.24 or later (Debian's golang package is too old)" >&2
     exit 1
 fi
 glog=$(mktemp)
 trap 'rm -f "$log" "$clog" "$plog" "$glog"' EXIT
+# The binding links an installed libfencekit through pkg-config: the C step's release build,
+# installed into a scratch prefix (nothing is rebuilt).
+make -s -C ffi install PREFIX="$target_dir/go-prefix"
 (
     cd bindings/go
-    # libfencekit.a from the C step, wherever the target directory is.
-    export CGO_LDFLAGS="-L$target_dir/release"
+    export PKG_CONFIG_PATH="$target_dir/go-prefix/lib/pkgconfig"
     go vet ./...
     go test -race -count=1 -v ./... >"$glog" 2>&1 || { cat "$glog"; exit 1; }
     grep -E '^(--- |ok|FAIL)' "$glog"
     for sample in basic lease_and_fence scheduler; do
         go run "./samples/$sample"
     done
+    # A program outside the repository, built with README.md's install steps as written.
+    CARGO_TARGET_DIR="$target_dir" sh tests/outside_module.sh "$target_dir/go-outside"
 )
 passed=$((passed + $(grep -c '^--- PASS' "$glog" || true)))
 failed=$((failed + $(grep -c '^--- FAIL' "$glog" || true)))

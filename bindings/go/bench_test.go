@@ -19,7 +19,7 @@ func BenchmarkCheck(b *testing.B) {
 	token := Token{1, 1}
 	f.Check(r, token)
 	for b.Loop() {
-		if v, err := f.Check(r, token); err != nil || v.Kind != Accepted {
+		if v, err := f.Check(r, token); err != nil || v.Kind != VerdictAccepted {
 			b.Fatal(v, err)
 		}
 	}

@@ -14,27 +14,27 @@ import (
 // EventKind is what an Event reports.
 type EventKind uint32
 
-// The kinds of event.
+// The kinds of event (FK_EVENT_*).
 const (
-	// Elected: this node became usable leader (Token, LeaseDeadline).
-	Elected EventKind = C.FK_EVENT_ELECTED
-	// Lost: this node's usable leadership ended (Token, LostReason).
-	Lost EventKind = C.FK_EVENT_LOST
-	// LeaderChanged: the leader this node knows of changed (Leader, 0 for none; Term).
-	LeaderChanged EventKind = C.FK_EVENT_LEADER_CHANGED
-	// MembershipChanged: a membership change was applied (Status lists the members).
-	MembershipChanged EventKind = C.FK_EVENT_MEMBERSHIP_CHANGED
+	// EventElected: this node became usable leader (Token, LeaseDeadline).
+	EventElected EventKind = C.FK_EVENT_ELECTED
+	// EventLost: this node's usable leadership ended (Token, LostReason).
+	EventLost EventKind = C.FK_EVENT_LOST
+	// EventLeaderChanged: the leader this node knows of changed (Leader, 0 for none; Term).
+	EventLeaderChanged EventKind = C.FK_EVENT_LEADER_CHANGED
+	// EventMembershipChanged: a membership change was applied (Status lists the members).
+	EventMembershipChanged EventKind = C.FK_EVENT_MEMBERSHIP_CHANGED
 )
 
 func (k EventKind) String() string {
 	switch k {
-	case Elected:
+	case EventElected:
 		return "elected"
-	case Lost:
+	case EventLost:
 		return "lost"
-	case LeaderChanged:
+	case EventLeaderChanged:
 		return "leader changed"
-	case MembershipChanged:
+	case EventMembershipChanged:
 		return "membership changed"
 	}
 	return fmt.Sprintf("EventKind(%d)", uint32(k))
@@ -43,7 +43,7 @@ func (k EventKind) String() string {
 // LostReason is why leadership ended.
 type LostReason uint32
 
-// The reasons leadership ends.
+// The reasons leadership ends (FK_LOST_*).
 const (
 	// LostLeaseExpired: no quorum acknowledged a heartbeat round in time.
 	LostLeaseExpired LostReason = C.FK_LOST_LEASE_EXPIRED
@@ -82,11 +82,11 @@ func (r LostReason) String() string {
 type Event struct {
 	Kind       EventKind
 	LostReason LostReason
-	// Token is the leadership's token, for Elected and Lost.
+	// Token is the leadership's token, for EventElected and EventLost.
 	Token Token
-	// LeaseDeadline is the lease's end when Elected was reported, on the node's clock.
+	// LeaseDeadline is the lease's end when EventElected was reported, on the node's clock.
 	LeaseDeadline uint64
-	// Leader (0: none known) and Term, for LeaderChanged.
+	// Leader (0: none known) and Term, for EventLeaderChanged.
 	Leader uint64
 	Term   uint64
 }
@@ -94,12 +94,12 @@ type Event struct {
 // AppliedKind is what an Applied item carries.
 type AppliedKind uint32
 
-// The kinds of committed item.
+// The kinds of committed item (FK_APPLIED_*).
 const (
-	// Entry is a committed proposal: apply Data.
-	Entry AppliedKind = C.FK_APPLIED_ENTRY
-	// Snapshot is the host's state as of Index: replace the state with Data.
-	Snapshot AppliedKind = C.FK_APPLIED_SNAPSHOT
+	// AppliedEntry is a committed proposal: apply Data.
+	AppliedEntry AppliedKind = C.FK_APPLIED_ENTRY
+	// AppliedSnapshot is the host's state as of Index: replace the state with Data.
+	AppliedSnapshot AppliedKind = C.FK_APPLIED_SNAPSHOT
 )
 
 // Applied is a committed item of the log, delivered in index order.
@@ -119,7 +119,7 @@ const pumpBuffer = 64
 const pumpPoll = 50 // milliseconds
 
 // Events is the node's events as a channel, closed when the node stops or fails (after the
-// last event; a leader that fails delivers Lost with LostFailed) or is closed. Every call
+// last event; a leader that fails delivers EventLost with LostFailed) or is closed. Every call
 // returns the same channel; with several readers, each event goes to one of them. Events are
 // news: Leadership is the truth. Read them: the library keeps the latest 1024 and counts the
 // rest in NodeStatus.EventsDropped.

@@ -1,11 +1,11 @@
 package fencekit
 
 /*
-// Neither hot-path function calls back into Go, nor keeps a pointer it is given.
+// Neither hot-path function keeps a pointer it is given. Both may call back into Go, through
+// the log callback (a tie-breaker that fails logs a warning during a conflict's check): so no
+// "nocallback", which would make such a record a fatal error.
 #cgo noescape fkgo_check
-#cgo nocallback fkgo_check
 #cgo noescape fk_fence_check_batch
-#cgo nocallback fk_fence_check_batch
 #include <stdlib.h>
 #include <fencekit.h>
 
@@ -43,24 +43,24 @@ type Token struct {
 // VerdictKind is the fence's answer to a token.
 type VerdictKind uint32
 
-// The verdicts. Only Accepted and Advanced let a write land.
+// The verdicts (FK_VERDICT_*). Only VerdictAccepted and VerdictAdvanced let a write land.
 const (
-	None     VerdictKind = C.FK_VERDICT_NONE
-	Accepted VerdictKind = C.FK_VERDICT_ACCEPTED
-	Advanced VerdictKind = C.FK_VERDICT_ADVANCED
-	Stale    VerdictKind = C.FK_VERDICT_STALE
-	Conflict VerdictKind = C.FK_VERDICT_CONFLICT
+	VerdictNone     VerdictKind = C.FK_VERDICT_NONE
+	VerdictAccepted VerdictKind = C.FK_VERDICT_ACCEPTED
+	VerdictAdvanced VerdictKind = C.FK_VERDICT_ADVANCED
+	VerdictStale    VerdictKind = C.FK_VERDICT_STALE
+	VerdictConflict VerdictKind = C.FK_VERDICT_CONFLICT
 )
 
 func (k VerdictKind) String() string {
 	switch k {
-	case Accepted:
+	case VerdictAccepted:
 		return "accepted"
-	case Advanced:
+	case VerdictAdvanced:
 		return "advanced"
-	case Stale:
+	case VerdictStale:
 		return "stale"
-	case Conflict:
+	case VerdictConflict:
 		return "conflict"
 	}
 	return "none"
@@ -69,7 +69,7 @@ func (k VerdictKind) String() string {
 // Verdict is the fence's answer to one token. Current is the resource's mark after the check;
 // Previous the mark an advance replaced (zero for a resource's first).
 //
-// Its zero value (Kind None) is a rejection, and it is what every check returns beside an
+// Its zero value (Kind VerdictNone) is a rejection, and it is what every check returns beside an
 // error, so a caller who reads Accepted() without looking at the error still rejects.
 type Verdict struct {
 	Kind     VerdictKind
@@ -77,9 +77,9 @@ type Verdict struct {
 	Previous Token
 }
 
-// Accepted is true when the write may land: Kind is Accepted or Advanced. False for the zero
+// Accepted is true when the write may land: Kind is VerdictAccepted or VerdictAdvanced. False for the zero
 // Verdict.
-func (v Verdict) Accepted() bool { return v.Kind == Accepted || v.Kind == Advanced }
+func (v Verdict) Accepted() bool { return v.Kind == VerdictAccepted || v.Kind == VerdictAdvanced }
 
 func verdictOf(v *C.fk_verdict) Verdict {
 	return Verdict{
@@ -123,6 +123,7 @@ type Options struct {
 
 // OpenWith is Open with options; a value out of range fails with ErrInvalidArgument.
 func OpenWith(dir string, opts Options) (*Fence, error) {
+	useDefaultLogger()
 	cdir := C.CString(dir)
 	defer C.free(unsafe.Pointer(cdir))
 	var copts C.fk_fence_options
@@ -245,8 +246,8 @@ type Item struct {
 // memory, so cgo has no Go memory to inspect on each call.
 //
 // Its verdicts are those of the last CheckBatch. One that returned an error leaves every
-// verdict None (a rejection), never an earlier check's Accepted; before the first check
-// every verdict is None too.
+// verdict VerdictNone (a rejection), never an earlier check's VerdictAccepted; before the first check
+// every verdict is VerdictNone too.
 type Batch struct {
 	items    []C.fk_check_item
 	verdicts []C.fk_verdict
@@ -283,14 +284,14 @@ func (b *Batch) Kind(i int) VerdictKind { return VerdictKind(b.verdicts[i].kind)
 // Accepted is true when the last CheckBatch lets the write of item i land.
 func (b *Batch) Accepted(i int) bool {
 	k := VerdictKind(b.verdicts[i].kind)
-	return k == Accepted || k == Advanced
+	return k == VerdictAccepted || k == VerdictAdvanced
 }
 
 // Verdict is the full verdict of item i from the last CheckBatch.
 func (b *Batch) Verdict(i int) Verdict { return verdictOf(&b.verdicts[i]) }
 
 // CheckBatch checks every item of b in one call. A bad item fails the batch with nothing
-// checked. Whenever it returns an error, every verdict of b is None: the library rejects the
+// checked. Whenever it returns an error, every verdict of b is VerdictNone: the library rejects the
 // array on each of its failures, and a failure before the call (a closed fence) rejects it
 // here.
 func (f *Fence) CheckBatch(b *Batch) error {

@@ -33,7 +33,7 @@ func TestVerdictsAndReopen(t *testing.T) {
 	steps := []struct {
 		token Token
 		want  VerdictKind
-	}{{Token{4, 1}, Advanced}, {Token{4, 1}, Accepted}, {Token{4, 2}, Conflict}, {Token{5, 2}, Advanced}, {Token{4, 1}, Stale}}
+	}{{Token{4, 1}, VerdictAdvanced}, {Token{4, 1}, VerdictAccepted}, {Token{4, 2}, VerdictConflict}, {Token{5, 2}, VerdictAdvanced}, {Token{4, 1}, VerdictStale}}
 	for _, s := range steps {
 		v, err := f.Check(jobs, s.token)
 		if err != nil || v.Kind != s.want {
@@ -48,7 +48,7 @@ func TestVerdictsAndReopen(t *testing.T) {
 	f = open(t, dir)
 	defer f.Close()
 	v, err := f.CheckKey([]byte("jobs/nightly"), Token{4, 1})
-	if err != nil || v.Kind != Stale || v.Current != (Token{5, 2}) {
+	if err != nil || v.Kind != VerdictStale || v.Current != (Token{5, 2}) {
 		t.Fatalf("after reopening: %+v %v", v, err)
 	}
 }
@@ -117,7 +117,7 @@ func TestConcurrentChecksSeeTheirOwnVerdictsAndMessages(t *testing.T) {
 			defer wg.Done()
 			for n := 0; n < 2000; n++ {
 				v, err := f.Check(ids[i], Token{1, 1})
-				if err != nil || v.Kind != Stale || v.Current != (Token{uint64(10 + i), uint64(i + 1)}) {
+				if err != nil || v.Kind != VerdictStale || v.Current != (Token{uint64(10 + i), uint64(i + 1)}) {
 					t.Errorf("goroutine %d: %+v %v", i, v, err)
 					return
 				}
@@ -346,12 +346,12 @@ func runVector(t *testing.T, path string) {
 	}
 }
 
-// reuse makes b a batch reused from an earlier check whose every verdict was Accepted
+// reuse makes b a batch reused from an earlier check whose every verdict was VerdictAccepted
 // (tests/vectors/README.md: a failed check must not leave them).
 func reuse(b *Batch) {
 	for j := range b.verdicts {
 		// The kind is a C uint32_t, which a test file cannot name.
-		*(*uint32)(unsafe.Pointer(&b.verdicts[j].kind)) = uint32(Accepted)
+		*(*uint32)(unsafe.Pointer(&b.verdicts[j].kind)) = uint32(VerdictAccepted)
 	}
 	for j := 0; j < b.Len(); j++ {
 		if !b.Accepted(j) {
@@ -453,7 +453,7 @@ func TestCloseWhileOtherGoroutinesCheckIsSafe(t *testing.T) {
 }
 
 // I7: no answer a failed call gives reads as acceptance. Every check returns the zero Verdict
-// (a rejection) beside its error; a Batch's reused verdicts read None after any failed
+// (a rejection) beside its error; a Batch's reused verdicts read VerdictNone after any failed
 // CheckBatch, whether the library refused it or the call never reached the library (a closed
 // fence), and before its first check.
 func TestNoFailedCallReadsAsAcceptance(t *testing.T) {
@@ -474,7 +474,7 @@ func TestNoFailedCallReadsAsAcceptance(t *testing.T) {
 		func() (Verdict, error) {
 			w, err := f.CheckWrite(r, Token{0, 1}, []byte("x"))
 			if w.Accepted {
-				return Verdict{Kind: Accepted}, err
+				return Verdict{Kind: VerdictAccepted}, err
 			}
 			return w.Fence, err
 		},
@@ -489,7 +489,7 @@ func TestNoFailedCallReadsAsAcceptance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.Accepted(0) || b.Kind(1) != None {
+	if b.Accepted(0) || b.Kind(1) != VerdictNone {
 		t.Error("a batch never checked reads as acceptance")
 	}
 	if err := f.CheckBatch(b); err != nil || !b.Accepted(0) || !b.Accepted(1) {
@@ -502,7 +502,7 @@ func TestNoFailedCallReadsAsAcceptance(t *testing.T) {
 		t.Fatalf("bad batch: %v", err)
 	}
 	for j := 0; j < bad.Len(); j++ {
-		if bad.Accepted(j) || bad.Kind(j) != None || bad.Verdict(j) != (Verdict{}) {
+		if bad.Accepted(j) || bad.Kind(j) != VerdictNone || bad.Verdict(j) != (Verdict{}) {
 			t.Errorf("item %d of a failed batch reads %+v", j, bad.Verdict(j))
 		}
 	}
@@ -512,7 +512,7 @@ func TestNoFailedCallReadsAsAcceptance(t *testing.T) {
 		t.Fatalf("a closed fence checked a batch: %v", err)
 	}
 	for j := 0; j < b.Len(); j++ {
-		if b.Accepted(j) || b.Kind(j) != None {
+		if b.Accepted(j) || b.Kind(j) != VerdictNone {
 			t.Errorf("item %d still reads %v after ErrClosed", j, b.Kind(j))
 		}
 	}

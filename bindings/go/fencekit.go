@@ -1,15 +1,22 @@
 // Package fencekit is the Go binding of libfencekit, the split-brain prevention kernel.
 //
 // A storage checks the fencing token of every write with a Fence; a write may land only when
-// the verdict is accepted. libfencekit.a is linked statically, so a Go program needs no shared
-// library at run time. Build it first (make -C ffi, or cargo build --release -p
-// fencekit-ffi); with a target directory other than the repository's, add
-// -L/that/target/release to CGO_LDFLAGS.
+// the verdict is accepted. A Node is a member of a Raft group that hands its leader a lease
+// and the token to write with.
+//
+// The package links an installed libfencekit through pkg-config (README.md, "Install"):
+// statically by default (the fencekit-static package: a program needs nothing installed at
+// run time), or the shared library with the build tag fencekit_shared (the fencekit
+// package); link_static.go and link_shared.go say which. Install it with
+// make -C ffi install PREFIX=... from a fencekit checkout and put PREFIX/lib/pkgconfig on
+// PKG_CONFIG_PATH.
+//
+// Calls that wait take a context.Context first. When it ends first, the call returns ctx.Err()
+// at once (wrapped together with ErrTimeout when the library's own wait ran out at the
+// context's deadline); what it started may still complete (a proposal may still commit).
 package fencekit
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../ffi/include
-#cgo LDFLAGS: -L${SRCDIR}/../../target/release -l:libfencekit.a -lgcc_s -lutil -lrt -lpthread -lm -ldl
 #include <fencekit.h>
 */
 import "C"
@@ -46,13 +53,17 @@ func (e *Error) Is(target error) bool {
 	return ok && t.Message == "" && t.Status == e.Status
 }
 
-// The sentinel errors, one per status code; compare with errors.Is. ErrNodeFailed: the node
+// The sentinel errors, one per status code of the C ABI (FK_STATUS_* but OK; a test checks
+// the list against ffi/include/fencekit.h); compare with errors.Is. ErrNodeFailed: the node
 // failed (a panic on its thread, a log it could not write; the message says why), reports no
 // leadership and refuses everything until restarted. ErrTLS: TLS files that cannot be used
 // (unreadable, a key readable by others, not PEM, naming another node, not signed by the CA;
 // the message names the file), or development certificates that cannot be made. ErrMembership:
 // a membership change refused, or leadership handed to a node that cannot take it (this node,
 // or one that is not a voter; the message names it). ErrRaft: Raft refused an operation.
+// ErrInvalidRaftLog: Raft entries or a snapshot that cannot follow the log. ErrEncoding: a
+// record or message that could not be encoded or decoded. ErrInternal: an error the ABI has
+// no code for (the message says what it was).
 var (
 	ErrNullArgument     = &Error{Status: C.FK_STATUS_NULL_ARGUMENT}
 	ErrInvalidArgument  = &Error{Status: C.FK_STATUS_INVALID_ARGUMENT}
@@ -71,6 +82,8 @@ var (
 	ErrWrongOwner       = &Error{Status: C.FK_STATUS_WRONG_OWNER}
 	ErrForked           = &Error{Status: C.FK_STATUS_FORKED}
 	ErrLogFailed        = &Error{Status: C.FK_STATUS_LOG_FAILED}
+	ErrInvalidRaftLog   = &Error{Status: C.FK_STATUS_INVALID_RAFT_LOG}
+	ErrEncoding         = &Error{Status: C.FK_STATUS_ENCODING}
 	ErrNotLeader        = &Error{Status: C.FK_STATUS_NOT_LEADER}
 	ErrStopped          = &Error{Status: C.FK_STATUS_STOPPED}
 	ErrTimeout          = &Error{Status: C.FK_STATUS_TIMEOUT}
@@ -82,6 +95,7 @@ var (
 	ErrPolicyRefused    = &Error{Status: C.FK_STATUS_POLICY_REFUSED}
 	ErrPanic            = &Error{Status: C.FK_STATUS_PANIC}
 	ErrPoisoned         = &Error{Status: C.FK_STATUS_POISONED}
+	ErrInternal         = &Error{Status: C.FK_STATUS_INTERNAL}
 )
 
 // ErrClosed is returned by every method of a closed handle.

@@ -1,3 +1,3 @@
-module example.invalid/fencekit/bindings/go
+module github.com/fencekit/fencekit/bindings/go
 
 go 1.24

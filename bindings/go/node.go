@@ -7,8 +7,11 @@ package fencekit
 import "C"
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 	"unsafe"
@@ -52,6 +55,7 @@ func Start(config Config) (*Node, error) {
 // StartJSON starts a node from its JSON configuration (ffi/README.md), with an optional
 // tie-breaker policy (nil for none).
 func StartJSON(config []byte, tieBreaker *Policy) (*Node, error) {
+	useDefaultLogger()
 	// Copied into C memory: the library reads the text as chars, and cgo forbids converting
 	// a Go slice's pointer to one.
 	text := C.CBytes(config)
@@ -108,58 +112,151 @@ func (n *Node) Now() (uint64, error) {
 	return uint64(now), err
 }
 
-// millis converts a timeout for the C ABI: negative is refused, and anything beyond what
-// 32 bits of milliseconds hold is clamped.
-func millis(timeout time.Duration) (C.uint32_t, error) {
-	if timeout < 0 {
-		return 0, &Error{Status: C.FK_STATUS_INVALID_ARGUMENT,
-			Message: fmt.Sprintf("the timeout %v is negative", timeout)}
+// leadershipPoll is how often WaitLeadership asks: a few times per election tick at the
+// default timing, and cheap (a lock and a clock read in the library).
+const leadershipPoll = 5 * time.Millisecond
+
+// WaitLeadership waits until this node holds usable leadership and returns it, as Leadership
+// would. It returns ctx.Err() when ctx ends first, and at once any error but ErrNotLeader
+// (ErrNodeFailed, ErrClosed), or one matching ErrStopped once the node has stopped (Stop, or
+// removed from the group): a node that cannot lead again is not waited for.
+func (n *Node) WaitLeadership(ctx context.Context) (Leadership, error) {
+	ticker := time.NewTicker(leadershipPoll)
+	defer ticker.Stop()
+	for polls := 0; ; polls++ {
+		if err := ctx.Err(); err != nil {
+			return Leadership{}, err
+		}
+		l, err := n.Leadership()
+		if err == nil || !errors.Is(err, ErrNotLeader) {
+			return l, err
+		}
+		// A stopped node answers "not leader" forever; its status says why, and costs more
+		// than a leadership check, so it is read now and then.
+		if polls%stoppedPolls == 0 {
+			if status, serr := n.Status(); serr != nil {
+				return Leadership{}, serr
+			} else if status.Stopped {
+				return Leadership{}, &Error{Status: C.FK_STATUS_STOPPED, Message: "the node was stopped"}
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-ticker.C:
+		}
 	}
-	return C.uint32_t(min(timeout/time.Millisecond, 0xFFFF_FFFF)), nil
 }
 
-// Propose replicates data and waits up to timeout for it to commit; it returns its log
-// index. It fails at once on a follower (ErrNotLeader) or a failed node (ErrNodeFailed), and
-// with ErrTimeout if it did not commit in time (it may still commit later). Committed items
-// arrive on Applied.
-func (n *Node) Propose(data []byte, timeout time.Duration) (uint64, error) {
-	ms, err := millis(timeout)
-	if err != nil {
-		return 0, err
+// stoppedPolls is how many leadership polls WaitLeadership makes per look at whether the
+// node stopped (every 100 ms).
+const stoppedPolls = 20
+
+// waitMillis is how long a library call that takes a timeout may wait under ctx: until its
+// deadline, rounded up so that the library gives up no earlier than ctx; the longest wait 32
+// bits of milliseconds hold (about 49 days) without a deadline.
+func waitMillis(ctx context.Context) C.uint32_t {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return math.MaxUint32
 	}
-	var index C.uint64_t
-	err = n.with(func(ptr *C.fk_node) error {
-		return call(func() C.fk_status {
-			d, l := byteArgs(data)
-			return C.fk_node_propose(ptr, d, l, ms, &index)
+	left := time.Until(deadline)
+	ms := (left + time.Millisecond - 1) / time.Millisecond
+	return C.uint32_t(min(max(ms, 1), math.MaxUint32))
+}
+
+// await runs wait, a library call that waits (for the node's thread, or a commit), and
+// returns its result, or ctx.Err() as soon as ctx ends. The library has no way to cancel such
+// a call, so after a cancellation it finishes on its own goroutine, which then exits: each of
+// these calls returns once the node's thread answers, and stopping the node (Stop, Close)
+// makes every pending one return at once. A result and ctx's end that race go to the result.
+func await[T any](ctx context.Context, wait func() (T, error)) (T, error) {
+	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
+	if ctx.Done() == nil {
+		// Never cancelled (context.Background): no goroutine needed.
+		return wait()
+	}
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1) // buffered: an abandoned call's goroutine never blocks
+	go func() {
+		v, err := wait()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		select {
+		case r := <-done:
+			return r.v, r.err
+		default:
+			return zero, ctx.Err()
+		}
+	}
+}
+
+// Propose replicates data and waits for it to commit; it returns its log index. It fails at
+// once on a follower (ErrNotLeader) or a failed node (ErrNodeFailed). When ctx ends first it
+// returns ctx.Err(); at ctx's deadline the error matches both context.DeadlineExceeded and
+// ErrTimeout. Either way the proposal may still commit later, and is then delivered on
+// Applied like any other. Committed items arrive on Applied.
+//
+// The library cannot withdraw a proposal, so a cancelled Propose leaves its wait for the
+// commit running until the outcome is known or the node stops (Close stops it): give ctx a
+// deadline to bound it.
+func (n *Node) Propose(ctx context.Context, data []byte) (uint64, error) {
+	return await(ctx, func() (uint64, error) {
+		var index C.uint64_t
+		err := n.with(func(ptr *C.fk_node) error {
+			return call(func() C.fk_status {
+				d, l := byteArgs(data)
+				return C.fk_node_propose(ptr, d, l, waitMillis(ctx), &index)
+			})
 		})
+		if errors.Is(err, ErrTimeout) {
+			// The library's wait ran out at ctx's deadline.
+			return 0, fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+		}
+		return uint64(index), err
 	})
-	return uint64(index), err
 }
 
 // Transfer revokes this leader's lease, then hands leadership to node to. A target that
 // cannot take it (this node, or a node that is not a voter: pick one of Status().Voters) is
 // refused with an error matching ErrMembership that names it, before the lease is touched;
-// to 0 with ErrInvalidToken; on a node that does not lead, ErrNotLeader.
-func (n *Node) Transfer(to uint64) error {
-	return n.with(func(ptr *C.fk_node) error {
-		return call(func() C.fk_status { return C.fk_node_transfer(ptr, C.uint64_t(to)) })
+// to 0 with ErrInvalidToken; on a node that does not lead, ErrNotLeader. It waits for the
+// node's thread to take the order; when ctx ends first it returns ctx.Err(), and the
+// transfer may still happen.
+func (n *Node) Transfer(ctx context.Context, to uint64) error {
+	_, err := await(ctx, func() (struct{}, error) {
+		return struct{}{}, n.with(func(ptr *C.fk_node) error {
+			return call(func() C.fk_status { return C.fk_node_transfer(ptr, C.uint64_t(to)) })
+		})
 	})
+	return err
 }
 
 // StepDown revokes this leader's lease and hands leadership to the most up-to-date other
-// voter; it returns that voter's id. With no other voter it fails with ErrMembership.
-func (n *Node) StepDown() (uint64, error) {
-	var successor C.uint64_t
-	err := n.with(func(ptr *C.fk_node) error {
-		return call(func() C.fk_status { return C.fk_node_step_down(ptr, &successor) })
+// voter; it returns that voter's id. With no other voter it fails with ErrMembership. When
+// ctx ends first it returns ctx.Err(), and the node may still step down.
+func (n *Node) StepDown(ctx context.Context) (uint64, error) {
+	return await(ctx, func() (uint64, error) {
+		var successor C.uint64_t
+		err := n.with(func(ptr *C.fk_node) error {
+			return call(func() C.fk_status { return C.fk_node_step_down(ptr, &successor) })
+		})
+		return uint64(successor), err
 	})
-	return uint64(successor), err
 }
 
 // PanicForTesting is test-only: it makes the node's thread panic, as a bug in fencekit or
 // raft-rs would, so that a host's tests can check how it handles a failed node (Leadership,
-// Propose, Transfer, StepDown and Compact fail with ErrNodeFailed, Events delivers Lost with
+// Propose, Transfer, StepDown and Compact fail with ErrNodeFailed, Events delivers EventLost with
 // LostFailed if it led, Status says Failed). It returns before the thread panics. It is
 // refused with ErrInvalidArgument unless the node was started with Config.TestHooks.
 func (n *Node) PanicForTesting() error {
@@ -169,33 +266,46 @@ func (n *Node) PanicForTesting() error {
 }
 
 // Compact compacts the log: state is the host's state as of index, an index it has applied.
-func (n *Node) Compact(index uint64, state []byte) error {
-	return n.with(func(ptr *C.fk_node) error {
-		return call(func() C.fk_status {
-			d, l := byteArgs(state)
-			return C.fk_node_compact(ptr, C.uint64_t(index), d, l)
+// It waits for the node's thread to write it; when ctx ends first it returns ctx.Err(), and
+// the compaction may still happen.
+func (n *Node) Compact(ctx context.Context, index uint64, state []byte) error {
+	_, err := await(ctx, func() (struct{}, error) {
+		return struct{}{}, n.with(func(ptr *C.fk_node) error {
+			return call(func() C.fk_status {
+				d, l := byteArgs(state)
+				return C.fk_node_compact(ptr, C.uint64_t(index), d, l)
+			})
 		})
 	})
+	return err
 }
 
 // Stop stops the node: its lease ends, pending proposals fail, Events and Applied close once
 // read to the end. Its log stays. A second Stop returns an error matching ErrStopped; Stop on
 // a failed node releases its threads and returns one matching ErrNodeFailed, with the cause.
-func (n *Node) Stop() error {
+// It waits for the node's thread to exit; when ctx ends first it returns ctx.Err() and the
+// node goes on stopping.
+func (n *Node) Stop(ctx context.Context) error {
+	_, err := await(ctx, func() (struct{}, error) { return struct{}{}, n.stop() })
+	return err
+}
+
+func (n *Node) stop() error {
 	return n.with(func(ptr *C.fk_node) error {
 		return call(func() C.fk_status { return C.fk_node_stop(ptr) })
 	})
 }
 
 // Close stops the node if it runs and frees it; the channels of Events and Applied close
-// soon after. Closing twice is fine.
+// soon after. Closing twice is fine. It waits for the node's thread, and for every call
+// still running in the library (a cancelled Propose's wait included, which the stop ends).
 func (n *Node) Close() error {
 	if n == nil {
 		return nil
 	}
 	// Stopped first: calls waiting in the library (a proposal, the goroutines of Events and
 	// Applied) return at once, so freeing is not held up by them.
-	_ = n.Stop()
+	_ = n.stop()
 	n.closeDone.Do(func() { close(n.done) })
 	n.h.free(freeNode)
 	return nil

@@ -1,6 +1,7 @@
 package fencekit
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -60,6 +61,29 @@ func group(t *testing.T, size int) []Config {
 	return configs
 }
 
+// background is context.Background(), for code where a variable named context hides the
+// package.
+var background = context.Background()
+
+// awaitLeadership waits up to d for node to lead. A wait that ran out is the error
+// Leadership gives then (ErrNotLeader), as the vectors expect of every binding.
+func awaitLeadership(node *Node, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	_, err := node.WaitLeadership(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		_, err = node.Leadership()
+	}
+	return err
+}
+
+// ctxFor is a context that ends after d or with the test.
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 func start(t *testing.T, c Config) *Node {
 	t.Helper()
 	n, err := Start(c)
@@ -114,16 +138,16 @@ func TestASingleNodeLeadsProposesAppliesAndStops(t *testing.T) {
 	if l.Token.Holder != 1 || l.LeaseRemaining <= 0 {
 		t.Fatalf("leadership %+v", l)
 	}
-	if e := nextEvent(t, n, Elected); e.Token != l.Token {
+	if e := nextEvent(t, n, EventElected); e.Token != l.Token {
 		t.Fatalf("elected with %v, leading with %v", e.Token, l.Token)
 	}
-	index, err := n.Propose([]byte("job-1 done"), 5*time.Second)
+	index, err := n.Propose(ctxFor(t, 5*time.Second), []byte("job-1 done"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for item := range n.Applied() {
 		if item.Index == index {
-			if item.Kind != Entry || string(item.Data) != "job-1 done" || item.Term != l.Token.Generation {
+			if item.Kind != AppliedEntry || string(item.Data) != "job-1 done" || item.Term != l.Token.Generation {
 				t.Fatalf("applied %+v", item)
 			}
 			break
@@ -139,10 +163,10 @@ func TestASingleNodeLeadsProposesAppliesAndStops(t *testing.T) {
 		t.Fatalf("now %d (deadline %d) %v", now, l.LeaseDeadline, err)
 	}
 	// A target that is no voter is refused as a membership matter, naming it.
-	if err := n.Transfer(2); !errors.Is(err, ErrMembership) || !strings.Contains(err.Error(), "node 2 is not a voter") {
+	if err := n.Transfer(context.Background(), 2); !errors.Is(err, ErrMembership) || !strings.Contains(err.Error(), "node 2 is not a voter") {
 		t.Fatalf("a transfer to a non-member: %v", err)
 	}
-	if err := n.Stop(); err != nil {
+	if err := n.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	// A stopped node's status claims no leadership.
@@ -150,7 +174,7 @@ func TestASingleNodeLeadsProposesAppliesAndStops(t *testing.T) {
 		status.LeadingGeneration != 0 || !status.Stopped {
 		t.Fatalf("the status of a stopped node: %+v %v", status, err)
 	}
-	if err := n.Stop(); !errors.Is(err, ErrStopped) {
+	if err := n.Stop(context.Background()); !errors.Is(err, ErrStopped) {
 		t.Fatalf("a second stop: %v", err)
 	}
 	if _, err := n.Leadership(); err == nil {
@@ -161,7 +185,7 @@ func TestASingleNodeLeadsProposesAppliesAndStops(t *testing.T) {
 	for e := range n.Events() {
 		last = e
 	}
-	if last.Kind != Lost || last.LostReason != LostStopped || last.Token != l.Token {
+	if last.Kind != EventLost || last.LostReason != LostStopped || last.Token != l.Token {
 		t.Fatalf("the last event: %+v", last)
 	}
 	n.Close()
@@ -187,17 +211,17 @@ func TestLeadershipMovesAndTheOldTokenIsFenced(t *testing.T) {
 	if v, err := fence.Check(ledger, first.Token); err != nil || !v.Accepted() {
 		t.Fatalf("the leader's write: %+v %v", v, err)
 	}
-	successor, err := nodes[old].StepDown()
+	successor, err := nodes[old].StepDown(ctxFor(t, 10*time.Second))
 	if err != nil || successor == uint64(old+1) || successor == 0 {
 		t.Fatalf("step down to %d: %v", successor, err)
 	}
-	if e := nextEvent(t, nodes[old], Lost); e.LostReason != LostTransferring || e.Token != first.Token {
+	if e := nextEvent(t, nodes[old], EventLost); e.LostReason != LostTransferring || e.Token != first.Token {
 		t.Fatalf("the old leader's loss: %+v", e)
 	}
 	if _, err := nodes[old].Leadership(); !errors.Is(err, ErrNotLeader) {
 		t.Fatalf("the old leader still leads: %v", err)
 	}
-	if _, err := nodes[old].Propose([]byte("x"), time.Second); !errors.Is(err, ErrNotLeader) {
+	if _, err := nodes[old].Propose(ctxFor(t, time.Second), []byte("x")); !errors.Is(err, ErrNotLeader) {
 		t.Fatalf("a proposal on a follower: %v", err)
 	}
 	_, second := leaderOf(t, nodes, old)
@@ -207,12 +231,12 @@ func TestLeadershipMovesAndTheOldTokenIsFenced(t *testing.T) {
 	if v, _ := fence.Check(ledger, second.Token); !v.Accepted() {
 		t.Fatalf("the new leader's write: %+v", v)
 	}
-	if v, _ := fence.Check(ledger, first.Token); v.Kind != Stale || v.Current != second.Token {
+	if v, _ := fence.Check(ledger, first.Token); v.Kind != VerdictStale || v.Current != second.Token {
 		t.Fatalf("the zombie's write: %+v", v)
 	}
 	// Transfer back, by id.
 	newLeader := int(second.Token.Holder - 1)
-	if err := nodes[newLeader].Transfer(uint64(old + 1)); err != nil {
+	if err := nodes[newLeader].Transfer(ctxFor(t, 10*time.Second), uint64(old+1)); err != nil {
 		t.Fatal(err)
 	}
 	if i, third := leaderOf(t, nodes, newLeader); third.Token.Generation <= second.Token.Generation {
@@ -270,9 +294,6 @@ func TestBadConfigsNameTheirField(t *testing.T) {
 	if _, err := Start(other); !errors.Is(err, ErrTransport) {
 		t.Errorf("a port in use: %v", err)
 	}
-	if _, err := running.Propose(nil, -time.Second); !errors.Is(err, ErrInvalidArgument) {
-		t.Errorf("a negative timeout: %v", err)
-	}
 	running.Close()
 	wrong := base
 	wrong.Cluster = 12
@@ -291,7 +312,7 @@ func TestCloseWhileOtherGoroutinesCallIsSafe(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for {
-				_, err := n.Propose([]byte("busy"), time.Second)
+				_, err := n.Propose(ctxFor(t, time.Second), []byte("busy"))
 				if err == nil {
 					_, err = n.Status()
 				}
@@ -363,7 +384,7 @@ func TestAFailedNodeIsReportedThroughEveryAPI(t *testing.T) {
 		case e, ok := <-node.Events():
 			if !ok {
 				done = true
-			} else if e.Kind == Lost && e.Token == led.Token {
+			} else if e.Kind == EventLost && e.Token == led.Token {
 				lost = &e
 			}
 		case <-timeout:
@@ -373,16 +394,16 @@ func TestAFailedNodeIsReportedThroughEveryAPI(t *testing.T) {
 	if lost == nil || lost.LostReason != LostFailed || lost.LostReason.String() != "failed" {
 		t.Fatalf("the failed leader's loss: %+v", lost)
 	}
-	if _, err := node.Propose([]byte("x"), time.Second); !errors.Is(err, ErrNodeFailed) {
+	if _, err := node.Propose(ctxFor(t, time.Second), []byte("x")); !errors.Is(err, ErrNodeFailed) {
 		t.Errorf("a proposal on a failed node: %v", err)
 	}
-	if _, err := node.StepDown(); !errors.Is(err, ErrNodeFailed) {
+	if _, err := node.StepDown(context.Background()); !errors.Is(err, ErrNodeFailed) {
 		t.Errorf("a failed node stepping down: %v", err)
 	}
-	if err := node.Transfer(uint64((failed+1)%3 + 1)); !errors.Is(err, ErrNodeFailed) {
+	if err := node.Transfer(context.Background(), uint64((failed+1)%3+1)); !errors.Is(err, ErrNodeFailed) {
 		t.Errorf("a failed node transferring: %v", err)
 	}
-	if err := node.Compact(0, nil); !errors.Is(err, ErrNodeFailed) {
+	if err := node.Compact(context.Background(), 0, nil); !errors.Is(err, ErrNodeFailed) {
 		t.Errorf("a failed node compacting: %v", err)
 	}
 	if err := node.PanicForTesting(); !errors.Is(err, ErrNodeFailed) {
@@ -415,7 +436,7 @@ func TestAFailedNodeIsReportedThroughEveryAPI(t *testing.T) {
 		}
 	}
 
-	if err := node.Stop(); !errors.Is(err, ErrNodeFailed) {
+	if err := node.Stop(context.Background()); !errors.Is(err, ErrNodeFailed) {
 		t.Errorf("stopping a failed node: %v", err)
 	}
 
@@ -507,20 +528,13 @@ func runNodeVector(t *testing.T, path string) {
 				}
 			}
 		case "await_leadership":
-			deadline := time.Now().Add(10 * time.Second)
-			for {
-				_, err = node.Leadership()
-				if !errors.Is(err, ErrNotLeader) || time.Now().After(deadline) {
-					break
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			err = awaitLeadership(node, 10*time.Second)
 		case "transfer":
-			err = node.Transfer(number(s.To))
+			err = node.Transfer(background, number(s.To))
 		case "step_down":
-			_, err = node.StepDown()
+			_, err = node.StepDown(background)
 		case "stop":
-			err = node.Stop()
+			err = node.Stop(background)
 		case "status":
 			if raw, err = node.StatusJSON(); err == nil {
 				status, err = node.Status()

@@ -13,19 +13,19 @@ import (
 // PolicyKind is what a policy plugin decides.
 type PolicyKind uint32
 
-// The kinds of policy (plugins/README.md).
+// The kinds of policy (FK_POLICY_*; plugins/README.md).
 const (
-	// Validator checks the payload of every write the fence accepts (Fence.CheckWrite).
-	Validator PolicyKind = C.FK_POLICY_VALIDATOR
-	// TieBreaker settles conflicts (two holders of one generation) and election priorities.
-	TieBreaker PolicyKind = C.FK_POLICY_TIE_BREAKER
+	// PolicyValidator checks the payload of every write the fence accepts (Fence.CheckWrite).
+	PolicyValidator PolicyKind = C.FK_POLICY_VALIDATOR
+	// PolicyTieBreaker settles conflicts (two holders of one generation) and election priorities.
+	PolicyTieBreaker PolicyKind = C.FK_POLICY_TIE_BREAKER
 )
 
 func (k PolicyKind) String() string {
 	switch k {
-	case Validator:
+	case PolicyValidator:
 		return "validator"
-	case TieBreaker:
+	case PolicyTieBreaker:
 		return "tie-breaker"
 	}
 	return fmt.Sprintf("PolicyKind(%d)", uint32(k))
@@ -79,6 +79,7 @@ func LoadWasmWithLimits(module []byte, kind PolicyKind, limits PolicyLimits) (*P
 		return nil, &Error{Status: C.FK_STATUS_INVALID_ARGUMENT,
 			Message: fmt.Sprintf("the deadline %v is negative", limits.Deadline)}
 	}
+	useDefaultLogger()
 	l := C.fk_policy_limits{
 		module_bytes_max:   C.uint64_t(limits.ModuleBytesMax),
 		memory_bytes_max:   C.uint64_t(limits.MemoryBytesMax),

@@ -37,8 +37,8 @@ func TestAValidatorChecksPayloadsOfAcceptedTokens(t *testing.T) {
 	f := open(t, t.TempDir())
 	defer f.Close()
 	r, _ := f.Register([]byte("ledger"))
-	p := loadExample(t, "max_payload.wat", Validator)
-	if p.Kind() != Validator {
+	p := loadExample(t, "max_payload.wat", PolicyValidator)
+	if p.Kind() != PolicyValidator {
 		t.Fatalf("kind %v", p.Kind())
 	}
 	if err := f.SetValidator(p); err != nil {
@@ -46,19 +46,19 @@ func TestAValidatorChecksPayloadsOfAcceptedTokens(t *testing.T) {
 	}
 	// Closing the policy does not detach it: the fence keeps its own reference.
 	p.Close()
-	if w, err := f.CheckWrite(r, Token{1, 1}, []byte("short")); err != nil || !w.Accepted || w.Fence.Kind != Advanced {
+	if w, err := f.CheckWrite(r, Token{1, 1}, []byte("short")); err != nil || !w.Accepted || w.Fence.Kind != VerdictAdvanced {
 		t.Fatalf("a short payload: %+v %v", w, err)
 	}
 	long := []byte(strings.Repeat("x", 300))
-	if w, err := f.CheckWrite(r, Token{1, 1}, long); err != nil || w.Accepted || w.RejectionCode != 1 || w.Fence.Kind != Accepted {
+	if w, err := f.CheckWrite(r, Token{1, 1}, long); err != nil || w.Accepted || w.RejectionCode != 1 || w.Fence.Kind != VerdictAccepted {
 		t.Fatalf("a long payload: %+v %v", w, err)
 	}
 	// A refused payload's newer token still advances the mark: it fences older holders
 	// whatever it carried.
-	if w, _ := f.CheckWrite(r, Token{2, 1}, long); w.Accepted || w.Fence.Kind != Advanced {
+	if w, _ := f.CheckWrite(r, Token{2, 1}, long); w.Accepted || w.Fence.Kind != VerdictAdvanced {
 		t.Fatalf("a newer token with a long payload: %+v", w)
 	}
-	if w, _ := f.CheckWrite(r, Token{1, 1}, []byte("short")); w.Accepted || w.Fence.Kind != Stale {
+	if w, _ := f.CheckWrite(r, Token{1, 1}, []byte("short")); w.Accepted || w.Fence.Kind != VerdictStale {
 		t.Fatalf("the older token after the advance: %+v", w)
 	}
 	if w, _ := f.CheckWrite(r, Token{0, 1}, nil); w.Accepted {
@@ -80,10 +80,10 @@ func TestATieBreakerSettlesConflicts(t *testing.T) {
 	defer f.Close()
 	r, _ := f.Register([]byte("shard-7"))
 	f.Check(r, Token{5, 3})
-	if v, _ := f.Check(r, Token{5, 2}); v.Kind != Conflict {
+	if v, _ := f.Check(r, Token{5, 2}); v.Kind != VerdictConflict {
 		t.Fatalf("without a tie-breaker: %+v", v)
 	}
-	tb, err := LoadWasm([]byte(lowestWins), TieBreaker)
+	tb, err := LoadWasm([]byte(lowestWins), PolicyTieBreaker)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,10 +113,10 @@ func TestRefusedModulesNameTheCause(t *testing.T) {
 		kind   PolicyKind
 		text   string
 	}{
-		{`(module (import "wasi_snapshot_preview1" "fd_write" (func)))`, Validator, "fd_write"},
-		{`(module (memory (export "memory") 1))`, Validator, "fk_abi_version"},
-		{"not wasm at all", Validator, ""},
-		{"", Validator, ""},
+		{`(module (import "wasi_snapshot_preview1" "fd_write" (func)))`, PolicyValidator, "fd_write"},
+		{`(module (memory (export "memory") 1))`, PolicyValidator, "fk_abi_version"},
+		{"not wasm at all", PolicyValidator, ""},
+		{"", PolicyValidator, ""},
 		{lowestWins, PolicyKind(9), ""},
 	}
 	for _, c := range cases {
@@ -128,16 +128,16 @@ func TestRefusedModulesNameTheCause(t *testing.T) {
 			t.Errorf("%.40q: a policy loaded", c.module)
 		}
 	}
-	if _, err := LoadWasm([]byte(`(module (import "wasi_snapshot_preview1" "fd_write" (func)))`), Validator); !errors.Is(err, ErrPolicyRefused) {
+	if _, err := LoadWasm([]byte(`(module (import "wasi_snapshot_preview1" "fd_write" (func)))`), PolicyValidator); !errors.Is(err, ErrPolicyRefused) {
 		t.Errorf("a WASI import: %v", err)
 	}
 	small := DefaultPolicyLimits()
 	small.ModuleBytesMax = 16
-	if _, err := LoadWasmWithLimits([]byte(lowestWins), TieBreaker, small); !errors.Is(err, ErrPolicyRefused) {
+	if _, err := LoadWasmWithLimits([]byte(lowestWins), PolicyTieBreaker, small); !errors.Is(err, ErrPolicyRefused) {
 		t.Errorf("a module over the size limit: %v", err)
 	}
 	small.Deadline = -1
-	if _, err := LoadWasmWithLimits([]byte(lowestWins), TieBreaker, small); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := LoadWasmWithLimits([]byte(lowestWins), PolicyTieBreaker, small); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("a negative deadline: %v", err)
 	}
 }

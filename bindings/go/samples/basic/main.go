@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"os"
 
-	fencekit "example.invalid/fencekit/bindings/go"
+	fencekit "github.com/fencekit/fencekit/bindings/go"
 )
 
 func main() {
@@ -56,7 +56,7 @@ func main() {
 	if _, err := fence.Check(jobs, fencekit.Token{Generation: 0, Holder: 1}); errors.Is(err, fencekit.ErrInvalidToken) {
 		fmt.Printf("a token of generation 0: %v\n", err)
 	}
-	if last.Kind != fencekit.Stale || again.Kind != fencekit.Stale {
+	if last.Kind != fencekit.VerdictStale || again.Kind != fencekit.VerdictStale {
 		os.Exit(1)
 	}
 }

@@ -4,12 +4,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
-	fencekit "example.invalid/fencekit/bindings/go"
-	"example.invalid/fencekit/bindings/go/samples/internal/localgroup"
+	fencekit "github.com/fencekit/fencekit/bindings/go"
+	"github.com/fencekit/fencekit/bindings/go/samples/internal/localgroup"
 )
 
 func main() {
@@ -20,6 +22,9 @@ func main() {
 }
 
 func run() error {
+	// Every wait of the sample (elections, the hand-over) ends within this.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	root, err := os.MkdirTemp("", "fencekit-lease-and-fence-")
 	if err != nil {
 		return err
@@ -40,7 +45,7 @@ func run() error {
 		return err
 	}
 
-	old, first, err := localgroup.Leader(nodes, -1)
+	old, first, err := localgroup.Leader(ctx, nodes, -1)
 	if err != nil {
 		return err
 	}
@@ -50,12 +55,12 @@ func run() error {
 		return err
 	}
 	fmt.Printf("  job 1 done: %v\n", v.Kind)
-	successor, err := nodes[old].StepDown()
+	successor, err := nodes[old].StepDown(ctx)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("node %d hands leadership to node %d (its lease is revoked first)\n", old+1, successor)
-	next, second, err := localgroup.Leader(nodes, old)
+	next, second, err := localgroup.Leader(ctx, nodes, old)
 	if err != nil {
 		return err
 	}
@@ -72,7 +77,7 @@ func run() error {
 	}
 	fmt.Printf("node %d writes anyway with its cached token: %v (the mark is generation %d, node %d)\n",
 		old+1, zombie.Kind, zombie.Current.Generation, zombie.Current.Holder)
-	if zombie.Kind != fencekit.Stale {
+	if zombie.Kind != fencekit.VerdictStale {
 		return fmt.Errorf("the zombie's write was %v, not stale", zombie.Kind)
 	}
 	return nil

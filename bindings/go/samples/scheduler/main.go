@@ -9,13 +9,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
-	fencekit "example.invalid/fencekit/bindings/go"
-	"example.invalid/fencekit/bindings/go/samples/internal/localgroup"
+	fencekit "github.com/fencekit/fencekit/bindings/go"
+	"github.com/fencekit/fencekit/bindings/go/samples/internal/localgroup"
 )
 
 // ledger is the storage: job completions, each accepted only through the fence. The whole
@@ -65,19 +66,18 @@ func runDueJobs(node *fencekit.Node, l *ledger, jobs []string) error {
 }
 
 // lost waits for node's event saying its leadership ended.
-func lost(node *fencekit.Node) (fencekit.LostReason, error) {
-	timeout := time.After(10 * time.Second)
+func lost(ctx context.Context, node *fencekit.Node) (fencekit.LostReason, error) {
 	for {
 		select {
 		case e, ok := <-node.Events():
 			if !ok {
 				return 0, fmt.Errorf("node's events ended without a loss of leadership")
 			}
-			if e.Kind == fencekit.Lost {
+			if e.Kind == fencekit.EventLost {
 				return e.LostReason, nil
 			}
-		case <-timeout:
-			return 0, fmt.Errorf("no loss of leadership within 10 s")
+		case <-ctx.Done():
+			return 0, fmt.Errorf("no loss of leadership: %w", ctx.Err())
 		}
 	}
 }
@@ -90,6 +90,9 @@ func main() {
 }
 
 func run() error {
+	// Every wait of the sample (elections, the hand-over) ends within this.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	root, err := os.MkdirTemp("", "fencekit-scheduler-")
 	if err != nil {
 		return err
@@ -111,7 +114,7 @@ func run() error {
 	}
 	l := &ledger{fence: fence, resource: resource, done: map[string]fencekit.Token{}}
 
-	first, leadership, err := localgroup.Leader(nodes, -1)
+	first, leadership, err := localgroup.Leader(ctx, nodes, -1)
 	if err != nil {
 		return err
 	}
@@ -130,15 +133,15 @@ func run() error {
 		recorded <- l.complete("backup-01:00", token)
 	}(leadership.Token)
 
-	if _, err := nodes[first].StepDown(); err != nil {
+	if _, err := nodes[first].StepDown(ctx); err != nil {
 		return err
 	}
-	reason, err := lost(nodes[first])
+	reason, err := lost(ctx, nodes[first])
 	if err != nil {
 		return err
 	}
 	fmt.Printf("node %d lost its leadership (%v); its paused worker does not know\n", first+1, reason)
-	second, leadership, err := localgroup.Leader(nodes, first)
+	second, leadership, err := localgroup.Leader(ctx, nodes, first)
 	if err != nil {
 		return err
 	}

@@ -2,19 +2,29 @@
 package localgroup
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"math/rand"
 	"net"
+	"os"
 	"path/filepath"
 	"time"
 
-	fencekit "example.invalid/fencekit/bindings/go"
+	fencekit "github.com/fencekit/fencekit/bindings/go"
 )
 
 // Start starts size nodes of one cluster on free local ports, their logs under root. The
 // group is secure: its peers authenticate with mutual TLS, with development certificates
 // made in root/certs (a real group uses its own CA).
 func Start(root string, size int, cluster uint64) ([]*fencekit.Node, error) {
+	// Nodes started one by one, and stopped so, find their peers unreachable for a moment:
+	// warnings a real group's operators should see (fencekit logs them to slog.Default()),
+	// noise in a sample. Errors still show.
+	errorsOnly := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	if err := fencekit.SetLogger(errorsOnly); err != nil {
+		return nil, err
+	}
 	addrs := make([]string, size)
 	ids := make([]uint64, size)
 	for i := range addrs {
@@ -72,10 +82,10 @@ func Close(nodes []*fencekit.Node) {
 	}
 }
 
-// Leader waits up to 10 s for a node other than nodes[exclude] (-1: any) to hold usable
-// leadership, and returns its index and leadership.
-func Leader(nodes []*fencekit.Node, exclude int) (int, fencekit.Leadership, error) {
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+// Leader waits until a node other than nodes[exclude] (-1: any) holds usable leadership, and
+// returns its index and leadership; or ctx's error.
+func Leader(ctx context.Context, nodes []*fencekit.Node, exclude int) (int, fencekit.Leadership, error) {
+	for {
 		for i, n := range nodes {
 			if i == exclude {
 				continue
@@ -84,6 +94,10 @@ func Leader(nodes []*fencekit.Node, exclude int) (int, fencekit.Leadership, erro
 				return i, l, nil
 			}
 		}
+		select {
+		case <-ctx.Done():
+			return 0, fencekit.Leadership{}, fmt.Errorf("no leader: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
-	return 0, fencekit.Leadership{}, fmt.Errorf("no leader within 10 s")
 }
