@@ -63,7 +63,8 @@ func (e *Error) Is(target error) bool {
 // or one that is not a voter; the message names it). ErrRaft: Raft refused an operation.
 // ErrInvalidRaftLog: Raft entries or a snapshot that cannot follow the log. ErrEncoding: a
 // record or message that could not be encoded or decoded. ErrInternal: an error the ABI has
-// no code for (the message says what it was).
+// no code for (the message says what it was). ErrPluginsDisabled: a library built without the
+// WebAssembly plugin host (ffi/README.md, "Size") cannot load a policy.
 var (
 	ErrNullArgument     = &Error{Status: C.FK_STATUS_NULL_ARGUMENT}
 	ErrInvalidArgument  = &Error{Status: C.FK_STATUS_INVALID_ARGUMENT}
@@ -93,6 +94,7 @@ var (
 	ErrNodeFailed       = &Error{Status: C.FK_STATUS_NODE_FAILED}
 	ErrTLS              = &Error{Status: C.FK_STATUS_TLS}
 	ErrPolicyRefused    = &Error{Status: C.FK_STATUS_POLICY_REFUSED}
+	ErrPluginsDisabled  = &Error{Status: C.FK_STATUS_PLUGINS_DISABLED}
 	ErrPanic            = &Error{Status: C.FK_STATUS_PANIC}
 	ErrPoisoned         = &Error{Status: C.FK_STATUS_POISONED}
 	ErrInternal         = &Error{Status: C.FK_STATUS_INTERNAL}
