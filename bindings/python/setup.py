@@ -105,6 +105,13 @@ class BuildExt(build_ext):
         # Relink always (an in-place build's extension in the tree has the same trap as build/).
         self.force = True
 
+    def build_extensions(self):
+        # The interpreter's link command may carry its own build's rpath (pyenv's does:
+        # -Wl,-rpath,<its prefix>/lib). The extension needs no search path (it links the libc
+        # family only), and a wheel must not name a directory of the machine that built it.
+        self.compiler.linker_so = [arg for arg in self.compiler.linker_so if not arg.startswith("-Wl,-rpath")]
+        super().build_extensions()
+
     def run(self):
         library = str(builder.build_library())
         for extension in self.extensions:

@@ -6,7 +6,8 @@
   on any Linux of that glibc or newer), its metadata says the same, and it carries no library
   but its extension (auditwheel grafted none: nothing but the system's libc family is needed);
 - the extension is fencekit/_native.abi3.so, stripped (no symbol table, no debug sections),
-  and exports only its module init function (libfencekit's symbols stay inside it);
+  exports only its module init function (libfencekit's symbols stay inside it) and names no
+  library search path (RPATH/RUNPATH) of the machine that built it;
 - the sdist carries the Rust workspace the extension is built from (rust/) and no build output.
 
 Exits non-zero naming every failed check; prints the sizes. Not a pytest module: it runs with
@@ -92,6 +93,9 @@ def check_wheel(wheel: Path) -> None:
         found = sections(library)
         kept = [name for name in found if name == ".symtab" or name.startswith((".debug", ".zdebug"))]
         check(not kept, f"{EXTENSION} is not stripped: it has {kept}")
+        dynamic = subprocess.run(["readelf", "-dW", str(library)], capture_output=True, text=True, check=True).stdout
+        paths = re.findall(r"\((?:RPATH|RUNPATH)\)\s+Library \w+: \[(.*)\]", dynamic)
+        check(not paths, f"{EXTENSION} names library search paths of the build machine: {paths}")
         symbols = exported(library)
         check(symbols == {"PyInit__native"}, f"{EXTENSION} exports {sorted(symbols)[:10]}, expected only PyInit__native")
         print(f"wheel: {wheel.name}: {wheel.stat().st_size / 1e6:.1f} MB; {EXTENSION}: {library.stat().st_size / 1e6:.1f} MB")
