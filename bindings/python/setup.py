@@ -21,6 +21,7 @@ import tempfile
 from setuptools import setup
 from setuptools.command.build import build
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 from setuptools.command.sdist import sdist
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -99,6 +100,14 @@ class Build(build):
         super().finalize_options()
 
 
+class BuildPy(build_py):
+    def find_package_modules(self, package, package_dir):
+        # The builder stays out of the wheel: installed, it has no header to read. (The sdist
+        # gets it from MANIFEST.in.)
+        modules = super().find_package_modules(package, package_dir)
+        return [entry for entry in modules if (entry[0], entry[1]) != ("fencekit", "_build")]
+
+
 class BuildExt(build_ext):
     def finalize_options(self):
         super().finalize_options()
@@ -128,7 +137,7 @@ class Sdist(sdist):
 
 setup(
     cffi_modules=["fencekit/_build.py:ffibuilder"],
-    cmdclass={"build": Build, "build_ext": BuildExt, "sdist": Sdist},
+    cmdclass={"build": Build, "build_py": BuildPy, "build_ext": BuildExt, "sdist": Sdist},
     # The extension uses the limited API only (cffi's default): tag the wheel abi3, usable by
     # CPython 3.9 (requires-python) and every later version.
     options={"bdist_wheel": {"py_limited_api": "cp39"}},

@@ -4,7 +4,8 @@
 
 - the wheel is tagged cp39-abi3 (one wheel for CPython 3.9 and later) and manylinux (installs
   on any Linux of that glibc or newer), its metadata says the same, and it carries no library
-  but its extension (auditwheel grafted none: nothing but the system's libc family is needed);
+  but its extension (auditwheel grafted none: nothing but the system's libc family is needed)
+  and not the builder (fencekit/_build.py);
 - the extension is fencekit/_native.abi3.so, stripped (no symbol table, no debug sections),
   exports only its module init function (libfencekit's symbols stay inside it) and names no
   library search path (RPATH/RUNPATH) of the machine that built it;
@@ -85,6 +86,7 @@ def check_wheel(wheel: Path) -> None:
         check(tags == expected, f"WHEEL's tags {sorted(tags)} are not the file name's {sorted(expected)}")
         check("Root-Is-Purelib: false" in meta, "WHEEL does not say Root-Is-Purelib: false")
 
+        check("fencekit/_build.py" not in names, "the wheel carries the builder, fencekit/_build.py")
         libraries = sorted(name for name in names if re.search(r"\.so(\.|$)", name))
         check(libraries == [EXTENSION], f"the wheel's libraries are {libraries}, expected only {EXTENSION}")
         if EXTENSION not in names:
