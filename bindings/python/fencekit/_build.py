@@ -2,36 +2,87 @@
 fast as ABI mode or ctypes) and links libfencekit.a into it, so the installed package needs no
 shared library at run time.
 
-It builds the Rust library first with `cargo build --release -p fencekit-ffi` in the
-workspace two levels up (CARGO_TARGET_DIR is honoured). FENCEKIT_LIB_DIR points it at an
-already built libfencekit.a instead.
+setup.py's build_ext calls `build_library()` before compiling the extension: it builds the
+Rust library with `cargo build --release --locked -p fencekit-ffi` in the Rust workspace
+(`workspace()`; CARGO_TARGET_DIR is honoured), or takes an already built libfencekit.a from
+FENCEKIT_LIB_DIR. Nothing here runs cargo at import: setuptools executes this file for every
+command (egg_info, sdist), and making a source distribution must not compile Rust.
 """
 
+import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 
 from cffi import FFI
+from setuptools.errors import BaseError
 
 HERE = pathlib.Path(__file__).resolve().parent
-ROOT = HERE.parents[2]
-HEADER = ROOT / "ffi" / "include" / "fencekit.h"
+PROJECT = HERE.parent
+# The oldest cargo that builds the workspace (its rust-version; wasmtime 48 needs it).
+CARGO_MIN = (1, 95)
+DISTRIBUTION = "fencekit-kernel"
 # What a Rust staticlib needs from the system (rustc --print native-static-libs on Linux).
 NATIVE_LIBS = ["gcc_s", "util", "rt", "pthread", "m", "dl"]
 
 
-def library_dir() -> pathlib.Path:
+def workspace() -> pathlib.Path:
+    """The Rust workspace: `rust/` in an unpacked source distribution (setup.py's sdist puts
+    the crates it needs there), else the repository two levels up."""
+    packed = PROJECT / "rust"
+    return packed if (packed / "Cargo.toml").is_file() else PROJECT.parents[1]
+
+
+HEADER = workspace() / "ffi" / "include" / "fencekit.h"
+
+
+class BuildError(BaseError):
+    """A build that cannot go on. setuptools prints "error: <message>", without a traceback."""
+
+
+def cargo_version(cargo: str) -> tuple:
+    out = subprocess.run([cargo, "--version"], capture_output=True, text=True).stdout
+    found = re.match(r"cargo (\d+)\.(\d+)", out)
+    return (int(found[1]), int(found[2])) if found else ()
+
+
+def build_library() -> pathlib.Path:
+    """libfencekit.a, built now with cargo unless FENCEKIT_LIB_DIR names one."""
     given = os.environ.get("FENCEKIT_LIB_DIR")
     if given:
-        return pathlib.Path(given)
-    subprocess.run(
-        ["cargo", "build", "--release", "--locked", "-p", "fencekit-ffi"],
-        cwd=ROOT,
+        library = pathlib.Path(given).resolve() / "libfencekit.a"
+        if not library.is_file():
+            raise BuildError(f"FENCEKIT_LIB_DIR={given}: there is no libfencekit.a in it")
+        return library
+
+    cargo = shutil.which("cargo")
+    version = cargo_version(cargo) if cargo else ()
+    if version < CARGO_MIN:
+        found = f"found cargo {'.'.join(map(str, version)) or '?'} at {cargo}" if cargo else "no cargo on PATH"
+        need = ".".join(map(str, CARGO_MIN))
+        raise BuildError(
+            f"{DISTRIBUTION}: building from source needs Rust's cargo {need} or later on PATH "
+            f"({found}).\n"
+            f"Install Rust (https://rustup.rs) and retry, or install a prebuilt wheel instead "
+            f"(Linux x86_64, CPython 3.9 or later), which needs no Rust:\n"
+            f"    pip install --only-binary {DISTRIBUTION} {DISTRIBUTION}\n"
+            f"or set FENCEKIT_LIB_DIR to a directory holding a built libfencekit.a."
+        )
+
+    manifest = workspace() / "Cargo.toml"
+    build = [cargo, "build", "--release", "--locked", "-p", "fencekit-ffi", "--manifest-path", str(manifest)]
+    if subprocess.run(build).returncode != 0:
+        raise BuildError(f"{' '.join(build)} failed (its output is above)")
+    # Where cargo put it: CARGO_TARGET_DIR, a target-dir in a cargo config, or <workspace>/target.
+    metadata = subprocess.run(
+        [cargo, "metadata", "--format-version", "1", "--no-deps", "--manifest-path", str(manifest)],
+        capture_output=True,
+        text=True,
         check=True,
-    )
-    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    return target / "release"
+    ).stdout
+    return pathlib.Path(json.loads(metadata)["target_directory"]) / "release" / "libfencekit.a"
 
 
 def declarations(header: str) -> str:
@@ -80,13 +131,16 @@ extern "Python" void fkpy_log(void *context, fk_log_level level, const char *tar
 
 ffibuilder = FFI()
 ffibuilder.cdef(declarations(HEADER.read_text()) + GLUE_DECLARATIONS)
+# libfencekit.a is added to extra_objects by setup.py's build_ext, once cargo has built it.
 ffibuilder.set_source(
     "fencekit._native",
     '#include "fencekit.h"\n' + GLUE,
     include_dirs=[str(HEADER.parent)],
-    extra_objects=[str(library_dir() / "libfencekit.a")],
     libraries=NATIVE_LIBS,
+    # The extension exports PyInit__native only (--exclude-libs: not libfencekit's fk_*
+    # symbols, which could bind to another copy of the library in the process), keeps only the
+    # code reachable from it (--gc-sections: the Rust objects are built one section per
+    # function) and carries no symbol table or debug info (--strip-all): 17 MB instead of 44.
+    # Rust panics keep their message and location; only backtraces lose function names.
+    extra_link_args=["-Wl,--exclude-libs,ALL", "-Wl,--gc-sections", "-Wl,--strip-all"],
 )
-
-if __name__ == "__main__":
-    ffibuilder.compile(verbose=True)
