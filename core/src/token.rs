@@ -63,7 +63,9 @@ impl NodeId {
     pub fn new(value: u64) -> Result<NodeId, Error> {
         match NonZeroU64::new(value) {
             Some(value) => Ok(NodeId(value)),
-            None => Err(Error::InvalidToken("node id 0 is raft's invalid id")),
+            None => Err(Error::InvalidToken(
+                "node id 0 is no node: holders and node ids are 1 to 2^64 - 1",
+            )),
         }
     }
 

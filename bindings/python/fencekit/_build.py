@@ -65,9 +65,11 @@ def build_library() -> pathlib.Path:
         raise BuildError(
             f"{DISTRIBUTION}: building from source needs Rust's cargo {need} or later on PATH "
             f"({found}).\n"
-            f"Install Rust (https://rustup.rs) and retry, or install a prebuilt wheel instead "
-            f"(Linux x86_64, CPython 3.9 or later), which needs no Rust:\n"
-            f"    pip install --only-binary {DISTRIBUTION} {DISTRIBUTION}\n"
+            f"Install Rust (https://rustup.rs) and retry; or install a wheel (Linux x86_64, "
+            f"CPython 3.9 or later), which needs no Rust, made where Rust is with `python -m "
+            f"build` and `auditwheel repair` (the README's Install section; none is published "
+            f"on PyPI yet):\n"
+            f"    pip install ./wheelhouse/fencekit_kernel-*.whl\n"
             f"or set FENCEKIT_LIB_DIR to a directory holding a built libfencekit.a."
         )
 

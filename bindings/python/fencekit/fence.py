@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ._native import ffi, lib
 from .errors import ClosedError, InvalidArgumentError, InvalidBatchError, check
@@ -358,15 +358,23 @@ class Batch:
             raise
         check(lib.fk_fence_check_batch(fence, self._items, self._out, self._len))
 
+    def _slot(self, index: object) -> Any:
+        """The verdict slot of item `index`: an int from 0 (a bool is no index) below len."""
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(f"an item index is an int, not {type(index).__name__}")
+        if not 0 <= index < self._len:
+            raise IndexError(f"item {index} of a batch of {self._len}")
+        return self._out[index]
+
     def accepted(self, index: int) -> bool:
         """True when the last `check()` lets the write of item `index` land."""
-        kind = self._out[index].kind
+        kind = self._slot(index).kind
         return bool(kind == _ACCEPTED or kind == _ADVANCED)
 
     def kind(self, index: int) -> VerdictKind:
         """The verdict of item `index` from the last `check()`: a name, which is true for
         every kind; test `accepted(index)` for the write."""
-        return Verdict.from_c(self._out[index]).kind
+        return Verdict.from_c(self._slot(index)).kind
 
     def verdicts(self) -> List[Verdict]:
         """Every verdict of the last `check()`; each is true exactly when its write may land,

@@ -106,7 +106,9 @@ def _seconds(timeout: object) -> float:
 
 
 def _timeout_ms(timeout: object) -> int:
-    return min(int(_seconds(timeout) * 1000), 0xFFFF_FFFF)
+    # The library waits at most 2^32 - 1 ms (49 days); a longer timeout, infinity included,
+    # is that.
+    return int(min(_seconds(timeout) * 1000, 0xFFFF_FFFF))
 
 
 T = TypeVar("T")

@@ -124,6 +124,15 @@ def test_a_missing_or_bool_token_or_id_is_a_type_error_everywhere(tmp_path: path
                 fence.mark(resource)
         with pytest.raises(TypeError, match="pair"):
             fence.check_batch([r])  # type: ignore[list-item]
+        # A batch's item index is an int within the batch, as any other id.
+        batch = fence.batch([(r, (1, 1)), (r, (1, 1))])
+        with pytest.raises(TypeError, match="item index is an int"):
+            batch.accepted(True)  # type: ignore[arg-type]
+        for index in [2, -1]:
+            with pytest.raises(IndexError, match="of a batch of 2"):
+                batch.accepted(index)
+            with pytest.raises(IndexError, match="of a batch of 2"):
+                batch.kind(index)
         with pytest.raises(TypeError):
             fence.set_validator("policy")  # type: ignore[arg-type]
         assert fence.mark(r) is None and fence.mark(1) is None, "nothing was checked"
@@ -139,6 +148,8 @@ def test_a_missing_or_bool_token_or_id_is_a_type_error_everywhere(tmp_path: path
         for timeout in [True, "1", None]:
             with pytest.raises(TypeError, match="timeout"):
                 node.propose(b"x", timeout)  # type: ignore[arg-type]
+        # An infinite timeout is the longest the library waits, as for next_event.
+        assert node.propose(b"x", float("inf")) > 0
         with pytest.raises(ValueError):
             node.next_event(float("nan"))
         assert node.leadership() is not None, "the bad transfers changed nothing"

@@ -366,8 +366,7 @@ impl TcpTransport {
 
     fn disconnect(&mut self, id: u64) {
         if let Some(peer) = self.peers.remove(&id) {
-            drop(peer.queue);
-            let _ = peer.thread.join();
+            finish_senders(vec![peer]);
         }
     }
 }
@@ -415,10 +414,7 @@ impl Transport for TcpTransport {
 
     fn shut_down(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        let ids: Vec<u64> = self.peers.keys().copied().collect();
-        for id in ids {
-            self.disconnect(id);
-        }
+        finish_senders(self.peers.drain().map(|(_, peer)| peer).collect());
         for inbound in self.shared.inbound().drain(..) {
             let _ = inbound.socket.shutdown(Shutdown::Both);
         }
@@ -434,6 +430,33 @@ impl Transport for TcpTransport {
 impl Drop for TcpTransport {
     fn drop(&mut self) {
         self.shut_down();
+    }
+}
+
+/// How long stopping waits for a sender to end. Its queue is closed, so it ends at once unless
+/// it is inside a dial: a name lookup (the resolver's timeout, 5 s and more), a connection or a
+/// handshake (bounded, but seconds). Such a sender is left to end by itself: it sends nothing
+/// more, since its queue is closed and the stop flag set, and a delayed message is one Raft
+/// already tolerates. A node's stop must not take a DNS outage's time.
+const SENDER_STOP_WAIT: Duration = Duration::from_millis(200);
+
+/// Closes the senders' queues and joins those that end within [`SENDER_STOP_WAIT`].
+fn finish_senders(peers: Vec<Peer>) {
+    let threads: Vec<JoinHandle<()>> = peers
+        .into_iter()
+        .map(|peer| {
+            drop(peer.queue);
+            peer.thread
+        })
+        .collect();
+    let deadline = Instant::now() + SENDER_STOP_WAIT;
+    while Instant::now() < deadline && !threads.iter().all(JoinHandle::is_finished) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for thread in threads {
+        if thread.is_finished() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -481,6 +504,10 @@ fn send_loop(shared: Arc<Shared>, to: NodeId, address: String, queue: Receiver<M
                 continue;
             }
         };
+        // A dial that outlived the transport's stop (a slow name lookup) sends nothing.
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
         backoff = BACKOFF_MIN;
         unreachable_reported = false;
         let socket = match connection.socket().try_clone() {

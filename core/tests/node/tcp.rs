@@ -373,6 +373,43 @@ fn a_port_in_use_and_a_data_directory_of_another_cluster_are_clear_errors() {
     assert!(err.to_string().contains("twice"));
 }
 
+/// A peer that accepts connections and never answers holds a dial in its handshake for
+/// seconds (and a name lookup can hold one longer, for the resolver's timeout): stopping the
+/// node must not wait for it.
+#[test]
+fn stopping_does_not_wait_for_a_dial_in_progress() {
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let held = std::thread::spawn(move || {
+        // Holds each connection open, silent, until the listener's test ends.
+        let mut sockets = Vec::new();
+        for stream in silent.incoming().take(4) {
+            sockets.push(stream);
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = NodeConfig::new(id(1), CLUSTER, dir.path(), vec![id(1), id(2)]);
+    let tcp = TcpConfig {
+        cluster: CLUSTER,
+        node: id(1),
+        listen: free_addr(),
+        peers: vec![(id(2), silent_addr.to_string())],
+        security: Security::Insecure,
+    };
+    let (node, _monitor) = start(config, tcp);
+    // The sender is now inside its handshake with the silent peer (3 s at most).
+    std::thread::sleep(Duration::from_millis(300));
+    let stopping = Instant::now();
+    node.stop();
+    let took = stopping.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "stopping waited {took:?} for a dial"
+    );
+    drop(held);
+}
+
 /// Replace `to`'s files with `from`'s, as an operator rotating certificates would: each file
 /// written beside and renamed over the old one.
 fn replace_files(from: &TlsFiles, to: &TlsFiles) {
