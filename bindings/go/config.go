@@ -8,7 +8,9 @@ import "C"
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
+	"unicode/utf8"
 )
 
 // Config configures a node (the JSON fields of ffi/README.md). Zero fields take the
@@ -165,6 +167,24 @@ func (c Config) JSON() ([]byte, error) {
 	}
 	for _, p := range c.Peers {
 		wire.Peers = append(wire.Peers, peerJSON{ID: p.ID, Addr: p.Addr, Descriptor: nonZero(p.Descriptor)})
+	}
+	// encoding/json would write U+FFFD for each invalid byte: another directory or file than
+	// the one configured. Refuse, as the library refuses such text itself.
+	texts := map[string]string{"DataDir": c.DataDir, "Listen": c.Listen, "Descriptor": c.Descriptor}
+	if c.TLS != nil {
+		texts["TLS.Dir"], texts["TLS.Cert"], texts["TLS.Key"], texts["TLS.CA"] = c.TLS.Dir, c.TLS.Cert, c.TLS.Key, c.TLS.CA
+	}
+	for i, p := range c.Peers {
+		texts[fmt.Sprintf("Peers[%d].Addr", i)] = p.Addr
+		texts[fmt.Sprintf("Peers[%d].Descriptor", i)] = p.Descriptor
+	}
+	for field, text := range texts {
+		if !utf8.ValidString(text) {
+			return nil, &Error{Status: C.FK_STATUS_INVALID_UTF8, Message: fmt.Sprintf("%s is not valid UTF-8: %q", field, text)}
+		}
+	}
+	if d := c.Timing.MaxDrift; math.IsNaN(d) || math.IsInf(d, 0) {
+		return nil, &Error{Status: C.FK_STATUS_INVALID_CONFIG, Message: fmt.Sprintf("Timing.MaxDrift = %v: must be in [0, 0.5)", d)}
 	}
 	return json.Marshal(wire)
 }

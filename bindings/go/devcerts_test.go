@@ -2,6 +2,7 @@ package fencekit
 
 import (
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -138,6 +139,30 @@ func TestConfigJSONCarriesTLS(t *testing.T) {
 			if strings.Contains(string(text), `"`+a+`"`) {
 				t.Errorf("%s has %s", text, a)
 			}
+		}
+	}
+}
+
+// Text that is not UTF-8 would reach the library as U+FFFD (another directory than the one
+// configured), and NaN is no JSON: both are refused with the library's sentinels, naming the
+// field.
+func TestConfigJSONRefusesInvalidUTF8AndNaN(t *testing.T) {
+	cases := []struct {
+		config Config
+		want   error
+		field  string
+	}{
+		{Config{DataDir: "/var/lib/fk-\xff", Insecure: true}, ErrInvalidUTF8, "DataDir"},
+		{Config{TLS: &TLSConfig{Dir: "/etc/fk/\xfe"}}, ErrInvalidUTF8, "TLS.Dir"},
+		{Config{Insecure: true, Peers: []Peer{{ID: 2, Addr: "h\xff:1"}}}, ErrInvalidUTF8, "Peers[0].Addr"},
+		{Config{Insecure: true, Descriptor: "zone=\xff"}, ErrInvalidUTF8, "Descriptor"},
+		{Config{Insecure: true, Timing: Timing{MaxDrift: math.NaN()}}, ErrInvalidConfig, "Timing.MaxDrift"},
+		{Config{Insecure: true, Timing: Timing{MaxDrift: math.Inf(1)}}, ErrInvalidConfig, "Timing.MaxDrift"},
+	}
+	for _, c := range cases {
+		_, err := c.config.JSON()
+		if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.field) {
+			t.Errorf("%+v: %v, want %v naming %s", c.config, err, c.want, c.field)
 		}
 	}
 }

@@ -30,6 +30,7 @@ import "C"
 import (
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -248,9 +249,17 @@ type Item struct {
 // Its verdicts are those of the last CheckBatch. One that returned an error leaves every
 // verdict VerdictNone (a rejection), never an earlier check's VerdictAccepted; before the first check
 // every verdict is VerdictNone too.
+//
+// A Batch is not safe for concurrent use: it belongs to one goroutine at a time, since its
+// verdicts are the last CheckBatch's, whichever goroutine ran it. A CheckBatch while another
+// runs on the same Batch fails with ErrInvalidArgument, and verdicts read meanwhile read
+// VerdictNone; give each goroutine its own Batch.
 type Batch struct {
 	items    []C.fk_check_item
 	verdicts []C.fk_verdict
+	// Set while a CheckBatch writes the verdicts: a second CheckBatch meanwhile is refused, and
+	// a verdict read meanwhile reads None (a Batch belongs to one goroutine; see Batch).
+	checking atomic.Bool
 }
 
 // NewBatch prepares a batch of at most BatchMax items.
@@ -278,17 +287,29 @@ func NewBatch(items []Item) (*Batch, error) {
 // Len is the number of items.
 func (b *Batch) Len() int { return len(b.items) }
 
-// Kind is the verdict of item i from the last CheckBatch.
-func (b *Batch) Kind(i int) VerdictKind { return VerdictKind(b.verdicts[i].kind) }
+// Kind is the verdict of item i from the last CheckBatch (VerdictNone while one runs).
+func (b *Batch) Kind(i int) VerdictKind {
+	if b.checking.Load() {
+		return VerdictNone
+	}
+	return VerdictKind(b.verdicts[i].kind)
+}
 
-// Accepted is true when the last CheckBatch lets the write of item i land.
+// Accepted is true when the last CheckBatch lets the write of item i land (false while one
+// runs).
 func (b *Batch) Accepted(i int) bool {
-	k := VerdictKind(b.verdicts[i].kind)
+	k := b.Kind(i)
 	return k == VerdictAccepted || k == VerdictAdvanced
 }
 
-// Verdict is the full verdict of item i from the last CheckBatch.
-func (b *Batch) Verdict(i int) Verdict { return verdictOf(&b.verdicts[i]) }
+// Verdict is the full verdict of item i from the last CheckBatch (the zero Verdict while one
+// runs).
+func (b *Batch) Verdict(i int) Verdict {
+	if b.checking.Load() {
+		return Verdict{}
+	}
+	return verdictOf(&b.verdicts[i])
+}
 
 // CheckBatch checks every item of b in one call. A bad item fails the batch with nothing
 // checked. Whenever it returns an error, every verdict of b is VerdictNone: the library rejects the
@@ -298,6 +319,13 @@ func (f *Fence) CheckBatch(b *Batch) error {
 	if b == nil {
 		return fmt.Errorf("%w: no batch (NewBatch failed?)", ErrNullArgument)
 	}
+	// The verdicts are the batch's memory: two goroutines checking one batch would each read
+	// the other's answers (a stale token of one fence read as accepted by another's check).
+	if !b.checking.CompareAndSwap(false, true) {
+		return &Error{Status: C.FK_STATUS_INVALID_ARGUMENT,
+			Message: "this Batch is being checked by another goroutine: a Batch belongs to one goroutine at a time (make one per goroutine)"}
+	}
+	defer b.checking.Store(false)
 	ptr, err := f.acquire()
 	if err != nil {
 		clear(b.verdicts)

@@ -420,13 +420,13 @@ func TestCloseWhileOtherGoroutinesCheckIsSafe(t *testing.T) {
 	for i := range items {
 		items[i] = Item{r, Token{1, 1}}
 	}
-	batch, _ := NewBatch(items)
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for g := 0; g < 4; g++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			batch, _ := NewBatch(items) // a Batch belongs to one goroutine
 			for {
 				_, err := f.Check(r, Token{1, 1})
 				if err == nil {
@@ -564,5 +564,35 @@ func TestCheckBatchOfNoBatchIsAnError(t *testing.T) {
 	defer f.Close()
 	if err := f.CheckBatch(nil); !errors.Is(err, ErrNullArgument) {
 		t.Fatalf("CheckBatch(nil): %v", err)
+	}
+}
+
+// A Batch belongs to one goroutine: while a CheckBatch runs on it, another is refused and
+// its verdicts read as rejections, never as the running check's (or an earlier one's)
+// acceptances.
+func TestABatchInUseIsRefusedAndReadsNone(t *testing.T) {
+	f := open(t, t.TempDir())
+	defer f.Close()
+	r, err := f.Register([]byte("r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewBatch([]Item{{Resource: r, Token: Token{Generation: 5, Holder: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.CheckBatch(b); err != nil || !b.Accepted(0) {
+		t.Fatalf("first check: %v, accepted %v", err, b.Accepted(0))
+	}
+	b.checking.Store(true) // as while another goroutine's CheckBatch runs
+	if err := f.CheckBatch(b); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("a CheckBatch on a batch in use: %v", err)
+	}
+	if b.Accepted(0) || b.Kind(0) != VerdictNone || b.Verdict(0) != (Verdict{}) {
+		t.Fatalf("a batch in use reads %v", b.Kind(0))
+	}
+	b.checking.Store(false)
+	if !b.Accepted(0) {
+		t.Fatal("the refused call must not have changed the verdicts")
 	}
 }

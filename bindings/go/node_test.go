@@ -595,3 +595,26 @@ func TestNodeVectors(t *testing.T) {
 		t.Run(filepath.Base(file), func(t *testing.T) { runNodeVector(t, file) })
 	}
 }
+
+// Of stops called at once, one stops the node and every other says it is stopped already.
+func TestConcurrentStopsSucceedOnce(t *testing.T) {
+	n := start(t, group(t, 1)[0])
+	leaderOf(t, []*Node{n}, -1)
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() { errs <- n.Stop(context.Background()) }()
+	}
+	succeeded := 0
+	for range 8 {
+		err := <-errs
+		switch {
+		case err == nil:
+			succeeded++
+		case !errors.Is(err, ErrStopped):
+			t.Errorf("a concurrent stop: %v", err)
+		}
+	}
+	if succeeded != 1 {
+		t.Fatalf("%d of 8 concurrent stops succeeded", succeeded)
+	}
+}

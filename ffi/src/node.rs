@@ -1,7 +1,7 @@
 //! `fk_node`: one member of a Raft group over TCP, with leadership, its lease and its events.
 
 use std::ffi::c_char;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::RecvTimeoutError;
@@ -23,6 +23,9 @@ pub struct fk_node {
     node: Node,
     clock: std::sync::Arc<MonotonicClock>,
     test_hooks: bool,
+    /// Set by the first `fk_node_stop`: of concurrent stops, one succeeds and the others
+    /// answer `FK_STATUS_STOPPED`, as a later one does.
+    stop_claimed: AtomicBool,
     poison: AtomicBool,
 }
 
@@ -253,6 +256,7 @@ unsafe fn start(
         node,
         clock,
         test_hooks,
+        stop_claimed: AtomicBool::new(false),
         poison: AtomicBool::new(false),
     });
     // SAFETY: checked non-NULL; writable (the caller's contract).
@@ -282,7 +286,13 @@ pub unsafe extern "C" fn fk_node_stop(node: *const fk_node) -> fk_status {
         if let Some(reason) = n.node.stopped() {
             return Err(Failure::new(
                 FK_STATUS_STOPPED,
-                format!("the node was already stopped ({reason})"),
+                format!("stopped already: {reason}"),
+            ));
+        }
+        if n.stop_claimed.swap(true, Ordering::AcqRel) {
+            return Err(Failure::new(
+                FK_STATUS_STOPPED,
+                "stopped already: another fk_node_stop stopped it",
             ));
         }
         n.node.stop();

@@ -323,6 +323,9 @@ class Batch:
     The answers are those of the last `check()`; one that raised (a bad item, a closed or
     poisoned fence, an I/O error) leaves every answer "none", a rejection, never an earlier
     check's "accepted". Before the first check every answer is "none" too.
+
+    A Batch belongs to one thread at a time: its answers are the last `check()`'s, whichever
+    thread ran it. Give each thread its own.
     """
 
     def __init__(self, fence: Fence, items: Sequence[Tuple[int, TokenLike]]) -> None:
