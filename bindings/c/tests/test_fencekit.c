@@ -892,6 +892,21 @@ static void test_policy(void) {
 
 /* ---- log callback --------------------------------------------------------------------- */
 
+/* Starts node 1 of a two-node group whose peer's address has a typo ("127.0.0.l"): it cannot
+ * lead, and its transport warns, from its own thread, that the peer does not resolve. */
+static fk_status start_with_typo_peer(fk_node **node) {
+    const char *dir = temp_dir();
+    const char *certs = certs_for(7, 2);
+    char config[768];
+    int len = snprintf(config, sizeof config,
+                       "{\"id\": 1, \"cluster\": 7, \"data_dir\": \"%s\", \"listen\": \"127.0.0.1:%d\","
+                       " \"peers\": [{\"id\": 2, \"addr\": \"127.0.0.l:7001\"}],"
+                       " \"tls\": {\"dir\": \"%s/node-1\"}}",
+                       dir, free_port(), certs);
+    return fk_node_start(config, (size_t)len, node);
+}
+
+
 /* What the callback saw: records are written by kernel threads while the test reads. */
 struct log_seen {
     pthread_mutex_t lock;
@@ -923,16 +938,8 @@ static void test_log_callback(void) {
     OK(fk_set_log_callback(on_log, &seen, FK_LOG_WARN));
 
     /* A peer address with a typo: the node starts (with 1 of 2, it cannot lead) and says so. */
-    const char *dir = temp_dir();
-    const char *certs = certs_for(7, 2);
-    char config[768];
-    int len = snprintf(config, sizeof config,
-                       "{\"id\": 1, \"cluster\": 7, \"data_dir\": \"%s\", \"listen\": \"127.0.0.1:%d\","
-                       " \"peers\": [{\"id\": 2, \"addr\": \"127.0.0.l:7001\"}],"
-                       " \"tls\": {\"dir\": \"%s/node-1\"}}",
-                       dir, free_port(), certs);
     fk_node *node = NULL;
-    OK(fk_node_start(config, (size_t)len, &node));
+    OK(start_with_typo_peer(&node));
     int warned = 0;
     for (int i = 0; i < 500 * slow() && !warned; i++) {
         pthread_mutex_lock(&seen.lock);
@@ -967,18 +974,10 @@ static void slow_log(void *context, fk_log_level level, const char *target, cons
 /* A fork while a kernel thread is inside the callback: the child inherits no lock held by
  * that thread (which does not exist there), so it may set its own callback at once. */
 static void test_log_callback_fork(void) {
-    const char *dir = temp_dir();
-    const char *certs = certs_for(7, 2);
-    char config[768];
-    int len = snprintf(config, sizeof config,
-                       "{\"id\": 1, \"cluster\": 7, \"data_dir\": \"%s\", \"listen\": \"127.0.0.1:%d\","
-                       " \"peers\": [{\"id\": 2, \"addr\": \"127.0.0.l:7001\"}],"
-                       " \"tls\": {\"dir\": \"%s/node-1\"}}",
-                       dir, free_port(), certs);
     slow_inside = 0;
     OK(fk_set_log_callback(slow_log, NULL, FK_LOG_WARN));
     fk_node *node = NULL;
-    OK(fk_node_start(config, (size_t)len, &node));
+    OK(start_with_typo_peer(&node));
     for (int i = 0; i < 500 * slow() && !slow_inside; i++) sleep_ms(10);
     CHECK(slow_inside);
     pid_t child = fork();

@@ -15,6 +15,7 @@ import pytest
 import fencekit
 from fencekit import EventKind, LostReason, Token, VerdictKind
 from ports import free_port
+from test_node import wait_for_leadership
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 ALLOW_ALL_WAT = b"""(module (memory (export "memory") 1)
@@ -29,14 +30,6 @@ def insecure_node(tmp_path: pathlib.Path) -> fencekit.NodeConfig:
             "listen": f"127.0.0.1:{free_port()}", "insecure": True}
 
 
-def leadership_of(node: fencekit.Node) -> fencekit.Leadership:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        leadership = node.leadership()
-        if leadership is not None:
-            return leadership
-        time.sleep(0.01)
-    raise AssertionError("no leadership")
 
 
 def test_kinds_are_enums_that_still_compare_as_their_names(tmp_path: pathlib.Path) -> None:
@@ -66,7 +59,7 @@ def test_kinds_are_enums_that_still_compare_as_their_names(tmp_path: pathlib.Pat
 
 def test_node_answers_carry_kinds(tmp_path: pathlib.Path) -> None:
     with fencekit.Node(insecure_node(tmp_path)) as node:
-        leadership_of(node)
+        wait_for_leadership(node)
         events: List[fencekit.Event] = []
         while (event := node.next_event(0.5)) is not None:
             events.append(event)
@@ -139,7 +132,7 @@ def test_a_missing_or_bool_token_or_id_is_a_type_error_everywhere(tmp_path: path
     with pytest.raises(TypeError, match="max_resources"):
         fencekit.Fence(tmp_path / "other", max_resources=True)  # type: ignore[arg-type]
     with fencekit.Node(insecure_node(tmp_path)) as node:
-        leadership_of(node)
+        wait_for_leadership(node)
         for to in [True, None, 2.0, "2"]:
             with pytest.raises(TypeError, match="int"):
                 node.transfer(to)  # type: ignore[arg-type]
@@ -166,7 +159,7 @@ def test_now_ns_and_lease_deadlines_are_on_clock_boottime(tmp_path: pathlib.Path
     assert boottime <= now <= after
     assert fencekit.now_ns() >= now
     with fencekit.Node(insecure_node(tmp_path)) as node:
-        leadership = leadership_of(node)
+        leadership = wait_for_leadership(node)
         after = fencekit.now_ns()
         left = leadership.lease_deadline_ns - after
         # What was left when leadership() answered, less what passed since: within a few ms.
