@@ -52,9 +52,33 @@ pub(crate) struct Cluster {
     admin_token: String,
 }
 
+/// A free loopback port below the kernel's ephemeral range. A port the kernel hands out for
+/// `:0` lies in that range, which the demo's own outbound connections draw their local ports
+/// from: between choosing it and a child binding it, a connection could take it ("Address
+/// already in use"). Ports handed out once are not handed out again by this process.
 fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
-    Ok(listener.local_addr()?.port())
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    // The low end of the ephemeral range (Linux's default when unreadable).
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let high = ephemeral.max(2048);
+    let low = high.saturating_sub(12_000).max(1024);
+    let span = u32::from(high - low);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    for i in 0..span {
+        let port = low + ((seed.wrapping_add(i)) % span) as u16;
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    bail!("no free loopback port from {low} to {high}")
 }
 
 impl Cluster {
