@@ -2,7 +2,7 @@
 //! against one ABI never loads a library of another.
 
 /// Must equal `FK_ABI_VERSION` (src/version.rs checks it).
-const ABI_VERSION: u32 = 1;
+const ABI_VERSION: u32 = 2;
 
 fn main() {
     let soname = format!("libfencekit.so.{ABI_VERSION}");

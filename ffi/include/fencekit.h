@@ -24,7 +24,10 @@
 
 // The ABI version this header describes. It changes when an existing function, struct or
 // code changes meaning; additions keep it. Compare it with `fk_abi_version()` at start-up.
-#define FK_ABI_VERSION 1
+// 2: lease deadlines are on CLOCK_BOOTTIME itself, not counted from the node's start; the
+// status codes of a few bad inputs changed (a lookup's bad key, a batch's unknown id, a
+// transfer to a non-voter).
+#define FK_ABI_VERSION 2
 
 // A fence: the durable high-water mark of every resource of one storage. Open it with
 // `fk_fence_open`, free it with `fk_fence_free`.

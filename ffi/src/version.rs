@@ -6,7 +6,10 @@ use crate::boundary;
 
 /// The ABI version this header describes. It changes when an existing function, struct or
 /// code changes meaning; additions keep it. Compare it with `fk_abi_version()` at start-up.
-pub const FK_ABI_VERSION: u32 = 1;
+/// 2: lease deadlines are on CLOCK_BOOTTIME itself, not counted from the node's start; the
+/// status codes of a few bad inputs changed (a lookup's bad key, a batch's unknown id, a
+/// transfer to a non-voter).
+pub const FK_ABI_VERSION: u32 = 2;
 
 /// The library's version, "MAJOR.MINOR.PATCH". Static: never free it.
 ///
