@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ._native import ffi, lib
@@ -325,7 +326,8 @@ class Batch:
     check's "accepted". Before the first check every answer is "none" too.
 
     A Batch belongs to one thread at a time: its answers are the last `check()`'s, whichever
-    thread ran it. Give each thread its own.
+    thread ran it. A `check()` while another runs on the same batch raises
+    InvalidArgumentError, and answers read meanwhile are "none". Give each thread its own.
     """
 
     def __init__(self, fence: Fence, items: Sequence[Tuple[int, TokenLike]]) -> None:
@@ -334,6 +336,8 @@ class Batch:
                 lib.FK_STATUS_INVALID_BATCH, f"{len(items)} items; a batch holds at most {BATCH_MAX}"
             )
         self._fence = fence
+        # Held while a check() writes the answers (the library runs without the GIL).
+        self._checking = threading.Lock()
         self._len = len(items)
         self._items = ffi.new("fk_check_item[]", max(1, self._len))
         self._out = ffi.new("fk_verdict[]", max(1, self._len))
@@ -354,12 +358,21 @@ class Batch:
         """Checks every item (raises for a bad item, with nothing checked). When it raises,
         every answer reads "none": the library rejects the array on each of its failures,
         and a failure before the call (a closed fence) rejects it here."""
+        if not self._checking.acquire(blocking=False):
+            raise InvalidArgumentError(
+                lib.FK_STATUS_INVALID_ARGUMENT,
+                "this Batch is being checked by another thread: a Batch belongs to one thread "
+                "at a time (make one per thread)",
+            )
         try:
-            fence = self._fence._handle()
-        except ClosedError:
-            ffi.memmove(self._out, bytes(ffi.sizeof(self._out)), ffi.sizeof(self._out))
-            raise
-        check(lib.fk_fence_check_batch(fence, self._items, self._out, self._len))
+            try:
+                fence = self._fence._handle()
+            except ClosedError:
+                ffi.memmove(self._out, bytes(ffi.sizeof(self._out)), ffi.sizeof(self._out))
+                raise
+            check(lib.fk_fence_check_batch(fence, self._items, self._out, self._len))
+        finally:
+            self._checking.release()
 
     def _slot(self, index: object) -> Any:
         """The verdict slot of item `index`: an int from 0 (a bool is no index) below len."""
@@ -369,20 +382,25 @@ class Batch:
             raise IndexError(f"item {index} of a batch of {self._len}")
         return self._out[index]
 
+    def _verdict(self, slot: Any) -> Verdict:
+        """The verdict in `slot`: "none" while a check() runs (its answers are half written)."""
+        if self._checking.locked():
+            return Verdict.from_c(ffi.new("fk_verdict *")[0])
+        return Verdict.from_c(slot)
+
     def accepted(self, index: int) -> bool:
         """True when the last `check()` lets the write of item `index` land."""
-        kind = self._slot(index).kind
-        return bool(kind == _ACCEPTED or kind == _ADVANCED)
+        return bool(self._verdict(self._slot(index)))
 
     def kind(self, index: int) -> VerdictKind:
         """The verdict of item `index` from the last `check()`: a name, which is true for
         every kind; test `accepted(index)` for the write."""
-        return Verdict.from_c(self._slot(index)).kind
+        return self._verdict(self._slot(index)).kind
 
     def verdicts(self) -> List[Verdict]:
         """Every verdict of the last `check()`; each is true exactly when its write may land,
         so `all(batch.verdicts())` says that every write may."""
-        return [Verdict.from_c(self._out[i]) for i in range(self._len)]
+        return [self._verdict(self._out[i]) for i in range(self._len)]
 
 
 def tokens(pairs: Iterable[Tuple[int, int]]) -> List[Token]:

@@ -126,6 +126,7 @@ def test_a_missing_or_bool_token_or_id_is_a_type_error_everywhere(tmp_path: path
                 batch.accepted(index)
             with pytest.raises(IndexError, match="of a batch of 2"):
                 batch.kind(index)
+
         with pytest.raises(TypeError):
             fence.set_validator("policy")  # type: ignore[arg-type]
         assert fence.mark(r) is None and fence.mark(1) is None, "nothing was checked"
@@ -234,3 +235,18 @@ def test_help_explains_every_public_class_and_method() -> None:
 def test_config_types_are_typed_dicts() -> None:
     assert fencekit.NodeConfig.__required_keys__ == {"id", "cluster", "data_dir", "listen"}
     assert {"peers", "tls", "insecure", "timing", "voters"} <= fencekit.NodeConfig.__optional_keys__
+
+
+def test_a_batch_being_checked_is_refused_and_reads_none(tmp_path: pathlib.Path) -> None:
+    """A Batch belongs to one thread: while a check() runs on it another is refused, and its
+    answers read "none", never the running check's (or an earlier one's) acceptance."""
+    with fencekit.Fence(tmp_path / "fence") as fence:
+        batch = fence.batch([(fence.register("r"), (5, 1))])
+        batch.check()
+        assert batch.accepted(0)
+        with batch._checking:  # as while another thread's check() runs
+            with pytest.raises(fencekit.InvalidArgumentError, match="another thread"):
+                batch.check()
+            assert not batch.accepted(0) and batch.kind(0) == "none"
+            assert not any(batch.verdicts())
+        assert batch.accepted(0), "the refused check changed nothing"
