@@ -289,14 +289,7 @@ fn judge_again(path: &Path) -> Result<Ending> {
         }
     }
     let failures = failures(&[&summary]);
-    for failure in &failures {
-        eprintln!("fencekit-torture: FAILED: {failure}");
-    }
-    Ok(if failures.is_empty() {
-        Ending::Held
-    } else {
-        Ending::Broken
-    })
+    Ok(ending(&failures))
 }
 
 /// Holds `out/.lock` for the run: a second run with the same `--out` would delete this one's
@@ -465,12 +458,17 @@ fn report(
     let pairs: Vec<(&history::History, &RunSummary)> = runs.iter().map(|(h, s)| (h, s)).collect();
     html.write_all(timeline::html(&pairs, &table).as_bytes())
         .with_context(|| format!("writing {}", args.html.display()))?;
-    for failure in &failures {
+    Ok(ending(&failures))
+}
+
+/// Reports each failure; the run held when there is none.
+fn ending(failures: &[String]) -> Ending {
+    for failure in failures {
         eprintln!("fencekit-torture: FAILED: {failure}");
     }
-    Ok(if failures.is_empty() {
+    if failures.is_empty() {
         Ending::Held
     } else {
         Ending::Broken
-    })
+    }
 }

@@ -888,8 +888,6 @@ static void test_policy(void) {
     fk_policy_free(NULL);
 }
 
-/* ---- runner --------------------------------------------------------------------------- */
-
 /* ---- log callback --------------------------------------------------------------------- */
 
 /* Starts node 1 of a two-node group whose peer's address has a typo ("127.0.0.l"): it cannot
@@ -992,6 +990,8 @@ static void test_log_callback_fork(void) {
     fk_node_free(node);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
+
+/* ---- runner --------------------------------------------------------------------------- */
 
 static const struct {
     const char *name;
