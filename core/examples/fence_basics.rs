@@ -16,6 +16,10 @@ fn write(fence: &Fence, key: &[u8], token: Token, what: &str) -> Result<(), fenc
         Verdict::Advanced { previous: Some(p) } => format!("accepted, fence advanced from {p}"),
         Verdict::Stale { current } => format!("REJECTED as stale: {current} is newer"),
         Verdict::Conflict { current } => format!("REJECTED as a conflict with {current}"),
+        Verdict::ForeignSource { bound } => format!(
+            "REJECTED: the resource takes tokens from {}",
+            fence.source(bound)?
+        ),
     };
     println!("{what:<44} token ({token}): {outcome}");
     Ok(())

@@ -25,6 +25,23 @@ pub enum Error {
         max: usize,
     },
 
+    /// A token source name that is not valid (see `source.rs`).
+    #[error("invalid token source {0}")]
+    InvalidSource(String),
+
+    /// The fence already knows as many token sources as it can.
+    #[error(
+        "the fence already knows {max} token sources; a storage has a few, not one per request"
+    )]
+    TooManySources {
+        /// The most a fence knows.
+        max: usize,
+    },
+
+    /// A rebase the fence refuses (the message says why); nothing was written.
+    #[error("rebase refused: {0}")]
+    RebaseRefused(String),
+
     /// A `ResourceId` that this fence never handed out.
     #[error("unknown resource id {0}: register the key with this fence first")]
     UnknownResource(u32),

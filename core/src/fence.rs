@@ -9,6 +9,11 @@
 //! | higher generation, or no mark yet       | [`Verdict::Advanced`], durable first      |
 //! | lower generation                        | [`Verdict::Stale`]                        |
 //! | same generation, another holder         | [`Verdict::Conflict`] unless the [`TieBreaker`] hands the generation over |
+//! | from another source than the resource's | [`Verdict::ForeignSource`], whatever the numbers |
+//!
+//! Each resource takes tokens from one source (`source.rs`): the first token it accepts binds
+//! it, and only an operator's [`Fence::rebase`] moves it to another. [`Fence::check`] presents
+//! tokens of the unnamed source; [`Fence::check_from`] names theirs.
 //!
 //! The hot path is two or three atomic loads and a compare, with no allocation, lock, log or
 //! syscall. Everything else takes the resource's lock; an advance appends the new mark to the
@@ -18,7 +23,9 @@
 mod accepted;
 mod key_index;
 pub(crate) mod mark;
+mod rebase;
 mod slot;
+mod sources;
 mod write;
 
 use std::collections::HashMap;
@@ -33,12 +40,20 @@ use crate::fork::Usable;
 use crate::limits::{BATCH_MAX, KEY_LEN_MAX, RESOURCES_DEFAULT, RESOURCES_MAX};
 use crate::planted::{self, PlantedBug};
 use crate::policy::{ConflictResolution, RejectConflicts, TieBreaker, WriteValidator};
+use crate::source::Source;
 use crate::token::Token;
 use crate::wal::{LogOwner, RecordKind, RecoveryReport, Wal, WalOptions};
 use accepted::AcceptedCounters;
 use key_index::KeyIndex;
+use mark::Replayed;
+pub use rebase::Rebase;
 use slot::{AdvanceGuard, Slot};
+pub use sources::SourceId;
+use sources::Sources;
 pub use write::WriteVerdict;
+
+/// A key and its state as replaying the log gives them.
+type KeyState = (Box<[u8]>, Replayed);
 
 /// A registered resource of one [`Fence`]: an index, valid only with the fence that returned
 /// it (ids are not stable across reopening; keys are).
@@ -83,6 +98,13 @@ pub enum Verdict {
         /// The mark of the other holder.
         current: Token,
     },
+    /// The token comes from another source than the resource's (numbers from two
+    /// coordinators are not comparable). The write must not land. An operator moves a
+    /// resource to a new source with [`Fence::rebase`].
+    ForeignSource {
+        /// The source the resource takes tokens from ([`Fence::source`] names it).
+        bound: SourceId,
+    },
 }
 
 impl Verdict {
@@ -104,6 +126,8 @@ pub struct Counters {
     pub stale: u64,
     /// Conflicts met, whichever way the tie-breaker settled them.
     pub conflicts: u64,
+    /// Checks answered [`Verdict::ForeignSource`].
+    pub foreign: u64,
 }
 
 /// Options of [`Fence::open`].
@@ -150,6 +174,7 @@ pub struct Fence {
     compact_at: AtomicU64,
     compact_after_bytes: u64,
     tie_breaker: RwLock<Arc<dyn TieBreaker>>,
+    sources: Sources,
     /// The validator [`Fence::check_write`] asks: read on every write, so a bare pointer load.
     /// Invariant: null, or a pointer into a box of `validators`.
     validator: std::sync::atomic::AtomicPtr<Arc<dyn WriteValidator>>,
@@ -211,29 +236,9 @@ impl Fence {
                 expected: "a fence opened as LogOwner::Fence or LogOwner::Store".into(),
             });
         }
-        // Replay: the last record of each key is its mark, and marks never go back.
-        let mut order: Vec<(Box<[u8]>, Token)> = Vec::new();
-        let mut positions: HashMap<Box<[u8]>, usize> = HashMap::new();
-        let wal = Wal::open(dir, options.owner, options.wal.clone(), &mut |record| {
-            let (key, token) = mark::decode(&record)?;
-            match positions.get(key) {
-                Some(&i) => {
-                    let previous = order[i].1;
-                    if token.generation < previous.generation {
-                        return Err(record.corrupt(format!(
-                            "fence mark {token} for a key whose mark was already {previous}"
-                        )));
-                    }
-                    order[i].1 = token;
-                }
-                None => {
-                    positions.insert(key.into(), order.len());
-                    order.push((key.into(), token));
-                }
-            }
-            Ok(())
-        })?;
-        if order.len() > options.max_resources {
+        let (wal, order) = Self::replay(dir.as_ref(), &options)?;
+        let registered = order.len();
+        if registered > options.max_resources {
             return Err(Error::TooManyResources {
                 max: options.max_resources,
             });
@@ -243,12 +248,17 @@ impl Fence {
             .map(|_| Slot::default())
             .collect();
         let index = KeyIndex::with_capacity(options.max_resources);
-        for (i, (key, token)) in order.into_iter().enumerate() {
-            slots[i].restore(token);
+        let sources = Sources::new();
+        for (i, (key, state)) in order.into_iter().enumerate() {
+            let source = sources.intern(state.source.as_ref().unwrap_or(&Source::UNNAMED))?;
+            slots[i].restore(source, state.mark);
+            *slots[i]
+                .last_rebase
+                .get_mut()
+                .unwrap_or_else(|p| p.into_inner()) = state.rebase;
             index.insert(&key, i);
             slots[i].key.set(key).expect("fresh slot");
         }
-        let registered = positions.len();
         let live = wal.live_bytes();
         Ok(Fence {
             accepted: AcceptedCounters::new(options.max_resources),
@@ -261,10 +271,32 @@ impl Fence {
             compact_at: AtomicU64::new(live + options.compact_after_bytes.max(live)),
             compact_after_bytes: options.compact_after_bytes,
             tie_breaker: RwLock::new(Arc::new(RejectConflicts)),
+            sources,
             validator: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
             validators: Mutex::new(Vec::new()),
             usable: Usable::here(),
         })
+    }
+
+    /// Opens the log and replays it: each key's source, mark and last rebase, in the order
+    /// the keys first appear.
+    fn replay(dir: &Path, options: &FenceOptions) -> Result<(Wal, Vec<KeyState>), Error> {
+        let mut order: Vec<KeyState> = Vec::new();
+        let mut positions: HashMap<Box<[u8]>, usize> = HashMap::new();
+        let wal = Wal::open(dir, options.owner, options.wal.clone(), &mut |record| {
+            let decoded = mark::decode(&record)?;
+            let key = decoded.key();
+            let i = match positions.get(key) {
+                Some(&i) => i,
+                None => {
+                    positions.insert(key.into(), order.len());
+                    order.push((key.into(), Replayed::default()));
+                    order.len() - 1
+                }
+            };
+            order[i].1.apply(decoded).map_err(|why| record.corrupt(why))
+        })?;
+        Ok((wal, order))
     }
 
     /// Replaces the policy that settles conflicts (the default rejects them all).
@@ -307,30 +339,86 @@ impl Fence {
             .map(|index| ResourceId(index as u32))
     }
 
-    /// Checks `token` for the resource `id` (see the module docs for the verdicts).
+    /// Checks `token`, of the unnamed source, for the resource `id` (see the module docs for
+    /// the verdicts).
     // Always inlined: called out of line, the verdict comes back through memory in a way
     // that stalls the caller's read of it (measured: 13.6 ns instead of 4.9 ns).
     #[inline(always)]
     pub fn check(&self, id: ResourceId, token: Token) -> Result<Verdict, Error> {
+        self.check_from(id, SourceId::UNNAMED, token)
+    }
+
+    /// Checks `token`, minted by `source` (from [`Fence::source_id`]), for the resource `id`.
+    /// A source the resource is not bound to gets [`Verdict::ForeignSource`]; an id this fence
+    /// never gave is an error ([`Error::InvalidSource`]).
+    #[inline(always)]
+    pub fn check_from(
+        &self,
+        id: ResourceId,
+        source: SourceId,
+        token: Token,
+    ) -> Result<Verdict, Error> {
         let index = id.index();
         let Some(slot) = self.slots.get(index) else {
             return Err(Error::UnknownResource(id.0));
         };
-        if slot.holds(token) && self.usable.now() {
+        if slot.holds(token, source) && self.usable.now() {
             self.accepted.row().add(index);
             return Ok(Verdict::Accepted);
         }
-        self.check_slow(index, token)
+        self.check_slow(index, source, token)
     }
 
-    /// Checks `token` for the resource named `key`, registering the key if it is new.
+    /// Checks `token`, of the unnamed source, for the resource named `key`, registering the
+    /// key if it is new.
     #[inline]
     pub fn check_key(&self, key: &[u8], token: Token) -> Result<Verdict, Error> {
+        self.check_key_from(key, SourceId::UNNAMED, token)
+    }
+
+    /// [`Fence::check_from`] by key, registering the key if it is new.
+    #[inline]
+    pub fn check_key_from(
+        &self,
+        key: &[u8],
+        source: SourceId,
+        token: Token,
+    ) -> Result<Verdict, Error> {
         let id = match self.index.find(key, &self.slots) {
             Some(index) => ResourceId(index as u32),
             None => self.register(key)?,
         };
-        self.check(id, token)
+        self.check_from(id, source, token)
+    }
+
+    /// The id of token source `source` in this fence, given one if it is new (at most
+    /// [`crate::limits::SOURCES_MAX`] per fence). Look it up once, not per check.
+    pub fn source_id(&self, source: &Source) -> Result<SourceId, Error> {
+        self.sources.intern(source)
+    }
+
+    /// The source of `id`, as [`Fence::source_id`] gave it or a verdict names it.
+    pub fn source(&self, id: SourceId) -> Result<Source, Error> {
+        self.sources.name(id)
+    }
+
+    /// The source the resource `id` takes tokens from: `None` until its first token (or a
+    /// rebase) binds it.
+    pub fn bound_source(&self, id: ResourceId) -> Result<Option<Source>, Error> {
+        let slot = self.registered_slot(id)?;
+        slot.bound_unlocked()
+            .map(|b| self.sources.name(b))
+            .transpose()
+    }
+
+    /// The resource's last rebase, if it had one (kept across reopening and compaction).
+    pub fn last_rebase(&self, id: ResourceId) -> Result<Option<Rebase>, Error> {
+        let slot = self.registered_slot(id)?;
+        Ok(slot
+            .last_rebase
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone())
     }
 
     /// Checks each `(id, token)` of `items`, writing the verdicts to `out` in order.
@@ -400,11 +488,11 @@ impl Fence {
         for i in 0..len {
             let (id, token) = item(i)?;
             let index = id.index();
-            let answer = if usable && self.slots[index].holds(token) {
+            let answer = if usable && self.slots[index].holds(token, SourceId::UNNAMED) {
                 row.add(index);
                 Verdict::Accepted
             } else {
-                self.check_slow(index, token)?
+                self.check_slow(index, SourceId::UNNAMED, token)?
             };
             verdict(i, token, answer);
         }
@@ -414,7 +502,7 @@ impl Fence {
     /// Everything but the current token: under the resource's lock.
     #[cold]
     #[inline(never)]
-    fn check_slow(&self, index: usize, token: Token) -> Result<Verdict, Error> {
+    fn check_slow(&self, index: usize, source: SourceId, token: Token) -> Result<Verdict, Error> {
         // Forks first: in a child, the log's locks may have been held by a parent's thread.
         self.usable.opened().check("fence")?;
         if !self.usable.now()
@@ -425,20 +513,34 @@ impl Fence {
         if index >= self.registered.load(Ordering::Acquire) {
             return Err(Error::UnknownResource(index as u32));
         }
+        if !self.sources.contains(source) {
+            return Err(Error::InvalidSource(format!(
+                "id {}: this fence gave no such id",
+                source.as_u32()
+            )));
+        }
         let slot = &self.slots[index];
-        // Marks only grow, so a token older than the mark read now is stale for good: say so
-        // without waiting for the lock, which an advance holds across its fdatasync.
-        if let Some(current) = slot.current()
+        // Within a source marks only grow, so a token older than the mark read now is stale
+        // for good (a rebase makes the source foreign): say so without waiting for the lock,
+        // which an advance holds across its fdatasync.
+        if let Some((current, of)) = slot.current()
+            && of == source
             && token.generation < current.generation
         {
             slot.stale.fetch_add(1, Ordering::Relaxed);
             return Ok(Verdict::Stale { current });
         }
         let guard = slot.lock();
-        let verdict = match slot.current_locked(&guard) {
-            None => self.advance(slot, &guard, token, None)?,
+        if let Some(bound) = slot.bound(&guard)
+            && bound != source
+        {
+            slot.foreign.fetch_add(1, Ordering::Relaxed);
+            return Ok(Verdict::ForeignSource { bound });
+        }
+        let verdict = match slot.current_locked(&guard).map(|(token, _)| token) {
+            None => self.advance(slot, &guard, token, source, None)?,
             Some(current) if token.generation > current.generation => {
-                self.advance(slot, &guard, token, Some(current))?
+                self.advance(slot, &guard, token, source, Some(current))?
             }
             Some(current) if token.generation < current.generation => {
                 slot.stale.fetch_add(1, Ordering::Relaxed);
@@ -452,7 +554,7 @@ impl Fence {
             Some(current) => {
                 slot.conflicts.fetch_add(1, Ordering::Relaxed);
                 drop(guard);
-                return self.settle_conflict(index, slot, current, token);
+                return self.settle_conflict(index, slot, source, current, token);
             }
         };
         drop(guard);
@@ -471,16 +573,24 @@ impl Fence {
         &self,
         index: usize,
         slot: &Slot,
+        source: SourceId,
         current: Token,
         token: Token,
     ) -> Result<Verdict, Error> {
         let resolution = self.resolve_conflict(slot, current, token);
         let guard = slot.lock();
-        let verdict = match slot.current_locked(&guard) {
+        // A rebase meanwhile made the token's source foreign.
+        if let Some(bound) = slot.bound(&guard)
+            && bound != source
+        {
+            slot.foreign.fetch_add(1, Ordering::Relaxed);
+            return Ok(Verdict::ForeignSource { bound });
+        }
+        let verdict = match slot.current_locked(&guard).map(|(token, _)| token) {
             Some(now) if now == current => match resolution {
                 ConflictResolution::KeepCurrent => Verdict::Conflict { current },
                 ConflictResolution::Challenger => {
-                    self.advance(slot, &guard, token, Some(current))?
+                    self.advance(slot, &guard, token, source, Some(current))?
                 }
             },
             Some(now) if token.generation < now.generation => {
@@ -495,7 +605,7 @@ impl Fence {
             // The generation changed hands meanwhile: still a conflict, with the new holder
             // (not put to the policy again: a request is decided once).
             Some(now) => Verdict::Conflict { current: now },
-            // Marks never go back; were one gone, refusing is the safe answer.
+            // Within a source marks never go back; were one gone, refusing is the safe answer.
             None => Verdict::Conflict { current },
         };
         drop(guard);
@@ -526,6 +636,7 @@ impl Fence {
         slot: &Slot,
         guard: &AdvanceGuard<'_>,
         token: Token,
+        source: SourceId,
         previous: Option<Token>,
     ) -> Result<Verdict, Error> {
         let _gate = self
@@ -533,19 +644,17 @@ impl Fence {
             .read()
             .unwrap_or_else(|p| p.into_inner());
         let key = slot.key.get().expect("registered slot has a key");
-        let record = mark::encode(token, key);
+        let (kind, record) = mark::encode_mark(token, &self.sources.name(source)?, key);
         let written = if planted::active(PlantedBug::FenceAckBeforeDurable) {
-            self.wal
-                .append(RecordKind::FENCE_MARK, token.generation.get(), &record)
+            self.wal.append(kind, token.generation.get(), &record)
         } else {
-            self.wal
-                .append_sync(RecordKind::FENCE_MARK, token.generation.get(), &record)
+            self.wal.append_sync(kind, token.generation.get(), &record)
         };
         if let Err(e) = written {
             self.revoke_if_log_failed();
             return Err(e);
         }
-        slot.publish(guard, token);
+        slot.publish(guard, token, source);
         slot.advanced.fetch_add(1, Ordering::Relaxed);
         Ok(Verdict::Advanced { previous })
     }
@@ -604,12 +713,15 @@ impl Fence {
         let registered = self.registered.load(Ordering::Acquire);
         self.wal.compact(&mut |snapshot| {
             for slot in &self.slots[..registered] {
-                if let (Some(token), Some(key)) = (slot.current(), slot.key.get()) {
-                    snapshot.push(
-                        RecordKind::FENCE_MARK,
-                        token.generation.get(),
-                        &mark::encode(token, key),
-                    )?;
+                let Some(key) = slot.key.get() else { continue };
+                // The last rebase first: it binds the source, and says who moved it there.
+                if let Some(rebase) = &*slot.last_rebase.lock().unwrap_or_else(|p| p.into_inner()) {
+                    let (generation, record) = mark::encode_rebase(rebase, key);
+                    snapshot.push(RecordKind::FENCE_REBASE, generation, &record)?;
+                }
+                if let Some((token, source)) = slot.current() {
+                    let (kind, record) = mark::encode_mark(token, &self.sources.name(source)?, key);
+                    snapshot.push(kind, token.generation.get(), &record)?;
                 }
             }
             Ok(())
@@ -620,7 +732,7 @@ impl Fence {
     pub fn mark(&self, id: ResourceId) -> Result<Option<Token>, Error> {
         // In a child after fork, the mark is a copy its parent may have advanced since.
         self.usable.opened().check("fence")?;
-        Ok(self.registered_slot(id)?.current())
+        Ok(self.registered_slot(id)?.current().map(|(token, _)| token))
     }
 
     /// The identity of the fence's log (its random id and owner): a host that keeps other
@@ -650,6 +762,7 @@ impl Fence {
             advanced: slot.advanced.load(Ordering::Relaxed),
             stale: slot.stale.load(Ordering::Relaxed),
             conflicts: slot.conflicts.load(Ordering::Relaxed),
+            foreign: slot.foreign.load(Ordering::Relaxed),
         })
     }
 

@@ -5,7 +5,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Snapshot};
 
 use crate::error::Error;
-use crate::fence::mark;
+use crate::fence::mark::{self, FenceRecord};
 use crate::raft_storage::{Identity, decode_entries};
 use crate::wal::{Record, RecordKind};
 
@@ -17,9 +17,31 @@ const DATA_SHOWN: usize = 48;
 pub fn describe(record: &Record<'_>) -> Result<Vec<String>, Error> {
     let one = |line: String| Ok(vec![line]);
     match record.kind {
-        RecordKind::FENCE_MARK => {
-            let (key, token) = mark::decode(record)?;
-            one(format!("mark {} = {token}", show_bytes(key, usize::MAX)))
+        RecordKind::FENCE_MARK | RecordKind::FENCE_SOURCED_MARK | RecordKind::FENCE_REBASE => {
+            one(match mark::decode(record)? {
+                FenceRecord::Mark { key, source, token } if source.is_unnamed() => {
+                    format!("mark {} = {token}", show_bytes(key, usize::MAX))
+                }
+                FenceRecord::Mark { key, source, token } => {
+                    format!(
+                        "mark {} = {token} from {source}",
+                        show_bytes(key, usize::MAX)
+                    )
+                }
+                FenceRecord::Rebase { key, rebase } => format!(
+                    "rebase {} from {} to {} by {:?} at {} ms since the epoch, clearing mark {}",
+                    show_bytes(key, usize::MAX),
+                    rebase
+                        .from
+                        .map_or("no source".to_owned(), |s| s.to_string()),
+                    rebase.to,
+                    rebase.by,
+                    rebase.at_unix_ms,
+                    rebase
+                        .cleared_mark
+                        .map_or("(none)".to_owned(), |t| t.to_string())
+                ),
+            })
         }
         RecordKind::RAFT_IDENTITY => {
             let identity = Identity::decode(record)?;
@@ -105,7 +127,7 @@ fn entry(e: &Entry) -> String {
 
 /// Bytes as a quoted string when they are printable UTF-8, otherwise as hex; at most `max`
 /// bytes, then "...".
-fn show_bytes(bytes: &[u8], max: usize) -> String {
+pub(crate) fn show_bytes(bytes: &[u8], max: usize) -> String {
     let shown = &bytes[..bytes.len().min(max)];
     let more = if shown.len() < bytes.len() { "..." } else { "" };
     match std::str::from_utf8(shown) {

@@ -75,15 +75,19 @@ pub mod node;
 pub mod planted;
 pub mod policy;
 pub mod raft_storage;
+pub mod source;
 pub mod time;
 pub mod token;
 pub mod transport;
 pub mod wal;
 
 pub use error::Error;
-pub use fence::{Counters, Fence, FenceOptions, ResourceId, Verdict, WriteVerdict};
+pub use fence::{
+    Counters, Fence, FenceOptions, Rebase, ResourceId, SourceId, Verdict, WriteVerdict,
+};
 pub use policy::{
     ConflictResolution, RejectConflicts, Rejection, TieBreaker, Validation, WriteValidator,
 };
+pub use source::Source;
 pub use token::{Generation, NodeId, Token};
 pub use wal::{Position, Record, RecordKind, RecoveryReport, Wal, WalOptions};

@@ -5,6 +5,16 @@ use std::time::Duration;
 /// Longest resource key, in bytes.
 pub const KEY_LEN_MAX: usize = 256;
 
+/// The longest token source name, in bytes (`source.rs`).
+pub const SOURCE_NAME_MAX: usize = 200;
+
+/// How many token sources one fence knows at most: a storage's tokens come from a few
+/// coordinators, and the names clients send must not grow the fence's memory without bound.
+pub const SOURCES_MAX: usize = 1024;
+
+/// The longest "who did it" of a rebase, in bytes.
+pub const REBASED_BY_MAX: usize = 256;
+
 /// Most resources one fence can be opened for (`FenceOptions::max_resources`).
 pub const RESOURCES_MAX: usize = 1 << 20;
 

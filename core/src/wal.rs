@@ -51,6 +51,10 @@ pub struct RecordKind(NonZeroU8);
 impl RecordKind {
     /// A fence high-water mark (block 0x01..=0x0F: the fence).
     pub const FENCE_MARK: RecordKind = RecordKind(NonZeroU8::new(0x01).expect("non-zero"));
+    /// A fence high-water mark of a token from a named source.
+    pub const FENCE_SOURCED_MARK: RecordKind = RecordKind(NonZeroU8::new(0x02).expect("non-zero"));
+    /// A resource moved to another token source by an operator.
+    pub const FENCE_REBASE: RecordKind = RecordKind(NonZeroU8::new(0x03).expect("non-zero"));
     /// Raft hard state: term, vote, commit (block 0x10..=0x1F: Raft storage).
     pub const RAFT_HARD_STATE: RecordKind = RecordKind(NonZeroU8::new(0x10).expect("non-zero"));
     /// Raft log entries.
@@ -80,6 +84,8 @@ impl RecordKind {
     pub const fn name(self) -> Option<&'static str> {
         Some(match self.get() {
             0x01 => "fence-mark",
+            0x02 => "fence-sourced-mark",
+            0x03 => "fence-rebase",
             0x10 => "raft-hard-state",
             0x11 => "raft-entries",
             0x12 => "raft-conf-state",

@@ -42,6 +42,10 @@ pub const FK_VERDICT_ADVANCED: fk_verdict_kind = 2;
 pub const FK_VERDICT_STALE: fk_verdict_kind = 3;
 /// Another holder has the token's generation (split brain): the write must not land.
 pub const FK_VERDICT_CONFLICT: fk_verdict_kind = 4;
+/// The token comes from another source than the resource takes tokens from (numbers from two
+/// coordinators are not comparable): the write must not land. `current` and `previous` are
+/// zero; `fk_fence_bound_source` names the resource's source, and `fk_fence_rebase` moves it.
+pub const FK_VERDICT_FOREIGN_SOURCE: fk_verdict_kind = 5;
 
 /// The fence's answer to one token.
 #[repr(C)]
@@ -66,6 +70,7 @@ impl fk_verdict {
             Verdict::Advanced { previous } => (FK_VERDICT_ADVANCED, Some(token), previous),
             Verdict::Stale { current } => (FK_VERDICT_STALE, Some(current), None),
             Verdict::Conflict { current } => (FK_VERDICT_CONFLICT, Some(current), None),
+            Verdict::ForeignSource { .. } => (FK_VERDICT_FOREIGN_SOURCE, None, None),
         };
         fk_verdict {
             kind,

@@ -194,7 +194,8 @@ impl Store {
                 None
             }
             Verdict::Stale { .. } => Some(Refusal::Stale),
-            Verdict::Conflict { .. } => Some(Refusal::Conflict),
+            // The simulated store checks the group's (unnamed) tokens only; refuse were it not so.
+            Verdict::Conflict { .. } | Verdict::ForeignSource { .. } => Some(Refusal::Conflict),
         };
         if let Some(reason) = refusal {
             self.refused += 1;

@@ -366,6 +366,9 @@ impl State {
             Verdict::Accepted | Verdict::Advanced { .. } => (Outcome::Accepted, Some(generation)),
             Verdict::Stale { current } => (Outcome::Stale, Some(current.generation.get())),
             Verdict::Conflict { current } => (Outcome::Conflict, Some(current.generation.get())),
+            // The store checks fencekit's own (unnamed) tokens only and `fencekit fence
+            // rebase` refuses its log, so no other source binds it; were one to, refuse.
+            Verdict::ForeignSource { .. } => (Outcome::Conflict, None),
         })
     }
 

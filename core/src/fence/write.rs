@@ -80,7 +80,7 @@ impl Fence {
         let mark = match verdict {
             Verdict::Accepted => Some(token),
             Verdict::Advanced { previous } => previous,
-            Verdict::Stale { .. } | Verdict::Conflict { .. } => {
+            Verdict::Stale { .. } | Verdict::Conflict { .. } | Verdict::ForeignSource { .. } => {
                 return Ok(WriteVerdict::Fenced(verdict));
             }
         };

@@ -144,7 +144,7 @@ fn a_log_of_another_kind_is_not_taken_for_a_fence() {
             .unwrap();
     }
     let err = Fence::open(dir.path(), small_fence()).unwrap_err();
-    assert!(err.to_string().contains("not a fence mark"), "{err}");
+    assert!(err.to_string().contains("not a fence record"), "{err}");
 }
 
 #[test]

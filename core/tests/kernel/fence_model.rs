@@ -1,9 +1,9 @@
-//! I5 against a model: the fence must answer exactly as a map of maxima does, across random
-//! reopens and compactions.
+//! I5 against a model: the fence must answer exactly as a map of maxima per source does,
+//! across random reopens, compactions and rebases.
 
 use std::collections::HashMap;
 
-use fencekit::{Fence, Token, Verdict};
+use fencekit::{Error, Fence, Source, Token, Verdict};
 use proptest::prelude::*;
 
 use crate::support::small_fence;
@@ -12,35 +12,82 @@ use crate::support::small_fence;
 enum Op {
     Check {
         key: u8,
+        source: usize,
         generation: u64,
         holder: u64,
     },
     Batch(Vec<(u8, u64, u64)>),
+    Rebase {
+        key: u8,
+        source: usize,
+    },
     Reopen,
     Compact,
 }
 
+/// The unnamed source (what `check` presents) and two named ones.
+fn sources() -> [Source; 3] {
+    [
+        Source::UNNAMED,
+        Source::etcd_cluster(1),
+        Source::zookeeper_ensemble("zk").unwrap(),
+    ]
+}
+
 fn op() -> impl Strategy<Value = Op> {
-    // Small holder ids fit the packed mark word; ids from 2^40 on take the two-word form.
+    // Small holder ids fit the packed mark word; ids from 2^40 on take the wide form.
     let holder = prop_oneof![1u64..4, (1u64 << 40)..(1u64 << 40) + 3];
     let check = (0u8..6, 1u64..12, holder);
     prop_oneof![
-        8 => check.clone().prop_map(|(key, generation, holder)| Op::Check { key, generation, holder }),
+        8 => (check.clone(), 0usize..3).prop_map(|((key, generation, holder), source)| Op::Check { key, source, generation, holder }),
         2 => proptest::collection::vec(check, 1..8).prop_map(Op::Batch),
+        1 => (0u8..6, 0usize..3).prop_map(|(key, source)| Op::Rebase { key, source }),
         1 => Just(Op::Reopen),
         1 => Just(Op::Compact),
     ]
 }
 
+/// One resource as the model knows it: the source it is bound to and its mark.
+#[derive(Debug, Clone, Default)]
+struct Modelled {
+    bound: Option<usize>,
+    mark: Option<Token>,
+}
+
+/// A verdict with its source named, comparable across reopens (source ids are not).
+#[derive(Debug, PartialEq)]
+enum Answer {
+    Verdict(Verdict),
+    Foreign(Source),
+}
+
+fn answer(fence: &Fence, verdict: Verdict) -> Answer {
+    match verdict {
+        Verdict::ForeignSource { bound } => Answer::Foreign(fence.source(bound).unwrap()),
+        other => Answer::Verdict(other),
+    }
+}
+
 /// What the fence must answer, by DESIGN.md I5 with the default tie-breaker.
-fn model_check(marks: &mut HashMap<Vec<u8>, Token>, key: &[u8], token: Token) -> Verdict {
-    match marks.get(key).copied() {
+fn model_check(
+    state: &mut HashMap<Vec<u8>, Modelled>,
+    key: &[u8],
+    source: usize,
+    token: Token,
+) -> Answer {
+    let resource = state.entry(key.to_vec()).or_default();
+    if let Some(bound) = resource.bound
+        && bound != source
+    {
+        return Answer::Foreign(sources()[bound].clone());
+    }
+    let verdict = match resource.mark {
         None => {
-            marks.insert(key.to_vec(), token);
+            resource.mark = Some(token);
             Verdict::Advanced { previous: None }
         }
         Some(current) if token.generation > current.generation => {
-            marks.insert(key.to_vec(), token);
+            resource.mark = Some(token);
             Verdict::Advanced {
                 previous: Some(current),
             }
@@ -48,7 +95,11 @@ fn model_check(marks: &mut HashMap<Vec<u8>, Token>, key: &[u8], token: Token) ->
         Some(current) if token.generation < current.generation => Verdict::Stale { current },
         Some(current) if token == current => Verdict::Accepted,
         Some(current) => Verdict::Conflict { current },
+    };
+    if verdict.is_accepted() {
+        resource.bound = Some(source);
     }
+    Answer::Verdict(verdict)
 }
 
 fn key_of(k: u8) -> Vec<u8> {
@@ -56,19 +107,21 @@ fn key_of(k: u8) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
     fn the_fence_answers_as_a_map_of_maxima(ops in proptest::collection::vec(op(), 1..60)) {
         let dir = tempfile::tempdir().unwrap();
         let mut fence = Fence::open(dir.path(), small_fence()).unwrap();
-        let mut marks: HashMap<Vec<u8>, Token> = HashMap::new();
+        let mut state: HashMap<Vec<u8>, Modelled> = HashMap::new();
         for op in ops {
             match op {
-                Op::Check { key, generation, holder } => {
+                Op::Check { key, source, generation, holder } => {
                     let token = Token::from_parts(generation, holder).unwrap();
-                    let expected = model_check(&mut marks, &key_of(key), token);
-                    prop_assert_eq!(fence.check_key(&key_of(key), token).unwrap(), expected);
+                    let expected = model_check(&mut state, &key_of(key), source, token);
+                    let id = fence.source_id(&sources()[source]).unwrap();
+                    let verdict = fence.check_key_from(&key_of(key), id, token).unwrap();
+                    prop_assert_eq!(answer(&fence, verdict), expected);
                 }
                 Op::Batch(items) => {
                     let mut ids = Vec::new();
@@ -76,11 +129,24 @@ proptest! {
                     for &(key, generation, holder) in &items {
                         let token = Token::from_parts(generation, holder).unwrap();
                         ids.push((fence.register(&key_of(key)).unwrap(), token));
-                        expected.push(model_check(&mut marks, &key_of(key), token));
+                        expected.push(model_check(&mut state, &key_of(key), 0, token));
                     }
                     let mut out = vec![Verdict::Accepted; ids.len()];
                     fence.check_batch(&ids, &mut out).unwrap();
+                    let out: Vec<Answer> = out.into_iter().map(|v| answer(&fence, v)).collect();
                     prop_assert_eq!(out, expected);
+                }
+                Op::Rebase { key, source } => {
+                    let resource = state.entry(key_of(key)).or_default();
+                    let result = fence.rebase(&key_of(key), &sources()[source], "model");
+                    if resource.bound == Some(source) {
+                        prop_assert!(matches!(result, Err(Error::RebaseRefused(_))), "{result:?}");
+                    } else {
+                        let rebase = result.unwrap();
+                        prop_assert_eq!(rebase.cleared_mark, resource.mark);
+                        prop_assert_eq!(rebase.from, resource.bound.map(|b| sources()[b].clone()));
+                        *resource = Modelled { bound: Some(source), mark: None };
+                    }
                 }
                 Op::Reopen => {
                     drop(fence);
@@ -88,10 +154,14 @@ proptest! {
                 }
                 Op::Compact => fence.compact().unwrap(),
             }
-            // The durable marks are the model's, whatever happened.
-            for (key, token) in &marks {
-                let id = fence.lookup(key).expect("a key with a mark is known after reopen");
-                prop_assert_eq!(fence.mark(id).unwrap(), Some(*token));
+            // The durable state is the model's, whatever happened.
+            for (key, resource) in &state {
+                let Some(id) = fence.lookup(key) else {
+                    prop_assert!(resource.bound.is_none(), "a bound key is known after reopen");
+                    continue;
+                };
+                prop_assert_eq!(fence.mark(id).unwrap(), resource.mark);
+                prop_assert_eq!(fence.bound_source(id).unwrap(), resource.bound.map(|b| sources()[b].clone()));
             }
         }
     }

@@ -13,6 +13,7 @@ mod crash;
 mod damage;
 mod fence_model;
 mod full_disk;
+mod sources;
 mod support;
 mod vectors;
 mod wal_recovery;

@@ -62,6 +62,7 @@ fn kind(verdict: &Verdict) -> &'static str {
         Verdict::Advanced { .. } => "advanced",
         Verdict::Stale { .. } => "stale",
         Verdict::Conflict { .. } => "conflict",
+        Verdict::ForeignSource { .. } => "foreign-source",
     }
 }
 
@@ -109,6 +110,7 @@ fn compare(context: &str, outcome: &Outcome, expect: &Value) {
             Verdict::Accepted => (Some(*token), None),
             Verdict::Advanced { previous } => (Some(*token), previous),
             Verdict::Stale { current } | Verdict::Conflict { current } => (Some(current), None),
+            Verdict::ForeignSource { .. } => (None, None),
         };
         if let Some(want) = expect.get("current") {
             assert_eq!(parts(current), optional_token(want), "{context}: current");
