@@ -62,6 +62,7 @@
 //!   switch on deliberate bugs, one thread at a time, to prove that its checkers catch them.
 //!   Never enable it in a build that serves anything.
 
+pub mod coordinators;
 pub mod detect;
 pub mod disk;
 pub mod error;

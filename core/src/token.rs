@@ -64,7 +64,8 @@ impl NodeId {
         match NonZeroU64::new(value) {
             Some(value) => Ok(NodeId(value)),
             None => Err(Error::InvalidToken(
-                "node id 0 is no node: holders and node ids are 1 to 2^64 - 1",
+                "holder or node id 0 is none: a token's holder (a fencekit node id, an etcd \
+                 lease id, a ZooKeeper session id) is 1 to 2^64 - 1",
             )),
         }
     }
@@ -164,11 +165,7 @@ impl fmt::Debug for Token {
 
 impl fmt::Display for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "generation {} held by node {}",
-            self.generation, self.holder
-        )
+        write!(f, "generation {}, holder {}", self.generation, self.holder)
     }
 }
 

@@ -22,6 +22,12 @@
 // The most items in one `fk_fence_check_batch` call.
 #define FK_BATCH_MAX 4096
 
+// The longest source name, in bytes.
+#define FK_SOURCE_NAME_MAX 200
+
+// The source of tokens checked without naming one (`fk_fence_check`), in every fence.
+#define FK_SOURCE_UNNAMED 0
+
 // The ABI version this header describes. It changes when an existing function, struct or
 // code changes meaning; additions keep it. Compare it with `fk_abi_version()` at start-up.
 // 2: lease deadlines are on CLOCK_BOOTTIME itself, not counted from the node's start; the
@@ -350,6 +356,16 @@ typedef uint32_t fk_policy_kind;
 // A payload or proposal larger than the log accepts.
 #define FK_STATUS_TOO_LARGE 1009
 
+// A token source name that is not `<kind>:<identity>`, or a source id the fence never gave.
+#define FK_STATUS_INVALID_SOURCE 1010
+
+// The fence already knows as many token sources as it can (1024).
+#define FK_STATUS_TOO_MANY_SOURCES 1011
+
+// A rebase refused: to the source the resource already takes tokens from, or without a
+// usable "who did it". Nothing was written.
+#define FK_STATUS_REBASE_REFUSED 1012
+
 // An I/O operation failed (the message names the operation and the file).
 #define FK_STATUS_IO 2000
 
@@ -439,6 +455,11 @@ typedef uint32_t fk_policy_kind;
 
 // Another holder has the token's generation (split brain): the write must not land.
 #define FK_VERDICT_CONFLICT 4
+
+// The token comes from another source than the resource takes tokens from (numbers from two
+// coordinators are not comparable): the write must not land. `current` and `previous` are
+// zero; `fk_fence_bound_source` names the resource's source, and `fk_fence_rebase` moves it.
+#define FK_VERDICT_FOREIGN_SOURCE 5
 
 #ifdef __cplusplus
 extern "C" {
@@ -984,6 +1005,116 @@ fk_status fk_policy_load_wasm(const uint8_t *module,
 //
 // `policy` is NULL or a policy from `fk_policy_load_wasm` not yet freed.
 void fk_policy_free(struct fk_policy *policy);
+
+// Writes to `*out` this fence's id for the source named by the `name_len` bytes at `name`,
+// giving it one if it is new (at most 1024 per fence). Look it up once, not per check: ids
+// are valid with this fence until it is freed, not across reopening.
+//
+// Fails with `FK_STATUS_INVALID_SOURCE` for a name that is not `<kind>:<identity>` (see the
+// header's list), `FK_STATUS_TOO_MANY_SOURCES` past the limit.
+//
+// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
+//
+// # Safety
+//
+// `fence` is NULL or live; `name` points to `name_len` readable bytes; `out` is NULL or
+// writable.
+fk_status fk_fence_source_id(const struct fk_fence *fence,
+                             const char *name,
+                             size_t name_len,
+                             uint32_t *out);
+
+// Checks `token`, minted by the source `source` (from `fk_fence_source_id`), for `resource`,
+// as `fk_fence_check` does for the unnamed source. A resource takes tokens from the source
+// its first accepted token came from (or a rebase named): a token of any other source gets
+// `FK_VERDICT_FOREIGN_SOURCE`, whatever its numbers. A source id this fence never gave fails
+// with `FK_STATUS_INVALID_SOURCE`. On any failure `*out` is `FK_VERDICT_NONE`.
+//
+// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
+//
+// # Safety
+//
+// `fence` is NULL or live; `out` is NULL or writable.
+fk_status fk_fence_check_from(const struct fk_fence *fence,
+                              uint32_t resource,
+                              uint32_t source,
+                              struct fk_token token,
+                              struct fk_verdict *out);
+
+// Writes the name of the source `resource` takes tokens from to `*out` (release it with
+// `fk_buf_release`): `unnamed` for `fk_fence_check`'s tokens, and an empty buffer for a
+// resource that has taken no token and had no rebase.
+//
+// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
+//
+// # Safety
+//
+// `fence` is NULL or live; `out` is NULL or writable.
+fk_status fk_fence_bound_source(const struct fk_fence *fence,
+                                uint32_t resource,
+                                struct fk_buf *out);
+
+// Moves the resource `key` (registering it if new) to the source named by `to`, durably,
+// recording `by` (who did it: a person or a change ticket, 1 to 256 bytes of UTF-8 without
+// control characters) and the time, and clears its mark: from then on a token of any other
+// source is refused as foreign, and the first token of `to` sets the mark whatever its
+// generation. For a coordinator re-created from scratch (its numbering restarted) or a
+// migration; never done by fencekit itself. `*out_cleared` (if not NULL) receives the mark
+// it cleared, all zero for none.
+//
+// Fails with `FK_STATUS_REBASE_REFUSED`, writing nothing, when the resource already takes
+// tokens from `to` (a re-created coordinator is a new source: etcd's cluster id and a
+// Lease's uid change; give a ZooKeeper ensemble a new name) or `by` is not acceptable.
+//
+// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
+//
+// # Safety
+//
+// `fence` is NULL or live; `key`, `to` and `by` point to as many readable bytes as their
+// lengths say; `out_cleared` is NULL or writable.
+fk_status fk_fence_rebase(const struct fk_fence *fence,
+                          const uint8_t *key,
+                          size_t key_len,
+                          const char *to,
+                          size_t to_len,
+                          const char *by,
+                          size_t by_len,
+                          struct fk_token *out_cleared);
+
+// The token of an etcd election's leader or mutex's owner: its key's create revision
+// (`Election.Rev()`) and the session's lease id. Check it from the source
+// `etcd:<cluster id, 16 lowercase hex digits>`.
+//
+// Thread safety: any thread.
+//
+// # Safety
+//
+// `out` is NULL or writable.
+fk_status fk_token_from_etcd(int64_t create_revision, int64_t lease_id, struct fk_token *out);
+
+// The token of a ZooKeeper election's leader or lock's owner: the winning znode's `czxid` and
+// `ephemeralOwner`. Check it from the source `zookeeper:<ensemble name>`.
+//
+// Thread safety: any thread.
+//
+// # Safety
+//
+// `out` is NULL or writable.
+fk_status fk_token_from_zookeeper(int64_t czxid, int64_t ephemeral_owner, struct fk_token *out);
+
+// The token of a Kubernetes Lease's holder: `spec.leaseTransitions` + 1 and the 64-bit
+// FNV-1a of `spec.holderIdentity` (the `identity_len` bytes at `identity`; 1 where the hash
+// is 0). Check it from the source `k8s-lease:<namespace>/<name>/<metadata.uid>`.
+//
+// Thread safety: any thread.
+//
+// # Safety
+//
+// `identity` points to `identity_len` readable bytes; `out` is NULL or writable.
+fk_status fk_token_from_kubernetes_lease(int32_t lease_transitions,
+                                         const char *identity,
+                                         size_t identity_len,
+                                         struct fk_token *out);
 
 // The constant's name of `status` ("FK_STATUS_STALE"...), or "FK_STATUS_UNKNOWN" for a code
 // this version does not define. The string is static: never free it.

@@ -24,7 +24,7 @@ const _: () = assert!(FK_KEY_LEN_MAX == KEY_LEN_MAX && FK_BATCH_MAX == BATCH_MAX
 /// A fence: the durable high-water mark of every resource of one storage. Open it with
 /// `fk_fence_open`, free it with `fk_fence_free`.
 pub struct fk_fence {
-    fence: Fence,
+    pub(crate) fence: Fence,
     poison: AtomicBool,
 }
 

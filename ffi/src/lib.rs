@@ -25,6 +25,7 @@ pub mod logging;
 pub mod node;
 mod node_config;
 pub mod policy;
+pub mod source;
 pub mod status;
 pub mod token;
 pub mod version;

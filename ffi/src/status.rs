@@ -42,6 +42,13 @@ pub const FK_STATUS_UNKNOWN_RESOURCE: fk_status = 1007;
 pub const FK_STATUS_TOO_MANY_RESOURCES: fk_status = 1008;
 /// A payload or proposal larger than the log accepts.
 pub const FK_STATUS_TOO_LARGE: fk_status = 1009;
+/// A token source name that is not `<kind>:<identity>`, or a source id the fence never gave.
+pub const FK_STATUS_INVALID_SOURCE: fk_status = 1010;
+/// The fence already knows as many token sources as it can (1024).
+pub const FK_STATUS_TOO_MANY_SOURCES: fk_status = 1011;
+/// A rebase refused: to the source the resource already takes tokens from, or without a
+/// usable "who did it". Nothing was written.
+pub const FK_STATUS_REBASE_REFUSED: fk_status = 1012;
 
 // Block 2000: storage.
 
@@ -114,6 +121,9 @@ pub(crate) fn of(error: &Error) -> fk_status {
         Error::InvalidToken(_) => FK_STATUS_INVALID_TOKEN,
         Error::InvalidKey(_) => FK_STATUS_INVALID_KEY,
         Error::TooManyResources { .. } => FK_STATUS_TOO_MANY_RESOURCES,
+        Error::InvalidSource(_) => FK_STATUS_INVALID_SOURCE,
+        Error::TooManySources { .. } => FK_STATUS_TOO_MANY_SOURCES,
+        Error::RebaseRefused(_) => FK_STATUS_REBASE_REFUSED,
         Error::UnknownResource(_) => FK_STATUS_UNKNOWN_RESOURCE,
         Error::InvalidBatch(_) => FK_STATUS_INVALID_BATCH,
         Error::RecordTooLarge { .. } => FK_STATUS_TOO_LARGE,
@@ -156,6 +166,9 @@ pub(crate) const NAMES: &[(fk_status, &CStr)] = &[
         c"FK_STATUS_TOO_MANY_RESOURCES",
     ),
     (FK_STATUS_TOO_LARGE, c"FK_STATUS_TOO_LARGE"),
+    (FK_STATUS_INVALID_SOURCE, c"FK_STATUS_INVALID_SOURCE"),
+    (FK_STATUS_TOO_MANY_SOURCES, c"FK_STATUS_TOO_MANY_SOURCES"),
+    (FK_STATUS_REBASE_REFUSED, c"FK_STATUS_REBASE_REFUSED"),
     (FK_STATUS_IO, c"FK_STATUS_IO"),
     (FK_STATUS_CORRUPT, c"FK_STATUS_CORRUPT"),
     (FK_STATUS_LOCKED, c"FK_STATUS_LOCKED"),

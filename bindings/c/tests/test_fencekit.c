@@ -993,6 +993,81 @@ static void test_log_callback_fork(void) {
 
 /* ---- runner --------------------------------------------------------------------------- */
 
+/* Tokens from another coordinator: a re-created etcd cluster is let in only by a rebase, and
+ * its predecessor's zombie is refused as foreign however high its revision. */
+static void test_fence_sources(void) {
+    const char *dir = temp_dir();
+    fk_fence *fence = open_fence(dir);
+    const char *old_etcd = "etcd:000000000000000a", *new_etcd = "etcd:000000000000000b";
+    uint32_t old_id, new_id, r;
+    OK(fk_fence_source_id(fence, old_etcd, strlen(old_etcd), &old_id));
+    OK(fk_fence_source_id(fence, new_etcd, strlen(new_etcd), &new_id));
+    CHECK(old_id != new_id && old_id != FK_SOURCE_UNNAMED);
+    OK(fk_fence_register(fence, (const uint8_t *)"scheduler", 9, &r));
+
+    fk_token zombie, leader;
+    OK(fk_token_from_etcd(1000000, 0x694d8f0a2c11e703LL, &zombie));
+    CHECK(zombie.generation == 1000000 && zombie.holder == 0x694d8f0a2c11e703ULL);
+    fk_verdict v;
+    OK(fk_fence_check_from(fence, r, old_id, zombie, &v));
+    CHECK(v.kind == FK_VERDICT_ADVANCED);
+    /* The same numbers from another source, the unnamed one included, are foreign. */
+    OK(fk_fence_check_from(fence, r, new_id, zombie, &v));
+    CHECK(v.kind == FK_VERDICT_FOREIGN_SOURCE && !fk_verdict_is_accepted(&v));
+    OK(fk_fence_check(fence, r, zombie, &v));
+    CHECK(v.kind == FK_VERDICT_FOREIGN_SOURCE);
+
+    fk_buf bound = {0};
+    OK(fk_fence_bound_source(fence, r, &bound));
+    CHECK(bound.len == strlen(old_etcd) && memcmp(bound.data, old_etcd, bound.len) == 0);
+    fk_buf_release(&bound);
+
+    fk_token cleared;
+    EXPECT(fk_fence_rebase(fence, (const uint8_t *)"scheduler", 9, old_etcd, strlen(old_etcd),
+                           "ops", 3, &cleared),
+           FK_STATUS_REBASE_REFUSED);
+    CHECK(strstr(fk_last_error_message(), "new source") != NULL);
+    EXPECT(fk_fence_rebase(fence, (const uint8_t *)"scheduler", 9, new_etcd, strlen(new_etcd),
+                           "a\nb", 3, &cleared),
+           FK_STATUS_REBASE_REFUSED);
+    OK(fk_fence_rebase(fence, (const uint8_t *)"scheduler", 9, new_etcd, strlen(new_etcd),
+                       "alice CHG-7", 11, &cleared));
+    CHECK(cleared.generation == 1000000);
+    OK(fk_token_from_etcd(5, 77, &leader));
+    OK(fk_fence_check_from(fence, r, new_id, leader, &v));
+    CHECK(v.kind == FK_VERDICT_ADVANCED && v.previous.generation == 0);
+    OK(fk_fence_check_from(fence, r, old_id, zombie, &v));
+    CHECK(v.kind == FK_VERDICT_FOREIGN_SOURCE);
+    fk_fence_free(fence);
+
+    /* Durable: ids are given anew after reopening, the binding is kept. */
+    fence = open_fence(dir);
+    OK(fk_fence_lookup(fence, (const uint8_t *)"scheduler", 9, &r));
+    OK(fk_fence_source_id(fence, old_etcd, strlen(old_etcd), &old_id));
+    OK(fk_fence_check_from(fence, r, old_id, zombie, &v));
+    CHECK(v.kind == FK_VERDICT_FOREIGN_SOURCE);
+
+    /* Bad input: names, ids, mappings. */
+    uint32_t id = 7;
+    EXPECT(fk_fence_source_id(fence, "etcd", 4, &id), FK_STATUS_INVALID_SOURCE);
+    EXPECT(fk_fence_source_id(fence, "etcd: x", 7, &id), FK_STATUS_INVALID_SOURCE);
+    EXPECT(fk_fence_source_id(fence, "etcd:\xff", 6, &id), FK_STATUS_INVALID_UTF8);
+    EXPECT(fk_fence_source_id(fence, NULL, 5, &id), FK_STATUS_NULL_ARGUMENT);
+    CHECK(id == 7);
+    EXPECT(fk_fence_check_from(fence, r, 999, leader, &v), FK_STATUS_INVALID_SOURCE);
+    CHECK(v.kind == FK_VERDICT_NONE);
+    EXPECT(fk_token_from_etcd(0, 1, &leader), FK_STATUS_INVALID_TOKEN);
+    EXPECT(fk_token_from_etcd(1, 0, &leader), FK_STATUS_INVALID_TOKEN);
+    EXPECT(fk_token_from_zookeeper(-5, 1, &leader), FK_STATUS_INVALID_TOKEN);
+    OK(fk_token_from_zookeeper(0x100000003LL, INT64_MIN, &leader));
+    CHECK(leader.generation == 0x100000003ULL && leader.holder == 0x8000000000000000ULL);
+    OK(fk_token_from_kubernetes_lease(0, "foobar", 6, &leader));
+    CHECK(leader.generation == 1 && leader.holder == 0x85944171f73967e8ULL);
+    EXPECT(fk_token_from_kubernetes_lease(-1, "foobar", 6, &leader), FK_STATUS_INVALID_TOKEN);
+    EXPECT(fk_token_from_kubernetes_lease(3, "", 0, &leader), FK_STATUS_INVALID_TOKEN);
+    fk_fence_free(fence);
+}
+
 static const struct {
     const char *name;
     void (*run)(void);
@@ -1003,6 +1078,7 @@ static const struct {
     {"fence_batch_failure_rejects_a_reused_array", test_fence_batch_failure_rejects_a_reused_array},
     {"fence_holders_up_to_2_64", test_fence_holders_up_to_2_64},
     {"fence_bad_input", test_fence_bad_input},
+    {"fence_sources", test_fence_sources},
     {"log_inspection", test_log_inspection},
     {"node_single", test_node_single},
     {"node_bad_config", test_node_bad_config},
