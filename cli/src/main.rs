@@ -4,6 +4,7 @@
 mod certs;
 mod client;
 mod demo;
+mod fence_cmd;
 mod http;
 mod logging;
 mod node;
@@ -46,6 +47,11 @@ enum Command {
     Store(store::StoreArgs),
     /// Ask every node for its view, print a table, and audit the group for split brain.
     Status(status::StatusArgs),
+    /// A fence's resources and their token sources; moving one to another source.
+    Fence {
+        #[command(subcommand)]
+        command: fence_cmd::FenceCommand,
+    },
     /// The write-ahead log.
     Wal {
         #[command(subcommand)]
@@ -67,6 +73,7 @@ impl Command {
         match self {
             Command::Status(_)
             | Command::Wal { .. }
+            | Command::Fence { .. }
             | Command::Plugin { .. }
             | Command::Certs { .. } => true,
             Command::Demo(_) | Command::Node(_) | Command::Store(_) => false,
@@ -103,6 +110,7 @@ fn main() -> ExitCode {
         Command::Certs { command } => certs::run(command),
         Command::Store(args) => store::run(args),
         Command::Status(args) => status::run(args),
+        Command::Fence { command } => fence_cmd::run(command),
         Command::Wal {
             command: WalCommand::Inspect(args),
         } => wal_inspect::run(args),
