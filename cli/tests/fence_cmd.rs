@@ -1,6 +1,11 @@
 //! `fencekit fence show` and `fencekit fence rebase` on a fence a service left, as an operator
 //! runs them: the re-created etcd cluster let back in, and every careless call refused.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test that meets an error should stop right there"
+)]
+
 mod common;
 
 use common::{assert_one_line_error, fencekit, text};
