@@ -162,7 +162,7 @@ fn show_key(key: &[u8]) -> String {
 
 fn decode_hex(text: &str) -> Result<Vec<u8>> {
     let text = text.strip_prefix("0x").unwrap_or(text);
-    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         bail!("{text:?} is not an even number of hexadecimal digits");
     }
     Ok((0..text.len())
