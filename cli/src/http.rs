@@ -7,7 +7,9 @@ mod limits;
 mod request;
 mod service;
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
@@ -33,9 +35,32 @@ pub(crate) enum Handled {
     Later(tokio::sync::oneshot::Receiver<Reply>),
 }
 
+/// Where a listener listens.
+#[derive(Clone, Debug)]
+pub(crate) enum Bind {
+    Tcp(SocketAddr),
+    /// A Unix socket, made readable and writable by this user only.
+    Unix(PathBuf),
+}
+
+impl From<SocketAddr> for Bind {
+    fn from(addr: SocketAddr) -> Bind {
+        Bind::Tcp(addr)
+    }
+}
+
+impl fmt::Display for Bind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Bind::Tcp(addr) => write!(f, "{addr}"),
+            Bind::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
 /// One address to serve, and how.
 pub(crate) struct Listener {
-    pub(crate) addr: SocketAddr,
+    pub(crate) addr: Bind,
     /// The flag that chose the address, for errors.
     pub(crate) what: &'static str,
     /// HTTPS with this configuration (it says whether clients must show certificates).
@@ -46,7 +71,57 @@ pub(crate) struct Listener {
 /// Running servers; dropping them stops them.
 pub(crate) struct Server {
     runtime: Option<tokio::runtime::Runtime>,
-    addrs: Vec<SocketAddr>,
+    addrs: Vec<Bind>,
+    /// Unix sockets this server made, removed when it stops.
+    sockets: Vec<PathBuf>,
+}
+
+/// A bound socket, not yet served.
+enum Bound {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+/// Binds a Unix socket at `path` that only this user can connect to. A socket file left by a
+/// process that is gone is replaced; anything else at `path` is refused, not removed.
+fn bind_unix(path: &Path, what: &str) -> Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::FileTypeExt as _;
+    use std::os::unix::net::{UnixListener, UnixStream};
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if UnixStream::connect(path).is_ok() {
+                return Err(anyhow!(
+                    "cannot listen on unix:{} ({what}): another process serves it",
+                    path.display()
+                ));
+            }
+            std::fs::remove_file(path)
+                .with_context(|| format!("removing the stale socket {}", path.display()))?;
+        }
+        Ok(_) => {
+            return Err(anyhow!(
+                "cannot listen on unix:{} ({what}): it exists and is not a socket; choose \
+                 another path",
+                path.display()
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(anyhow!(
+                "cannot listen on unix:{} ({what}): {e}",
+                path.display()
+            ));
+        }
+    }
+    // The socket is made 0600 from its first instant: a umask, not a chmod after the bind
+    // (which would leave a moment when others may connect). Files other threads create
+    // meanwhile are made no more open than 0600, which is how fencekit makes its files.
+    // SAFETY: umask has no memory effects; it is restored right after.
+    let previous = unsafe { libc::umask(0o177) };
+    let bound = UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(previous) };
+    bound.map_err(|e| anyhow!("cannot listen on unix:{} ({what}): {e}", path.display()))
 }
 
 impl Server {
@@ -54,15 +129,27 @@ impl Server {
     /// them all with `limits`.
     pub(crate) fn start(listeners: Vec<Listener>, limits: Limits) -> Result<Server> {
         let mut bound = Vec::new();
+        let mut sockets = Vec::new();
         for listener in listeners {
-            let socket = std::net::TcpListener::bind(listener.addr).map_err(|e| {
-                anyhow!(
-                    "cannot listen on {} ({}): {e}; is another process using the port?",
-                    listener.addr,
-                    listener.what
-                )
-            })?;
-            socket.set_nonblocking(true)?;
+            let socket = match &listener.addr {
+                Bind::Tcp(addr) => {
+                    let socket = std::net::TcpListener::bind(addr).map_err(|e| {
+                        anyhow!(
+                            "cannot listen on {addr} ({}): {e}; is another process using the \
+                             port?",
+                            listener.what
+                        )
+                    })?;
+                    socket.set_nonblocking(true)?;
+                    Bound::Tcp(socket)
+                }
+                Bind::Unix(path) => {
+                    let socket = bind_unix(path, listener.what)?;
+                    sockets.push(path.clone());
+                    socket.set_nonblocking(true)?;
+                    Bound::Unix(socket)
+                }
+            };
             bound.push((socket, listener));
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -77,20 +164,30 @@ impl Server {
             .context("starting the HTTP runtime")?;
         let mut addrs = Vec::new();
         for (socket, listener) in bound {
-            addrs.push(socket.local_addr()?);
             let _entered = runtime.enter();
-            let socket = tokio::net::TcpListener::from_std(socket)?;
-            runtime.spawn(service::accept_loop(socket, listener, limits.clone()));
+            match socket {
+                Bound::Tcp(socket) => {
+                    addrs.push(Bind::Tcp(socket.local_addr()?));
+                    let socket = tokio::net::TcpListener::from_std(socket)?;
+                    runtime.spawn(service::accept_loop(socket, listener, limits.clone()));
+                }
+                Bound::Unix(socket) => {
+                    addrs.push(listener.addr.clone());
+                    let socket = tokio::net::UnixListener::from_std(socket)?;
+                    runtime.spawn(service::accept_loop(socket, listener, limits.clone()));
+                }
+            }
         }
         Ok(Server {
             runtime: Some(runtime),
             addrs,
+            sockets,
         })
     }
 
     /// The address the `i`th listener is bound to (its port, if it asked for port 0).
-    pub(crate) fn addr(&self, i: usize) -> SocketAddr {
-        self.addrs[i]
+    pub(crate) fn addr(&self, i: usize) -> &Bind {
+        &self.addrs[i]
     }
 }
 
@@ -98,6 +195,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+        }
+        for path in &self.sockets {
+            let _ = std::fs::remove_file(path);
         }
     }
 }

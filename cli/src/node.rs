@@ -3,6 +3,7 @@
 //! (`/admin/partition`, `/admin/clock`).
 
 mod admin;
+mod app;
 mod authority;
 mod leadership_log;
 mod metrics;
@@ -29,6 +30,7 @@ use crate::http::{self, Handler, Limits, Listener, Reply, Request};
 use crate::store_api::StoreClient;
 use crate::termination::Termination;
 use admin::{Admin, AdminArgs};
+use app::{App, AppArgs};
 use authority::{Authority, Fenced, Naive};
 use metrics::NodeMetrics;
 use partition::{DropRules, Partitionable};
@@ -70,6 +72,8 @@ pub(crate) struct NodeArgs {
     pub(crate) security: SecurityArgs,
     #[command(flatten)]
     pub(crate) admin: AdminArgs,
+    #[command(flatten)]
+    pub(crate) app: AppArgs,
     #[command(flatten)]
     pub(crate) scheduler: SchedulerArgs,
     /// Test-only: the node thread panics this long after the start, to show that a failed
@@ -276,6 +280,7 @@ const LOG_TARGET: &str = "fencekit::cli::node";
 pub(crate) fn run(args: &NodeArgs) -> Result<()> {
     let termination = Termination::install()?;
     let admin_token = args.admin.token()?;
+    let app = args.app.resolve()?;
     let running = Arc::new(start(args)?);
     if running
         .monitor
@@ -300,7 +305,7 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
     let serving = running.clone();
     let status = Handler::Blocking(Arc::new(move |r| serving.handle(r)));
     let mut listeners = vec![Listener {
-        addr: args.status_addr,
+        addr: args.status_addr.into(),
         what: "--status-addr",
         tls: None,
         handler: status,
@@ -313,10 +318,24 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
             max_drift: running.max_drift,
         };
         listeners.push(Listener {
-            addr: args.admin.admin_addr,
+            addr: args.admin.admin_addr.into(),
             what: "--admin-addr",
             tls: None,
             handler: Handler::Blocking(Arc::new(move |r| admin.handle(r))),
+        });
+    }
+    if let Some((bind, token)) = app {
+        let app = App::start(
+            running.node.clone(),
+            running.clock.clone(),
+            args.cluster,
+            token,
+        );
+        listeners.push(Listener {
+            addr: bind,
+            what: "--app-listen",
+            tls: None,
+            handler: Handler::Blocking(Arc::new(move |r| app.handle(r))),
         });
     }
     let server =
@@ -335,6 +354,15 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
              this node and skew its clock",
             args.id,
             server.addr(1)
+        );
+    }
+    if args.app.app_listen.is_some() {
+        let last = if args.admin.admin { 2 } else { 1 };
+        log::info!(
+            target: LOG_TARGET,
+            "node {}: serving the local application on {} (/v1/leadership, /v1/propose)",
+            args.id,
+            server.addr(last)
         );
     }
     // Committed entries are read and dropped: this node replicates leadership, not data.

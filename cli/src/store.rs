@@ -307,7 +307,7 @@ pub(crate) fn run(args: &StoreArgs) -> Result<()> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let server = http::Server::start(
         vec![Listener {
-            addr: args.listen,
+            addr: args.listen.into(),
             what: "--listen",
             tls,
             handler: Handler::Deferring(Arc::new(move |r| serving.handle(r))),

@@ -10,7 +10,7 @@ use hyper::header::{CONNECTION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 
 use super::{Handled, Handler, Limits, Listener, Reply, Request};
@@ -24,8 +24,30 @@ struct Shared {
     http: hyper::server::conn::http1::Builder,
 }
 
+/// A listening socket: TCP or Unix.
+pub(super) trait Accept: Send + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn accept(&self) -> impl Future<Output = std::io::Result<Self::Stream>> + Send;
+}
+
+impl Accept for TcpListener {
+    type Stream = tokio::net::TcpStream;
+    async fn accept(&self) -> std::io::Result<Self::Stream> {
+        let (stream, _) = TcpListener::accept(self).await?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+}
+
+impl Accept for UnixListener {
+    type Stream = tokio::net::UnixStream;
+    async fn accept(&self) -> std::io::Result<Self::Stream> {
+        Ok(UnixListener::accept(self).await?.0)
+    }
+}
+
 /// Accepts connections on `socket` until the runtime stops.
-pub(super) async fn accept_loop(socket: TcpListener, listener: Listener, limits: Limits) {
+pub(super) async fn accept_loop<A: Accept>(socket: A, listener: Listener, limits: Limits) {
     let connections = Arc::new(Semaphore::new(limits.connections_max));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -44,7 +66,7 @@ pub(super) async fn accept_loop(socket: TcpListener, listener: Listener, limits:
     let tls = listener.tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let stream = match socket.accept().await {
-            Ok((stream, _)) => stream,
+            Ok(stream) => stream,
             Err(e) => {
                 // Out of descriptors, say: wait a little rather than spin.
                 log::warn!("{}: accepting a connection: {e}", listener.what);
@@ -52,7 +74,6 @@ pub(super) async fn accept_loop(socket: TcpListener, listener: Listener, limits:
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             tokio::spawn(refuse_connection(stream, tls.is_some()));
             continue;
@@ -86,7 +107,7 @@ pub(super) async fn accept_loop(socket: TcpListener, listener: Listener, limits:
 
 /// Answers a connection beyond the limit with 503 (on plain HTTP; a TLS client cannot read
 /// plaintext, so it is only closed) without reading its request.
-async fn refuse_connection(mut stream: TcpStream, tls: bool) {
+async fn refuse_connection<S: AsyncWrite + Unpin>(mut stream: S, tls: bool) {
     if !tls {
         let body = r#"{"error":"too many connections: try again shortly"}"#;
         let answer = format!(

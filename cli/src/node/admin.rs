@@ -40,22 +40,36 @@ impl AdminArgs {
         let Some(path) = self.admin_token_file.as_ref().filter(|_| self.admin) else {
             return Ok(None);
         };
-        let bytes = fencekit::transport::tcp::tls::read_secret_file(path)
-            .map_err(|reason| anyhow!("--admin-token-file {reason}"))?;
-        let token = String::from_utf8(bytes)
-            .map_err(|_| anyhow!("--admin-token-file {}: not text", path.display()))?;
-        let token = token.trim();
-        if !(TOKEN_MIN..=TOKEN_MAX).contains(&token.len())
-            || !token.chars().all(|c| c.is_ascii_graphic())
-        {
-            bail!(
-                "--admin-token-file {}: the token must be {TOKEN_MIN} to {TOKEN_MAX} printable \
-                 ASCII characters without spaces (`head -c 32 /dev/urandom | base64` makes one)",
-                path.display()
-            );
-        }
-        Ok(Some(token.to_owned()))
+        read_token_file("--admin-token-file", path).map(Some)
     }
+}
+
+/// The bearer token in `path` (named by `flag`): 16 to 256 printable ASCII characters, in a
+/// file readable by this user only.
+pub(crate) fn read_token_file(flag: &str, path: &std::path::Path) -> Result<String> {
+    let bytes = fencekit::transport::tcp::tls::read_secret_file(path)
+        .map_err(|reason| anyhow!("{flag} {reason}"))?;
+    let token =
+        String::from_utf8(bytes).map_err(|_| anyhow!("{flag} {}: not text", path.display()))?;
+    let token = token.trim();
+    if !(TOKEN_MIN..=TOKEN_MAX).contains(&token.len())
+        || !token.chars().all(|c| c.is_ascii_graphic())
+    {
+        bail!(
+            "{flag} {}: the token must be {TOKEN_MIN} to {TOKEN_MAX} printable ASCII characters \
+             without spaces (`head -c 32 /dev/urandom | base64` makes one)",
+            path.display()
+        );
+    }
+    Ok(token.to_owned())
+}
+
+/// True when `request` bears `token` (`Authorization: Bearer TOKEN`).
+pub(crate) fn bears(request: &Request, token: &str) -> bool {
+    request
+        .bearer
+        .as_deref()
+        .is_some_and(|given| same_secret(given.as_bytes(), token.as_bytes()))
 }
 
 /// What the admin endpoints act on.
@@ -69,11 +83,7 @@ pub(crate) struct Admin {
 
 impl Admin {
     pub(crate) fn handle(&self, request: &Request) -> Reply {
-        let authorized = request
-            .bearer
-            .as_deref()
-            .is_some_and(|given| same_secret(given.as_bytes(), self.token.as_bytes()));
-        if !authorized {
+        if !bears(request, &self.token) {
             return Reply::error(
                 401,
                 "admin requests need `Authorization: Bearer TOKEN`, the token of the node's \

@@ -84,7 +84,7 @@ pub(crate) fn spawn(args: &[&str]) -> Daemon {
     Daemon(child)
 }
 
-fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(5)))
@@ -291,7 +291,8 @@ pub(crate) struct Group {
 }
 
 impl Group {
-    /// Nodes `1..=size`, their data and certificates under `root`, each with `extra` options.
+    /// Nodes `1..=size`, their data and certificates under `root`, each with `extra` options
+    /// (`{n}` in them replaced by the node's number).
     pub(crate) fn start(root: &std::path::Path, size: usize, extra: &[&str]) -> Group {
         Group::start_with(root, size, extra, false)
     }
@@ -354,7 +355,7 @@ impl Group {
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
-                args.extend(extra.iter().map(|s| s.to_string()));
+                args.extend(extra.iter().map(|s| s.replace("{n}", &(i + 1).to_string())));
                 args
             })
             .collect();
