@@ -166,6 +166,12 @@ cargo build --locked -p fencekit-cli -p fencekit-torture
 "$target_dir/debug/fencekit-torture" --quick --seed "${TORTURE_SEED:-1}" \
     --out "$target_dir/torture" --html "$target_dir/torture/report.html"
 
+step "sidecar: a shell application leads through --app-listen; its zombie is fenced, and the unfenced control is not"
+# curl and jq are the whole client (bindings/shell/README.md). About 30 seconds.
+command -v jq >/dev/null || apt-get install -y -qq jq curl
+FENCEKIT="$target_dir/debug/fencekit" bindings/shell/samples/sidecar_drill.sh
+FENCEKIT="$target_dir/debug/fencekit" bindings/shell/samples/sidecar_drill.sh --unfenced
+
 step "fuzzing: a short run of each cargo-fuzz target from its committed corpus"
 # The targets build on nightly (cargo-fuzz needs it); a longer run:
 # (cd fuzz && cargo +nightly fuzz run step_boundary -- -max_total_time=600 -len_control=0)
