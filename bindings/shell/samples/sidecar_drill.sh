@@ -80,6 +80,8 @@ for _ in $(seq 200); do
     sleep 0.01
 done
 kill -STOP "${node_pid[$zombie]}"; kill -STOP -- "-${worker_pid[$zombie]}"
+paused_at=$(awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime)
+zombie_generation=$(tail -n 1 "$tmp/worker-$zombie.log" | awk '{ print $5 }')
 echo "sidecar_drill: node $zombie and its worker paused mid-run: $(tail -n 1 "$tmp/worker-$zombie.log")"
 sleep 4
 kill -CONT "${node_pid[$zombie]}"; kill -CONT -- "-${worker_pid[$zombie]}"
@@ -91,8 +93,11 @@ ledger=$(curl -sf "${tls[@]}" "$store/ledger?limit=1000")
 landed=$(jq '[.entries[] | select(.job == "drill" and (.outcome == "accepted" or .outcome == "unfenced"))] | length' <<<"$ledger")
 twice=$(jq '[.entries[] | select(.job == "drill" and (.outcome == "accepted" or .outcome == "unfenced")) | .run] | group_by(.) | map(select(length > 1)) | length' <<<"$ledger")
 stale=$(jq '[.entries[] | select(.job == "drill" and .outcome == "stale")] | length' <<<"$ledger")
+# Failover: from the pause to the first run a successor began (/proc/uptime: 10 ms steps).
+failover=$(cat "$tmp"/worker-*.log | awk -v g="$zombie_generation" -v t="$paused_at" \
+    '$1 == "body" && $5 > g && (m == "" || $7 < m) { m = $7 } END { print (m == "" ? "none" : m - t " ms") }')
 bodies_again=$(cat "$tmp"/worker-*.log | awk '$1 == "body" { n[$3]++ } END { c = 0; for (r in n) if (n[r] > 1) c++; print c }')
-echo "sidecar_drill: runs recorded $landed; recorded twice $twice; zombie writes refused as stale $stale; job bodies that ran again $bodies_again"
+echo "sidecar_drill: runs recorded $landed; recorded twice $twice; zombie writes refused as stale $stale; job bodies that ran again $bodies_again; failover $failover"
 if [ ${#unfenced[@]} -gt 0 ]; then
     [ "$twice" -ge 1 ] && { echo "sidecar_drill: ok (the unfenced control ran a job twice)"; exit 0; }
     echo "sidecar_drill: FAILED: the unfenced control ran no job twice: the drill is blind" >&2

@@ -45,7 +45,7 @@ while :; do
     if [ "$code" != 200 ] || [ "$(printf '%s' "${answer% *}" | jq -r .done)" = true ]; then
         continue
     fi
-    echo "body $job $run generation $generation" >>"$log"
+    echo "body $job $run generation $generation at $(boottime_ms)" >>"$log"
     sleep "$(awk "BEGIN { print $work_ms / 1000 }")"
     answer=$(store "/complete?job=$job&run=$run&generation=$generation")
     echo "complete $job $run generation $generation -> ${answer##* } $(printf '%s' "${answer% *}" | jq -c .)" >>"$log"
