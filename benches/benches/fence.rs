@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use fencekit::{Fence, FenceOptions, RecordKind, ResourceId, Token, Verdict, Wal, WalOptions};
+use fencekit::{
+    Fence, FenceOptions, RecordKind, ResourceId, Source, Token, Verdict, Wal, WalOptions,
+};
 use fencekit_benches::{bench_dir, settle_disk};
 
 const KEY_16: &[u8; 16] = b"tenant-7/jobs/42";
@@ -59,6 +61,47 @@ fn fence_check(c: &mut Criterion) {
     });
     group.bench_function("by_key", |b| {
         b.iter(|| fence.check_key(black_box(&KEY_16[..]), black_box(current)))
+    });
+    // Tokens of a named source: a packed mark (one of the fence's first 128 sources, a small
+    // holder), and an etcd token (a 64-bit lease id as holder) that takes the wide mark.
+    let named = fence
+        .source_id(&Source::named("bench").expect("a source name"))
+        .expect("a source id");
+    fence
+        .rebase(
+            b"resource/00000001",
+            &Source::named("bench").expect("a name"),
+            "bench",
+        )
+        .expect("rebase");
+    assert!(
+        fence
+            .check_from(ids[1], named, current)
+            .expect("check")
+            .is_accepted()
+    );
+    group.bench_function("from_named_source", |b| {
+        b.iter(|| fence.check_from(black_box(ids[1]), black_box(named), black_box(current)))
+    });
+    let etcd = fence
+        .source_id(&Source::etcd_cluster(0xdead_beef))
+        .expect("a source id");
+    let lease = Token::from_etcd(1_000_000, 0x694d_8f0a_2c11_e703).expect("an etcd token");
+    fence
+        .rebase(
+            b"resource/00000002",
+            &Source::etcd_cluster(0xdead_beef),
+            "bench",
+        )
+        .expect("rebase");
+    assert!(
+        fence
+            .check_from(ids[2], etcd, lease)
+            .expect("check")
+            .is_accepted()
+    );
+    group.bench_function("from_etcd_wide", |b| {
+        b.iter(|| fence.check_from(black_box(ids[2]), black_box(etcd), black_box(lease)))
     });
 
     // The naive alternatives: a map of marks behind a lock.
