@@ -55,19 +55,19 @@ fn the_zombie_double_runs_a_job_under_a_ttl_lock_and_is_fenced_under_fencekit() 
     };
 
     assert_eq!(summary["fenced_safe"], true);
-    assert_eq!(n(fenced, "executed_twice"), 0, "{said}");
+    assert_eq!(n(fenced, "recorded_twice"), 0, "{said}");
     assert_eq!(n(fenced, "conflicts"), 0, "{said}");
     assert!(
         n(fenced, "stale_rejected") >= 1,
         "the zombie's write was fenced: {said}"
     );
     assert_eq!(
-        n(fenced, "not_executed"),
+        n(fenced, "not_recorded"),
         0,
         "every due run ran after failover: {said}"
     );
     assert!(
-        n(naive, "executed_twice") >= 1,
+        n(naive, "recorded_twice") >= 1,
         "the zombie double-ran a job: {said}"
     );
     assert_eq!(
@@ -78,7 +78,7 @@ fn the_zombie_double_runs_a_job_under_a_ttl_lock_and_is_fenced_under_fencekit() 
     for side in [naive, fenced] {
         assert!(n(side, "jobs_due") >= 10, "{side}");
         assert_eq!(
-            n(side, "executed_once") + n(side, "executed_twice") + n(side, "not_executed"),
+            n(side, "recorded_once") + n(side, "recorded_twice") + n(side, "not_recorded"),
             n(side, "jobs_due")
         );
         let kinds: Vec<&str> = side["faults"]

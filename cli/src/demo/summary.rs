@@ -41,10 +41,14 @@ pub(crate) struct Duplicate {
 pub(crate) struct Summary {
     pub(crate) mode: Mode,
     pub(crate) jobs_due: u64,
-    pub(crate) executed_once: u64,
+    pub(crate) recorded_once: u64,
     /// Runs that landed more than once.
-    pub(crate) executed_twice: u64,
-    pub(crate) not_executed: u64,
+    pub(crate) recorded_twice: u64,
+    pub(crate) not_recorded: u64,
+    /// Runs whose job body ran more than once, as far as the store saw: more than one
+    /// completion (landed or refused) arrived for them. Fencing refuses the second write, not
+    /// the second body: effects outside the store need idempotency keys.
+    pub(crate) ran_again: u64,
     pub(crate) stale_rejected: u64,
     pub(crate) conflicts: u64,
     /// From each fault that took the leader away to the first sample of another node acting.
@@ -93,6 +97,11 @@ impl Run {
                 }
             }
         }
+        let mut attempts: HashMap<(&str, u64), u64> = HashMap::new();
+        for entry in &self.entries {
+            *attempts.entry((entry.job.as_str(), entry.run)).or_default() += 1;
+        }
+        let ran_again = attempts.values().filter(|&&n| n > 1).count() as u64;
         let count = |outcome| self.entries.iter().filter(|e| e.outcome == outcome).count() as u64;
         let failover_ms = self.failovers();
         let mut sorted = failover_ms.clone();
@@ -100,9 +109,10 @@ impl Run {
         Summary {
             mode: self.mode,
             jobs_due: runs * self.jobs.len() as u64,
-            executed_once: once,
-            executed_twice: twice,
-            not_executed: missed,
+            recorded_once: once,
+            recorded_twice: twice,
+            not_recorded: missed,
+            ran_again,
             stale_rejected: count(Outcome::Stale),
             conflicts: count(Outcome::Conflict),
             failover_median_ms: median(&sorted),
@@ -143,9 +153,10 @@ pub(crate) fn rows(naive: &Summary, fenced: &Summary) -> Vec<(&'static str, Stri
     let pair = |f: fn(&Summary) -> u64| (f(naive).to_string(), f(fenced).to_string());
     let figures = [
         ("jobs due", pair(|s| s.jobs_due)),
-        ("executed exactly once", pair(|s| s.executed_once)),
-        (EXECUTED_TWICE, pair(|s| s.executed_twice)),
-        ("not executed", pair(|s| s.not_executed)),
+        ("recorded exactly once", pair(|s| s.recorded_once)),
+        (RECORDED_TWICE, pair(|s| s.recorded_twice)),
+        ("not recorded", pair(|s| s.not_recorded)),
+        ("job bodies that ran again", pair(|s| s.ran_again)),
         ("stale writes rejected", pair(|s| s.stale_rejected)),
         ("conflicts", pair(|s| s.conflicts)),
         (
@@ -164,7 +175,7 @@ pub(crate) fn rows(naive: &Summary, fenced: &Summary) -> Vec<(&'static str, Stri
 }
 
 /// The row that must read 0 on fencekit's side.
-pub(crate) const EXECUTED_TWICE: &str = "executed twice";
+pub(crate) const RECORDED_TWICE: &str = "recorded twice";
 
 fn median(sorted: &[u64]) -> Option<u64> {
     let n = sorted.len();
@@ -240,9 +251,10 @@ mod tests {
         };
         let s = run.summarize();
         assert_eq!(s.jobs_due, 6, "runs 0, 1 and 2 of two jobs");
-        assert_eq!(s.executed_once, 3);
-        assert_eq!(s.executed_twice, 1);
-        assert_eq!(s.not_executed, 2);
+        assert_eq!(s.recorded_once, 3);
+        assert_eq!(s.recorded_twice, 1);
+        assert_eq!(s.not_recorded, 2);
+        assert_eq!(s.ran_again, 2, "a/1 refused as stale, b/1 landed twice");
         assert_eq!(s.stale_rejected, 1);
         assert_eq!(s.conflicts, 1);
         assert_eq!(s.duplicates[0].holders, vec![1, 2]);

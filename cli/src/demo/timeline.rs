@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use super::nemesis::FaultKind;
-use super::summary::{EXECUTED_TWICE, Run, Summary, rows};
+use super::summary::{RECORDED_TWICE, Run, Summary, rows};
 use crate::node::scheduler::Mode;
 
 const LEFT: f64 = 80.0;
@@ -191,7 +191,7 @@ fn svg(run: &Run) -> String {
             match (entry.outcome.landed(), times) {
                 (false, _) => format!("rejected as {}", entry.outcome.as_str()),
                 (true, 1) => "landed".to_owned(),
-                (true, _) => "landed AGAIN: the job ran twice".to_owned(),
+                (true, _) => "landed AGAIN: the run recorded twice".to_owned(),
             }
         );
         let mark = match (entry.outcome.landed(), times) {
@@ -225,7 +225,7 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:
         page.push_str("<table><tr><th></th><th>naive TTL lock</th><th>fencekit</th></tr>");
         for (name, a, b) in rows(naive, fenced) {
             let cell = |v: &str| match (name, v) {
-                (EXECUTED_TWICE, v) if v != "0" => format!(r#"<td class="bad">{v}</td>"#),
+                (RECORDED_TWICE, v) if v != "0" => format!(r#"<td class="bad">{v}</td>"#),
                 _ => format!("<td>{v}</td>"),
             };
             let _ = write!(page, "<tr><th>{name}</th>{}{}</tr>", cell(&a), cell(&b));
@@ -236,15 +236,16 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:
     for (run, summary) in runs {
         let _ = write!(
             page,
-            "<h2>{}</h2><p>{} jobs due; {} ran twice; {} stale writes rejected.</p>{}",
+            "<h2>{}</h2><p>{} jobs due; {} recorded twice; {} job bodies ran again; {} stale writes rejected.</p>{}",
             title(run.mode),
             summary.jobs_due,
-            summary.executed_twice,
+            summary.recorded_twice,
+            summary.ran_again,
             summary.stale_rejected,
             svg(run)
         );
         if !summary.duplicates.is_empty() {
-            page.push_str("<p>Ran twice: ");
+            page.push_str("<p>Recorded twice: ");
             let list: Vec<String> = summary
                 .duplicates
                 .iter()
