@@ -129,9 +129,13 @@ class Fence:
     (by name). A write may land only when the verdict is true (`if fence.check(r, token):`;
     its `accepted` says the same): "accepted" (the current mark) or "advanced" (a newer
     generation, made durable before the call returned). "stale" (a deposed leader's token)
-    and "conflict" (another holder of the same generation: split brain) are false. A failed
+    and "conflict" (another holder of the same generation: split brain) are false, and so
+    is "foreign_source" (a token of another coordinator than the resource's). A failed
     check raises; a token that is not a `Token` or a pair of ints raises TypeError.
 
+    Tokens of another coordinator (etcd, ZooKeeper, a Kubernetes Lease: `fencekit.
+    token_from_zookeeper` and the others) are checked with `check_from`, naming their source;
+    `bound_source` tells a resource's, and an operator's `rebase` moves it to another.
     `batch` and `check_batch` check many writes in one call; `check_write` asks a validator
     policy about the payload too; `mark` and `counters` tell what the fence holds and did.
     Close it with `close()` or use it as a context manager. Thread-safe: share one fence
