@@ -170,6 +170,10 @@ class Fence:
             _NO_TOKEN, 0, 0, Verdict(VerdictKind.NONE, None, None))
         # Source ids by name: the library's ids hold while this fence is open.
         self._source_ids: Dict[str, int] = {}
+        # `check_from`'s latest accepted token by identity, with its source, integers and
+        # verdict (the verdict is handed out only after the library accepted the token again).
+        self._last_from: Tuple[object, int, int, int, Verdict] = (
+            _NO_TOKEN, -1, 0, 0, Verdict(VerdictKind.NONE, None, None))
 
     def _handle(self) -> "ffi.CData":
         fence = self._fence
@@ -250,14 +254,14 @@ class Fence:
         lib.fkpy_last_verdict(out)
         return Verdict.from_c(out)
 
-    def _accepted_verdict(self, token: TokenLike, generation: int, holder: int) -> Verdict:
+    def _accepted_verdict(self, token: Optional[TokenLike], generation: int, holder: int) -> Verdict:
         """The accepting verdict of a token accepted for the first time (or again after the
         cache was cleared)."""
         verdict = Verdict(VerdictKind.ACCEPTED, Token(generation, holder), None)
         if len(self._accepted) >= _TOKENS_CACHED:
             self._accepted.clear()
         self._accepted[(generation, holder)] = verdict
-        if type(token) is Token or type(token) is tuple:
+        if token is not None and (type(token) is Token or type(token) is tuple):
             # Immutable, so the next check can recognise it by identity. One attribute,
             # replaced whole, so that threads never see a token with another's verdict.
             self._last_accepted = (token, generation, holder, verdict)
@@ -303,32 +307,43 @@ class Fence:
         one source, the one of its first accepted token (or of a `rebase`): a token of any
         other source, `check`'s included, is refused with "foreign_source" whatever its
         numbers. The verdict is true exactly when the write may land."""
-        source = self._source(source)
+        if type(source) is not int:
+            # A name: its id, looked up once per name and fence.
+            known = self._source_ids.get(source) if type(source) is str else None
+            source = known if known is not None else self._source(source)
+        elif not 0 <= source <= _U32_MAX:
+            source = self._source(source)  # raises InvalidSourceError
+        last = self._last_from
         try:
             if type(resource) is not int:
                 resource = resource_id(resource)
-            generation, holder = token
-            if (
-                (type(token) is not Token and type(token) is not tuple)
-                or type(generation) is not int
-                or type(holder) is not int
-            ):
-                # As in `check`: only ints in a Token, tuple or list of two.
-                generation, holder = token_ints(token)
-            answer = _check_from(self._fence, resource, source, generation, holder)
+            if token is last[0] and source == last[1]:
+                # The token this fence accepted last from this source, as in `check`.
+                answer = _check_from(self._fence, resource, source, last[2], last[3])
+                if answer == _ACCEPTED:
+                    return last[4]
+            else:
+                generation, holder = token
+                if (
+                    (type(token) is not Token and type(token) is not tuple)
+                    or type(generation) is not int
+                    or type(holder) is not int
+                ):
+                    # As in `check`: only ints in a Token, tuple or list of two.
+                    generation, holder = token_ints(token)
+                answer = _check_from(self._fence, resource, source, generation, holder)
+                if answer == _ACCEPTED:
+                    verdict = self._accepted.get((generation, holder))
+                    if verdict is None:
+                        verdict = self._accepted_verdict(None, generation, holder)
+                    if type(token) is Token or type(token) is tuple:
+                        self._last_from = (token, source, generation, holder, verdict)
+                    return verdict
         except (TypeError, ValueError, OverflowError):
             self._handle()
             resource_id(resource)
             to_c(token)
             raise
-        if answer == _ACCEPTED:
-            verdict = self._accepted.get((generation, holder))
-            if verdict is None:
-                verdict = Verdict(VerdictKind.ACCEPTED, Token(generation, holder), None)
-                if len(self._accepted) >= _TOKENS_CACHED:
-                    self._accepted.clear()
-                self._accepted[(generation, holder)] = verdict
-            return verdict
         if answer < 0:
             check(-answer)
         out = ffi.new("fk_verdict *")

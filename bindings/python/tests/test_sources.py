@@ -303,3 +303,26 @@ def test_a_token_no_coordinator_hands_out_is_refused(call: Any) -> None:
 def test_a_coordinators_field_of_another_type_raises_type_error(call: Any) -> None:
     with pytest.raises(TypeError):
         call()
+
+
+def test_a_token_accepted_before_is_checked_again_every_time(tmp_path: pathlib.Path) -> None:
+    # The binding recognises the latest accepted token by identity (the hot path), but hands
+    # out its verdict only when the library accepts it again: never after a rebase, from
+    # another source, or for another resource.
+    with fencekit.Fence(tmp_path) as fence:
+        jobs, other = fence.register("jobs"), fence.register("other")
+        token = Token(7, 9)
+        assert fence.check_from(jobs, ZK, token).kind == "advanced"
+        assert fence.check_from(jobs, ZK, token).kind == "accepted"
+        assert fence.check_from(jobs, fence.source_id(ZK), token).kind == "accepted"
+        assert fence.check_from(other, ETCD, Token(100, 1))
+        assert fence.check_from(other, ZK, token).kind == "foreign_source"
+        assert fence.check(jobs, token).kind == "foreign_source"
+        fence.rebase("jobs", ZK_WIPED, "alice")
+        for _ in range(2):
+            refused = fence.check_from(jobs, ZK, token)
+            assert refused.kind == "foreign_source" and not refused
+        assert fence.check_from(jobs, ZK_WIPED, token).kind == "advanced"
+        # And a newer holder makes the cached token stale at once.
+        assert fence.check_from(jobs, ZK_WIPED, Token(8, 1)).kind == "advanced"
+        assert fence.check_from(jobs, ZK_WIPED, token).kind == "stale"
