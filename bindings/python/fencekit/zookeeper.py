@@ -74,10 +74,10 @@ def holder_token(client: Any, path: str, node: Optional[str] = None) -> Optional
     The holder is the lowest of the contenders' znodes under `path` (as kazoo's recipes order
     them). It is ours if its `ephemeralOwner` is this client's session and, when `node` (our
     znode's name) is given, it is that znode; otherwise the answer is None, never another
-    holder's token. None too when the client has no session (stopped, or its session
-    expired and no new one is up yet) or `path` does not exist. When ZooKeeper cannot be
-    reached, kazoo's exception (ConnectionLoss, SessionExpiredError...) goes through: then
-    nobody can say who holds it, so act on nothing.
+    holder's token. None too when the client is not connected (stopped, ZooKeeper
+    unreachable, or its session expired and no new one is up yet) or `path` does not exist:
+    then nobody can say who holds it, so act on nothing. A connection lost during the call
+    raises kazoo's exception (ConnectionLoss, SessionExpiredError...).
     """
     client_id = client.client_id
     if client_id is None:

@@ -7,6 +7,7 @@ skipped otherwise. With FENCEKIT_ZK_HOSTS set, a missing kazoo fails the tests i
 
 import os
 import pathlib
+import socket
 import threading
 import uuid
 from typing import Any, Callable, Iterator, List, Optional
@@ -202,6 +203,75 @@ def test_no_session_no_token(connect: Any, root: str) -> None:
     client.stop()
     assert lock.is_acquired
     assert lock_token(lock) is None
+
+
+class Proxy:
+    """A TCP relay to the ZooKeeper server, which `cut()` breaks: ZooKeeper unreachable for
+    the clients connected through it, without stopping the server the other tests use."""
+
+    def __init__(self) -> None:
+        host, port = str(HOSTS).split(",")[0].rsplit(":", 1)
+        self.target = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = "127.0.0.1:%d" % self.listener.getsockname()[1]
+        self.sockets: List[socket.socket] = [self.listener]
+        self.down = False
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self) -> None:
+        while not self.down:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            self.sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self.pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        self.down = True
+        for s in self.sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+
+def test_zookeeper_unreachable_no_token(connect: Any, root: str) -> None:
+    # The holder loses ZooKeeper (its server down, or a partition): it cannot tell whether it
+    # still holds the lock, so it gets no token, never the one it had.
+    proxy = Proxy()
+    client = KazooClient(hosts=proxy.address, timeout=SESSION_TIMEOUT)
+    client.start(timeout=WAIT)
+    try:
+        lock = client.Lock(root, "a")
+        assert lock.acquire(timeout=WAIT)
+        assert lock_token(lock) is not None
+        proxy.cut()
+        wait_for(lambda: client.state != KazooState.CONNECTED)
+        assert lock.is_acquired
+        assert lock_token(lock) is None
+    finally:
+        client.stop()
+        client.close()
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = WAIT) -> None:
