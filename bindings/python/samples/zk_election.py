@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import socketserver
@@ -232,7 +233,9 @@ def drill(args: argparse.Namespace, fenced: bool) -> Dict[str, Any]:
     problems: List[str] = []
     wait = args.session_timeout * 4 + 15
     try:
-        for round_ in range(1, args.rounds + 1):
+        round_, attempts = 0, 0
+        while round_ < args.rounds and attempts < args.rounds * 3:
+            attempts += 1
             # The leader, in the middle of a job's body: the latest to claim, once it starts one.
             seen = len(storage.events)
 
@@ -246,13 +249,14 @@ def drill(args: argparse.Namespace, fenced: bool) -> Dict[str, Any]:
 
             found = storage.wait_for(mid_job, wait)
             if found is None:
-                problems.append(f"round {round_}: no leader started a job")
+                problems.append(f"round {round_ + 1}: no leader started a job")
                 break
             leader, job = found
             time.sleep(args.job_seconds * 0.3)
             with storage.cond:
                 if any(e[1] == "commit" and e[2] == leader and e[3] == job for e in storage.events):
-                    continue  # missed the middle of that job: try the next
+                    continue  # missed the middle of that job: try the next one
+                round_ += 1
                 procs[leader].send_signal(signal.SIGSTOP)
                 stopped_at = time.monotonic()
                 stop_index = len(storage.events)
@@ -304,6 +308,9 @@ def drill(args: argparse.Namespace, fenced: bool) -> Dict[str, Any]:
         server.server_close()
         if fence is not None:
             fence.close()
+        shutil.rmtree(work, ignore_errors=True)
+    if round_ < args.rounds and not problems:
+        problems.append(f"{round_} of {args.rounds} rounds: the leader was never caught in the middle of a job")
     with storage.cond:
         twice = sorted(job for job, records in storage.records.items() if len(records) > 1)
         again = sum(len(workers) - 1 for workers in storage.bodies.values() if len(workers) > 1)
