@@ -115,6 +115,7 @@ grep -q "needs Rust's cargo 1.95 or later" "$plog" || { cat "$plog"; echo "no cl
 for sample in basic lease_and_fence scheduler; do
     "${nocargo[@]}" "$pywork/venv/bin/python" "bindings/python/samples/$sample.py"
 done
+"${nocargo[@]}" bash bindings/python/tests/zookeeper.sh "$pywork/venv"  # fencekit.zookeeper and samples/zk_election.py, against a ZooKeeper it starts
 # The package ships py.typed: its source must pass mypy --strict (fencekit/_native.pyi types the
 # compiled extension; _build.py is the build script, not the package).
 "$tools/bin/pip" install -q mypy

@@ -22,6 +22,7 @@ from .errors import (
     InvalidBatchError,
     InvalidConfigError,
     InvalidKeyError,
+    InvalidSourceError,
     InvalidTokenError,
     LockedError,
     MembershipError,
@@ -32,17 +33,20 @@ from .errors import (
     PoisonedError,
     PolicyRefusedError,
     RaftError,
+    RebaseRefusedError,
     StoppedError,
     StorageError,
     TlsError,
     TooLargeError,
     TooManyResourcesError,
+    TooManySourcesError,
     TransportError,
     UnknownResourceError,
     WrongClusterError,
     WrongOwnerError,
 )
 from .clock import now_ns
+from .coordinators import token_from_etcd, token_from_kubernetes_lease, token_from_zookeeper
 from .config import NodeConfig, PeerConfig, TimingConfig, TlsConfig
 from .dev_certs import add_dev_cert, dev_cert_dir, make_dev_certs
 from .fence import BATCH_MAX, Batch, Fence, WriteVerdict
@@ -50,6 +54,16 @@ from .kinds import AppliedKind, EventKind, LostReason, PolicyKind, VerdictKind
 from .logs import TRACE, get_log_level, set_log_level
 from .node import WAIT_SLICE, Applied, Event, Leadership, Node
 from .policy import TIE_BREAKER, VALIDATOR, Policy
+from .source import (
+    SOURCE_NAME_MAX,
+    UNNAMED_SOURCE,
+    check_source_name,
+    etcd_source,
+    fencekit_source,
+    kubernetes_lease_source,
+    named_source,
+    zookeeper_source,
+)
 from .token import Counters, Token, TokenLike, Verdict
 
 __version__: str = _ffi.string(_lib.fk_version()).decode()
@@ -78,6 +92,7 @@ __all__ = [
     "InvalidBatchError",
     "InvalidConfigError",
     "InvalidKeyError",
+    "InvalidSourceError",
     "InvalidTokenError",
     "Leadership",
     "LockedError",
@@ -95,6 +110,8 @@ __all__ = [
     "PolicyKind",
     "PolicyRefusedError",
     "RaftError",
+    "RebaseRefusedError",
+    "SOURCE_NAME_MAX",
     "StoppedError",
     "StorageError",
     "TIE_BREAKER",
@@ -106,7 +123,9 @@ __all__ = [
     "TokenLike",
     "TooLargeError",
     "TooManyResourcesError",
+    "TooManySourcesError",
     "TransportError",
+    "UNNAMED_SOURCE",
     "UnknownResourceError",
     "VALIDATOR",
     "Verdict",
@@ -117,9 +136,18 @@ __all__ = [
     "WrongOwnerError",
     "add_dev_cert",
     "__version__",
+    "check_source_name",
     "dev_cert_dir",
+    "etcd_source",
+    "fencekit_source",
     "get_log_level",
+    "kubernetes_lease_source",
     "make_dev_certs",
+    "named_source",
     "now_ns",
     "set_log_level",
+    "token_from_etcd",
+    "token_from_kubernetes_lease",
+    "token_from_zookeeper",
+    "zookeeper_source",
 ]

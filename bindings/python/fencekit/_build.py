@@ -123,10 +123,19 @@ static int64_t fkpy_check(const fk_fence *fence, uint32_t resource, uint64_t gen
     return status != FK_STATUS_OK ? -(int64_t)status : (int64_t)fkpy_last.kind;
 }
 
+static int64_t fkpy_check_from(const fk_fence *fence, uint32_t resource, uint32_t source,
+                               uint64_t generation, uint64_t holder) {
+    fk_token token = {generation, holder};
+    fk_status status = fk_fence_check_from(fence, resource, source, token, &fkpy_last);
+    return status != FK_STATUS_OK ? -(int64_t)status : (int64_t)fkpy_last.kind;
+}
+
 static void fkpy_last_verdict(fk_verdict *out) { *out = fkpy_last; }
 """
 GLUE_DECLARATIONS = """
 int64_t fkpy_check(const fk_fence *fence, uint32_t resource, uint64_t generation, uint64_t holder);
+int64_t fkpy_check_from(const fk_fence *fence, uint32_t resource, uint32_t source, uint64_t generation,
+                        uint64_t holder);
 void fkpy_last_verdict(fk_verdict *out);
 extern "Python" void fkpy_log(void *context, fk_log_level level, const char *target, const char *message);
 """

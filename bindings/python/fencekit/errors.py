@@ -51,6 +51,22 @@ class TooLargeError(InvalidArgumentError):
     """A payload or proposal larger than the log accepts."""
 
 
+class InvalidSourceError(InvalidArgumentError):
+    """A token source name that is not `<kind>:<identity>` (printable ASCII without spaces, at
+    most 200 bytes, the kind of lowercase letters, digits and '-') or `unnamed`, or a source id
+    the fence never gave. The message names the source."""
+
+
+class TooManySourcesError(FencekitError):
+    """The fence already knows as many token sources as it can (1024)."""
+
+
+class RebaseRefusedError(FencekitError):
+    """A rebase refused: to the source the resource already takes tokens from (a coordinator
+    re-created from scratch is a new source: give it a new name), or without an acceptable
+    `by` (who did it: 1 to 256 bytes of UTF-8 without control characters). Nothing changed."""
+
+
 class StorageError(FencekitError, OSError):
     """An I/O failure, or a log that cannot be used."""
 
@@ -157,6 +173,9 @@ _BY_STATUS: dict[int, type[FencekitError]] = {
     lib.FK_STATUS_UNKNOWN_RESOURCE: UnknownResourceError,
     lib.FK_STATUS_TOO_MANY_RESOURCES: TooManyResourcesError,
     lib.FK_STATUS_TOO_LARGE: TooLargeError,
+    lib.FK_STATUS_INVALID_SOURCE: InvalidSourceError,
+    lib.FK_STATUS_TOO_MANY_SOURCES: TooManySourcesError,
+    lib.FK_STATUS_REBASE_REFUSED: RebaseRefusedError,
     lib.FK_STATUS_IO: StorageError,
     lib.FK_STATUS_CORRUPT: CorruptError,
     lib.FK_STATUS_LOCKED: LockedError,

@@ -7,7 +7,7 @@ import threading
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ._native import ffi, lib
-from .errors import ClosedError, InvalidArgumentError, InvalidBatchError, check
+from .errors import ClosedError, InvalidArgumentError, InvalidBatchError, InvalidSourceError, RebaseRefusedError, check
 from .policy import Policy
 from .kinds import VerdictKind
 from .token import (
@@ -29,6 +29,8 @@ _ACCEPTED = lib.FK_VERDICT_ACCEPTED
 _ADVANCED = lib.FK_VERDICT_ADVANCED
 _TOKENS_CACHED = 1024
 _check = lib.fkpy_check
+_check_from = lib.fkpy_check_from
+_U32_MAX = 0xFFFF_FFFF
 _NO_TOKEN = object()
 
 
@@ -127,9 +129,13 @@ class Fence:
     (by name). A write may land only when the verdict is true (`if fence.check(r, token):`;
     its `accepted` says the same): "accepted" (the current mark) or "advanced" (a newer
     generation, made durable before the call returned). "stale" (a deposed leader's token)
-    and "conflict" (another holder of the same generation: split brain) are false. A failed
+    and "conflict" (another holder of the same generation: split brain) are false, and so
+    is "foreign_source" (a token of another coordinator than the resource's). A failed
     check raises; a token that is not a `Token` or a pair of ints raises TypeError.
 
+    Tokens of another coordinator (etcd, ZooKeeper, a Kubernetes Lease: `fencekit.
+    token_from_zookeeper` and the others) are checked with `check_from`, naming their source;
+    `bound_source` tells a resource's, and an operator's `rebase` moves it to another.
     `batch` and `check_batch` check many writes in one call; `check_write` asks a validator
     policy about the payload too; `mark` and `counters` tell what the fence holds and did.
     Close it with `close()` or use it as a context manager. Thread-safe: share one fence
@@ -162,6 +168,12 @@ class Fence:
         # It starts with a token no caller can pass.
         self._last_accepted: Tuple[object, int, int, Verdict] = (
             _NO_TOKEN, 0, 0, Verdict(VerdictKind.NONE, None, None))
+        # Source ids by name: the library's ids hold while this fence is open.
+        self._source_ids: Dict[str, int] = {}
+        # `check_from`'s latest accepted token by identity, with its source, integers and
+        # verdict (the verdict is handed out only after the library accepted the token again).
+        self._last_from: Tuple[object, int, int, int, Verdict] = (
+            _NO_TOKEN, -1, 0, 0, Verdict(VerdictKind.NONE, None, None))
 
     def _handle(self) -> "ffi.CData":
         fence = self._fence
@@ -242,14 +254,14 @@ class Fence:
         lib.fkpy_last_verdict(out)
         return Verdict.from_c(out)
 
-    def _accepted_verdict(self, token: TokenLike, generation: int, holder: int) -> Verdict:
+    def _accepted_verdict(self, token: Optional[TokenLike], generation: int, holder: int) -> Verdict:
         """The accepting verdict of a token accepted for the first time (or again after the
         cache was cleared)."""
         verdict = Verdict(VerdictKind.ACCEPTED, Token(generation, holder), None)
         if len(self._accepted) >= _TOKENS_CACHED:
             self._accepted.clear()
         self._accepted[(generation, holder)] = verdict
-        if type(token) is Token or type(token) is tuple:
+        if token is not None and (type(token) is Token or type(token) is tuple):
             # Immutable, so the next check can recognise it by identity. One attribute,
             # replaced whole, so that threads never see a token with another's verdict.
             self._last_accepted = (token, generation, holder, verdict)
@@ -261,6 +273,118 @@ class Fence:
         verdict = ffi.new("fk_verdict *")
         check(lib.fk_fence_check_key(self._handle(), k, len(k), to_c(token), verdict))
         return Verdict.from_c(verdict)
+
+    def source_id(self, name: str) -> int:
+        """This fence's id for the token source `name` (`<kind>:<identity>`, as
+        `fencekit.zookeeper_source("prod-zk")` makes it, or "unnamed"), given on first use (at
+        most 1024 sources per fence: TooManySourcesError). Ids hold while this fence is open,
+        not across reopening. InvalidSourceError for a name that is no source name."""
+        if not isinstance(name, str):
+            raise TypeError(f"a source name is a str, not {type(name).__name__}")
+        # Surrogates pass as the bytes they would be, which the library refuses as not UTF-8.
+        encoded = name.encode("utf-8", "surrogatepass")
+        out = ffi.new("uint32_t *")
+        check(lib.fk_fence_source_id(self._handle(), encoded, len(encoded), out))
+        source = int(out[0])
+        self._source_ids[name] = source
+        return source
+
+    def _source(self, source: Union[int, str]) -> int:
+        """A source id from an id or a name (looked up once per name)."""
+        if type(source) is int:
+            if not 0 <= source <= _U32_MAX:
+                raise InvalidSourceError(lib.FK_STATUS_INVALID_SOURCE, f"source id {source}: this fence never gave it")
+            return source
+        if isinstance(source, str):
+            known = self._source_ids.get(source)
+            return known if known is not None else self.source_id(source)
+        raise TypeError(f"a source is a source id (int) or a source name (str), not {type(source).__name__}")
+
+    def check_from(self, resource: int, source: Union[int, str], token: TokenLike) -> Verdict:
+        """Checks `token`, minted by the coordinator `source` (its name, as
+        `fencekit.zookeeper_source("prod-zk")`, or its id from `source_id`), for the resource
+        id `resource`, as `check` does for fencekit's own tokens. A resource takes tokens from
+        one source, the one of its first accepted token (or of a `rebase`): a token of any
+        other source, `check`'s included, is refused with "foreign_source" whatever its
+        numbers. The verdict is true exactly when the write may land."""
+        if type(source) is not int:
+            # A name: its id, looked up once per name and fence.
+            known = self._source_ids.get(source) if type(source) is str else None
+            source = known if known is not None else self._source(source)
+        elif not 0 <= source <= _U32_MAX:
+            source = self._source(source)  # raises InvalidSourceError
+        last = self._last_from
+        try:
+            if type(resource) is not int:
+                resource = resource_id(resource)
+            if token is last[0] and source == last[1]:
+                # The token this fence accepted last from this source, as in `check`.
+                answer = _check_from(self._fence, resource, source, last[2], last[3])
+                if answer == _ACCEPTED:
+                    return last[4]
+            else:
+                generation, holder = token
+                if (
+                    (type(token) is not Token and type(token) is not tuple)
+                    or type(generation) is not int
+                    or type(holder) is not int
+                ):
+                    # As in `check`: only ints in a Token, tuple or list of two.
+                    generation, holder = token_ints(token)
+                answer = _check_from(self._fence, resource, source, generation, holder)
+                if answer == _ACCEPTED:
+                    verdict = self._accepted.get((generation, holder))
+                    if verdict is None:
+                        verdict = self._accepted_verdict(None, generation, holder)
+                    if type(token) is Token or type(token) is tuple:
+                        self._last_from = (token, source, generation, holder, verdict)
+                    return verdict
+        except (TypeError, ValueError, OverflowError):
+            self._handle()
+            resource_id(resource)
+            to_c(token)
+            raise
+        if answer < 0:
+            check(-answer)
+        out = ffi.new("fk_verdict *")
+        lib.fkpy_last_verdict(out)
+        return Verdict.from_c(out)
+
+    def bound_source(self, resource: int) -> Optional[str]:
+        """The name of the source `resource` takes tokens from: "unnamed" for `check`'s, None
+        for a resource that has taken no token and had no rebase (its first token binds it)."""
+        out = ffi.new("fk_buf *")
+        check(lib.fk_fence_bound_source(self._handle(), resource_id(resource), out))
+        try:
+            name = ffi.unpack(ffi.cast("char *", out.data), out.len).decode("ascii") if out.len else None
+        finally:
+            lib.fk_buf_release(out)
+        return name
+
+    def rebase(self, key: Key, to: str, by: str) -> Optional[Token]:
+        """Moves the resource named `key` (registering it if new) to the source `to`, an
+        operator's act recorded durably with `by` (who did it: a person or a change ticket,
+        1 to 256 bytes of UTF-8 without control characters) and the time; returns the mark it
+        cleared (None if it had none). From then on a token of any other source is refused as
+        "foreign_source", and the first token of `to` sets the mark whatever its generation.
+
+        For a coordinator re-created from scratch (an etcd cluster has a new id then; give a
+        ZooKeeper ensemble whose data was wiped a new name) or a migration; fencekit never
+        rebases by itself. RebaseRefusedError, nothing changed, when the resource already
+        takes tokens from `to` or `by` is not acceptable."""
+        k = _key(key)
+        if not isinstance(to, str):
+            raise TypeError(f"a source name is a str, not {type(to).__name__}")
+        if not isinstance(by, str):
+            raise TypeError(f"by (who rebases) is a str, not {type(by).__name__}")
+        target = to.encode("utf-8", "surrogatepass")
+        try:
+            who = by.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise RebaseRefusedError(lib.FK_STATUS_REBASE_REFUSED, f"by {by!r} is not UTF-8: {e}") from None
+        out = ffi.new("fk_token *")
+        check(lib.fk_fence_rebase(self._handle(), k, len(k), target, len(target), who, len(who), out))
+        return from_c(out[0])
 
     def check_batch(self, items: Sequence[Tuple[int, TokenLike]]) -> List[Verdict]:
         """Checks each (resource, token) in one call and returns the verdicts in order (each

@@ -31,6 +31,10 @@ class VerdictKind(_Kind):
     """The token is older than the mark (a deposed leader)."""
     CONFLICT = "conflict"
     """Another holder has the token's generation (split brain)."""
+    FOREIGN_SOURCE = "foreign_source"
+    """The token comes from another source than the resource takes tokens from (numbers of
+    two coordinators are not comparable): `Fence.bound_source` names the resource's source,
+    and an operator's `Fence.rebase` moves it. A rejection, whatever the token's numbers."""
     NONE = "none"
     """No verdict: a batch item after a failed check. A rejection."""
 

@@ -103,6 +103,7 @@ _KINDS = {
     lib.FK_VERDICT_ADVANCED: VerdictKind.ADVANCED,
     lib.FK_VERDICT_STALE: VerdictKind.STALE,
     lib.FK_VERDICT_CONFLICT: VerdictKind.CONFLICT,
+    lib.FK_VERDICT_FOREIGN_SOURCE: VerdictKind.FOREIGN_SOURCE,
 }
 
 
@@ -113,9 +114,10 @@ _set = object.__setattr__
 class Verdict:
     """The fence's answer to a token.
 
-    `kind` is a `VerdictKind` (a str): "accepted", "advanced", "stale" or "conflict" ("none"
-    where there is no verdict: a batch item after a failed call); only the first two let a
-    write land. A
+    `kind` is a `VerdictKind` (a str): "accepted", "advanced", "stale", "conflict" or
+    "foreign_source" (a token of another source than the resource's: `current` and
+    `previous` are None), or "none" where there is no verdict (a batch item after a failed
+    call); only the first two let a write land. A
     verdict is true exactly then, so `if fence.check(resource, token):` is the test, and
     `accepted` says the same. `current` is the resource's mark after the check; `previous`
     the mark an advance replaced (None for a resource's first).

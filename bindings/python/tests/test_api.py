@@ -46,7 +46,7 @@ def test_kinds_are_enums_that_still_compare_as_their_names(tmp_path: pathlib.Pat
         assert batch.kind(0) is VerdictKind.ACCEPTED
         # Printed as the bare name, as the strings were.
         assert f"{advanced.kind}" == "advanced" and str(advanced.kind) == "advanced"
-        assert {k.value for k in VerdictKind} == {"accepted", "advanced", "stale", "conflict", "none"}
+        assert {k.value for k in VerdictKind} == {"accepted", "advanced", "stale", "conflict", "foreign_source", "none"}
     with pytest.raises(ValueError):
         fencekit.Verdict("acepted", None, None)  # a typo makes no verdict
     assert {k.value for k in EventKind} == {"elected", "lost", "leader_changed", "membership_changed"}

@@ -1,0 +1,106 @@
+"""Token sources: the names of the coordinators whose numbers a fence checks.
+
+A generation means something only beside the other generations of the coordinator that
+numbered it: revision 1,000,000 of one etcd cluster says nothing about revision 5 of another.
+So a fence remembers, per resource, the source its tokens come from, and answers
+"foreign_source" to a token of any other (`Fence.check_from`). A source is named
+`<kind>:<identity>`; these helpers build the names exactly as the kernel does (core's
+`Source` constructors), from what makes each coordinator's numbering unique:
+
+| helper | name | its numbering restarts when |
+|---|---|---|
+| `fencekit_source(cluster)` | `fencekit:<cluster>` | the group is re-created |
+| `etcd_source(cluster_id)` | `etcd:<cluster id, 16 lowercase hex digits>` | the cluster is re-created (a new id) |
+| `zookeeper_source(ensemble)` | `zookeeper:<ensemble>` | the ensemble's data is wiped |
+| `kubernetes_lease_source(namespace, name, uid)` | `k8s-lease:<namespace>/<name>/<uid>` | the Lease is re-created (a new uid) |
+| `named_source(name)` | `named:<name>` | whatever its owner says |
+
+`UNNAMED_SOURCE` ("unnamed") is the source of `Fence.check`'s tokens.
+"""
+
+from __future__ import annotations
+
+from ._native import lib
+from .errors import InvalidSourceError
+
+SOURCE_NAME_MAX: int = lib.FK_SOURCE_NAME_MAX
+"""The longest source name, in bytes."""
+
+UNNAMED_SOURCE = "unnamed"
+"""The source of tokens checked without naming one (`Fence.check`, `Fence.check_key`)."""
+
+_KIND_BYTES = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+_U64_MAX = 0xFFFF_FFFF_FFFF_FFFF
+
+
+def _invalid(name: str, why: str) -> InvalidSourceError:
+    return InvalidSourceError(lib.FK_STATUS_INVALID_SOURCE, f"invalid token source {name!r}: {why}")
+
+
+def check_source_name(name: str) -> str:
+    """`name` itself if it names a token source as the kernel takes it (`<kind>:<identity>`,
+    or "unnamed"); InvalidSourceError, naming what is wrong, otherwise. Any kind is taken, so
+    that a coordinator fencekit does not know can be named; its identity must make its
+    numbering unique."""
+    if not isinstance(name, str):
+        raise TypeError(f"a source name is a str, not {type(name).__name__}")
+    if name == UNNAMED_SOURCE:
+        return name
+    if len(name.encode("utf-8", "surrogatepass")) > SOURCE_NAME_MAX:
+        raise _invalid(name, f"a source name is at most {SOURCE_NAME_MAX} bytes")
+    bad = next((c for c in name if not "!" <= c <= "~"), None)
+    if bad is not None:
+        raise _invalid(name, f"character {bad!r}; a source name is printable ASCII without spaces")
+    kind, colon, identity = name.partition(":")
+    if not colon:
+        raise _invalid(name, "a source name is <kind>:<identity>, as etcd:<cluster id>")
+    if not kind or not identity:
+        raise _invalid(name, "both the kind and the identity of <kind>:<identity> are needed")
+    if not set(kind) <= _KIND_BYTES:
+        raise _invalid(name, "a kind is lowercase letters, digits and '-'")
+    return name
+
+
+def _identity(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} is a str, not {type(value).__name__}")
+    return value
+
+
+def fencekit_source(cluster: str) -> str:
+    """A fencekit group's terms: `fencekit:<cluster>`."""
+    return check_source_name("fencekit:" + _identity(cluster, "a cluster name"))
+
+
+def etcd_source(cluster_id: int) -> str:
+    """An etcd cluster's revisions: `etcd:<cluster id as 16 lowercase hex digits>`, the
+    `cluster_id` of every response header (a re-created cluster has another)."""
+    if isinstance(cluster_id, bool) or not isinstance(cluster_id, int):
+        raise TypeError(f"an etcd cluster id is an int, not {type(cluster_id).__name__}")
+    if not 0 <= cluster_id <= _U64_MAX:
+        raise _invalid(f"etcd:{cluster_id}", "an etcd cluster id is 0 to 2**64 - 1")
+    return f"etcd:{cluster_id:016x}"
+
+
+def zookeeper_source(ensemble: str) -> str:
+    """A ZooKeeper ensemble's zxids: `zookeeper:<ensemble>`, a name the operator chooses.
+    ZooKeeper has no cluster id, and its zxids restart when its data is wiped: name the
+    ensemble anew then (and rebase the resources it fenced), or the fence, holding the old
+    ensemble's high zxids, refuses every new leader as stale."""
+    return check_source_name("zookeeper:" + _identity(ensemble, "an ensemble name"))
+
+
+def kubernetes_lease_source(namespace: str, name: str, uid: str) -> str:
+    """A Kubernetes Lease's leader transitions: `k8s-lease:<namespace>/<name>/<uid>`, with the
+    Lease's `metadata.uid` (a re-created Lease has another)."""
+    parts = (
+        _identity(namespace, "a namespace"),
+        _identity(name, "a Lease name"),
+        _identity(uid, "a uid"),
+    )
+    return check_source_name("k8s-lease:" + "/".join(parts))
+
+
+def named_source(name: str) -> str:
+    """Any other coordinator, by a name of its owner's choosing: `named:<name>`."""
+    return check_source_name("named:" + _identity(name, "a source's name"))
