@@ -1006,6 +1006,17 @@ fk_status fk_policy_load_wasm(const uint8_t *module,
 // `policy` is NULL or a policy from `fk_policy_load_wasm` not yet freed.
 void fk_policy_free(struct fk_policy *policy);
 
+// Checks that the `name_len` bytes at `name` name a token source as every fence takes it
+// (`<kind>:<identity>`, or `unnamed`): `FK_STATUS_OK`, or `FK_STATUS_INVALID_SOURCE` with a
+// message saying what is wrong. Needs no fence: bindings check names with it up front.
+//
+// Thread safety: any thread.
+//
+// # Safety
+//
+// `name` points to `name_len` readable bytes.
+fk_status fk_source_validate(const char *name, size_t name_len);
+
 // Writes to `*out` this fence's id for the source named by the `name_len` bytes at `name`,
 // giving it one if it is new (at most 1024 per fence). Look it up once, not per check: ids
 // are valid with this fence until it is freed, not across reopening.

@@ -34,6 +34,23 @@ unsafe fn source_arg(name: *const c_char, len: usize, what: &str) -> Result<Sour
     Ok(Source::parse(name)?)
 }
 
+/// Checks that the `name_len` bytes at `name` name a token source as every fence takes it
+/// (`<kind>:<identity>`, or `unnamed`): `FK_STATUS_OK`, or `FK_STATUS_INVALID_SOURCE` with a
+/// message saying what is wrong. Needs no fence: bindings check names with it up front.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+///
+/// `name` points to `name_len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_source_validate(name: *const c_char, name_len: usize) -> fk_status {
+    without_handle(|| {
+        // SAFETY: `name_len` readable bytes (the caller's contract).
+        unsafe { source_arg(name, name_len, "name") }.map(|_| ())
+    })
+}
+
 /// Writes to `*out` this fence's id for the source named by the `name_len` bytes at `name`,
 /// giving it one if it is new (at most 1024 per fence). Look it up once, not per check: ids
 /// are valid with this fence until it is freed, not across reopening.

@@ -1047,6 +1047,12 @@ static void test_fence_sources(void) {
     OK(fk_fence_check_from(fence, r, old_id, zombie, &v));
     CHECK(v.kind == FK_VERDICT_FOREIGN_SOURCE);
 
+    /* Names are checked without a fence too, by the same rules. */
+    OK(fk_source_validate(new_etcd, strlen(new_etcd)));
+    OK(fk_source_validate("unnamed", 7));
+    EXPECT(fk_source_validate("Etcd:x", 6), FK_STATUS_INVALID_SOURCE);
+    CHECK(strstr(fk_last_error_message(), "lowercase") != NULL);
+
     /* Bad input: names, ids, mappings. */
     uint32_t id = 7;
     EXPECT(fk_fence_source_id(fence, "etcd", 4, &id), FK_STATUS_INVALID_SOURCE);

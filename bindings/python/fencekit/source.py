@@ -21,7 +21,7 @@ So a fence remembers, per resource, the source its tokens come from, and answers
 from __future__ import annotations
 
 from ._native import lib
-from .errors import InvalidSourceError
+from .errors import InvalidSourceError, check
 
 SOURCE_NAME_MAX: int = lib.FK_SOURCE_NAME_MAX
 """The longest source name, in bytes."""
@@ -29,35 +29,19 @@ SOURCE_NAME_MAX: int = lib.FK_SOURCE_NAME_MAX
 UNNAMED_SOURCE = "unnamed"
 """The source of tokens checked without naming one (`Fence.check`, `Fence.check_key`)."""
 
-_KIND_BYTES = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 _U64_MAX = 0xFFFF_FFFF_FFFF_FFFF
-
-
-def _invalid(name: str, why: str) -> InvalidSourceError:
-    return InvalidSourceError(lib.FK_STATUS_INVALID_SOURCE, f"invalid token source {name!r}: {why}")
 
 
 def check_source_name(name: str) -> str:
     """`name` itself if it names a token source as the kernel takes it (`<kind>:<identity>`,
     or "unnamed"); InvalidSourceError, naming what is wrong, otherwise. Any kind is taken, so
     that a coordinator fencekit does not know can be named; its identity must make its
-    numbering unique."""
+    numbering unique. The library decides (`fk_source_validate`): the rules live in one place."""
     if not isinstance(name, str):
         raise TypeError(f"a source name is a str, not {type(name).__name__}")
-    if name == UNNAMED_SOURCE:
-        return name
-    if len(name.encode("utf-8", "surrogatepass")) > SOURCE_NAME_MAX:
-        raise _invalid(name, f"a source name is at most {SOURCE_NAME_MAX} bytes")
-    bad = next((c for c in name if not "!" <= c <= "~"), None)
-    if bad is not None:
-        raise _invalid(name, f"character {bad!r}; a source name is printable ASCII without spaces")
-    kind, colon, identity = name.partition(":")
-    if not colon:
-        raise _invalid(name, "a source name is <kind>:<identity>, as etcd:<cluster id>")
-    if not kind or not identity:
-        raise _invalid(name, "both the kind and the identity of <kind>:<identity> are needed")
-    if not set(kind) <= _KIND_BYTES:
-        raise _invalid(name, "a kind is lowercase letters, digits and '-'")
+    # Surrogates pass as the bytes they would be, which the library refuses as not UTF-8.
+    encoded = name.encode("utf-8", "surrogatepass")
+    check(lib.fk_source_validate(encoded, len(encoded)))
     return name
 
 
@@ -78,7 +62,10 @@ def etcd_source(cluster_id: int) -> str:
     if isinstance(cluster_id, bool) or not isinstance(cluster_id, int):
         raise TypeError(f"an etcd cluster id is an int, not {type(cluster_id).__name__}")
     if not 0 <= cluster_id <= _U64_MAX:
-        raise _invalid(f"etcd:{cluster_id}", "an etcd cluster id is 0 to 2**64 - 1")
+        raise InvalidSourceError(
+            lib.FK_STATUS_INVALID_SOURCE,
+            f"invalid token source 'etcd:{cluster_id}': an etcd cluster id is 0 to 2**64 - 1",
+        )
     return f"etcd:{cluster_id:016x}"
 
 
