@@ -48,11 +48,6 @@ import (
 // or was revoked). Do not act; campaign again with a new session if the old one is done.
 var ErrNotLeader = errors.New("etcdfence: not the leader")
 
-// ErrSessionDone is returned by a Leader's RoundTripper once the session it was elected with
-// has ended (closed, or its lease found expired): the request is not sent. A Leader outlives
-// its term only in a caller that cached it; read a new one at the next election.
-var ErrSessionDone = errors.New("etcdfence: the session this leader was elected with has ended")
-
 // Leader is the token of one term: one election won (or one lock taken) by one session. Read
 // it anew at every election.
 type Leader struct {
@@ -146,8 +141,9 @@ func read(ctx context.Context, s *concurrency.Session, key string, owned clientv
 // HeaderValue is the fencekit.TokenHeader value of l: fencekit.FormatToken(l.Source, l.Token).
 func (l Leader) HeaderValue() string { return fencekit.FormatToken(l.Source, l.Token) }
 
-// Ended is true once the session l was elected with has ended. False does not mean that l
-// still leads (a paused process cannot know); the storage's check decides.
+// Ended is true once the session l was elected with has ended (closed, or its lease found
+// expired): the term is over, stop working. False does not mean that l still leads: a process
+// that was paused cannot know yet; the storage's check decides.
 func (l Leader) Ended() bool {
 	select {
 	case <-l.done:
@@ -158,9 +154,14 @@ func (l Leader) Ended() bool {
 }
 
 // RoundTripper wraps base (http.DefaultTransport when nil) so that every request carries l's
-// token in the fencekit.TokenHeader header; a request already carrying one is refused, as is
-// every request once l's session has ended (ErrSessionDone), without being sent. Make one
-// per term, from the Leader of that election.
+// token in the fencekit.TokenHeader header; a request already carrying one is refused without
+// being sent, and so is every request of the zero Leader. Make one per term, from the Leader
+// of that election.
+//
+// It sends a request even after l's session has ended: whether the write may land is the
+// storage's decision, made against the newest token it has seen. (Refusing here would only
+// sometimes help: a process woken from a pause sends before it learns that its session
+// ended.) Check l.Ended() between jobs to stop early.
 func (l Leader) RoundTripper(base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
@@ -168,7 +169,7 @@ func (l Leader) RoundTripper(base http.RoundTripper) http.RoundTripper {
 	if l.Source == "" || l.Token == (fencekit.Token{}) {
 		return refuse{}
 	}
-	return &transport{base: base, value: l.HeaderValue(), done: l.done}
+	return &transport{base: base, value: l.HeaderValue()}
 }
 
 // Client is a copy of base (http.DefaultClient when nil) whose requests carry l's token, as
@@ -185,24 +186,14 @@ func (l Leader) Client(base *http.Client) *http.Client {
 type transport struct {
 	base  http.RoundTripper
 	value string
-	done  <-chan struct{}
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// A RoundTripper must close the body on every path, and not change the request.
-	closeBody := func() {
+	if req.Header.Get(fencekit.TokenHeader) != "" {
 		if req.Body != nil {
 			req.Body.Close()
 		}
-	}
-	select {
-	case <-t.done:
-		closeBody()
-		return nil, ErrSessionDone
-	default:
-	}
-	if req.Header.Get(fencekit.TokenHeader) != "" {
-		closeBody()
 		return nil, fmt.Errorf("etcdfence: the request already carries a %s header: two tokens for one request", fencekit.TokenHeader)
 	}
 	r := req.Clone(req.Context())
