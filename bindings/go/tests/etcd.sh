@@ -3,7 +3,8 @@
 # (Debian's etcd-server, installed if missing) on private loopback ports with a temporary data
 # directory, and stops it afterwards, whatever happens.
 #
-#   etcd.sh                 go vet and go test -race of etcdfence and samples/etcd_election
+#   etcd.sh                 go vet and go test -race -v of etcdfence and samples/etcd_election
+#                           (printing each test's result line)
 #   etcd.sh -- CMD ARGS...  CMD with FENCEKIT_ETCD_ENDPOINTS set (measure.sh uses it)
 #
 # PKG_CONFIG_PATH must find libfencekit (README.md, "Developing"). The tests see the server
@@ -84,10 +85,16 @@ if [ "${1:-}" = "--" ]; then
     exit
 fi
 
+# Each test's result line (--- PASS, --- FAIL: what test.sh counts) and each package's; the
+# whole log when one fails.
 for dir in etcdfence samples/etcd_election; do
-    (
-        cd "$module_dir/$dir"
-        go vet ./...
-        go test -race -count=1 ./...
-    )
+    cd "$module_dir/$dir"
+    go vet ./...
+    if ! go test -race -count=1 -v ./... >"$work/go-test.log" 2>&1; then
+        cat "$work/go-test.log"
+        echo "$dir: go test failed (etcd's log: below)" >&2
+        cat "$work/etcd.log" >&2
+        exit 1
+    fi
+    grep -E '^(--- |ok|FAIL)' "$work/go-test.log"
 done
