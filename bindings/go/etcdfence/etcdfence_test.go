@@ -146,10 +146,30 @@ func TestANewLeaderFencesTheOldOneAfterItsLeaseExpires(t *testing.T) {
 	if !old.Ended() {
 		t.Fatal("the old leader's session ended, but its Leader does not say so")
 	}
-	// A caller that cached the token across the election has a stale one.
 	again, err := FromElection(ctx, s2, e2)
 	if err != nil || again.Token != next.Token {
 		t.Fatalf("the same term read again: %+v %v", again, err)
+	}
+
+	// The first process comes back with a new session and wins the next election (the second
+	// resigned). A caller that kept a token from an earlier term, its own or the second's, has
+	// a stale one once the new term's token has been presented.
+	if err := e2.Resign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s3 := session(t, cli, 1)
+	third, err := Campaign(ctx, s3, concurrency.NewElection(s3, pfx), "node-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third.Token.Generation <= next.Token.Generation {
+		t.Fatalf("the third term %v does not follow the second %v", third.Token, next.Token)
+	}
+	check(t, f, jobs, third, fencekit.VerdictAdvanced)
+	check(t, f, jobs, zombie, fencekit.VerdictStale)
+	check(t, f, jobs, next, fencekit.VerdictStale)
+	if _, err := FromElection(ctx, s2, e2); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("a resigned leader got a token: %v", err)
 	}
 }
 
