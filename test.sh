@@ -145,6 +145,7 @@ make -s -C ffi install PREFIX="$target_dir/go-prefix"
     done
     # A program outside the repository, built with README.md's install steps as written.
     CARGO_TARGET_DIR="$target_dir" sh tests/outside_module.sh "$target_dir/go-outside"
+    sh tests/etcd.sh | tee -a "$glog" # etcd (installed, started, stopped): etcdfence, the etcd_election drill
 )
 passed=$((passed + $(grep -c '^--- PASS' "$glog" || true)))
 failed=$((failed + $(grep -c '^--- FAIL' "$glog" || true)))

@@ -51,6 +51,10 @@ const (
 	VerdictAdvanced VerdictKind = C.FK_VERDICT_ADVANCED
 	VerdictStale    VerdictKind = C.FK_VERDICT_STALE
 	VerdictConflict VerdictKind = C.FK_VERDICT_CONFLICT
+	// VerdictForeignSource: the token comes from another source than the resource takes
+	// tokens from (numbers of two coordinators are not comparable); Current and Previous are
+	// zero. Fence.BoundSource names the resource's source and Fence.Rebase moves it.
+	VerdictForeignSource VerdictKind = C.FK_VERDICT_FOREIGN_SOURCE
 )
 
 func (k VerdictKind) String() string {
@@ -63,6 +67,8 @@ func (k VerdictKind) String() string {
 		return "stale"
 	case VerdictConflict:
 		return "conflict"
+	case VerdictForeignSource:
+		return "foreign source"
 	}
 	return "none"
 }

@@ -64,7 +64,11 @@ func (e *Error) Is(target error) bool {
 // ErrInvalidRaftLog: Raft entries or a snapshot that cannot follow the log. ErrEncoding: a
 // record or message that could not be encoded or decoded. ErrInternal: an error the ABI has
 // no code for (the message says what it was). ErrPluginsDisabled: a library built without the
-// WebAssembly plugin host (ffi/README.md, "Size") cannot load a policy.
+// WebAssembly plugin host (ffi/README.md, "Size") cannot load a policy. ErrInvalidSource: a
+// token source name that is not "<kind>:<identity>", or a SourceID the fence never gave.
+// ErrTooManySources: the fence knows as many sources as it can (1024). ErrRebaseRefused: a
+// Rebase to the source the resource already takes tokens from, or whose "by" is not
+// acceptable.
 var (
 	ErrNullArgument     = &Error{Status: C.FK_STATUS_NULL_ARGUMENT}
 	ErrInvalidArgument  = &Error{Status: C.FK_STATUS_INVALID_ARGUMENT}
@@ -75,6 +79,9 @@ var (
 	ErrInvalidConfig    = &Error{Status: C.FK_STATUS_INVALID_CONFIG}
 	ErrUnknownResource  = &Error{Status: C.FK_STATUS_UNKNOWN_RESOURCE}
 	ErrTooManyResources = &Error{Status: C.FK_STATUS_TOO_MANY_RESOURCES}
+	ErrInvalidSource    = &Error{Status: C.FK_STATUS_INVALID_SOURCE}
+	ErrTooManySources   = &Error{Status: C.FK_STATUS_TOO_MANY_SOURCES}
+	ErrRebaseRefused    = &Error{Status: C.FK_STATUS_REBASE_REFUSED}
 	ErrTooLarge         = &Error{Status: C.FK_STATUS_TOO_LARGE}
 	ErrIO               = &Error{Status: C.FK_STATUS_IO}
 	ErrCorrupt          = &Error{Status: C.FK_STATUS_CORRUPT}

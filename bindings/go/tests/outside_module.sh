@@ -63,10 +63,17 @@ printf '{"Version":"%s","Time":"2026-01-01T00:00:00Z"}\n' "$version" >"$at/$vers
 cp "$module_dir/go.mod" "$at/$version.mod"
 stage=$work/stage/$module@$version
 mkdir -p "$stage"
+# A directory with a go.mod of its own (etcdfence, samples/etcd_election) is another module:
+# the zip of a release leaves it out, as the go command's zips do (and refuses one that has it).
+nested=$(cd "$root" && git ls-files --cached --others --exclude-standard -- 'bindings/go/*/go.mod' |
+    sed -e 's|^bindings/go/||' -e 's|/go.mod$|/|')
 (cd "$root" && git ls-files --cached --others --exclude-standard -- bindings/go) |
     while read -r path; do
         [ -f "$root/$path" ] || continue # deleted in the working tree
         rel=${path#bindings/go/}
+        for n in $nested; do
+            case $rel in "$n"*) continue 2 ;; esac
+        done
         mkdir -p "$stage/$(dirname "$rel")"
         cp "$root/$path" "$stage/$rel"
     done
