@@ -80,7 +80,8 @@ typedef struct fk_fence_options {
 typedef struct fk_token {
   // The generation.
   uint64_t generation;
-  // The node holding it.
+  // Who holds it: a fencekit node id, or another coordinator's holder (an etcd lease id, a
+  // ZooKeeper session id; see `fk_token_from_etcd` and its kin). Never 0.
   uint64_t holder;
 } fk_token;
 

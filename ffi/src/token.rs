@@ -11,7 +11,8 @@ use crate::boundary;
 pub struct fk_token {
     /// The generation.
     pub generation: u64,
-    /// The node holding it.
+    /// Who holds it: a fencekit node id, or another coordinator's holder (an etcd lease id, a
+    /// ZooKeeper session id; see `fk_token_from_etcd` and its kin). Never 0.
     pub holder: u64,
 }
 
