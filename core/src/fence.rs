@@ -253,9 +253,9 @@ impl Fence {
             let source = sources.intern(state.source.as_ref().unwrap_or(&Source::UNNAMED))?;
             slots[i].restore(source, state.mark);
             *slots[i]
-                .last_rebase
+                .rebases
                 .get_mut()
-                .unwrap_or_else(|p| p.into_inner()) = state.rebase;
+                .unwrap_or_else(|p| p.into_inner()) = state.rebases;
             index.insert(&key, i);
             slots[i].key.set(key).expect("fresh slot");
         }
@@ -415,10 +415,11 @@ impl Fence {
     pub fn last_rebase(&self, id: ResourceId) -> Result<Option<Rebase>, Error> {
         let slot = self.registered_slot(id)?;
         Ok(slot
-            .last_rebase
+            .rebases
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone())
+            .last()
+            .cloned())
     }
 
     /// Checks each `(id, token)` of `items`, writing the verdicts to `out` in order.
@@ -714,8 +715,14 @@ impl Fence {
         self.wal.compact(&mut |snapshot| {
             for slot in &self.slots[..registered] {
                 let Some(key) = slot.key.get() else { continue };
-                // The last rebase first: it binds the source, and says who moved it there.
-                if let Some(rebase) = &*slot.last_rebase.lock().unwrap_or_else(|p| p.into_inner()) {
+                // The rebases first, oldest first: the last binds the source and says who moved
+                // it there, and the others keep each former source's last mark.
+                for rebase in slot
+                    .rebases
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                {
                     let (generation, record) = mark::encode_rebase(rebase, key);
                     snapshot.push(RecordKind::FENCE_REBASE, generation, &record)?;
                 }

@@ -20,7 +20,7 @@ use crate::source::Source;
 use crate::token::Token;
 use crate::wal::{Record, RecordKind};
 
-use super::rebase::Rebase;
+use super::rebase::{History, Rebase};
 
 /// One decoded fence record.
 pub(crate) enum FenceRecord<'a> {
@@ -50,7 +50,7 @@ pub(super) struct Replayed {
     /// `None` before its first mark or rebase.
     pub(super) source: Option<Source>,
     pub(super) mark: Option<Token>,
-    pub(super) rebase: Option<Rebase>,
+    pub(super) rebases: History,
 }
 
 impl Replayed {
@@ -75,10 +75,12 @@ impl Replayed {
                 self.source = Some(source);
                 self.mark = Some(token);
             }
-            FenceRecord::Rebase { rebase, .. } => {
+            FenceRecord::Rebase { mut rebase, .. } => {
+                // As `Fence::rebase` decided: a former source gets its last mark back.
+                rebase.restored_mark = self.rebases.former_mark(&rebase.to);
                 self.source = Some(rebase.to.clone());
-                self.mark = None;
-                self.rebase = Some(rebase);
+                self.mark = rebase.restored_mark;
+                self.rebases.push(rebase);
             }
         }
         Ok(())
@@ -236,6 +238,7 @@ pub(crate) fn decode<'a>(record: &Record<'a>) -> Result<FenceRecord<'a>, Error> 
                     from,
                     to,
                     cleared_mark,
+                    restored_mark: None,
                     by,
                     at_unix_ms,
                 },

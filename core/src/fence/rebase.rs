@@ -6,6 +6,11 @@
 //! them as new could not refuse the old cluster's zombies. [`Fence::rebase`] binds the resource
 //! to the new source and clears its mark, durably and with who did it; from then on the old
 //! source's tokens are refused as foreign and the new source's first token sets the mark.
+//!
+//! A resource moved back to a source it took tokens from before gets that source's last mark
+//! back, not an empty one: the numbering goes on where it was, and the tokens it had already
+//! passed stay stale (A to B and back to A must not let A's old zombies in). So a resource
+//! keeps, across compaction, its latest rebase away from each former source ([`History`]).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,10 +30,44 @@ pub struct Rebase {
     pub to: Source,
     /// The mark the rebase cleared, `None` if it had none.
     pub cleared_mark: Option<Token>,
+    /// The mark `to` had when the resource was last moved away from it, restored by this
+    /// rebase; `None` for a source the resource never took tokens from (no mark).
+    pub restored_mark: Option<Token>,
     /// Who did it, as they said.
     pub by: String,
     /// When, in milliseconds since the Unix epoch (the wall clock of the machine that did it).
     pub at_unix_ms: u64,
+}
+
+/// The rebases a resource keeps: its latest away from each former source, oldest first, so
+/// that each former source's last mark is known. The last is the resource's last rebase.
+/// Bounded by the sources one resource was ever bound to.
+#[derive(Clone, Debug, Default)]
+pub(super) struct History(Vec<Rebase>);
+
+impl History {
+    pub(super) fn last(&self) -> Option<&Rebase> {
+        self.0.last()
+    }
+
+    /// The mark `source` had when the resource was last moved away from it.
+    pub(super) fn former_mark(&self, source: &Source) -> Option<Token> {
+        self.0
+            .iter()
+            .rev()
+            .find(|r| r.from.as_ref() == Some(source))
+            .and_then(|r| r.cleared_mark)
+    }
+
+    /// Records `rebase`, which replaces the one away from the same source.
+    pub(super) fn push(&mut self, rebase: Rebase) {
+        self.0.retain(|r| r.from != rebase.from);
+        self.0.push(rebase);
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Rebase> {
+        self.0.iter()
+    }
 }
 
 /// Refuses a "who did it" that would not tell anyone anything, or could forge log lines.
@@ -56,7 +95,9 @@ impl Fence {
     /// Binds the resource `key` (registering it if new) to the token source `to` and clears
     /// its mark, durably, recording `by` (who did it) and the time. From then on a token of
     /// any other source is refused ([`super::Verdict::ForeignSource`]) and the first token of
-    /// `to` sets the mark, whatever its generation.
+    /// `to` sets the mark, whatever its generation. A resource moved back to a source it took
+    /// tokens from before gets that source's last mark back instead
+    /// ([`Rebase::restored_mark`]): its old tokens stay stale.
     ///
     /// Refused ([`Error::RebaseRefused`], nothing written) when the resource is already bound
     /// to `to`: its former and new numbering could not be told apart, and a zombie of the
@@ -80,34 +121,41 @@ impl Fence {
             )));
         }
         let from = bound.map(|b| self.sources.name(b)).transpose()?;
+        // Lock order: the resource's lock, the compaction gate, then its history (compaction
+        // holds the gate while it reads every history).
+        let gate = self
+            .compaction_gate
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut history = slot.rebases.lock().unwrap_or_else(|p| p.into_inner());
         let rebase = Rebase {
             from,
             to: to.clone(),
             cleared_mark: slot.current_locked(&guard).map(|(token, _)| token),
+            restored_mark: history.former_mark(to),
             by: by.to_owned(),
             at_unix_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
         };
         let (generation, record) = mark::encode_rebase(&rebase, key);
+        if let Err(e) =
+            self.wal
+                .append_sync(crate::wal::RecordKind::FENCE_REBASE, generation, &record)
         {
-            let _gate = self
-                .compaction_gate
-                .read()
-                .unwrap_or_else(|p| p.into_inner());
-            if let Err(e) =
-                self.wal
-                    .append_sync(crate::wal::RecordKind::FENCE_REBASE, generation, &record)
-            {
-                self.revoke_if_log_failed();
-                return Err(e);
-            }
-            slot.rebind(&guard, to_id);
-            *slot.last_rebase.lock().unwrap_or_else(|p| p.into_inner()) = Some(rebase.clone());
+            self.revoke_if_log_failed();
+            return Err(e);
         }
+        match rebase.restored_mark {
+            Some(mark) => slot.publish(&guard, mark, to_id),
+            None => slot.rebind(&guard, to_id),
+        }
+        history.push(rebase.clone());
+        drop(history);
+        drop(gate);
         drop(guard);
         log::warn!(
-            "fence: {} rebased from {} to {to} by {by:?}; its mark {} is cleared",
+            "fence: {} rebased from {} to {to} by {by:?}; its mark {} is cleared, {}",
             show_bytes(key, usize::MAX),
             rebase
                 .from
@@ -116,6 +164,11 @@ impl Fence {
             rebase
                 .cleared_mark
                 .map_or("(none)".to_owned(), |t| t.to_string()),
+            rebase
+                .restored_mark
+                .map_or("and the mark starts afresh".to_owned(), |t| format!(
+                    "and {to}'s own last mark {t} is restored"
+                )),
         );
         self.maybe_compact();
         Ok(rebase)

@@ -29,7 +29,8 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use super::{Rebase, SourceId};
+use super::SourceId;
+use super::rebase::History;
 use crate::token::Token;
 
 /// `packed` for a mark kept in the wide words.
@@ -90,8 +91,9 @@ pub(super) struct Slot {
     pub(super) stale: AtomicU64,
     pub(super) conflicts: AtomicU64,
     pub(super) foreign: AtomicU64,
-    /// The resource's last rebase, kept for compaction and for reports.
-    pub(super) last_rebase: Mutex<Option<Rebase>>,
+    /// The rebases the resource keeps (each former source's last), for rebases back to a
+    /// former source, compaction and reports. Taken under the advance lock when both are.
+    pub(super) rebases: Mutex<History>,
 }
 
 impl Default for Slot {
@@ -109,7 +111,7 @@ impl Default for Slot {
             stale: AtomicU64::new(0),
             conflicts: AtomicU64::new(0),
             foreign: AtomicU64::new(0),
-            last_rebase: Mutex::new(None),
+            rebases: Mutex::new(History::default()),
         }
     }
 }

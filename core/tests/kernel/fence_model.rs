@@ -47,11 +47,13 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// One resource as the model knows it: the source it is bound to and its mark.
+/// One resource as the model knows it: the source it is bound to, its mark, and the mark each
+/// former source had when the resource was last moved away from it.
 #[derive(Debug, Clone, Default)]
 struct Modelled {
     bound: Option<usize>,
     mark: Option<Token>,
+    former: HashMap<usize, Option<Token>>,
 }
 
 /// A verdict with its source named, comparable across reopens (source ids are not).
@@ -145,7 +147,14 @@ proptest! {
                         let rebase = result.unwrap();
                         prop_assert_eq!(rebase.cleared_mark, resource.mark);
                         prop_assert_eq!(rebase.from, resource.bound.map(|b| sources()[b].clone()));
-                        *resource = Modelled { bound: Some(source), mark: None };
+                        // Back to a former source: its last mark, so its old tokens stay stale.
+                        let restored = resource.former.get(&source).copied().flatten();
+                        prop_assert_eq!(rebase.restored_mark, restored);
+                        if let Some(from) = resource.bound {
+                            resource.former.insert(from, resource.mark);
+                        }
+                        resource.bound = Some(source);
+                        resource.mark = restored;
                     }
                 }
                 Op::Reopen => {

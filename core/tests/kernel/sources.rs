@@ -136,6 +136,62 @@ fn a_rebase_to_the_same_source_is_refused_and_writes_nothing() {
     assert_eq!(fence.last_rebase(id).unwrap(), None);
 }
 
+/// A to B and back to A: A's numbering goes on where it was, so its old zombies stay out,
+/// after reopening and compaction too.
+#[test]
+fn a_resource_moved_back_to_a_former_source_gets_its_last_mark_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (Source::etcd_cluster(0xa), Source::etcd_cluster(0xb));
+    {
+        let fence = Fence::open(dir.path(), small_fence()).unwrap();
+        let (a_id, b_id) = (fence.source_id(&a).unwrap(), fence.source_id(&b).unwrap());
+        let id = fence.register(b"jobs").unwrap();
+        assert!(
+            fence
+                .check_from(id, a_id, t(1000, LEASE))
+                .unwrap()
+                .is_accepted()
+        );
+        fence.rebase(b"jobs", &b, "migrate").unwrap();
+        assert!(fence.check_from(id, b_id, t(3, 1)).unwrap().is_accepted());
+        let back = fence.rebase(b"jobs", &a, "roll back").unwrap();
+        assert_eq!(back.restored_mark, Some(t(1000, LEASE)));
+        assert_eq!(back.cleared_mark, Some(t(3, 1)));
+        for stale in [t(1, 1), t(999, LEASE)] {
+            assert!(matches!(
+                fence.check_from(id, a_id, stale).unwrap(),
+                Verdict::Stale { .. }
+            ));
+        }
+        assert_eq!(
+            fence.check_from(id, a_id, t(1000, LEASE)).unwrap(),
+            Verdict::Accepted
+        );
+        // And forth again: B's mark 3 comes back.
+        let forth = fence.rebase(b"jobs", &b, "again").unwrap();
+        assert_eq!(forth.restored_mark, Some(t(3, 1)));
+        assert!(matches!(
+            fence.check_from(id, b_id, t(2, 1)).unwrap(),
+            Verdict::Stale { .. }
+        ));
+        fence.rebase(b"jobs", &a, "and back").unwrap();
+    }
+    for compact in [false, true] {
+        let fence = Fence::open(dir.path(), small_fence()).unwrap();
+        if compact {
+            fence.compact().unwrap();
+        }
+        let id = fence.lookup(b"jobs").unwrap();
+        let a_id = fence.source_id(&a).unwrap();
+        assert_eq!(fence.mark(id).unwrap(), Some(t(1000, LEASE)));
+        assert!(matches!(
+            fence.check_from(id, a_id, t(999, LEASE)).unwrap(),
+            Verdict::Stale { .. }
+        ));
+        assert_eq!(fence.last_rebase(id).unwrap().unwrap().by, "and back");
+    }
+}
+
 #[test]
 fn a_new_resource_can_be_bound_before_its_first_token() {
     let dir = tempfile::tempdir().unwrap();
