@@ -418,6 +418,21 @@ impl Wal {
         self.lock_io().superblock.record_durable(durable)
     }
 
+    /// Records in the superblock, now, how far the log is durable (which it otherwise does
+    /// every [`SUPERBLOCK_DURABLE_EVERY_SYNCS`] syncs): a record synced before this call can
+    /// then not go missing unseen, even where damage would pass for a torn tail (recovery.rs).
+    /// For rare records that must never be lost quietly, such as a fence's rebase.
+    pub fn record_durable_now(&self) -> Result<(), Error> {
+        let state = self.lock_state_idle();
+        if let Some(reason) = &state.failed {
+            return Err(Error::Poisoned(reason.clone()));
+        }
+        let durable = (state.durable, state.durable_checksum);
+        let mut io = self.lock_io();
+        io.syncs_unrecorded = 0;
+        io.superblock.record_durable(durable)
+    }
+
     /// Why the log refuses writes, after an I/O failure or [`Wal::close`] (`None` while it
     /// works).
     pub fn failure(&self) -> Option<String> {

@@ -146,6 +146,14 @@ impl Fence {
             self.revoke_if_log_failed();
             return Err(e);
         }
+        // A rebase lets a whole numbering in: the superblock records it at once, so that no
+        // damage to the log's tail can later pass it off as never written.
+        if let Err(e) = self.wal.record_durable_now() {
+            // The rebase itself is durable and takes effect when the fence is reopened; until
+            // then this fence refuses every check rather than go on with the former source.
+            self.usable.revoke();
+            return Err(e);
+        }
         match rebase.restored_mark {
             Some(mark) => slot.publish(&guard, mark, to_id),
             None => slot.rebind(&guard, to_id),
