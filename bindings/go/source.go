@@ -41,7 +41,7 @@ import (
 //	EtcdClusterSource(id)                 etcd:<cluster id, 16 lowercase hex digits>
 //	ZooKeeperEnsembleSource(name)         zookeeper:<name>
 //	KubernetesLeaseSource(ns, name, uid)  k8s-lease:<namespace>/<name>/<uid>
-//	FencekitGroupSource(cluster)          fencekit:<cluster>
+//	FencekitGroupSource(cluster)          fencekit:<cluster id>
 //	NamedSource(name)                     named:<name>
 //
 // They do not validate: Fence.SourceID and Fence.Rebase refuse a bad name with an error
@@ -77,8 +77,9 @@ func KubernetesLeaseSource(namespace, name, uid string) string {
 	return "k8s-lease:" + namespace + "/" + name + "/" + uid
 }
 
-// FencekitGroupSource names a fencekit group's terms by the group's cluster name.
-func FencekitGroupSource(cluster string) string { return "fencekit:" + cluster }
+// FencekitGroupSource names a fencekit group's terms by the group's cluster id (its nodes'
+// --cluster), in decimal.
+func FencekitGroupSource(cluster uint64) string { return fmt.Sprintf("fencekit:%d", cluster) }
 
 // NamedSource names any other coordinator, by a name of its owner's choosing.
 func NamedSource(name string) string { return "named:" + name }

@@ -326,7 +326,7 @@ func TestSourceNameConstructors(t *testing.T) {
 		{EtcdClusterSource(1<<64 - 1), "etcd:ffffffffffffffff"},
 		{ZooKeeperEnsembleSource("prod-east"), "zookeeper:prod-east"},
 		{KubernetesLeaseSource("kube-system", "scheduler", "6b2f1c1e-8d4a-4e0b-9a77-3c1f0d2e5a10"), "k8s-lease:kube-system/scheduler/6b2f1c1e-8d4a-4e0b-9a77-3c1f0d2e5a10"},
-		{FencekitGroupSource("7"), "fencekit:7"},
+		{FencekitGroupSource(7), "fencekit:7"},
 		{NamedSource("consul-dc1"), "named:consul-dc1"},
 	}
 	for _, c := range cases {

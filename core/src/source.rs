@@ -13,7 +13,7 @@
 //!
 //! | constructor | name | its numbering restarts when |
 //! |---|---|---|
-//! | [`Source::fencekit_group`] | `fencekit:<cluster>` | the group is re-created |
+//! | [`Source::fencekit_group`] | `fencekit:<cluster id, decimal>` | the group is re-created |
 //! | [`Source::etcd_cluster`] | `etcd:<cluster id, 16 hex digits>` | the cluster is re-created (a new id) |
 //! | [`Source::zookeeper_ensemble`] | `zookeeper:<name>` | the ensemble's data is wiped |
 //! | [`Source::kubernetes_lease`] | `k8s-lease:<namespace>/<name>/<uid>` | the Lease object is re-created (a new uid) |
@@ -72,12 +72,41 @@ impl Source {
         {
             return invalid("a kind is lowercase letters, digits and '-'".into());
         }
+        // The kinds fencekit builds names for have one spelling each, so that two spellings
+        // of one coordinator (%x and %X, a leading zero) are never two sources: a rebase
+        // between them would clear a mark while the numbering goes on.
+        let canonical = match kind {
+            "etcd" => {
+                identity.len() == 16
+                    && identity
+                        .bytes()
+                        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            }
+            "fencekit" => identity
+                .parse::<u64>()
+                .is_ok_and(|n| n.to_string() == identity),
+            "k8s-lease" => {
+                let parts: Vec<&str> = identity.split('/').collect();
+                parts.len() == 3 && parts.iter().all(|p| !p.is_empty())
+            }
+            _ => true,
+        };
+        if !canonical {
+            return invalid(format!(
+                "a {kind} source is {}",
+                match kind {
+                    "etcd" => "etcd:<cluster id as 16 lowercase hex digits>",
+                    "fencekit" => "fencekit:<cluster id in decimal, no leading zeros>",
+                    _ => "k8s-lease:<namespace>/<name>/<uid>",
+                }
+            ));
+        }
         Ok(Source(Some(name.into())))
     }
 
-    /// A fencekit group's terms, named by the group's cluster name.
-    pub fn fencekit_group(cluster: &str) -> Result<Source, Error> {
-        Source::parse(&format!("fencekit:{cluster}"))
+    /// A fencekit group's terms, named by the group's cluster id (`--cluster`).
+    pub fn fencekit_group(cluster: u64) -> Source {
+        Source(Some(format!("fencekit:{cluster}").into()))
     }
 
     /// An etcd cluster's revisions, named by its cluster id (the `cluster_id` of every
@@ -160,6 +189,15 @@ mod tests {
             "etcd: x",
             "etcd:x\n",
             "et_cd:x",
+            "etcd:5D1E0F3C2A6B4E10",
+            "etcd:1",
+            "etcd:5d1e0f3c2a6b4e1g",
+            "fencekit:01",
+            "fencekit:0x7",
+            "fencekit:18446744073709551616",
+            "k8s-lease:onlyns",
+            "k8s-lease://",
+            "k8s-lease:a/b/c/d",
             "etcd:\u{e9}",
             long.as_str(),
         ] {
@@ -180,10 +218,7 @@ mod tests {
                 .as_str(),
             "k8s-lease:ops/sched/u-1"
         );
-        assert_eq!(
-            Source::fencekit_group("c1").unwrap().as_str(),
-            "fencekit:c1"
-        );
+        assert_eq!(Source::fencekit_group(7).as_str(), "fencekit:7");
         assert_eq!(
             Source::zookeeper_ensemble("zk").unwrap().as_str(),
             "zookeeper:zk"

@@ -4,7 +4,7 @@
 //! A source name is `<kind>:<identity>` (printable ASCII, no spaces, at most
 //! `FK_SOURCE_NAME_MAX` bytes) or `unnamed`, the source of `fk_fence_check`'s tokens:
 //! `etcd:<cluster id as 16 lowercase hex digits>`, `zookeeper:<ensemble name>`,
-//! `k8s-lease:<namespace>/<name>/<metadata.uid>`, `fencekit:<cluster>`, `named:<name>`.
+//! `k8s-lease:<namespace>/<name>/<metadata.uid>`, `fencekit:<cluster id>`, `named:<name>`.
 
 use std::ffi::c_char;
 

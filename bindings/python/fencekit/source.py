@@ -9,7 +9,7 @@ So a fence remembers, per resource, the source its tokens come from, and answers
 
 | helper | name | its numbering restarts when |
 |---|---|---|
-| `fencekit_source(cluster)` | `fencekit:<cluster>` | the group is re-created |
+| `fencekit_source(cluster)` | `fencekit:<cluster id, decimal>` | the group is re-created |
 | `etcd_source(cluster_id)` | `etcd:<cluster id, 16 lowercase hex digits>` | the cluster is re-created (a new id) |
 | `zookeeper_source(ensemble)` | `zookeeper:<ensemble>` | the ensemble's data is wiped |
 | `kubernetes_lease_source(namespace, name, uid)` | `k8s-lease:<namespace>/<name>/<uid>` | the Lease is re-created (a new uid) |
@@ -51,9 +51,12 @@ def _identity(value: object, what: str) -> str:
     return value
 
 
-def fencekit_source(cluster: str) -> str:
-    """A fencekit group's terms: `fencekit:<cluster>`."""
-    return check_source_name("fencekit:" + _identity(cluster, "a cluster name"))
+def fencekit_source(cluster: int) -> str:
+    """A fencekit group's terms: `fencekit:<cluster id>`, the id its nodes run with
+    (`--cluster`, `NodeConfig`'s `cluster`), in decimal."""
+    if isinstance(cluster, bool) or not isinstance(cluster, int):
+        raise TypeError(f"a cluster id is an int, not {type(cluster).__name__}")
+    return check_source_name(f"fencekit:{cluster}")
 
 
 def etcd_source(cluster_id: int) -> str:

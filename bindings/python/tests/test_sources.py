@@ -229,7 +229,9 @@ def test_source_names_are_the_kernels() -> None:
     assert fencekit.etcd_source((1 << 64) - 1) == "etcd:ffffffffffffffff"
     assert fencekit.zookeeper_source("zk") == "zookeeper:zk"
     assert fencekit.kubernetes_lease_source("ops", "sched", "u-1") == "k8s-lease:ops/sched/u-1"
-    assert fencekit.fencekit_source("c1") == "fencekit:c1"
+    assert fencekit.fencekit_source(7) == "fencekit:7"
+    with pytest.raises(TypeError):
+        fencekit.fencekit_source("7")  # type: ignore[arg-type]
     assert fencekit.named_source("x") == "named:x"
     for bad in (-1, 1 << 64):
         with pytest.raises(fencekit.InvalidSourceError):

@@ -135,7 +135,7 @@ impl App {
             clock,
             boot: MonotonicClock::since_boot(),
             token,
-            source: format!("fencekit:{cluster}"),
+            source: fencekit::Source::fencekit_group(cluster).to_string(),
             watch,
             waiting: AtomicUsize::new(0),
         });
