@@ -44,6 +44,10 @@ pub(crate) struct Rebase {
     /// Who rebases (a person, a change ticket): kept in the fence's log.
     #[arg(long)]
     by: String,
+    /// The resource is new to this fence: register it and bind it before its first token
+    /// (without this, a key the fence does not hold is refused as a likely typo).
+    #[arg(long)]
+    new_resource: bool,
 }
 
 pub(crate) fn run(command: &FenceCommand) -> Result<()> {
@@ -62,6 +66,13 @@ fn open(dir: &Path) -> Result<Fence> {
             dir.display()
         );
     }
+    // Opening makes a new log in an empty directory: never for a command given a wrong one.
+    if !dir.join("superblock").exists() {
+        bail!(
+            "{} holds no fence log: name the directory the service opens its fence in",
+            dir.display()
+        );
+    }
     let opened = Fence::open(dir, FenceOptions::default()).or_else(|e| match e {
         Error::TooManyResources { .. } => Fence::open(
             dir,
@@ -75,8 +86,8 @@ fn open(dir: &Path) -> Result<Fence> {
     opened.map_err(|e| {
         let hint = match &e {
             Error::Locked { .. } => {
-                "; stop the service that has the fence open, or rebase through its API \
-                 (Fence::rebase, fk_fence_rebase, the bindings' rebase)"
+                "; stop the service that has the fence open (a rebase can also be done \
+                 through its API: Fence::rebase, fk_fence_rebase, the bindings' rebase)"
             }
             Error::WrongOwner { found, .. } if found.contains("store") => {
                 "; a fencekit store's fence takes its group's own tokens and is checked \
@@ -125,19 +136,30 @@ fn rebase(args: &Rebase) -> Result<()> {
     };
     let to = Source::parse(&args.to).context("--to")?;
     let fence = open(&args.dir)?;
-    if fence.lookup(&key).is_none() {
-        eprintln!(
-            "fencekit: {} has no resource {}: it is registered now and bound to {to} before \
-             its first token",
+    let known = fence.lookup(&key).is_some();
+    if !known && !args.new_resource {
+        bail!(
+            "{} has no resource {}: check the key, or give --new-resource to bind a new \
+             resource before its first token",
             args.dir.display(),
             show_key(&key)
         );
     }
     let rebase = fence.rebase(&key, &to, &args.by)?;
     fence.close().context("closing the fence")?;
+    if !known {
+        println!("registered {} (new to this fence)", show_key(&key));
+    }
+    let mark = match rebase.restored_mark {
+        Some(mark) => format!(
+            "the resource took tokens from {to} before: its last mark from it, {mark}, is back, \
+             and older tokens of {to} stay stale"
+        ),
+        None => format!("the first token of {to} sets the mark"),
+    };
     println!(
         "rebased {} from {} to {to} by {:?}; cleared mark {}. Tokens of any other source are \
-         refused from now on; the first token of {to} sets the mark.",
+         refused from now on; {mark}.",
         show_key(&key),
         rebase
             .from
@@ -162,8 +184,11 @@ fn show_key(key: &[u8]) -> String {
 
 fn decode_hex(text: &str) -> Result<Vec<u8>> {
     let text = text.strip_prefix("0x").unwrap_or(text);
-    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("{text:?} is not an even number of hexadecimal digits");
+    if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("{text:?} holds characters that are not hexadecimal digits");
+    }
+    if !text.len().is_multiple_of(2) {
+        bail!("{text:?} is an odd number of hexadecimal digits: give two per byte");
     }
     Ok((0..text.len())
         .step_by(2)

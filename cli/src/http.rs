@@ -87,6 +87,14 @@ enum Bound {
 fn bind_unix(path: &Path, what: &str) -> Result<std::os::unix::net::UnixListener> {
     use std::os::unix::fs::FileTypeExt as _;
     use std::os::unix::net::{UnixListener, UnixStream};
+    // Whoever may write a directory on the way could put a socket of their own in its place
+    // and answer for the node.
+    fencekit::transport::tcp::tls::check_private_path(path).map_err(|reason| {
+        anyhow!(
+            "cannot listen on unix:{} ({what}): {reason}",
+            path.display()
+        )
+    })?;
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             if UnixStream::connect(path).is_ok() {

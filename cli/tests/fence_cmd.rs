@@ -72,6 +72,45 @@ fn an_operator_lets_a_re_created_cluster_in_and_its_predecessor_stays_out() {
         fence.check_from(id, old, zombie).unwrap(),
         Verdict::ForeignSource { .. }
     ));
+    drop(fence);
+
+    // Rolled back to the old cluster: its last mark comes back, its older tokens stay out.
+    let out = fencekit(&[
+        "fence",
+        "rebase",
+        fence_dir,
+        "--key",
+        "scheduler",
+        "--to",
+        OLD,
+        "--by",
+        "bob, rollback",
+    ]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("generation 1000000") && said.contains("is back"),
+        "{said}"
+    );
+    // A resource new to the fence, bound before its first token.
+    let out = fencekit(&[
+        "fence",
+        "rebase",
+        fence_dir,
+        "--key",
+        "orders",
+        "--to",
+        NEW,
+        "--by",
+        "deploy",
+        "--new-resource",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("registered \"orders\""),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -124,6 +163,35 @@ fn careless_rebases_are_refused_with_one_line_and_change_nothing() {
         ]),
         "hexadecimal",
     );
+    assert_one_line_error(
+        &fencekit(&[
+            "fence",
+            "rebase",
+            fence_dir,
+            "--key-hex",
+            "zz",
+            "--to",
+            NEW,
+            "--by",
+            "b",
+        ]),
+        "not hexadecimal digits",
+    );
+    // A mistyped key is refused, not registered as a new resource.
+    let out = fencekit(&[
+        "fence", "rebase", fence_dir, "--key", "schedulr", "--to", NEW, "--by", "b",
+    ]);
+    assert_one_line_error(&out, "--new-resource");
+    // An empty or wrong directory holds no log: nothing is made there.
+    let empty = tempfile::tempdir().unwrap();
+    for command in ["show", "rebase"] {
+        let mut args = vec!["fence", command, empty.path().to_str().unwrap()];
+        if command == "rebase" {
+            args.extend(["--key", "k", "--to", NEW, "--by", "b", "--new-resource"]);
+        }
+        assert_one_line_error(&fencekit(&args), "holds no fence log");
+    }
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
     // While a service holds the fence, the command says what to do instead.
     {
         let _open = Fence::open(dir.path(), FenceOptions::default()).unwrap();

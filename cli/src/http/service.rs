@@ -39,10 +39,24 @@ impl Accept for TcpListener {
     }
 }
 
+/// A Unix socket serves its own user (and root) only, whatever its file mode says: a chmod or
+/// an ACL by mistake must not hand the endpoint to every local user.
 impl Accept for UnixListener {
     type Stream = tokio::net::UnixStream;
     async fn accept(&self) -> std::io::Result<Self::Stream> {
-        Ok(UnixListener::accept(self).await?.0)
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        loop {
+            let (stream, _) = UnixListener::accept(self).await?;
+            match stream.peer_cred() {
+                Ok(cred) if cred.uid() == me || cred.uid() == 0 => return Ok(stream),
+                Ok(cred) => log::warn!(
+                    "a Unix socket connection from uid {} refused: it serves uid {me} only",
+                    cred.uid()
+                ),
+                Err(e) => log::warn!("a Unix socket connection refused: no credentials: {e}"),
+            }
+        }
     }
 }
 

@@ -126,8 +126,13 @@ impl App {
         cluster: u64,
         token: Option<String>,
     ) -> Arc<App> {
+        // Versions start from the wall clock, in microseconds, so that a client long-polling
+        // across a restart of the node never sees a version it saw before.
+        let first = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_micros() as u64);
         let watch = Arc::new(Watch {
-            state: Mutex::new((1, Seen::default())),
+            state: Mutex::new((first, Seen::default())),
             changed: Condvar::new(),
         });
         let app = Arc::new(App {
@@ -284,6 +289,9 @@ impl App {
             },
             _ => return Reply::error(400, "give data=TEXT or data_hex=HEX, one of them"),
         };
+        if data.is_empty() {
+            return Reply::error(400, "an empty proposal: give data=TEXT or data_hex=HEX");
+        }
         if data.len() > PROPOSAL_BYTES_MAX {
             return Reply::error(
                 413,

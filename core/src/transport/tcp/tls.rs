@@ -372,6 +372,22 @@ pub fn read_secret_file(path: &Path) -> Result<Vec<u8>, String> {
     })
 }
 
+/// Refuses a path to be made (a Unix socket to bind) whose directory, or one on the way to it,
+/// others than this process's user and root may write: they could swap what the path names
+/// for something of theirs. The check [`read_secret_file`] makes for a file that exists.
+pub fn check_private_path(path: &Path) -> Result<(), String> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    check_directories(dir, me, 0).map_err(|e| match e {
+        Error::Tls(reason) => reason,
+        other => other.to_string(),
+    })
+}
+
 /// Reads a private key, refusing one that its group or others may read or write.
 fn read_private(path: &Path) -> Result<Vec<u8>, Error> {
     read_checked(path, 0o077, "readable by its group or others")
@@ -409,7 +425,7 @@ fn read_checked(path: &Path, forbidden: u32, what: &str) -> Result<Vec<u8>, Erro
             ),
         ));
     }
-    check_directories(path, me)?;
+    check_directories(path, me, 1)?;
     let mode = meta.mode() & 0o777;
     if mode & forbidden != 0 {
         return Err(tls_error(
@@ -438,11 +454,13 @@ fn read_checked(path: &Path, forbidden: u32, what: &str) -> Result<Vec<u8>, Erro
 /// Every directory on the way to `path`, as named and as resolved through symbolic links,
 /// is owned by this process's user or root, and writable by no one else (unless sticky, as
 /// `/tmp`: there others cannot rename or remove what is not theirs).
-fn check_directories(path: &Path, me: u32) -> Result<(), Error> {
+/// Refuses `path` when a directory on its way (from `skip` levels up: 1 for a file, 0 for a
+/// directory itself), as named or as resolved, may be written by others than `me` and root.
+fn check_directories(path: &Path, me: u32, skip: usize) -> Result<(), Error> {
     let named = std::path::absolute(path).map_err(|e| tls_error(path, e))?;
     let resolved = std::fs::canonicalize(path).map_err(|e| tls_error(path, e))?;
     for way in [named, resolved] {
-        for dir in way.ancestors().skip(1) {
+        for dir in way.ancestors().skip(skip) {
             let meta = std::fs::metadata(dir)
                 .map_err(|e| tls_error(path, format!("{}: {e}", dir.display())))?;
             let mode = meta.mode();
