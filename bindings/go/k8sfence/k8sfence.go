@@ -236,17 +236,42 @@ func FromLeaseLock(ctx context.Context, lock *resourcelock.LeaseLock) (Leader, e
 // runs with lock: at each new leadership it reads the term's Leader (FromLeaseLock) and runs
 // lead with it and the term's context, or calls refused (when not nil) with the error and
 // returns without leading. ErrNotLeader there means that the Lease was lost between the
-// elector's acquisition and the read; the elector will stop leading shortly.
+// elector's acquisition and the read (the elector will stop leading shortly); an error
+// matching fencekit.ErrInvalidToken or ErrInvalidSource, a Lease that gives no token. A
+// failed read (the API server unreachable, a timeout) is tried again, after 100 ms and then
+// twice as long each time up to 2 s, for as long as the term's context lasts, so that a
+// passing API error does not leave a whole term unused; refused then gets the last error.
 func OnStartedLeading(lock *resourcelock.LeaseLock, lead func(ctx context.Context, l Leader), refused func(error)) func(context.Context) {
 	return func(ctx context.Context) {
-		l, err := FromLeaseLock(ctx, lock)
-		if err != nil {
+		refuse := func(err error) {
 			if refused != nil {
 				refused(err)
 			}
-			return
 		}
-		lead(ctx, l)
+		wait := 100 * time.Millisecond
+		var failed error // the last read's error, for a term that ends before a read succeeds
+		for {
+			l, err := FromLeaseLock(ctx, lock)
+			if err == nil {
+				lead(ctx, l)
+				return
+			}
+			var final *fencekit.Error
+			if failed != nil && ctx.Err() != nil {
+				refuse(fmt.Errorf("%w: the term ended while the Lease could not be read: %w", ErrNotLeader, failed))
+				return
+			}
+			if errors.Is(err, ErrNotLeader) || errors.As(err, &final) {
+				refuse(err)
+				return
+			}
+			failed = err
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+				wait = min(2*wait, 2*time.Second)
+			}
+		}
 	}
 }
 

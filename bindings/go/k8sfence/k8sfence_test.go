@@ -459,3 +459,40 @@ func TestAHandEditedLeaseNeverLetsAStaleWriteLand(t *testing.T) {
 		t.Fatalf("pod-a, whose term the edits did not end at the storage: %v", k)
 	}
 }
+
+// A read of the Lease that fails at the start of a term (the API server briefly unreachable)
+// is tried again while the term lasts: the leader still gets its token and leads. When the
+// term ends first, refused hears ErrNotLeader with the API's error, and nothing leads.
+func TestOnStartedLeadingTriesAFailedReadAgain(t *testing.T) {
+	cs := newClientset()
+	put(t, cs, lease("", "pod-a", 2, time.Now(), 15))
+	var failures atomic.Int64
+	failures.Store(2)
+	cs.PrependReactor("get", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if failures.Add(-1) >= 0 {
+			return true, nil, errors.New("the API server is unreachable")
+		}
+		return false, nil, nil
+	})
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Namespace: namespace, Name: leaseName},
+		Client:     cs.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: "pod-a"},
+	}
+	var got Leader
+	var refusals []error
+	OnStartedLeading(lock, func(_ context.Context, l Leader) { got = l }, func(err error) { refusals = append(refusals, err) })(context.Background())
+	if got.Token.Generation != 3 || len(refusals) != 0 {
+		t.Fatalf("after two failed reads: led with %+v, refusals %v", got, refusals)
+	}
+
+	failures.Store(1 << 30)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	got = Leader{}
+	OnStartedLeading(lock, func(_ context.Context, l Leader) { got = l }, func(err error) { refusals = append(refusals, err) })(ctx)
+	if got != (Leader{}) || len(refusals) != 1 || !errors.Is(refusals[0], ErrNotLeader) ||
+		!strings.Contains(refusals[0].Error(), "unreachable") {
+		t.Fatalf("a term that ended while the API failed: led with %+v, refusals %v", got, refusals)
+	}
+}
