@@ -6,8 +6,9 @@
 # No API server runs here: the tests use client-go's fake clientset, so nothing is started.
 # Without -race, unlike tests/etcd.sh: client-go is large, and building it again with the
 # race detector would cost CI minutes for a package whose concurrency is client-go's own.
-# A cold run (client-go's modules downloaded, then built) took about a minute and a half on
-# two cores.
+# Measured on two cores shared with other builds: a cold run (client-go's modules
+# downloaded, 3 s, then built) took 176 s after the Go step's own builds, 204 s with no cache
+# at all; a warm one, 8 s.
 #
 # PKG_CONFIG_PATH must find libfencekit (README.md, "Developing").
 set -eu
