@@ -146,6 +146,7 @@ make -s -C ffi install PREFIX="$target_dir/go-prefix"
     # A program outside the repository, built with README.md's install steps as written.
     CARGO_TARGET_DIR="$target_dir" sh tests/outside_module.sh "$target_dir/go-outside"
     sh tests/etcd.sh | tee -a "$glog" # etcd (installed, started, stopped): etcdfence, the etcd_election drill
+    sh tests/k8s.sh | tee -a "$glog" # k8sfence against client-go's fake clientset (no API server), without -race
 )
 passed=$((passed + $(grep -c '^--- PASS' "$glog" || true)))
 failed=$((failed + $(grep -c '^--- FAIL' "$glog" || true)))
