@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 )
@@ -49,4 +50,44 @@ func ParseToken(value string) (source string, token Token, err error) {
 		numbers[i] = n
 	}
 	return fields[0], Token{Generation: numbers[0], Holder: numbers[1]}, nil
+}
+
+// TokenRoundTripper wraps base (http.DefaultTransport when nil) so that every request carries
+// the token of source in the TokenHeader header: the client side of a fenced storage. A
+// request already carrying a TokenHeader is refused without being sent (two tokens for one
+// request). When stop is not nil it is asked before each request, and a non-nil answer (the
+// term is known to be over) is returned instead of sending. Every refusal closes the request's
+// body, as a RoundTripper must. Make one per term: a token is never carried across an
+// election. The coordinators' adapters (etcdfence, k8sfence) build theirs with it.
+func TokenRoundTripper(base http.RoundTripper, source string, token Token, stop func() error) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return &tokenTransport{base: base, value: FormatToken(source, token), stop: stop}
+}
+
+type tokenTransport struct {
+	base  http.RoundTripper
+	value string
+	stop  func() error
+}
+
+func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	refuse := func(err error) (*http.Response, error) {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
+	}
+	if t.stop != nil {
+		if err := t.stop(); err != nil {
+			return refuse(err)
+		}
+	}
+	if req.Header.Get(TokenHeader) != "" {
+		return refuse(fmt.Errorf("fencekit: the request already carries a %s header: two tokens for one request", TokenHeader))
+	}
+	r := req.Clone(req.Context())
+	r.Header.Set(TokenHeader, t.value)
+	return t.base.RoundTrip(r)
 }

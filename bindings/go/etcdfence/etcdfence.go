@@ -163,13 +163,12 @@ func (l Leader) Ended() bool {
 // sometimes help: a process woken from a pause sends before it learns that its session
 // ended.) Check l.Ended() between jobs to stop early.
 func (l Leader) RoundTripper(base http.RoundTripper) http.RoundTripper {
-	if base == nil {
-		base = http.DefaultTransport
-	}
 	if l.Source == "" || l.Token == (fencekit.Token{}) {
-		return refuse{}
+		return fencekit.TokenRoundTripper(base, "", fencekit.Token{}, func() error {
+			return fmt.Errorf("%w: the zero Leader has no token", ErrNotLeader)
+		})
 	}
-	return &transport{base: base, value: l.HeaderValue()}
+	return fencekit.TokenRoundTripper(base, l.Source, l.Token, nil)
 }
 
 // Client is a copy of base (http.DefaultClient when nil) whose requests carry l's token, as
@@ -181,32 +180,4 @@ func (l Leader) Client(base *http.Client) *http.Client {
 	c := *base
 	c.Transport = l.RoundTripper(base.Transport)
 	return &c
-}
-
-type transport struct {
-	base  http.RoundTripper
-	value string
-}
-
-func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	// A RoundTripper must close the body on every path, and not change the request.
-	if req.Header.Get(fencekit.TokenHeader) != "" {
-		if req.Body != nil {
-			req.Body.Close()
-		}
-		return nil, fmt.Errorf("etcdfence: the request already carries a %s header: two tokens for one request", fencekit.TokenHeader)
-	}
-	r := req.Clone(req.Context())
-	r.Header.Set(fencekit.TokenHeader, t.value)
-	return t.base.RoundTrip(r)
-}
-
-// refuse is the RoundTripper of the zero Leader: it sends nothing.
-type refuse struct{}
-
-func (refuse) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Body != nil {
-		req.Body.Close()
-	}
-	return nil, fmt.Errorf("%w: the zero Leader has no token", ErrNotLeader)
 }

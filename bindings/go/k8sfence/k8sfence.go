@@ -300,13 +300,18 @@ func (l Leader) Ended() bool {
 // made against the newest token it has seen (a process woken from a pause sends before it
 // learns that its term ended).
 func (l Leader) RoundTripper(base http.RoundTripper) http.RoundTripper {
-	if base == nil {
-		base = http.DefaultTransport
-	}
 	if l.Source == "" || l.Token == (fencekit.Token{}) {
-		return refuse{}
+		return fencekit.TokenRoundTripper(base, "", fencekit.Token{}, func() error {
+			return fmt.Errorf("%w: the zero Leader has no token", ErrNotLeader)
+		})
 	}
-	return &transport{base: base, value: l.HeaderValue(), leader: l}
+	return fencekit.TokenRoundTripper(base, l.Source, l.Token, func() error {
+		if l.Ended() {
+			return fmt.Errorf("%w: the term of %s ended (the elector stopped leading): read the next term's Leader",
+				ErrNotLeader, l.HeaderValue())
+		}
+		return nil
+	})
 }
 
 // Client is a copy of base (http.DefaultClient when nil) whose requests carry l's token, as
@@ -318,40 +323,4 @@ func (l Leader) Client(base *http.Client) *http.Client {
 	c := *base
 	c.Transport = l.RoundTripper(base.Transport)
 	return &c
-}
-
-type transport struct {
-	base   http.RoundTripper
-	value  string
-	leader Leader
-}
-
-func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	// A RoundTripper must close the body on every path, and not change the request.
-	if t.leader.Ended() {
-		closeBody(req)
-		return nil, fmt.Errorf("%w: the term of %s ended (the elector stopped leading): read the next term's Leader",
-			ErrNotLeader, t.value)
-	}
-	if req.Header.Get(fencekit.TokenHeader) != "" {
-		closeBody(req)
-		return nil, fmt.Errorf("k8sfence: the request already carries a %s header: two tokens for one request", fencekit.TokenHeader)
-	}
-	r := req.Clone(req.Context())
-	r.Header.Set(fencekit.TokenHeader, t.value)
-	return t.base.RoundTrip(r)
-}
-
-func closeBody(req *http.Request) {
-	if req.Body != nil {
-		req.Body.Close()
-	}
-}
-
-// refuse is the RoundTripper of the zero Leader: it sends nothing.
-type refuse struct{}
-
-func (refuse) RoundTrip(req *http.Request) (*http.Response, error) {
-	closeBody(req)
-	return nil, fmt.Errorf("%w: the zero Leader has no token", ErrNotLeader)
 }
