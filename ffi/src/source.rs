@@ -13,7 +13,7 @@ use kernel::{ResourceId, Source, SourceId, Token};
 
 use crate::boundary::{self, Failure, bytes, text, with_handle, without_handle};
 use crate::buf::fk_buf;
-use crate::fence::fk_fence;
+use crate::fence::{fk_fence, verdict_into};
 use crate::status::*;
 use crate::token::{fk_token, fk_verdict};
 
@@ -104,22 +104,14 @@ pub unsafe extern "C" fn fk_fence_check_from(
     out: *mut fk_verdict,
 ) -> fk_status {
     boundary::infallible(FK_STATUS_PANIC, || {
-        // SAFETY: `fence` is NULL or live (the caller's contract).
-        let handle = unsafe { fence.as_ref() };
-        let status = with_handle(handle, "fence", |f| {
-            let out = boundary::out(out, "out")?;
-            let token = token.to_kernel()?;
-            let verdict = f.fence.check_from(
-                ResourceId::from_u32(resource),
-                SourceId::from_u32(source),
-                token,
-            )?;
-            // SAFETY: checked non-NULL; writable (the caller's contract).
-            unsafe { out.write(fk_verdict::new(verdict, token)) };
-            Ok(())
-        });
-        // SAFETY: `out` is NULL or writable (the caller's contract).
-        unsafe { boundary::reject_on_failure(status, out) }
+        // SAFETY: the caller's contract, forwarded.
+        unsafe {
+            verdict_into(fence, token, out, |f, token| {
+                let (resource, source) =
+                    (ResourceId::from_u32(resource), SourceId::from_u32(source));
+                Ok(f.check_from(resource, source, token)?)
+            })
+        }
     })
 }
 
