@@ -7,12 +7,12 @@
 # election key's create revision, then a put; ZooKeeper: a multi checking the leader znode's
 # version, then a setData) beside fencekit's check, from Go, Python and Rust.
 #
-#   benches/coordinators/measure.sh [--rounds N] [--short] [--rust-bench] [--out DIR]
+#   benches/coordinators/measure.sh [--rounds N] [--short] [--no-rust-bench] [--out DIR]
 #
 #   --rounds N     SIGSTOP rounds per drill (default 3; the sidecar drill runs N times)
 #   --short        leave out the 60 s settings (about 3 minutes instead of about 15)
-#   --rust-bench   also run `cargo bench -p fencekit-benches --bench fence -- fence_check/by_id`
-#                  (compiles the bench crate in release: minutes)
+#   --no-rust-bench  leave out `cargo bench -p fencekit-benches --bench fence --
+#                  fence_check/by_id` (the first time, it compiles the bench crate: minutes)
 #   --out DIR      keep every drill's JSON line and log in DIR (default: a temporary directory,
 #                  kept and named at the end)
 #
@@ -28,13 +28,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 rounds=3
 long=1
-rust_bench=
+rust_bench=1
 out=
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) rounds=${2:?--rounds needs a number}; shift 2 ;;
         --short) long=; shift ;;
-        --rust-bench) rust_bench=1; shift ;;
+        --no-rust-bench) rust_bench=; shift ;;
         --out) out=${2:?--out needs a directory}; shift 2 ;;
         *) sed -n '2,17p' "$0" >&2; exit 2 ;;
     esac
@@ -92,7 +92,7 @@ step "Go: the etcd_election drill and the etcd_fencing bench"
 step "Python: fencekit (from bindings/python, on the libfencekit above) and kazoo in $target/coordinators-venv"
 venv=$target/coordinators-venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q kazoo >&2
+"$venv/bin/pip" install -q kazoo cffi >&2
 FENCEKIT_LIB_DIR=$prefix/lib "$venv/bin/pip" install -q --force-reinstall --no-deps "$root/bindings/python" >&2 ||
     die "pip could not install bindings/python (it needs setuptools and cffi from PyPI)"
 "$venv/bin/python" -c 'import fencekit, kazoo' || die "the virtual environment has no fencekit or kazoo"
@@ -175,7 +175,7 @@ step "results (JSON lines and logs in $out)"
     for t in 5 60; do
         f=$out/zk-$t.json
         [ -f "$f" ] || continue
-        jq -r --arg t "$t" 'select(.sample) |
+        jq -s -r --arg t "$t" 'map(select(.sample)) | sort_by(.mode) | .[] |
             "| ZooKeeper (kazoo Election) | session \($t) s | \(.mode) | \(.failover_s | map(. * 10 | round / 10 | tostring) | join(", ")) | \(.recorded_twice) | \(.job_bodies_ran_again) | \(.zombie_writes_refused) of \(.zombie_writes_refused + .zombie_writes_recorded) |"' "$f" ||
             echo "| ZooKeeper | session $t s | | (no result: $f) | | | |"
     done
@@ -213,12 +213,19 @@ awk_ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", a / b }'; }
     jq -r '"| ZooKeeper: multi (check the leader znode'"'"'s version, setData 64 B), kazoo | \(.zk_multi_p50_ns / 1000 | . * 10 | round / 10) µs | \(.zk_multi_p99_ns / 1000 | . * 10 | round / 10) µs | \(.ratio_p50 | round)× |",
            "| fencekit from Python: Fence.check_from, a ZooKeeper token (mean of \(.checks_per_sample) checks) | \(.fencekit_check_from_p50_ns) ns | \(.fencekit_check_from_p99_ns) ns | 1× |"' "$z"
     go_ns=$(awk '/^BenchmarkCheck/ { print $3 }' "$out/go_check.txt" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
-    [ -n "$go_ns" ] && echo "| fencekit from Go: Fence.Check (bindings/go BenchmarkCheck, median of 5) | $go_ns ns | | etcd Txn p50 is $(awk_ratio "$(jq .etcd_txn_p50_ns "$e")" "$go_ns")× |"
+    if [ -n "$go_ns" ]; then
+        echo "| fencekit from Go: Fence.Check (bindings/go BenchmarkCheck, median of 5) | $go_ns ns | | etcd Txn p50 is $(awk_ratio "$(jq .etcd_txn_p50_ns "$e")" "$go_ns")× |"
+    fi
     py_ns=$(awk '/^Fence.check  / { print $2 }' "$out/python_check.txt")
-    [ -n "$py_ns" ] && echo "| fencekit from Python: Fence.check (bindings/python/benchmarks/check.py, median of 7) | $py_ns ns | | ZooKeeper multi p50 is $(awk_ratio "$(jq .zk_multi_p50_ns "$z")" "$py_ns")× |"
+    if [ -n "$py_ns" ]; then
+        echo "| fencekit from Python: Fence.check (bindings/python/benchmarks/check.py, median of 7) | $py_ns ns | | ZooKeeper multi p50 is $(awk_ratio "$(jq .zk_multi_p50_ns "$z")" "$py_ns")× |"
+    fi
     if [ -f "$out/rust_check.txt" ]; then
-        rust=$(grep -A2 'fence_check/by_id' "$out/rust_check.txt" | grep -m1 'time:' | sed 's/.*time: *//')
-        echo "| fencekit from Rust: Fence::check (fence_check/by_id) | $rust | | |"
+        # criterion's line: "fence_check/by_id  time:  [low ns MEDIAN ns high ns]"
+        rust_ns=$(awk '/fence_check\/by_id/ && /time:/ { print $5 }' "$out/rust_check.txt")
+        if [ -n "$rust_ns" ]; then
+            echo "| fencekit from Rust: Fence::check (benches: fence_check/by_id, criterion's estimate) | $rust_ns ns | | etcd Txn p50 is $(awk_ratio "$(jq .etcd_txn_p50_ns "$e")" "$rust_ns")×, ZooKeeper multi p50 $(awk_ratio "$(jq .zk_multi_p50_ns "$z")" "$rust_ns")× |"
+        fi
     fi
 } | tee "$out/cost.md"
 echo
