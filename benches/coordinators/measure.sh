@@ -221,7 +221,7 @@ awk_ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", a / b }'; }
         echo "| fencekit from Python: Fence.check (bindings/python/benchmarks/check.py, median of 7) | $py_ns ns | | ZooKeeper multi p50 is $(awk_ratio "$(jq .zk_multi_p50_ns "$z")" "$py_ns")× |"
     fi
     if [ -f "$out/rust_check.txt" ]; then
-        # criterion's line: "fence_check/by_id  time:  [low ns MEDIAN ns high ns]"
+        # criterion's line: "fence_check/by_id  time:  [low ns ESTIMATE ns high ns]"
         rust_ns=$(awk '/fence_check\/by_id/ && /time:/ { print $5 }' "$out/rust_check.txt")
         if [ -n "$rust_ns" ]; then
             echo "| fencekit from Rust: Fence::check (benches: fence_check/by_id, criterion's estimate) | $rust_ns ns | | etcd Txn p50 is $(awk_ratio "$(jq .etcd_txn_p50_ns "$e")" "$rust_ns")×, ZooKeeper multi p50 $(awk_ratio "$(jq .zk_multi_p50_ns "$z")" "$rust_ns")× |"
