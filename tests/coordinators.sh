@@ -1,0 +1,142 @@
+# Functions that install, start and stop the coordinators fencekit's tests and measurements run
+# against: etcd and ZooKeeper, each a single server of its own on private loopback ports with a
+# temporary directory, never the system's service. Sourced (POSIX sh) by
+# bindings/go/tests/etcd.sh, bindings/python/tests/zookeeper.sh and
+# benches/coordinators/measure.sh:
+#
+#   . tests/coordinators.sh
+#   etcd_require                 install Debian's etcd-server if etcd is missing (root), or fail
+#   etcd_start DIR               start etcd with its data and log in DIR: sets ETCD_PID and
+#                                ETCD_ENDPOINT (host:port); prints the log and fails if it does
+#                                not answer
+#   etcd_stop                    stop it (safe to call twice, or before etcd_start)
+#   zookeeper_require            the same for Debian's zookeeper (and its JRE)
+#   zookeeper_start DIR          sets ZK_PID and ZK_HOSTS (host:port)
+#   zookeeper_stop
+#
+# Callers stop what they start from a trap on EXIT. python3 picks free ports and asks ZooKeeper
+# if it is up.
+
+# N free loopback ports, as the kernel hands them out (bound and released at once: another
+# process could take one meanwhile, which the server then reports as it fails to start).
+coord_free_ports() {
+    python3 -c '
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
+}
+
+# apt-get install of Debian packages, as root, updating the lists only when needed.
+coord_apt_install() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing: apt-get install -y $* (as root)" >&2
+        return 1
+    fi
+    echo "installing Debian's $*" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null ||
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; }
+}
+
+etcd_require() {
+    # The package's service is not ours: if an init system started it, it listens on 2379,
+    # which we do not use.
+    command -v etcd >/dev/null 2>&1 || coord_apt_install etcd-server || return 1
+    command -v curl >/dev/null 2>&1 || coord_apt_install curl
+}
+
+ETCD_PID=
+etcd_start() {
+    _etcd_dir=$1
+    _etcd_ports=$(coord_free_ports 2) || return 1
+    ETCD_ENDPOINT=127.0.0.1:${_etcd_ports% *}
+    _etcd_peer=127.0.0.1:${_etcd_ports#* }
+    # Short heartbeats and elections: etcd's shortest lease is 1.5 election timeouts, so with
+    # the default 1 s a session of TTL 1 would silently last 1.5 s.
+    etcd --name fencekit-test --data-dir "$_etcd_dir/data" \
+        --listen-client-urls "http://$ETCD_ENDPOINT" --advertise-client-urls "http://$ETCD_ENDPOINT" \
+        --listen-peer-urls "http://$_etcd_peer" --initial-advertise-peer-urls "http://$_etcd_peer" \
+        --initial-cluster "fencekit-test=http://$_etcd_peer" \
+        --heartbeat-interval 20 --election-timeout 200 \
+        --logger zap --log-level error >"$_etcd_dir/etcd.log" 2>&1 </dev/null &
+    ETCD_PID=$!
+    for _ in $(seq 100); do
+        if curl -fsS "http://$ETCD_ENDPOINT/health" 2>/dev/null | grep -q '"health":"true"'; then
+            echo "etcd $(etcd --version | sed -n 's/^etcd Version: //p') on $ETCD_ENDPOINT (data in $_etcd_dir)"
+            return 0
+        fi
+        kill -0 "$ETCD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "etcd did not start on $ETCD_ENDPOINT:" >&2
+    cat "$_etcd_dir/etcd.log" >&2
+    return 1
+}
+
+etcd_stop() {
+    if [ -n "$ETCD_PID" ]; then
+        kill "$ETCD_PID" 2>/dev/null || true
+        wait "$ETCD_PID" 2>/dev/null || true
+        ETCD_PID=
+    fi
+}
+
+zookeeper_require() {
+    if [ ! -f /usr/share/java/zookeeper.jar ] || ! command -v java >/dev/null 2>&1; then
+        coord_apt_install zookeeper || return 1
+    fi
+}
+
+# "imok" when the ZooKeeper on port $1 is up.
+_zookeeper_ruok() {
+    python3 -c '
+import socket, sys
+try:
+    with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2) as s:
+        s.sendall(b"ruok")
+        print(s.recv(4).decode())
+except OSError:
+    pass' "$1"
+}
+
+ZK_PID=
+zookeeper_start() {
+    _zk_dir=$1
+    _zk_port=$(coord_free_ports 1) || return 1
+    mkdir -p "$_zk_dir/data"
+    # tickTime 200 ms, so sessions of 2 s are allowed; up to 60 s.
+    cat >"$_zk_dir/zoo.cfg" <<ZOOCFG
+tickTime=200
+minSessionTimeout=400
+maxSessionTimeout=60000
+dataDir=$_zk_dir/data
+clientPort=$_zk_port
+clientPortAddress=127.0.0.1
+admin.enableServer=false
+4lw.commands.whitelist=ruok
+ZOOCFG
+    java -Xmx256m -cp /etc/zookeeper/conf:/usr/share/java/zookeeper.jar \
+        org.apache.zookeeper.server.ZooKeeperServerMain "$_zk_dir/zoo.cfg" >"$_zk_dir/server.log" 2>&1 </dev/null &
+    ZK_PID=$!
+    ZK_HOSTS=127.0.0.1:$_zk_port
+    for _ in $(seq 150); do
+        if [ "$(_zookeeper_ruok "$_zk_port")" = imok ]; then
+            echo "ZooKeeper on $ZK_HOSTS"
+            return 0
+        fi
+        kill -0 "$ZK_PID" 2>/dev/null || break
+        sleep 0.2
+    done
+    cat "$_zk_dir/server.log" >&2
+    echo "ZooKeeper did not answer on $ZK_HOSTS in 30 s" >&2
+    return 1
+}
+
+zookeeper_stop() {
+    if [ -n "$ZK_PID" ]; then
+        kill "$ZK_PID" 2>/dev/null || true
+        wait "$ZK_PID" 2>/dev/null || true
+        ZK_PID=
+    fi
+}
