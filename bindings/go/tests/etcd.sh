@@ -5,7 +5,7 @@
 #
 #   etcd.sh                 go vet and go test -race -v of etcdfence and samples/etcd_election
 #                           (printing each test's result line)
-#   etcd.sh -- CMD ARGS...  CMD with FENCEKIT_ETCD_ENDPOINTS set (etcd_measure.sh uses it)
+#   etcd.sh -- CMD ARGS...  CMD with FENCEKIT_ETCD_ENDPOINTS set
 #
 # PKG_CONFIG_PATH must find libfencekit (README.md, "Developing"). The tests see the server
 # through FENCEKIT_ETCD_ENDPOINTS, and FENCEKIT_ETCD_REQUIRED=1 makes a test that cannot reach
