@@ -39,8 +39,14 @@ def check_source_name(name: str) -> str:
     numbering unique. The library decides (`fk_source_validate`): the rules live in one place."""
     if not isinstance(name, str):
         raise TypeError(f"a source name is a str, not {type(name).__name__}")
-    # Surrogates pass as the bytes they would be, which the library refuses as not UTF-8.
-    encoded = name.encode("utf-8", "surrogatepass")
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate: not text at all, let alone a source name.
+        raise InvalidSourceError(
+            lib.FK_STATUS_INVALID_SOURCE,
+            f"invalid token source {name!r}: a source name is printable ASCII without spaces",
+        ) from None
     check(lib.fk_source_validate(encoded, len(encoded)))
     return name
 

@@ -213,8 +213,11 @@ def test_closing_ends_the_iterations(tmp_path: pathlib.Path) -> None:
 
 
 CTRL_C = """
-import asyncio, sys, time
+import asyncio, signal, sys, time
 import fencekit, fencekit.aio
+# A test run started in the background inherits SIGINT ignored, and Python then leaves it so:
+# take Ctrl-C as a terminal's program does.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 config = {{"id": 1, "cluster": 6, "data_dir": sys.argv[1], "listen": "127.0.0.1:" + sys.argv[2],
           "insecure": True}}
 {body}
