@@ -158,7 +158,8 @@ func (f *Fence) BoundSource(resource uint32) (name string, ok bool, err error) {
 // durably, recording by (who did it: a person or a change ticket, 1 to 256 bytes of text
 // without control characters) and the time, and clears its mark, which it returns (the zero
 // Token for none). From then on a token of any other source is foreign, and the first token
-// of to sets the mark whatever its generation.
+// of to sets the mark whatever its generation; a resource moved back to a source it took
+// tokens from before gets that source's last mark back instead (Mark reads it).
 //
 // It is an operator's act, for a coordinator re-created from scratch (its numbering
 // restarted) or a migration; fencekit never does it by itself. It fails with an error

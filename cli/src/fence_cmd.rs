@@ -17,7 +17,8 @@ pub(crate) enum FenceCommand {
     /// List every resource of a fence: its mark, its token source and its last rebase.
     Show(Show),
     /// Move a resource to another token source (a coordinator re-created from scratch, a
-    /// migration), clearing its mark: durable, recorded with who did it, never automatic.
+    /// migration), clearing its mark (or, back to a former source, restoring that source's
+    /// last mark): durable, recorded with who did it, never automatic.
     Rebase(Rebase),
 }
 

@@ -84,52 +84,57 @@ enum Bound {
 
 /// Binds a Unix socket at `path` that only this user can connect to. A socket file left by a
 /// process that is gone is replaced; anything else at `path` is refused, not removed.
-fn bind_unix(path: &Path, what: &str) -> Result<std::os::unix::net::UnixListener> {
-    use std::os::unix::fs::FileTypeExt as _;
+fn bind_unix(path: &Path, what: &str) -> Result<(std::os::unix::net::UnixListener, PathBuf)> {
+    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
     use std::os::unix::net::{UnixListener, UnixStream};
+    let fail = |why: String| anyhow!("cannot listen on unix:{} ({what}): {why}", path.display());
     // Whoever may write a directory on the way could put a socket of their own in its place
     // and answer for the node.
-    fencekit::transport::tcp::tls::check_private_path(path).map_err(|reason| {
-        anyhow!(
-            "cannot listen on unix:{} ({what}): {reason}",
-            path.display()
-        )
-    })?;
-    match std::fs::symlink_metadata(path) {
+    fencekit::transport::tcp::tls::check_private_path(path).map_err(fail)?;
+    // Bound (and later removed) where the path leads now, not through links that could move.
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(fail(
+            "give a socket's path, a directory and a file name".into(),
+        ));
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let path = std::fs::canonicalize(dir)
+        .map_err(|e| fail(format!("{}: {e}", dir.display())))?
+        .join(name);
+    match std::fs::symlink_metadata(&path) {
         Ok(meta) if meta.file_type().is_socket() => {
-            if UnixStream::connect(path).is_ok() {
-                return Err(anyhow!(
-                    "cannot listen on unix:{} ({what}): another process serves it",
-                    path.display()
-                ));
+            if UnixStream::connect(&path).is_ok() {
+                return Err(fail(format!(
+                    "another process serves it (the socket belongs to uid {}); if that is not \
+                     this node's user, someone took the name while the node was down: use a \
+                     directory of the node's own, such as /run/fencekit (0700)",
+                    meta.uid()
+                )));
             }
-            std::fs::remove_file(path)
+            std::fs::remove_file(&path)
                 .with_context(|| format!("removing the stale socket {}", path.display()))?;
         }
         Ok(_) => {
-            return Err(anyhow!(
-                "cannot listen on unix:{} ({what}): it exists and is not a socket; choose \
-                 another path",
-                path.display()
+            return Err(fail(
+                "it exists and is not a socket; choose another path".into(),
             ));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(anyhow!(
-                "cannot listen on unix:{} ({what}): {e}",
-                path.display()
-            ));
-        }
+        Err(e) => return Err(fail(e.to_string())),
     }
     // The socket is made 0600 from its first instant: a umask, not a chmod after the bind
     // (which would leave a moment when others may connect). Files other threads create
     // meanwhile are made no more open than 0600, which is how fencekit makes its files.
     // SAFETY: umask has no memory effects; it is restored right after.
     let previous = unsafe { libc::umask(0o177) };
-    let bound = UnixListener::bind(path);
+    let bound = UnixListener::bind(&path);
     // SAFETY: as above.
     unsafe { libc::umask(previous) };
-    bound.map_err(|e| anyhow!("cannot listen on unix:{} ({what}): {e}", path.display()))
+    Ok((bound.map_err(|e| fail(e.to_string()))?, path))
 }
 
 impl Server {
@@ -152,8 +157,8 @@ impl Server {
                     Bound::Tcp(socket)
                 }
                 Bind::Unix(path) => {
-                    let socket = bind_unix(path, listener.what)?;
-                    sockets.push(path.clone());
+                    let (socket, bound) = bind_unix(path, listener.what)?;
+                    sockets.push(bound);
                     socket.set_nonblocking(true)?;
                     Bound::Unix(socket)
                 }

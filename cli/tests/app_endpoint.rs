@@ -243,6 +243,22 @@ fn a_careless_app_listen_is_refused_at_start() {
         "{}",
         common::text(&out)
     );
+    // A symbolic link on the way that another user owns: they could point it elsewhere.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let safe = root.path().join("safe");
+        std::fs::create_dir(&safe).unwrap();
+        let link = root.path().join("link");
+        std::os::unix::fs::symlink(&safe, &link).unwrap();
+        std::os::unix::fs::lchown(&link, Some(65534), None).unwrap();
+        let out = node(&["--app-listen", &format!("unix:{}/app.sock", link.display())]);
+        assert!(!out.status.success());
+        assert!(
+            common::text(&out).contains("symbolic link"),
+            "{}",
+            common::text(&out)
+        );
+    }
     let file = root.path().join("not-a-socket");
     std::fs::write(&file, "precious").unwrap();
     let out = node(&["--app-listen", &format!("unix:{}", file.display())]);

@@ -38,6 +38,14 @@ pub enum Error {
         max: usize,
     },
 
+    /// An empty proposal: Raft takes an empty entry for a new leader's no-op, so it would be
+    /// committed but never delivered.
+    #[error(
+        "an empty proposal would be committed but never applied (Raft reads an empty entry as a \
+         new leader's no-op): propose at least one byte"
+    )]
+    EmptyProposal,
+
     /// A rebase the fence refuses (the message says why); nothing was written.
     #[error("rebase refused: {0}")]
     RebaseRefused(String),

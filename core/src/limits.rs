@@ -5,8 +5,9 @@ use std::time::Duration;
 /// Longest resource key, in bytes.
 pub const KEY_LEN_MAX: usize = 256;
 
-/// The longest token source name, in bytes (`source.rs`).
-pub const SOURCE_NAME_MAX: usize = 200;
+/// The longest token source name, in bytes (`source.rs`): room for a Kubernetes Lease's
+/// namespace (63), name (253) and uid (36) with their separators.
+pub const SOURCE_NAME_MAX: usize = 400;
 
 /// How many token sources one fence knows at most: a storage's tokens come from a few
 /// coordinators, and the names clients send must not grow the fence's memory without bound.

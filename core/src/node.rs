@@ -277,9 +277,13 @@ impl Node {
         &self.applied
     }
 
-    /// Proposes `data`. Refused at once with [`Error::NotLeader`] when this node is known not
+    /// Proposes `data` (at least one byte: [`Error::EmptyProposal`]). Refused at once with
+    /// [`Error::NotLeader`] when this node is known not
     /// to lead; otherwise the ticket completes when the entry commits, or fails.
     pub fn propose(&self, data: Vec<u8>) -> Result<Ticket, Error> {
+        if data.is_empty() {
+            return Err(Error::EmptyProposal);
+        }
         self.refuse_if_not_leader()?;
         let (tx, rx) = bounded(1);
         self.send(Input::Propose(data, tx))?;

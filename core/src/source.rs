@@ -41,8 +41,23 @@ impl Source {
 
     /// A source from its name, `<kind>:<identity>` (or `unnamed`). Any kind is taken, so that
     /// a coordinator fencekit does not know can still be named; the identity must make its
-    /// numbering unique (see the module docs).
+    /// numbering unique (see the module docs). The kinds fencekit builds names for have one
+    /// spelling each, so that two spellings of one coordinator (`%x` and `%X`, a leading
+    /// zero) are never two sources: a rebase between them would clear a mark while the
+    /// numbering goes on.
     pub fn parse(name: &str) -> Result<Source, Error> {
+        let source = Source::parse_stored(name)?;
+        if let Some((kind, identity)) = name.split_once(':')
+            && let Some(form) = canonical_form_missed(kind, identity)
+        {
+            return Err(Error::InvalidSource(format!("{name:?}: write it {form}")));
+        }
+        Ok(source)
+    }
+
+    /// A source name as a log holds it: the general form only. A name an earlier build wrote
+    /// stays readable when the rules for new names grow stricter.
+    pub(crate) fn parse_stored(name: &str) -> Result<Source, Error> {
         if name == Self::UNNAMED_TEXT {
             return Ok(Source::UNNAMED);
         }
@@ -71,35 +86,6 @@ impl Source {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
             return invalid("a kind is lowercase letters, digits and '-'".into());
-        }
-        // The kinds fencekit builds names for have one spelling each, so that two spellings
-        // of one coordinator (%x and %X, a leading zero) are never two sources: a rebase
-        // between them would clear a mark while the numbering goes on.
-        let canonical = match kind {
-            "etcd" => {
-                identity.len() == 16
-                    && identity
-                        .bytes()
-                        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-            }
-            "fencekit" => identity
-                .parse::<u64>()
-                .is_ok_and(|n| n.to_string() == identity),
-            "k8s-lease" => {
-                let parts: Vec<&str> = identity.split('/').collect();
-                parts.len() == 3 && parts.iter().all(|p| !p.is_empty())
-            }
-            _ => true,
-        };
-        if !canonical {
-            return invalid(format!(
-                "a {kind} source is {}",
-                match kind {
-                    "etcd" => "etcd:<cluster id as 16 lowercase hex digits>",
-                    "fencekit" => "fencekit:<cluster id in decimal, no leading zeros>",
-                    _ => "k8s-lease:<namespace>/<name>/<uid>",
-                }
-            ));
         }
         Ok(Source(Some(name.into())))
     }
@@ -137,6 +123,11 @@ impl Source {
         self.0.as_deref().unwrap_or(Self::UNNAMED_TEXT)
     }
 
+    /// True for a fencekit group's source (`fencekit:<cluster id>`).
+    pub fn is_fencekit_group(&self) -> bool {
+        self.as_str().starts_with("fencekit:")
+    }
+
     /// True for [`Source::UNNAMED`].
     pub fn is_unnamed(&self) -> bool {
         self.0.is_none()
@@ -161,6 +152,44 @@ impl std::str::FromStr for Source {
     fn from_str(name: &str) -> Result<Source, Error> {
         Source::parse(name)
     }
+}
+
+/// The one spelling of the kinds fencekit names, as words for a refusal when `identity` is
+/// not in it; `None` when it is, or for a kind fencekit does not know.
+fn canonical_form_missed(kind: &str, identity: &str) -> Option<&'static str> {
+    let lower_hex = |b: u8| matches!(b, b'0'..=b'9' | b'a'..=b'f');
+    let (ok, form) = match kind {
+        "etcd" => (
+            identity.len() == 16
+                && identity.bytes().all(lower_hex)
+                && identity != "0000000000000000",
+            "etcd:<cluster id as 16 lowercase hex digits, not all zero>",
+        ),
+        "fencekit" => (
+            identity
+                .parse::<u64>()
+                .is_ok_and(|n| n.to_string() == identity),
+            "fencekit:<cluster id in decimal, no leading zeros>",
+        ),
+        // Kubernetes names, namespaces and uids are lowercase (DNS names, RFC 4122 text).
+        "k8s-lease" => {
+            let parts: Vec<&str> = identity.split('/').collect();
+            let ok = parts.len() == 3
+                && parts.iter().all(|p| {
+                    !p.is_empty()
+                        && *p != "."
+                        && *p != ".."
+                        && p.bytes()
+                            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.'))
+                });
+            (
+                ok,
+                "k8s-lease:<namespace>/<name>/<uid>, each lowercase as Kubernetes writes them",
+            )
+        }
+        _ => (true, ""),
+    };
+    (!ok).then_some(form)
 }
 
 #[cfg(test)]
@@ -198,6 +227,11 @@ mod tests {
             "k8s-lease:onlyns",
             "k8s-lease://",
             "k8s-lease:a/b/c/d",
+            "k8s-lease:ns/n/3F1C2A9E",
+            "k8s-lease:NS/n/u",
+            "k8s-lease:./n/u",
+            "k8s-lease:ns/../u",
+            "etcd:0000000000000000",
             "etcd:\u{e9}",
             long.as_str(),
         ] {

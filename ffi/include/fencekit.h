@@ -23,7 +23,7 @@
 #define FK_BATCH_MAX 4096
 
 // The longest source name, in bytes.
-#define FK_SOURCE_NAME_MAX 200
+#define FK_SOURCE_NAME_MAX 400
 
 // The source of tokens checked without naming one (`fk_fence_check`), in every fence.
 #define FK_SOURCE_UNNAMED 0
@@ -1009,7 +1009,8 @@ void fk_policy_free(struct fk_policy *policy);
 
 // Checks that the `name_len` bytes at `name` name a token source as every fence takes it
 // (`<kind>:<identity>`, or `unnamed`): `FK_STATUS_OK`, or `FK_STATUS_INVALID_SOURCE` with a
-// message saying what is wrong. Needs no fence: bindings check names with it up front.
+// message saying what is wrong (`FK_STATUS_INVALID_UTF8` for bytes that are not UTF-8).
+// Needs no fence: bindings check names with it up front.
 //
 // Thread safety: any thread.
 //
@@ -1070,9 +1071,12 @@ fk_status fk_fence_bound_source(const struct fk_fence *fence,
 // recording `by` (who did it: a person or a change ticket, 1 to 256 bytes of UTF-8 without
 // control characters) and the time, and clears its mark: from then on a token of any other
 // source is refused as foreign, and the first token of `to` sets the mark whatever its
-// generation. For a coordinator re-created from scratch (its numbering restarted) or a
-// migration; never done by fencekit itself. `*out_cleared` (if not NULL) receives the mark
-// it cleared, all zero for none.
+// generation. A resource moved back to a source it took tokens from before gets that
+// source's last mark back instead (`fk_fence_mark` reads it), so its old tokens stay stale.
+// For a coordinator re-created from scratch (its numbering restarted) or a migration; never
+// done by fencekit itself. `*out_cleared` (if not NULL) receives the mark it cleared, all
+// zero for none. Refused between `unnamed` and `fencekit:<id>` (one group's terms, maybe,
+// under two names).
 //
 // Fails with `FK_STATUS_REBASE_REFUSED`, writing nothing, when the resource already takes
 // tokens from `to` (a re-created coordinator is a new source: etcd's cluster id and a

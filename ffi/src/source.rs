@@ -18,7 +18,7 @@ use crate::status::*;
 use crate::token::{fk_token, fk_verdict};
 
 /// The longest source name, in bytes.
-pub const FK_SOURCE_NAME_MAX: usize = 200;
+pub const FK_SOURCE_NAME_MAX: usize = 400;
 const _: () = assert!(FK_SOURCE_NAME_MAX == SOURCE_NAME_MAX);
 
 /// The source of tokens checked without naming one (`fk_fence_check`), in every fence.
@@ -36,7 +36,8 @@ unsafe fn source_arg(name: *const c_char, len: usize, what: &str) -> Result<Sour
 
 /// Checks that the `name_len` bytes at `name` name a token source as every fence takes it
 /// (`<kind>:<identity>`, or `unnamed`): `FK_STATUS_OK`, or `FK_STATUS_INVALID_SOURCE` with a
-/// message saying what is wrong. Needs no fence: bindings check names with it up front.
+/// message saying what is wrong (`FK_STATUS_INVALID_UTF8` for bytes that are not UTF-8).
+/// Needs no fence: bindings check names with it up front.
 ///
 /// Thread safety: any thread.
 ///
@@ -146,9 +147,12 @@ pub unsafe extern "C" fn fk_fence_bound_source(
 /// recording `by` (who did it: a person or a change ticket, 1 to 256 bytes of UTF-8 without
 /// control characters) and the time, and clears its mark: from then on a token of any other
 /// source is refused as foreign, and the first token of `to` sets the mark whatever its
-/// generation. For a coordinator re-created from scratch (its numbering restarted) or a
-/// migration; never done by fencekit itself. `*out_cleared` (if not NULL) receives the mark
-/// it cleared, all zero for none.
+/// generation. A resource moved back to a source it took tokens from before gets that
+/// source's last mark back instead (`fk_fence_mark` reads it), so its old tokens stay stale.
+/// For a coordinator re-created from scratch (its numbering restarted) or a migration; never
+/// done by fencekit itself. `*out_cleared` (if not NULL) receives the mark it cleared, all
+/// zero for none. Refused between `unnamed` and `fencekit:<id>` (one group's terms, maybe,
+/// under two names).
 ///
 /// Fails with `FK_STATUS_REBASE_REFUSED`, writing nothing, when the resource already takes
 /// tokens from `to` (a re-created coordinator is a new source: etcd's cluster id and a

@@ -124,6 +124,7 @@ pub(crate) fn of(error: &Error) -> fk_status {
         Error::InvalidSource(_) => FK_STATUS_INVALID_SOURCE,
         Error::TooManySources { .. } => FK_STATUS_TOO_MANY_SOURCES,
         Error::RebaseRefused(_) => FK_STATUS_REBASE_REFUSED,
+        Error::EmptyProposal => FK_STATUS_INVALID_ARGUMENT,
         Error::UnknownResource(_) => FK_STATUS_UNKNOWN_RESOURCE,
         Error::InvalidBatch(_) => FK_STATUS_INVALID_BATCH,
         Error::RecordTooLarge { .. } => FK_STATUS_TOO_LARGE,

@@ -553,6 +553,9 @@ static void test_node_single(void) {
     OK(fk_node_leadership(node, &leadership)); /* a refused transfer revokes nothing */
     EXPECT(fk_node_propose(node, NULL, 5, 10, &index), FK_STATUS_NULL_ARGUMENT);
     EXPECT(fk_node_propose(node, (const uint8_t *)"x", 1, 10, NULL), FK_STATUS_NULL_ARGUMENT);
+    /* An empty proposal would commit as a no-op and never be applied: refused. */
+    EXPECT(fk_node_propose(node, NULL, 0, 10, &index), FK_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(fk_last_error_message(), "empty proposal") != NULL);
     EXPECT(fk_node_leadership(node, NULL), FK_STATUS_NULL_ARGUMENT);
     EXPECT(fk_node_leadership(NULL, &leadership), FK_STATUS_NULL_ARGUMENT);
     EXPECT(fk_node_next_event(node, 0, NULL), FK_STATUS_NULL_ARGUMENT);

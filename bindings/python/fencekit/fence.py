@@ -366,7 +366,9 @@ class Fence:
         operator's act recorded durably with `by` (who did it: a person or a change ticket,
         1 to 256 bytes of UTF-8 without control characters) and the time; returns the mark it
         cleared (None if it had none). From then on a token of any other source is refused as
-        "foreign_source", and the first token of `to` sets the mark whatever its generation.
+        "foreign_source", and the first token of `to` sets the mark whatever its generation;
+        a resource moved back to a source it took tokens from before gets that source's last
+        mark back instead (`mark()` reads it), so its old tokens stay stale.
 
         For a coordinator re-created from scratch (an etcd cluster has a new id then; give a
         ZooKeeper ensemble whose data was wiped a new name) or a migration; fencekit never

@@ -46,15 +46,22 @@ impl Accept for UnixListener {
     async fn accept(&self) -> std::io::Result<Self::Stream> {
         // SAFETY: geteuid has no preconditions and cannot fail.
         let me = unsafe { libc::geteuid() };
+        // One warning a minute at most: any local user can connect as often as they like.
+        static LAST_WARNING: std::sync::Mutex<Option<std::time::Instant>> =
+            std::sync::Mutex::new(None);
         loop {
             let (stream, _) = UnixListener::accept(self).await?;
-            match stream.peer_cred() {
+            let refused = match stream.peer_cred() {
                 Ok(cred) if cred.uid() == me || cred.uid() == 0 => return Ok(stream),
-                Ok(cred) => log::warn!(
-                    "a Unix socket connection from uid {} refused: it serves uid {me} only",
-                    cred.uid()
-                ),
-                Err(e) => log::warn!("a Unix socket connection refused: no credentials: {e}"),
+                Ok(cred) => format!("from uid {}: it serves uid {me} and root only", cred.uid()),
+                Err(e) => format!("without credentials: {e}"),
+            };
+            let mut last = LAST_WARNING.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(60)) {
+                *last = Some(std::time::Instant::now());
+                log::warn!("a Unix socket connection refused {refused} (said once a minute)");
+            } else {
+                log::debug!("a Unix socket connection refused {refused}");
             }
         }
     }

@@ -285,7 +285,7 @@ impl App {
             (Some(text), None) => text.as_bytes().to_vec(),
             (None, Some(hex)) => match decode_hex(hex) {
                 Some(bytes) => bytes,
-                None => return Reply::error(400, "data_hex: an even number of hex digits"),
+                None => return Reply::error(400, "data_hex: hexadecimal digits, two per byte"),
             },
             _ => return Reply::error(400, "give data=TEXT or data_hex=HEX, one of them"),
         };

@@ -3,11 +3,11 @@
 //! - [`RecordKind::FENCE_MARK`]: a mark of the unnamed source (every mark written before
 //!   sources existed). Generation field: the mark's generation. Payload: holder (u64 LE), key.
 //! - [`RecordKind::FENCE_SOURCED_MARK`]: a mark of a named source. Generation field: the
-//!   mark's generation. Payload: holder (u64 LE), source name (u8 length, bytes), key.
+//!   mark's generation. Payload: holder (u64 LE), source name (u16 LE length, bytes), key.
 //! - [`RecordKind::FENCE_REBASE`]: the resource moved to another source, its mark cleared.
 //!   Generation field: the cleared mark's generation, 0 for none. Payload: when (u64 LE, ms
 //!   since the Unix epoch), the cleared mark's holder (u64 LE, 0 for none), the source it was
-//!   bound to (u8 length, bytes; length 0 for none), the new source (u8 length, bytes), who
+//!   bound to (u16 LE length, bytes; length 0 for none), the new source (u16 LE length, bytes), who
 //!   did it (u16 LE length, UTF-8), key.
 //!
 //! Replaying a resource's records in log order gives its state: a mark supersedes the mark
@@ -124,7 +124,8 @@ pub(super) fn encode_rebase(rebase: &Rebase, key: &[u8]) -> (u64, Vec<u8>) {
 }
 
 fn push_short(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.push(u8::try_from(bytes.len()).expect("source names fit a u8 length (limits.rs)"));
+    let len = u16::try_from(bytes.len()).expect("source names fit a u16 length (limits.rs)");
+    out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(bytes);
 }
 
@@ -154,14 +155,16 @@ impl<'a> Reader<'_, 'a> {
     }
 
     fn source(&mut self, what: &str) -> Result<Option<Source>, Error> {
-        let len = self.take(1, what)?[0] as usize;
+        let mut len = [0u8; 2];
+        len.copy_from_slice(self.take(2, what)?);
+        let len = u16::from_le_bytes(len) as usize;
         if len == 0 {
             return Ok(None);
         }
         let bytes = self.take(len, what)?;
         let name = std::str::from_utf8(bytes)
             .map_err(|_| self.record.corrupt(format!("{what} is not text")))?;
-        Source::parse(name)
+        Source::parse_stored(name)
             .map(Some)
             .map_err(|e| self.record.corrupt(format!("{what}: {e}")))
     }

@@ -121,6 +121,19 @@ impl Fence {
             )));
         }
         let from = bound.map(|b| self.sources.name(b)).transpose()?;
+        // Plain `check` is how a fencekit group's tokens are usually checked: `unnamed` and
+        // `fencekit:<id>` may well be one numbering under two names.
+        if let Some(from) = &from
+            && (from.is_unnamed() && to.is_fencekit_group()
+                || from.is_fencekit_group() && to.is_unnamed())
+        {
+            return Err(Error::RebaseRefused(format!(
+                "{} takes tokens from {from}; {to} may be the same group's terms under another \
+                 name (plain check is how a fencekit group's tokens are checked), and a rebase \
+                 would clear a mark the terms go on from. Keep checking them as {from}",
+                show_bytes(key, usize::MAX)
+            )));
+        }
         // Lock order: the resource's lock, the compaction gate, then its history (compaction
         // holds the gate while it reads every history).
         let gate = self

@@ -192,6 +192,63 @@ fn a_resource_moved_back_to_a_former_source_gets_its_last_mark_back() {
     }
 }
 
+/// `unnamed` is how plain `check` takes a fencekit group's terms, and `fencekit:<id>` names
+/// them: a rebase between the two would clear a mark the terms go on from.
+#[test]
+fn a_rebase_between_unnamed_and_a_fencekit_group_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let fence = Fence::open(dir.path(), small_fence()).unwrap();
+    let id = fence.register(b"ledger").unwrap();
+    assert!(fence.check(id, t(50, 1)).unwrap().is_accepted());
+    let e = fence
+        .rebase(b"ledger", &Source::fencekit_group(1), "ops")
+        .unwrap_err();
+    assert!(matches!(e, Error::RebaseRefused(_)), "{e}");
+    assert!(matches!(
+        fence.check(id, t(10, 2)).unwrap(),
+        Verdict::Stale { .. }
+    ));
+    let other = fence.register(b"other").unwrap();
+    let group = fence.source_id(&Source::fencekit_group(1)).unwrap();
+    assert!(
+        fence
+            .check_from(other, group, t(5, 1))
+            .unwrap()
+            .is_accepted()
+    );
+    let e = fence.rebase(b"other", &Source::UNNAMED, "ops").unwrap_err();
+    assert!(matches!(e, Error::RebaseRefused(_)), "{e}");
+}
+
+/// A name an earlier build wrote in the log stays readable when the rules for new names
+/// grow stricter (here, an etcd cluster id in capitals).
+#[test]
+fn a_source_name_in_the_log_is_read_by_the_general_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let wal = Wal::open(dir.path(), LogOwner::Fence, small_wal(), &mut |_| Ok(())).unwrap();
+        let name = b"etcd:5D1E0F3C2A6B4E10";
+        let mut payload = 2u64.to_le_bytes().to_vec();
+        payload.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        payload.extend_from_slice(name);
+        payload.extend_from_slice(b"k");
+        wal.append_sync(RecordKind::FENCE_SOURCED_MARK, 10, &payload)
+            .unwrap();
+    }
+    let fence = Fence::open(dir.path(), small_fence()).unwrap();
+    let id = fence.lookup(b"k").unwrap();
+    assert_eq!(
+        fence.bound_source(id).unwrap().unwrap().as_str(),
+        "etcd:5D1E0F3C2A6B4E10"
+    );
+    assert_eq!(fence.mark(id).unwrap(), Some(t(10, 2)));
+    // New names follow the new rules; the resource moves to the one spelling by a rebase.
+    assert!(Source::parse("etcd:5D1E0F3C2A6B4E10").is_err());
+    fence
+        .rebase(b"k", &Source::etcd_cluster(0x5d1e_0f3c_2a6b_4e10), "ops")
+        .unwrap();
+}
+
 #[test]
 fn a_new_resource_can_be_bound_before_its_first_token() {
     let dir = tempfile::tempdir().unwrap();
@@ -257,7 +314,7 @@ fn a_log_mixing_sources_without_a_rebase_is_refused() {
     {
         let wal = Wal::open(dir.path(), LogOwner::Fence, small_wal(), &mut |_| Ok(())).unwrap();
         let mut payload = 2u64.to_le_bytes().to_vec();
-        payload.push(b"etcd:000000000000000b".len() as u8);
+        payload.extend_from_slice(&(b"etcd:000000000000000b".len() as u16).to_le_bytes());
         payload.extend_from_slice(b"etcd:000000000000000b");
         payload.extend_from_slice(b"k");
         wal.append_sync(RecordKind::FENCE_SOURCED_MARK, 10, &payload)

@@ -382,6 +382,25 @@ pub fn check_private_path(path: &Path) -> Result<(), String> {
     };
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
+    // A symbolic link on the way that another user owns can be pointed elsewhere by them,
+    // even inside a sticky directory: refuse it (the directories it leads to are checked
+    // below, as resolved).
+    let named = std::path::absolute(dir).map_err(|e| e.to_string())?;
+    for step in named.ancestors() {
+        if let Ok(meta) = std::fs::symlink_metadata(step)
+            && meta.file_type().is_symlink()
+            && meta.uid() != me
+            && meta.uid() != 0
+        {
+            return Err(format!(
+                "{}: the symbolic link {} on its way belongs to uid {}, who can point it \
+                 elsewhere",
+                path.display(),
+                step.display(),
+                meta.uid()
+            ));
+        }
+    }
     check_directories(dir, me, 0).map_err(|e| match e {
         Error::Tls(reason) => reason,
         other => other.to_string(),
