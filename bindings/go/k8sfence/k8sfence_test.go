@@ -390,8 +390,9 @@ func TestBadLeasesAreRefused(t *testing.T) {
 		{"most negative transitions", lease("u-1", "pod-a", -1<<31, now, 15), fencekit.ErrInvalidToken, 0},
 		{"no uid", lease("", "pod-a", 3, now, 15), fencekit.ErrInvalidSource, 0},
 		{"no namespace", with(func(l *coordinationv1.Lease) { l.Namespace = "" }), fencekit.ErrInvalidSource, 0},
-		{"a name too long for a source", with(func(l *coordinationv1.Lease) { l.Name = strings.Repeat("n", 253) }), fencekit.ErrInvalidSource, 0},
+		{"a name too long for a source", with(func(l *coordinationv1.Lease) { l.Name = strings.Repeat("n", fencekit.SourceNameMax) }), fencekit.ErrInvalidSource, 0},
 		{"a uid with a space", lease("u 1", "pod-a", 3, now, 15), fencekit.ErrInvalidSource, 0},
+		{"the longest Lease name Kubernetes allows", with(func(l *coordinationv1.Lease) { l.Name = strings.Repeat("n", 253) }), nil, 1},
 		{"no transitions", with(func(l *coordinationv1.Lease) { l.Spec.LeaseTransitions = nil }), nil, 1},
 		{"most transitions", lease("u-1", "pod-a", 1<<31-1, now, 15), nil, 1 << 31},
 	}
