@@ -28,6 +28,27 @@ for s in socks:
 print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
 }
 
+# Polls `$3...` every $2 s until it succeeds (0) or the server of pid $1 dies, at most 150
+# times (1).
+coord_wait_up() {
+    _pid=$1 _every=$2
+    shift 2
+    for _ in $(seq 150); do
+        "$@" && return 0
+        kill -0 "$_pid" 2>/dev/null || return 1
+        sleep "$_every"
+    done
+    return 1
+}
+
+# Stops the server of pid $1 (nothing when empty) and waits for it.
+coord_stop() {
+    if [ -n "$1" ]; then
+        kill "$1" 2>/dev/null || true
+        wait "$1" 2>/dev/null || true
+    fi
+}
+
 # apt-get install of Debian packages, as root, updating the lists only when needed.
 coord_apt_install() {
     if [ "$(id -u)" -ne 0 ]; then
@@ -61,25 +82,22 @@ etcd_start() {
         --heartbeat-interval 20 --election-timeout 200 \
         --logger zap --log-level error >"$_etcd_dir/etcd.log" 2>&1 </dev/null &
     ETCD_PID=$!
-    for _ in $(seq 100); do
-        if curl -fsS "http://$ETCD_ENDPOINT/health" 2>/dev/null | grep -q '"health":"true"'; then
-            echo "etcd $(etcd --version | sed -n 's/^etcd Version: //p') on $ETCD_ENDPOINT (data in $_etcd_dir)"
-            return 0
-        fi
-        kill -0 "$ETCD_PID" 2>/dev/null || break
-        sleep 0.1
-    done
+    if coord_wait_up "$ETCD_PID" 0.1 _etcd_healthy; then
+        echo "etcd $(etcd --version | sed -n 's/^etcd Version: //p') on $ETCD_ENDPOINT (data in $_etcd_dir)"
+        return 0
+    fi
     echo "etcd did not start on $ETCD_ENDPOINT:" >&2
     cat "$_etcd_dir/etcd.log" >&2
     return 1
 }
 
+_etcd_healthy() {
+    curl -fsS "http://$ETCD_ENDPOINT/health" 2>/dev/null | grep -q '"health":"true"'
+}
+
 etcd_stop() {
-    if [ -n "$ETCD_PID" ]; then
-        kill "$ETCD_PID" 2>/dev/null || true
-        wait "$ETCD_PID" 2>/dev/null || true
-        ETCD_PID=
-    fi
+    coord_stop "$ETCD_PID"
+    ETCD_PID=
 }
 
 zookeeper_require() {
@@ -120,23 +138,20 @@ ZOOCFG
         org.apache.zookeeper.server.ZooKeeperServerMain "$_zk_dir/zoo.cfg" >"$_zk_dir/server.log" 2>&1 </dev/null &
     ZK_PID=$!
     ZK_HOSTS=127.0.0.1:$_zk_port
-    for _ in $(seq 150); do
-        if [ "$(_zookeeper_ruok "$_zk_port")" = imok ]; then
-            echo "ZooKeeper on $ZK_HOSTS"
-            return 0
-        fi
-        kill -0 "$ZK_PID" 2>/dev/null || break
-        sleep 0.2
-    done
+    if coord_wait_up "$ZK_PID" 0.2 _zookeeper_up; then
+        echo "ZooKeeper on $ZK_HOSTS"
+        return 0
+    fi
     cat "$_zk_dir/server.log" >&2
     echo "ZooKeeper did not answer on $ZK_HOSTS in 30 s" >&2
     return 1
 }
 
+_zookeeper_up() {
+    [ "$(_zookeeper_ruok "$_zk_port")" = imok ]
+}
+
 zookeeper_stop() {
-    if [ -n "$ZK_PID" ]; then
-        kill "$ZK_PID" 2>/dev/null || true
-        wait "$ZK_PID" 2>/dev/null || true
-        ZK_PID=
-    fi
+    coord_stop "$ZK_PID"
+    ZK_PID=
 }
