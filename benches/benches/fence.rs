@@ -59,6 +59,28 @@ fn fence_check(c: &mut Criterion) {
     group.bench_function("by_id", |b| {
         b.iter(|| fence.check(black_box(ids[0]), black_box(current)))
     });
+    // What a caller that branches on the verdict pays: the check inlines into the branch and
+    // the 72-byte `Result` never reaches memory (`by_id` hands the whole result to black_box).
+    group.bench_function("by_id_branch", |b| {
+        b.iter(|| {
+            fence
+                .check(black_box(ids[0]), black_box(current))
+                .is_ok_and(|v| v.is_accepted())
+        })
+    });
+    // The same two without counting accepted checks (`Fence::set_count_accepted(false)`).
+    fence.set_count_accepted(false);
+    group.bench_function("by_id_uncounted", |b| {
+        b.iter(|| fence.check(black_box(ids[0]), black_box(current)))
+    });
+    group.bench_function("by_id_branch_uncounted", |b| {
+        b.iter(|| {
+            fence
+                .check(black_box(ids[0]), black_box(current))
+                .is_ok_and(|v| v.is_accepted())
+        })
+    });
+    fence.set_count_accepted(true);
     group.bench_function("by_key", |b| {
         b.iter(|| fence.check_key(black_box(&KEY_16[..]), black_box(current)))
     });
@@ -133,7 +155,75 @@ fn fence_check(c: &mut Criterion) {
     group.bench_function("batch_256", |b| {
         b.iter(|| fence.check_batch(black_box(&items), &mut out))
     });
+    fence.set_count_accepted(false);
+    group.bench_function("batch_256_uncounted", |b| {
+        b.iter(|| fence.check_batch(black_box(&items), &mut out))
+    });
+    fence.set_count_accepted(true);
     group.finish();
+}
+
+/// Checks per second from 1, 2, 4 and 8 threads, all on one resource or each on its own,
+/// beside the same shape with a bare atomic load. One iteration is one check on every thread,
+/// so criterion's rate is all threads' checks together.
+fn fence_scaling(c: &mut Criterion) {
+    let (_dir, fence, ids) = marked_fence(8);
+    let current = token(1, 1);
+    let atomic = AtomicU64::new(1);
+    let mut group = c.benchmark_group("fence_scaling");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(3));
+    for threads in [1usize, 2, 4, 8] {
+        group.throughput(Throughput::Elements(threads as u64));
+        group.bench_function(format!("atomic_baseline/{threads}"), |b| {
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, |_| {
+                    black_box(&atomic).load(Ordering::Acquire) == black_box(1u64)
+                })
+            })
+        });
+        for (shape, spread) in [("one_resource", false), ("own_resource", true)] {
+            group.bench_function(format!("{shape}/{threads}"), |b| {
+                b.iter_custom(|iters| {
+                    on_threads(threads, iters, |t| {
+                        let id = if spread { ids[t] } else { ids[0] };
+                        fence
+                            .check(black_box(id), black_box(current))
+                            .is_ok_and(|v| v.is_accepted())
+                    })
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+/// Runs `check(thread)` `iters` times on each of `threads` threads started together, and
+/// returns the wall time from the start to the last thread's end.
+fn on_threads(threads: usize, iters: u64, check: impl Fn(usize) -> bool + Sync) -> Duration {
+    let start = std::sync::Barrier::new(threads + 1);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (start, check) = (&start, &check);
+                s.spawn(move || {
+                    start.wait();
+                    let mut accepted = 0u64;
+                    for _ in 0..iters {
+                        accepted += u64::from(check(t));
+                    }
+                    assert_eq!(accepted, iters, "every check is accepted");
+                })
+            })
+            .collect();
+        start.wait();
+        let began = Instant::now();
+        for worker in workers {
+            worker.join().expect("worker");
+        }
+        began.elapsed()
+    })
 }
 
 /// One thread checks a resource while a second checks it too and a third advances it
@@ -292,5 +382,11 @@ fn durable(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fence_check, fence_reader_pair, durable);
+criterion_group!(
+    benches,
+    fence_check,
+    fence_scaling,
+    fence_reader_pair,
+    durable
+);
 criterion_main!(benches);

@@ -363,6 +363,18 @@ func (f *Fence) Mark(resource uint32) (token Token, ok bool, err error) {
 	return Token{uint64(t.generation), uint64(t.holder)}, t.generation != 0, err
 }
 
+// SetCountAccepted turns the counting of accepted checks (Counters.Accepted) on or off; it is
+// on when a fence opens. A service that never reads that count turns it off to take its cost
+// off Check's hot path; the other counts, and the accepted checks counted so far, are kept.
+func (f *Fence) SetCountAccepted(on bool) error {
+	ptr, err := f.acquire()
+	if err != nil {
+		return err
+	}
+	defer f.h.release()
+	return call(func() C.fk_status { return C.fk_fence_set_count_accepted(ptr, C.bool(on)) })
+}
+
 // Counters is what the fence decided for the resource since it was opened.
 func (f *Fence) Counters(resource uint32) (Counters, error) {
 	ptr, err := f.acquire()

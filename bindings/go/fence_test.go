@@ -53,6 +53,49 @@ func TestVerdictsAndReopen(t *testing.T) {
 	}
 }
 
+// A service that reads no accepted count turns counting off: every verdict and the other
+// counts stay, and counting on again resumes from the count kept.
+func TestAcceptedCountingOffKeepsVerdictsAndOtherCounts(t *testing.T) {
+	f := open(t, t.TempDir())
+	defer f.Close()
+	r, err := f.Register([]byte("quiet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		token Token
+		want  VerdictKind
+	}{{Token{2, 1}, VerdictAdvanced}, {Token{2, 1}, VerdictAccepted}}
+	for _, s := range steps {
+		if v, err := f.Check(r, s.token); err != nil || v.Kind != s.want {
+			t.Fatalf("check %v: %v %v", s.token, v.Kind, err)
+		}
+	}
+	if err := f.SetCountAccepted(false); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := f.Check(r, Token{2, 1}); err != nil || v.Kind != VerdictAccepted {
+		t.Fatalf("uncounted check: %v %v", v.Kind, err)
+	}
+	if v, err := f.Check(r, Token{1, 1}); err != nil || v.Kind != VerdictStale {
+		t.Fatalf("stale check: %v %v", v.Kind, err)
+	}
+	if c, err := f.Counters(r); err != nil || c != (Counters{Accepted: 1, Advanced: 1, Stale: 1}) {
+		t.Fatalf("counters %+v %v", c, err)
+	}
+	if err := f.SetCountAccepted(true); err != nil {
+		t.Fatal(err)
+	}
+	f.Check(r, Token{2, 1})
+	if c, _ := f.Counters(r); c.Accepted != 2 {
+		t.Fatalf("counting on again: %+v", c)
+	}
+	f.Close()
+	if err := f.SetCountAccepted(true); !errors.Is(err, ErrClosed) {
+		t.Fatalf("a closed fence: %v", err)
+	}
+}
+
 func TestBadInputIsAnErrorWithItsStatus(t *testing.T) {
 	dir := t.TempDir()
 	f := open(t, dir)

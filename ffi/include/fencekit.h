@@ -114,7 +114,8 @@ typedef struct fk_check_item {
 
 // What a fence decided for one resource since it was opened (not persisted).
 typedef struct fk_counters {
-  // Checks answered `FK_VERDICT_ACCEPTED`.
+  // Checks answered `FK_VERDICT_ACCEPTED` while counting them was on (see
+  // `fk_fence_set_count_accepted`).
   uint64_t accepted;
   // Checks answered `FK_VERDICT_ADVANCED`.
   uint64_t advanced;
@@ -664,6 +665,18 @@ fk_status fk_fence_mark(const struct fk_fence *fence, uint32_t resource, struct 
 fk_status fk_fence_counters(const struct fk_fence *fence,
                             uint32_t resource,
                             struct fk_counters *out);
+
+// Turns the counting of accepted checks (`fk_counters.accepted`) on (`on` true) or off; it
+// is on when a fence opens. A host that never reads that count turns it off to take its cost
+// off the hot path of `fk_fence_check`; the other counts are kept either way, and so are the
+// accepted checks counted so far.
+//
+// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
+//
+// # Safety
+//
+// `fence` is NULL or live.
+fk_status fk_fence_set_count_accepted(const struct fk_fence *fence, bool on);
 
 // Writes the number of registered resources to `*out`. Their ids are `0 .. *out`.
 //

@@ -65,7 +65,8 @@ pub struct fk_check_item {
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default)]
 pub struct fk_counters {
-    /// Checks answered `FK_VERDICT_ACCEPTED`.
+    /// Checks answered `FK_VERDICT_ACCEPTED` while counting them was on (see
+    /// `fk_fence_set_count_accepted`).
     pub accepted: u64,
     /// Checks answered `FK_VERDICT_ADVANCED`.
     pub advanced: u64,
@@ -483,6 +484,29 @@ pub unsafe extern "C" fn fk_fence_counters(
                 conflicts: c.conflicts,
             })
         };
+        Ok(())
+    })
+}
+
+/// Turns the counting of accepted checks (`fk_counters.accepted`) on (`on` true) or off; it
+/// is on when a fence opens. A host that never reads that count turns it off to take its cost
+/// off the hot path of `fk_fence_check`; the other counts are kept either way, and so are the
+/// accepted checks counted so far.
+///
+/// Thread safety: any thread, concurrently with any call but `fk_fence_free`.
+///
+/// # Safety
+///
+/// `fence` is NULL or live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_fence_set_count_accepted(
+    fence: *const fk_fence,
+    on: bool,
+) -> fk_status {
+    // SAFETY: `fence` is NULL or live (the caller's contract).
+    let handle = unsafe { fence.as_ref() };
+    with_handle(handle, "fence", |f| {
+        f.fence.set_count_accepted(on);
         Ok(())
     })
 }

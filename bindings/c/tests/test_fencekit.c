@@ -149,6 +149,18 @@ static void test_fence_verdicts_and_reopen(void) {
     fk_counters c;
     OK(fk_fence_counters(fence, a, &c));
     CHECK(c.accepted == 1 && c.advanced == 2 && c.stale == 1 && c.conflicts == 1);
+    /* A host that reads no accepted count turns counting off: verdicts and other counts stay. */
+    OK(fk_fence_set_count_accepted(fence, false));
+    OK(fk_fence_check(fence, a, tok(6, 2), &v));
+    CHECK(v.kind == FK_VERDICT_ACCEPTED);
+    OK(fk_fence_check(fence, a, tok(5, 3), &v));
+    CHECK(v.kind == FK_VERDICT_STALE);
+    OK(fk_fence_counters(fence, a, &c));
+    CHECK(c.accepted == 1 && c.stale == 2);
+    OK(fk_fence_set_count_accepted(fence, true));
+    OK(fk_fence_check(fence, a, tok(6, 2), &v));
+    OK(fk_fence_counters(fence, a, &c));
+    CHECK(c.accepted == 2);
     size_t len;
     OK(fk_fence_len(fence, &len));
     CHECK(len == 3);
@@ -350,6 +362,7 @@ static void test_fence_bad_input(void) {
     EXPECT(fk_fence_lookup(fence, NULL, 3, &id), FK_STATUS_NULL_ARGUMENT);
     OK(fk_fence_lookup(fence, (const uint8_t *)long_key, FK_KEY_LEN_MAX, &id));
     EXPECT(fk_fence_counters(fence, 77, NULL), FK_STATUS_NULL_ARGUMENT);
+    EXPECT(fk_fence_set_count_accepted(NULL, false), FK_STATUS_NULL_ARGUMENT);
     EXPECT(fk_fence_mark(fence, 77, &v.current), FK_STATUS_UNKNOWN_RESOURCE);
     EXPECT(fk_fence_len(fence, NULL), FK_STATUS_NULL_ARGUMENT);
     CHECK(!fk_verdict_is_accepted(NULL));

@@ -6,6 +6,10 @@
 //! are laid out row-major so threads never write the same cache line. When more threads are
 //! alive than there are rows, the extra threads share one last row through `fetch_add`:
 //! correct, merely slower. Totals sum all rows.
+//!
+//! A host that never reads the accepted counts turns counting off ([`AcceptedCounters::set_on`]):
+//! the hot path then pays one relaxed load of a flag instead of the thread-local lookup and the
+//! counter's load and store.
 
 use std::alloc::{Layout, alloc_zeroed, handle_alloc_error};
 use std::cell::Cell;
@@ -72,6 +76,8 @@ pub(super) struct AcceptedCounters {
     /// `(COUNTER_SHARDS_MAX + 1) * resources` counters, row-major.
     cells: Box<[AtomicU64]>,
     resources: usize,
+    /// Whether accepted checks are counted (they are unless the host turned counting off).
+    on: AtomicBool,
 }
 
 /// The calling thread's row, fetched once per call (or once per batch).
@@ -102,11 +108,35 @@ impl AcceptedCounters {
         AcceptedCounters {
             cells: zeroed_counters(len),
             resources,
+            on: AtomicBool::new(true),
         }
     }
 
+    /// Turns counting on or off; the counts so far are kept.
+    pub(super) fn set_on(&self, on: bool) {
+        self.on.store(on, Ordering::Relaxed);
+    }
+
+    pub(super) fn is_on(&self) -> bool {
+        self.on.load(Ordering::Relaxed)
+    }
+
+    /// Counts one accepted check of resource `index` (below the capacity), if counting is on.
     #[inline(always)]
-    pub(super) fn row(&self) -> Row<'_> {
+    pub(super) fn count(&self, index: usize) {
+        if self.is_on() {
+            self.row().add(index);
+        }
+    }
+
+    /// The calling thread's row if counting is on, for a caller counting many checks.
+    #[inline(always)]
+    pub(super) fn row_if_on(&self) -> Option<Row<'_>> {
+        self.is_on().then(|| self.row())
+    }
+
+    #[inline(always)]
+    fn row(&self) -> Row<'_> {
         let row = this_threads_row();
         Row {
             counters: self,

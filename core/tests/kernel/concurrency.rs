@@ -153,3 +153,41 @@ fn the_hot_path_counts_every_accepted_check_from_many_threads() {
     }
     assert_eq!(fence.counters(id).unwrap().accepted, 800_000);
 }
+
+#[test]
+fn a_host_that_turns_accepted_counting_off_keeps_every_verdict_and_the_other_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let fence = Fence::open(dir.path(), small_fence()).unwrap();
+    let id = fence.register(b"quiet").unwrap();
+    let old = Token::from_parts(1, 1).unwrap();
+    let new = Token::from_parts(2, 1).unwrap();
+    assert!(fence.counts_accepted(), "counting is on when a fence opens");
+    fence.check(id, old).unwrap();
+    fence.check(id, old).unwrap();
+    fence.set_count_accepted(false);
+    assert!(!fence.counts_accepted());
+    assert_eq!(fence.check(id, old).unwrap(), Verdict::Accepted);
+    let mut out = [Verdict::Accepted; 2];
+    fence
+        .check_batch(&[(id, old), (id, old)], &mut out)
+        .unwrap();
+    assert_eq!(out, [Verdict::Accepted; 2]);
+    assert!(matches!(
+        fence.check(id, new).unwrap(),
+        Verdict::Advanced { .. }
+    ));
+    assert!(matches!(
+        fence.check(id, old).unwrap(),
+        Verdict::Stale { .. }
+    ));
+    let counters = fence.counters(id).unwrap();
+    assert_eq!(
+        (counters.accepted, counters.advanced, counters.stale),
+        (1, 2, 1),
+        "accepted checks while counting was off are not counted; the rest are"
+    );
+    fence.set_count_accepted(true);
+    fence.check(id, new).unwrap();
+    fence.check_batch(&[(id, new)], &mut out[..1]).unwrap();
+    assert_eq!(fence.counters(id).unwrap().accepted, 3);
+}
