@@ -483,20 +483,24 @@ impl Fence {
                 Err(e) => return Err(Error::InvalidBatch(format!("item {i}: {e}"))),
             }
         }
+        // Read once, into locals the loop keeps in registers (the fence's own fields would be
+        // reloaded after every counter write).
+        let slots = &self.slots[..registered];
         let row = self.accepted.row_if_on();
-        // Read once: a batch that started while the fence was usable is one that ran before
-        // it stopped being so (and a fork leaves no other thread running in the child).
+        // A batch that started while the fence was usable is one that ran before it stopped
+        // being so (and a fork leaves no other thread running in the child).
         let usable = self.usable.now();
         for i in 0..len {
             let (id, token) = item(i)?;
             let index = id.index();
-            let answer = if usable && self.slots[index].holds(token, SourceId::UNNAMED) {
-                if let Some(row) = &row {
-                    row.add(index);
+            let answer = match slots.get(index) {
+                Some(slot) if usable && slot.holds(token, SourceId::UNNAMED) => {
+                    if let Some(row) = &row {
+                        row.add(index);
+                    }
+                    Verdict::Accepted
                 }
-                Verdict::Accepted
-            } else {
-                self.check_slow(index, SourceId::UNNAMED, token)?
+                _ => self.check_slow(index, SourceId::UNNAMED, token)?,
             };
             verdict(i, token, answer);
         }

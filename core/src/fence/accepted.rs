@@ -82,8 +82,8 @@ pub(super) struct AcceptedCounters {
 
 /// The calling thread's row, fetched once per call (or once per batch).
 pub(super) struct Row<'a> {
-    counters: &'a AcceptedCounters,
-    start: usize,
+    /// This row's counters, one per resource: a slice, so a batch keeps its bounds in a register.
+    cells: &'a [AtomicU64],
     shared: bool,
 }
 
@@ -91,8 +91,7 @@ impl Row<'_> {
     /// Counts one accepted check of resource `index` (below the capacity).
     #[inline(always)]
     pub(super) fn add(&self, index: usize) {
-        debug_assert!(index < self.counters.resources);
-        let cell = &self.counters.cells[self.start + index];
+        let cell = &self.cells[index];
         if self.shared {
             cell.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -117,6 +116,7 @@ impl AcceptedCounters {
         self.on.store(on, Ordering::Relaxed);
     }
 
+    #[inline(always)]
     pub(super) fn is_on(&self) -> bool {
         self.on.load(Ordering::Relaxed)
     }
@@ -138,9 +138,9 @@ impl AcceptedCounters {
     #[inline(always)]
     fn row(&self) -> Row<'_> {
         let row = this_threads_row();
+        let start = row * self.resources;
         Row {
-            counters: self,
-            start: row * self.resources,
+            cells: &self.cells[start..start + self.resources],
             shared: row == SHARED,
         }
     }
