@@ -61,6 +61,7 @@ type Check = unsafe extern "C" fn(*const FkFence, u32, FkToken, *mut FkVerdict) 
 type CheckBatch =
     unsafe extern "C" fn(*const FkFence, *const FkCheckItem, *mut FkVerdict, usize) -> u32;
 type Free = unsafe extern "C" fn(*mut FkFence);
+type SetCountAccepted = unsafe extern "C" fn(*const FkFence, bool) -> u32;
 
 struct Library {
     _lib: libloading::Library,
@@ -68,6 +69,7 @@ struct Library {
     register: Register,
     check: Check,
     check_batch: CheckBatch,
+    set_count_accepted: SetCountAccepted,
     free: Free,
 }
 
@@ -100,6 +102,9 @@ fn load() -> Library {
         let check_batch = *lib
             .get::<CheckBatch>(b"fk_fence_check_batch")
             .expect("fk_fence_check_batch");
+        let set_count_accepted = *lib
+            .get::<SetCountAccepted>(b"fk_fence_set_count_accepted")
+            .expect("fk_fence_set_count_accepted");
         let free = *lib.get::<Free>(b"fk_fence_free").expect("fk_fence_free");
         Library {
             _lib: lib,
@@ -107,6 +112,7 @@ fn load() -> Library {
             register,
             check,
             check_batch,
+            set_count_accepted,
             free,
         }
     }
@@ -196,6 +202,31 @@ fn fence_check_across_the_abi(c: &mut Criterion) {
             }
         })
     });
+    // Without counting accepted checks, the shared library's check reaches no thread-local
+    // (which costs it a `__tls_get_addr` call).
+    // SAFETY: a live fence.
+    assert_eq!(
+        unsafe { (lib.set_count_accepted)(c_fence, false) },
+        FK_STATUS_OK
+    );
+    group.bench_function("fk_fence_check_uncounted", |b| {
+        b.iter(|| {
+            // SAFETY: a live fence and a valid out-pointer.
+            unsafe {
+                (lib.check)(
+                    black_box(c_fence),
+                    black_box(c_ids[0]),
+                    black_box(current),
+                    &mut verdict,
+                )
+            }
+        })
+    });
+    // SAFETY: a live fence.
+    assert_eq!(
+        unsafe { (lib.set_count_accepted)(c_fence, true) },
+        FK_STATUS_OK
+    );
 
     group.throughput(Throughput::Elements(BATCH as u64));
     let rust_items: Vec<(ResourceId, Token)> = (0..BATCH)
