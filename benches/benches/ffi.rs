@@ -205,10 +205,8 @@ fn fence_check_across_the_abi(c: &mut Criterion) {
     // Without counting accepted checks, the shared library's check reaches no thread-local
     // (which costs it a `__tls_get_addr` call).
     // SAFETY: a live fence.
-    assert_eq!(
-        unsafe { (lib.set_count_accepted)(c_fence, false) },
-        FK_STATUS_OK
-    );
+    let status = unsafe { (lib.set_count_accepted)(c_fence, false) };
+    assert_eq!(status, FK_STATUS_OK);
     group.bench_function("fk_fence_check_uncounted", |b| {
         b.iter(|| {
             // SAFETY: a live fence and a valid out-pointer.
@@ -223,10 +221,8 @@ fn fence_check_across_the_abi(c: &mut Criterion) {
         })
     });
     // SAFETY: a live fence.
-    assert_eq!(
-        unsafe { (lib.set_count_accepted)(c_fence, true) },
-        FK_STATUS_OK
-    );
+    let status = unsafe { (lib.set_count_accepted)(c_fence, true) };
+    assert_eq!(status, FK_STATUS_OK);
 
     group.throughput(Throughput::Elements(BATCH as u64));
     let rust_items: Vec<(ResourceId, Token)> = (0..BATCH)
