@@ -1,8 +1,9 @@
 """Builds fencekit's compiled extension, its wheel and its source distribution.
 
 - build_ext builds libfencekit.a with cargo first (fencekit/_build.py), then compiles cffi's
-  extension against it: an abi3 module (cffi compiles it against Python's limited API), so the
-  wheel is tagged cp39-abi3 and one wheel serves CPython 3.9 and later.
+  extension against it: an abi3 module (compiled against the limited API of CPython 3.10, the
+  first with METH_FASTCALL, which Fence.check uses), so the wheel is tagged cp310-abi3 and one
+  wheel serves CPython 3.10 and later.
 - build works in a new temporary directory each time, never in ./build: setuptools reuses what
   it finds there by file times (an extension already linked, a module since deleted), so a
   build/ left by an earlier run could ship a library older than the one cargo just built.
@@ -138,7 +139,7 @@ class Sdist(sdist):
 setup(
     cffi_modules=["fencekit/_build.py:ffibuilder"],
     cmdclass={"build": Build, "build_py": BuildPy, "build_ext": BuildExt, "sdist": Sdist},
-    # The extension uses the limited API only (cffi's default): tag the wheel abi3, usable by
-    # CPython 3.9 (requires-python) and every later version.
-    options={"bdist_wheel": {"py_limited_api": "cp39"}},
+    # The extension uses the limited API of 3.10 only (_build.py): tag the wheel abi3, usable
+    # by CPython 3.10 (requires-python) and every later version.
+    options={"bdist_wheel": {"py_limited_api": "cp310"}},
 )

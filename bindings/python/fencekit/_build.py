@@ -1,6 +1,7 @@
 """The cffi builder: compiles `fencekit._native` (cffi's API mode, which calls about twice as
 fast as ABI mode or ctypes) and links libfencekit.a into it, so the installed package needs no
-shared library at run time.
+shared library at run time. The extension also carries `_fence_core.c`, the compiled
+`Fence.check` (CPython's limited API of 3.10).
 
 setup.py's build_ext calls `build_library()` before compiling the extension: it builds the
 Rust library with `cargo build --release --locked -p fencekit-ffi` in the Rust workspace
@@ -15,8 +16,9 @@ import pathlib
 import re
 import shutil
 import subprocess
+import sys
 
-from cffi import FFI
+from cffi import FFI, recompiler
 from setuptools.errors import BaseError
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -66,7 +68,7 @@ def build_library() -> pathlib.Path:
             f"{DISTRIBUTION}: building from source needs Rust's cargo {need} or later on PATH "
             f"({found}).\n"
             f"Install Rust (https://rustup.rs) and retry; or install a wheel (Linux x86_64, "
-            f"CPython 3.9 or later), which needs no Rust, made where Rust is with `python -m "
+            f"CPython 3.10 or later), which needs no Rust, made where Rust is with `python -m "
             f"build` and `auditwheel repair` (the README's Install section; none is published "
             f"on PyPI yet):\n"
             f"    pip install ./wheelhouse/fencekit_kernel-*.whl\n"
@@ -109,6 +111,10 @@ def declarations(header: str) -> str:
     return re.sub(r"//[^\n]*", "", text)
 
 
+# The base class of fencekit.Fence, whose check and check_from are CPython functions
+# (METH_FASTCALL), compiled after the glue; fence.py installs it with fkpy_core_install.
+FENCE_CORE = HERE / "_fence_core.c"
+
 # fkpy_log is the log callback (fencekit/logs.py), a Python function cffi makes callable from
 # C. C glue compiled into the extension for the hot path: the token as two integers (cheaper to
 # convert than a struct) and the verdict kept in a C thread-local, read back only when it is
@@ -137,16 +143,25 @@ int64_t fkpy_check(const fk_fence *fence, uint32_t resource, uint64_t generation
 int64_t fkpy_check_from(const fk_fence *fence, uint32_t resource, uint32_t source, uint64_t generation,
                         uint64_t holder);
 void fkpy_last_verdict(fk_verdict *out);
+int fkpy_core_install(const char *module_name);
 extern "Python" void fkpy_log(void *context, fk_log_level level, const char *target, const char *message);
 """
+
+# The limited API of CPython 3.10, the first with METH_FASTCALL: cffi would define
+# Py_LIMITED_API without a version, which hides it. setup.py tags the wheel cp310-abi3. Where
+# cffi uses no limited API (a debug build of CPython), neither do we.
+LIMITED_API = (
+    [("Py_LIMITED_API", "0x030A0000")] if recompiler.USE_LIMITED_API and not hasattr(sys, "gettotalrefcount") else []
+)
 
 ffibuilder = FFI()
 ffibuilder.cdef(declarations(HEADER.read_text()) + GLUE_DECLARATIONS)
 # libfencekit.a is added to extra_objects by setup.py's build_ext, once cargo has built it.
 ffibuilder.set_source(
     "fencekit._native",
-    '#include "fencekit.h"\n' + GLUE,
+    '#include "fencekit.h"\n' + GLUE + FENCE_CORE.read_text(),
     include_dirs=[str(HEADER.parent)],
+    define_macros=LIMITED_API,
     libraries=NATIVE_LIBS,
     # The extension exports PyInit__native only (--exclude-libs: not libfencekit's fk_*
     # symbols, which could bind to another copy of the library in the process), keeps only the

@@ -1,8 +1,11 @@
 # Types of the compiled cffi extension (built by _build.py), for type checkers: its `lib` holds
-# every fk_* function and FK_* constant of ffi/include/fencekit.h.
-from typing import Any, Callable, TypeVar
+# every fk_* function and FK_* constant of ffi/include/fencekit.h; `_FenceCore` is set on it
+# at import by fencekit/fence.py.
+from typing import Any, Callable, Dict, TypeVar, Union
 
 from typing_extensions import TypeAlias
+
+from .token import TokenLike, Verdict
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -29,3 +32,11 @@ class ffi:
     def def_extern(name: str = ..., error: Any = ..., onerror: Any = ...) -> Callable[[_F], _F]: ...
 
 lib: Any
+
+class _FenceCore:
+    """The compiled base of fencekit.Fence (fencekit/_fence_core.c), set up by fence.py."""
+
+    def check(self, resource: int, token: TokenLike) -> Verdict: ...
+    def check_from(self, resource: int, source: Union[int, str], token: TokenLike) -> Verdict: ...
+    def _open_core(self, owner: Any, source_ids: Dict[str, int], token_type: type) -> None: ...
+    def _close_core(self) -> None: ...

@@ -6,6 +6,7 @@ import os
 import threading
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
+from . import _native
 from ._native import ffi, lib
 from .errors import ClosedError, InvalidArgumentError, InvalidBatchError, InvalidSourceError, RebaseRefusedError, check
 from .policy import Policy
@@ -31,7 +32,12 @@ _TOKENS_CACHED = 1024
 _check = lib.fkpy_check
 _check_from = lib.fkpy_check_from
 _U32_MAX = 0xFFFF_FFFF
-_NO_TOKEN = object()
+
+# The compiled base class of Fence (fencekit/_fence_core.c), put into the extension module,
+# imported under the name importlib gave it, as `_FenceCore`.
+if lib.fkpy_core_install((_native.__spec__.name if _native.__spec__ else _native.__name__).encode()) != 0:
+    raise ImportError("fencekit: the compiled part of Fence could not be set up (its error is above)")
+from ._native import _FenceCore  # noqa: E402
 
 
 class WriteVerdict:
@@ -116,7 +122,7 @@ def _policy(policy: Optional[Policy]) -> "ffi.CData":
     return policy._handle()
 
 
-class Fence:
+class Fence(_FenceCore):
     """The durable high-water mark of every resource of one storage.
 
         with fencekit.Fence("/var/lib/app/fence") as fence:
@@ -160,20 +166,13 @@ class Fence:
         out = ffi.new("fk_fence **")
         check(lib.fk_fence_open(encoded, len(encoded), options, out))
         self._fence = ffi.gc(out[0], lib.fk_fence_free)
-        # The verdict that accepts a token, per token: a leader writes with one token many
-        # times, and building the verdict per call costs more than the check itself.
+        # The verdict that accepts a token, per token, for the checks that go through Python
+        # (the compiled check keeps its own): a leader writes with one token many times, and
+        # building the verdict per call costs more than the check itself.
         self._accepted: Dict[Tuple[int, int], Verdict] = {}
-        # The latest token accepted by identity, with its integers and verdict: a leader passes
-        # the same Token object write after write, and unpacking it costs as much as the check.
-        # It starts with a token no caller can pass.
-        self._last_accepted: Tuple[object, int, int, Verdict] = (
-            _NO_TOKEN, 0, 0, Verdict(VerdictKind.NONE, None, None))
         # Source ids by name: the library's ids hold while this fence is open.
         self._source_ids: Dict[str, int] = {}
-        # `check_from`'s latest accepted token by identity, with its source, integers and
-        # verdict (the verdict is handed out only after the library accepted the token again).
-        self._last_from: Tuple[object, int, int, int, Verdict] = (
-            _NO_TOKEN, -1, 0, 0, Verdict(VerdictKind.NONE, None, None))
+        self._open_core(self._fence, self._source_ids, Token)
 
     def _handle(self) -> "ffi.CData":
         fence = self._fence
@@ -188,6 +187,7 @@ class Fence:
         (each call holds a reference), so closing never frees it under that call; the fence
         is freed, and its directory unlocked, when the last reference goes."""
         self._fence = None
+        self._close_core()
 
     def __enter__(self) -> "Fence":
         return self
@@ -209,62 +209,63 @@ class Fence:
         check(lib.fk_fence_lookup(self._handle(), k, len(k), out))
         return int(out[0])
 
-    def check(self, resource: int, token: TokenLike) -> Verdict:
-        """Checks `token` for the resource id `resource` (the hot path). The verdict is true
-        exactly when the write may land. A token is a `Token` or a pair of ints; anything
-        else (a bool, a float, a string) raises TypeError."""
-        last = self._last_accepted
-        try:
-            if type(resource) is not int:
-                # cffi would take True as resource 1.
-                resource = resource_id(resource)
-            if token is last[0]:
-                # The token this fence accepted last: its integers and verdict are at hand.
-                answer = _check(self._fence, resource, last[1], last[2])
-                if answer == _ACCEPTED:
-                    return last[3]
-            else:
-                generation, holder = token
-                if (
-                    (type(token) is not Token and type(token) is not tuple)
-                    or type(generation) is not int
-                    or type(holder) is not int
-                ):
-                    # Not a pair of two plain ints. cffi would take a bool as 0 or 1 (`(True,
-                    # 1)` would pass as generation 1) and any object with __index__, and
-                    # unpacking would take the two keys of a dict: the slow way refuses all
-                    # but ints in a tuple or list with TypeError.
-                    generation, holder = token_ints(token)
-                answer = _check(self._fence, resource, generation, holder)
-                if answer == _ACCEPTED:
-                    verdict = self._accepted.get((generation, holder))
-                    if verdict is not None:
-                        return verdict
-                    return self._accepted_verdict(token, generation, holder)
-        except (TypeError, ValueError, OverflowError):
-            # A closed fence, a resource id out of range, or a token that is no pair of 64-bit
-            # integers: say which.
-            self._handle()
-            resource_id(resource)
-            to_c(token)
-            raise
+    # `check` and `check_from` are _FenceCore's, compiled (fencekit/_fence_core.c): a check
+    # whose arguments are plain (a resource id of type int, a tuple or Token of two ints, a
+    # source id or a known source name) runs in C and, when the library accepts the token,
+    # returns its verdict from a cache there. Everything else comes to the methods below.
+
+    def _check_slow(self, resource: int, token: TokenLike) -> Verdict:
+        """`check` for what its compiled fast path hands over: a closed fence, keywords, and
+        a resource id or token of any other type (a list, a Token subclass, an int subclass,
+        a bool, a float) or out of range. Raises what a check always raised for bad input:
+        ClosedError first, then the resource id's error, then the token's."""
+        fence = self._handle()
+        resource = resource_id(resource)
+        generation, holder = token_ints(token)
+        return self._answer(_check(fence, resource, generation, holder), generation, holder)
+
+    def _answer(self, answer: int, generation: int, holder: int) -> Verdict:
+        """The verdict of the glue's answer (fkpy_check, fkpy_check_from): the verdict kind,
+        or a failed status negated."""
+        if answer == _ACCEPTED:
+            return self._accepted_verdict(generation, holder)
         if answer < 0:
             check(-answer)
         out = ffi.new("fk_verdict *")
         lib.fkpy_last_verdict(out)
         return Verdict.from_c(out)
 
-    def _accepted_verdict(self, token: Optional[TokenLike], generation: int, holder: int) -> Verdict:
-        """The accepting verdict of a token accepted for the first time (or again after the
-        cache was cleared)."""
-        verdict = Verdict(VerdictKind.ACCEPTED, Token(generation, holder), None)
-        if len(self._accepted) >= _TOKENS_CACHED:
-            self._accepted.clear()
-        self._accepted[(generation, holder)] = verdict
-        if token is not None and (type(token) is Token or type(token) is tuple):
-            # Immutable, so the next check can recognise it by identity. One attribute,
-            # replaced whole, so that threads never see a token with another's verdict.
-            self._last_accepted = (token, generation, holder, verdict)
+    def _verdict_of(
+        self,
+        status: int,
+        kind: int,
+        current_generation: int,
+        current_holder: int,
+        previous_generation: int,
+        previous_holder: int,
+    ) -> Verdict:
+        """The compiled check's answer when it is not "accepted": raises for a failed
+        status, else the verdict from the library's fields."""
+        check(status)
+        verdict = ffi.new(
+            "fk_verdict *",
+            {
+                "kind": kind,
+                "current": (current_generation, current_holder),
+                "previous": (previous_generation, previous_holder),
+            },
+        )
+        return Verdict.from_c(verdict)
+
+    def _accepted_verdict(self, generation: int, holder: int) -> Verdict:
+        """The accepting verdict of a token (kept: a leader writes with one token many times,
+        and building the verdict costs more than the check)."""
+        verdict = self._accepted.get((generation, holder))
+        if verdict is None:
+            verdict = Verdict(VerdictKind.ACCEPTED, Token(generation, holder), None)
+            if len(self._accepted) >= _TOKENS_CACHED:
+                self._accepted.clear()
+            self._accepted[(generation, holder)] = verdict
         return verdict
 
     def check_key(self, key: Key, token: TokenLike) -> Verdict:
@@ -300,55 +301,14 @@ class Fence:
             return known if known is not None else self.source_id(source)
         raise TypeError(f"a source is a source id (int) or a source name (str), not {type(source).__name__}")
 
-    def check_from(self, resource: int, source: Union[int, str], token: TokenLike) -> Verdict:
-        """Checks `token`, minted by the coordinator `source` (its name, as
-        `fencekit.zookeeper_source("prod-zk")`, or its id from `source_id`), for the resource
-        id `resource`, as `check` does for fencekit's own tokens. A resource takes tokens from
-        one source, the one of its first accepted token (or of a `rebase`): a token of any
-        other source, `check`'s included, is refused with "foreign_source" whatever its
-        numbers. The verdict is true exactly when the write may land."""
-        if type(source) is not int:
-            # A name: its id, looked up once per name and fence.
-            known = self._source_ids.get(source) if type(source) is str else None
-            source = known if known is not None else self._source(source)
-        elif not 0 <= source <= _U32_MAX:
-            source = self._source(source)  # raises InvalidSourceError
-        last = self._last_from
-        try:
-            if type(resource) is not int:
-                resource = resource_id(resource)
-            if token is last[0] and source == last[1]:
-                # The token this fence accepted last from this source, as in `check`.
-                answer = _check_from(self._fence, resource, source, last[2], last[3])
-                if answer == _ACCEPTED:
-                    return last[4]
-            else:
-                generation, holder = token
-                if (
-                    (type(token) is not Token and type(token) is not tuple)
-                    or type(generation) is not int
-                    or type(holder) is not int
-                ):
-                    # As in `check`: only ints in a Token, tuple or list of two.
-                    generation, holder = token_ints(token)
-                answer = _check_from(self._fence, resource, source, generation, holder)
-                if answer == _ACCEPTED:
-                    verdict = self._accepted.get((generation, holder))
-                    if verdict is None:
-                        verdict = self._accepted_verdict(None, generation, holder)
-                    if type(token) is Token or type(token) is tuple:
-                        self._last_from = (token, source, generation, holder, verdict)
-                    return verdict
-        except (TypeError, ValueError, OverflowError):
-            self._handle()
-            resource_id(resource)
-            to_c(token)
-            raise
-        if answer < 0:
-            check(-answer)
-        out = ffi.new("fk_verdict *")
-        lib.fkpy_last_verdict(out)
-        return Verdict.from_c(out)
+    def _check_from_slow(self, resource: int, source: Union[int, str], token: TokenLike) -> Verdict:
+        """`check_from` for what its compiled fast path hands over (as `_check_slow`): a
+        source name this fence has not looked up yet, and everything `_check_slow` takes."""
+        source = self._source(source)
+        fence = self._handle()
+        resource = resource_id(resource)
+        generation, holder = token_ints(token)
+        return self._answer(_check_from(fence, resource, source, generation, holder), generation, holder)
 
     def bound_source(self, resource: int) -> Optional[str]:
         """The name of the source `resource` takes tokens from: "unnamed" for `check`'s, None

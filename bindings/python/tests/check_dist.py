@@ -2,7 +2,8 @@
 
     python tests/check_dist.py SDIST WHEEL
 
-- the wheel is tagged cp39-abi3 (one wheel for CPython 3.9 and later) and manylinux (installs
+- the wheel is tagged cp310-abi3 (one wheel for CPython 3.10 and later: Fence.check is a
+  METH_FASTCALL function, in the limited API from 3.10) and manylinux (installs
   on any Linux of that glibc or newer), its metadata says the same, and it carries no library
   but its extension (auditwheel grafted none: nothing but the system's libc family is needed)
   and not the builder (fencekit/_build.py);
@@ -35,6 +36,7 @@ SDIST_NEEDS = [
     "rust/core/src/lib.rs",
     "rust/plugins/src/lib.rs",
     "fencekit/_build.py",
+    "fencekit/_fence_core.c",
     "setup.py",
     "pyproject.toml",
 ]
@@ -70,7 +72,7 @@ def check_wheel(wheel: Path) -> None:
         check(False, f"{wheel.name}: not a wheel of {DISTRIBUTION}")
         return
     version, python, abi, platforms = parts.groups()
-    check(python == "cp39", f"{wheel.name}: python tag {python}, expected cp39")
+    check(python == "cp310", f"{wheel.name}: python tag {python}, expected cp310")
     check(abi == "abi3", f"{wheel.name}: ABI tag {abi}, expected abi3")
     for platform in platforms.split("."):
         check(
@@ -87,6 +89,7 @@ def check_wheel(wheel: Path) -> None:
         check("Root-Is-Purelib: false" in meta, "WHEEL does not say Root-Is-Purelib: false")
 
         check("fencekit/_build.py" not in names, "the wheel carries the builder, fencekit/_build.py")
+        check("fencekit/_fence_core.c" not in names, "the wheel carries C source, fencekit/_fence_core.c")
         libraries = sorted(name for name in names if re.search(r"\.so(\.|$)", name))
         check(libraries == [EXTENSION], f"the wheel's libraries are {libraries}, expected only {EXTENSION}")
         if EXTENSION not in names:
