@@ -372,6 +372,14 @@ class Fence(_FenceCore):
         check(lib.fk_fence_counters(self._handle(), resource_id(resource), out))
         return Counters(out.accepted, out.advanced, out.stale, out.conflicts)
 
+    def set_count_accepted(self, on: bool) -> None:
+        """Turns the counting of accepted checks (`Counters.accepted`) on or off; it is on when
+        a fence opens. A service that never reads that count turns it off to take its cost off
+        the check; the other counts, and the accepted checks counted so far, are kept."""
+        if not isinstance(on, bool):
+            raise TypeError(f"set_count_accepted takes True or False, not {type(on).__name__}")
+        check(lib.fk_fence_set_count_accepted(self._handle(), on))
+
     def __len__(self) -> int:
         out = ffi.new("size_t *")
         check(lib.fk_fence_len(self._handle(), out))

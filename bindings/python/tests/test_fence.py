@@ -29,6 +29,29 @@ def test_verdicts_and_marks_survive_reopening(tmp_path: pathlib.Path) -> None:
         assert fence.mark(fence.lookup("jobs/nightly")) == Token(5, 2)
 
 
+def test_counting_accepted_checks_off_keeps_verdicts_and_other_counts(
+    tmp_path: pathlib.Path,
+) -> None:
+    with fencekit.Fence(tmp_path) as fence:
+        jobs = fence.register("jobs")
+        assert fence.check(jobs, (2, 1)).kind == "advanced"
+        assert fence.check(jobs, (2, 1)).kind == "accepted"
+        fence.set_count_accepted(False)
+        # The compiled check and the batch both take the uncounted path.
+        assert fence.check(jobs, (2, 1)).kind == "accepted"
+        batch = fence.batch([(jobs, (2, 1))] * 3)
+        batch.check()
+        assert fence.check(jobs, (1, 1)).kind == "stale"
+        assert fence.counters(jobs) == fencekit.Counters(1, 1, 1, 0)
+        fence.set_count_accepted(True)
+        assert fence.check(jobs, Token(2, 1))
+        assert fence.counters(jobs).accepted == 2
+        with pytest.raises(TypeError):
+            fence.set_count_accepted(1)  # type: ignore[arg-type]
+    with pytest.raises(fencekit.errors.ClosedError):
+        fence.set_count_accepted(True)
+
+
 def test_a_prepared_batch_checks_in_one_call(tmp_path: pathlib.Path) -> None:
     with fencekit.Fence(tmp_path) as fence:
         ids = [fence.register(f"r{i}") for i in range(4)]
