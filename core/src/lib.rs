@@ -53,6 +53,114 @@
 //!    elected. [`raft_storage`] keeps Raft's state in the log; [`transport`] carries messages
 //!    (TCP, or in-process); [`detect::audit`] finds split-brain evidence in many statuses.
 //!
+//! # Driving a group: a tutorial
+//!
+//! One node first, on the in-process network ([`transport::local::LocalNetwork`]; a real
+//! group uses [`transport::tcp`] with mutual TLS). A node runs on its own thread: start it,
+//! wait until [`node::Node::leadership`] is `Some`, propose, and wait for the commit. Every
+//! committed proposal comes out of [`node::Node::applied`] on every member, in log order.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use fencekit::node::{Applied, Node, NodeConfig};
+//! use fencekit::transport::{Inbox, local::LocalNetwork};
+//! use fencekit::NodeId;
+//! # fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+//! #     let deadline = Instant::now() + Duration::from_secs(20);
+//! #     loop {
+//! #         if let Some(t) = f() { return t; }
+//! #         assert!(Instant::now() < deadline, "no {what} within 20 s");
+//! #         std::thread::sleep(Duration::from_millis(5));
+//! #     }
+//! # }
+//!
+//! let net = LocalNetwork::new();
+//! let dir = tempfile::tempdir()?;
+//! let one = NodeId::new(1)?;
+//! // Member 1 of group 0xC1, whose only voter is itself. The directory holds its log.
+//! let config = NodeConfig::new(one, 0xC1, dir.path(), vec![one]);
+//! let node = Node::start(config, |inbox: Inbox| Ok(net.attach(inbox)))?;
+//!
+//! let leadership = until("leader", || node.leadership());
+//! assert_eq!(leadership.token.holder, one);
+//! let index = node.propose(b"job 1".to_vec())?.wait(Duration::from_secs(5))?;
+//! let entry = until("entry", || match node.applied().try_recv() {
+//!     Ok(Applied::Entry { index: i, data, .. }) if i == index => Some(data),
+//!     _ => None,
+//! });
+//! assert_eq!(entry, b"job 1");
+//! node.stop();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Three nodes, a storage and a paused leader. The leader's [`node::Leadership`] carries its
+//! token (the term and its id) and the instant its lease ends; every write it makes carries the
+//! token, and the storage checks it with a [`Fence`]. Here the leader is cut off from the
+//! others, as a long pause or a partition would: its lease runs out (it stops reporting
+//! leadership without hearing from anyone), the others elect a successor with a higher
+//! generation, and once the successor has written, the old leader's late write is refused.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use fencekit::node::{Node, NodeConfig};
+//! use fencekit::transport::{Inbox, local::LocalNetwork};
+//! use fencekit::{Fence, FenceOptions, NodeId, Verdict};
+//! # fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+//! #     let deadline = Instant::now() + Duration::from_secs(20);
+//! #     loop {
+//! #         if let Some(t) = f() { return t; }
+//! #         assert!(Instant::now() < deadline, "no {what} within 20 s");
+//! #         std::thread::sleep(Duration::from_millis(5));
+//! #     }
+//! # }
+//!
+//! let net = LocalNetwork::new();
+//! let voters: Vec<NodeId> = (1..=3).map(NodeId::new).collect::<Result<_, _>>()?;
+//! let dirs = [tempfile::tempdir()?, tempfile::tempdir()?, tempfile::tempdir()?];
+//! let nodes = voters
+//!     .iter()
+//!     .zip(&dirs)
+//!     .map(|(&id, dir)| {
+//!         let config = NodeConfig::new(id, 0xC1, dir.path(), voters.clone());
+//!         Node::start(config, |inbox: Inbox| Ok(net.attach(inbox)))
+//!     })
+//!     .collect::<Result<Vec<Node>, _>>()?;
+//! let leader_of = |skip: Option<NodeId>| {
+//!     until("leader", || {
+//!         nodes.iter().filter(|n| Some(n.id()) != skip).find_map(|n| n.leadership())
+//!     })
+//! };
+//!
+//! // The storage: a fence on its own directory, one resource per thing writes change.
+//! let storage = tempfile::tempdir()?;
+//! let fence = Fence::open(storage.path(), FenceOptions::default())?;
+//! let report = fence.register(b"reports/nightly")?;
+//!
+//! let first = leader_of(None);
+//! assert!(fence.check(report, first.token)?.is_accepted()); // the first write lands
+//!
+//! // The leader is cut off (or paused): its lease ends on its own clock...
+//! let old = first.token.holder;
+//! net.isolate(old);
+//! let old_node = nodes.iter().find(|n| n.id() == old).expect("a member");
+//! until("lease end", || old_node.leadership().is_none().then_some(()));
+//! // ...before the others elect a successor, whose generation is higher.
+//! let second = leader_of(Some(old));
+//! assert!(second.token.generation > first.token.generation);
+//! assert!(matches!(fence.check(report, second.token)?, Verdict::Advanced { .. }));
+//!
+//! // The old leader wakes up and tries to write with the token it had: refused.
+//! assert_eq!(fence.check(report, first.token)?, Verdict::Stale { current: second.token });
+//! for node in &nodes {
+//!     node.stop();
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! [`node::Replica`] is the same member without a thread or a clock of its own: the caller
+//! ticks it, steps messages into it and hands what it returns to the network (the simulator in
+//! `sim/` drives replicas that way, deterministically).
+//!
 //! # Cargo features
 //!
 //! - `dev-certs`: development certificates, `transport::tcp::dev_certs`: a CA and node
