@@ -29,9 +29,10 @@ use crate::node::membership::{self, MembershipChange};
 use crate::node::status::{Role, Status};
 use crate::node::step_guard::{self, Refusal};
 use crate::planted::{self, PlantedBug};
-use crate::raft_storage::{Identity, RaftStorage};
+use crate::raft_storage::{Identity, RaftStorage, SyncRequest};
 use crate::time::Instant;
 use crate::token::{Generation, NodeId, Token};
+use crate::wal::Position;
 
 /// Lease rounds kept in flight; older ones are forgotten (their acknowledgements then count
 /// for nothing, which only shortens the lease).
@@ -40,6 +41,9 @@ const ROUNDS_IN_FLIGHT_MAX: usize = 64;
 /// Peers whose first refused message is logged; later refusals (and further peers) are only
 /// counted, so a flood of bad messages cannot flood the log.
 const REFUSAL_LOGS_MAX: usize = 64;
+
+/// Most proposals in one [`Replica::propose_batch`] (and `Node::propose_batch`).
+pub const PROPOSE_BATCH_MAX: usize = 4096;
 
 /// A host's handle on one proposal, echoed back when it is resolved.
 pub type ProposalId = u64;
@@ -60,6 +64,22 @@ pub struct Output {
 }
 
 impl Output {
+    /// Appends `other` after what this holds.
+    pub fn merge(&mut self, other: Output) {
+        let Output {
+            messages,
+            applied,
+            events,
+            resolved,
+            peers,
+        } = other;
+        self.messages.extend(messages);
+        self.applied.extend(applied);
+        self.events.extend(events);
+        self.resolved.extend(resolved);
+        self.peers.extend(peers);
+    }
+
     /// Whether there is nothing in it.
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
@@ -123,7 +143,31 @@ pub struct Replica {
     last_refusal: Option<String>,
     /// Peers whose refusal was logged already.
     refusals_logged: Vec<u64>,
+    /// Readies whose persisted messages wait for a sync, in order (I2).
+    unpersisted: VecDeque<Unpersisted>,
+    /// The end of the furthest record handed out to be synced.
+    buffered: Position,
+    /// The log is durable before this position (as reported to [`Replica::persisted`]).
+    durable: Position,
+    /// The sync the next `process_async` returns.
+    sync: Option<SyncRequest>,
+    /// Whether raft-rs's latest Ready was taken as leader.
+    ready_as_leader: bool,
+    /// The index through which the host was handed the log (entries, or a snapshot).
+    applied_through: u64,
     out: Output,
+}
+
+/// A Ready whose persisted messages wait until the log is durable through `through`.
+#[derive(Debug)]
+struct Unpersisted {
+    /// raft-rs's number for the Ready, for `on_persist_ready`.
+    number: u64,
+    /// `None`: it needs no sync of its own (it goes once the Readies before it are durable).
+    through: Option<Position>,
+    messages: Vec<Message>,
+    /// Whether it carried entries or a snapshot.
+    log: bool,
 }
 
 impl std::fmt::Debug for Replica {
@@ -192,6 +236,12 @@ impl Replica {
             refused: 0,
             last_refusal: None,
             refusals_logged: Vec::new(),
+            unpersisted: VecDeque::new(),
+            buffered: Position::default(),
+            durable: Position::default(),
+            sync: None,
+            ready_as_leader: false,
+            applied_through: applied,
             out: Output::default(),
         };
         replica.out.applied.push(Applied::Snapshot {
@@ -364,6 +414,49 @@ impl Replica {
         Ok(self.track(id))
     }
 
+    /// Proposes every item of `batch` at once: one raft-rs proposal, so the batch is appended
+    /// in one Ready, made durable by one sync, and replicated in one append per follower.
+    /// Each item is resolved under its id, as [`Replica::propose`]'s are. Returns the index of
+    /// the first. All or nothing: an item over [`PROPOSAL_MAX`], a batch over
+    /// [`PROPOSE_BATCH_MAX`] items, or a node that does not lead refuses the whole batch.
+    pub fn propose_batch(&mut self, batch: Vec<(Vec<u8>, ProposalId)>) -> Result<u64, Error> {
+        if batch.is_empty() || batch.len() > PROPOSE_BATCH_MAX {
+            return Err(Error::InvalidBatch(format!(
+                "{} proposals; a batch holds 1 to {PROPOSE_BATCH_MAX}",
+                batch.len()
+            )));
+        }
+        if let Some((data, _)) = batch.iter().find(|(data, _)| data.len() > PROPOSAL_MAX) {
+            return Err(Error::RecordTooLarge {
+                len: data.len(),
+                max: PROPOSAL_MAX,
+            });
+        }
+        self.require_leader()?;
+        let count = batch.len() as u64;
+        let mut ids = Vec::with_capacity(batch.len());
+        let mut entries = Vec::with_capacity(batch.len());
+        for (data, id) in batch {
+            let mut entry = Entry::default();
+            entry.data = data.into();
+            entries.push(entry);
+            ids.push(id);
+        }
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgPropose);
+        m.from = self.id.get();
+        m.set_entries(entries.into());
+        // What `RawNode::propose` does with one entry; raft-rs appends all or none.
+        self.raw.raft.step(m).map_err(|e| self.refusal(e))?;
+        let last = self.raw.raft.raft_log.last_index();
+        let first = last + 1 - count;
+        let term = self.raw.raft.term;
+        for (index, id) in (first..=last).zip(ids) {
+            self.pending.insert(index, (term, id));
+        }
+        Ok(first)
+    }
+
     /// Proposes a membership change (joint consensus when it takes more than one step).
     pub fn change_membership(
         &mut self,
@@ -448,16 +541,54 @@ impl Replica {
         Ok(())
     }
 
-    /// Persists and collects everything raft-rs has ready. Returns what must leave the node.
+    /// Persists and collects everything raft-rs has ready, syncing the log on this thread.
+    /// Returns what must leave the node. The deterministic form of [`Replica::process_async`]
+    /// (the simulator and the single-threaded harnesses drive this one): every sync it asks
+    /// for runs at once, then [`Replica::persisted`] is told, and so on until raft-rs has
+    /// nothing more.
     pub fn process(&mut self, now: Instant) -> Result<Output, Error> {
+        let mut total = Output::default();
+        loop {
+            let (out, sync) = self.process_async(now)?;
+            total.merge(out);
+            match sync {
+                Some(request) => {
+                    let through = request.run()?;
+                    self.persisted(through, now)?;
+                }
+                None => return Ok(total),
+            }
+        }
+    }
+
+    /// Collects everything raft-rs has ready, buffers what must be durable, and returns what
+    /// may leave now together with the sync to run ([`SyncRequest::run`], on any thread).
+    /// Messages that depend on buffered records (votes, append and heartbeat responses: raft-rs's
+    /// persisted messages) are held until [`Replica::persisted`] reports a sync that covers
+    /// them; the node keeps ticking, stepping and proposing meanwhile. See the module
+    /// documentation for the order of operations.
+    pub fn process_async(&mut self, now: Instant) -> Result<(Output, Option<SyncRequest>), Error> {
         self.expire(now);
+        self.release();
         while self.raw.has_ready() {
             self.observe_roles();
+            // raft-rs's `ready` asserts that a node that has just become leader holds no entry
+            // or snapshot it has not been told is persisted. A node only becomes leader after
+            // its vote requests left, which waited for every earlier Ready to be durable, so this
+            // does not happen; if it ever did, the log is synced here rather than panicking.
+            if self.raw.raft.state == StateRole::Leader
+                && !self.ready_as_leader
+                && self.unpersisted.iter().any(|u| u.log)
+            {
+                self.flush(now)?;
+            }
+            self.ready_as_leader = self.raw.raft.state == StateRole::Leader;
             let mut ready = self.raw.ready();
             // The leader's own appends and heartbeats may go before its entries are durable
-            // (raft-rs counts its own vote only once they are).
+            // (raft-rs counts its own entries toward a commit only once they are).
             self.out.messages.extend(ready.take_messages());
 
+            let log = !ready.snapshot().is_empty() || !ready.entries().is_empty();
             if !ready.snapshot().is_empty() {
                 let snapshot = ready.snapshot().clone();
                 self.raw.mut_store().apply_snapshot(snapshot.clone())?;
@@ -470,35 +601,51 @@ impl Replica {
                     data: snapshot.get_data().to_vec(),
                 });
                 self.resolve_through(index);
+                self.applied_through = self.applied_through.max(index);
             }
             let store = self.raw.mut_store();
             store.append(ready.entries())?;
             if let Some(hs) = ready.hs() {
                 store.set_hard_state(hs)?;
             }
-            // I2: durable before any vote or append response of this Ready leaves, and before
-            // raft-rs is told (advance) that it may count these entries as persisted. A Ready
-            // whose only change is the commit index needs no fdatasync of its own (raft-rs's
-            // `must_sync`): a commit index lost in a crash is learnt again from the leader, so
-            // it rides with the next sync.
+            // I2: what this Ready buffered must be durable before any vote or append response
+            // of it leaves, and before raft-rs is told it may count these entries as
+            // persisted. A Ready whose only change is the commit index needs no sync of its own
+            // (raft-rs's `must_sync`): a commit index lost in a crash is learnt again from the
+            // leader, so it rides with the next sync.
             let vote_only = ready.entries().is_empty() && ready.snapshot().is_empty();
-            if ready.must_sync() && !(vote_only && planted::active(PlantedBug::VoteBeforePersist)) {
-                store.sync()?;
-            }
-            self.out.messages.extend(ready.take_persisted_messages());
+            let through = if ready.must_sync()
+                && !(vote_only && planted::active(PlantedBug::VoteBeforePersist))
+            {
+                if let Some(request) = store.take_sync() {
+                    self.buffered = self.buffered.max(request.through());
+                    self.sync = Some(request);
+                }
+                // Nothing new buffered (a hard state equal to the one stored): what an earlier
+                // Ready buffered must still be durable first.
+                Some(self.buffered)
+            } else {
+                None
+            };
+            self.unpersisted.push_back(Unpersisted {
+                number: ready.number(),
+                through,
+                messages: ready.take_persisted_messages(),
+                log,
+            });
 
-            // Committed entries are applied before `advance`, which tells raft-rs they are:
-            // it proposes the leave of a joint configuration from there, and would propose it
-            // twice if the enter were not applied yet.
-            self.apply(ready.take_committed_entries())?;
-            let read_states = ready.take_read_states();
-            let mut light = self.raw.advance(ready);
-            if let Some(commit) = light.commit_index() {
-                self.raw.mut_store().set_commit(commit)?;
+            // Committed entries (raft-rs hands out only entries durable here too) are applied
+            // before `advance`, which tells raft-rs they are: it proposes the leave of a joint
+            // configuration from there, and would propose it twice if the enter were not
+            // applied yet.
+            let committed = ready.take_committed_entries();
+            if let Some(last) = committed.last() {
+                self.applied_through = self.applied_through.max(last.index);
             }
-            self.out.messages.extend(light.take_messages());
-            self.apply(light.take_committed_entries())?;
-            self.raw.advance_apply();
+            self.apply(committed)?;
+            let read_states = ready.take_read_states();
+            self.raw.advance_append_async(ready);
+            self.advance_apply();
             self.acknowledged(read_states, now);
             self.observe_roles();
             // A leader that has just committed its first entry starts a round at once rather
@@ -506,13 +653,75 @@ impl Replica {
             if self.lease.is_none() && self.rounds.is_empty() {
                 self.start_round(now);
             }
+            self.release();
         }
-        for m in &self.out.messages {
+        let out = std::mem::take(&mut self.out);
+        for m in &out.messages {
             if m.get_msg_type() == MessageType::MsgSnapshot {
                 self.snapshots_sent.insert(m.to, now);
             }
         }
-        Ok(std::mem::take(&mut self.out))
+        Ok((out, self.sync.take()))
+    }
+
+    /// A sync handed out by [`Replica::process_async`] has run: the log is durable through
+    /// `through`. The messages it held are released, and raft-rs is told (it may then commit,
+    /// and apply); they come out of the next `process_async`. Reports may come late, twice or
+    /// out of order: only the furthest counts.
+    pub fn persisted(&mut self, through: Position, now: Instant) -> Result<(), Error> {
+        self.durable = self.durable.max(through);
+        self.release();
+        if self.unpersisted.is_empty() {
+            // Rare (the log grew to several times the live state): rewritten on this thread.
+            self.raw.mut_store().rewrite_if_grown()?;
+        }
+        self.expire(now);
+        Ok(())
+    }
+
+    /// Readies still waiting for a sync.
+    pub fn unpersisted(&self) -> usize {
+        self.unpersisted.len()
+    }
+
+    /// Releases, in order, the held messages of every Ready now durable (and of the Readies
+    /// that needed no sync of their own behind them), then tells raft-rs.
+    fn release(&mut self) {
+        let mut last = None;
+        while let Some(front) = self.unpersisted.front() {
+            if front.through.is_some_and(|t| t > self.durable) {
+                break;
+            }
+            let done = self.unpersisted.pop_front().expect("front");
+            self.out.messages.extend(done.messages);
+            last = Some(done.number);
+        }
+        if let Some(number) = last {
+            self.raw.on_persist_ready(number);
+            self.advance_apply();
+        }
+    }
+
+    /// Tells raft-rs how far the host has applied: a snapshot counts once it is durable
+    /// (raft-rs refuses an applied index beyond what is persisted).
+    fn advance_apply(&mut self) {
+        let log = &self.raw.raft.raft_log;
+        let to = self.applied_through.min(log.committed).min(log.persisted);
+        if to > log.applied {
+            self.raw.advance_apply_to(to);
+        }
+    }
+
+    /// Syncs the log on this thread and releases everything held.
+    fn flush(&mut self, now: Instant) -> Result<(), Error> {
+        if let Some(request) = self.raw.mut_store().take_sync() {
+            self.buffered = self.buffered.max(request.through());
+        }
+        // A sync through the furthest record buffered covers every request handed out.
+        self.sync = None;
+        let through = self.buffered;
+        self.raw.mut_store().sync_through(through)?;
+        self.persisted(through, now)
     }
 
     /// Stops taking part: the lease ends and pending proposals fail.
