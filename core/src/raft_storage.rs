@@ -73,8 +73,10 @@ pub struct RaftStorage {
     /// Encoded size of `entries`, kept as they change: the rewrite decision reads it on every
     /// sync, and summing a long log each time would make syncs quadratic.
     entry_bytes: u64,
-    /// End of the last buffered record not yet synced.
+    /// End of the last buffered record not yet synced nor handed out in a [`SyncRequest`].
     unsynced: Option<Position>,
+    /// End of the last record buffered.
+    buffered: Position,
 }
 
 impl RaftStorage {
@@ -135,6 +137,7 @@ impl RaftStorage {
             entries,
             entry_bytes,
             unsynced: None,
+            buffered: Position::default(),
         })
     }
 
@@ -343,9 +346,10 @@ impl RaftStorage {
         Ok(())
     }
 
-    /// Whether anything is buffered and not yet durable.
+    /// Whether anything is buffered and not yet durable (a sync handed out and still
+    /// running counts as not durable).
     pub fn has_unsynced(&self) -> bool {
-        self.unsynced.is_some()
+        self.unsynced.is_some() || self.wal.durable() < self.buffered
     }
 
     /// Bytes in the log since its last rewrite.
@@ -383,6 +387,7 @@ impl RaftStorage {
     fn push(&mut self, kind: RecordKind, generation: u64, payload: &[u8]) -> Result<(), Error> {
         let end = self.wal.append(kind, generation, payload)?;
         self.unsynced = Some(end);
+        self.buffered = end;
         Ok(())
     }
 

@@ -1,16 +1,36 @@
 //! One Raft member as a deterministic state machine: no thread, no clock of its own. Every call
-//! takes the current instant; [`Replica::process`] persists what raft-rs hands out and returns
-//! what must leave the node. The threaded [`crate::node::Node`] drives it in production; test
-//! harnesses and the simulator drive it step by step on virtual clocks.
+//! takes the current instant; [`Replica::process_async`] buffers what raft-rs hands out and
+//! returns what may leave the node now, with the sync that must run before the rest may;
+//! [`Replica::persisted`] reports that sync done. The threaded [`crate::node::Node`] runs the
+//! syncs on a thread of its own ([`crate::node::Syncer`]); test harnesses and the simulator
+//! call [`Replica::process`], which runs each sync at once, step by step on virtual clocks.
 //!
-//! The order inside `process` is the safety argument:
+//! The order of operations is the safety argument:
 //! 1. leadership changes are applied first, so a lease is revoked before any message of the
-//!    same step (a vote for a successor, say) can leave;
-//! 2. entries, hard state and snapshot are made durable (one fdatasync) before the messages
-//!    that depend on them are returned (I2) and before raft-rs is told they are persisted;
-//! 3. leadership is reported only after a quorum acknowledged a heartbeat round sent in this
+//!    same step (a vote for a successor, say) can leave; a message held for a sync leaves
+//!    later still;
+//! 2. each Ready's entries, hard state and snapshot are buffered in the log (where raft-rs can
+//!    read them back at once) before `advance_append_async`. The messages that depend on them,
+//!    raft-rs's persisted messages (votes, append and heartbeat responses: everything a
+//!    follower or candidate sends), are held in Ready order and leave only once a sync that
+//!    covers that Ready's records has *returned* (I2), and only then is raft-rs told
+//!    (`on_persist_ready`); a Ready that needs no sync of its own (a commit index alone)
+//!    waits behind the ones before it. So a follower's acknowledgement, the one a leader's lease
+//!    round counts, never leaves before what it acknowledges (the term among it) is durable;
+//!    the lease arithmetic is unchanged;
+//! 3. a leader's own appends and heartbeats leave at once (raft-rs's `messages()`; Raft thesis
+//!    10.2.1): its followers sync while it does. raft-rs counts the leader's own entries
+//!    toward a commit only once they are persisted here, so nothing commits on a quorum that
+//!    includes an undurable copy, and committed entries are handed out only up to what is
+//!    durable here;
+//! 4. leadership is reported only after a quorum acknowledged a heartbeat round sent in this
 //!    term, which raft-rs serves only once an entry of the term is committed (I4); the lease
 //!    runs from that round's send time (I3).
+//!
+//! A node becomes leader only after its vote requests left, which waited for every earlier
+//! Ready to be durable, so raft-rs's rule that a new leader holds nothing unpersisted is kept.
+//! A sole voter wins on its own vote with no message: it does not tick while a sync of its log
+//! is in flight. Should a node ever reach leadership otherwise, the log is synced on the spot.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -300,12 +320,28 @@ impl Replica {
         if self.removed {
             return;
         }
-        self.raw.tick();
+        // A node whose own vote is a quorum becomes leader inside this tick, and raft-rs then
+        // requires its whole log persisted: it waits for its syncs before campaigning.
+        if !self.alone_would_lead() {
+            self.raw.tick();
+        }
         self.retry_snapshots(now);
         self.ticks_since_round += 1;
         if self.ticks_since_round >= self.timing.heartbeat_tick {
             self.start_round(now);
         }
+    }
+
+    /// Whether this node, not leading, would win an election on its own vote while a sync of
+    /// entries or a snapshot is in flight (a group shrunk to this one voter).
+    fn alone_would_lead(&self) -> bool {
+        self.raw.raft.state != StateRole::Leader
+            && self.unpersisted.iter().any(|u| u.log)
+            && self
+                .raw
+                .raft
+                .prs()
+                .has_quorum(&std::iter::once(self.id.get()).collect())
     }
 
     /// raft-rs waits for the host to report how a snapshot went before it sends that peer
@@ -519,6 +555,11 @@ impl Replica {
 
     /// Compacts the log: the host's state as of `index` (at most what was applied) is `data`.
     pub fn compact(&mut self, index: u64, data: &[u8]) -> Result<(), Error> {
+        // A snapshot from the leader is handed to the host at once but counts as applied only
+        // once durable: compacting at it waits for the sync (this call syncs anyway).
+        if index > self.raw.raft.raft_log.applied && index <= self.applied_through {
+            self.flush()?;
+        }
         let applied = self.raw.raft.raft_log.applied;
         if index > applied {
             return Err(Error::InvalidRaftLog(format!(
@@ -580,7 +621,7 @@ impl Replica {
                 && !self.ready_as_leader
                 && self.unpersisted.iter().any(|u| u.log)
             {
-                self.flush(now)?;
+                self.flush()?;
             }
             self.ready_as_leader = self.raw.raft.state == StateRole::Leader;
             let mut ready = self.raw.ready();
@@ -669,13 +710,18 @@ impl Replica {
     /// and apply); they come out of the next `process_async`. Reports may come late, twice or
     /// out of order: only the furthest counts.
     pub fn persisted(&mut self, through: Position, now: Instant) -> Result<(), Error> {
+        self.mark_durable(through)?;
+        self.expire(now);
+        Ok(())
+    }
+
+    fn mark_durable(&mut self, through: Position) -> Result<(), Error> {
         self.durable = self.durable.max(through);
         self.release();
         if self.unpersisted.is_empty() {
             // Rare (the log grew to several times the live state): rewritten on this thread.
             self.raw.mut_store().rewrite_if_grown()?;
         }
-        self.expire(now);
         Ok(())
     }
 
@@ -713,7 +759,7 @@ impl Replica {
     }
 
     /// Syncs the log on this thread and releases everything held.
-    fn flush(&mut self, now: Instant) -> Result<(), Error> {
+    fn flush(&mut self) -> Result<(), Error> {
         if let Some(request) = self.raw.mut_store().take_sync() {
             self.buffered = self.buffered.max(request.through());
         }
@@ -721,7 +767,7 @@ impl Replica {
         self.sync = None;
         let through = self.buffered;
         self.raw.mut_store().sync_through(through)?;
-        self.persisted(through, now)
+        self.mark_durable(through)
     }
 
     /// Stops taking part: the lease ends and pending proposals fail.
