@@ -32,11 +32,14 @@ use crate::wal::Position;
 /// messages cannot starve the clock.
 const INPUTS_PER_WAKE: usize = 1024;
 
+/// Where a proposal's outcome goes.
+pub(crate) type Reply = Sender<Result<u64, Error>>;
+
 /// What the node thread receives.
 pub(crate) enum Input {
     Peer(Message),
     Propose(Vec<u8>, Sender<Result<u64, Error>>),
-    ProposeBatch(Vec<(Vec<u8>, Sender<Result<u64, Error>>)>),
+    ProposeBatch(Vec<(Vec<u8>, Reply)>),
     Command(Command),
 }
 
@@ -109,7 +112,7 @@ impl<T: Transport> Driver<T> {
             let mut result = Ok(());
             for done in synced.take().into_iter().chain(self.synced.try_iter()) {
                 result = result
-                    .and_then(|()| done)
+                    .and(done)
                     .and_then(|through| self.replica.persisted(through, now));
             }
             if let (Ok(()), Some(input)) = (&result, woken_by.take()) {

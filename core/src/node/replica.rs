@@ -473,9 +473,10 @@ impl Replica {
         let mut ids = Vec::with_capacity(batch.len());
         let mut entries = Vec::with_capacity(batch.len());
         for (data, id) in batch {
-            let mut entry = Entry::default();
-            entry.data = data.into();
-            entries.push(entry);
+            entries.push(Entry {
+                data: data.into(),
+                ..Default::default()
+            });
             ids.push(id);
         }
         let mut m = Message::default();
