@@ -2,7 +2,8 @@
 //!
 //! - `commit/*`: 3 replicas in one thread, messages routed in memory; committed proposals per
 //!   second at batch 1, 16 and 256, each batch one `propose_batch`. `raw_raft_mem` is raft-rs
-//!   with `MemStorage` and no I/O; `fencekit_tmpfs` is fencekit's replica on tmpfs, each sync
+//!   with `MemStorage` and no I/O, proposing entry by entry; `raw_raft_mem_one_proposal` the
+//!   same with the batch as one proposal message (the baseline for fencekit's batches); `fencekit_tmpfs` is fencekit's replica on tmpfs, each sync
 //!   run at once (its CPU cost: fdatasync is free there); `fencekit_disk` is the real log on
 //!   the bench directory's disk, each replica's syncs run beside it by a `Syncer` thread, as
 //!   the threaded node does (so the leader's fdatasync overlaps the followers');
@@ -214,6 +215,10 @@ impl RawTrio {
                     heartbeat_tick: 3,
                     check_quorum: true,
                     pre_vote: true,
+                    // As fencekit's replica: without a size limit per message raft-rs sends
+                    // one entry per append, and a batch proposed as one would crawl.
+                    max_size_per_msg: 1 << 20,
+                    max_inflight_msgs: 256,
                     ..Default::default()
                 };
                 let storage = MemStorage::new_with_conf_state((vec![1, 2, 3], vec![]));
@@ -261,11 +266,27 @@ impl RawTrio {
         }
     }
 
-    fn commit_batch(&mut self, batch: usize) {
-        for _ in 0..batch {
-            self.nodes[0]
-                .propose(Vec::new(), PAYLOAD.to_vec())
-                .expect("propose");
+    /// Proposes entry by entry (`RawNode::propose`), or, `as_one`, the whole batch as one
+    /// proposal message, as fencekit's `propose_batch` does.
+    fn commit_batch(&mut self, batch: usize, as_one: bool) {
+        if as_one {
+            let mut m = Message::default();
+            m.set_msg_type(raft::eraftpb::MessageType::MsgPropose);
+            m.from = 1;
+            let entries: Vec<raft::eraftpb::Entry> = (0..batch)
+                .map(|_| raft::eraftpb::Entry {
+                    data: PAYLOAD.to_vec().into(),
+                    ..Default::default()
+                })
+                .collect();
+            m.set_entries(entries.into());
+            self.nodes[0].raft.step(m).expect("propose");
+        } else {
+            for _ in 0..batch {
+                self.nodes[0]
+                    .propose(Vec::new(), PAYLOAD.to_vec())
+                    .expect("propose");
+            }
         }
         let mut committed = 0;
         // Only the leader's count: it applies each entry once.
@@ -290,8 +311,14 @@ fn commit(c: &mut Criterion) {
         group.throughput(Throughput::Elements(batch as u64));
         let mut raw = RawTrio::new();
         group.bench_with_input(BenchmarkId::new("raw_raft_mem", batch), &batch, |b, &n| {
-            b.iter(|| raw.commit_batch(n))
+            b.iter(|| raw.commit_batch(n, false))
         });
+        let mut raw = RawTrio::new();
+        group.bench_with_input(
+            BenchmarkId::new("raw_raft_mem_one_proposal", batch),
+            &batch,
+            |b, &n| b.iter(|| raw.commit_batch(n, true)),
+        );
         if tmpfs.is_dir() {
             let mut trio = Trio::new(tmpfs);
             let leader = trio.leader().expect("leader");
