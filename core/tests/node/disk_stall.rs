@@ -167,7 +167,9 @@ fn a_leader_whose_fdatasync_hangs_still_ticks_loses_its_lease_and_steps_down_on_
     let timing = Timing::default();
     let cut = Instant::now();
     net.isolate(id(leader as u64 + 1));
-    let bound = timing.election_timeout() * 3;
+    // Check-quorum steps down within two election timeouts of the cut; the rest is slack for
+    // a loaded machine. The old design never steps down while the sync hangs.
+    let bound = timing.election_timeout() * 5;
     let mut lost = None;
     while node.status().unwrap().role == Role::Leader {
         for event in node.events().try_iter() {
@@ -197,7 +199,7 @@ fn a_leader_whose_fdatasync_hangs_still_ticks_loses_its_lease_and_steps_down_on_
         "{reason:?}"
     );
     assert!(
-        at <= timing.lease_duration() + timing.election_timeout(),
+        at <= timing.lease_duration() + timing.election_timeout() * 2,
         "{at:?}"
     );
     assert!(node.leadership().is_none());
