@@ -1,9 +1,13 @@
 //! The Raft node, beside raw raft-rs in the same run.
 //!
 //! - `commit/*`: 3 replicas in one thread, messages routed in memory; committed proposals per
-//!   second at batch 1, 16 and 256. `raw_raft_mem` is raft-rs with `MemStorage` and no I/O;
-//!   `fencekit_tmpfs` is fencekit's replica on tmpfs (its CPU cost: fdatasync is free there);
-//!   `fencekit_disk` is the real log on the bench directory's disk.
+//!   second at batch 1, 16 and 256, each batch one `propose_batch`. `raw_raft_mem` is raft-rs
+//!   with `MemStorage` and no I/O, proposing entry by entry; `raw_raft_mem_one_proposal` the
+//!   same with the batch as one proposal message (the baseline for fencekit's batches); `fencekit_tmpfs` is fencekit's replica on tmpfs, each sync
+//!   run at once (its CPU cost: fdatasync is free there); `fencekit_disk` is the real log on
+//!   the bench directory's disk, each replica's syncs run beside it by a `Syncer` thread, as
+//!   the threaded node does (so the leader's fdatasync overlaps the followers');
+//!   `fencekit_threads_disk` is three threaded `Node`s.
 //! - failover (printed before criterion's groups): threaded nodes on an in-process network;
 //!   the time from isolating the leader to the next usable `leadership()`, p50 and p99.
 //!
@@ -15,11 +19,13 @@
 )]
 
 use std::path::Path;
+use std::sync::mpsc;
 use std::time::{Duration, Instant as StdInstant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use fencekit::NodeId;
-use fencekit::node::{Node, NodeConfig, Replica};
+use fencekit::Position;
+use fencekit::node::{Node, NodeConfig, Replica, Syncer};
 use fencekit::time::Instant;
 use fencekit::transport::local::LocalNetwork;
 use fencekit_benches::{bench_dir, settle_disk};
@@ -40,10 +46,51 @@ struct Trio {
     now: Instant,
     _dirs: Vec<tempfile::TempDir>,
     next_ticket: u64,
+    /// With syncs beside: each replica's syncer, the furthest position asked of it and the
+    /// furthest reported, and the reports (replica, position).
+    beside: Option<Beside>,
+}
+
+struct Beside {
+    syncers: Vec<Syncer>,
+    asked: Vec<Position>,
+    reported: Vec<Position>,
+    done: mpsc::Receiver<(usize, Position)>,
+}
+
+impl Beside {
+    fn new() -> Beside {
+        let (tx, done) = mpsc::channel();
+        let syncers = (0..3)
+            .map(|i| {
+                let tx = tx.clone();
+                Syncer::spawn(format!("bench-sync-{i}"), move |r| {
+                    let _ = tx.send((i, r.expect("sync")));
+                })
+                .expect("syncer")
+            })
+            .collect();
+        Beside {
+            syncers,
+            asked: vec![Position::default(); 3],
+            reported: vec![Position::default(); 3],
+            done,
+        }
+    }
 }
 
 impl Trio {
+    /// Syncs run at once, on the driving thread.
     fn new(root: &Path) -> Trio {
+        Trio::open(root, false)
+    }
+
+    /// Syncs run beside, one syncer thread per replica.
+    fn beside(root: &Path) -> Trio {
+        Trio::open(root, true)
+    }
+
+    fn open(root: &Path, beside: bool) -> Trio {
         let voters: Vec<NodeId> = (1..=3).map(id).collect();
         let now = Instant::from_nanos(1_000_000_000);
         let mut dirs = Vec::new();
@@ -59,6 +106,7 @@ impl Trio {
             now,
             _dirs: dirs,
             next_ticket: 1,
+            beside: beside.then(Beside::new),
         };
         // Tick on virtual time until a leader holds a lease.
         for _ in 0..10_000 {
@@ -80,17 +128,54 @@ impl Trio {
             .position(|r| r.leadership(self.now).is_some())
     }
 
-    /// Processes and routes until no node has anything to say; counts resolved proposals.
+    /// Processes and routes until no node has anything to say (nor a sync in flight); counts
+    /// resolved proposals.
     fn settle(&mut self, resolved: &mut usize) {
         loop {
             let mut messages: Vec<Message> = Vec::new();
-            for r in &mut self.replicas {
-                let out = r.process(self.now).expect("process");
+            for (i, r) in self.replicas.iter_mut().enumerate() {
+                let out = match &mut self.beside {
+                    None => r.process(self.now).expect("process"),
+                    Some(beside) => {
+                        let (out, sync) = r.process_async(self.now).expect("process");
+                        if let Some(sync) = sync {
+                            beside.asked[i] = beside.asked[i].max(sync.through());
+                            beside.syncers[i].request(sync);
+                        }
+                        out
+                    }
+                };
                 *resolved += out.resolved.len();
                 messages.extend(out.messages);
             }
             if messages.is_empty() {
-                return;
+                let Some(beside) = &mut self.beside else {
+                    return;
+                };
+                // Nothing to route: wait for a sync, unless none is in flight.
+                if beside.asked == beside.reported {
+                    return;
+                }
+                let (i, through) = beside.done.recv().expect("syncer");
+                beside.reported[i] = beside.reported[i].max(through);
+                self.replicas[i]
+                    .persisted(through, self.now)
+                    .expect("persisted");
+                while let Ok((i, through)) = beside.done.try_recv() {
+                    beside.reported[i] = beside.reported[i].max(through);
+                    self.replicas[i]
+                        .persisted(through, self.now)
+                        .expect("persisted");
+                }
+                continue;
+            }
+            if let Some(beside) = &mut self.beside {
+                while let Ok((i, through)) = beside.done.try_recv() {
+                    beside.reported[i] = beside.reported[i].max(through);
+                    self.replicas[i]
+                        .persisted(through, self.now)
+                        .expect("persisted");
+                }
             }
             for m in messages {
                 let to = (m.to - 1) as usize;
@@ -100,13 +185,13 @@ impl Trio {
     }
 
     fn commit_batch(&mut self, leader: usize, batch: usize) {
-        for _ in 0..batch {
-            let ticket = self.next_ticket;
-            self.next_ticket += 1;
-            self.replicas[leader]
-                .propose(PAYLOAD.to_vec(), ticket)
-                .expect("propose");
-        }
+        let items = (0..batch)
+            .map(|_| {
+                self.next_ticket += 1;
+                (PAYLOAD.to_vec(), self.next_ticket)
+            })
+            .collect();
+        self.replicas[leader].propose_batch(items).expect("propose");
         let mut resolved = 0;
         while resolved < batch {
             self.settle(&mut resolved);
@@ -130,6 +215,10 @@ impl RawTrio {
                     heartbeat_tick: 3,
                     check_quorum: true,
                     pre_vote: true,
+                    // As fencekit's replica: without a size limit per message raft-rs sends
+                    // one entry per append, and a batch proposed as one would crawl.
+                    max_size_per_msg: 1 << 20,
+                    max_inflight_msgs: 256,
                     ..Default::default()
                 };
                 let storage = MemStorage::new_with_conf_state((vec![1, 2, 3], vec![]));
@@ -177,11 +266,27 @@ impl RawTrio {
         }
     }
 
-    fn commit_batch(&mut self, batch: usize) {
-        for _ in 0..batch {
-            self.nodes[0]
-                .propose(Vec::new(), PAYLOAD.to_vec())
-                .expect("propose");
+    /// Proposes entry by entry (`RawNode::propose`), or, `as_one`, the whole batch as one
+    /// proposal message, as fencekit's `propose_batch` does.
+    fn commit_batch(&mut self, batch: usize, as_one: bool) {
+        if as_one {
+            let mut m = Message::default();
+            m.set_msg_type(raft::eraftpb::MessageType::MsgPropose);
+            m.from = 1;
+            let entries: Vec<raft::eraftpb::Entry> = (0..batch)
+                .map(|_| raft::eraftpb::Entry {
+                    data: PAYLOAD.to_vec().into(),
+                    ..Default::default()
+                })
+                .collect();
+            m.set_entries(entries.into());
+            self.nodes[0].raft.step(m).expect("propose");
+        } else {
+            for _ in 0..batch {
+                self.nodes[0]
+                    .propose(Vec::new(), PAYLOAD.to_vec())
+                    .expect("propose");
+            }
         }
         let mut committed = 0;
         // Only the leader's count: it applies each entry once.
@@ -206,8 +311,14 @@ fn commit(c: &mut Criterion) {
         group.throughput(Throughput::Elements(batch as u64));
         let mut raw = RawTrio::new();
         group.bench_with_input(BenchmarkId::new("raw_raft_mem", batch), &batch, |b, &n| {
-            b.iter(|| raw.commit_batch(n))
+            b.iter(|| raw.commit_batch(n, false))
         });
+        let mut raw = RawTrio::new();
+        group.bench_with_input(
+            BenchmarkId::new("raw_raft_mem_one_proposal", batch),
+            &batch,
+            |b, &n| b.iter(|| raw.commit_batch(n, true)),
+        );
         if tmpfs.is_dir() {
             let mut trio = Trio::new(tmpfs);
             let leader = trio.leader().expect("leader");
@@ -217,7 +328,7 @@ fn commit(c: &mut Criterion) {
                 |b, &n| b.iter(|| trio.commit_batch(leader, n)),
             );
         }
-        let mut trio = Trio::new(disk.path());
+        let mut trio = Trio::beside(disk.path());
         let leader = trio.leader().expect("leader");
         group.bench_with_input(BenchmarkId::new("fencekit_disk", batch), &batch, |b, &n| {
             b.iter(|| trio.commit_batch(leader, n))
@@ -268,13 +379,9 @@ impl Threaded {
     }
 
     fn commit_batch(&self, batch: usize) {
-        let tickets: Vec<_> = (0..batch)
-            .map(|_| {
-                self.nodes[self.leader]
-                    .propose(PAYLOAD.to_vec())
-                    .expect("propose")
-            })
-            .collect();
+        let tickets = self.nodes[self.leader]
+            .propose_batch(vec![PAYLOAD.to_vec(); batch])
+            .expect("propose");
         for ticket in tickets {
             ticket.wait(Duration::from_secs(10)).expect("commit");
         }

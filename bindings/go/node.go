@@ -226,6 +226,56 @@ func (n *Node) Propose(ctx context.Context, data []byte) (uint64, error) {
 	})
 }
 
+// ProposeBatch replicates every item of batch as one proposal: the library hands them to raft
+// at once, so they reach the log in one Ready, are made durable by one sync on each node and
+// are replicated in one append per follower. It waits for all of them to commit and returns
+// the log index of the first; the others follow it in order, at consecutive indexes. The batch
+// is refused whole, before anything is proposed, when it is empty or longer than 4096 items
+// (ErrInvalidBatch), when an item is empty (ErrInvalidArgument), or on a follower
+// (ErrNotLeader). ctx works as for Propose.
+func (n *Node) ProposeBatch(ctx context.Context, batch [][]byte) (uint64, error) {
+	return await(ctx, func() (uint64, error) {
+		// The items and the pointer array go to C memory: C may not keep Go pointers in
+		// memory of its own, and the library reads them while Go's collector runs.
+		count := len(batch)
+		total := 0
+		for _, item := range batch {
+			total += len(item)
+		}
+		var ptrs **C.uint8_t
+		var lens *C.size_t
+		var data unsafe.Pointer
+		if count > 0 {
+			ptrs = (**C.uint8_t)(C.malloc(C.size_t(count) * C.size_t(unsafe.Sizeof(uintptr(0)))))
+			defer C.free(unsafe.Pointer(ptrs))
+			lens = (*C.size_t)(C.malloc(C.size_t(count) * C.size_t(unsafe.Sizeof(C.size_t(0)))))
+			defer C.free(unsafe.Pointer(lens))
+			data = C.malloc(C.size_t(total + 1))
+			defer C.free(data)
+			ptrSlice := unsafe.Slice(ptrs, count)
+			lenSlice := unsafe.Slice(lens, count)
+			bytes := unsafe.Slice((*byte)(data), total+1)
+			at := 0
+			for i, item := range batch {
+				copy(bytes[at:], item)
+				ptrSlice[i] = (*C.uint8_t)(unsafe.Pointer(&bytes[at]))
+				lenSlice[i] = C.size_t(len(item))
+				at += len(item)
+			}
+		}
+		var first C.uint64_t
+		err := n.with(func(ptr *C.fk_node) error {
+			return call(func() C.fk_status {
+				return C.fk_node_propose_batch(ptr, ptrs, lens, C.size_t(count), waitMillis(ctx), &first)
+			})
+		})
+		if errors.Is(err, ErrTimeout) {
+			return 0, fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+		}
+		return uint64(first), err
+	})
+}
+
 // Transfer revokes this leader's lease, then hands leadership to node to. A target that
 // cannot take it (this node, or a node that is not a voter: pick one of Status().Voters) is
 // refused with an error matching ErrMembership that names it, before the lease is touched;

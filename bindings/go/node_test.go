@@ -618,3 +618,34 @@ func TestConcurrentStopsSucceedOnce(t *testing.T) {
 		t.Fatalf("%d of 8 concurrent stops succeeded", succeeded)
 	}
 }
+
+// ProposeBatch: every item commits, at consecutive indexes from the one returned, and is
+// applied in order; a bad batch is refused whole.
+func TestABatchCommitsAtConsecutiveIndexesInOrder(t *testing.T) {
+	n := start(t, group(t, 1)[0])
+	leaderOf(t, []*Node{n}, -1)
+	batch := [][]byte{[]byte("b-0"), []byte("b-1"), []byte("b-2"), []byte("b-3")}
+	first, err := n.ProposeBatch(ctxFor(t, 5*time.Second), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := 0
+	for item := range n.Applied() {
+		if item.Kind != AppliedEntry || !strings.HasPrefix(string(item.Data), "b-") {
+			continue
+		}
+		if item.Index != first+uint64(next) || string(item.Data) != string(batch[next]) {
+			t.Fatalf("applied %+v, expected %q at %d", item, batch[next], first+uint64(next))
+		}
+		next++
+		if next == len(batch) {
+			break
+		}
+	}
+	if _, err := n.ProposeBatch(ctxFor(t, time.Second), nil); !errors.Is(err, ErrInvalidBatch) {
+		t.Fatalf("an empty batch: %v", err)
+	}
+	if _, err := n.ProposeBatch(ctxFor(t, time.Second), [][]byte{[]byte("x"), {}}); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("an empty item: %v", err)
+	}
+}

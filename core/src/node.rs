@@ -15,6 +15,7 @@ pub mod membership;
 pub mod replica;
 pub mod status;
 pub mod step_guard;
+pub mod syncer;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,8 +28,9 @@ use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 pub use config::NodeConfig;
 pub use event::{Applied, Event, Leadership, LostReason};
 pub use membership::MembershipChange;
-pub use replica::{Output, ProposalId, Replica};
+pub use replica::{Output, PROPOSE_BATCH_MAX, ProposalId, Replica};
 pub use status::{Role, Status};
+pub use syncer::Syncer;
 
 use crate::error::Error;
 use crate::fork::OpenedIn;
@@ -157,6 +159,12 @@ impl Node {
         let (events_tx, events_rx) = bounded(EVENT_QUEUE_MAX);
         let (applied_tx, applied_rx) = unbounded();
         let shared = Arc::new(Shared::default());
+        let (synced_tx, synced_rx) = unbounded();
+        let syncer = Syncer::spawn(format!("fencekit-sync-{}", config.id), move |done| {
+            // The node thread ended: nobody waits for the report.
+            let _ = synced_tx.send(done);
+        })
+        .map_err(|e| Error::io("spawn the log's sync thread", &config.data_dir, e))?;
         let driver = Driver {
             replica,
             transport,
@@ -170,6 +178,8 @@ impl Node {
             next_ticket: 1,
             stopping: false,
             test_hooks: config.test_hooks,
+            syncer,
+            synced: synced_rx,
         };
         // The status is there from the first moment, not only once the thread has run.
         driver.publish(clock.now());
@@ -288,6 +298,41 @@ impl Node {
         let (tx, rx) = bounded(1);
         self.send(Input::Propose(data, tx))?;
         Ok(self.ticket(rx))
+    }
+
+    /// Proposes every item of `batch` at once, in order: raft-rs takes them as one proposal,
+    /// so they reach the log in one Ready, are made durable by one sync on each node and are
+    /// replicated in one append per follower. One ticket per item, in the same order. All or
+    /// nothing: an empty item ([`Error::EmptyProposal`]), one over the proposal size limit, a
+    /// batch of more than [`PROPOSE_BATCH_MAX`] items or none ([`Error::InvalidBatch`]) is
+    /// refused whole, as is a batch that reaches a node that does not lead (every ticket then
+    /// fails with [`Error::NotLeader`]).
+    pub fn propose_batch(&self, batch: Vec<Vec<u8>>) -> Result<Vec<Ticket>, Error> {
+        if batch.is_empty() || batch.len() > PROPOSE_BATCH_MAX {
+            return Err(Error::InvalidBatch(format!(
+                "{} proposals; a batch holds 1 to {PROPOSE_BATCH_MAX}",
+                batch.len()
+            )));
+        }
+        if batch.iter().any(Vec::is_empty) {
+            return Err(Error::EmptyProposal);
+        }
+        if let Some(data) = batch.iter().find(|d| d.len() > crate::limits::PROPOSAL_MAX) {
+            return Err(Error::RecordTooLarge {
+                len: data.len(),
+                max: crate::limits::PROPOSAL_MAX,
+            });
+        }
+        self.refuse_if_not_leader()?;
+        let mut items = Vec::with_capacity(batch.len());
+        let mut tickets = Vec::with_capacity(batch.len());
+        for data in batch {
+            let (tx, rx) = bounded(1);
+            items.push((data, tx));
+            tickets.push(self.ticket(rx));
+        }
+        self.send(Input::ProposeBatch(items))?;
+        Ok(tickets)
     }
 
     /// Changes the membership (joint consensus for several changes at once). The ticket

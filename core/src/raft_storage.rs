@@ -10,12 +10,16 @@
 //!   the suffix from there on (Raft's conflict rule);
 //! - `RAFT_HARD_STATE`: term, vote and commit.
 //!
-//! The writer methods only buffer; [`RaftStorage::sync`] makes everything durable in one
-//! fdatasync. The node calls it once per `Ready`, before any message that depends on it leaves
-//! (DESIGN.md I2). When the log has grown to several times the live state it is rewritten as
-//! one snapshot-based segment ([`Wal::compact`]).
+//! The writer methods only buffer, in memory: raft-rs reads what they buffered at once.
+//! [`RaftStorage::sync`] makes everything durable in one fdatasync, on the calling thread;
+//! [`RaftStorage::take_sync`] instead hands out a [`SyncRequest`] that another thread runs (the
+//! log is `Sync` and commits in groups), so that the node's thread never waits on the disk. Either
+//! way the node sends no message that depends on a record before a sync covering it has
+//! returned (DESIGN.md I2). When the log has grown to several times the live state it is
+//! rewritten as one snapshot-based segment ([`Wal::compact`]).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Snapshot};
@@ -58,7 +62,8 @@ impl Identity {
 /// Raft's durable state, in memory and in the log under it.
 #[derive(Debug)]
 pub struct RaftStorage {
-    wal: Wal,
+    /// Shared with the thread that runs [`SyncRequest`]s.
+    wal: Arc<Wal>,
     identity: Option<Identity>,
     hard_state: HardState,
     /// The latest snapshot; entries follow its index. Its metadata's conf state is the
@@ -68,8 +73,10 @@ pub struct RaftStorage {
     /// Encoded size of `entries`, kept as they change: the rewrite decision reads it on every
     /// sync, and summing a long log each time would make syncs quadratic.
     entry_bytes: u64,
-    /// End of the last buffered record not yet synced.
+    /// End of the last buffered record not yet synced nor handed out in a [`SyncRequest`].
     unsynced: Option<Position>,
+    /// End of the last record buffered.
+    buffered: Position,
 }
 
 impl RaftStorage {
@@ -123,13 +130,14 @@ impl RaftStorage {
         })?;
         let entry_bytes = entries.iter().map(encoded_size).sum();
         Ok(RaftStorage {
-            wal,
+            wal: Arc::new(wal),
             identity: recorded,
             hard_state,
             snapshot,
             entries,
             entry_bytes,
             unsynced: None,
+            buffered: Position::default(),
         })
     }
 
@@ -308,6 +316,29 @@ impl RaftStorage {
         if let Some(end) = self.unsynced.take() {
             self.wal.sync_through(end)?;
         }
+        self.rewrite_if_grown()
+    }
+
+    /// What must run, on any thread, to make everything buffered so far durable: `None` when
+    /// nothing was buffered since the last sync or request. Until the request has run, the
+    /// records are only in memory; the caller holds back whatever depends on them.
+    pub fn take_sync(&mut self) -> Option<SyncRequest> {
+        self.unsynced.take().map(|through| SyncRequest {
+            wal: self.wal.clone(),
+            through,
+        })
+    }
+
+    /// Makes the log durable through `through` on this thread (waiting for a sync in progress
+    /// on another).
+    pub fn sync_through(&self, through: Position) -> Result<(), Error> {
+        self.wal.sync_through(through)
+    }
+
+    /// Rewrites the log as the live state alone if it has grown to several times that. Runs
+    /// on the calling thread and waits for a sync in progress: rare (every
+    /// `RAFT_LOG_COMPACT_MIN_BYTES` of log at the least).
+    pub fn rewrite_if_grown(&mut self) -> Result<(), Error> {
         let live = self.wal.live_bytes();
         if live > RAFT_LOG_COMPACT_MIN_BYTES && live > 4 * self.state_bytes() {
             self.rewrite()?;
@@ -315,9 +346,10 @@ impl RaftStorage {
         Ok(())
     }
 
-    /// Whether anything is buffered and not yet durable.
+    /// Whether anything is buffered and not yet durable (a sync handed out and still
+    /// running counts as not durable).
     pub fn has_unsynced(&self) -> bool {
-        self.unsynced.is_some()
+        self.unsynced.is_some() || self.wal.durable() < self.buffered
     }
 
     /// Bytes in the log since its last rewrite.
@@ -355,6 +387,7 @@ impl RaftStorage {
     fn push(&mut self, kind: RecordKind, generation: u64, payload: &[u8]) -> Result<(), Error> {
         let end = self.wal.append(kind, generation, payload)?;
         self.unsynced = Some(end);
+        self.buffered = end;
         Ok(())
     }
 
@@ -372,6 +405,30 @@ impl RaftStorage {
         self.entries
             .last()
             .map_or(self.snapshot_index(), |e| e.index)
+    }
+}
+
+/// A sync to run: everything a [`RaftStorage`] buffered up to [`SyncRequest::through`] becomes
+/// durable. `Send`: the node hands it to a thread of its own, so that its own thread keeps
+/// ticking while the disk works. Requests from one storage may run in any order and at once
+/// (the log commits in groups, and a sync covers everything buffered before it).
+#[derive(Debug, Clone)]
+pub struct SyncRequest {
+    wal: Arc<Wal>,
+    through: Position,
+}
+
+impl SyncRequest {
+    /// The end of the last record this request covers.
+    pub fn through(&self) -> Position {
+        self.through
+    }
+
+    /// Writes and fdatasyncs (waiting for a sync in progress, which may carry these records
+    /// too). An error poisons the log: the node must stop (DESIGN.md I9).
+    pub fn run(&self) -> Result<Position, Error> {
+        self.wal.sync_through(self.through)?;
+        Ok(self.through)
     }
 }
 

@@ -271,6 +271,10 @@ struct State {
     durable_checksum: u32,
     /// A thread is writing and syncing a batch; the others wait for it.
     syncing: bool,
+    /// Threads waiting for a sync to finish.
+    waiters: usize,
+    /// The last sync woke waiting threads (which may be about to append again).
+    woke: bool,
     /// Why the log refuses writes, after an I/O failure.
     failed: Option<String>,
     /// Record bytes since the last snapshot base.
@@ -338,6 +342,8 @@ impl Wal {
             durable: next,
             durable_checksum: recovered.last_checksum,
             syncing: false,
+            waiters: 0,
+            woke: false,
             failed: None,
             live_bytes: recovered.live_bytes,
             last_checksum: recovered.last_checksum,
@@ -522,18 +528,23 @@ impl Wal {
                 return Ok(());
             }
             if state.syncing {
+                state.waiters += 1;
                 state = self
                     .synced
                     .wait(state)
                     .unwrap_or_else(|poison| poison.into_inner());
+                state.waiters -= 1;
                 continue;
             }
             state.syncing = true;
             // Threads woken by the previous sync are about to append: let them, so that this
-            // sync carries their records too instead of leaving them for the next one.
-            drop(state);
-            std::thread::yield_now();
-            state = self.lock_state();
+            // sync carries their records too instead of leaving them for the next one. With
+            // no one woken (one appender, or a node's log) the yield would only cost a syscall.
+            if std::mem::take(&mut state.woke) {
+                drop(state);
+                std::thread::yield_now();
+                state = self.lock_state();
+            }
             let batch = std::mem::take(&mut state.pending);
             let (end, end_checksum) = (state.next, state.last_checksum);
             drop(state);
@@ -547,6 +558,7 @@ impl Wal {
                 }
                 Err(e) => state.failed = Some(e.to_string()),
             }
+            state.woke = state.waiters > 0;
             self.synced.notify_all();
             result?;
         }

@@ -919,6 +919,28 @@ fk_status fk_node_propose(const struct fk_node *node,
                           uint32_t timeout_ms,
                           uint64_t *out_index);
 
+// Proposes `count` items at once, item `i` being `lens[i]` bytes at `items[i]`: raft-rs takes
+// them as one proposal, so they reach the log in one Ready, are made durable by one sync on each
+// node and are replicated in one append per follower. Waits up to `timeout_ms` in all for every
+// item to commit, then writes the index of the first to `*out_first_index`; the others follow it
+// in order, at consecutive indexes. All or nothing up front: `FK_STATUS_INVALID_BATCH` for no
+// items or more than 4096, `FK_STATUS_INVALID_ARGUMENT` for an empty item,
+// `FK_STATUS_NOT_LEADER` on a follower; `FK_STATUS_TIMEOUT` if not every item committed in time
+// (they may still commit later).
+//
+// Thread safety: any thread, concurrently with any call but `fk_node_free`.
+//
+// # Safety
+//
+// `node` is NULL or live; `items` and `lens` are NULL or point to `count` readable elements;
+// each `items[i]` points to `lens[i]` readable bytes; `out_first_index` is NULL or writable.
+fk_status fk_node_propose_batch(const struct fk_node *node,
+                                const uint8_t *const *items,
+                                const size_t *lens,
+                                size_t count,
+                                uint32_t timeout_ms,
+                                uint64_t *out_first_index);
+
 // Revokes this leader's lease, then hands leadership to node `to`.
 //
 // Fails, with the lease untouched, with `FK_STATUS_NOT_LEADER` unless this node leads,

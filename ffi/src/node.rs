@@ -484,6 +484,77 @@ pub unsafe extern "C" fn fk_node_propose(
     })
 }
 
+/// Proposes `count` items at once, item `i` being `lens[i]` bytes at `items[i]`: raft-rs takes
+/// them as one proposal, so they reach the log in one Ready, are made durable by one sync on each
+/// node and are replicated in one append per follower. Waits up to `timeout_ms` in all for every
+/// item to commit, then writes the index of the first to `*out_first_index`; the others follow it
+/// in order, at consecutive indexes. All or nothing up front: `FK_STATUS_INVALID_BATCH` for no
+/// items or more than 4096, `FK_STATUS_INVALID_ARGUMENT` for an empty item,
+/// `FK_STATUS_NOT_LEADER` on a follower; `FK_STATUS_TIMEOUT` if not every item committed in time
+/// (they may still commit later).
+///
+/// Thread safety: any thread, concurrently with any call but `fk_node_free`.
+///
+/// # Safety
+///
+/// `node` is NULL or live; `items` and `lens` are NULL or point to `count` readable elements;
+/// each `items[i]` points to `lens[i]` readable bytes; `out_first_index` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fk_node_propose_batch(
+    node: *const fk_node,
+    items: *const *const u8,
+    lens: *const usize,
+    count: usize,
+    timeout_ms: u32,
+    out_first_index: *mut u64,
+) -> fk_status {
+    // SAFETY: `node` is NULL or live (the caller's contract).
+    let handle = unsafe { node.as_ref() };
+    with_handle(handle, "node", |n| {
+        let out = out(out_first_index, "out_first_index")?;
+        if count > kernel::node::PROPOSE_BATCH_MAX {
+            return Err(Error::InvalidBatch(format!(
+                "{count} proposals; a batch holds 1 to {}",
+                kernel::node::PROPOSE_BATCH_MAX
+            ))
+            .into());
+        }
+        let mut batch = Vec::with_capacity(count);
+        if count > 0 {
+            if items.is_null() {
+                return Err(Failure::null("items"));
+            }
+            if lens.is_null() {
+                return Err(Failure::null("lens"));
+            }
+            // SAFETY: non-NULL, `count` readable elements (the caller's contract); `count` is
+            // at most PROPOSE_BATCH_MAX, so the slices are small.
+            let (items, lens) = unsafe {
+                (
+                    std::slice::from_raw_parts(items, count),
+                    std::slice::from_raw_parts(lens, count),
+                )
+            };
+            for (&item, &len) in items.iter().zip(lens) {
+                // SAFETY: `len` readable bytes (the caller's contract).
+                batch.push(unsafe { bytes(item, len, "items[i]") }?.to_vec());
+            }
+        }
+        let tickets = n.node.propose_batch(batch)?;
+        let deadline = std::time::Instant::now() + Duration::from_millis(timeout_ms.into());
+        let mut first = None;
+        for ticket in tickets {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let index = ticket.wait(left)?;
+            first.get_or_insert(index);
+        }
+        let first = first.expect("a batch holds at least one item");
+        // SAFETY: checked non-NULL; writable (the caller's contract).
+        unsafe { out.write(first) };
+        Ok(())
+    })
+}
+
 /// Revokes this leader's lease, then hands leadership to node `to`.
 ///
 /// Fails, with the lease untouched, with `FK_STATUS_NOT_LEADER` unless this node leads,
@@ -604,4 +675,91 @@ pub unsafe extern "C" fn fk_node_panic_for_testing(node: *const fk_node) -> fk_s
         }
         Ok(n.node.panic_for_testing()?)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-node group (plaintext on a loopback port this test picks) through the C ABI.
+    fn start_single(dir: &std::path::Path) -> *mut fk_node {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let config = format!(
+            "{{\"id\": 1, \"cluster\": 9, \"data_dir\": \"{}\", \"listen\": \"127.0.0.1:{port}\", \
+             \"insecure\": true}}",
+            dir.display()
+        );
+        let mut node = std::ptr::null_mut();
+        // SAFETY: the config is `len` readable bytes; `node` is writable.
+        let status = unsafe { fk_node_start(config.as_ptr().cast(), config.len(), &mut node) };
+        assert_eq!(status, FK_STATUS_OK);
+        node
+    }
+
+    #[test]
+    fn a_batch_commits_at_consecutive_indexes_and_a_bad_one_is_refused_whole() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let node = start_single(dir.path());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        // SAFETY: `node` is live.
+        while unsafe { &*node }.node.leadership().is_none() {
+            assert!(std::time::Instant::now() < deadline, "no leadership");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let items: Vec<Vec<u8>> = (0..8).map(|i| format!("item-{i}").into_bytes()).collect();
+        let ptrs: Vec<*const u8> = items.iter().map(|i| i.as_ptr()).collect();
+        let lens: Vec<usize> = items.iter().map(Vec::len).collect();
+        let mut first = 0;
+        // SAFETY: live node; `count` readable pointers and lengths; writable output.
+        let status = unsafe {
+            fk_node_propose_batch(node, ptrs.as_ptr(), lens.as_ptr(), 8, 5000, &mut first)
+        };
+        assert_eq!(status, FK_STATUS_OK);
+        assert!(first >= 2);
+        let mut seen = Vec::new();
+        // SAFETY: `node` is live.
+        let applied = unsafe { &*node }.node.applied();
+        while seen.len() < 8 {
+            match applied
+                .recv_timeout(Duration::from_secs(5))
+                .expect("applied")
+            {
+                Applied::Entry { index, data, .. } if data.starts_with(b"item-") => {
+                    seen.push((index, data));
+                }
+                _ => {}
+            }
+        }
+        for (i, (index, data)) in seen.iter().enumerate() {
+            assert_eq!(*index, first + i as u64);
+            assert_eq!(data, &items[i]);
+        }
+
+        let empty: [u8; 0] = [];
+        let bad = [ptrs[0], empty.as_ptr()];
+        let bad_lens = [lens[0], 0];
+        // SAFETY: as above.
+        let status = unsafe {
+            fk_node_propose_batch(node, bad.as_ptr(), bad_lens.as_ptr(), 2, 100, &mut first)
+        };
+        assert_eq!(status, FK_STATUS_INVALID_ARGUMENT);
+        // SAFETY: as above; no items.
+        let status = unsafe {
+            fk_node_propose_batch(node, std::ptr::null(), std::ptr::null(), 0, 100, &mut first)
+        };
+        assert_eq!(status, FK_STATUS_INVALID_BATCH);
+        // SAFETY: as above; NULL arrays with a count.
+        let status = unsafe {
+            fk_node_propose_batch(node, std::ptr::null(), lens.as_ptr(), 1, 100, &mut first)
+        };
+        assert_eq!(status, FK_STATUS_NULL_ARGUMENT);
+        // SAFETY: live node, freed once.
+        unsafe {
+            assert_eq!(fk_node_stop(node), FK_STATUS_OK);
+            fk_node_free(node);
+        }
+    }
 }

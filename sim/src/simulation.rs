@@ -10,6 +10,7 @@ use fencekit::disk::DiskHandle;
 use fencekit::lease::Timing;
 use fencekit::node::{Event, NodeConfig, Output, Replica};
 use fencekit::planted::PlantedBug;
+use fencekit::raft_storage::SyncRequest;
 use fencekit::time::Instant;
 use fencekit::wal::WalOptions;
 use fencekit::{Error, NodeId};
@@ -57,6 +58,11 @@ pub struct SimConfig {
     pub job_period: Duration,
     /// The nodes' timing.
     pub timing: Timing,
+    /// 0: each node syncs its log inside `Replica::process`, at once. Otherwise nodes run as
+    /// the threaded node does, with the sync beside the replica (`process_async`): each sync
+    /// completes up to this many milliseconds later, drawn from the seed, while the node goes
+    /// on ticking and stepping; its held messages leave only then.
+    pub sync_delay_ms: u64,
 }
 
 impl SimConfig {
@@ -73,6 +79,7 @@ impl SimConfig {
             proposals_per_step: 2,
             job_period: Duration::from_millis(20),
             timing: Timing::default(),
+            sync_delay_ms: 0,
         }
     }
 
@@ -81,10 +88,18 @@ impl SimConfig {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5157_4152_4d00_0000);
         let timing = Timing::default();
         let nodes = if rng.gen_bool(0.5) { 3 } else { 5 };
+        let faults = FaultPlan::draw(&mut rng, timing.max_drift, beyond_drift);
+        // Drawn last, so the draws above are those of runs from before it existed.
+        let sync_delay_ms = if rng.gen_bool(0.5) {
+            0
+        } else {
+            rng.gen_range(1..=8)
+        };
         SimConfig {
             nodes,
-            faults: FaultPlan::draw(&mut rng, timing.max_drift, beyond_drift),
+            faults,
             beyond_drift,
+            sync_delay_ms,
             ..SimConfig::quiet(seed, nodes)
         }
     }
@@ -133,6 +148,8 @@ struct Slot {
     timeout_key: (u64, u64, u64),
     /// Crash at the end of this step (a fault scheduled while it was acting).
     crash_now: Option<Crash>,
+    /// Syncs in flight (with `sync_delay_ms`): when each completes (global), in order.
+    syncs: Vec<(u64, SyncRequest)>,
 }
 
 /// Counts of what a run did.
@@ -281,6 +298,7 @@ impl Simulation {
                 timeout: 0,
                 timeout_key: (u64::MAX, 0, 0),
                 crash_now: None,
+                syncs: Vec::new(),
             })));
             sim.start(n);
         }
@@ -379,6 +397,8 @@ impl Simulation {
     }
 
     fn crash_slot(&mut self, n: u64, slot: &mut Slot, how: Crash) {
+        // The syncs in flight die with the process (and hold its log open).
+        slot.syncs.clear();
         if slot.replica.take().is_none() {
             return;
         }
@@ -611,7 +631,9 @@ impl Simulation {
             );
         }
         let local = slot.clock.read(self.now);
-        if std::mem::take(&mut slot.app_first) {
+        self.finish_syncs(n, &mut slot, local);
+        // A sync that failed ended the node.
+        if std::mem::take(&mut slot.app_first) && slot.replica.is_some() {
             self.act(n, &mut slot, local);
         }
         for packet in std::mem::take(&mut slot.held) {
@@ -693,13 +715,43 @@ impl Simulation {
         let Some(replica) = slot.replica.as_mut() else {
             return;
         };
-        match replica.process(local) {
-            Ok(out) => {
+        let result = if self.config.sync_delay_ms == 0 {
+            replica.process(local).map(|out| (out, None))
+        } else {
+            replica.process_async(local)
+        };
+        match result {
+            Ok((out, sync)) => {
                 self.checker.on_processed(n, replica);
+                if let Some(request) = sync {
+                    let delay = self.rng.gen_range(0..=self.config.sync_delay_ms) * STEP_NS;
+                    slot.syncs.push((self.now + delay, request));
+                }
                 self.fix_timeout(n, slot);
                 self.route(n, slot, out);
             }
             Err(e) => self.node_failed(n, slot, e),
+        }
+    }
+
+    /// Runs the syncs due by now, in the order they were asked for, and reports each to the
+    /// replica (the next `process` sends what they held).
+    fn finish_syncs(&mut self, n: u64, slot: &mut Slot, local: Instant) {
+        while let Some(&(due, _)) = slot.syncs.first() {
+            if due > self.now {
+                return;
+            }
+            let (_, request) = slot.syncs.remove(0);
+            let Some(replica) = slot.replica.as_mut() else {
+                return;
+            };
+            if let Err(e) = request
+                .run()
+                .and_then(|through| replica.persisted(through, local))
+            {
+                self.node_failed(n, slot, e);
+                return;
+            }
         }
     }
 
@@ -853,7 +905,13 @@ impl Simulation {
             trace: self.trace.lines().map(str::to_owned).collect(),
             stats,
             nodes: self.config.nodes,
-            faults: self.config.faults.summary(),
+            faults: match self.config.sync_delay_ms {
+                0 => self.config.faults.summary(),
+                ms => format!(
+                    "{}, syncs beside (up to {ms} ms)",
+                    self.config.faults.summary()
+                ),
+            },
         }
     }
 

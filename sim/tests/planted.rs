@@ -11,9 +11,17 @@ use fencekit_sim::simulation::SimConfig;
 const SEEDS: u64 = 40;
 
 fn first_catch(bug: PlantedBug) -> Option<(u64, &'static str)> {
+    first_catch_with(bug, |_| {})
+}
+
+fn first_catch_with(
+    bug: PlantedBug,
+    adjust: impl Fn(&mut SimConfig),
+) -> Option<(u64, &'static str)> {
     (0..SEEDS).find_map(|seed| {
         let mut config = SimConfig::swarm(seed, false);
         config.bug = Some(bug);
+        adjust(&mut config);
         config.safety = Duration::from_secs(3);
         config.liveness = Duration::from_secs(2);
         fencekit_sim::run(config)
@@ -40,6 +48,20 @@ fn a_fence_acknowledging_before_durable_is_caught() {
 #[test]
 fn a_follower_voting_before_persisting_is_caught() {
     let (seed, invariant) = first_catch(PlantedBug::VoteBeforePersist).expect("caught");
+    assert!(
+        ["I1", "I2"].contains(&invariant),
+        "seed {seed}: {invariant}"
+    );
+}
+
+/// The same bug with every sync beside the replica (`process_async`, as the threaded node
+/// runs): the vote still leaves before it is durable, and is still caught.
+#[test]
+fn a_follower_voting_before_persisting_is_caught_with_syncs_beside() {
+    let (seed, invariant) = first_catch_with(PlantedBug::VoteBeforePersist, |config| {
+        config.sync_delay_ms = config.sync_delay_ms.max(3);
+    })
+    .expect("caught");
     assert!(
         ["I1", "I2"].contains(&invariant),
         "seed {seed}: {invariant}"

@@ -1,6 +1,12 @@
 //! The node thread: owns the [`Replica`], turns channel input and clock ticks into steps, and
 //! hands the output on: the published view first (so a revoked lease is visible before any
 //! message of the same step leaves), then messages, committed entries, events and tickets.
+//!
+//! The log is synced beside it, by a [`Syncer`]: the node thread hands each sync over and goes
+//! on ticking, stepping and proposing; the replica holds back every message that depends on
+//! the records (DESIGN.md I2) until the syncer's report comes back on its own channel. The node
+//! thread never waits on the disk, except to rewrite a log grown to several times its live
+//! state, to compact when the host asks, and at start.
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -8,26 +14,32 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use raft::eraftpb::Message;
 
 use crate::error::Error;
 use crate::node::event::{Applied, Event, LostReason};
 use crate::node::membership::MembershipChange;
 use crate::node::replica::{Output, ProposalId, Replica};
+use crate::node::syncer::Syncer;
 use crate::node::{Ended, Shared, View};
 use crate::time::{Clock, Instant};
 use crate::token::NodeId;
 use crate::transport::Transport;
+use crate::wal::Position;
 
 /// Inputs handled per wake-up before ticking and processing again, so that a flood of
 /// messages cannot starve the clock.
 const INPUTS_PER_WAKE: usize = 1024;
 
+/// Where a proposal's outcome goes.
+pub(crate) type Reply = Sender<Result<u64, Error>>;
+
 /// What the node thread receives.
 pub(crate) enum Input {
     Peer(Message),
     Propose(Vec<u8>, Sender<Result<u64, Error>>),
+    ProposeBatch(Vec<(Vec<u8>, Reply)>),
     Command(Command),
 }
 
@@ -57,6 +69,9 @@ pub(crate) struct Driver<T: Transport> {
     pub(crate) next_ticket: ProposalId,
     pub(crate) stopping: bool,
     pub(crate) test_hooks: bool,
+    /// Runs the replica's syncs; reports on `synced`.
+    pub(crate) syncer: Syncer,
+    pub(crate) synced: Receiver<Result<Position, Error>>,
 }
 
 impl<T: Transport> Driver<T> {
@@ -66,6 +81,9 @@ impl<T: Transport> Driver<T> {
     /// leadership, a `Lost { Failed }` event, every call answered with the cause.
     pub(crate) fn run(mut self, first: Output) {
         let outcome = catch_unwind(AssertUnwindSafe(|| self.serve(first)));
+        // What is queued is synced (and nothing more is asked); the messages it held never
+        // leave.
+        self.syncer.stop();
         match outcome {
             Ok(None) => self.finish(),
             Ok(Some(e)) => self.fail(format!("its log failed: {e}")),
@@ -83,14 +101,21 @@ impl<T: Transport> Driver<T> {
         let mut next_tick = self.clock.now().saturating_add(tick);
         self.deliver(self.clock.now(), first);
         let mut woken_by: Option<Input> = None;
+        let mut synced: Option<Result<Position, Error>> = None;
         loop {
             // First thing on waking, whatever woke us: a lapsed lease is withdrawn (I4).
             let now = self.clock.now();
             self.replica.expire(now);
             self.publish(now);
 
+            // Syncs that finished: the messages they held go out with this step's output.
             let mut result = Ok(());
-            if let Some(input) = woken_by.take() {
+            for done in synced.take().into_iter().chain(self.synced.try_iter()) {
+                result = result
+                    .and(done)
+                    .and_then(|through| self.replica.persisted(through, now));
+            }
+            if let (Ok(()), Some(input)) = (&result, woken_by.take()) {
                 result = self.handle(input, now);
             }
             for _ in 0..INPUTS_PER_WAKE {
@@ -114,19 +139,32 @@ impl<T: Transport> Driver<T> {
             if next_tick <= now {
                 next_tick = now.saturating_add(tick);
             }
-            let result = result.and_then(|()| self.replica.process(now));
-            match result {
-                Ok(out) => self.deliver(now, out),
+            match result.and_then(|()| self.replica.process_async(now)) {
+                Ok((out, sync)) => {
+                    // The disk starts first; the messages that need no sync leave meanwhile.
+                    if let Some(request) = sync {
+                        self.syncer.request(request);
+                    }
+                    self.deliver(now, out);
+                }
                 Err(e) => return Some(e),
             }
             if self.stopping || self.replica.is_removed() {
                 return None;
             }
             let wait = next_tick.saturating_duration_since(self.clock.now());
-            match self.input.recv_timeout(wait) {
-                Ok(input) => woken_by = Some(input),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => self.stopping = true,
+            crossbeam_channel::select! {
+                recv(self.input) -> input => match input {
+                    Ok(input) => woken_by = Some(input),
+                    Err(_) => self.stopping = true,
+                },
+                recv(self.synced) -> done => {
+                    // The syncer's thread ended without a report: it panicked.
+                    synced = Some(done.unwrap_or_else(|_| {
+                        Err(Error::Failed("the log's sync thread ended".into()))
+                    }));
+                }
+                default(wait) => {}
             }
         }
     }
@@ -193,6 +231,24 @@ impl<T: Transport> Driver<T> {
                     }
                     Err(e) => {
                         let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            Input::ProposeBatch(batch) => {
+                let mut items = Vec::with_capacity(batch.len());
+                let mut replies = Vec::with_capacity(batch.len());
+                for (data, reply) in batch {
+                    let id = self.next_ticket;
+                    self.next_ticket += 1;
+                    items.push((data, id));
+                    replies.push((id, reply));
+                }
+                match self.replica.propose_batch(items) {
+                    Ok(_) => self.tickets.extend(replies),
+                    Err(e) => {
+                        for (_, reply) in replies {
+                            let _ = reply.send(Err(duplicate(&e)));
+                        }
                     }
                 }
             }
@@ -315,6 +371,11 @@ pub(crate) fn refuse(input: Input, ended: &Ended) {
         Input::Propose(_, reply) => {
             let _ = reply.send(Err(ended.error()));
         }
+        Input::ProposeBatch(batch) => {
+            for (_, reply) in batch {
+                let _ = reply.send(Err(ended.error()));
+            }
+        }
         Input::Command(command) => match command {
             Command::Transfer(_, reply) => {
                 let _ = reply.send(Err(ended.error()));
@@ -330,6 +391,15 @@ pub(crate) fn refuse(input: Input, ended: &Ended) {
             }
             Command::Stall(_) | Command::Panic | Command::Stop => {}
         },
+    }
+}
+
+/// The same refusal for each proposal of a refused batch.
+fn duplicate(e: &Error) -> Error {
+    match e {
+        Error::NotLeader { hint } => Error::NotLeader { hint: *hint },
+        Error::Stopped => Error::Stopped,
+        other => Error::Raft(other.to_string()),
     }
 }
 

@@ -1,16 +1,36 @@
 //! One Raft member as a deterministic state machine: no thread, no clock of its own. Every call
-//! takes the current instant; [`Replica::process`] persists what raft-rs hands out and returns
-//! what must leave the node. The threaded [`crate::node::Node`] drives it in production; test
-//! harnesses and the simulator drive it step by step on virtual clocks.
+//! takes the current instant; [`Replica::process_async`] buffers what raft-rs hands out and
+//! returns what may leave the node now, with the sync that must run before the rest may;
+//! [`Replica::persisted`] reports that sync done. The threaded [`crate::node::Node`] runs the
+//! syncs on a thread of its own ([`crate::node::Syncer`]); test harnesses and the simulator
+//! call [`Replica::process`], which runs each sync at once, step by step on virtual clocks.
 //!
-//! The order inside `process` is the safety argument:
+//! The order of operations is the safety argument:
 //! 1. leadership changes are applied first, so a lease is revoked before any message of the
-//!    same step (a vote for a successor, say) can leave;
-//! 2. entries, hard state and snapshot are made durable (one fdatasync) before the messages
-//!    that depend on them are returned (I2) and before raft-rs is told they are persisted;
-//! 3. leadership is reported only after a quorum acknowledged a heartbeat round sent in this
+//!    same step (a vote for a successor, say) can leave; a message held for a sync leaves
+//!    later still;
+//! 2. each Ready's entries, hard state and snapshot are buffered in the log (where raft-rs can
+//!    read them back at once) before `advance_append_async`. The messages that depend on them,
+//!    raft-rs's persisted messages (votes, append and heartbeat responses: everything a
+//!    follower or candidate sends), are held in Ready order and leave only once a sync that
+//!    covers that Ready's records has *returned* (I2), and only then is raft-rs told
+//!    (`on_persist_ready`); a Ready that needs no sync of its own (a commit index alone)
+//!    waits behind the ones before it. So a follower's acknowledgement, the one a leader's lease
+//!    round counts, never leaves before what it acknowledges (the term among it) is durable;
+//!    the lease arithmetic is unchanged;
+//! 3. a leader's own appends and heartbeats leave at once (raft-rs's `messages()`; Raft thesis
+//!    10.2.1): its followers sync while it does. raft-rs counts the leader's own entries
+//!    toward a commit only once they are persisted here, so nothing commits on a quorum that
+//!    includes an undurable copy, and committed entries are handed out only up to what is
+//!    durable here;
+//! 4. leadership is reported only after a quorum acknowledged a heartbeat round sent in this
 //!    term, which raft-rs serves only once an entry of the term is committed (I4); the lease
 //!    runs from that round's send time (I3).
+//!
+//! A node becomes leader only after its vote requests left, which waited for every earlier
+//! Ready to be durable, so raft-rs's rule that a new leader holds nothing unpersisted is kept.
+//! A sole voter wins on its own vote with no message: it does not tick while a sync of its log
+//! is in flight. Should a node ever reach leadership otherwise, the log is synced on the spot.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -29,9 +49,10 @@ use crate::node::membership::{self, MembershipChange};
 use crate::node::status::{Role, Status};
 use crate::node::step_guard::{self, Refusal};
 use crate::planted::{self, PlantedBug};
-use crate::raft_storage::{Identity, RaftStorage};
+use crate::raft_storage::{Identity, RaftStorage, SyncRequest};
 use crate::time::Instant;
 use crate::token::{Generation, NodeId, Token};
+use crate::wal::Position;
 
 /// Lease rounds kept in flight; older ones are forgotten (their acknowledgements then count
 /// for nothing, which only shortens the lease).
@@ -40,6 +61,9 @@ const ROUNDS_IN_FLIGHT_MAX: usize = 64;
 /// Peers whose first refused message is logged; later refusals (and further peers) are only
 /// counted, so a flood of bad messages cannot flood the log.
 const REFUSAL_LOGS_MAX: usize = 64;
+
+/// Most proposals in one [`Replica::propose_batch`] (and `Node::propose_batch`).
+pub const PROPOSE_BATCH_MAX: usize = 4096;
 
 /// A host's handle on one proposal, echoed back when it is resolved.
 pub type ProposalId = u64;
@@ -60,6 +84,22 @@ pub struct Output {
 }
 
 impl Output {
+    /// Appends `other` after what this holds.
+    pub fn merge(&mut self, other: Output) {
+        let Output {
+            messages,
+            applied,
+            events,
+            resolved,
+            peers,
+        } = other;
+        self.messages.extend(messages);
+        self.applied.extend(applied);
+        self.events.extend(events);
+        self.resolved.extend(resolved);
+        self.peers.extend(peers);
+    }
+
     /// Whether there is nothing in it.
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
@@ -123,7 +163,31 @@ pub struct Replica {
     last_refusal: Option<String>,
     /// Peers whose refusal was logged already.
     refusals_logged: Vec<u64>,
+    /// Readies whose persisted messages wait for a sync, in order (I2).
+    unpersisted: VecDeque<Unpersisted>,
+    /// The end of the furthest record handed out to be synced.
+    buffered: Position,
+    /// The log is durable before this position (as reported to [`Replica::persisted`]).
+    durable: Position,
+    /// The sync the next `process_async` returns.
+    sync: Option<SyncRequest>,
+    /// Whether raft-rs's latest Ready was taken as leader.
+    ready_as_leader: bool,
+    /// The index through which the host was handed the log (entries, or a snapshot).
+    applied_through: u64,
     out: Output,
+}
+
+/// A Ready whose persisted messages wait until the log is durable through `through`.
+#[derive(Debug)]
+struct Unpersisted {
+    /// raft-rs's number for the Ready, for `on_persist_ready`.
+    number: u64,
+    /// `None`: it needs no sync of its own (it goes once the Readies before it are durable).
+    through: Option<Position>,
+    messages: Vec<Message>,
+    /// Whether it carried entries or a snapshot.
+    log: bool,
 }
 
 impl std::fmt::Debug for Replica {
@@ -192,6 +256,12 @@ impl Replica {
             refused: 0,
             last_refusal: None,
             refusals_logged: Vec::new(),
+            unpersisted: VecDeque::new(),
+            buffered: Position::default(),
+            durable: Position::default(),
+            sync: None,
+            ready_as_leader: false,
+            applied_through: applied,
             out: Output::default(),
         };
         replica.out.applied.push(Applied::Snapshot {
@@ -250,12 +320,28 @@ impl Replica {
         if self.removed {
             return;
         }
-        self.raw.tick();
+        // A node whose own vote is a quorum becomes leader inside this tick, and raft-rs then
+        // requires its whole log persisted: it waits for its syncs before campaigning.
+        if !self.alone_would_lead() {
+            self.raw.tick();
+        }
         self.retry_snapshots(now);
         self.ticks_since_round += 1;
         if self.ticks_since_round >= self.timing.heartbeat_tick {
             self.start_round(now);
         }
+    }
+
+    /// Whether this node, not leading, would win an election on its own vote while a sync of
+    /// entries or a snapshot is in flight (a group shrunk to this one voter).
+    fn alone_would_lead(&self) -> bool {
+        self.raw.raft.state != StateRole::Leader
+            && self.unpersisted.iter().any(|u| u.log)
+            && self
+                .raw
+                .raft
+                .prs()
+                .has_quorum(&std::iter::once(self.id.get()).collect())
     }
 
     /// raft-rs waits for the host to report how a snapshot went before it sends that peer
@@ -364,6 +450,50 @@ impl Replica {
         Ok(self.track(id))
     }
 
+    /// Proposes every item of `batch` at once: one raft-rs proposal, so the batch is appended
+    /// in one Ready, made durable by one sync, and replicated in one append per follower.
+    /// Each item is resolved under its id, as [`Replica::propose`]'s are. Returns the index of
+    /// the first. All or nothing: an item over [`PROPOSAL_MAX`], a batch over
+    /// [`PROPOSE_BATCH_MAX`] items, or a node that does not lead refuses the whole batch.
+    pub fn propose_batch(&mut self, batch: Vec<(Vec<u8>, ProposalId)>) -> Result<u64, Error> {
+        if batch.is_empty() || batch.len() > PROPOSE_BATCH_MAX {
+            return Err(Error::InvalidBatch(format!(
+                "{} proposals; a batch holds 1 to {PROPOSE_BATCH_MAX}",
+                batch.len()
+            )));
+        }
+        if let Some((data, _)) = batch.iter().find(|(data, _)| data.len() > PROPOSAL_MAX) {
+            return Err(Error::RecordTooLarge {
+                len: data.len(),
+                max: PROPOSAL_MAX,
+            });
+        }
+        self.require_leader()?;
+        let count = batch.len() as u64;
+        let mut ids = Vec::with_capacity(batch.len());
+        let mut entries = Vec::with_capacity(batch.len());
+        for (data, id) in batch {
+            entries.push(Entry {
+                data: data.into(),
+                ..Default::default()
+            });
+            ids.push(id);
+        }
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgPropose);
+        m.from = self.id.get();
+        m.set_entries(entries.into());
+        // What `RawNode::propose` does with one entry; raft-rs appends all or none.
+        self.raw.raft.step(m).map_err(|e| self.refusal(e))?;
+        let last = self.raw.raft.raft_log.last_index();
+        let first = last + 1 - count;
+        let term = self.raw.raft.term;
+        for (index, id) in (first..=last).zip(ids) {
+            self.pending.insert(index, (term, id));
+        }
+        Ok(first)
+    }
+
     /// Proposes a membership change (joint consensus when it takes more than one step).
     pub fn change_membership(
         &mut self,
@@ -426,6 +556,11 @@ impl Replica {
 
     /// Compacts the log: the host's state as of `index` (at most what was applied) is `data`.
     pub fn compact(&mut self, index: u64, data: &[u8]) -> Result<(), Error> {
+        // A snapshot from the leader is handed to the host at once but counts as applied only
+        // once durable: compacting at it waits for the sync (this call syncs anyway).
+        if index > self.raw.raft.raft_log.applied && index <= self.applied_through {
+            self.flush()?;
+        }
         let applied = self.raw.raft.raft_log.applied;
         if index > applied {
             return Err(Error::InvalidRaftLog(format!(
@@ -448,16 +583,54 @@ impl Replica {
         Ok(())
     }
 
-    /// Persists and collects everything raft-rs has ready. Returns what must leave the node.
+    /// Persists and collects everything raft-rs has ready, syncing the log on this thread.
+    /// Returns what must leave the node. The deterministic form of [`Replica::process_async`]
+    /// (the simulator and the single-threaded harnesses drive this one): every sync it asks
+    /// for runs at once, then [`Replica::persisted`] is told, and so on until raft-rs has
+    /// nothing more.
     pub fn process(&mut self, now: Instant) -> Result<Output, Error> {
+        let mut total = Output::default();
+        loop {
+            let (out, sync) = self.process_async(now)?;
+            total.merge(out);
+            match sync {
+                Some(request) => {
+                    let through = request.run()?;
+                    self.persisted(through, now)?;
+                }
+                None => return Ok(total),
+            }
+        }
+    }
+
+    /// Collects everything raft-rs has ready, buffers what must be durable, and returns what
+    /// may leave now together with the sync to run ([`SyncRequest::run`], on any thread).
+    /// Messages that depend on buffered records (votes, append and heartbeat responses: raft-rs's
+    /// persisted messages) are held until [`Replica::persisted`] reports a sync that covers
+    /// them; the node keeps ticking, stepping and proposing meanwhile. See the module
+    /// documentation for the order of operations.
+    pub fn process_async(&mut self, now: Instant) -> Result<(Output, Option<SyncRequest>), Error> {
         self.expire(now);
+        self.release();
         while self.raw.has_ready() {
             self.observe_roles();
+            // raft-rs's `ready` asserts that a node that has just become leader holds no entry
+            // or snapshot it has not been told is persisted. A node only becomes leader after
+            // its vote requests left, which waited for every earlier Ready to be durable, so this
+            // does not happen; if it ever did, the log is synced here rather than panicking.
+            if self.raw.raft.state == StateRole::Leader
+                && !self.ready_as_leader
+                && self.unpersisted.iter().any(|u| u.log)
+            {
+                self.flush()?;
+            }
+            self.ready_as_leader = self.raw.raft.state == StateRole::Leader;
             let mut ready = self.raw.ready();
             // The leader's own appends and heartbeats may go before its entries are durable
-            // (raft-rs counts its own vote only once they are).
+            // (raft-rs counts its own entries toward a commit only once they are).
             self.out.messages.extend(ready.take_messages());
 
+            let log = !ready.snapshot().is_empty() || !ready.entries().is_empty();
             if !ready.snapshot().is_empty() {
                 let snapshot = ready.snapshot().clone();
                 self.raw.mut_store().apply_snapshot(snapshot.clone())?;
@@ -470,35 +643,51 @@ impl Replica {
                     data: snapshot.get_data().to_vec(),
                 });
                 self.resolve_through(index);
+                self.applied_through = self.applied_through.max(index);
             }
             let store = self.raw.mut_store();
             store.append(ready.entries())?;
             if let Some(hs) = ready.hs() {
                 store.set_hard_state(hs)?;
             }
-            // I2: durable before any vote or append response of this Ready leaves, and before
-            // raft-rs is told (advance) that it may count these entries as persisted. A Ready
-            // whose only change is the commit index needs no fdatasync of its own (raft-rs's
-            // `must_sync`): a commit index lost in a crash is learnt again from the leader, so
-            // it rides with the next sync.
+            // I2: what this Ready buffered must be durable before any vote or append response
+            // of it leaves, and before raft-rs is told it may count these entries as
+            // persisted. A Ready whose only change is the commit index needs no sync of its own
+            // (raft-rs's `must_sync`): a commit index lost in a crash is learnt again from the
+            // leader, so it rides with the next sync.
             let vote_only = ready.entries().is_empty() && ready.snapshot().is_empty();
-            if ready.must_sync() && !(vote_only && planted::active(PlantedBug::VoteBeforePersist)) {
-                store.sync()?;
-            }
-            self.out.messages.extend(ready.take_persisted_messages());
+            let through = if ready.must_sync()
+                && !(vote_only && planted::active(PlantedBug::VoteBeforePersist))
+            {
+                if let Some(request) = store.take_sync() {
+                    self.buffered = self.buffered.max(request.through());
+                    self.sync = Some(request);
+                }
+                // Nothing new buffered (a hard state equal to the one stored): what an earlier
+                // Ready buffered must still be durable first.
+                Some(self.buffered)
+            } else {
+                None
+            };
+            self.unpersisted.push_back(Unpersisted {
+                number: ready.number(),
+                through,
+                messages: ready.take_persisted_messages(),
+                log,
+            });
 
-            // Committed entries are applied before `advance`, which tells raft-rs they are:
-            // it proposes the leave of a joint configuration from there, and would propose it
-            // twice if the enter were not applied yet.
-            self.apply(ready.take_committed_entries())?;
-            let read_states = ready.take_read_states();
-            let mut light = self.raw.advance(ready);
-            if let Some(commit) = light.commit_index() {
-                self.raw.mut_store().set_commit(commit)?;
+            // Committed entries (raft-rs hands out only entries durable here too) are applied
+            // before `advance`, which tells raft-rs they are: it proposes the leave of a joint
+            // configuration from there, and would propose it twice if the enter were not
+            // applied yet.
+            let committed = ready.take_committed_entries();
+            if let Some(last) = committed.last() {
+                self.applied_through = self.applied_through.max(last.index);
             }
-            self.out.messages.extend(light.take_messages());
-            self.apply(light.take_committed_entries())?;
-            self.raw.advance_apply();
+            self.apply(committed)?;
+            let read_states = ready.take_read_states();
+            self.raw.advance_append_async(ready);
+            self.advance_apply();
             self.acknowledged(read_states, now);
             self.observe_roles();
             // A leader that has just committed its first entry starts a round at once rather
@@ -506,13 +695,80 @@ impl Replica {
             if self.lease.is_none() && self.rounds.is_empty() {
                 self.start_round(now);
             }
+            self.release();
         }
-        for m in &self.out.messages {
+        let out = std::mem::take(&mut self.out);
+        for m in &out.messages {
             if m.get_msg_type() == MessageType::MsgSnapshot {
                 self.snapshots_sent.insert(m.to, now);
             }
         }
-        Ok(std::mem::take(&mut self.out))
+        Ok((out, self.sync.take()))
+    }
+
+    /// A sync handed out by [`Replica::process_async`] has run: the log is durable through
+    /// `through`. The messages it held are released, and raft-rs is told (it may then commit,
+    /// and apply); they come out of the next `process_async`. Reports may come late, twice or
+    /// out of order: only the furthest counts.
+    pub fn persisted(&mut self, through: Position, now: Instant) -> Result<(), Error> {
+        self.mark_durable(through)?;
+        self.expire(now);
+        Ok(())
+    }
+
+    fn mark_durable(&mut self, through: Position) -> Result<(), Error> {
+        self.durable = self.durable.max(through);
+        self.release();
+        if self.unpersisted.is_empty() {
+            // Rare (the log grew to several times the live state): rewritten on this thread.
+            self.raw.mut_store().rewrite_if_grown()?;
+        }
+        Ok(())
+    }
+
+    /// Readies still waiting for a sync.
+    pub fn unpersisted(&self) -> usize {
+        self.unpersisted.len()
+    }
+
+    /// Releases, in order, the held messages of every Ready now durable (and of the Readies
+    /// that needed no sync of their own behind them), then tells raft-rs.
+    fn release(&mut self) {
+        let mut last = None;
+        while let Some(front) = self.unpersisted.front() {
+            if front.through.is_some_and(|t| t > self.durable) {
+                break;
+            }
+            let done = self.unpersisted.pop_front().expect("front");
+            self.out.messages.extend(done.messages);
+            last = Some(done.number);
+        }
+        if let Some(number) = last {
+            self.raw.on_persist_ready(number);
+            self.advance_apply();
+        }
+    }
+
+    /// Tells raft-rs how far the host has applied: a snapshot counts once it is durable
+    /// (raft-rs refuses an applied index beyond what is persisted).
+    fn advance_apply(&mut self) {
+        let log = &self.raw.raft.raft_log;
+        let to = self.applied_through.min(log.committed).min(log.persisted);
+        if to > log.applied {
+            self.raw.advance_apply_to(to);
+        }
+    }
+
+    /// Syncs the log on this thread and releases everything held.
+    fn flush(&mut self) -> Result<(), Error> {
+        if let Some(request) = self.raw.mut_store().take_sync() {
+            self.buffered = self.buffered.max(request.through());
+        }
+        // A sync through the furthest record buffered covers every request handed out.
+        self.sync = None;
+        let through = self.buffered;
+        self.raw.mut_store().sync_through(through)?;
+        self.mark_durable(through)
     }
 
     /// Stops taking part: the lease ends and pending proposals fail.

@@ -8,6 +8,7 @@
 )]
 
 mod attack;
+mod disk_stall;
 mod harness;
 mod replica;
 mod step_guard;

@@ -536,3 +536,79 @@ fn election_priority_comes_from_the_tie_breaker_and_a_panicking_one_counts_as_ze
     c.partition(&[1], &[2]);
     assert_eq!(c.wait_for_leader(), 3);
 }
+
+/// A batch reaches raft-rs as one proposal: one Ready, one sync on the leader, one append per
+/// follower carrying all of it; each item resolves at its own index, in order.
+#[test]
+fn a_batch_is_one_ready_one_sync_and_one_append_per_follower() {
+    use raft::eraftpb::MessageType;
+
+    let mut c = Cluster::new(3);
+    let leader = c.wait_for_leader();
+    c.run_for(ms(50));
+    let now = c.local(leader);
+    let r = c.replica_mut(leader);
+    let items: Vec<(Vec<u8>, u64)> = (0..16u64)
+        .map(|i| (vec![i as u8 + 1; 8], 1000 + i))
+        .collect();
+    let first = r.propose_batch(items).unwrap();
+    let (out, sync) = r.process_async(now).unwrap();
+    let sync = sync.expect("the batch must be synced");
+    let appends: Vec<_> = out
+        .messages
+        .iter()
+        .filter(|m| m.get_msg_type() == MessageType::MsgAppend && !m.entries.is_empty())
+        .collect();
+    assert_eq!(appends.len(), 2, "one append per follower: {appends:?}");
+    for m in &appends {
+        assert_eq!(m.entries.len(), 16);
+        assert_eq!(m.entries[0].index, first);
+    }
+    // The whole batch was in that Ready: nothing more to sync, and nothing commits before the
+    // sync is reported (the followers have not even seen it).
+    let (rest, again) = r.process_async(now).unwrap();
+    assert!(again.is_none());
+    assert!(rest.resolved.is_empty());
+    let through = sync.run().unwrap();
+    r.persisted(through, now).unwrap();
+    for m in out.messages.into_iter().chain(rest.messages) {
+        c.step_into(m.to, m).unwrap();
+    }
+    c.run_for(ms(100));
+    for i in 0..16 {
+        assert_eq!(c.resolved[&(1000 + i)], Ok(first + i), "item {i}");
+    }
+}
+
+/// A batch is all or nothing: refused whole by a follower, when empty, when too long, or
+/// when one item is too large.
+#[test]
+fn a_batch_is_refused_whole() {
+    use fencekit::limits::PROPOSAL_MAX;
+    use fencekit::node::PROPOSE_BATCH_MAX;
+
+    let mut c = Cluster::new(3);
+    let leader = c.wait_for_leader();
+    let follower = (1..=3).find(|&n| n != leader).unwrap();
+    let r = c.replica_mut(follower);
+    assert!(matches!(
+        r.propose_batch(vec![(b"x".to_vec(), 1)]),
+        Err(Error::NotLeader { .. })
+    ));
+    let r = c.replica_mut(leader);
+    let last = r.raft().raft_log.last_index();
+    assert!(matches!(
+        r.propose_batch(Vec::new()),
+        Err(Error::InvalidBatch(_))
+    ));
+    let long = (0..=PROPOSE_BATCH_MAX as u64)
+        .map(|i| (vec![1], i))
+        .collect();
+    assert!(matches!(r.propose_batch(long), Err(Error::InvalidBatch(_))));
+    let one_too_large = vec![(vec![1], 1), (vec![0; PROPOSAL_MAX + 1], 2)];
+    assert!(matches!(
+        r.propose_batch(one_too_large),
+        Err(Error::RecordTooLarge { .. })
+    ));
+    assert_eq!(r.raft().raft_log.last_index(), last, "nothing was appended");
+}

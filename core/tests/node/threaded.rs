@@ -278,3 +278,50 @@ fn the_panic_hook_is_off_by_default() {
     assert_eq!(node.failure(), None);
     assert!(node.leadership().is_some());
 }
+
+/// `Node::propose_batch`: one ticket per item, resolved at consecutive indexes in order, the
+/// items applied in order on every node; refused whole on a follower and for a bad item.
+#[test]
+fn a_batch_through_the_node_commits_in_order() {
+    let g = Group::new(3);
+    let leader = g.wait_for_leader(None);
+    let items: Vec<Vec<u8>> = (0..32).map(|i| format!("batch-{i}").into_bytes()).collect();
+    let tickets = g.node(leader).propose_batch(items.clone()).unwrap();
+    assert_eq!(tickets.len(), 32);
+    let indexes: Vec<u64> = tickets
+        .into_iter()
+        .map(|t| t.wait(Duration::from_secs(5)).unwrap())
+        .collect();
+    for pair in indexes.windows(2) {
+        assert_eq!(pair[1], pair[0] + 1, "{indexes:?}");
+    }
+    for node in &g.nodes {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut seen = Vec::new();
+        while seen.len() < items.len() {
+            assert!(Instant::now() < deadline, "node {}: {seen:?}", node.id());
+            if let Ok(Applied::Entry { data, .. }) =
+                node.applied().recv_timeout(Duration::from_millis(50))
+                && data.starts_with(b"batch-")
+            {
+                seen.push(data);
+            }
+        }
+        assert_eq!(seen, items);
+    }
+
+    let follower = (1..=3).find(|&n| n != leader).unwrap();
+    assert!(matches!(
+        g.node(follower).propose_batch(vec![b"x".to_vec()]),
+        Err(Error::NotLeader { .. })
+    ));
+    assert!(matches!(
+        g.node(leader)
+            .propose_batch(vec![b"x".to_vec(), Vec::new()]),
+        Err(Error::EmptyProposal)
+    ));
+    assert!(matches!(
+        g.node(leader).propose_batch(Vec::new()),
+        Err(Error::InvalidBatch(_))
+    ));
+}
