@@ -29,6 +29,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -70,7 +71,7 @@ type system interface {
 }
 
 func main() {
-	name := flag.String("system", "", "fencekit, etcd or redis")
+	name := flag.String("system", "", "fencekit (net/http), fencekit-lean (a minimal HTTP/1.1 client), etcd or redis")
 	store := flag.String("store", "", "fencekit: the store's base URL (https://127.0.0.1:PORT)")
 	certs := flag.String("certs", "", "fencekit: the directory `fencekit certs init` made (ca.crt, node-1/, node-2/)")
 	etcdEndpoint := flag.String("etcd", "", "etcd: its client endpoint (host:port)")
@@ -78,6 +79,7 @@ func main() {
 	clients := flag.String("clients", "1,64", "client counts, comma-separated: one run each")
 	warmup := flag.Duration("warmup", 2*time.Second, "untimed operations before each run")
 	duration := flag.Duration("duration", 10*time.Second, "each run's timed part")
+	label := flag.String("label", "", "the system's name in the JSON lines (default: -system)")
 	generation := flag.Uint64("generation", 1, "fencekit: the probe's first leader's generation (its second leader's is one more): above any this store has seen")
 	flag.Parse()
 	var counts []int
@@ -94,32 +96,35 @@ func main() {
 	var sys system
 	var err error
 	switch *name {
-	case "fencekit":
-		sys, err = newFencekit(*store, *certs, *generation)
+	case "fencekit", "fencekit-lean":
+		sys, err = newFencekit(*store, *certs, *generation, *name == "fencekit-lean")
 	case "etcd":
 		sys, err = newEtcd(ctx, *etcdEndpoint)
 	case "redis":
 		sys, err = newRedis(ctx, *redisAddr)
 	default:
-		err = fmt.Errorf("-system %q: give fencekit, etcd or redis", *name)
+		err = fmt.Errorf("-system %q: give fencekit, fencekit-lean, etcd or redis", *name)
 	}
 	if err != nil {
 		fail(err)
 	}
 	defer sys.close()
 
+	if *label == "" {
+		label = name
+	}
 	detail, err := sys.probe(ctx)
 	if err != nil {
 		fail(fmt.Errorf("%s: the stale-token probe: %w", *name, err))
 	}
-	emit(map[string]any{"system": *name, "probe": "stale token refused", "detail": detail})
+	emit(map[string]any{"system": *label, "probe": "stale token refused", "detail": detail})
 
 	for _, n := range counts {
 		r, err := measure(ctx, sys, n, *warmup, *duration)
 		if err != nil {
 			fail(fmt.Errorf("%s, %d clients: %w", *name, n, err))
 		}
-		r["system"] = *name
+		r["system"] = *label
 		emit(r)
 	}
 }
@@ -232,16 +237,18 @@ type fencekitSystem struct {
 	generation uint64
 	// The probe's first leader's generation.
 	first uint64
+	// Clients write with leanClient instead of net/http.
+	lean bool
 }
 
-func newFencekit(base, certs string, first uint64) (*fencekitSystem, error) {
+func newFencekit(base, certs string, first uint64, lean bool) (*fencekitSystem, error) {
 	if base == "" || certs == "" {
 		return nil, errors.New("fencekit needs -store and -certs")
 	}
 	if first < 1 || first >= 1<<62 {
 		return nil, fmt.Errorf("-generation %d: give 1 to 2^62-1", first)
 	}
-	return &fencekitSystem{base: strings.TrimSuffix(base, "/"), certs: certs, first: first}, nil
+	return &fencekitSystem{base: strings.TrimSuffix(base, "/"), certs: certs, first: first, lean: lean}, nil
 }
 
 type fencekitClient struct {
@@ -260,9 +267,8 @@ type answer struct {
 	Error      string  `json:"error"`
 }
 
-// client makes an HTTPS client showing node's certificate, trusting the cluster's CA only,
-// with one keep-alive connection of its own.
-func (f *fencekitSystem) client(node int, generation uint64) (*fencekitClient, error) {
+// tlsConfig shows node's certificate and trusts the cluster's CA only.
+func (f *fencekitSystem) tlsConfig(node int) (*tls.Config, error) {
 	caPEM, err := os.ReadFile(filepath.Join(f.certs, "ca.crt"))
 	if err != nil {
 		return nil, err
@@ -276,12 +282,17 @@ func (f *fencekitSystem) client(node int, generation uint64) (*fencekitClient, e
 	if err != nil {
 		return nil, err
 	}
+	return &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}, nil
+}
+
+// client makes a net/http client for node with one keep-alive connection of its own.
+func (f *fencekitSystem) client(node int, generation uint64) (*fencekitClient, error) {
+	config, err := f.tlsConfig(node)
+	if err != nil {
+		return nil, err
+	}
 	transport := &http.Transport{
-		TLSClientConfig: &tls.Config{
-			RootCAs:      roots,
-			Certificates: []tls.Certificate{cert},
-			MinVersion:   tls.VersionTLS13,
-		},
+		TLSClientConfig:     config,
 		MaxIdleConns:        1,
 		MaxIdleConnsPerHost: 1,
 		MaxConnsPerHost:     1,
@@ -373,12 +384,109 @@ func (f *fencekitSystem) probe(ctx context.Context) (string, error) {
 	return fmt.Sprintf("node 1's /complete at generation %d after node 2's /begin at %d: 409 stale, the run not done", g1, g2), nil
 }
 
-func (f *fencekitSystem) newClient(context.Context) (completer, error) {
+func (f *fencekitSystem) newClient(ctx context.Context) (completer, error) {
 	if f.generation == 0 {
 		return nil, errors.New("no leader: the probe runs first")
 	}
+	if f.lean {
+		return f.leanClient(ctx, f.node, f.generation)
+	}
 	return f.client(f.node, f.generation)
 }
+
+// leanClient speaks HTTP/1.1 on one TLS connection from the calling goroutine: it writes the
+// request and reads the status line, the headers and a Content-Length body, as go-redis does
+// RESP on its connection. net/http hands every request to a writer and a reader goroutine
+// per connection and back, which costs a lone client about 60 µs a request on this machine
+// kind (benches/README.md, "Peers"). Anything but a keep-alive answer with a Content-Length
+// is an error.
+type leanClient struct {
+	conn       *tls.Conn
+	read       *bufio.Reader
+	host       string
+	job        string
+	generation uint64
+	request    []byte
+}
+
+func (f *fencekitSystem) leanClient(ctx context.Context, node int, generation uint64) (*leanClient, error) {
+	config, err := f.tlsConfig(node)
+	if err != nil {
+		return nil, err
+	}
+	host := strings.TrimPrefix(f.base, "https://")
+	dialer := tls.Dialer{Config: config}
+	conn, err := dialer.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return nil, err
+	}
+	return &leanClient{
+		conn:       conn.(*tls.Conn),
+		read:       bufio.NewReader(conn),
+		host:       host,
+		job:        fmt.Sprintf("%s-%d", job, generation),
+		generation: generation,
+	}, nil
+}
+
+func (c *leanClient) complete(ctx context.Context, run uint64) error {
+	if deadline, ok := ctx.Deadline(); ok {
+		c.conn.SetDeadline(deadline)
+	}
+	c.request = fmt.Appendf(c.request[:0], "POST /complete?job=%s&run=%d&generation=%d HTTP/1.1\r\nHost: %s\r\nContent-Length: 0\r\n\r\n",
+		c.job, run, c.generation, c.host)
+	if _, err := c.conn.Write(c.request); err != nil {
+		return err
+	}
+	status, err := c.read.ReadSlice('\n')
+	if err != nil {
+		return fmt.Errorf("run %d: reading the answer: %w", run, err)
+	}
+	if len(status) < 12 || string(status[:9]) != "HTTP/1.1 " {
+		return fmt.Errorf("run %d: %q: not an HTTP/1.1 status line", run, status)
+	}
+	code := string(status[9:12])
+	length := -1
+	for {
+		line, err := c.read.ReadSlice('\n')
+		if err != nil {
+			return fmt.Errorf("run %d: reading the answer's headers: %w", run, err)
+		}
+		header := strings.TrimRight(string(line), "\r\n")
+		if header == "" {
+			break
+		}
+		name, value, _ := strings.Cut(header, ":")
+		switch strings.ToLower(name) {
+		case "content-length":
+			length, err = strconv.Atoi(strings.TrimSpace(value))
+			if err != nil {
+				return fmt.Errorf("run %d: %q", run, header)
+			}
+		case "connection":
+			if strings.EqualFold(strings.TrimSpace(value), "close") {
+				return fmt.Errorf("run %d: the store closes the connection", run)
+			}
+		}
+	}
+	if length < 0 || length > 1<<16 {
+		return fmt.Errorf("run %d: an answer without a usable Content-Length", run)
+	}
+	body := make([]byte, length)
+	if _, err := io.ReadFull(c.read, body); err != nil {
+		return fmt.Errorf("run %d: reading the answer's body: %w", run, err)
+	}
+	var a answer
+	if err := json.Unmarshal(body, &a); err != nil {
+		return fmt.Errorf("run %d: %s %q: not the store's JSON answer", run, code, body)
+	}
+	if code != "200" || a.Outcome != "accepted" || a.Done || a.Seq == nil {
+		return fmt.Errorf("/complete run %d: %s %+v: not accepted and recorded", run, code, a)
+	}
+	return nil
+}
+
+func (c *leanClient) close() { c.conn.Close() }
 
 func (f *fencekitSystem) close() {}
 

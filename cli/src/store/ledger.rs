@@ -423,7 +423,7 @@ impl Ledger {
 
     fn try_stage(&mut self, entry: &Entry) -> rusqlite::Result<u64> {
         if self.conn.is_autocommit() {
-            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.begin()?;
         }
         let seq = self.last_seq + 1;
         let landed = entry.outcome.landed();
@@ -468,8 +468,7 @@ impl Ledger {
             return Ok(());
         }
         if self.conn.is_autocommit() {
-            self.conn
-                .execute_batch("BEGIN IMMEDIATE")
+            self.begin()
                 .map_err(|e| self.fail("witnessing a generation in", &e))?;
         }
         self.staged.max_generation = Some(generation);
@@ -519,8 +518,18 @@ impl Ledger {
         if max_generation != self.max_generation {
             self.set_meta("max_generation", max_generation.map(to_sql))?;
         }
-        self.conn.execute_batch("COMMIT")?;
+        // Prepared once, as `begin`'s statement: parsing it at every commit showed in the
+        // profile of a lone writer.
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
         Ok(retained)
+    }
+
+    /// Opens the transaction the next entries are staged in.
+    fn begin(&self) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("BEGIN IMMEDIATE")?
+            .execute([])
+            .map(drop)
     }
 
     /// Rolls back what is staged and poisons the ledger after `e` failed `doing` (step 3).
