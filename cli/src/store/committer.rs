@@ -360,10 +360,11 @@ impl State {
         {
             return Err(Reply::error(500, format!("not recorded: {e:#}")));
         }
-        let done = match self.ledger.landed(&decision.job, decision.run) {
-            Ok(times) => times > 0,
+        let landed = match self.ledger.landed(&decision.job, decision.run) {
+            Ok(times) => times,
             Err(e) => return Err(Reply::error(500, format!("reading the ledger: {e:#}"))),
         };
+        let done = landed > 0;
         let seq = match decision.call {
             Call::Begin => None,
             Call::Complete => {
@@ -375,7 +376,7 @@ impl State {
                     outcome,
                     at_ms: unix_ms(),
                 };
-                match self.ledger.stage(&entry) {
+                match self.ledger.stage_counted(&entry, Some(landed)) {
                     Ok(seq) => Some(seq),
                     Err(e) => return Err(Reply::error(500, format!("not recorded: {e:#}"))),
                 }
@@ -548,6 +549,25 @@ mod tests {
         let reply = answer(store.decide(completion(8)));
         assert_eq!(reply.status, 200, "{}", reply.body);
         assert_eq!(store.published().counts.completions, 2);
+    }
+
+    /// A run completed twice is counted once as a duplicate, whether its landings are in one
+    /// batch or two: the count the decision looked up is the one the ledger stages with.
+    #[test]
+    fn a_run_completed_twice_is_one_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = committer(dir.path());
+        for _ in 0..3 {
+            assert_eq!(answer(store.decide(completion(5))).status, 200);
+        }
+        let held = store.state.lock().unwrap();
+        let queued = [store.decide(completion(6)), store.decide(completion(6))];
+        drop(held);
+        for handled in queued {
+            assert_eq!(answer(handled).status, 200);
+        }
+        let counts = store.published().counts;
+        assert_eq!((counts.completions, counts.duplicate_runs), (5, 2));
     }
 
     /// After a batch of several requests (concurrent writers), the next request goes to the

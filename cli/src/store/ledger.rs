@@ -416,19 +416,29 @@ impl Ledger {
     /// On an error the open transaction is rolled back, every entry staged in it lost, and
     /// the ledger poisoned (step 3 of the module comment).
     pub(crate) fn stage(&mut self, entry: &Entry) -> Result<u64> {
+        self.stage_counted(entry, None)
+    }
+
+    /// [`Ledger::stage`], given how many times the entry's run has landed (what
+    /// [`Ledger::landed`] just said, nothing staged since), so as not to look it up again.
+    pub(crate) fn stage_counted(&mut self, entry: &Entry, landed: Option<u32>) -> Result<u64> {
         self.refuse_if_poisoned()?;
-        self.try_stage(entry)
+        self.try_stage(entry, landed)
             .map_err(|e| self.fail("staging an entry in", &e))
     }
 
-    fn try_stage(&mut self, entry: &Entry) -> rusqlite::Result<u64> {
+    fn try_stage(&mut self, entry: &Entry, known: Option<u32>) -> rusqlite::Result<u64> {
         if self.conn.is_autocommit() {
             self.begin()?;
         }
         let seq = self.last_seq + 1;
         let landed = entry.outcome.landed();
         // Counted before the insert: the run's second landing makes it a duplicate.
-        let duplicate = landed && self.count_landed(&entry.job, entry.run)? == 1;
+        let duplicate = landed
+            && match known {
+                Some(times) => times,
+                None => self.count_landed(&entry.job, entry.run)?,
+            } == 1;
         let sql = if landed {
             "INSERT INTO completions (seq, job, run, holder, generation, outcome, at_ms) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
