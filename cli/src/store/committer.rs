@@ -145,14 +145,13 @@ impl Committer {
     /// meanwhile: the same steps in the same order as the committer thread's, under the same
     /// lock, and the answer only after the commit. What it saves is handing the request to
     /// the committer thread and the answer back to the HTTP task: two threads woken on
-    /// another core, which cost a lone writer a fifth of the store's CPU per completion
-    /// (122 against 97 µs) and 8.8 context switches instead of 3.5 (benches/README.md,
-    /// "Peers"). The handler then
-    /// blocks for one commit (an fsync) on one of the HTTP workers; writers that come
-    /// meanwhile find the lock taken and queue for the committer thread, which gathers them
-    /// into one commit. The cost: on a disk that stalls, that one request waits for its
-    /// fsync, past the 30 s after which a queued request is answered 503, and holds one HTTP
-    /// worker meanwhile (never more than one: the lock).
+    /// another core, which cost a lone writer a fifth of the store's CPU per completion (122
+    /// against 97 µs) and 8.8 context switches instead of 3.5 (benches/README.md, "Peers").
+    /// The handler then blocks for one commit (an fsync) on one of the HTTP workers; writers
+    /// that come meanwhile find the lock taken and queue for the committer thread, which
+    /// gathers them into one commit. The cost: on a disk that stalls, that one request waits
+    /// for its fsync, past the 30 s after which a queued request is answered 503, and holds
+    /// one HTTP worker meanwhile (never more than one: the lock).
     pub(crate) fn decide(&self, decision: Decision) -> Handled {
         if self.jobs.is_some()
             && self.queue.is_empty()
