@@ -13,6 +13,10 @@
 #   zookeeper_require            the same for Debian's zookeeper (and its JRE)
 #   zookeeper_start DIR          sets ZK_PID and ZK_HOSTS (host:port)
 #   zookeeper_stop
+#   redis_require                the same for Debian's redis-server (and redis-cli)
+#   redis_start DIR              sets REDIS_PID and REDIS_ADDR (host:port); append-only file
+#                                fsynced before every reply (appendfsync always), no snapshots
+#   redis_stop
 #
 # Callers stop what they start from a trap on EXIT. python3 picks free ports and asks ZooKeeper
 # if it is up.
@@ -154,4 +158,39 @@ _zookeeper_up() {
 zookeeper_stop() {
     coord_stop "$ZK_PID"
     ZK_PID=
+}
+
+redis_require() {
+    if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+        coord_apt_install redis-server || return 1
+    fi
+}
+
+REDIS_PID=
+redis_start() {
+    _redis_dir=$1
+    _redis_port=$(coord_free_ports 1) || return 1
+    REDIS_ADDR=127.0.0.1:$_redis_port
+    # Durable as etcd and fencekit's store are: the append-only file written and fsynced before
+    # a write's reply (appendfsync always); no snapshots (they would only add work).
+    redis-server --port "$_redis_port" --bind 127.0.0.1 --dir "$_redis_dir" \
+        --appendonly yes --appendfsync always --save "" --daemonize no \
+        --logfile "$_redis_dir/redis.log" </dev/null >/dev/null 2>&1 &
+    REDIS_PID=$!
+    if coord_wait_up "$REDIS_PID" 0.1 _redis_up; then
+        echo "redis $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p') on $REDIS_ADDR (data in $_redis_dir)"
+        return 0
+    fi
+    echo "redis did not start on $REDIS_ADDR:" >&2
+    cat "$_redis_dir/redis.log" >&2
+    return 1
+}
+
+_redis_up() {
+    [ "$(redis-cli -h 127.0.0.1 -p "$_redis_port" ping 2>/dev/null)" = PONG ]
+}
+
+redis_stop() {
+    coord_stop "$REDIS_PID"
+    REDIS_PID=
 }

@@ -5,7 +5,8 @@
 //!
 //! On HTTPS (`--tls-dir`) a writer is the node its client certificate names; `--insecure`
 //! serves plain HTTP and believes the `holder` parameter. Decisions go through one committer
-//! ([`committer`]: the fence, then the ledger's group commit, then the answers).
+//! ([`committer`]: the fence, then the ledger's group commit, then the answers; a lone
+//! writer's handler runs them itself).
 
 mod committer;
 mod fence_binding;
@@ -143,7 +144,9 @@ impl Store {
         })
     }
 
-    /// Answers a request; never blocks (decisions and ledger pages are the committer's).
+    /// Answers a request. Blocks only for a lone writer's decision, which its handler commits
+    /// itself ([`Committer::decide`]); other decisions and ledger pages are answered by the
+    /// committer thread.
     fn handle(&self, request: &Request) -> Handled {
         let reply = match (request.method.as_str(), request.path.as_str()) {
             ("POST", "/begin") => return self.decide(request, Call::Begin),
