@@ -493,16 +493,17 @@ impl Fence {
         for i in 0..len {
             let (id, token) = item(i)?;
             let index = id.index();
-            let answer = match slots.get(index) {
+            // Two calls of `verdict`, not one with a merged answer: an acceptance is then
+            // written as a constant (one byte), not copied whole from the slow path's result.
+            match slots.get(index) {
                 Some(slot) if usable && slot.holds(token, SourceId::UNNAMED) => {
                     if let Some(row) = &row {
                         row.add(index);
                     }
-                    Verdict::Accepted
+                    verdict(i, token, Verdict::Accepted);
                 }
-                _ => self.check_slow(index, SourceId::UNNAMED, token)?,
-            };
-            verdict(i, token, answer);
+                _ => verdict(i, token, self.check_slow(index, SourceId::UNNAMED, token)?),
+            }
         }
         Ok(())
     }

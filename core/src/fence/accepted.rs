@@ -91,13 +91,18 @@ impl Row<'_> {
     /// Counts one accepted check of resource `index` (below the capacity).
     #[inline(always)]
     pub(super) fn add(&self, index: usize) {
-        let cell = &self.cells[index];
-        if self.shared {
-            cell.fetch_add(1, Ordering::Relaxed);
-        } else {
-            // Only this thread writes this row: no read-modify-write needed.
-            cell.store(cell.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        }
+        add(&self.cells[index], self.shared);
+    }
+}
+
+/// Adds one to `cell`, a cell of the shared row (`shared`) or of the calling thread's own.
+#[inline(always)]
+fn add(cell: &AtomicU64, shared: bool) {
+    if shared {
+        cell.fetch_add(1, Ordering::Relaxed);
+    } else {
+        // Only this thread writes this row: no read-modify-write needed.
+        cell.store(cell.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 }
 
@@ -125,7 +130,9 @@ impl AcceptedCounters {
     #[inline(always)]
     pub(super) fn count(&self, index: usize) {
         if self.is_on() {
-            self.row().add(index);
+            // One bounds check, not the row slice's two: this is the single check's hot path.
+            let row = this_threads_row();
+            add(&self.cells[row * self.resources + index], row == SHARED);
         }
     }
 
