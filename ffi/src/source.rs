@@ -13,7 +13,7 @@ use kernel::{ResourceId, Source, SourceId, Token};
 
 use crate::boundary::{self, Failure, bytes, text, with_handle, without_handle};
 use crate::buf::fk_buf;
-use crate::fence::{fk_fence, verdict_into};
+use crate::fence::{answer, fk_fence, verdict_into};
 use crate::status::*;
 use crate::token::{fk_token, fk_verdict};
 
@@ -110,7 +110,7 @@ pub unsafe extern "C" fn fk_fence_check_from(
             verdict_into(fence, token, out, |f, token| {
                 let (resource, source) =
                     (ResourceId::from_u32(resource), SourceId::from_u32(source));
-                Ok(f.check_from(resource, source, token)?)
+                answer(f.check_from(resource, source, token), token)
             })
         }
     })
