@@ -316,24 +316,30 @@ mod tests {
                 SourceId::from_u32(301),
             ),
         ];
+        // The writer rewrites until the reader has read its fill, so the two overlap however
+        // the threads are scheduled (a writer that finished first left nothing to test).
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = {
-            let slot = std::sync::Arc::clone(&slot);
+            let (slot, done) = (std::sync::Arc::clone(&slot), std::sync::Arc::clone(&done));
             std::thread::spawn(move || {
                 let guard = slot.lock();
-                for i in 0..200_000 {
-                    let (token, source) = marks[i % 2];
+                let mut published = 0u64;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) || published < 1000 {
+                    let (token, source) = marks[(published % 2) as usize];
                     slot.publish(&guard, token, source);
+                    published += 1;
                 }
+                published
             })
         };
         let mut seen = 0u64;
-        while !writer.is_finished() {
+        while seen < 200_000 {
             if let Some(mark) = slot.current() {
                 assert!(marks.contains(&mark), "a mixed mark {mark:?}");
                 seen += 1;
             }
         }
-        writer.join().unwrap();
-        assert!(seen > 0);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(writer.join().unwrap() >= 1000);
     }
 }
