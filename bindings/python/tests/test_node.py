@@ -91,6 +91,19 @@ def test_a_single_node_leads_proposes_and_stops(tmp_path: pathlib.Path, certs: p
             node._panic_for_testing()
         with pytest.raises(TypeError):
             node.propose("not bytes")  # type: ignore[arg-type]
+        # A batch is one proposal: its items commit at consecutive indexes, in order.
+        indexes = node.propose_batch([b"a", bytearray(b"b"), memoryview(b"c")])
+        assert indexes == list(range(indexes[0], indexes[0] + 3)) and indexes[0] > index
+        got = [node.next_applied(1.0) for _ in range(indexes[-1] - index)]
+        assert [a.data for a in got if a is not None and a.index in indexes] == [b"a", b"b", b"c"]
+        with pytest.raises(fencekit.InvalidBatchError):
+            node.propose_batch([])
+        with pytest.raises(fencekit.InvalidBatchError):
+            node.propose_batch([b"x"] * 4097)
+        with pytest.raises(fencekit.InvalidArgumentError):
+            node.propose_batch([b"x", b""])
+        with pytest.raises(TypeError, match="item 1"):
+            node.propose_batch([b"x", "y"])  # type: ignore[list-item]
         with pytest.raises(ValueError):
             node.next_event(-1)
         # A target that is no voter is refused as a membership matter, naming it.
