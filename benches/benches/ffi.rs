@@ -189,40 +189,29 @@ fn fence_check_across_the_abi(c: &mut Criterion) {
         b.iter(|| fence.check(black_box(rust_ids[0]), black_box(token)))
     });
     let mut verdict = FkVerdict::default();
-    group.bench_function("fk_fence_check", |b| {
-        b.iter(|| {
-            // SAFETY: a live fence and a valid out-pointer.
-            unsafe {
-                (lib.check)(
-                    black_box(c_fence),
-                    black_box(c_ids[0]),
-                    black_box(current),
-                    &mut verdict,
-                )
-            }
-        })
-    });
     // Without counting accepted checks, the shared library's check reaches no thread-local
-    // (which costs it a `__tls_get_addr` call).
-    // SAFETY: a live fence.
-    let status = unsafe { (lib.set_count_accepted)(c_fence, false) };
-    assert_eq!(status, FK_STATUS_OK);
-    group.bench_function("fk_fence_check_uncounted", |b| {
-        b.iter(|| {
-            // SAFETY: a live fence and a valid out-pointer.
-            unsafe {
-                (lib.check)(
-                    black_box(c_fence),
-                    black_box(c_ids[0]),
-                    black_box(current),
-                    &mut verdict,
-                )
-            }
-        })
-    });
-    // SAFETY: a live fence.
-    let status = unsafe { (lib.set_count_accepted)(c_fence, true) };
-    assert_eq!(status, FK_STATUS_OK);
+    // (which costs it a `__tls_get_addr` call). Counting is left on for the batches.
+    for (name, counting) in [
+        ("fk_fence_check_uncounted", false),
+        ("fk_fence_check", true),
+    ] {
+        // SAFETY: a live fence.
+        let status = unsafe { (lib.set_count_accepted)(c_fence, counting) };
+        assert_eq!(status, FK_STATUS_OK);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                // SAFETY: a live fence and a valid out-pointer.
+                unsafe {
+                    (lib.check)(
+                        black_box(c_fence),
+                        black_box(c_ids[0]),
+                        black_box(current),
+                        &mut verdict,
+                    )
+                }
+            })
+        });
+    }
 
     group.throughput(Throughput::Elements(BATCH as u64));
     let rust_items: Vec<(ResourceId, Token)> = (0..BATCH)
