@@ -83,7 +83,10 @@ mkdir -p "$out"
 work=$(mktemp -d "${TMPDIR:-/tmp}/fencekit-peers-run.XXXXXX")
 STORE_PID=
 BASE_PID=
+STARTED_PID=
 cleanup() {
+    # A store being started (not yet answering) is stopped too.
+    coord_stop "$STARTED_PID"
     coord_stop "$STORE_PID"
     coord_stop "$BASE_PID"
     etcd_stop
@@ -159,7 +162,7 @@ for round in $(seq "$rounds"); do
 done
 coord_stop "$STORE_PID"
 coord_stop "$BASE_PID"
-STORE_PID= BASE_PID=
+STORE_PID= BASE_PID= STARTED_PID=
 
 # --- the table ---------------------------------------------------------------------------------
 step "results (JSON lines, logs and the table in $out)"

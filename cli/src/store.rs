@@ -5,8 +5,7 @@
 //!
 //! On HTTPS (`--tls-dir`) a writer is the node its client certificate names; `--insecure`
 //! serves plain HTTP and believes the `holder` parameter. Decisions go through one committer
-//! ([`committer`]: the fence, then the ledger's group commit, then the answers; a lone
-//! writer's handler runs them itself).
+//! ([`committer`]: the fence, then the ledger's group commit, then the answers).
 
 mod committer;
 mod fence_binding;
@@ -144,9 +143,7 @@ impl Store {
         })
     }
 
-    /// Answers a request. Blocks only for a lone writer's decision, which its handler commits
-    /// itself ([`Committer::decide`]); other decisions and ledger pages are answered by the
-    /// committer thread.
+    /// Answers a request; never blocks (decisions and ledger pages are the committer's).
     fn handle(&self, request: &Request) -> Handled {
         let reply = match (request.method.as_str(), request.path.as_str()) {
             ("POST", "/begin") => return self.decide(request, Call::Begin),

@@ -4,11 +4,7 @@
 //! [`BATCH_MAX`]) and, for each request in order, checks the token with the fence and stages
 //! the completion in the ledger's open transaction; then it commits the transaction once (one
 //! fsync for the whole batch: the group commit) and only then answers every request of the
-//! batch. A lone writer (nothing queued, nothing being decided, the last batch a single
-//! request) skips the queue: its handler takes the committer's state and runs the same steps
-//! itself ([`Committer::decide`]), so that one writer's completion costs a commit and no
-//! hand-over between threads. The state is behind one lock, so either way one thread decides
-//! at a time. The order, and why nothing acknowledged is lost:
+//! batch. The order, and why nothing acknowledged is lost:
 //!
 //! 1. **The fence first.** A token that advances the mark is made durable in the fence's own
 //!    log before `check` returns (DESIGN.md I5). A crash after it and before the ledger's
@@ -97,9 +93,8 @@ pub(crate) struct StoreFence {
 /// The handle requests go through; dropping it lets the committer finish what is queued.
 pub(crate) struct Committer {
     jobs: Option<Sender<Job>>,
-    /// The queue's other end, for a lone writer deciding on its own thread ([`Committer::decide`]).
-    queue: Receiver<Job>,
-    /// Whoever holds it decides: the committer thread, or a lone writer's handler.
+    /// The committer thread's state, for tests that hold it to make requests queue.
+    #[cfg(test)]
     state: Arc<Mutex<State>>,
     thread: Option<JoinHandle<()>>,
     published: Arc<Mutex<Published>>,
@@ -131,7 +126,7 @@ impl Committer {
         };
         Ok(Committer {
             jobs: Some(jobs),
-            queue,
+            #[cfg(test)]
             state,
             thread: Some(thread),
             published,
@@ -140,42 +135,12 @@ impl Committer {
 
     /// Decides `decision`, durably: the answer to give its request, once decided.
     ///
-    /// A lone writer (nothing queued, the committer idle, and the last batch a single
-    /// request) decides and commits here, on the handler's thread, with whatever queued
-    /// meanwhile: the same steps in the same order as the committer thread's, under the same
-    /// lock, and the answer only after the commit. What it saves is handing the request to
-    /// the committer thread and the answer back to the HTTP task: two threads woken on
-    /// another core, which cost a lone writer a fifth of the store's CPU per completion (122
-    /// against 97 µs) and 8.8 context switches instead of 3.5 (benches/README.md, "Peers").
-    /// The handler then blocks for one commit (an fsync) on one of the HTTP workers; writers
-    /// that come meanwhile find the lock taken and queue for the committer thread, which
-    /// gathers them into one commit. The cost: on a disk that stalls, that one request waits
-    /// for its fsync, past the 30 s after which a queued request is answered 503, and holds
-    /// one HTTP worker meanwhile (never more than one: the lock).
+    /// Always through the committer thread, never on the handler's: a handler runs on one of
+    /// the HTTP runtime's few workers, and one blocked in an fsync on a stalled disk froze
+    /// every task of that worker (`/healthz` and `/metrics` unanswered, queued requests not
+    /// answered 503 at 30 s, a later request decided before an earlier one). An outside
+    /// attack found it in a version that let a lone writer decide on its own handler.
     pub(crate) fn decide(&self, decision: Decision) -> Handled {
-        if self.jobs.is_some()
-            && self.queue.is_empty()
-            && let Ok(mut state) = self.state.try_lock()
-            && state.last_batch == 1
-        {
-            let (reply, mut answer) = oneshot::channel();
-            let mut batch = vec![Job::Decide(decision, reply)];
-            while batch.len() < BATCH_MAX {
-                match self.queue.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            state.last_batch = batch.len();
-            state.decide_batch(batch);
-            drop(state);
-            return Handled::Now(answer.try_recv().unwrap_or_else(|_| {
-                Reply::error(
-                    500,
-                    "the request was dropped unanswered; see the server's log",
-                )
-            }));
-        }
         self.submit(|reply| Job::Decide(decision, reply))
     }
 
@@ -216,8 +181,8 @@ impl Drop for Committer {
     }
 }
 
-/// The committer thread: takes the next request, then the state (a lone writer's handler may
-/// hold it), gathers a batch and decides it.
+/// The committer thread: takes the next request, then the state, gathers a batch and decides
+/// it.
 fn serve(state: &Mutex<State>, queue: &Receiver<Job>) {
     while let Ok(first) = queue.recv() {
         // A panic while deciding (a broken invariant) leaves the ledger's transaction in an
@@ -243,7 +208,7 @@ const GATHER: Duration = Duration::from_micros(200);
 /// requests, the committer waits up to [`GATHER`] for more before committing, until the batch
 /// is as large as the last one: the writers answered by the last commit have come back, and
 /// waiting longer would only delay them (two writers waited the whole 200 µs every time, and
-/// ran slower than one). A lone writer never waits.
+/// ran slower than one). A single writer never waits.
 fn gather(first: Job, queue: &Receiver<Job>, last_batch: usize) -> Vec<Job> {
     let mut batch = vec![first];
     let deadline = std::time::Instant::now() + GATHER;
@@ -261,8 +226,7 @@ fn gather(first: Job, queue: &Receiver<Job>, last_batch: usize) -> Vec<Job> {
     batch
 }
 
-/// The deciding state, held by one thread at a time: the committer thread, or a lone
-/// writer's handler.
+/// The deciding state: the committer thread's.
 struct State {
     ledger: Ledger,
     fence: Option<StoreFence>,
@@ -509,16 +473,20 @@ mod tests {
         }
     }
 
-    /// A lone writer is answered at once (decided on its own thread), and what it was
-    /// answered is on the disk: the ledger opened again after the store holds it.
+    /// A writer is answered by the committer thread, never on its own (a handler blocked in an
+    /// fsync froze its HTTP worker), and what it was answered is on the disk: the ledger
+    /// opened again after the store holds it.
     #[test]
-    fn a_lone_writer_decides_itself_and_its_answer_is_durable() {
+    fn a_writer_is_answered_by_the_committer_thread_and_its_answer_is_durable() {
         let dir = tempfile::tempdir().unwrap();
         let store = committer(dir.path());
         for run in 0..3 {
-            let Handled::Now(reply) = store.decide(completion(run)) else {
-                panic!("a lone writer's completion went through the committer thread");
-            };
+            let handled = store.decide(completion(run));
+            assert!(
+                matches!(handled, Handled::Later(_)),
+                "decided on the handler's thread"
+            );
+            let reply = answer(handled);
             assert_eq!(reply.status, 200, "{}", reply.body);
         }
         drop(store);
@@ -547,7 +515,6 @@ mod tests {
         drop(held);
         let reply = answer(queued);
         assert_eq!(reply.status, 200, "{}", reply.body);
-        // The batch was a single request: the next lone writer decides itself again.
         let reply = answer(store.decide(completion(8)));
         assert_eq!(reply.status, 200, "{}", reply.body);
         assert_eq!(store.published().counts.completions, 2);
