@@ -59,7 +59,8 @@ impl RecordKind {
     pub const RAFT_HARD_STATE: RecordKind = RecordKind(NonZeroU8::new(0x10).expect("non-zero"));
     /// Raft log entries.
     pub const RAFT_ENTRIES: RecordKind = RecordKind(NonZeroU8::new(0x11).expect("non-zero"));
-    /// Raft configuration state.
+    /// Reserved: a Raft configuration state. Never written (membership travels in snapshots
+    /// and entries) and refused on replay; `inspect` still names it.
     pub const RAFT_CONF_STATE: RecordKind = RecordKind(NonZeroU8::new(0x12).expect("non-zero"));
     /// Raft snapshot metadata.
     pub const RAFT_SNAPSHOT_META: RecordKind = RecordKind(NonZeroU8::new(0x13).expect("non-zero"));
