@@ -10,7 +10,10 @@ use std::sync::Arc;
 use kernel::fence::validate_key;
 use kernel::{Fence, FenceOptions, ResourceId, WalOptions, WriteVerdict};
 
-use crate::boundary::{self, Failure, Handle, bytes, out, with_handle, without_handle};
+use crate::boundary::{
+    self, Failure, Handle, Out, bytes, with_handle, with_handle_out, with_handle_out_or_reject,
+    without_handle_out,
+};
 use crate::policy::fk_policy;
 use crate::status::*;
 use crate::token::{fk_token, fk_verdict};
@@ -85,18 +88,15 @@ pub struct fk_counters {
 /// `out` is NULL or points to writable memory for an `fk_fence_options`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fk_fence_options_default(out: *mut fk_fence_options) -> fk_status {
-    without_handle(|| {
-        let out = boundary::out(out, "out")?;
+    // SAFETY: `out` is NULL or writable (the caller's contract).
+    let out = unsafe { Out::new(out) };
+    without_handle_out(out, "out", || {
         let defaults = FenceOptions::default();
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe {
-            out.write(fk_fence_options {
-                max_resources: defaults.max_resources as u64,
-                compact_after_bytes: defaults.compact_after_bytes,
-                segment_size: defaults.wal.segment_size,
-            })
-        };
-        Ok(())
+        Ok(fk_fence_options {
+            max_resources: defaults.max_resources as u64,
+            compact_after_bytes: defaults.compact_after_bytes,
+            segment_size: defaults.wal.segment_size,
+        })
     })
 }
 
@@ -120,8 +120,9 @@ pub unsafe extern "C" fn fk_fence_open(
     options: *const fk_fence_options,
     out: *mut *mut fk_fence,
 ) -> fk_status {
-    without_handle(|| {
-        let out = boundary::out(out, "out")?;
+    // SAFETY: `out` is NULL or writable (the caller's contract).
+    let out = unsafe { Out::new(out) };
+    without_handle_out(out, "out", || {
         // SAFETY: `dir_len` readable bytes (the caller's contract).
         let dir = unsafe { boundary::directory(dir, dir_len, "fence") }?;
         // SAFETY: NULL or readable (the caller's contract).
@@ -138,13 +139,10 @@ pub unsafe extern "C" fn fk_fence_open(
             },
         };
         let fence = Fence::open(dir, options)?;
-        let handle = Box::new(fk_fence {
+        Ok(Box::into_raw(Box::new(fk_fence {
             fence,
             poison: AtomicBool::new(false),
-        });
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe { out.write(Box::into_raw(handle)) };
-        Ok(())
+        })))
     })
 }
 
@@ -178,36 +176,14 @@ pub unsafe extern "C" fn fk_fence_register(
     key_len: usize,
     out_resource: *mut u32,
 ) -> fk_status {
-    // SAFETY: `fence` is NULL or live (the caller's contract).
-    let handle = unsafe { fence.as_ref() };
-    with_handle(handle, "fence", |f| {
-        // SAFETY: the caller's contract on `key` and `out_resource`.
-        unsafe {
-            write_resource(key, key_len, out_resource, |key| {
-                Ok(f.fence.register(key)?)
-            })
-        }
+    // SAFETY: `fence` is NULL or live; `out_resource` is NULL or writable (the caller's
+    // contract).
+    let (fence, out_resource) = unsafe { (fence.as_ref(), Out::new(out_resource)) };
+    with_handle_out(fence, "fence", out_resource, "out_resource", |f| {
+        // SAFETY: `key_len` readable bytes (the caller's contract).
+        let key = unsafe { bytes(key, key_len, "key") }?;
+        Ok(f.fence.register(key)?.as_u32())
     })
-}
-
-/// Reads the key, finds its resource with `find`, and writes the id to `*out_resource`.
-///
-/// # Safety
-///
-/// `key` points to `key_len` readable bytes; `out_resource` is NULL or writable.
-unsafe fn write_resource(
-    key: *const u8,
-    key_len: usize,
-    out_resource: *mut u32,
-    find: impl FnOnce(&[u8]) -> Result<ResourceId, Failure>,
-) -> Result<(), Failure> {
-    let out = out(out_resource, "out_resource")?;
-    // SAFETY: `key_len` readable bytes (the caller's contract).
-    let key = unsafe { bytes(key, key_len, "key") }?;
-    let id = find(key)?;
-    // SAFETY: checked non-NULL; writable (the caller's contract).
-    unsafe { out.write(id.as_u32()) };
-    Ok(())
 }
 
 /// Writes the id of the resource named `key` to `*out_resource`. Fails with
@@ -227,25 +203,24 @@ pub unsafe extern "C" fn fk_fence_lookup(
     key_len: usize,
     out_resource: *mut u32,
 ) -> fk_status {
-    // SAFETY: `fence` is NULL or live (the caller's contract).
-    let handle = unsafe { fence.as_ref() };
-    with_handle(handle, "fence", |f| {
-        // SAFETY: the caller's contract on `key` and `out_resource`.
-        unsafe {
-            write_resource(key, key_len, out_resource, |key| {
-                // A bad key is bad, not unregistered: the same answer as registering it.
-                validate_key(key)?;
-                f.fence.lookup(key).ok_or_else(|| {
-                    Failure::new(
-                        FK_STATUS_UNKNOWN_RESOURCE,
-                        format!(
-                            "no resource is registered under the key {:?}",
-                            String::from_utf8_lossy(key)
-                        ),
-                    )
-                })
-            })
-        }
+    // SAFETY: `fence` is NULL or live; `out_resource` is NULL or writable (the caller's
+    // contract).
+    let (fence, out_resource) = unsafe { (fence.as_ref(), Out::new(out_resource)) };
+    with_handle_out(fence, "fence", out_resource, "out_resource", |f| {
+        // SAFETY: `key_len` readable bytes (the caller's contract).
+        let key = unsafe { bytes(key, key_len, "key") }?;
+        // A bad key is bad, not unregistered: the same answer as registering it.
+        validate_key(key)?;
+        let id = f.fence.lookup(key).ok_or_else(|| {
+            Failure::new(
+                FK_STATUS_UNKNOWN_RESOURCE,
+                format!(
+                    "no resource is registered under the key {:?}",
+                    String::from_utf8_lossy(key)
+                ),
+            )
+        })?;
+        Ok(id.as_u32())
     })
 }
 
@@ -269,42 +244,12 @@ pub unsafe extern "C" fn fk_fence_check(
     token: fk_token,
     out: *mut fk_verdict,
 ) -> fk_status {
-    boundary::infallible(FK_STATUS_PANIC, || {
-        // SAFETY: the caller's contract, forwarded.
-        unsafe {
-            verdict_into(fence, token, out, |f, token| {
-                answer(f.check(ResourceId::from_u32(resource), token), token)
-            })
-        }
-    })
-}
-
-/// The body of every check that writes one verdict: `check` asked of the fence for `token`,
-/// its verdict written to `*out`, or `FK_VERDICT_NONE` on any failure. Always inlined: the
-/// check across the ABI is measured in nanoseconds.
-///
-/// # Safety
-///
-/// `fence` is NULL or live; `out` is NULL or writable.
-#[inline(always)]
-pub(crate) unsafe fn verdict_into(
-    fence: *const fk_fence,
-    token: fk_token,
-    out: *mut fk_verdict,
-    check: impl FnOnce(&Fence, kernel::Token) -> Result<fk_verdict, Failure>,
-) -> fk_status {
-    // SAFETY: `fence` is NULL or live (the caller's contract).
-    let handle = unsafe { fence.as_ref() };
-    let status = with_handle(handle, "fence", |f| {
-        let out = boundary::out(out, "out")?;
+    // SAFETY: `fence` is NULL or live; `out` is NULL or writable (the caller's contract).
+    let (fence, out) = unsafe { (fence.as_ref(), Out::new(out)) };
+    with_handle_out_or_reject(fence, "fence", out, "out", |f| {
         let token = token.to_kernel()?;
-        let verdict = check(&f.fence, token)?;
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe { out.write(verdict) };
-        Ok(())
-    });
-    // SAFETY: `out` is NULL or writable (the caller's contract).
-    unsafe { boundary::reject_on_failure(status, out) }
+        answer(f.fence.check(ResourceId::from_u32(resource), token), token)
+    })
 }
 
 /// The kernel's answer to `token` as the ABI writes it. The verdict is converted here, straight
@@ -338,13 +283,13 @@ pub unsafe extern "C" fn fk_fence_check_key(
     token: fk_token,
     out: *mut fk_verdict,
 ) -> fk_status {
-    boundary::infallible(FK_STATUS_PANIC, || {
-        // SAFETY: the caller's contract, forwarded; `key_len` readable bytes at `key`.
-        unsafe {
-            verdict_into(fence, token, out, |f, token| {
-                answer(f.check_key(bytes(key, key_len, "key")?, token), token)
-            })
-        }
+    // SAFETY: `fence` is NULL or live; `out` is NULL or writable (the caller's contract).
+    let (fence, out) = unsafe { (fence.as_ref(), Out::new(out)) };
+    with_handle_out_or_reject(fence, "fence", out, "out", |f| {
+        let token = token.to_kernel()?;
+        // SAFETY: `key_len` readable bytes (the caller's contract).
+        let key = unsafe { bytes(key, key_len, "key") }?;
+        answer(f.fence.check_key(key, token), token)
     })
 }
 
@@ -384,8 +329,8 @@ pub unsafe extern "C" fn fk_fence_check_batch(
     // verdicts are rejected out here, after it, whatever failed. Nothing out here can panic.
     boundary::infallible(FK_STATUS_PANIC, || {
         // SAFETY: `fence` is NULL or live (the caller's contract).
-        let handle = unsafe { fence.as_ref() };
-        let status = with_handle(handle, "fence", |f| {
+        let fence = unsafe { fence.as_ref() };
+        let status = with_handle(fence, "fence", |f| {
             if len > FK_BATCH_MAX {
                 return Err(Failure::new(
                     FK_STATUS_INVALID_BATCH,
@@ -461,14 +406,11 @@ pub unsafe extern "C" fn fk_fence_mark(
     resource: u32,
     out: *mut fk_token,
 ) -> fk_status {
-    // SAFETY: `fence` is NULL or live (the caller's contract).
-    let handle = unsafe { fence.as_ref() };
-    with_handle(handle, "fence", |f| {
-        let out = boundary::out(out, "out")?;
+    // SAFETY: `fence` is NULL or live; `out` is NULL or writable (the caller's contract).
+    let (fence, out) = unsafe { (fence.as_ref(), Out::new(out)) };
+    with_handle_out(fence, "fence", out, "out", |f| {
         let mark = f.fence.mark(ResourceId::from_u32(resource))?;
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe { out.write(fk_token::from_kernel(mark)) };
-        Ok(())
+        Ok(fk_token::from_kernel(mark))
     })
 }
 
@@ -485,21 +427,16 @@ pub unsafe extern "C" fn fk_fence_counters(
     resource: u32,
     out: *mut fk_counters,
 ) -> fk_status {
-    // SAFETY: `fence` is NULL or live (the caller's contract).
-    let handle = unsafe { fence.as_ref() };
-    with_handle(handle, "fence", |f| {
-        let out = boundary::out(out, "out")?;
+    // SAFETY: `fence` is NULL or live; `out` is NULL or writable (the caller's contract).
+    let (fence, out) = unsafe { (fence.as_ref(), Out::new(out)) };
+    with_handle_out(fence, "fence", out, "out", |f| {
         let c = f.fence.counters(ResourceId::from_u32(resource))?;
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe {
-            out.write(fk_counters {
-                accepted: c.accepted,
-                advanced: c.advanced,
-                stale: c.stale,
-                conflicts: c.conflicts,
-            })
-        };
-        Ok(())
+        Ok(fk_counters {
+            accepted: c.accepted,
+            advanced: c.advanced,
+            stale: c.stale,
+            conflicts: c.conflicts,
+        })
     })
 }
 
@@ -519,8 +456,8 @@ pub unsafe extern "C" fn fk_fence_set_count_accepted(
     on: bool,
 ) -> fk_status {
     // SAFETY: `fence` is NULL or live (the caller's contract).
-    let handle = unsafe { fence.as_ref() };
-    with_handle(handle, "fence", |f| {
+    let fence = unsafe { fence.as_ref() };
+    with_handle(fence, "fence", |f| {
         f.fence.set_count_accepted(on);
         Ok(())
     })
@@ -535,14 +472,9 @@ pub unsafe extern "C" fn fk_fence_set_count_accepted(
 /// `fence` is NULL or live; `out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fk_fence_len(fence: *const fk_fence, out: *mut usize) -> fk_status {
-    // SAFETY: `fence` is NULL or live (the caller's contract).
-    let handle = unsafe { fence.as_ref() };
-    with_handle(handle, "fence", |f| {
-        let out = boundary::out(out, "out")?;
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe { out.write(f.fence.len()) };
-        Ok(())
-    })
+    // SAFETY: `fence` is NULL or live; `out` is NULL or writable (the caller's contract).
+    let (fence, out) = unsafe { (fence.as_ref(), Out::new(out)) };
+    with_handle_out(fence, "fence", out, "out", |f| Ok(f.fence.len()))
 }
 
 /// Rewrites the fence's log as one snapshot of the current marks. It also runs by itself as
@@ -556,8 +488,8 @@ pub unsafe extern "C" fn fk_fence_len(fence: *const fk_fence, out: *mut usize) -
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fk_fence_compact(fence: *const fk_fence) -> fk_status {
     // SAFETY: `fence` is NULL or live (the caller's contract).
-    let handle = unsafe { fence.as_ref() };
-    with_handle(handle, "fence", |f| Ok(f.fence.compact()?))
+    let fence = unsafe { fence.as_ref() };
+    with_handle(fence, "fence", |f| Ok(f.fence.compact()?))
 }
 
 /// The answer to `fk_fence_check_write`.
@@ -592,8 +524,8 @@ pub unsafe extern "C" fn fk_fence_set_validator(
     policy: *const fk_policy,
 ) -> fk_status {
     // SAFETY: `fence` is NULL or live (the caller's contract).
-    let handle = unsafe { fence.as_ref() };
-    with_handle(handle, "fence", |f| {
+    let fence = unsafe { fence.as_ref() };
+    with_handle(fence, "fence", |f| {
         // SAFETY: NULL or live (the caller's contract).
         let validator = match unsafe { policy.as_ref() } {
             None => None,
@@ -622,8 +554,8 @@ pub unsafe extern "C" fn fk_fence_set_tie_breaker(
     policy: *const fk_policy,
 ) -> fk_status {
     // SAFETY: `fence` is NULL or live (the caller's contract).
-    let handle = unsafe { fence.as_ref() };
-    with_handle(handle, "fence", |f| {
+    let fence = unsafe { fence.as_ref() };
+    with_handle(fence, "fence", |f| {
         // SAFETY: NULL or live (the caller's contract).
         let tie_breaker = match unsafe { policy.as_ref() } {
             None => Arc::new(kernel::RejectConflicts),
@@ -654,34 +586,25 @@ pub unsafe extern "C" fn fk_fence_check_write(
     payload_len: usize,
     out: *mut fk_write_verdict,
 ) -> fk_status {
-    boundary::infallible(FK_STATUS_PANIC, || {
-        // SAFETY: `fence` is NULL or live (the caller's contract).
-        let handle = unsafe { fence.as_ref() };
-        let status = with_handle(handle, "fence", |f| {
-            let out = boundary::out(out, "out")?;
-            // SAFETY: `payload_len` readable bytes (the caller's contract).
-            let payload = unsafe { bytes(payload, payload_len, "payload") }?;
-            let token = token.to_kernel()?;
-            let answer = f
-                .fence
-                .check_write(ResourceId::from_u32(resource), token, payload)?;
-            let (accepted, rejection_code) = match &answer {
-                WriteVerdict::Accepted(_) => (1, 0),
-                WriteVerdict::Fenced(_) => (0, 0),
-                WriteVerdict::Invalid { rejection, .. } => (0, rejection.code.max(1)),
-            };
-            // SAFETY: checked non-NULL; writable (the caller's contract).
-            unsafe {
-                out.write(fk_write_verdict {
-                    fence: fk_verdict::new(answer.fence_verdict(), token),
-                    accepted,
-                    rejection_code,
-                })
-            };
-            Ok(())
-        });
-        // SAFETY: `out` is NULL or writable (the caller's contract).
-        unsafe { boundary::reject_on_failure(status, out) }
+    // SAFETY: `fence` is NULL or live; `out` is NULL or writable (the caller's contract).
+    let (fence, out) = unsafe { (fence.as_ref(), Out::new(out)) };
+    with_handle_out_or_reject(fence, "fence", out, "out", |f| {
+        // SAFETY: `payload_len` readable bytes (the caller's contract).
+        let payload = unsafe { bytes(payload, payload_len, "payload") }?;
+        let token = token.to_kernel()?;
+        let answer = f
+            .fence
+            .check_write(ResourceId::from_u32(resource), token, payload)?;
+        let (accepted, rejection_code) = match &answer {
+            WriteVerdict::Accepted(_) => (1, 0),
+            WriteVerdict::Fenced(_) => (0, 0),
+            WriteVerdict::Invalid { rejection, .. } => (0, rejection.code.max(1)),
+        };
+        Ok(fk_write_verdict {
+            fence: fk_verdict::new(answer.fence_verdict(), token),
+            accepted,
+            rejection_code,
+        })
     })
 }
 
@@ -689,6 +612,15 @@ pub unsafe extern "C" fn fk_fence_check_write(
 mod tests {
     use super::*;
     use crate::token::{FK_VERDICT_ACCEPTED, FK_VERDICT_ADVANCED, FK_VERDICT_NONE};
+
+    /// A fence open in a new temporary directory (which the first item keeps), with the
+    /// resource "jobs" registered: its id is the third item.
+    fn open_with_jobs() -> (tempfile::TempDir, *mut fk_fence, u32) {
+        let dir = tempfile::tempdir().unwrap();
+        let fence = open(dir.path());
+        let id = register(fence, b"jobs");
+        (dir, fence, id)
+    }
 
     fn open(dir: &std::path::Path) -> *mut fk_fence {
         let path = dir.to_str().expect("UTF-8 temp dir");
@@ -723,9 +655,7 @@ mod tests {
     /// one of the token that is its current mark.
     #[test]
     fn a_fence_poisoned_by_a_panic_rejects_every_later_check() {
-        let dir = tempfile::tempdir().unwrap();
-        let fence = open(dir.path());
-        let id = register(fence, b"jobs");
+        let (_dir, fence, id) = open_with_jobs();
         let mut verdict = fk_verdict::default();
         // SAFETY: a live fence and a valid out-pointer.
         let status = unsafe { fk_fence_check(fence, id, TOKEN, &mut verdict) };
@@ -768,9 +698,7 @@ mod tests {
     /// The failing call at the end proves the counter sees allocations (its message is one).
     #[test]
     fn checking_the_current_mark_allocates_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let fence = open(dir.path());
-        let id = register(fence, b"jobs");
+        let (_dir, fence, id) = open_with_jobs();
         let mut verdict = fk_verdict::default();
         // SAFETY: a live fence and a valid out-pointer (this first check advances the mark).
         let status = unsafe { fk_fence_check(fence, id, TOKEN, &mut verdict) };
@@ -810,9 +738,7 @@ mod tests {
 
     #[test]
     fn a_bad_batch_item_checks_nothing_and_leaves_only_rejections() {
-        let dir = tempfile::tempdir().unwrap();
-        let fence = open(dir.path());
-        let id = register(fence, b"jobs");
+        let (_dir, fence, id) = open_with_jobs();
         let mut items = [fk_check_item {
             resource: id,
             reserved: 0,
@@ -839,16 +765,11 @@ mod tests {
         unsafe { fk_fence_free(fence) };
     }
 
-    /// I7: a batch that fails, whatever the reason, leaves `FK_VERDICT_NONE` in every slot of
-    /// a verdict array reused from a call that accepted, so that reading the array without
-    /// the status never finds an acceptance.
     /// I7: a single check that fails writes a rejection over a verdict reused from a call
     /// that accepted, whatever failed.
     #[test]
     fn a_failed_single_check_rejects_a_reused_verdict() {
-        let dir = tempfile::tempdir().unwrap();
-        let fence = open(dir.path());
-        let id = register(fence, b"jobs");
+        let (_dir, fence, id) = open_with_jobs();
         let bad = fk_token {
             generation: 0,
             holder: 1,
@@ -911,11 +832,12 @@ mod tests {
         unsafe { fk_fence_free(fence) };
     }
 
+    /// I7: a batch that fails, whatever the reason, leaves `FK_VERDICT_NONE` in every slot of
+    /// a verdict array reused from a call that accepted, so that reading the array without
+    /// the status never finds an acceptance.
     #[test]
     fn a_failed_batch_rejects_every_slot_of_a_reused_array() {
-        let dir = tempfile::tempdir().unwrap();
-        let fence = open(dir.path());
-        let id = register(fence, b"jobs");
+        let (_dir, fence, id) = open_with_jobs();
         const N: usize = FK_BATCH_MAX + 1;
         let mut items = vec![
             fk_check_item {

@@ -2,17 +2,25 @@
 
 use std::ffi::{CString, c_char};
 use std::sync::OnceLock;
+use std::sync::atomic::AtomicBool;
 
 use kernel::wal::Wal;
 use kernel::{RecordKind, RecoveryReport};
 
-use crate::boundary::{self, Failure, without_handle};
+use crate::boundary::{self, Failure, Handle, Out, with_handle_out, without_handle_out};
 use crate::status::*;
 
 /// The records of a log, read and verified by `fk_log_inspect`. Free it with `fk_log_free`.
 pub struct fk_log {
     records: Vec<Owned>,
     report: RecoveryReport,
+    poison: AtomicBool,
+}
+
+impl Handle for fk_log {
+    fn poison(&self) -> &AtomicBool {
+        &self.poison
+    }
 }
 
 struct Owned {
@@ -81,8 +89,9 @@ pub unsafe extern "C" fn fk_log_inspect(
     dir_len: usize,
     out: *mut *mut fk_log,
 ) -> fk_status {
-    without_handle(|| {
-        let out = boundary::out(out, "out")?;
+    // SAFETY: `out` is NULL or writable (the caller's contract).
+    let out = unsafe { Out::new(out) };
+    without_handle_out(out, "out", || {
         // SAFETY: `dir_len` readable bytes (the caller's contract).
         let dir = unsafe { boundary::directory(dir, dir_len, "log") }?;
         let mut records = Vec::new();
@@ -96,9 +105,11 @@ pub unsafe extern "C" fn fk_log_inspect(
             });
             Ok(())
         })?;
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe { out.write(Box::into_raw(Box::new(fk_log { records, report }))) };
-        Ok(())
+        Ok(Box::into_raw(Box::new(fk_log {
+            records,
+            report,
+            poison: AtomicBool::new(false),
+        })))
     })
 }
 
@@ -127,25 +138,20 @@ pub unsafe extern "C" fn fk_log_get_summary(
     log: *const fk_log,
     out: *mut fk_log_summary,
 ) -> fk_status {
-    without_handle(|| {
-        // SAFETY: NULL or live (the caller's contract).
-        let log = unsafe { log.as_ref() }.ok_or_else(|| Failure::null("log"))?;
-        let out = boundary::out(out, "out")?;
+    // SAFETY: `log` is NULL or live; `out` is NULL or writable (the caller's contract).
+    let (log, out) = unsafe { (log.as_ref(), Out::new(out)) };
+    with_handle_out(log, "log", out, "out", |log| {
         let report = &log.report;
         let torn = report.torn_tail.as_ref();
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe {
-            out.write(fk_log_summary {
-                records: log.records.len() as u64,
-                segments: report.segments as u64,
-                torn_tail: u32::from(torn.is_some()),
-                reserved: 0,
-                torn_tail_offset: torn.map_or(0, |t| t.offset),
-                torn_tail_bytes: torn.map_or(0, |t| t.discarded_bytes),
-                segments_to_remove: report.removed_segments.len() as u64,
-            })
-        };
-        Ok(())
+        Ok(fk_log_summary {
+            records: log.records.len() as u64,
+            segments: report.segments as u64,
+            torn_tail: u32::from(torn.is_some()),
+            reserved: 0,
+            torn_tail_offset: torn.map_or(0, |t| t.offset),
+            torn_tail_bytes: torn.map_or(0, |t| t.discarded_bytes),
+            segments_to_remove: report.removed_segments.len() as u64,
+        })
     })
 }
 
@@ -162,10 +168,9 @@ pub unsafe extern "C" fn fk_log_get_record(
     index: usize,
     out: *mut fk_log_record,
 ) -> fk_status {
-    without_handle(|| {
-        // SAFETY: NULL or live (the caller's contract).
-        let log = unsafe { log.as_ref() }.ok_or_else(|| Failure::null("log"))?;
-        let out = boundary::out(out, "out")?;
+    // SAFETY: `log` is NULL or live; `out` is NULL or writable (the caller's contract).
+    let (log, out) = unsafe { (log.as_ref(), Out::new(out)) };
+    with_handle_out(log, "log", out, "out", |log| {
         let record = log.records.get(index).ok_or_else(|| {
             Failure::new(
                 FK_STATUS_INVALID_ARGUMENT,
@@ -175,19 +180,15 @@ pub unsafe extern "C" fn fk_log_get_record(
                 ),
             )
         })?;
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe {
-            out.write(fk_log_record {
-                kind: record.kind.into(),
-                reserved: 0,
-                generation: record.generation,
-                segment: record.segment,
-                offset: record.offset,
-                payload: record.payload.as_ptr(),
-                payload_len: record.payload.len(),
-            })
-        };
-        Ok(())
+        Ok(fk_log_record {
+            kind: record.kind.into(),
+            reserved: 0,
+            generation: record.generation,
+            segment: record.segment,
+            offset: record.offset,
+            payload: record.payload.as_ptr(),
+            payload_len: record.payload.len(),
+        })
     })
 }
 
@@ -213,4 +214,53 @@ pub extern "C" fn fk_log_kind_name(kind: u32) -> *const c_char {
             .find(|(k, _)| *k == kind)
             .map_or(c"unknown".as_ptr(), |(_, name)| name.as_ptr())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fence::{fk_fence_free, fk_fence_open};
+
+    /// I7 for every handle: a log on which a call panicked refuses every later call but
+    /// `fk_log_free`, as a fence, a node and a policy do. (Its calls once ran outside the
+    /// handle prologue and checked no poison: a panic in one was caught, then forgotten.)
+    #[test]
+    fn a_log_poisoned_by_a_panic_refuses_every_later_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().expect("UTF-8 temp dir");
+        let mut fence = std::ptr::null_mut();
+        let mut log = std::ptr::null_mut();
+        // SAFETY: a valid path and out-pointers; the fence is freed once.
+        unsafe {
+            let status = fk_fence_open(
+                path.as_ptr().cast(),
+                path.len(),
+                std::ptr::null(),
+                &mut fence,
+            );
+            assert_eq!(status, FK_STATUS_OK);
+            fk_fence_free(fence);
+            let status = fk_log_inspect(path.as_ptr().cast(), path.len(), &mut log);
+            assert_eq!(status, FK_STATUS_OK);
+        }
+        let mut summary = fk_log_summary::default();
+        // SAFETY: a live log and a writable summary.
+        let status = unsafe { fk_log_get_summary(log, &mut summary) };
+        assert_eq!(status, FK_STATUS_OK);
+
+        // SAFETY: `log` is live.
+        let handle = unsafe { log.as_ref() };
+        let status = boundary::with_handle(handle, "log", |_| panic!("planted bug"));
+        assert_eq!(status, FK_STATUS_PANIC);
+
+        // SAFETY: as above.
+        let status = unsafe { fk_log_get_summary(log, &mut summary) };
+        assert_eq!(status, FK_STATUS_POISONED);
+        let mut record = std::mem::MaybeUninit::<fk_log_record>::uninit();
+        // SAFETY: a live log and room for a record.
+        let status = unsafe { fk_log_get_record(log, 0, record.as_mut_ptr()) };
+        assert_eq!(status, FK_STATUS_POISONED);
+        // SAFETY: freed once; freeing a poisoned log is allowed.
+        unsafe { fk_log_free(log) };
+    }
 }

@@ -10,7 +10,10 @@ use kernel::time::{Clock, MonotonicClock};
 use kernel::transport::tcp::TcpTransport;
 use kernel::{Error, NodeId};
 
-use crate::boundary::{self, Failure, Handle, bytes, out, text, with_handle, without_handle};
+use crate::boundary::{
+    self, Failure, Handle, Out, bytes, text, with_handle, with_handle_out,
+    with_handle_out_or_reject, without_handle_out,
+};
 use crate::buf::fk_buf;
 use crate::node_config;
 use crate::policy::fk_policy;
@@ -197,9 +200,11 @@ pub unsafe extern "C" fn fk_node_start(
     config_len: usize,
     out: *mut *mut fk_node,
 ) -> fk_status {
-    without_handle(|| {
-        // SAFETY: forwarded from the caller's contract.
-        unsafe { start(config, config_len, None, out) }
+    // SAFETY: `out` is NULL or writable (the caller's contract).
+    let out = unsafe { Out::new(out) };
+    without_handle_out(out, "out", || {
+        // SAFETY: `config_len` readable bytes (the caller's contract).
+        unsafe { start(config, config_len, None) }
     })
 }
 
@@ -218,26 +223,26 @@ pub unsafe extern "C" fn fk_node_start_with_policy(
     tie_breaker: *const fk_policy,
     out: *mut *mut fk_node,
 ) -> fk_status {
-    without_handle(|| {
+    // SAFETY: `out` is NULL or writable (the caller's contract).
+    let out = unsafe { Out::new(out) };
+    without_handle_out(out, "out", || {
         // SAFETY: NULL or live (the caller's contract).
         let policy = unsafe { tie_breaker.as_ref() };
-        // SAFETY: forwarded from the caller's contract.
-        unsafe { start(config, config_len, policy, out) }
+        // SAFETY: `config_len` readable bytes (the caller's contract).
+        unsafe { start(config, config_len, policy) }
     })
 }
 
-/// Starts a node.
+/// Starts a node, the handle `fk_node_start` hands out.
 ///
 /// # Safety
 ///
-/// `config` points to `config_len` readable bytes; `out` is NULL or writable.
+/// `config` points to `config_len` readable bytes.
 unsafe fn start(
     config: *const c_char,
     config_len: usize,
     policy: Option<&fk_policy>,
-    out: *mut *mut fk_node,
-) -> Result<(), Failure> {
-    let out = boundary::out(out, "out")?;
+) -> Result<*mut fk_node, Failure> {
     // SAFETY: `config_len` readable bytes (the caller's contract).
     let json = unsafe { text(config, config_len, "config") }?;
     let parsed = node_config::parse(json)?;
@@ -252,16 +257,13 @@ unsafe fn start(
     let node = Node::start_with_clock(config, clock.clone(), |inbox| {
         TcpTransport::bind(tcp, inbox)
     })?;
-    let handle = Box::new(fk_node {
+    Ok(Box::into_raw(Box::new(fk_node {
         node,
         clock,
         test_hooks,
         stop_claimed: AtomicBool::new(false),
         poison: AtomicBool::new(false),
-    });
-    // SAFETY: checked non-NULL; writable (the caller's contract).
-    unsafe { out.write(Box::into_raw(handle)) };
-    Ok(())
+    })))
 }
 
 /// Stops the node: its lease ends, pending proposals fail, its threads exit. Its log stays.
@@ -276,8 +278,8 @@ unsafe fn start(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fk_node_stop(node: *const fk_node) -> fk_status {
     // SAFETY: `node` is NULL or live (the caller's contract).
-    let handle = unsafe { node.as_ref() };
-    with_handle(handle, "node", |n| {
+    let node = unsafe { node.as_ref() };
+    with_handle(node, "node", |n| {
         if let Some(cause) = n.node.failure() {
             // Reaps the failed node's thread; the caller still hears why it ended.
             n.node.stop();
@@ -329,33 +331,22 @@ pub unsafe extern "C" fn fk_node_leadership(
     node: *const fk_node,
     out: *mut fk_leadership,
 ) -> fk_status {
-    boundary::infallible(FK_STATUS_PANIC, || {
-        // SAFETY: `node` is NULL or live (the caller's contract).
-        let handle = unsafe { node.as_ref() };
-        let status = with_handle(handle, "node", |n| {
-            let out = boundary::out(out, "out")?;
-            let Some(leadership) = n.node.leadership() else {
-                if let Some(cause) = n.node.failure() {
-                    return Err(Error::Failed(cause).into());
-                }
-                let hint = n.node.status().ok().and_then(|s| s.leader).map(NodeId::get);
-                return Err(Error::NotLeader { hint }.into());
-            };
-            let now = n.clock.now();
-            // SAFETY: checked non-NULL; writable (the caller's contract).
-            unsafe {
-                out.write(fk_leadership {
-                    token: fk_token::from_kernel(Some(leadership.token)),
-                    lease_deadline_ns: leadership.lease_deadline.as_nanos(),
-                    lease_remaining_ns: nanos(
-                        leadership.lease_deadline.saturating_duration_since(now),
-                    ),
-                })
-            };
-            Ok(())
-        });
-        // SAFETY: `out` is NULL or writable (the caller's contract).
-        unsafe { boundary::reject_on_failure(status, out) }
+    // SAFETY: `node` is NULL or live; `out` is NULL or writable (the caller's contract).
+    let (node, out) = unsafe { (node.as_ref(), Out::new(out)) };
+    with_handle_out_or_reject(node, "node", out, "out", |n| {
+        let Some(leadership) = n.node.leadership() else {
+            if let Some(cause) = n.node.failure() {
+                return Err(Error::Failed(cause).into());
+            }
+            let hint = n.node.status().ok().and_then(|s| s.leader).map(NodeId::get);
+            return Err(Error::NotLeader { hint }.into());
+        };
+        let now = n.clock.now();
+        Ok(fk_leadership {
+            token: fk_token::from_kernel(Some(leadership.token)),
+            lease_deadline_ns: leadership.lease_deadline.as_nanos(),
+            lease_remaining_ns: nanos(leadership.lease_deadline.saturating_duration_since(now)),
+        })
     })
 }
 
@@ -369,14 +360,9 @@ pub unsafe extern "C" fn fk_node_leadership(
 /// `node` is NULL or live; `out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fk_node_now_ns(node: *const fk_node, out: *mut u64) -> fk_status {
-    // SAFETY: `node` is NULL or live (the caller's contract).
-    let handle = unsafe { node.as_ref() };
-    with_handle(handle, "node", |n| {
-        let out = boundary::out(out, "out")?;
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe { out.write(n.clock.now().as_nanos()) };
-        Ok(())
-    })
+    // SAFETY: `node` is NULL or live; `out` is NULL or writable (the caller's contract).
+    let (node, out) = unsafe { (node.as_ref(), Out::new(out)) };
+    with_handle_out(node, "node", out, "out", |n| Ok(n.clock.now().as_nanos()))
 }
 
 /// Waits up to `timeout_ms` (0: do not wait) for the next event and writes it to `*out`.
@@ -395,18 +381,11 @@ pub unsafe extern "C" fn fk_node_next_event(
     timeout_ms: u32,
     out: *mut fk_event,
 ) -> fk_status {
-    boundary::infallible(FK_STATUS_PANIC, || {
-        // SAFETY: `node` is NULL or live (the caller's contract).
-        let handle = unsafe { node.as_ref() };
-        let status = with_handle(handle, "node", |n| {
-            let out = boundary::out(out, "out")?;
-            let next = receive(&n.node, n.node.events(), timeout_ms, "waiting for an event")?;
-            // SAFETY: checked non-NULL; writable (the caller's contract).
-            unsafe { out.write(event(next)) };
-            Ok(())
-        });
-        // SAFETY: `out` is NULL or writable (the caller's contract).
-        unsafe { boundary::reject_on_failure(status, out) }
+    // SAFETY: `node` is NULL or live; `out` is NULL or writable (the caller's contract).
+    let (node, out) = unsafe { (node.as_ref(), Out::new(out)) };
+    with_handle_out_or_reject(node, "node", out, "out", |n| {
+        let next = receive(&n.node, n.node.events(), timeout_ms, "waiting for an event")?;
+        Ok(event(next))
     })
 }
 
@@ -424,10 +403,9 @@ pub unsafe extern "C" fn fk_node_next_applied(
     timeout_ms: u32,
     out: *mut fk_applied,
 ) -> fk_status {
-    // SAFETY: `node` is NULL or live (the caller's contract).
-    let handle = unsafe { node.as_ref() };
-    with_handle(handle, "node", |n| {
-        let out = boundary::out(out, "out")?;
+    // SAFETY: `node` is NULL or live; `out` is NULL or writable (the caller's contract).
+    let (node, out) = unsafe { (node.as_ref(), Out::new(out)) };
+    with_handle_out(node, "node", out, "out", |n| {
         let item = receive(
             &n.node,
             n.node.applied(),
@@ -438,17 +416,13 @@ pub unsafe extern "C" fn fk_node_next_applied(
             Applied::Entry { index, term, data } => (FK_APPLIED_ENTRY, index, term, data),
             Applied::Snapshot { index, term, data } => (FK_APPLIED_SNAPSHOT, index, term, data),
         };
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe {
-            out.write(fk_applied {
-                kind,
-                reserved: 0,
-                index,
-                term,
-                data: fk_buf::new(data),
-            })
-        };
-        Ok(())
+        Ok(fk_applied {
+            kind,
+            reserved: 0,
+            index,
+            term,
+            data: fk_buf::new(data),
+        })
     })
 }
 
@@ -470,17 +444,14 @@ pub unsafe extern "C" fn fk_node_propose(
     timeout_ms: u32,
     out_index: *mut u64,
 ) -> fk_status {
-    // SAFETY: `node` is NULL or live (the caller's contract).
-    let handle = unsafe { node.as_ref() };
-    with_handle(handle, "node", |n| {
-        let out = out(out_index, "out_index")?;
+    // SAFETY: `node` is NULL or live; `out_index` is NULL or writable (the caller's
+    // contract).
+    let (node, out_index) = unsafe { (node.as_ref(), Out::new(out_index)) };
+    with_handle_out(node, "node", out_index, "out_index", |n| {
         // SAFETY: `len` readable bytes (the caller's contract).
         let data = unsafe { bytes(data, len, "data") }?;
         let ticket = n.node.propose(data.to_vec())?;
-        let index = ticket.wait(Duration::from_millis(timeout_ms.into()))?;
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe { out.write(index) };
-        Ok(())
+        Ok(ticket.wait(Duration::from_millis(timeout_ms.into()))?)
     })
 }
 
@@ -508,10 +479,10 @@ pub unsafe extern "C" fn fk_node_propose_batch(
     timeout_ms: u32,
     out_first_index: *mut u64,
 ) -> fk_status {
-    // SAFETY: `node` is NULL or live (the caller's contract).
-    let handle = unsafe { node.as_ref() };
-    with_handle(handle, "node", |n| {
-        let out = out(out_first_index, "out_first_index")?;
+    // SAFETY: `node` is NULL or live; `out_first_index` is NULL or writable (the caller's
+    // contract).
+    let (node, out_first_index) = unsafe { (node.as_ref(), Out::new(out_first_index)) };
+    with_handle_out(node, "node", out_first_index, "out_first_index", |n| {
         if count > kernel::node::PROPOSE_BATCH_MAX {
             return Err(Error::InvalidBatch(format!(
                 "{count} proposals; a batch holds 1 to {}",
@@ -548,10 +519,7 @@ pub unsafe extern "C" fn fk_node_propose_batch(
             let index = ticket.wait(left)?;
             first.get_or_insert(index);
         }
-        let first = first.expect("a batch holds at least one item");
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe { out.write(first) };
-        Ok(())
+        Ok(first.expect("a batch holds at least one item"))
     })
 }
 
@@ -570,8 +538,8 @@ pub unsafe extern "C" fn fk_node_propose_batch(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fk_node_transfer(node: *const fk_node, to: u64) -> fk_status {
     // SAFETY: `node` is NULL or live (the caller's contract).
-    let handle = unsafe { node.as_ref() };
-    with_handle(handle, "node", |n| {
+    let node = unsafe { node.as_ref() };
+    with_handle(node, "node", |n| {
         let to = NodeId::new(to)?;
         Ok(n.node.transfer_leadership(to)?)
     })
@@ -591,14 +559,11 @@ pub unsafe extern "C" fn fk_node_step_down(
     node: *const fk_node,
     out_successor: *mut u64,
 ) -> fk_status {
-    // SAFETY: `node` is NULL or live (the caller's contract).
-    let handle = unsafe { node.as_ref() };
-    with_handle(handle, "node", |n| {
-        let out = out(out_successor, "out_successor")?;
-        let successor = n.node.step_down()?;
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe { out.write(successor.get()) };
-        Ok(())
+    // SAFETY: `node` is NULL or live; `out_successor` is NULL or writable (the caller's
+    // contract).
+    let (node, out_successor) = unsafe { (node.as_ref(), Out::new(out_successor)) };
+    with_handle_out(node, "node", out_successor, "out_successor", |n| {
+        Ok(n.node.step_down()?.get())
     })
 }
 
@@ -617,8 +582,8 @@ pub unsafe extern "C" fn fk_node_compact(
     len: usize,
 ) -> fk_status {
     // SAFETY: `node` is NULL or live (the caller's contract).
-    let handle = unsafe { node.as_ref() };
-    with_handle(handle, "node", |n| {
+    let node = unsafe { node.as_ref() };
+    with_handle(node, "node", |n| {
         // SAFETY: `len` readable bytes (the caller's contract).
         let data = unsafe { bytes(data, len, "data") }?;
         Ok(n.node.compact(index, data.to_vec())?)
@@ -639,14 +604,10 @@ pub unsafe extern "C" fn fk_node_compact(
 /// `node` is NULL or live; `out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fk_node_status_json(node: *const fk_node, out: *mut fk_buf) -> fk_status {
-    // SAFETY: `node` is NULL or live (the caller's contract).
-    let handle = unsafe { node.as_ref() };
-    with_handle(handle, "node", |n| {
-        let out = boundary::out(out, "out")?;
-        let status = n.node.status()?;
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe { out.write(fk_buf::new(status.to_json().into_bytes())) };
-        Ok(())
+    // SAFETY: `node` is NULL or live; `out` is NULL or writable (the caller's contract).
+    let (node, out) = unsafe { (node.as_ref(), Out::new(out)) };
+    with_handle_out(node, "node", out, "out", |n| {
+        Ok(fk_buf::new(n.node.status()?.to_json().into_bytes()))
     })
 }
 
@@ -664,8 +625,8 @@ pub unsafe extern "C" fn fk_node_status_json(node: *const fk_node, out: *mut fk_
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fk_node_panic_for_testing(node: *const fk_node) -> fk_status {
     // SAFETY: `node` is NULL or live (the caller's contract).
-    let handle = unsafe { node.as_ref() };
-    with_handle(handle, "node", |n| {
+    let node = unsafe { node.as_ref() };
+    with_handle(node, "node", |n| {
         if !n.test_hooks {
             return Err(Failure::new(
                 FK_STATUS_INVALID_ARGUMENT,

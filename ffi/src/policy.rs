@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 
 use kernel::{TieBreaker, WriteValidator};
 
-use crate::boundary::{self, Failure, Handle, bytes, without_handle};
+use crate::boundary::{self, Failure, Handle, Out, bytes, without_handle_out};
 use crate::status::*;
 
 // The WebAssembly host (wasmtime) is the `plugins` feature, on by default. Without it the
@@ -86,13 +86,9 @@ pub struct fk_policy_limits {
 /// `out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn fk_policy_limits_default(out: *mut fk_policy_limits) -> fk_status {
-    without_handle(|| {
-        let out = boundary::out(out, "out")?;
-        let limits = host::limits_default()?;
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe { out.write(limits) };
-        Ok(())
-    })
+    // SAFETY: `out` is NULL or writable (the caller's contract).
+    let out = unsafe { Out::new(out) };
+    without_handle_out(out, "out", host::limits_default)
 }
 
 /// Loads a policy plugin from `len` bytes of a `.wasm` module (or WAT text) as `kind`, under
@@ -115,8 +111,9 @@ pub unsafe extern "C" fn fk_policy_load_wasm(
     limits: *const fk_policy_limits,
     out: *mut *mut fk_policy,
 ) -> fk_status {
-    without_handle(|| {
-        let out = boundary::out(out, "out")?;
+    // SAFETY: `out` is NULL or writable (the caller's contract).
+    let out = unsafe { Out::new(out) };
+    without_handle_out(out, "out", || {
         // SAFETY: `len` readable bytes (the caller's contract).
         let module = unsafe { bytes(module, len, "module") }?;
         if module.is_empty() {
@@ -134,14 +131,11 @@ pub unsafe extern "C" fn fk_policy_load_wasm(
         // SAFETY: NULL or readable (the caller's contract).
         let limits = unsafe { limits.as_ref() };
         let (plugin, validator) = host::load(kind, module, limits)?;
-        let policy = fk_policy {
+        Ok(Box::into_raw(Box::new(fk_policy {
             plugin,
             validator,
             poison: AtomicBool::new(false),
-        };
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe { out.write(Box::into_raw(Box::new(policy))) };
-        Ok(())
+        })))
     })
 }
 

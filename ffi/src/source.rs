@@ -11,9 +11,12 @@ use std::ffi::c_char;
 use kernel::limits::SOURCE_NAME_MAX;
 use kernel::{ResourceId, Source, SourceId, Token};
 
-use crate::boundary::{self, Failure, bytes, text, with_handle, without_handle};
+use crate::boundary::{
+    Failure, Out, bytes, text, with_handle, with_handle_out, with_handle_out_or_reject,
+    without_handle, without_handle_out,
+};
 use crate::buf::fk_buf;
-use crate::fence::{answer, fk_fence, verdict_into};
+use crate::fence::{answer, fk_fence};
 use crate::status::*;
 use crate::token::{fk_token, fk_verdict};
 
@@ -72,16 +75,12 @@ pub unsafe extern "C" fn fk_fence_source_id(
     name_len: usize,
     out: *mut u32,
 ) -> fk_status {
-    // SAFETY: `fence` is NULL or live (the caller's contract).
-    let handle = unsafe { fence.as_ref() };
-    with_handle(handle, "fence", |f| {
-        let out = boundary::out(out, "out")?;
+    // SAFETY: `fence` is NULL or live; `out` is NULL or writable (the caller's contract).
+    let (fence, out) = unsafe { (fence.as_ref(), Out::new(out)) };
+    with_handle_out(fence, "fence", out, "out", |f| {
         // SAFETY: `name_len` readable bytes (the caller's contract).
         let source = unsafe { source_arg(name, name_len, "name") }?;
-        let id = f.fence.source_id(&source)?;
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe { out.write(id.as_u32()) };
-        Ok(())
+        Ok(f.fence.source_id(&source)?.as_u32())
     })
 }
 
@@ -104,15 +103,12 @@ pub unsafe extern "C" fn fk_fence_check_from(
     token: fk_token,
     out: *mut fk_verdict,
 ) -> fk_status {
-    boundary::infallible(FK_STATUS_PANIC, || {
-        // SAFETY: the caller's contract, forwarded.
-        unsafe {
-            verdict_into(fence, token, out, |f, token| {
-                let (resource, source) =
-                    (ResourceId::from_u32(resource), SourceId::from_u32(source));
-                answer(f.check_from(resource, source, token), token)
-            })
-        }
+    // SAFETY: `fence` is NULL or live; `out` is NULL or writable (the caller's contract).
+    let (fence, out) = unsafe { (fence.as_ref(), Out::new(out)) };
+    with_handle_out_or_reject(fence, "fence", out, "out", |f| {
+        let token = token.to_kernel()?;
+        let (resource, source) = (ResourceId::from_u32(resource), SourceId::from_u32(source));
+        answer(f.fence.check_from(resource, source, token), token)
     })
 }
 
@@ -131,15 +127,12 @@ pub unsafe extern "C" fn fk_fence_bound_source(
     resource: u32,
     out: *mut fk_buf,
 ) -> fk_status {
-    // SAFETY: `fence` is NULL or live (the caller's contract).
-    let handle = unsafe { fence.as_ref() };
-    with_handle(handle, "fence", |f| {
-        let out = boundary::out(out, "out")?;
+    // SAFETY: `fence` is NULL or live; `out` is NULL or writable (the caller's contract).
+    let (fence, out) = unsafe { (fence.as_ref(), Out::new(out)) };
+    with_handle_out(fence, "fence", out, "out", |f| {
         let bound = f.fence.bound_source(ResourceId::from_u32(resource))?;
         let name = bound.map_or(Vec::new(), |s| s.as_str().as_bytes().to_vec());
-        // SAFETY: checked non-NULL; writable (the caller's contract).
-        unsafe { out.write(fk_buf::new(name)) };
-        Ok(())
+        Ok(fk_buf::new(name))
     })
 }
 
@@ -176,8 +169,8 @@ pub unsafe extern "C" fn fk_fence_rebase(
     out_cleared: *mut fk_token,
 ) -> fk_status {
     // SAFETY: `fence` is NULL or live (the caller's contract).
-    let handle = unsafe { fence.as_ref() };
-    with_handle(handle, "fence", |f| {
+    let fence = unsafe { fence.as_ref() };
+    with_handle(fence, "fence", |f| {
         // SAFETY: the lengths' readable bytes (the caller's contract).
         let (key, to, by) = unsafe {
             (
@@ -187,21 +180,18 @@ pub unsafe extern "C" fn fk_fence_rebase(
             )
         };
         let rebase = f.fence.rebase(key, &to, by)?;
-        if !out_cleared.is_null() {
-            // SAFETY: non-NULL; writable (the caller's contract).
-            unsafe { out_cleared.write(fk_token::from_kernel(rebase.cleared_mark)) };
+        // SAFETY: `out_cleared` is NULL (not wanted) or writable (the caller's contract).
+        if let Some(out) = unsafe { Out::new(out_cleared) } {
+            out.write(fk_token::from_kernel(rebase.cleared_mark));
         }
         Ok(())
     })
 }
 
-/// Writes a mapped token to `*out`; a token the mapping refused is `FK_STATUS_INVALID_TOKEN`.
-fn write_mapped(out: *mut fk_token, token: Result<Token, kernel::Error>) -> Result<(), Failure> {
-    let out = boundary::out(out, "out")?;
-    let token = token?;
-    // SAFETY: checked non-NULL; writable (the caller's contract).
-    unsafe { out.write(fk_token::from_kernel(Some(token))) };
-    Ok(())
+/// A token another coordinator's numbers map to; one the mapping refused is
+/// `FK_STATUS_INVALID_TOKEN`.
+fn mapped(token: Result<Token, kernel::Error>) -> Result<fk_token, Failure> {
+    Ok(fk_token::from_kernel(Some(token?)))
 }
 
 /// The token of an etcd election's leader or mutex's owner: its key's create revision
@@ -219,7 +209,11 @@ pub unsafe extern "C" fn fk_token_from_etcd(
     lease_id: i64,
     out: *mut fk_token,
 ) -> fk_status {
-    without_handle(|| write_mapped(out, Token::from_etcd(create_revision, lease_id)))
+    // SAFETY: `out` is NULL or writable (the caller's contract).
+    let out = unsafe { Out::new(out) };
+    without_handle_out(out, "out", || {
+        mapped(Token::from_etcd(create_revision, lease_id))
+    })
 }
 
 /// The token of a ZooKeeper election's leader or lock's owner: the winning znode's `czxid` and
@@ -236,7 +230,11 @@ pub unsafe extern "C" fn fk_token_from_zookeeper(
     ephemeral_owner: i64,
     out: *mut fk_token,
 ) -> fk_status {
-    without_handle(|| write_mapped(out, Token::from_zookeeper(czxid, ephemeral_owner)))
+    // SAFETY: `out` is NULL or writable (the caller's contract).
+    let out = unsafe { Out::new(out) };
+    without_handle_out(out, "out", || {
+        mapped(Token::from_zookeeper(czxid, ephemeral_owner))
+    })
 }
 
 /// The token of a Kubernetes Lease's holder: `spec.leaseTransitions` + 1 and the 64-bit
@@ -255,12 +253,11 @@ pub unsafe extern "C" fn fk_token_from_kubernetes_lease(
     identity_len: usize,
     out: *mut fk_token,
 ) -> fk_status {
-    without_handle(|| {
+    // SAFETY: `out` is NULL or writable (the caller's contract).
+    let out = unsafe { Out::new(out) };
+    without_handle_out(out, "out", || {
         // SAFETY: `identity_len` readable bytes (the caller's contract).
         let identity = unsafe { text(identity, identity_len, "identity") }?;
-        write_mapped(
-            out,
-            Token::from_kubernetes_lease(lease_transitions, identity),
-        )
+        mapped(Token::from_kubernetes_lease(lease_transitions, identity))
     })
 }

@@ -76,8 +76,10 @@ fn exports(source: &str) -> Vec<(String, String)> {
     found
 }
 
-/// True when the body's first statement enters the boundary: a boundary call, or the handle's
-/// NULL-checked borrow followed by `with_handle`.
+/// True when the body's first statement enters the boundary: one of the prologues of
+/// `boundary.rs` (or `boundary::free` in an `unsafe` block), or, before it, only the borrow of
+/// the pointer arguments the prologue takes (`let (fence, out) = unsafe { (fence.as_ref(),
+/// Out::new(out)) };`).
 fn is_guarded(body: &str) -> bool {
     let code: Vec<&str> = body[1..]
         .lines()
@@ -85,10 +87,13 @@ fn is_guarded(body: &str) -> bool {
         .filter(|l| !l.is_empty() && !l.starts_with("//"))
         .collect();
     let enters = |line: &str| {
+        let line = line.strip_prefix("boundary::").unwrap_or(line);
         [
             "with_handle(",
+            "with_handle_out(",
+            "with_handle_out_or_reject(",
             "without_handle(",
-            "boundary::infallible(",
+            "without_handle_out(",
             "infallible(",
         ]
         .iter()
@@ -97,11 +102,38 @@ fn is_guarded(body: &str) -> bool {
     match code.as_slice() {
         [first, ..] if enters(first) => true,
         [first, ..] if first.starts_with("unsafe { boundary::free(") => true,
-        [first, second, ..] => {
-            first.starts_with("let handle = unsafe {") && second.starts_with("with_handle(handle,")
+        [first, ..] if first.starts_with("let ") => {
+            // The borrow may span lines: it ends at the first `;`.
+            let Some(end) = code.iter().position(|l| l.ends_with(';')) else {
+                return false;
+            };
+            is_borrow(&code[..=end].join(" ")) && code.get(end + 1).is_some_and(|l| enters(l))
         }
         _ => false,
     }
+}
+
+/// True for `let <names> = unsafe { <items> };` where every item is `<name>.as_ref()` or
+/// `Out::new(<name>)`: the pointer arguments borrowed, nothing else done.
+fn is_borrow(statement: &str) -> bool {
+    let Some((_, value)) = statement.split_once(" = unsafe { ") else {
+        return false;
+    };
+    let Some(items) = value.strip_suffix(" };") else {
+        return false;
+    };
+    let items = items
+        .strip_prefix('(')
+        .and_then(|i| i.strip_suffix(')'))
+        .unwrap_or(items);
+    let name = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    items.split(',').map(str::trim).all(|item| {
+        item.strip_suffix(".as_ref()").is_some_and(name)
+            || item
+                .strip_prefix("Out::new(")
+                .and_then(|i| i.strip_suffix(')'))
+                .is_some_and(name)
+    })
 }
 
 /// Every `.rs` file under `dir`, subdirectories included.
@@ -144,5 +176,15 @@ fn the_scan_catches_an_unguarded_export() {
     assert!(!is_guarded(&found[0].1));
     assert!(is_guarded(
         "{\n    // why\n    without_handle(|| Ok(()))\n}"
+    ));
+    assert!(is_guarded(
+        "{\n    // SAFETY: why\n    let (f, out) = unsafe { (f.as_ref(), Out::new(out)) };\n    with_handle_out(f, \"f\", out, \"out\", |_| Ok(1))\n}"
+    ));
+    // A borrow that does anything else first has left the boundary.
+    assert!(!is_guarded(
+        "{\n    let f = unsafe { f.as_ref().unwrap() };\n    with_handle(Some(f), \"f\", |_| Ok(()))\n}"
+    ));
+    assert!(!is_guarded(
+        "{\n    let f = unsafe { f.as_ref() };\n    let x = 1;\n    with_handle(f, \"f\", |_| Ok(()))\n}"
     ));
 }
