@@ -1,8 +1,10 @@
 //! The plumbing every export goes through: the panic boundary, the thread's last error, and
 //! the checks that turn C pointers into Rust references.
 //!
-//! Every export's first statement is one of the prologues below. Each does, in this one place,
-//! what every export would otherwise write again: take the handle (NULL is
+//! Every export begins with one of the prologues below, after at most borrowing its pointer
+//! arguments (`let (fence, out) = unsafe { (fence.as_ref(), Out::new(out)) };`; `tests/abi.rs`
+//! checks every export for it). Each does, in this one place, what every export would
+//! otherwise write again: take the handle (NULL is
 //! `FK_STATUS_NULL_ARGUMENT` naming it, a poisoned one `FK_STATUS_POISONED`), check the
 //! out-pointer, run the body inside the panic boundary, record a failure's message for
 //! `fk_last_error_message` and return the status.
@@ -16,16 +18,17 @@
 //! | [`without_handle_out`]         | no     | the body's answer, only on success            |
 //! | [`infallible`]                 | no     | a value returned, not a status                |
 //!
-//! The checks come in one order, so the status of a call with several bad arguments does not
-//! depend on the export: the handle, then the out-pointer, then the body's own inputs.
+//! Every prologue checks in one order, so the status of a call with several bad arguments does
+//! not depend on the export: the handle, then the out-pointer, then (in the body) the inputs.
 //!
 //! A panic never crosses into C (unwinding into a C frame is undefined behaviour): it is caught
 //! here and becomes `FK_STATUS_PANIC`, and the handle the call was made on is *poisoned*. A
 //! poisoned handle refuses every later call with `FK_STATUS_POISONED`, so a fence whose state
 //! a bug may have left half-changed never accepts another write (I7: fail closed).
 //!
-//! Out-pointers are written only through [`Out`], whose one `unsafe` write is justified once,
-//! where an `Out` is made: the body of an export never writes through a raw pointer.
+//! An out-pointer is written through [`Out`], whose one `unsafe` write is argued once, from the
+//! contract of [`Out::new`]; only `fk_fence_check_batch`'s array of verdicts is written by
+//! index.
 
 use std::any::Any;
 use std::ffi::c_char;
