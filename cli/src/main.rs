@@ -19,6 +19,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// The simulator's planted bugs (core/src/planted.rs) exist only in its own build of the kernel
+// (sim/kernel/): a `fencekit` binary that had them, whatever the cargo command, would not
+// compile.
+const _: () = assert!(
+    !fencekit::PLANTED_COMPILED_IN,
+    "the fencekit binary must not contain the simulator's planted bugs"
+);
+
 /// fencekit: split-brain prevention. Leaders elected with terms, leases that end before a
 /// successor exists, and fencing tokens checked by the storage.
 #[derive(Parser, Debug)]

@@ -166,9 +166,11 @@
 //! - `dev-certs`: development certificates, `transport::tcp::dev_certs`: a CA and node
 //!   certificates for a test group, samples and demos (pulls in `rcgen`). Production groups
 //!   use their own PKI with the same identity URIs ([`transport::tcp::tls`]).
-//! - `planted-bugs`: **test-only, not part of the API.** It lets fencekit's own simulator
-//!   switch on deliberate bugs, one thread at a time, to prove that its checkers catch them.
-//!   Never enable it in a build that serves anything.
+//!
+//! The deliberate bugs with which fencekit's own simulator proves that its checkers catch what
+//! they claim are not a feature: they exist only in the simulator's separate build of these
+//! sources (`sim/kernel/`), never in this crate, whatever the cargo command
+//! ([`PLANTED_COMPILED_IN`]).
 
 pub mod coordinators;
 pub mod detect;
@@ -180,8 +182,11 @@ pub mod inspect;
 pub mod lease;
 pub mod limits;
 pub mod node;
+#[cfg(fencekit_planted)]
 #[doc(hidden)]
 pub mod planted;
+#[cfg(not(fencekit_planted))]
+mod planted;
 pub mod policy;
 pub mod raft_storage;
 pub mod source;
@@ -191,6 +196,11 @@ pub mod transport;
 pub mod wal;
 
 pub use error::Error;
+
+/// Whether this build of the kernel contains the simulator's planted bugs: `false` in the
+/// `fencekit` package whatever features are on; `true` only in the simulator's own build of
+/// these sources (`sim/kernel/`, package `fencekit-planted`). The shipped crates assert it.
+pub const PLANTED_COMPILED_IN: bool = cfg!(fencekit_planted);
 pub use fence::{
     Counters, Fence, FenceOptions, Rebase, ResourceId, SourceId, Verdict, WriteVerdict,
 };

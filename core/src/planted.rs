@@ -1,11 +1,23 @@
 //! Bugs planted on purpose, to show that the simulator catches each one.
 //!
-//! A bug can be switched on only when the crate is built with the `planted-bugs` feature,
-//! which only the simulator (`sim/`) enables, and then only for the calling thread, so tests
-//! running in parallel do not see each other's bugs. Without the feature every check below is
-//! a constant `false` and compiles away.
+//! A bug can be switched on only in the simulator's own build of this crate: the package
+//! `fencekit-planted` (`sim/kernel/`) compiles these same sources with the cfg
+//! `fencekit_planted`, which its build script sets for that crate alone. A cargo feature would
+//! not do: cargo unifies features, so `cargo build --workspace` would compile the planted code
+//! into the shipped binaries. In the `fencekit` package this module is private, holds no
+//! switch, and every check below is a constant `false` that compiles away. Even where it is
+//! compiled in, a bug is switched on only for the calling thread, so tests running in parallel
+//! do not see each other's bugs.
 
 /// A bug that can be planted.
+#[cfg_attr(
+    not(fencekit_planted),
+    allow(
+        dead_code,
+        unreachable_pub,
+        reason = "a private module here, named only by checks that are constant false"
+    )
+)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum PlantedBug {
     /// The node reports leadership after its lease has run out: it acts without checking the
@@ -21,6 +33,7 @@ pub enum PlantedBug {
 
 impl PlantedBug {
     /// Every bug, for tools that list them.
+    #[cfg(fencekit_planted)]
     pub const ALL: [PlantedBug; 3] = [
         PlantedBug::LeaseIgnored,
         PlantedBug::FenceAckBeforeDurable,
@@ -28,6 +41,7 @@ impl PlantedBug {
     ];
 
     /// The bug's name on a command line.
+    #[cfg(fencekit_planted)]
     pub fn name(self) -> &'static str {
         match self {
             PlantedBug::LeaseIgnored => "lease-ignored",
@@ -37,25 +51,25 @@ impl PlantedBug {
     }
 }
 
-#[cfg(feature = "planted-bugs")]
+#[cfg(fencekit_planted)]
 thread_local! {
     static PLANTED: std::cell::Cell<Option<PlantedBug>> = const { std::cell::Cell::new(None) };
 }
 
 /// Plants `bug` (or none) for the calling thread.
-#[cfg(feature = "planted-bugs")]
+#[cfg(fencekit_planted)]
 pub fn plant(bug: Option<PlantedBug>) {
     PLANTED.with(|p| p.set(bug));
 }
 
 /// Whether `bug` is planted on this thread.
-#[cfg(feature = "planted-bugs")]
+#[cfg(fencekit_planted)]
 pub(crate) fn active(bug: PlantedBug) -> bool {
     PLANTED.with(|p| p.get() == Some(bug))
 }
 
-/// Whether `bug` is planted on this thread: never, without the `planted-bugs` feature.
-#[cfg(not(feature = "planted-bugs"))]
+/// Whether `bug` is planted on this thread: never, outside the simulator's build.
+#[cfg(not(fencekit_planted))]
 pub(crate) const fn active(_bug: PlantedBug) -> bool {
     false
 }

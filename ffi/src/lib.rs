@@ -12,6 +12,13 @@
     reason = "the C names of the types are the Rust names, so that cbindgen needs no renaming"
 )]
 
+// The simulator's planted bugs (core/src/planted.rs) exist only in its own build of the kernel
+// (sim/kernel/): a libfencekit that had them, whatever the cargo command, would not compile.
+const _: () = assert!(
+    !kernel::PLANTED_COMPILED_IN,
+    "libfencekit must not contain the simulator's planted bugs"
+);
+
 #[cfg(test)]
 mod alloc_count;
 mod boundary;

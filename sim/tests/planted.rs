@@ -1,6 +1,6 @@
-//! The simulator must be able to fail: each bug planted in the kernel (behind the test-only
-//! `planted-bugs` feature) is caught by the swarm within a bounded number of seeds, and by
-//! the invariant it breaks. The same seeds pass without the bug.
+//! The simulator must be able to fail: each bug planted in the kernel (compiled only into the
+//! simulator's own build of it, `sim/kernel/`) is caught by the swarm within a bounded number
+//! of seeds, and by the invariant it breaks. The same seeds pass without the bug.
 
 use std::time::Duration;
 
