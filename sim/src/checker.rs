@@ -59,6 +59,8 @@ pub struct Checker {
     pub refused: u64,
     /// Elections seen (distinct terms with a leader).
     pub elections: u64,
+    /// Messages a test forged and stepped into each node: the only ones it may refuse (I8).
+    forged: BTreeMap<u64, u64>,
 }
 
 impl Checker {
@@ -198,8 +200,11 @@ impl Checker {
         let mut holding: Option<(u64, Token)> = None;
         for &(node, replica, now) in nodes {
             // Every peer here is honest (however the network and the disks treat them): the
-            // step boundary refuses only what no honest member sends (I8).
-            if let (refused @ 1.., last) = replica.refusals() {
+            // step boundary refuses only what no honest member sends (I8), and what a test
+            // forged.
+            let forged = self.forged.get(&node).copied().unwrap_or(0);
+            let (refused, last) = replica.refusals();
+            if refused > forged {
                 self.fail(
                     "I8",
                     format!(
@@ -313,6 +318,12 @@ impl Checker {
     /// Whether job `job` completed.
     pub fn job_done(&self, job: u64) -> bool {
         self.completions.contains_key(&job)
+    }
+
+    /// A test forged a message no honest member sends and stepped it into `node`: the node
+    /// may refuse it (I8).
+    pub fn on_forged(&mut self, node: u64) {
+        *self.forged.entry(node).or_insert(0) += 1;
     }
 
     /// A liveness failure found by the run.

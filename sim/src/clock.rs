@@ -41,6 +41,16 @@ impl SimClock {
         Instant::from_nanos((self.raw(global) as u64).max(self.floor))
     }
 
+    /// The global time (ns, rounded up) at which this clock, running at its current rate,
+    /// reads `local`; `u64::MAX` for a stopped clock.
+    pub fn global_at(&self, local: Instant) -> u64 {
+        if self.rate <= 0.0 {
+            return u64::MAX;
+        }
+        let ahead = (local.as_nanos() as f64 - self.anchor_local) / self.rate;
+        (self.anchor_global as f64 + ahead).max(0.0).ceil() as u64
+    }
+
     /// The current rate (local seconds per global second).
     pub fn rate(&self) -> f64 {
         self.rate

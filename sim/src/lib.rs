@@ -4,6 +4,7 @@
 //!
 //! - [`simulation::Simulation`]: the world (nodes on simulated disks and clocks, the network,
 //!   the fenced store, each node's application), stepped one simulated millisecond at a time;
+//!   the node's own tests (`tests/node/`) drive it by hand, without the application;
 //! - [`nemesis::Nemesis`] injects the faults a [`faults::FaultPlan`] draws per seed (swarm
 //!   testing);
 //! - [`checker::Checker`] holds the invariants;
