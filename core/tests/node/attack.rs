@@ -29,8 +29,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
 
-use crate::harness::{id, message};
 use crate::tcp::{CLUSTER, TcpGroup, count, wait_until};
+use crate::{id, message};
 
 /// What must hold after every attack.
 fn assert_group_intact(group: &TcpGroup, what: &str) {

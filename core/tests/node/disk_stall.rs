@@ -16,7 +16,7 @@ use fencekit::node::{Event, LostReason, Node, NodeConfig, Role};
 use fencekit::transport::Inbox;
 use fencekit::transport::local::LocalNetwork;
 
-use crate::harness::id;
+use crate::id;
 
 /// The switch of a stalling disk, and how many syncs are hanging on it right now.
 #[derive(Debug, Default)]

@@ -12,7 +12,7 @@ use fencekit::transport::tcp::tls::TlsFiles;
 use fencekit::transport::tcp::wire::{Handshake, read_frame};
 use fencekit::transport::tcp::{Security, TcpConfig, TcpMonitor, TcpTransport, dev_certs};
 
-use crate::harness::id;
+use crate::id;
 
 pub(crate) const CLUSTER: u64 = 0xFE4CE;
 

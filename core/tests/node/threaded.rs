@@ -8,7 +8,7 @@ use fencekit::transport::Inbox;
 use fencekit::transport::local::LocalNetwork;
 use fencekit::{Error, NodeId};
 
-use crate::harness::id;
+use crate::id;
 
 struct Group {
     nodes: Vec<Node>,

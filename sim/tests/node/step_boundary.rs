@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use raft::eraftpb::{Entry, EntryType, Message, MessageType, Snapshot};
 
-use crate::harness::{Cluster, id, message};
+use fencekit_sim::simulation::{Crash, Simulation};
+
+use crate::{assert_clean, id, message, wait_for_leader, world};
 
 /// What the group looked like before a forged message.
 struct Before {
@@ -18,9 +20,9 @@ struct Before {
     voters: Vec<Vec<fencekit::NodeId>>,
 }
 
-fn observe(cluster: &Cluster) -> Before {
+fn observe(cluster: &Simulation) -> Before {
     let leader = cluster.usable_leader().expect("a leader");
-    let status = |n: u64| cluster.replica(n).status(cluster.local(n));
+    let status = |n: u64| cluster.running(n).status(cluster.local(n));
     Before {
         leader,
         terms: (1..=3).map(|n| status(n).term).collect(),
@@ -243,20 +245,20 @@ fn cases() -> Vec<(&'static str, Forge)> {
 #[test]
 fn every_forged_message_is_refused_and_the_group_goes_on() {
     for (name, forge) in cases() {
-        let mut cluster = Cluster::new(3);
-        let leader = cluster.wait_for_leader();
+        let mut cluster = world(3);
+        let leader = wait_for_leader(&mut cluster);
         // Commit something, so that there are committed entries to rewrite.
         cluster.propose(leader, b"before").unwrap();
         cluster.run_for(Duration::from_millis(100));
         let before = observe(&cluster);
         let followers: Vec<u64> = (1..=3).filter(|&n| n != leader).collect();
-        let status = cluster.replica(leader).status(cluster.local(leader));
+        let status = cluster.running(leader).status(cluster.local(leader));
         let roles = Roles {
             leader,
             follower: followers[0],
             sender: followers[1],
             term: status.term,
-            last: cluster.replica(leader).raft().raft_log.last_index(),
+            last: cluster.running(leader).raft().raft_log.last_index(),
         };
         let forged = forge(&roles);
         let target = if (1..=3).contains(&forged.to) {
@@ -264,11 +266,11 @@ fn every_forged_message_is_refused_and_the_group_goes_on() {
         } else {
             roles.follower
         };
-        let refused_before = cluster.replica(target).refusals().0;
+        let refused_before = cluster.running(target).refusals().0;
         // Stepped and processed like any message; what it produced is routed to the group.
-        let stepped = cluster.step_into(target, forged);
+        let stepped = cluster.forge(target, forged);
         assert!(stepped.is_ok(), "{name}: the node stopped: {stepped:?}");
-        let refused = cluster.replica(target).refusals();
+        let refused = cluster.running(target).refusals();
         assert_eq!(
             refused.0,
             refused_before + 1,
@@ -285,7 +287,7 @@ fn every_forged_message_is_refused_and_the_group_goes_on() {
             assert!(a >= b, "{name}: a commit went backwards");
         }
         // Nothing the forger sent was committed: the leader still commits its own proposals.
-        let applied_forged = cluster.applied.values().flatten().any(|a| match a {
+        let applied_forged = cluster.reports.applied.values().flatten().any(|a| match a {
             fencekit::node::Applied::Entry { data, .. } => data != b"before" && !data.is_empty(),
             fencekit::node::Applied::Snapshot { .. } => false,
         });
@@ -293,10 +295,12 @@ fn every_forged_message_is_refused_and_the_group_goes_on() {
         cluster.propose(leader, b"after").unwrap();
         assert!(
             cluster.run_until(Duration::from_secs(1), |c| {
-                (1..=3).all(|n| c.replica(n).status(c.local(n)).commit > before.commits[0])
+                (1..=3).all(|n| c.running(n).status(c.local(n)).commit > before.commits[0])
             }),
             "{name}: the group no longer commits"
         );
+        // The checkers let the target refuse what was forged, and nothing else.
+        assert_clean(&cluster);
     }
 }
 
@@ -304,8 +308,8 @@ fn every_forged_message_is_refused_and_the_group_goes_on() {
 /// elections, a leadership transfer and a membership change refuses nothing.
 #[test]
 fn honest_traffic_is_never_refused() {
-    let mut cluster = Cluster::new(3);
-    let leader = cluster.wait_for_leader();
+    let mut cluster = world(3);
+    let leader = wait_for_leader(&mut cluster);
     for i in 0..20u8 {
         cluster.propose(leader, &[i]).unwrap();
     }
@@ -313,11 +317,11 @@ fn honest_traffic_is_never_refused() {
     let next = if leader == 1 { 2 } else { 1 };
     cluster.with(leader, |r| r.transfer_leadership(id(next)).unwrap());
     cluster.run_for(Duration::from_secs(1));
-    cluster.crash(next);
+    cluster.crash(next, Crash::Process);
     cluster.run_for(Duration::from_secs(2));
     cluster.start(next);
     cluster.run_for(Duration::from_secs(2));
-    let leader = cluster.wait_for_leader();
+    let leader = wait_for_leader(&mut cluster);
     // A leader elected a moment ago may not have heard from its peers yet, and refuses a
     // change that would seem to leave it without a quorum: let a few heartbeats pass.
     let mut changed = Err(fencekit::Error::Stopped);
@@ -341,9 +345,10 @@ fn honest_traffic_is_never_refused() {
     cluster.run_for(Duration::from_secs(2));
     for n in 1..=4 {
         assert_eq!(
-            cluster.replica(n).refusals(),
+            cluster.running(n).refusals(),
             (0, None),
             "node {n} refused an honest message"
         );
     }
+    assert_clean(&cluster);
 }
