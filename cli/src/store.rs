@@ -77,9 +77,6 @@ pub(crate) struct StoreArgs {
     pub(crate) unfenced: bool,
 }
 
-/// The ledger's one fenced resource.
-const LEDGER_KEY: &[u8] = b"job-ledger";
-
 /// A job name: what the ledger accepts.
 const JOB_NAME: &str = "1 to 64 letters, digits, '-', '_' or '.'";
 
@@ -111,7 +108,7 @@ impl Store {
             let fence = Fence::open(args.data.join("fence"), options)
                 .map_err(|e| anyhow!("the store's fence: {e}"))?;
             let id = fence
-                .register(LEDGER_KEY)
+                .register(fencekit::ledger::KEY)
                 .map_err(|e| anyhow!("the store's fence: {e}"))?;
             Some((Arc::new(fence), id))
         };

@@ -1,5 +1,7 @@
-//! The job ledger's protocol: what `fencekit store` answers, and the client the scheduler and
-//! the demo call it with.
+//! The job ledger's protocol over HTTP: what `fencekit store` answers, and the client the
+//! scheduler and the demo call it with. The protocol itself (the ledger's key, the verbs, what
+//! the fence's verdict means for each) is `fencekit::ledger`, which the simulator's store
+//! keeps too.
 //!
 //! Running a job is two requests, both carrying the token: `POST /begin` (the fence checks
 //! the token, advancing the mark for a new leader, and the store says whether the run is done
@@ -12,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use fencekit::ledger;
 use fencekit::transport::tcp::tls::TlsMaterial;
 
 use crate::client::Client;
@@ -54,6 +57,16 @@ impl Outcome {
             Outcome::Stale => "stale",
             Outcome::Conflict => "conflict",
             Outcome::Jump => "jump",
+        }
+    }
+}
+
+impl From<ledger::Outcome> for Outcome {
+    fn from(outcome: ledger::Outcome) -> Outcome {
+        match outcome {
+            ledger::Outcome::Accepted => Outcome::Accepted,
+            ledger::Outcome::Stale => Outcome::Stale,
+            ledger::Outcome::Conflict => Outcome::Conflict,
         }
     }
 }
@@ -126,21 +139,14 @@ pub(crate) struct FirstUndone {
     pub(crate) run: u64,
 }
 
-/// The two requests of running a job.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Call {
-    /// Check the token (advancing the mark for a new leader) and ask whether the run is done.
-    Begin,
-    /// Record that the run was done.
-    Complete,
-}
+/// The two requests of running a job: the protocol's verbs.
+pub(crate) use fencekit::ledger::Call;
 
-impl Call {
-    pub(crate) fn path(self) -> &'static str {
-        match self {
-            Call::Begin => "/begin",
-            Call::Complete => "/complete",
-        }
+/// The path the store serves `call` at: `/begin` or `/complete`.
+pub(crate) fn path(call: Call) -> &'static str {
+    match call {
+        Call::Begin => "/begin",
+        Call::Complete => "/complete",
     }
 }
 
@@ -193,7 +199,7 @@ impl StoreClient {
         holder: u64,
         generation: Option<u64>,
     ) -> Result<Answer> {
-        let what = call.path();
+        let what = path(call);
         let mut path = format!("{what}?job={job}&run={run}&holder={holder}");
         if let Some(generation) = generation {
             path.push_str(&format!("&generation={generation}"));

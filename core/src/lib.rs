@@ -180,6 +180,7 @@ pub mod fence;
 mod fork;
 pub mod inspect;
 pub mod lease;
+pub mod ledger;
 pub mod limits;
 pub mod node;
 #[cfg(fencekit_planted)]

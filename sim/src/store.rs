@@ -1,32 +1,34 @@
 //! The fenced storage of the workload: a job ledger that embeds fencekit's [`Fence`] on its own
-//! simulated disk, and checks the token of every write (the exactly-once drill).
+//! simulated disk, and checks the token of every write (the exactly-once drill). It keeps the
+//! protocol of `fencekit::ledger`, as `fencekit store` does.
 //!
-//! A leader first *claims* the ledger with its token (an advance of the fence's high-water
-//! mark, durable before it is acknowledged), and only then reads which jobs are done. Any write
-//! of an older leader that lands after the claim is stale; any that landed before it is in what
-//! the claim returned. So no job runs twice even if two nodes believe they lead at once.
+//! A leader first *begins* with its token (an advance of the fence's high-water mark under
+//! [`ledger::KEY`], durable before it is acknowledged), and only then reads which jobs are
+//! done. Any write of an older leader that lands after the begin is stale; any that landed
+//! before it is in what the begin returned. So no job runs twice even if two nodes believe
+//! they lead at once. (`fencekit store` answers a begin for one run of one job; this store,
+//! whose jobs are numbered, answers it with every job done.)
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use fencekit::disk::DiskHandle;
+use fencekit::ledger::{self, Decision, Outcome};
 use fencekit::wal::WalOptions;
 use fencekit::{Error, Fence, FenceOptions, ResourceId, Token, Verdict};
 
 use crate::disk::SimDisk;
 
-/// The one resource all jobs write under.
-pub const LEDGER: &[u8] = b"jobs/ledger";
-
 /// A request from a node's application.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreRequest {
-    /// Take the ledger over with `token`, and read which jobs are done.
-    Claim {
-        /// The claimant's token.
+    /// [`ledger::Call::Begin`]: check `token` (taking the ledger over for a new leader), then
+    /// read which jobs are done.
+    Begin {
+        /// The leader's token.
         token: Token,
     },
-    /// Job `job` ran; record its completion under `token`.
+    /// [`ledger::Call::Complete`]: job `job` ran; record its completion under `token`.
     Complete {
         /// The job.
         job: u64,
@@ -38,10 +40,10 @@ pub enum StoreRequest {
 /// The store's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreReply {
-    /// The claim holds: from now on only `token` (or newer) writes. `done` are the jobs
-    /// completed so far.
-    Claimed {
-        /// The claimant's token.
+    /// The begin went through: from now on only `token` (or newer) writes. `done` are the
+    /// jobs completed so far.
+    Begun {
+        /// The leader's token.
         token: Token,
         /// The jobs done.
         done: Vec<u64>,
@@ -78,7 +80,7 @@ pub enum Refusal {
 /// What the store did, for the checkers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreFact {
-    /// A write under `token` landed (a claim or a completion).
+    /// A request under `token` went through (a begin or a completion).
     Accepted(Token),
     /// A completion landed and was new for its job under this token.
     Completed {
@@ -136,9 +138,9 @@ impl Store {
     /// Opens the fence (after a crash: recovers it). Returns the recovered mark.
     pub fn start(&mut self) -> Result<Option<Token>, Error> {
         let fence = Fence::open(&self.dir, self.options())?;
-        let id = match fence.lookup(LEDGER) {
+        let id = match fence.lookup(ledger::KEY) {
             Some(id) => id,
-            None => fence.register(LEDGER)?,
+            None => fence.register(ledger::KEY)?,
         };
         let mark = fence.mark(id)?;
         self.fence = Some((fence, id));
@@ -168,10 +170,10 @@ impl Store {
     ) -> Option<StoreReply> {
         let (fence, id) = self.fence.as_ref()?;
         let token = match request {
-            StoreRequest::Claim { token } | StoreRequest::Complete { token, .. } => *token,
+            StoreRequest::Begin { token } | StoreRequest::Complete { token, .. } => *token,
         };
         let job = match request {
-            StoreRequest::Claim { .. } => None,
+            StoreRequest::Begin { .. } => None,
             StoreRequest::Complete { job, .. } => Some(*job),
         };
         let verdict = match fence.check(*id, token) {
@@ -187,15 +189,13 @@ impl Store {
                 });
             }
         };
-        let refusal = match verdict {
-            Verdict::Accepted => None,
-            Verdict::Advanced { .. } => {
-                facts.push(StoreFact::Advanced(token));
-                None
-            }
-            Verdict::Stale { .. } => Some(Refusal::Stale),
-            // The simulated store checks the group's (unnamed) tokens only; refuse were it not so.
-            Verdict::Conflict { .. } | Verdict::ForeignSource { .. } => Some(Refusal::Conflict),
+        if let Verdict::Advanced { .. } = verdict {
+            facts.push(StoreFact::Advanced(token));
+        }
+        let refusal = match Decision::of(token, verdict).outcome {
+            Outcome::Accepted => None,
+            Outcome::Stale => Some(Refusal::Stale),
+            Outcome::Conflict => Some(Refusal::Conflict),
         };
         if let Some(reason) = refusal {
             self.refused += 1;
@@ -204,7 +204,7 @@ impl Store {
         }
         facts.push(StoreFact::Accepted(token));
         Some(match request {
-            StoreRequest::Claim { token } => StoreReply::Claimed {
+            StoreRequest::Begin { token } => StoreReply::Begun {
                 token: *token,
                 done: self.ledger.keys().copied().collect(),
             },

@@ -66,11 +66,11 @@ pub struct Scheduler {
     /// One job falls due every `period_ns` of the node's clock, from `origin`.
     period_ns: u64,
     origin: u64,
-    /// The token whose claim the store acknowledged.
-    claimed: Option<Token>,
-    /// The claim asked, and when.
-    claim_sent: Option<(Token, u64)>,
-    /// Jobs known done (from the claim, and from completions).
+    /// The token whose begin the store acknowledged.
+    begun: Option<Token>,
+    /// The begin asked, and when.
+    begin_sent: Option<(Token, u64)>,
+    /// Jobs known done (from the begin, and from completions).
     done: BTreeSet<u64>,
     /// Every job below this is known done.
     low: u64,
@@ -94,8 +94,8 @@ impl Scheduler {
         Scheduler {
             period_ns,
             origin,
-            claimed: None,
-            claim_sent: None,
+            begun: None,
+            begin_sent: None,
             done: BTreeSet::new(),
             low: 0,
             asked: BTreeMap::new(),
@@ -127,21 +127,21 @@ impl Scheduler {
             out.push(StoreRequest::Complete { job, token });
         }
         let Some(lead) = leadership else {
-            // Not the leader (or the lease ran out): do nothing, forget the claim.
-            self.claimed = None;
-            self.claim_sent = None;
+            // Not the leader (or the lease ran out): do nothing, forget the begin.
+            self.begun = None;
+            self.begin_sent = None;
             self.asked.clear();
             return;
         };
         let token = lead.token;
-        if self.claimed != Some(token) {
-            let resend = match self.claim_sent {
+        if self.begun != Some(token) {
+            let resend = match self.begin_sent {
                 Some((t, at)) => t != token || now >= at + RETRY_NS,
                 None => true,
             };
             if resend {
-                self.claim_sent = Some((token, now));
-                out.push(StoreRequest::Claim { token });
+                self.begin_sent = Some((token, now));
+                out.push(StoreRequest::Begin { token });
             }
             return;
         }
@@ -171,9 +171,9 @@ impl Scheduler {
     /// The store answered.
     pub fn on_reply(&mut self, reply: &StoreReply) {
         match reply {
-            StoreReply::Claimed { token, done } => {
-                if self.claim_sent.map(|(t, _)| t) == Some(*token) {
-                    self.claimed = Some(*token);
+            StoreReply::Begun { token, done } => {
+                if self.begin_sent.map(|(t, _)| t) == Some(*token) {
+                    self.begun = Some(*token);
                     self.done.extend(done.iter().filter(|&&j| j >= self.low));
                 }
             }
@@ -185,10 +185,10 @@ impl Scheduler {
             }
             StoreReply::Refused { token, reason, .. } => {
                 if matches!(reason, Refusal::Stale | Refusal::Conflict)
-                    && self.claimed == Some(*token)
+                    && self.begun == Some(*token)
                 {
-                    // Deposed: a newer leader claimed the ledger.
-                    self.claimed = None;
+                    // Deposed: a newer leader began with the ledger.
+                    self.begun = None;
                     self.asked.clear();
                 }
             }

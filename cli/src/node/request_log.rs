@@ -72,10 +72,7 @@ impl RequestLog {
         result: &Result<Answer>,
     ) {
         let line = Line {
-            call: match request.call {
-                Call::Begin => "begin",
-                Call::Complete => "complete",
-            },
+            call: request.call.name(),
             job: request.job,
             run: request.run,
             holder: request.holder,

@@ -24,7 +24,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use fencekit::{Fence, NodeId, ResourceId, Token, Verdict};
+use fencekit::ledger;
+use fencekit::{Fence, Generation, NodeId, ResourceId, Token, Verdict};
 use tokio::sync::oneshot;
 
 use super::jump_budget::JumpBudget;
@@ -406,14 +407,10 @@ impl State {
         if let Verdict::Advanced { .. } = verdict {
             fence.budget.spend(rise, now);
         }
-        Ok(match verdict {
-            Verdict::Accepted | Verdict::Advanced { .. } => (Outcome::Accepted, Some(generation)),
-            Verdict::Stale { current } => (Outcome::Stale, Some(current.generation.get())),
-            Verdict::Conflict { current } => (Outcome::Conflict, Some(current.generation.get())),
-            // The store checks fencekit's own (unnamed) tokens only and `fencekit fence
-            // rebase` refuses its log, so no other source binds it; were one to, refuse.
-            Verdict::ForeignSource { .. } => (Outcome::Conflict, None),
-        })
+        // The store checks fencekit's own (unnamed) tokens only and `fencekit fence rebase`
+        // refuses its log, so no other source binds it; were one to, it is refused.
+        let decision = ledger::Decision::of(token, verdict);
+        Ok((decision.outcome.into(), decision.mark.map(Generation::get)))
     }
 
     fn first_undone(&self, job: String) -> Reply {

@@ -62,7 +62,7 @@ impl StoreMetrics {
     }
 
     pub(crate) fn decided(&self, call: Call, outcome: Outcome) {
-        let request = call.path().trim_start_matches('/');
+        let request = call.name();
         self.decisions
             .get_or_create(&vec![("request", request), ("outcome", outcome.as_str())])
             .inc();
