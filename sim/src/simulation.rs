@@ -255,6 +255,19 @@ impl Simulation {
         self.checker.on_step(&running);
     }
 
+    /// The first broken invariant and the trace that led to it, if a checker found one: what
+    /// a scripted test fails with.
+    pub fn broken(&self) -> Option<String> {
+        let v = self.checker.violation()?;
+        let trace: Vec<&str> = self.trace.lines().collect();
+        Some(format!(
+            "{} broken: {}\n{}",
+            v.invariant,
+            v.detail,
+            trace.join("\n")
+        ))
+    }
+
     /// The outcome so far.
     pub fn outcome(&self) -> Outcome {
         let mut stats = self.stats.clone();

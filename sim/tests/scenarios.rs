@@ -22,13 +22,8 @@ fn beyond_drift(nodes: u64) -> Simulation {
 }
 
 fn assert_clean(sim: &Simulation) {
-    if let Some(v) = sim.checker.violation() {
-        panic!(
-            "{} broken: {}\n{}",
-            v.invariant,
-            v.detail,
-            sim.trace.lines().collect::<Vec<_>>().join("\n")
-        );
+    if let Some(report) = sim.broken() {
+        panic!("{report}");
     }
 }
 

@@ -62,13 +62,8 @@ fn assert_leases_disjoint(sim: &Simulation) {
 
 /// No checker found a broken invariant.
 fn assert_clean(sim: &Simulation) {
-    if let Some(v) = sim.checker.violation() {
-        panic!(
-            "{} broken: {}\n{}",
-            v.invariant,
-            v.detail,
-            sim.trace.lines().collect::<Vec<_>>().join("\n")
-        );
+    if let Some(report) = sim.broken() {
+        panic!("{report}");
     }
 }
 
