@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use fencekit::limits::RESOURCES_MAX;
-use fencekit::{Error, Fence, FenceOptions, Source};
+use fencekit::{Fence, FenceFault, FenceOptions, LogError, Source};
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum FenceCommand {
@@ -74,23 +74,23 @@ fn open(dir: &Path) -> Result<Fence> {
             dir.display()
         );
     }
-    let opened = Fence::open(dir, FenceOptions::default()).or_else(|e| match e {
-        Error::TooManyResources { .. } => Fence::open(
+    let opened = Fence::open(dir, FenceOptions::default()).or_else(|e| match e.fault() {
+        FenceFault::TooManyResources { .. } => Fence::open(
             dir,
             FenceOptions {
                 max_resources: RESOURCES_MAX,
                 ..FenceOptions::default()
             },
         ),
-        other => Err(other),
+        _ => Err(e),
     });
     opened.map_err(|e| {
-        let hint = match &e {
-            Error::Locked { .. } => {
+        let hint = match e.fault() {
+            FenceFault::Log(LogError::Locked { .. }) => {
                 "; stop the service that has the fence open (a rebase can also be done \
                  through its API: Fence::rebase, fk_fence_rebase, the bindings' rebase)"
             }
-            Error::WrongOwner { found, .. } if found.contains("store") => {
+            FenceFault::Log(LogError::WrongOwner { found, .. }) if found.contains("store") => {
                 "; a fencekit store's fence takes its group's own tokens and is checked \
                  against its ledger at start: it is never rebased"
             }

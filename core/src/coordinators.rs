@@ -14,36 +14,39 @@
 //! znodes are ordered by creation, hence by zxid; client-go adds one to `leaseTransitions`
 //! whenever the Lease changes hands.
 
-use crate::error::Error;
+use crate::error::{FenceError, FenceFault};
 use crate::token::{NodeId, Token};
 
 impl Token {
     /// The token of an etcd election's leader or a mutex's owner: the create revision of its
     /// key (`Election.Rev()`, or the owner key's `CreateRevision`) and the session's lease id.
-    pub fn from_etcd(create_revision: i64, lease_id: i64) -> Result<Token, Error> {
+    pub fn from_etcd(create_revision: i64, lease_id: i64) -> Result<Token, FenceError> {
         if create_revision <= 0 {
-            return Err(Error::InvalidToken(
+            return Err(FenceFault::InvalidToken(
                 "an etcd create revision is 1 or more (0 is a key that does not exist)",
-            ));
+            )
+            .into());
         }
         if lease_id == 0 {
-            return Err(Error::InvalidToken(
+            return Err(FenceFault::InvalidToken(
                 "etcd lease id 0 is no lease: use the session's lease (Session.Lease())",
-            ));
+            )
+            .into());
         }
         Token::from_parts(create_revision as u64, lease_id as u64)
     }
 
     /// The token of a ZooKeeper election's leader or a lock's owner: the winning znode's
     /// `czxid` and `ephemeralOwner` (its session id, taken as the 64 bits it is).
-    pub fn from_zookeeper(czxid: i64, ephemeral_owner: i64) -> Result<Token, Error> {
+    pub fn from_zookeeper(czxid: i64, ephemeral_owner: i64) -> Result<Token, FenceError> {
         if czxid <= 0 {
-            return Err(Error::InvalidToken("a ZooKeeper czxid is 1 or more"));
+            return Err(FenceFault::InvalidToken("a ZooKeeper czxid is 1 or more").into());
         }
         if ephemeral_owner == 0 {
-            return Err(Error::InvalidToken(
+            return Err(FenceFault::InvalidToken(
                 "ephemeralOwner 0: the znode is not ephemeral, so no session holds it",
-            ));
+            )
+            .into());
         }
         Token::from_parts(czxid as u64, ephemeral_owner as u64)
     }
@@ -53,16 +56,15 @@ impl Token {
     pub fn from_kubernetes_lease(
         lease_transitions: i32,
         holder_identity: &str,
-    ) -> Result<Token, Error> {
+    ) -> Result<Token, FenceError> {
         if lease_transitions < 0 {
-            return Err(Error::InvalidToken(
-                "a Lease's leaseTransitions is 0 or more",
-            ));
+            return Err(FenceFault::InvalidToken("a Lease's leaseTransitions is 0 or more").into());
         }
         if holder_identity.is_empty() {
-            return Err(Error::InvalidToken(
+            return Err(FenceFault::InvalidToken(
                 "a Lease with no holderIdentity is held by nobody",
-            ));
+            )
+            .into());
         }
         Ok(Token::new(
             crate::token::Generation::new(lease_transitions as u64 + 1)?,

@@ -1,43 +1,25 @@
-//! The one error type of the kernel. Every variant names the thing that is wrong.
+//! Errors, one type per layer: [`FenceError`] (the fence and its tokens), [`LogError`] (the
+//! write-ahead log), and [`Error`] (the node and its transport, wrapping the others). Each has
+//! a `kind()`: one flat [`ErrorKind`] to `match` on, whatever the layer. A value out of its
+//! range is an [`OutOfRange`], whose bound comes from `limits.rs`.
 
-use std::io;
-use std::path::PathBuf;
+mod fence;
+mod forked;
+mod kind;
+mod log;
+mod out_of_range;
+
+pub use fence::{FenceError, FenceFault};
+pub use forked::Forked;
+pub use kind::ErrorKind;
+pub use log::LogError;
+pub use out_of_range::OutOfRange;
 
 /// Everything that can go wrong in the kernel, as a value. A failed operation leaves the state
-/// it was called on unchanged, unless the variant says otherwise ([`Error::Poisoned`]).
+/// it was called on unchanged, unless the variant says otherwise ([`LogError::Poisoned`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A token, generation or node id that is not valid (zero, out of range, badly encoded).
-    #[error("invalid token: {0}")]
-    InvalidToken(&'static str),
-
-    /// A resource key that is empty or too long.
-    #[error("invalid key: {0}")]
-    InvalidKey(String),
-
-    /// The fence holds as many resources as it was opened for.
-    #[error(
-        "the fence already holds {max} resources; open it with a larger FenceOptions::max_resources"
-    )]
-    TooManyResources {
-        /// The configured capacity.
-        max: usize,
-    },
-
-    /// A token source name that is not valid (see `source.rs`).
-    #[error("invalid token source {0}")]
-    InvalidSource(String),
-
-    /// The fence already knows as many token sources as it can.
-    #[error(
-        "the fence already knows {max} token sources; a storage has a few, not one per request"
-    )]
-    TooManySources {
-        /// The most a fence knows.
-        max: usize,
-    },
-
     /// An empty proposal: Raft takes an empty entry for a new leader's no-op, so it would be
     /// committed but never delivered.
     #[error(
@@ -46,92 +28,13 @@ pub enum Error {
     )]
     EmptyProposal,
 
-    /// A rebase the fence refuses (the message says why); nothing was written.
-    #[error("rebase refused: {0}")]
-    RebaseRefused(String),
-
-    /// A `ResourceId` that this fence never handed out.
-    #[error("unknown resource id {0}: register the key with this fence first")]
-    UnknownResource(u32),
-
     /// A batch longer than `limits::BATCH_MAX`, or whose output is not as long as its input.
     #[error("invalid batch: {0}")]
     InvalidBatch(String),
 
-    /// A record payload larger than the log accepts.
-    #[error("record payload of {len} bytes exceeds the limit of {max} bytes")]
-    RecordTooLarge {
-        /// The payload's length.
-        len: usize,
-        /// The largest payload the log takes.
-        max: usize,
-    },
-
-    /// An option outside its allowed range.
-    #[error("option {field} = {value} is out of range: {expected}")]
-    InvalidOption {
-        /// The option's name.
-        field: &'static str,
-        /// The value given.
-        value: u64,
-        /// What the value must be.
-        expected: &'static str,
-    },
-
-    /// The data directory is locked by another open log (another process, or this one).
-    #[error("{} is locked by another open log (another process, or this one); \
-             stop the other user or choose another directory", path.display())]
-    Locked {
-        /// The lock file.
-        path: PathBuf,
-    },
-
-    /// An I/O operation failed.
-    #[error("{op} {}: {source}", path.display())]
-    Io {
-        /// What was being done ("create data directory", "fdatasync", ...).
-        op: &'static str,
-        /// The file or directory.
-        path: PathBuf,
-        /// The operating system's error.
-        #[source]
-        source: io::Error,
-    },
-
-    /// The log is damaged before its tail: recovery refuses to guess.
-    #[error("corrupt log: {} at offset {offset}: {reason}", path.display())]
-    Corrupt {
-        /// The segment file.
-        path: PathBuf,
-        /// The byte offset in that file.
-        offset: u64,
-        /// What is wrong there.
-        reason: String,
-    },
-
-    /// The data directory was bootstrapped for another cluster or node.
-    #[error("{} belongs to cluster {found_cluster:#x} node {found_node}, not cluster \
-             {expected_cluster:#x} node {expected_node}; use the right directory or an empty one", path.display())]
-    WrongCluster {
-        /// The data directory.
-        path: PathBuf,
-        /// The cluster recorded in it.
-        found_cluster: u64,
-        /// The node recorded in it.
-        found_node: u64,
-        /// The cluster asked for.
-        expected_cluster: u64,
-        /// The node asked for.
-        expected_node: u64,
-    },
-
     /// Raft log entries or a snapshot that cannot follow what the log holds.
     #[error("invalid Raft log operation: {0}")]
     InvalidRaftLog(String),
-
-    /// A message or record that could not be encoded or decoded.
-    #[error("encoding: {0}")]
-    Encoding(String),
 
     /// A node configuration that is not valid or not safe.
     #[error("invalid node configuration: {0}")]
@@ -157,10 +60,6 @@ pub enum Error {
     #[error("the node failed: {0}; it reports no leadership until it is restarted")]
     Failed(String),
 
-    /// Raft refused an operation.
-    #[error("raft: {0}")]
-    Raft(String),
-
     /// A transport failure: binding, connecting, or a peer that broke the protocol.
     #[error("transport: {0}")]
     Transport(String),
@@ -174,70 +73,65 @@ pub enum Error {
     #[error("timed out: {0}")]
     Timeout(&'static str),
 
-    /// A fence, log or node used in a child process after `fork`: the child holds a copy that
-    /// its parent keeps changing, so using it could move a mark backwards. Open it anew in
-    /// the child (one per worker process).
-    #[error(
-        "this {what} was opened in process {opened_in} and is used after fork in process \
-             {used_in}; open a new {what} in each process instead of sharing one across fork"
-    )]
-    Forked {
-        /// What was used: "fence", "log" or "node".
-        what: &'static str,
-        /// The process that opened it.
-        opened_in: u32,
-        /// The process that used it.
-        used_in: u32,
-    },
+    /// Raft refused an operation.
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
 
-    /// A log directory that belongs to something else (a fence opened on a node's data
-    /// directory, a store on a fence's).
-    #[error("{} holds {found}, not {expected}; use the right directory or an empty one", path.display())]
-    WrongOwner {
-        /// The log directory.
-        path: PathBuf,
-        /// What the log there belongs to.
-        found: String,
-        /// What it was opened as.
-        expected: String,
-    },
+    /// Raft refused a batch of proposals: each carries the refusal's text (Raft's errors
+    /// cannot be copied).
+    #[error("raft: {0}")]
+    RaftRefusal(String),
 
-    /// An earlier write or sync of the log failed; nothing more is written until the log is
-    /// reopened, because after a failed fdatasync the page cache cannot be trusted.
-    #[error("the log refuses writes after an earlier failure ({0}); reopen it to recover")]
-    Poisoned(String),
+    /// Raft dropped a proposal: its uncommitted log is as large as it takes.
+    #[error("raft: proposal dropped (uncommitted log too large); retry once commits catch up")]
+    ProposalDropped,
+
+    /// A message or record that could not be encoded or decoded.
+    #[error("encoding: {0}")]
+    Encoding(#[from] protobuf::ProtobufError),
+
+    /// The node was used in a child process after `fork`.
+    #[error(transparent)]
+    Forked(#[from] Forked),
+
+    /// A fence's error (a token or node id that is not valid).
+    #[error(transparent)]
+    Fence(#[from] FenceError),
+
+    /// The node's log failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
 }
 
 impl Error {
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
-        Error::Io {
-            op,
-            path: path.into(),
-            source,
-        }
-    }
-
-    pub(crate) fn corrupt(
-        path: impl Into<PathBuf>,
-        offset: u64,
-        reason: impl Into<String>,
+    /// An I/O failure of the node's files or threads.
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<std::path::PathBuf>,
+        source: std::io::Error,
     ) -> Error {
-        Error::Corrupt {
-            path: path.into(),
-            offset,
-            reason: reason.into(),
+        LogError::io(op, path, source).into()
+    }
+
+    /// The class of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::EmptyProposal => ErrorKind::InvalidArgument,
+            Error::InvalidBatch(_) => ErrorKind::InvalidBatch,
+            Error::InvalidRaftLog(_) => ErrorKind::InvalidRaftLog,
+            Error::InvalidConfig(_) => ErrorKind::InvalidConfig,
+            Error::NotLeader { .. } => ErrorKind::NotLeader,
+            Error::Membership(_) => ErrorKind::Membership,
+            Error::Stopped => ErrorKind::Stopped,
+            Error::Failed(_) => ErrorKind::NodeFailed,
+            Error::Transport(_) => ErrorKind::Transport,
+            Error::Tls(_) => ErrorKind::Tls,
+            Error::Timeout(_) => ErrorKind::Timeout,
+            Error::Raft(_) | Error::RaftRefusal(_) | Error::ProposalDropped => ErrorKind::Raft,
+            Error::Encoding(_) => ErrorKind::Encoding,
+            Error::Forked(_) => ErrorKind::Forked,
+            Error::Fence(e) => e.kind(),
+            Error::Log(e) => e.kind(),
         }
-    }
-}
-
-impl From<protobuf::ProtobufError> for Error {
-    fn from(e: protobuf::ProtobufError) -> Error {
-        Error::Encoding(e.to_string())
-    }
-}
-
-impl From<raft::Error> for Error {
-    fn from(e: raft::Error) -> Error {
-        Error::Raft(e.to_string())
     }
 }

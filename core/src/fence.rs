@@ -35,7 +35,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::error::Error;
+use crate::error::{FenceError, FenceFault, LogError, OutOfRange};
 use crate::fork::Usable;
 use crate::limits::{BATCH_MAX, KEY_LEN_MAX, RESOURCES_DEFAULT, RESOURCES_MAX};
 use crate::planted::{self, PlantedBug};
@@ -203,46 +203,42 @@ impl fmt::Debug for Fence {
 }
 
 /// Refuses a key no fence can hold: empty, or longer than [`KEY_LEN_MAX`] bytes
-/// ([`Error::InvalidKey`], saying which). Every call that takes a key checks it; a lookup by
+/// ([`FenceFault::InvalidKey`], saying which). Every call that takes a key checks it; a lookup by
 /// key across the C ABI checks it too, so that a bad key reads as bad, not as unregistered.
-pub fn validate_key(key: &[u8]) -> Result<(), Error> {
-    if key.is_empty() {
-        return Err(Error::InvalidKey(format!(
-            "a key is 1 to {KEY_LEN_MAX} bytes; this one is empty"
-        )));
-    }
-    if key.len() > KEY_LEN_MAX {
-        return Err(Error::InvalidKey(format!(
-            "a key is 1 to {KEY_LEN_MAX} bytes; this one is {} bytes",
-            key.len()
-        )));
+pub fn validate_key(key: &[u8]) -> Result<(), FenceError> {
+    if key.is_empty() || key.len() > KEY_LEN_MAX {
+        return Err(FenceFault::InvalidKey { len: key.len() }.into());
     }
     Ok(())
 }
 
 impl Fence {
     /// Opens (creating if needed) the fence whose log is in `dir`, restoring every mark.
-    pub fn open(dir: impl AsRef<Path>, options: FenceOptions) -> Result<Fence, Error> {
+    pub fn open(dir: impl AsRef<Path>, options: FenceOptions) -> Result<Fence, FenceError> {
         if options.max_resources == 0 || options.max_resources > RESOURCES_MAX {
-            return Err(Error::InvalidOption {
-                field: "FenceOptions::max_resources",
-                value: options.max_resources as u64,
-                expected: "from 1 to 2^20",
-            });
+            return Err(FenceFault::Option(OutOfRange::new(
+                "FenceOptions::max_resources",
+                options.max_resources as u64,
+                1,
+                RESOURCES_MAX as u64,
+            ))
+            .into());
         }
         if matches!(options.owner, LogOwner::Node { .. }) {
-            return Err(Error::WrongOwner {
+            return Err(LogError::WrongOwner {
                 path: dir.as_ref().to_path_buf(),
                 found: format!("a fence asked to open as {}", options.owner),
                 expected: "a fence opened as LogOwner::Fence or LogOwner::Store".into(),
-            });
+            }
+            .into());
         }
         let (wal, order) = Self::replay(dir.as_ref(), &options)?;
         let registered = order.len();
         if registered > options.max_resources {
-            return Err(Error::TooManyResources {
+            return Err(FenceFault::TooManyResources {
                 max: options.max_resources,
-            });
+            }
+            .into());
         }
 
         let mut slots: Box<[Slot]> = (0..options.max_resources)
@@ -281,7 +277,7 @@ impl Fence {
 
     /// Opens the log and replays it: each key's source, mark and last rebase, in the order
     /// the keys first appear.
-    fn replay(dir: &Path, options: &FenceOptions) -> Result<(Wal, Vec<KeyState>), Error> {
+    fn replay(dir: &Path, options: &FenceOptions) -> Result<(Wal, Vec<KeyState>), FenceError> {
         let mut order: Vec<KeyState> = Vec::new();
         let mut positions: HashMap<Box<[u8]>, usize> = HashMap::new();
         let wal = Wal::open(dir, options.owner, options.wal.clone(), &mut |record| {
@@ -307,7 +303,7 @@ impl Fence {
 
     /// The id of `key`, registering it if new. Registration itself writes nothing durable:
     /// a resource without a mark has nothing to protect.
-    pub fn register(&self, key: &[u8]) -> Result<ResourceId, Error> {
+    pub fn register(&self, key: &[u8]) -> Result<ResourceId, FenceError> {
         self.usable.opened().check("fence")?;
         validate_key(key)?;
         if let Some(index) = self.index.find(key, &self.slots) {
@@ -319,9 +315,10 @@ impl Fence {
         }
         let index = self.registered.load(Ordering::Relaxed);
         if index == self.slots.len() {
-            return Err(Error::TooManyResources {
+            return Err(FenceFault::TooManyResources {
                 max: self.slots.len(),
-            });
+            }
+            .into());
         }
         self.slots[index]
             .key
@@ -345,23 +342,23 @@ impl Fence {
     // Always inlined: called out of line, the verdict comes back through memory in a way
     // that stalls the caller's read of it (measured: 13.6 ns instead of 4.9 ns).
     #[inline(always)]
-    pub fn check(&self, id: ResourceId, token: Token) -> Result<Verdict, Error> {
+    pub fn check(&self, id: ResourceId, token: Token) -> Result<Verdict, FenceError> {
         self.check_from(id, SourceId::UNNAMED, token)
     }
 
     /// Checks `token`, minted by `source` (from [`Fence::source_id`]), for the resource `id`.
     /// A source the resource is not bound to gets [`Verdict::ForeignSource`]; an id this fence
-    /// never gave is an error ([`Error::InvalidSource`]).
+    /// never gave is an error ([`FenceFault::InvalidSource`]).
     #[inline(always)]
     pub fn check_from(
         &self,
         id: ResourceId,
         source: SourceId,
         token: Token,
-    ) -> Result<Verdict, Error> {
+    ) -> Result<Verdict, FenceError> {
         let index = id.index();
         let Some(slot) = self.slots.get(index) else {
-            return Err(Error::UnknownResource(id.0));
+            return Err(FenceFault::UnknownResource(id.0).into());
         };
         if slot.holds(token, source) && self.usable.now() {
             self.accepted.count(index);
@@ -373,7 +370,7 @@ impl Fence {
     /// Checks `token`, of the unnamed source, for the resource named `key`, registering the
     /// key if it is new.
     #[inline]
-    pub fn check_key(&self, key: &[u8], token: Token) -> Result<Verdict, Error> {
+    pub fn check_key(&self, key: &[u8], token: Token) -> Result<Verdict, FenceError> {
         self.check_key_from(key, SourceId::UNNAMED, token)
     }
 
@@ -384,7 +381,7 @@ impl Fence {
         key: &[u8],
         source: SourceId,
         token: Token,
-    ) -> Result<Verdict, Error> {
+    ) -> Result<Verdict, FenceError> {
         let id = match self.index.find(key, &self.slots) {
             Some(index) => ResourceId(index as u32),
             None => self.register(key)?,
@@ -394,18 +391,18 @@ impl Fence {
 
     /// The id of token source `source` in this fence, given one if it is new (at most
     /// [`crate::limits::SOURCES_MAX`] per fence). Look it up once, not per check.
-    pub fn source_id(&self, source: &Source) -> Result<SourceId, Error> {
+    pub fn source_id(&self, source: &Source) -> Result<SourceId, FenceError> {
         self.sources.intern(source)
     }
 
     /// The source of `id`, as [`Fence::source_id`] gave it or a verdict names it.
-    pub fn source(&self, id: SourceId) -> Result<Source, Error> {
+    pub fn source(&self, id: SourceId) -> Result<Source, FenceError> {
         self.sources.name(id)
     }
 
     /// The source the resource `id` takes tokens from: `None` until its first token (or a
     /// rebase) binds it.
-    pub fn bound_source(&self, id: ResourceId) -> Result<Option<Source>, Error> {
+    pub fn bound_source(&self, id: ResourceId) -> Result<Option<Source>, FenceError> {
         let slot = self.registered_slot(id)?;
         slot.bound_unlocked()
             .map(|b| self.sources.name(b))
@@ -413,7 +410,7 @@ impl Fence {
     }
 
     /// The resource's last rebase, if it had one (kept across reopening and compaction).
-    pub fn last_rebase(&self, id: ResourceId) -> Result<Option<Rebase>, Error> {
+    pub fn last_rebase(&self, id: ResourceId) -> Result<Option<Rebase>, FenceError> {
         let slot = self.registered_slot(id)?;
         Ok(slot
             .rebases
@@ -427,20 +424,21 @@ impl Fence {
     ///
     /// `out` must be as long as `items`, and `items` at most [`BATCH_MAX`] long. Every id is
     /// validated before any check runs, so a bad id changes nothing: it fails the batch with
-    /// [`Error::InvalidBatch`], whose message names the item's index. An I/O error during an
+    /// [`FenceFault::InvalidBatch`], whose message names the item's index. An I/O error during an
     /// advance stops the batch: the items before it took effect and their verdicts are in
     /// `out`; the failing item and those after it did not.
     pub fn check_batch(
         &self,
         items: &[(ResourceId, Token)],
         out: &mut [Verdict],
-    ) -> Result<(), Error> {
+    ) -> Result<(), FenceError> {
         if out.len() != items.len() {
-            return Err(Error::InvalidBatch(format!(
+            return Err(FenceFault::InvalidBatch(format!(
                 "{} items but {} verdict slots",
                 items.len(),
                 out.len()
-            )));
+            ))
+            .into());
         }
         self.check_batch_by(
             items.len(),
@@ -456,31 +454,36 @@ impl Fence {
     ///
     /// Every item is validated before any check runs, so a bad item changes nothing: an id
     /// this fence never handed out, or an item `item(i)` refuses, fails the batch with
-    /// [`Error::InvalidBatch`], whose message begins `item <i>: `.
+    /// [`FenceFault::InvalidBatch`], whose message begins `item <i>: `.
     #[inline]
     pub fn check_batch_by(
         &self,
         len: usize,
-        item: impl Fn(usize) -> Result<(ResourceId, Token), Error>,
+        item: impl Fn(usize) -> Result<(ResourceId, Token), FenceError>,
         mut verdict: impl FnMut(usize, Token, Verdict),
-    ) -> Result<(), Error> {
+    ) -> Result<(), FenceError> {
         if len > BATCH_MAX {
-            return Err(Error::InvalidBatch(format!(
-                "{len} items; a batch holds at most {BATCH_MAX}"
-            )));
+            return Err(FenceFault::BatchTooLong(OutOfRange::new(
+                "batch length",
+                len as u64,
+                0,
+                BATCH_MAX as u64,
+            ))
+            .into());
         }
         let registered = self.registered.load(Ordering::Acquire);
         for i in 0..len {
             match item(i) {
                 // A bad id is a bad item, like a bad token: the batch's error names it.
                 Ok((id, _)) if id.index() >= registered => {
-                    return Err(Error::InvalidBatch(format!(
+                    return Err(FenceFault::InvalidBatch(format!(
                         "item {i}: {}",
-                        Error::UnknownResource(id.0)
-                    )));
+                        FenceFault::UnknownResource(id.0)
+                    ))
+                    .into());
                 }
                 Ok(_) => {}
-                Err(e) => return Err(Error::InvalidBatch(format!("item {i}: {e}"))),
+                Err(e) => return Err(FenceFault::InvalidBatch(format!("item {i}: {e}")).into()),
             }
         }
         // Read once, into locals the loop keeps in registers (the fence's own fields would be
@@ -511,22 +514,28 @@ impl Fence {
     /// Everything but the current token: under the resource's lock.
     #[cold]
     #[inline(never)]
-    fn check_slow(&self, index: usize, source: SourceId, token: Token) -> Result<Verdict, Error> {
+    fn check_slow(
+        &self,
+        index: usize,
+        source: SourceId,
+        token: Token,
+    ) -> Result<Verdict, FenceError> {
         // Forks first: in a child, the log's locks may have been held by a parent's thread.
         self.usable.opened().check("fence")?;
         if !self.usable.now()
             && let Some(reason) = self.wal.failure()
         {
-            return Err(Error::Poisoned(reason));
+            return Err(LogError::Poisoned(reason).into());
         }
         if index >= self.registered.load(Ordering::Acquire) {
-            return Err(Error::UnknownResource(index as u32));
+            return Err(FenceFault::UnknownResource(index as u32).into());
         }
         if !self.sources.contains(source) {
-            return Err(Error::InvalidSource(format!(
+            return Err(FenceFault::InvalidSource(format!(
                 "id {}: this fence gave no such id",
                 source.as_u32()
-            )));
+            ))
+            .into());
         }
         let slot = &self.slots[index];
         // Within a source marks only grow, so a token older than the mark read now is stale
@@ -585,7 +594,7 @@ impl Fence {
         source: SourceId,
         current: Token,
         token: Token,
-    ) -> Result<Verdict, Error> {
+    ) -> Result<Verdict, FenceError> {
         let resolution = self.resolve_conflict(slot, current, token);
         let guard = slot.lock();
         // A rebase meanwhile made the token's source foreign.
@@ -647,7 +656,7 @@ impl Fence {
         token: Token,
         source: SourceId,
         previous: Option<Token>,
-    ) -> Result<Verdict, Error> {
+    ) -> Result<Verdict, FenceError> {
         let _gate = self
             .compaction_gate
             .read()
@@ -661,7 +670,7 @@ impl Fence {
         };
         if let Err(e) = written {
             self.revoke_if_log_failed();
-            return Err(e);
+            return Err(e.into());
         }
         slot.publish(guard, token, source);
         slot.advanced.fetch_add(1, Ordering::Relaxed);
@@ -699,9 +708,9 @@ impl Fence {
     /// Closes the fence: every check refuses from now on, and its log records how far it is
     /// durable (see [`Wal::close`]). Dropping the fence does the same; call this where the
     /// fence is shared and a server is stopping.
-    pub fn close(&self) -> Result<(), Error> {
+    pub fn close(&self) -> Result<(), FenceError> {
         self.usable.revoke();
-        self.wal.close()
+        Ok(self.wal.close()?)
     }
 
     /// After a failed write: if the log refuses writes from now on, so does every check, the
@@ -714,13 +723,13 @@ impl Fence {
 
     /// Rewrites the log as one snapshot of the current marks and removes the old segments.
     /// Runs by itself as the log grows; advances wait while it runs, checks do not.
-    pub fn compact(&self) -> Result<(), Error> {
+    pub fn compact(&self) -> Result<(), FenceError> {
         let _gate = self
             .compaction_gate
             .write()
             .unwrap_or_else(|p| p.into_inner());
         let registered = self.registered.load(Ordering::Acquire);
-        self.wal.compact(&mut |snapshot| {
+        Ok(self.wal.compact(&mut |snapshot| {
             for slot in &self.slots[..registered] {
                 let Some(key) = slot.key.get() else { continue };
                 // The rebases first, oldest first: the last binds the source and says who moved
@@ -735,16 +744,18 @@ impl Fence {
                     snapshot.push(RecordKind::FENCE_REBASE, generation, &record)?;
                 }
                 if let Some((token, source)) = slot.current() {
-                    let (kind, record) = mark::encode_mark(token, &self.sources.name(source)?, key);
+                    // A slot's source was interned by this fence when its mark was set.
+                    let source = self.sources.name(source).expect("an interned source");
+                    let (kind, record) = mark::encode_mark(token, &source, key);
                     snapshot.push(kind, token.generation.get(), &record)?;
                 }
             }
             Ok(())
-        })
+        })?)
     }
 
     /// The current mark of `id`, or `None` if it has none yet.
-    pub fn mark(&self, id: ResourceId) -> Result<Option<Token>, Error> {
+    pub fn mark(&self, id: ResourceId) -> Result<Option<Token>, FenceError> {
         // In a child after fork, the mark is a copy its parent may have advanced since.
         self.usable.opened().check("fence")?;
         Ok(self.registered_slot(id)?.current().map(|(token, _)| token))
@@ -764,7 +775,7 @@ impl Fence {
     }
 
     /// The key `id` was registered under.
-    pub fn key(&self, id: ResourceId) -> Result<&[u8], Error> {
+    pub fn key(&self, id: ResourceId) -> Result<&[u8], FenceError> {
         let slot = self.registered_slot(id)?;
         Ok(slot.key.get().expect("registered slot has a key"))
     }
@@ -783,7 +794,7 @@ impl Fence {
     }
 
     /// What the fence decided for `id` since it was opened.
-    pub fn counters(&self, id: ResourceId) -> Result<Counters, Error> {
+    pub fn counters(&self, id: ResourceId) -> Result<Counters, FenceError> {
         let slot = self.registered_slot(id)?;
         Ok(Counters {
             accepted: self.accepted.total(id.index()),
@@ -814,11 +825,11 @@ impl Fence {
         self.wal.recovery_report()
     }
 
-    fn registered_slot(&self, id: ResourceId) -> Result<&Slot, Error> {
+    fn registered_slot(&self, id: ResourceId) -> Result<&Slot, FenceError> {
         if id.index() < self.len() {
             Ok(&self.slots[id.index()])
         } else {
-            Err(Error::UnknownResource(id.0))
+            Err(FenceFault::UnknownResource(id.0).into())
         }
     }
 }

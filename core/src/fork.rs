@@ -15,7 +15,7 @@
 use std::sync::Once;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::error::Error;
+use crate::error::Forked;
 
 /// On a cache line of its own: the fence's hot path reads it on every check, and a line
 /// shared with a static that something writes would cost that read a miss each time.
@@ -59,11 +59,11 @@ impl OpenedIn {
     }
 
     /// An error if this is not the process the object was opened in.
-    pub(crate) fn check(&self, what: &'static str) -> Result<(), Error> {
+    pub(crate) fn check(&self, what: &'static str) -> Result<(), Forked> {
         if self.is_here() {
             return Ok(());
         }
-        Err(Error::Forked {
+        Err(Forked {
             what,
             opened_in: self.pid,
             used_in: std::process::id(),
@@ -122,7 +122,7 @@ mod tests {
         assert!(pid >= 0, "fork failed");
         if pid == 0 {
             let code = match opened.check("fence") {
-                Err(Error::Forked { .. }) if OpenedIn::here().is_here() => 0,
+                Err(Forked { .. }) if OpenedIn::here().is_here() => 0,
                 _ => 1,
             };
             // SAFETY: ends the child without running the parent's destructors.

@@ -4,7 +4,7 @@
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Snapshot};
 
-use crate::error::Error;
+use crate::error::LogError;
 use crate::fence::mark::{self, FenceRecord};
 use crate::raft_storage::{Identity, decode_entries};
 use crate::wal::{Record, RecordKind};
@@ -14,7 +14,7 @@ const DATA_SHOWN: usize = 48;
 
 /// One line describing `record`'s contents; a multi-entry Raft record gives one line per
 /// entry. A payload its kind cannot decode is a corruption error naming the record.
-pub fn describe(record: &Record<'_>) -> Result<Vec<String>, Error> {
+pub fn describe(record: &Record<'_>) -> Result<Vec<String>, LogError> {
     let one = |line: String| Ok(vec![line]);
     match record.kind {
         RecordKind::FENCE_MARK | RecordKind::FENCE_SOURCED_MARK | RecordKind::FENCE_REBASE => {

@@ -196,7 +196,7 @@ pub mod token;
 pub mod transport;
 pub mod wal;
 
-pub use error::Error;
+pub use error::{Error, ErrorKind, FenceError, FenceFault, Forked, LogError, OutOfRange};
 
 /// Whether this build of the kernel contains the simulator's planted bugs: `false` in the
 /// `fencekit` package whatever features are on; `true` only in the simulator's own build of

@@ -32,7 +32,7 @@ pub use replica::{Output, PROPOSE_BATCH_MAX, ProposalId, Replica};
 pub use status::{Role, Status};
 pub use syncer::Syncer;
 
-use crate::error::Error;
+use crate::error::{Error, LogError};
 use crate::fork::OpenedIn;
 use crate::limits::EVENT_QUEUE_MAX;
 use crate::time::{Clock, MonotonicClock};
@@ -272,7 +272,7 @@ impl Node {
     /// [`Node::events`] or [`Node::applied`] from a process that may have forked calls this
     /// first; every other method checks it by itself.
     pub fn check_process(&self) -> Result<(), Error> {
-        self.opened_in.check("node")
+        Ok(self.opened_in.check("node")?)
     }
 
     /// The events, in order. A host that lags by more than the queue loses the oldest
@@ -318,10 +318,11 @@ impl Node {
             return Err(Error::EmptyProposal);
         }
         if let Some(data) = batch.iter().find(|d| d.len() > crate::limits::PROPOSAL_MAX) {
-            return Err(Error::RecordTooLarge {
+            return Err(LogError::RecordTooLarge {
                 len: data.len(),
                 max: crate::limits::PROPOSAL_MAX,
-            });
+            }
+            .into());
         }
         self.refuse_if_not_leader()?;
         let mut items = Vec::with_capacity(batch.len());

@@ -25,7 +25,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
-use crate::error::Error;
+use crate::error::{Error, LogError};
 use crate::limits::RAFT_LOG_COMPACT_MIN_BYTES;
 use crate::token::NodeId;
 use crate::wal::{LogOwner, Position, Record, RecordKind, Wal, WalOptions};
@@ -47,7 +47,7 @@ impl Identity {
         out
     }
 
-    pub(crate) fn decode(record: &Record<'_>) -> Result<Identity, Error> {
+    pub(crate) fn decode(record: &Record<'_>) -> Result<Identity, LogError> {
         let bytes: [u8; 16] = record
             .payload
             .try_into()
@@ -150,13 +150,14 @@ impl RaftStorage {
         match self.identity {
             Some(found) if found == identity => return Ok(()),
             Some(found) => {
-                return Err(Error::WrongCluster {
+                return Err(LogError::WrongCluster {
                     path: self.wal.dir().to_path_buf(),
                     found_cluster: found.cluster,
                     found_node: found.node.get(),
                     expected_cluster: identity.cluster,
                     expected_node: identity.node.get(),
-                });
+                }
+                .into());
             }
             None => {}
         }
@@ -332,7 +333,7 @@ impl RaftStorage {
     /// Makes the log durable through `through` on this thread (waiting for a sync in progress
     /// on another).
     pub fn sync_through(&self, through: Position) -> Result<(), Error> {
-        self.wal.sync_through(through)
+        Ok(self.wal.sync_through(through)?)
     }
 
     /// Rewrites the log as the live state alone if it has grown to several times that. Runs
@@ -367,7 +368,7 @@ impl RaftStorage {
         let snapshot = self.snapshot.write_to_bytes()?;
         let hard_state = self.hard_state.write_to_bytes()?;
         let entries = entry_records(&self.entries, self.wal_payload_max())?;
-        self.wal.compact(&mut |writer| {
+        Ok(self.wal.compact(&mut |writer| {
             if let Some(identity) = &identity {
                 writer.push(RecordKind::RAFT_IDENTITY, 0, identity)?;
             }
@@ -377,7 +378,7 @@ impl RaftStorage {
             }
             // The hard state last: its commit may refer to the entries above.
             writer.push(RecordKind::RAFT_HARD_STATE, 0, &hard_state)
-        })
+        })?)
     }
 
     fn wal_payload_max(&self) -> usize {
@@ -442,10 +443,11 @@ fn entry_records(entries: &[Entry], max: usize) -> Result<Vec<(u64, Vec<u8>)>, E
     for entry in entries {
         let bytes = entry.write_to_bytes()?;
         if 4 + bytes.len() > max {
-            return Err(Error::RecordTooLarge {
+            return Err(LogError::RecordTooLarge {
                 len: bytes.len(),
                 max: max - 4,
-            });
+            }
+            .into());
         }
         if !chunk.is_empty() && chunk.len() + 4 + bytes.len() > max {
             records.push((term, std::mem::take(&mut chunk)));
@@ -534,7 +536,7 @@ fn splice(entries: &mut Vec<Entry>, first: u64, run: Vec<Entry>) -> Result<(), S
     Ok(())
 }
 
-pub(crate) fn decode_entries(record: &Record<'_>) -> Result<Vec<Entry>, Error> {
+pub(crate) fn decode_entries(record: &Record<'_>) -> Result<Vec<Entry>, LogError> {
     let mut rest = record.payload;
     let mut run = Vec::new();
     while !rest.is_empty() {

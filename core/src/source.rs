@@ -25,7 +25,7 @@
 
 use std::fmt;
 
-use crate::error::Error;
+use crate::error::{FenceError, FenceFault};
 use crate::limits::SOURCE_NAME_MAX;
 
 /// Where a resource's tokens come from. See the module docs for the names.
@@ -45,23 +45,24 @@ impl Source {
     /// spelling each, so that two spellings of one coordinator (`%x` and `%X`, a leading
     /// zero) are never two sources: a rebase between them would clear a mark while the
     /// numbering goes on.
-    pub fn parse(name: &str) -> Result<Source, Error> {
+    pub fn parse(name: &str) -> Result<Source, FenceError> {
         let source = Source::parse_stored(name)?;
         if let Some((kind, identity)) = name.split_once(':')
             && let Some(form) = canonical_form_missed(kind, identity)
         {
-            return Err(Error::InvalidSource(format!("{name:?}: write it {form}")));
+            return Err(FenceFault::InvalidSource(format!("{name:?}: write it {form}")).into());
         }
         Ok(source)
     }
 
     /// A source name as a log holds it: the general form only. A name an earlier build wrote
     /// stays readable when the rules for new names grow stricter.
-    pub(crate) fn parse_stored(name: &str) -> Result<Source, Error> {
+    pub(crate) fn parse_stored(name: &str) -> Result<Source, FenceError> {
         if name == Self::UNNAMED_TEXT {
             return Ok(Source::UNNAMED);
         }
-        let invalid = |why: String| Err(Error::InvalidSource(format!("{name:?}: {why}")));
+        let invalid =
+            |why: String| Err(FenceFault::InvalidSource(format!("{name:?}: {why}")).into());
         if name.len() > SOURCE_NAME_MAX {
             return invalid(format!(
                 "{} bytes; a source name is at most {SOURCE_NAME_MAX}",
@@ -103,18 +104,18 @@ impl Source {
 
     /// A ZooKeeper ensemble's zxids, named by its operator (ZooKeeper has no cluster id):
     /// choose a new name when its data is wiped, since zxids then restart.
-    pub fn zookeeper_ensemble(name: &str) -> Result<Source, Error> {
+    pub fn zookeeper_ensemble(name: &str) -> Result<Source, FenceError> {
         Source::parse(&format!("zookeeper:{name}"))
     }
 
     /// A Kubernetes Lease's leader transitions, named by the Lease's namespace, name and
     /// `metadata.uid`, which a re-created Lease does not share.
-    pub fn kubernetes_lease(namespace: &str, name: &str, uid: &str) -> Result<Source, Error> {
+    pub fn kubernetes_lease(namespace: &str, name: &str, uid: &str) -> Result<Source, FenceError> {
         Source::parse(&format!("k8s-lease:{namespace}/{name}/{uid}"))
     }
 
     /// Any other coordinator, by a name of its owner's choosing.
-    pub fn named(name: &str) -> Result<Source, Error> {
+    pub fn named(name: &str) -> Result<Source, FenceError> {
         Source::parse(&format!("named:{name}"))
     }
 
@@ -147,9 +148,9 @@ impl fmt::Debug for Source {
 }
 
 impl std::str::FromStr for Source {
-    type Err = Error;
+    type Err = FenceError;
 
-    fn from_str(name: &str) -> Result<Source, Error> {
+    fn from_str(name: &str) -> Result<Source, FenceError> {
         Source::parse(name)
     }
 }
@@ -236,7 +237,10 @@ mod tests {
             long.as_str(),
         ] {
             let e = Source::parse(bad).unwrap_err();
-            assert!(matches!(e, Error::InvalidSource(_)), "{bad:?}: {e}");
+            assert!(
+                matches!(e.fault(), FenceFault::InvalidSource(_)),
+                "{bad:?}: {e}"
+            );
         }
     }
 

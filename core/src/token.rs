@@ -7,7 +7,7 @@
 use std::fmt;
 use std::num::NonZeroU64;
 
-use crate::error::Error;
+use crate::error::{FenceError, FenceFault};
 
 /// A generation of leadership (the Raft term). Zero means "none" and is not representable.
 ///
@@ -26,17 +26,17 @@ impl Generation {
     /// A generation from its number; `0` ("none") and numbers above [`Generation::MAX`] are
     /// refused.
     #[inline]
-    pub fn new(value: u64) -> Result<Generation, Error> {
+    pub fn new(value: u64) -> Result<Generation, FenceError> {
         if value > Self::MAX {
-            return Err(Error::InvalidToken("generation above 2^63 - 1"));
+            return Err(FenceFault::InvalidToken("generation above 2^63 - 1").into());
         }
         // A match, not `ok_or(error)`: an eagerly built Error is dropped on the success path,
         // a call to its drop glue that the fence check across the C ABI paid twice per token.
         match NonZeroU64::new(value) {
             Some(value) => Ok(Generation(value)),
-            None => Err(Error::InvalidToken(
-                "generation 0 means none and is never valid",
-            )),
+            None => {
+                Err(FenceFault::InvalidToken("generation 0 means none and is never valid").into())
+            }
         }
     }
 
@@ -60,13 +60,14 @@ pub struct NodeId(NonZeroU64);
 impl NodeId {
     /// A node id from its number; `0` is refused.
     #[inline]
-    pub fn new(value: u64) -> Result<NodeId, Error> {
+    pub fn new(value: u64) -> Result<NodeId, FenceError> {
         match NonZeroU64::new(value) {
             Some(value) => Ok(NodeId(value)),
-            None => Err(Error::InvalidToken(
+            None => Err(FenceFault::InvalidToken(
                 "holder or node id 0 is none: a token's holder (a fencekit node id, an etcd \
                  lease id, a ZooKeeper session id) is 1 to 2^64 - 1",
-            )),
+            )
+            .into()),
         }
     }
 
@@ -102,7 +103,7 @@ impl Token {
     /// A token from raw numbers, refusing generation 0, generations above
     /// [`Generation::MAX`] and holder 0.
     #[inline]
-    pub fn from_parts(generation: u64, holder: u64) -> Result<Token, Error> {
+    pub fn from_parts(generation: u64, holder: u64) -> Result<Token, FenceError> {
         Ok(Token::new(
             Generation::new(generation)?,
             NodeId::new(holder)?,
@@ -119,10 +120,10 @@ impl Token {
     }
 
     /// Decodes [`Token::to_bytes`]; a slice of another length or an invalid part is an error.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Token, Error> {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Token, FenceError> {
         let bytes: &[u8; Self::ENCODED_LEN] = bytes
             .try_into()
-            .map_err(|_| Error::InvalidToken("an encoded token is exactly 16 bytes"))?;
+            .map_err(|_| FenceFault::InvalidToken("an encoded token is exactly 16 bytes"))?;
         let (generation, holder) = bytes.split_at(8);
         let number = |half: &[u8]| {
             let mut word = [0u8; 8];

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use crate::disk::DiskHandle;
-use crate::error::Error;
+use crate::error::{LogError, OutOfRange};
 use crate::fork::OpenedIn;
 use crate::limits::{
     RECORD_PAYLOAD_MAX, SEGMENT_SIZE_DEFAULT, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN,
@@ -151,8 +151,8 @@ pub struct Record<'a> {
 
 impl Record<'_> {
     /// A corruption error at this record, for an owner that finds its payload malformed.
-    pub fn corrupt(&self, reason: impl Into<String>) -> Error {
-        Error::corrupt(self.path, self.position.offset(), reason)
+    pub fn corrupt(&self, reason: impl Into<String>) -> LogError {
+        LogError::corrupt(self.path, self.position.offset(), reason)
     }
 }
 
@@ -228,15 +228,19 @@ impl Default for WalOptions {
 
 impl WalOptions {
     /// Checks the options: the segment size's range and alignment.
-    pub fn validate(&self) -> Result<(), Error> {
+    pub fn validate(&self) -> Result<(), LogError> {
         if !(SEGMENT_SIZE_MIN..=SEGMENT_SIZE_MAX).contains(&self.segment_size)
             || !self.segment_size.is_multiple_of(4096)
         {
-            return Err(Error::InvalidOption {
-                field: "WalOptions::segment_size",
-                value: self.segment_size,
-                expected: "a multiple of 4096 from 64 KiB to 1 GiB",
-            });
+            return Err(LogError::Option(
+                OutOfRange::new(
+                    "WalOptions::segment_size",
+                    self.segment_size,
+                    SEGMENT_SIZE_MIN,
+                    SEGMENT_SIZE_MAX,
+                )
+                .multiple_of(4096),
+            ));
         }
         Ok(())
     }
@@ -319,13 +323,13 @@ impl Wal {
         dir: impl AsRef<Path>,
         owner: LogOwner,
         options: WalOptions,
-        visit: &mut dyn FnMut(Record<'_>) -> Result<(), Error>,
-    ) -> Result<Wal, Error> {
+        visit: &mut dyn FnMut(Record<'_>) -> Result<(), LogError>,
+    ) -> Result<Wal, LogError> {
         options.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let disk = &*options.disk;
         disk.create_dir_all(&dir)
-            .map_err(|e| Error::io("create data directory", &dir, e))?;
+            .map_err(|e| LogError::io("create data directory", &dir, e))?;
         let lock = DirLock::acquire(disk, &dir)?;
         let mode = recovery::Mode::Repair {
             owner,
@@ -375,8 +379,8 @@ impl Wal {
     pub fn inspect(
         dir: impl AsRef<Path>,
         disk: &DiskHandle,
-        visit: &mut dyn FnMut(Record<'_>) -> Result<(), Error>,
-    ) -> Result<RecoveryReport, Error> {
+        visit: &mut dyn FnMut(Record<'_>) -> Result<(), LogError>,
+    ) -> Result<RecoveryReport, LogError> {
         let recovered = recovery::recover(&**disk, dir.as_ref(), recovery::Mode::ReadOnly, visit)?;
         Ok(recovered.report)
     }
@@ -412,7 +416,7 @@ impl Wal {
     /// write from then on. Dropping the log does the same; call this where the log is shared
     /// and may outlive the wish to use it (a server stopping). Nothing is written after a
     /// failure, a close, or in a child after fork.
-    pub fn close(&self) -> Result<(), Error> {
+    pub fn close(&self) -> Result<(), LogError> {
         if !self.opened_in.is_here() {
             return Ok(());
         }
@@ -429,10 +433,10 @@ impl Wal {
     /// every [`SUPERBLOCK_DURABLE_EVERY_SYNCS`] syncs): a record synced before this call can
     /// then not go missing unseen, even where damage would pass for a torn tail (recovery.rs).
     /// For rare records that must never be lost quietly, such as a fence's rebase.
-    pub fn record_durable_now(&self) -> Result<(), Error> {
+    pub fn record_durable_now(&self) -> Result<(), LogError> {
         let state = self.lock_state_idle();
         if let Some(reason) = &state.failed {
-            return Err(Error::Poisoned(reason.clone()));
+            return Err(LogError::Poisoned(reason.clone()).into());
         }
         let durable = (state.durable, state.durable_checksum);
         let mut io = self.lock_io();
@@ -458,19 +462,20 @@ impl Wal {
         kind: RecordKind,
         generation: u64,
         payload: &[u8],
-    ) -> Result<Position, Error> {
+    ) -> Result<Position, LogError> {
         let max = self.options.payload_max();
         if payload.len() > max {
-            return Err(Error::RecordTooLarge {
+            return Err(LogError::RecordTooLarge {
                 len: payload.len(),
                 max,
-            });
+            }
+            .into());
         }
         self.opened_in.check("log")?;
         let len = record::encoded_len(payload.len()) as u64;
         let mut state = self.lock_state();
         if let Some(reason) = &state.failed {
-            return Err(Error::Poisoned(reason.clone()));
+            return Err(LogError::Poisoned(reason.clone()).into());
         }
         let mut opens = None;
         if state.next.offset() + len > state.segment_end {
@@ -518,12 +523,12 @@ impl Wal {
     /// Makes every record before `through` durable (written and fdatasynced). Concurrent
     /// callers share syncs: while one thread syncs, the others' records gather, and the next
     /// sync takes them all.
-    pub fn sync_through(&self, through: Position) -> Result<(), Error> {
+    pub fn sync_through(&self, through: Position) -> Result<(), LogError> {
         self.opened_in.check("log")?;
         let mut state = self.lock_state();
         loop {
             if let Some(reason) = &state.failed {
-                return Err(Error::Poisoned(reason.clone()));
+                return Err(LogError::Poisoned(reason.clone()).into());
             }
             if state.durable >= through {
                 return Ok(());
@@ -566,7 +571,7 @@ impl Wal {
     }
 
     /// Makes everything appended so far durable.
-    pub fn sync(&self) -> Result<(), Error> {
+    pub fn sync(&self) -> Result<(), LogError> {
         let next = self.lock_state().next;
         self.sync_through(next)
     }
@@ -577,13 +582,13 @@ impl Wal {
         kind: RecordKind,
         generation: u64,
         payload: &[u8],
-    ) -> Result<Position, Error> {
+    ) -> Result<Position, LogError> {
         let end = self.append(kind, generation, payload)?;
         self.sync_through(end)?;
         Ok(end)
     }
 
-    fn write_and_sync(&self, batch: Vec<Chunk>, end: (Position, u32)) -> Result<(), Error> {
+    fn write_and_sync(&self, batch: Vec<Chunk>, end: (Position, u32)) -> Result<(), LogError> {
         self.write_and_sync_locked(&mut self.lock_io(), batch, end)
     }
 
@@ -598,12 +603,12 @@ impl Wal {
     /// The caller must make sure `snapshot` sees every record appended before this call.
     pub fn compact(
         &self,
-        snapshot: &mut dyn FnMut(&mut SnapshotWriter) -> Result<(), Error>,
-    ) -> Result<(), Error> {
+        snapshot: &mut dyn FnMut(&mut SnapshotWriter) -> Result<(), LogError>,
+    ) -> Result<(), LogError> {
         self.opened_in.check("log")?;
         let mut state = self.lock_state_idle();
         if let Some(reason) = &state.failed {
-            return Err(Error::Poisoned(reason.clone()));
+            return Err(LogError::Poisoned(reason.clone()).into());
         }
         let mut io = self.lock_io();
         // Flush what is buffered first, so that the old log is complete on disk.
@@ -632,11 +637,13 @@ impl Wal {
             .segment_size
             .max((used * 2).next_multiple_of(4096));
         if size > SEGMENT_SIZE_MAX {
-            return Err(Error::InvalidOption {
-                field: "snapshot size",
-                value: used,
-                expected: "a snapshot must fit in one segment of at most 1 GiB",
-            });
+            // A snapshot must fit in one segment.
+            return Err(LogError::Option(OutOfRange::new(
+                "snapshot segment size",
+                size,
+                0,
+                SEGMENT_SIZE_MAX,
+            )));
         }
         let header = SegmentHeader {
             number,
@@ -696,7 +703,7 @@ impl Wal {
         io: &mut Io,
         batch: Vec<Chunk>,
         end: (Position, u32),
-    ) -> Result<(), Error> {
+    ) -> Result<(), LogError> {
         for chunk in batch {
             if chunk.segment != io.segment.number() {
                 assert_eq!(
@@ -780,12 +787,18 @@ pub struct SnapshotWriter {
 
 impl SnapshotWriter {
     /// Adds one record to the snapshot.
-    pub fn push(&mut self, kind: RecordKind, generation: u64, payload: &[u8]) -> Result<(), Error> {
+    pub fn push(
+        &mut self,
+        kind: RecordKind,
+        generation: u64,
+        payload: &[u8],
+    ) -> Result<(), LogError> {
         if payload.len() > self.payload_max {
-            return Err(Error::RecordTooLarge {
+            return Err(LogError::RecordTooLarge {
                 len: payload.len(),
                 max: self.payload_max,
-            });
+            }
+            .into());
         }
         let at = Position::new(self.segment, SEGMENT_HEADER_LEN + self.bytes.len() as u64);
         // Nothing in the new segment is durable until it is renamed into place.

@@ -37,7 +37,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use kernel::Error;
+use kernel::{Error, FenceError, LogError};
 
 use crate::last_error::record;
 use crate::status::{self, *};
@@ -65,11 +65,17 @@ impl Failure {
     }
 }
 
-impl From<Error> for Failure {
-    fn from(error: Error) -> Failure {
-        Failure::new(status::of(&error), error.to_string())
-    }
+/// A kernel error of any layer: the status of its kind, and its message.
+macro_rules! failure_from {
+    ($($error:ty),*) => {$(
+        impl From<$error> for Failure {
+            fn from(error: $error) -> Failure {
+                Failure::new(status::of(error.kind()), error.to_string())
+            }
+        }
+    )*};
 }
+failure_from!(Error, FenceError, LogError);
 
 /// A handle that a caught panic poisons.
 pub(crate) trait Handle {

@@ -258,7 +258,7 @@ pub unsafe extern "C" fn fk_fence_check(
 /// check instead of 6).
 #[inline(always)]
 pub(crate) fn answer(
-    result: Result<kernel::Verdict, kernel::Error>,
+    result: Result<kernel::Verdict, kernel::FenceError>,
     token: kernel::Token,
 ) -> Result<fk_verdict, Failure> {
     match result {

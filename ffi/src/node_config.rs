@@ -37,7 +37,7 @@ use kernel::lease::Timing;
 use kernel::node::NodeConfig;
 use kernel::transport::tcp::tls::TlsFiles;
 use kernel::transport::tcp::{Security, TcpConfig};
-use kernel::{Error, NodeId};
+use kernel::{Error, LogError, NodeId};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -298,10 +298,12 @@ pub(crate) fn parse(json: &str) -> Result<Parsed, Error> {
         node.wal.segment_size = size;
     }
     node.wal.validate().map_err(|e| match e {
-        Error::InvalidOption {
-            value, expected, ..
-        } => invalid(format!("segment_size = {value}: must be {expected}")),
-        other => other,
+        LogError::Option(range) => invalid(format!(
+            "segment_size = {}: must be {}",
+            range.given,
+            range.expected()
+        )),
+        other => other.into(),
     })?;
     node.validate()?;
     let security = match (config.tls, config.insecure) {

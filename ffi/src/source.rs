@@ -190,7 +190,7 @@ pub unsafe extern "C" fn fk_fence_rebase(
 
 /// A token another coordinator's numbers map to; one the mapping refused is
 /// `FK_STATUS_INVALID_TOKEN`.
-fn mapped(token: Result<Token, kernel::Error>) -> Result<fk_token, Failure> {
+fn mapped(token: Result<Token, kernel::FenceError>) -> Result<fk_token, Failure> {
     Ok(fk_token::from_kernel(Some(token?)))
 }
 

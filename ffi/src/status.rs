@@ -6,7 +6,7 @@
 
 use std::ffi::{CStr, c_char};
 
-use kernel::Error;
+use kernel::ErrorKind;
 
 use crate::boundary;
 
@@ -115,38 +115,38 @@ pub const FK_STATUS_POISONED: fk_status = 9001;
 /// An error this version of the ABI has no code for (the message says what it was).
 pub const FK_STATUS_INTERNAL: fk_status = 9002;
 
-/// The code for a kernel error.
-pub(crate) fn of(error: &Error) -> fk_status {
-    match error {
-        Error::InvalidToken(_) => FK_STATUS_INVALID_TOKEN,
-        Error::InvalidKey(_) => FK_STATUS_INVALID_KEY,
-        Error::TooManyResources { .. } => FK_STATUS_TOO_MANY_RESOURCES,
-        Error::InvalidSource(_) => FK_STATUS_INVALID_SOURCE,
-        Error::TooManySources { .. } => FK_STATUS_TOO_MANY_SOURCES,
-        Error::RebaseRefused(_) => FK_STATUS_REBASE_REFUSED,
-        Error::EmptyProposal => FK_STATUS_INVALID_ARGUMENT,
-        Error::UnknownResource(_) => FK_STATUS_UNKNOWN_RESOURCE,
-        Error::InvalidBatch(_) => FK_STATUS_INVALID_BATCH,
-        Error::RecordTooLarge { .. } => FK_STATUS_TOO_LARGE,
-        Error::InvalidOption { .. } => FK_STATUS_INVALID_ARGUMENT,
-        Error::Locked { .. } => FK_STATUS_LOCKED,
-        Error::Io { .. } => FK_STATUS_IO,
-        Error::Corrupt { .. } => FK_STATUS_CORRUPT,
-        Error::WrongCluster { .. } => FK_STATUS_WRONG_CLUSTER,
-        Error::InvalidRaftLog(_) => FK_STATUS_INVALID_RAFT_LOG,
-        Error::Encoding(_) => FK_STATUS_ENCODING,
-        Error::InvalidConfig(_) => FK_STATUS_INVALID_CONFIG,
-        Error::NotLeader { .. } => FK_STATUS_NOT_LEADER,
-        Error::Membership(_) => FK_STATUS_MEMBERSHIP,
-        Error::Stopped => FK_STATUS_STOPPED,
-        Error::Failed(_) => FK_STATUS_NODE_FAILED,
-        Error::Tls(_) => FK_STATUS_TLS,
-        Error::Raft(_) => FK_STATUS_RAFT,
-        Error::Transport(_) => FK_STATUS_TRANSPORT,
-        Error::Timeout(_) => FK_STATUS_TIMEOUT,
-        Error::Poisoned(_) => FK_STATUS_LOG_FAILED,
-        Error::WrongOwner { .. } => FK_STATUS_WRONG_OWNER,
-        Error::Forked { .. } => FK_STATUS_FORKED,
+/// The code for a kernel error's kind. The codes are fixed by the ABI: a kind added later maps
+/// to `FK_STATUS_INTERNAL` until it gets a code of its own.
+pub(crate) fn of(kind: ErrorKind) -> fk_status {
+    match kind {
+        ErrorKind::InvalidArgument | ErrorKind::OutOfRange => FK_STATUS_INVALID_ARGUMENT,
+        ErrorKind::InvalidToken => FK_STATUS_INVALID_TOKEN,
+        ErrorKind::InvalidKey => FK_STATUS_INVALID_KEY,
+        ErrorKind::InvalidSource => FK_STATUS_INVALID_SOURCE,
+        ErrorKind::InvalidBatch => FK_STATUS_INVALID_BATCH,
+        ErrorKind::InvalidConfig => FK_STATUS_INVALID_CONFIG,
+        ErrorKind::UnknownResource => FK_STATUS_UNKNOWN_RESOURCE,
+        ErrorKind::TooManyResources => FK_STATUS_TOO_MANY_RESOURCES,
+        ErrorKind::TooManySources => FK_STATUS_TOO_MANY_SOURCES,
+        ErrorKind::TooLarge => FK_STATUS_TOO_LARGE,
+        ErrorKind::RebaseRefused => FK_STATUS_REBASE_REFUSED,
+        ErrorKind::Io => FK_STATUS_IO,
+        ErrorKind::Corrupt => FK_STATUS_CORRUPT,
+        ErrorKind::Locked => FK_STATUS_LOCKED,
+        ErrorKind::WrongCluster => FK_STATUS_WRONG_CLUSTER,
+        ErrorKind::WrongOwner => FK_STATUS_WRONG_OWNER,
+        ErrorKind::LogFailed => FK_STATUS_LOG_FAILED,
+        ErrorKind::InvalidRaftLog => FK_STATUS_INVALID_RAFT_LOG,
+        ErrorKind::Encoding => FK_STATUS_ENCODING,
+        ErrorKind::Forked => FK_STATUS_FORKED,
+        ErrorKind::NotLeader => FK_STATUS_NOT_LEADER,
+        ErrorKind::Stopped => FK_STATUS_STOPPED,
+        ErrorKind::NodeFailed => FK_STATUS_NODE_FAILED,
+        ErrorKind::Timeout => FK_STATUS_TIMEOUT,
+        ErrorKind::Membership => FK_STATUS_MEMBERSHIP,
+        ErrorKind::Raft => FK_STATUS_RAFT,
+        ErrorKind::Transport => FK_STATUS_TRANSPORT,
+        ErrorKind::Tls => FK_STATUS_TLS,
         _ => FK_STATUS_INTERNAL,
     }
 }

@@ -18,7 +18,7 @@ pub struct fk_token {
 
 impl fk_token {
     #[inline(always)]
-    pub(crate) fn to_kernel(self) -> Result<Token, kernel::Error> {
+    pub(crate) fn to_kernel(self) -> Result<Token, kernel::FenceError> {
         Token::from_parts(self.generation, self.holder)
     }
 

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use fencekit::Error;
+use fencekit::LogError;
 use fencekit::disk::{Disk as _, DiskHandle};
 use fencekit::wal::{LogOwner, Position, Record, RecordKind, RecoveryReport, Wal, WalOptions};
 use fencekit_sim::disk::SimDisk;
@@ -92,7 +92,7 @@ pub fn assert_records(found: &[Seen], expected: &[Seen], exact: bool, paths: boo
     }
 }
 
-fn visitor(seen: &mut Vec<Seen>) -> impl FnMut(Record<'_>) -> Result<(), Error> + '_ {
+fn visitor(seen: &mut Vec<Seen>) -> impl FnMut(Record<'_>) -> Result<(), LogError> + '_ {
     |r: Record<'_>| {
         seen.push(Seen {
             position: r.position,
@@ -106,7 +106,7 @@ fn visitor(seen: &mut Vec<Seen>) -> impl FnMut(Record<'_>) -> Result<(), Error> 
 }
 
 /// `Wal::inspect`, with the records it visited.
-pub fn inspect(disk: &SimDisk) -> Result<(RecoveryReport, Vec<Seen>), Error> {
+pub fn inspect(disk: &SimDisk) -> Result<(RecoveryReport, Vec<Seen>), LogError> {
     let mut seen = Vec::new();
     let handle = DiskHandle::new(disk.clone());
     let report = Wal::inspect(dir(), &handle, &mut visitor(&mut seen))?;
@@ -114,7 +114,7 @@ pub fn inspect(disk: &SimDisk) -> Result<(RecoveryReport, Vec<Seen>), Error> {
 }
 
 /// `Wal::open` as a fence's log, with the records it visited.
-pub fn open(disk: &SimDisk) -> Result<(Wal, Vec<Seen>), Error> {
+pub fn open(disk: &SimDisk) -> Result<(Wal, Vec<Seen>), LogError> {
     let mut seen = Vec::new();
     let wal = Wal::open(
         dir(),

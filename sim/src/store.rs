@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use fencekit::disk::DiskHandle;
 use fencekit::ledger::{self, Decision, Outcome};
 use fencekit::wal::WalOptions;
-use fencekit::{Error, Fence, FenceOptions, ResourceId, Token, Verdict};
+use fencekit::{Fence, FenceError, FenceOptions, ResourceId, Token, Verdict};
 
 use crate::disk::SimDisk;
 
@@ -112,7 +112,7 @@ pub struct Store {
 
 impl Store {
     /// A store on an empty disk, opened.
-    pub fn open() -> Result<Store, Error> {
+    pub fn open() -> Result<Store, FenceError> {
         let mut store = Store {
             disk: SimDisk::new(),
             dir: PathBuf::from("/store"),
@@ -136,7 +136,7 @@ impl Store {
     }
 
     /// Opens the fence (after a crash: recovers it). Returns the recovered mark.
-    pub fn start(&mut self) -> Result<Option<Token>, Error> {
+    pub fn start(&mut self) -> Result<Option<Token>, FenceError> {
         let fence = Fence::open(&self.dir, self.options())?;
         let id = match fence.lookup(ledger::KEY) {
             Some(id) => id,

@@ -375,7 +375,8 @@ impl State {
         };
         let token = Token::from_parts(generation, decision.holder.get())
             .map_err(|e| Reply::error(400, format!("the token: {e}")))?;
-        let unusable = |e: fencekit::Error| Reply::error(503, format!("the store's fence: {e}"));
+        let unusable =
+            |e: fencekit::FenceError| Reply::error(503, format!("the store's fence: {e}"));
         let mark = fence.fence.mark(fence.id).map_err(unusable)?;
         let base = mark.map_or(0, |m| m.generation.get());
         let rise = generation.saturating_sub(base);

@@ -14,7 +14,7 @@
 //! before it and must be of the resource's source with a generation no lower; a rebase clears
 //! the mark and binds the new source. Anything else is corruption.
 
-use crate::error::Error;
+use crate::error::LogError;
 use crate::limits::{KEY_LEN_MAX, REBASED_BY_MAX};
 use crate::source::Source;
 use crate::token::Token;
@@ -136,7 +136,7 @@ struct Reader<'r, 'a> {
 }
 
 impl<'a> Reader<'_, 'a> {
-    fn take(&mut self, len: usize, what: &str) -> Result<&'a [u8], Error> {
+    fn take(&mut self, len: usize, what: &str) -> Result<&'a [u8], LogError> {
         if self.rest.len() < len {
             return Err(self.record.corrupt(format!(
                 "{} record ends inside its {what}",
@@ -148,13 +148,13 @@ impl<'a> Reader<'_, 'a> {
         Ok(taken)
     }
 
-    fn u64(&mut self, what: &str) -> Result<u64, Error> {
+    fn u64(&mut self, what: &str) -> Result<u64, LogError> {
         let mut word = [0u8; 8];
         word.copy_from_slice(self.take(8, what)?);
         Ok(u64::from_le_bytes(word))
     }
 
-    fn source(&mut self, what: &str) -> Result<Option<Source>, Error> {
+    fn source(&mut self, what: &str) -> Result<Option<Source>, LogError> {
         let mut len = [0u8; 2];
         len.copy_from_slice(self.take(2, what)?);
         let len = u16::from_le_bytes(len) as usize;
@@ -169,7 +169,7 @@ impl<'a> Reader<'_, 'a> {
             .map_err(|e| self.record.corrupt(format!("{what}: {e}")))
     }
 
-    fn key(self) -> Result<&'a [u8], Error> {
+    fn key(self) -> Result<&'a [u8], LogError> {
         if self.rest.is_empty() || self.rest.len() > KEY_LEN_MAX {
             return Err(self.record.corrupt(format!(
                 "{} record with a key of {} bytes (1 to {KEY_LEN_MAX})",
@@ -186,7 +186,7 @@ fn kind_name(kind: RecordKind) -> &'static str {
 }
 
 /// The record decoded, or a corruption error naming it.
-pub(crate) fn decode<'a>(record: &Record<'a>) -> Result<FenceRecord<'a>, Error> {
+pub(crate) fn decode<'a>(record: &Record<'a>) -> Result<FenceRecord<'a>, LogError> {
     let mut reader = Reader {
         record,
         rest: record.payload,

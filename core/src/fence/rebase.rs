@@ -15,7 +15,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Fence, mark};
-use crate::error::Error;
+use crate::error::{FenceError, FenceFault};
 use crate::inspect::show_bytes;
 use crate::limits::REBASED_BY_MAX;
 use crate::source::Source;
@@ -71,22 +71,25 @@ impl History {
 }
 
 /// Refuses a "who did it" that would not tell anyone anything, or could forge log lines.
-fn validate_by(by: &str) -> Result<(), Error> {
+fn validate_by(by: &str) -> Result<(), FenceError> {
     if by.trim().is_empty() {
-        return Err(Error::RebaseRefused(
+        return Err(FenceFault::RebaseRefused(
             "say who rebases (a person or a change ticket): the log keeps it".into(),
-        ));
+        )
+        .into());
     }
     if by.len() > REBASED_BY_MAX {
-        return Err(Error::RebaseRefused(format!(
+        return Err(FenceFault::RebaseRefused(format!(
             "who rebases is said in at most {REBASED_BY_MAX} bytes; this is {}",
             by.len()
-        )));
+        ))
+        .into());
     }
     if by.chars().any(char::is_control) {
-        return Err(Error::RebaseRefused(
+        return Err(FenceFault::RebaseRefused(
             "who rebases is said without control characters".into(),
-        ));
+        )
+        .into());
     }
     Ok(())
 }
@@ -99,11 +102,11 @@ impl Fence {
     /// tokens from before gets that source's last mark back instead
     /// ([`Rebase::restored_mark`]): its old tokens stay stale.
     ///
-    /// Refused ([`Error::RebaseRefused`], nothing written) when the resource is already bound
+    /// Refused ([`FenceFault::RebaseRefused`], nothing written) when the resource is already bound
     /// to `to`: its former and new numbering could not be told apart, and a zombie of the
     /// former would outrank the new leader. A re-created coordinator is a new source (see
     /// `source.rs`). Also refused: an empty `by`, or one with control characters.
-    pub fn rebase(&self, key: &[u8], to: &Source, by: &str) -> Result<Rebase, Error> {
+    pub fn rebase(&self, key: &[u8], to: &Source, by: &str) -> Result<Rebase, FenceError> {
         self.usable.opened().check("fence")?;
         validate_by(by)?;
         let id = self.register(key)?;
@@ -112,13 +115,14 @@ impl Fence {
         let guard = slot.lock();
         let bound = slot.bound(&guard);
         if bound == Some(to_id) {
-            return Err(Error::RebaseRefused(format!(
+            return Err(FenceFault::RebaseRefused(format!(
                 "{} already takes tokens from {to}; a rebase to the same source could not tell \
                  its former numbering from the new. A re-created coordinator is a new source \
                  (etcd and Kubernetes give it a new id; give a ZooKeeper ensemble or a named \
                  source a new name)",
                 show_bytes(key, usize::MAX)
-            )));
+            ))
+            .into());
         }
         let from = bound.map(|b| self.sources.name(b)).transpose()?;
         // Plain `check` is how a fencekit group's tokens are usually checked: `unnamed` and
@@ -127,12 +131,13 @@ impl Fence {
             && (from.is_unnamed() && to.is_fencekit_group()
                 || from.is_fencekit_group() && to.is_unnamed())
         {
-            return Err(Error::RebaseRefused(format!(
+            return Err(FenceFault::RebaseRefused(format!(
                 "{} takes tokens from {from}; {to} may be the same group's terms under another \
                  name (plain check is how a fencekit group's tokens are checked), and a rebase \
                  would clear a mark the terms go on from. Keep checking them as {from}",
                 show_bytes(key, usize::MAX)
-            )));
+            ))
+            .into());
         }
         // Lock order: the resource's lock, the compaction gate, then its history (compaction
         // holds the gate while it reads every history).
@@ -157,7 +162,7 @@ impl Fence {
                 .append_sync(crate::wal::RecordKind::FENCE_REBASE, generation, &record)
         {
             self.revoke_if_log_failed();
-            return Err(e);
+            return Err(e.into());
         }
         // A rebase lets a whole numbering in: the superblock records it at once, so that no
         // damage to the log's tail can later pass it off as never written.
@@ -165,7 +170,7 @@ impl Fence {
             // The rebase itself is durable and takes effect when the fence is reopened; until
             // then this fence refuses every check rather than go on with the former source.
             self.usable.revoke();
-            return Err(e);
+            return Err(e.into());
         }
         match rebase.restored_mark {
             Some(mark) => slot.publish(&guard, mark, to_id),
@@ -210,7 +215,10 @@ mod tests {
             &"x".repeat(REBASED_BY_MAX + 1),
         ] {
             assert!(
-                matches!(validate_by(bad), Err(Error::RebaseRefused(_))),
+                matches!(
+                    validate_by(bad).map_err(FenceError::into_fault),
+                    Err(FenceFault::RebaseRefused(_))
+                ),
                 "{bad:?}"
             );
         }

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::error::Error;
+use crate::error::{FenceError, FenceFault};
 use crate::limits::SOURCES_MAX;
 use crate::source::Source;
 
@@ -54,13 +54,13 @@ impl Sources {
     }
 
     /// The id of `source`, given one if it is new.
-    pub(super) fn intern(&self, source: &Source) -> Result<SourceId, Error> {
+    pub(super) fn intern(&self, source: &Source) -> Result<SourceId, FenceError> {
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(&id) = known.ids.get(source) {
             return Ok(id);
         }
         if known.names.len() >= SOURCES_MAX {
-            return Err(Error::TooManySources { max: SOURCES_MAX });
+            return Err(FenceFault::TooManySources { max: SOURCES_MAX }.into());
         }
         let id = SourceId(known.names.len() as u32);
         known.names.push(source.clone());
@@ -69,13 +69,11 @@ impl Sources {
     }
 
     /// The source of `id`, or an error for an id this fence never gave.
-    pub(super) fn name(&self, id: SourceId) -> Result<Source, Error> {
+    pub(super) fn name(&self, id: SourceId) -> Result<Source, FenceError> {
         let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        known
-            .names
-            .get(id.0 as usize)
-            .cloned()
-            .ok_or_else(|| Error::InvalidSource(format!("id {}: this fence gave no such id", id.0)))
+        known.names.get(id.0 as usize).cloned().ok_or_else(|| {
+            FenceFault::InvalidSource(format!("id {}: this fence gave no such id", id.0)).into()
+        })
     }
 
     /// True if this fence gave `id`.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::{Fence, ResourceId, Verdict};
-use crate::error::Error;
+use crate::error::FenceError;
 use crate::policy::{Rejection, Validation, WriteValidator};
 use crate::token::Token;
 
@@ -75,7 +75,7 @@ impl Fence {
         id: ResourceId,
         token: Token,
         payload: &[u8],
-    ) -> Result<WriteVerdict, Error> {
+    ) -> Result<WriteVerdict, FenceError> {
         let verdict = self.check(id, token)?;
         let mark = match verdict {
             Verdict::Accepted => Some(token),

@@ -17,7 +17,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use raft::eraftpb::Message;
 
-use crate::error::Error;
+use crate::error::{Error, LogError};
 use crate::node::event::{Applied, Event, LostReason};
 use crate::node::membership::MembershipChange;
 use crate::node::replica::{Output, ProposalId, Replica};
@@ -399,7 +399,15 @@ fn duplicate(e: &Error) -> Error {
     match e {
         Error::NotLeader { hint } => Error::NotLeader { hint: *hint },
         Error::Stopped => Error::Stopped,
-        other => Error::Raft(other.to_string()),
+        Error::ProposalDropped => Error::ProposalDropped,
+        Error::InvalidBatch(why) => Error::InvalidBatch(why.clone()),
+        Error::Log(LogError::RecordTooLarge { len, max }) => LogError::RecordTooLarge {
+            len: *len,
+            max: *max,
+        }
+        .into(),
+        // Raft's own refusals are not `Clone`: the other proposals carry the text.
+        other => Error::RaftRefusal(other.to_string()),
     }
 }
 

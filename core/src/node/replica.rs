@@ -40,7 +40,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType};
 use raft::{RawNode, ReadState, SnapshotStatus, StateRole};
 
-use crate::error::Error;
+use crate::error::{Error, LogError};
 use crate::lease::Timing;
 use crate::limits::PROPOSAL_MAX;
 use crate::node::config::NodeConfig;
@@ -438,10 +438,11 @@ impl Replica {
     /// leader's entry takes its index.
     pub fn propose(&mut self, data: Vec<u8>, id: ProposalId) -> Result<u64, Error> {
         if data.len() > PROPOSAL_MAX {
-            return Err(Error::RecordTooLarge {
+            return Err(LogError::RecordTooLarge {
                 len: data.len(),
                 max: PROPOSAL_MAX,
-            });
+            }
+            .into());
         }
         self.require_leader()?;
         self.raw
@@ -463,10 +464,11 @@ impl Replica {
             )));
         }
         if let Some((data, _)) = batch.iter().find(|(data, _)| data.len() > PROPOSAL_MAX) {
-            return Err(Error::RecordTooLarge {
+            return Err(LogError::RecordTooLarge {
                 len: data.len(),
                 max: PROPOSAL_MAX,
-            });
+            }
+            .into());
         }
         self.require_leader()?;
         let count = batch.len() as u64;
@@ -856,7 +858,7 @@ impl Replica {
         match e {
             raft::Error::ProposalDropped => match self.raw.raft.lead_transferee {
                 Some(to) => Error::NotLeader { hint: Some(to) },
-                None => Error::Raft("proposal dropped (uncommitted log too large)".into()),
+                None => Error::ProposalDropped,
             },
             other => other.into(),
         }

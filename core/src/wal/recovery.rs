@@ -45,7 +45,7 @@ use super::segment::{self, EntryName, SegmentFile};
 use super::superblock::{self, Superblock, SuperblockFile};
 use super::{Position, Record, RecoveryReport, SegmentSummary, TornTail};
 use crate::disk::Disk;
-use crate::error::Error;
+use crate::error::LogError;
 use crate::limits::{SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN};
 
 /// Whether recovery may change the log.
@@ -84,10 +84,10 @@ struct Listing {
     others: Vec<String>,
 }
 
-fn list(disk: &dyn Disk, dir: &Path) -> Result<Listing, Error> {
+fn list(disk: &dyn Disk, dir: &Path) -> Result<Listing, LogError> {
     let names = disk
         .list(dir)
-        .map_err(|e| Error::io("list log directory", dir, e))?;
+        .map_err(|e| LogError::io("list log directory", dir, e))?;
     let mut listing = Listing::default();
     for name in names {
         let ours = !matches!(segment::classify(&name), EntryName::Other)
@@ -99,10 +99,10 @@ fn list(disk: &dyn Disk, dir: &Path) -> Result<Listing, Error> {
                 Ok(regular) => regular,
                 // Gone since the listing: a writer's temporary file, renamed or removed.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io("look at", &path, e)),
+                Err(e) => return Err(LogError::io("look at", &path, e)),
             };
             if !regular {
-                return Err(Error::corrupt(
+                return Err(LogError::corrupt(
                     path,
                     0,
                     "named like a file of the log, but not a regular file (a FIFO, device, \
@@ -112,10 +112,10 @@ fn list(disk: &dyn Disk, dir: &Path) -> Result<Listing, Error> {
             let links = match disk.link_count(&path) {
                 Ok(links) => links,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io("look at", &path, e)),
+                Err(e) => return Err(LogError::io("look at", &path, e)),
             };
             if links > 1 {
-                return Err(Error::corrupt(
+                return Err(LogError::corrupt(
                     path,
                     0,
                     format!(
@@ -152,38 +152,44 @@ struct SegmentData {
     data: Vec<u8>,
 }
 
-fn read_segment(disk: &dyn Disk, dir: &Path, number: u64) -> Result<SegmentData, Error> {
+fn read_segment(disk: &dyn Disk, dir: &Path, number: u64) -> Result<SegmentData, LogError> {
     let path = segment::segment_path(dir, number);
     let data = disk
         .read(&path)
-        .map_err(|e| Error::io("read segment", &path, e))?;
-    let header = SegmentHeader::decode(&data).map_err(|reason| Error::corrupt(&path, 0, reason))?;
+        .map_err(|e| LogError::io("read segment", &path, e))?;
+    let header =
+        SegmentHeader::decode(&data).map_err(|reason| LogError::corrupt(&path, 0, reason))?;
     check_header(&path, number, &header, data.len() as u64)?;
     Ok(SegmentData { path, header, data })
 }
 
 /// A segment's header alone, checked the same way, without reading the rest.
-fn read_header(disk: &dyn Disk, dir: &Path, number: u64) -> Result<SegmentHeader, Error> {
+fn read_header(disk: &dyn Disk, dir: &Path, number: u64) -> Result<SegmentHeader, LogError> {
     let path = segment::segment_path(dir, number);
     let file = disk
         .open_read(&path)
-        .map_err(|e| Error::io("open segment", &path, e))?;
+        .map_err(|e| LogError::io("open segment", &path, e))?;
     let mut bytes = [0u8; SEGMENT_HEADER_LEN as usize];
     let read = file
         .read_at(&mut bytes, 0)
-        .map_err(|e| Error::io("read segment header", &path, e))?;
+        .map_err(|e| LogError::io("read segment header", &path, e))?;
     let len = file
         .size()
-        .map_err(|e| Error::io("read segment length", &path, e))?;
-    let header =
-        SegmentHeader::decode(&bytes[..read]).map_err(|reason| Error::corrupt(&path, 0, reason))?;
+        .map_err(|e| LogError::io("read segment length", &path, e))?;
+    let header = SegmentHeader::decode(&bytes[..read])
+        .map_err(|reason| LogError::corrupt(&path, 0, reason))?;
     check_header(&path, number, &header, len)?;
     Ok(header)
 }
 
-fn check_header(path: &Path, number: u64, header: &SegmentHeader, len: u64) -> Result<(), Error> {
+fn check_header(
+    path: &Path,
+    number: u64,
+    header: &SegmentHeader,
+    len: u64,
+) -> Result<(), LogError> {
     if header.number != number {
-        return Err(Error::corrupt(
+        return Err(LogError::corrupt(
             path,
             0,
             format!(
@@ -193,7 +199,7 @@ fn check_header(path: &Path, number: u64, header: &SegmentHeader, len: u64) -> R
         ));
     }
     if !(SEGMENT_SIZE_MIN..=SEGMENT_SIZE_MAX).contains(&header.size) {
-        return Err(Error::corrupt(
+        return Err(LogError::corrupt(
             path,
             0,
             format!("segment size {} is out of range", header.size),
@@ -205,7 +211,7 @@ fn check_header(path: &Path, number: u64, header: &SegmentHeader, len: u64) -> R
         } else {
             "longer than its header declares"
         };
-        return Err(Error::corrupt(
+        return Err(LogError::corrupt(
             path,
             len.min(header.size),
             format!(
@@ -258,7 +264,7 @@ fn is_own_temp(disk: &dyn Disk, path: &Path, identity: Option<LogIdentity>) -> b
     }
 }
 
-fn owner_error(dir: &Path, found: LogOwner, expected: LogOwner) -> Error {
+fn owner_error(dir: &Path, found: LogOwner, expected: LogOwner) -> LogError {
     match (found, expected) {
         (
             LogOwner::Node {
@@ -269,14 +275,14 @@ fn owner_error(dir: &Path, found: LogOwner, expected: LogOwner) -> Error {
                 cluster: expected_cluster,
                 node: expected_node,
             },
-        ) => Error::WrongCluster {
+        ) => LogError::WrongCluster {
             path: dir.to_path_buf(),
             found_cluster,
             found_node: found_node.get(),
             expected_cluster,
             expected_node: expected_node.get(),
         },
-        _ => Error::WrongOwner {
+        _ => LogError::WrongOwner {
             path: dir.to_path_buf(),
             found: format!("the log of {found}"),
             expected: format!("the log of {expected}"),
@@ -288,8 +294,8 @@ pub(crate) fn recover(
     disk: &dyn Disk,
     dir: &Path,
     mode: Mode,
-    visit: &mut dyn FnMut(Record<'_>) -> Result<(), Error>,
-) -> Result<Recovered, Error> {
+    visit: &mut dyn FnMut(Record<'_>) -> Result<(), LogError>,
+) -> Result<Recovered, LogError> {
     let listing = list(disk, dir)?;
     if !listing.superblock {
         return create(disk, dir, mode, listing);
@@ -300,7 +306,7 @@ pub(crate) fn recover(
     let read = disk
         .open_read(&superblock_path)
         .and_then(|file| file.read_at(&mut superblock_data, 0))
-        .map_err(|e| Error::io("read superblock", &superblock_path, e))?;
+        .map_err(|e| LogError::io("read superblock", &superblock_path, e))?;
     superblock_data.truncate(read);
     let (superblock, copies) = Superblock::decode(&superblock_path, &superblock_data)?;
     let identity = superblock.identity;
@@ -325,7 +331,7 @@ pub(crate) fn recover(
     for &number in &listing.segments {
         let path = segment::segment_path(dir, number);
         if number > superblock.last + 1 {
-            return Err(Error::corrupt(
+            return Err(LogError::corrupt(
                 &path,
                 0,
                 format!(
@@ -336,7 +342,7 @@ pub(crate) fn recover(
         }
         let header = read_header(disk, dir, number)?;
         if header.identity != identity {
-            return Err(Error::corrupt(
+            return Err(LogError::corrupt(
                 &path,
                 0,
                 format!(
@@ -358,7 +364,7 @@ pub(crate) fn recover(
     }
     for number in superblock.first..=superblock.last {
         if !listing.segments.contains(&number) {
-            return Err(Error::corrupt(
+            return Err(LogError::corrupt(
                 segment::segment_path(dir, number),
                 0,
                 format!(
@@ -381,7 +387,7 @@ pub(crate) fn recover(
             // was written to it before then.
             leftovers.push(step.path);
         } else {
-            return Err(Error::corrupt(
+            return Err(LogError::corrupt(
                 &step.path,
                 0,
                 format!(
@@ -406,14 +412,14 @@ pub(crate) fn recover(
         let SegmentData { path, header, data } = read_segment(disk, dir, number)?;
         if index == 0 {
             if !header.is_base() {
-                return Err(Error::corrupt(
+                return Err(LogError::corrupt(
                     &path,
                     0,
                     "the first live segment is not a snapshot base",
                 ));
             }
             if !adopt_base && header.checksum() != superblock.first_checksum {
-                return Err(Error::corrupt(
+                return Err(LogError::corrupt(
                     &path,
                     0,
                     "this is not the base segment the superblock names (its header differs): \
@@ -421,7 +427,7 @@ pub(crate) fn recover(
                 ));
             }
         } else if header.is_base() {
-            return Err(Error::corrupt(
+            return Err(LogError::corrupt(
                 &path,
                 0,
                 "a snapshot base after the first live segment",
@@ -430,7 +436,7 @@ pub(crate) fn recover(
         if let Some((previous_path, found)) = &previous
             && header.link != *found
         {
-            return Err(Error::corrupt(
+            return Err(LogError::corrupt(
                 previous_path,
                 found.end,
                 format!(
@@ -453,7 +459,7 @@ pub(crate) fn recover(
         let check_durable = !adopt_base && superblock.durable.segment() == number;
         let durable_at = superblock.durable.offset() as usize;
         let durable_mismatch = |found: u32| {
-            Error::corrupt(
+            LogError::corrupt(
                 &path,
                 durable_at as u64,
                 format!(
@@ -518,7 +524,7 @@ pub(crate) fn recover(
                 None => "non-zero bytes after the last record".to_owned(),
                 Some((_, reason)) => reason.clone(),
             };
-            return Err(Error::corrupt(
+            return Err(LogError::corrupt(
                 &path,
                 offset as u64,
                 format!(
@@ -534,7 +540,7 @@ pub(crate) fn recover(
             Some((_, reason)) => reason.clone(),
         };
         if let Some(witness) = find_witness(&data, seed, number, size, offset + RECORD_ALIGN, at) {
-            return Err(Error::corrupt(
+            return Err(LogError::corrupt(
                 &path,
                 offset as u64,
                 format!(
@@ -543,7 +549,7 @@ pub(crate) fn recover(
             ));
         }
         if !adopt_base && at < superblock.durable {
-            return Err(Error::corrupt(
+            return Err(LogError::corrupt(
                 &path,
                 offset as u64,
                 format!(
@@ -557,7 +563,7 @@ pub(crate) fn recover(
         if let Some((extent, reason)) = &stop
             && !looks_torn(&data, offset, offset + extent)
         {
-            return Err(Error::corrupt(
+            return Err(LogError::corrupt(
                 &path,
                 offset as u64,
                 format!(
@@ -592,7 +598,7 @@ pub(crate) fn recover(
                 let live_path = segment::segment_path(dir, number);
                 disk.open(&live_path)
                     .and_then(|f| f.sync_data())
-                    .map_err(|e| Error::io("fdatasync", &live_path, e))?;
+                    .map_err(|e| LogError::io("fdatasync", &live_path, e))?;
             }
             let mut superblock_file = SuperblockFile::open(disk, dir, superblock)?;
             // Everything recovered is durable now: the superblock says so, so that from here
@@ -631,7 +637,12 @@ pub(crate) fn recover(
 
 /// A directory without a superblock: a new log, or the one state a crash while creating a log
 /// leaves (segment 1 alone, holding no record).
-fn create(disk: &dyn Disk, dir: &Path, mode: Mode, listing: Listing) -> Result<Recovered, Error> {
+fn create(
+    disk: &dyn Disk,
+    dir: &Path,
+    mode: Mode,
+    listing: Listing,
+) -> Result<Recovered, LogError> {
     let only_first = listing.segments.len() == 1 && listing.segments.contains(&1);
     let interrupted = only_first && {
         let first = read_segment(disk, dir, 1)?;
@@ -642,7 +653,7 @@ fn create(disk: &dyn Disk, dir: &Path, mode: Mode, listing: Listing) -> Result<R
             listing.segments.first().copied().unwrap_or_default(),
             listing.segments.last().copied().unwrap_or_default(),
         );
-        return Err(Error::corrupt(
+        return Err(LogError::corrupt(
             dir.join(superblock::FILE_NAME),
             0,
             format!(
@@ -656,7 +667,7 @@ fn create(disk: &dyn Disk, dir: &Path, mode: Mode, listing: Listing) -> Result<R
         segment_size,
     } = mode
     else {
-        return Err(Error::corrupt(dir, 0, "no log in this directory"));
+        return Err(LogError::corrupt(dir, 0, "no log in this directory"));
     };
     let own_temps: Vec<PathBuf> = listing
         .temps
@@ -674,14 +685,15 @@ fn create(disk: &dyn Disk, dir: &Path, mode: Mode, listing: Listing) -> Result<R
             .map(|name| name.to_string_lossy().into_owned()),
     );
     if !strangers.is_empty() {
-        return Err(Error::WrongOwner {
+        return Err(LogError::WrongOwner {
             path: dir.to_path_buf(),
             found: format!("no log but other files ({})", strangers.join(", ")),
             expected: format!(
                 "an empty directory, where a new log of {owner} is created (an existing log \
                  has a superblock)"
             ),
-        });
+        }
+        .into());
     }
     for path in &own_temps {
         segment::remove(disk, path, "remove left-over file")?;
@@ -695,7 +707,7 @@ fn create(disk: &dyn Disk, dir: &Path, mode: Mode, listing: Listing) -> Result<R
     }
     let id = disk
         .new_log_id()
-        .map_err(|e| Error::io("draw a log id for", dir, e))?;
+        .map_err(|e| LogError::io("draw a log id for", dir, e))?;
     let identity = LogIdentity {
         id: super::identity::LogId(id),
         owner,

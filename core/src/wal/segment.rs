@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::record::{SEGMENT_HEADER_LEN, SegmentHeader};
 use crate::disk::{Disk, DiskFile, DiskLock};
-use crate::error::Error;
+use crate::error::LogError;
 
 const SUFFIX: &str = ".wal";
 const TEMP_SUFFIX: &str = ".wal.tmp";
@@ -50,28 +50,33 @@ pub(crate) fn classify(name: &str) -> EntryName {
 }
 
 /// Makes the directory's entries (creations, renames, removals) durable.
-pub(crate) fn sync_dir(disk: &dyn Disk, dir: &Path) -> Result<(), Error> {
+pub(crate) fn sync_dir(disk: &dyn Disk, dir: &Path) -> Result<(), LogError> {
     disk.sync_dir(dir)
-        .map_err(|e| Error::io("fsync directory", dir, e))
+        .map_err(|e| LogError::io("fsync directory", dir, e))
 }
 
 /// Removes a file; one already gone is no error.
-pub(crate) fn remove(disk: &dyn Disk, path: &Path, context: &'static str) -> Result<(), Error> {
+pub(crate) fn remove(disk: &dyn Disk, path: &Path, context: &'static str) -> Result<(), LogError> {
     match disk.remove(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(context, path, e)),
+        Err(e) => Err(LogError::io(context, path, e)),
     }
 }
 
 /// Writes `len` zero bytes at `offset`.
-fn write_zeros(file: &dyn DiskFile, path: &Path, mut offset: u64, len: u64) -> Result<(), Error> {
+fn write_zeros(
+    file: &dyn DiskFile,
+    path: &Path,
+    mut offset: u64,
+    len: u64,
+) -> Result<(), LogError> {
     let zeros = vec![0u8; ZERO_CHUNK.min(len as usize)];
     let end = offset + len;
     while offset < end {
         let n = (end - offset).min(ZERO_CHUNK as u64) as usize;
         file.write_at(&zeros[..n], offset)
-            .map_err(|e| Error::io("write zeros to", path, e))?;
+            .map_err(|e| LogError::io("write zeros to", path, e))?;
         offset += n as u64;
     }
     Ok(())
@@ -93,7 +98,7 @@ impl SegmentFile {
         dir: &Path,
         header: SegmentHeader,
         initial: &[u8],
-    ) -> Result<SegmentFile, Error> {
+    ) -> Result<SegmentFile, LogError> {
         let temp = temp_path(dir, header.number);
         let result = Self::fill_temp(disk, &temp, header, initial);
         let file = match result {
@@ -106,7 +111,7 @@ impl SegmentFile {
         };
         let path = segment_path(dir, header.number);
         disk.rename(&temp, &path)
-            .map_err(|e| Error::io("rename segment into place", &path, e))?;
+            .map_err(|e| LogError::io("rename segment into place", &path, e))?;
         sync_dir(disk, dir)?;
         Ok(SegmentFile { header, path, file })
     }
@@ -116,13 +121,13 @@ impl SegmentFile {
         temp: &Path,
         header: SegmentHeader,
         initial: &[u8],
-    ) -> Result<Box<dyn DiskFile>, Error> {
+    ) -> Result<Box<dyn DiskFile>, LogError> {
         // A leftover of an earlier attempt goes first: creating never opens what is there
         // (a link planted under this name must not be written through).
         remove(disk, temp, "remove left-over temporary segment")?;
         let file = disk
             .create(temp)
-            .map_err(|e| Error::io("create segment", temp, e))?;
+            .map_err(|e| LogError::io("create segment", temp, e))?;
         let mut head = Vec::with_capacity(SEGMENT_HEADER_LEN as usize + initial.len());
         head.extend_from_slice(&header.encode());
         head.extend_from_slice(initial);
@@ -131,7 +136,7 @@ impl SegmentFile {
             "initial records exceed the segment"
         );
         file.write_at(&head, 0)
-            .map_err(|e| Error::io("write segment", temp, e))?;
+            .map_err(|e| LogError::io("write segment", temp, e))?;
         write_zeros(
             &*file,
             temp,
@@ -139,7 +144,7 @@ impl SegmentFile {
             header.size - head.len() as u64,
         )?;
         file.sync_data()
-            .map_err(|e| Error::io("fsync segment", temp, e))?;
+            .map_err(|e| LogError::io("fsync segment", temp, e))?;
         Ok(file)
     }
 
@@ -148,10 +153,10 @@ impl SegmentFile {
         disk: &dyn Disk,
         path: PathBuf,
         header: SegmentHeader,
-    ) -> Result<SegmentFile, Error> {
+    ) -> Result<SegmentFile, LogError> {
         let file = disk
             .open(&path)
-            .map_err(|e| Error::io("open segment", &path, e))?;
+            .map_err(|e| LogError::io("open segment", &path, e))?;
         Ok(SegmentFile { header, path, file })
     }
 
@@ -159,22 +164,22 @@ impl SegmentFile {
         self.header.number
     }
 
-    pub(crate) fn write_at(&self, offset: u64, bytes: &[u8]) -> Result<(), Error> {
+    pub(crate) fn write_at(&self, offset: u64, bytes: &[u8]) -> Result<(), LogError> {
         debug_assert!(offset + bytes.len() as u64 <= self.header.size);
         self.file
             .write_at(bytes, offset)
-            .map_err(|e| Error::io("write", &self.path, e))
+            .map_err(|e| LogError::io("write", &self.path, e))
     }
 
-    pub(crate) fn write_zeros(&self, offset: u64, len: u64) -> Result<(), Error> {
+    pub(crate) fn write_zeros(&self, offset: u64, len: u64) -> Result<(), LogError> {
         write_zeros(&*self.file, &self.path, offset, len)
     }
 
     /// fdatasync: the file's data (and the metadata needed to read it) is on stable storage.
-    pub(crate) fn sync(&self) -> Result<(), Error> {
+    pub(crate) fn sync(&self) -> Result<(), LogError> {
         self.file
             .sync_data()
-            .map_err(|e| Error::io("fdatasync", &self.path, e))
+            .map_err(|e| LogError::io("fdatasync", &self.path, e))
     }
 }
 
@@ -193,7 +198,7 @@ pub(crate) struct DirLock {
 }
 
 impl DirLock {
-    pub(crate) fn acquire(disk: &dyn Disk, dir: &Path) -> Result<DirLock, Error> {
+    pub(crate) fn acquire(disk: &dyn Disk, dir: &Path) -> Result<DirLock, LogError> {
         for attempt in 0..=LOCK_RETRIES {
             match disk.try_lock(dir) {
                 Ok(Some(lock)) => {
@@ -204,26 +209,27 @@ impl DirLock {
                 }
                 Ok(None) if attempt < LOCK_RETRIES => std::thread::sleep(LOCK_RETRY_PAUSE),
                 Ok(None) => break,
-                Err(e) => return Err(Error::io("lock", dir, e)),
+                Err(e) => return Err(LogError::io("lock", dir, e)),
             }
         }
-        Err(Error::Locked {
+        Err(LogError::Locked {
             path: dir.to_path_buf(),
-        })
+        }
+        .into())
     }
 
     /// Refuses if the locked directory was moved away or replaced while the log was open:
     /// another process could then lock and write a copy of the log at the same path.
-    pub(crate) fn verify(&self) -> Result<(), Error> {
+    pub(crate) fn verify(&self) -> Result<(), LogError> {
         match self.lock.still_in_place() {
             Ok(true) => Ok(()),
-            Ok(false) => Err(Error::corrupt(
+            Ok(false) => Err(LogError::corrupt(
                 &self.dir,
                 0,
                 "the log directory was moved, deleted or replaced while the log was open; \
                  another process may be writing a copy of this log",
             )),
-            Err(e) => Err(Error::io("check the log directory", &self.dir, e)),
+            Err(e) => Err(LogError::io("check the log directory", &self.dir, e)),
         }
     }
 }
@@ -258,7 +264,7 @@ mod tests {
         let first = DirLock::acquire(&disk, dir.path()).unwrap();
         assert!(matches!(
             DirLock::acquire(&disk, dir.path()),
-            Err(Error::Locked { .. })
+            Err(LogError::Locked { .. })
         ));
         drop(first);
         DirLock::acquire(&disk, dir.path()).unwrap();

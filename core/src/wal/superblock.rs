@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use super::Position;
 use super::identity::{IDENTITY_LEN, LogIdentity};
 use crate::disk::{Disk, DiskFile};
-use crate::error::Error;
+use crate::error::LogError;
 use crate::limits::SEGMENT_NUMBER_MAX;
 
 pub(crate) const FILE_NAME: &str = "superblock";
@@ -155,7 +155,7 @@ impl Superblock {
     /// Reads the superblock from the bytes of its file: the valid copy with the highest
     /// sequence, provided every valid copy names the same log and is at most one update
     /// older. Returns it and how many copies were valid.
-    pub(crate) fn decode(path: &Path, data: &[u8]) -> Result<(Superblock, usize), Error> {
+    pub(crate) fn decode(path: &Path, data: &[u8]) -> Result<(Superblock, usize), LogError> {
         let mut valid = Vec::new();
         let mut problems = Vec::new();
         for copy in 0..COPIES {
@@ -166,7 +166,7 @@ impl Superblock {
             }
         }
         let Some(newest) = valid.iter().max_by_key(|s| s.sequence).copied() else {
-            return Err(Error::corrupt(
+            return Err(LogError::corrupt(
                 path,
                 0,
                 format!("no valid superblock copy ({})", problems.join("; ")),
@@ -174,7 +174,7 @@ impl Superblock {
         };
         for other in &valid {
             if other.identity != newest.identity {
-                return Err(Error::corrupt(
+                return Err(LogError::corrupt(
                     path,
                     0,
                     format!(
@@ -184,7 +184,7 @@ impl Superblock {
                 ));
             }
             if newest.sequence - other.sequence > 1 {
-                return Err(Error::corrupt(
+                return Err(LogError::corrupt(
                     path,
                     0,
                     format!(
@@ -216,21 +216,21 @@ impl SuperblockFile {
         disk: &dyn Disk,
         dir: &Path,
         superblock: Superblock,
-    ) -> Result<SuperblockFile, Error> {
+    ) -> Result<SuperblockFile, LogError> {
         let temp = dir.join(TEMP_NAME);
         let path = dir.join(FILE_NAME);
         // Creating never opens what is there: a leftover (or a planted link) goes first.
         super::segment::remove(disk, &temp, "remove left-over superblock")?;
         let file = disk
             .create(&temp)
-            .map_err(|e| Error::io("create superblock", &temp, e))?;
+            .map_err(|e| LogError::io("create superblock", &temp, e))?;
         file.write_at(&superblock.encode(), 0)
             .and_then(|()| file.sync_data())
-            .map_err(|e| Error::io("write superblock", &temp, e))?;
+            .map_err(|e| LogError::io("write superblock", &temp, e))?;
         disk.rename(&temp, &path)
-            .map_err(|e| Error::io("rename superblock into place", &path, e))?;
+            .map_err(|e| LogError::io("rename superblock into place", &path, e))?;
         disk.sync_dir(dir)
-            .map_err(|e| Error::io("fsync directory", dir, e))?;
+            .map_err(|e| LogError::io("fsync directory", dir, e))?;
         Ok(SuperblockFile {
             path,
             file,
@@ -243,11 +243,11 @@ impl SuperblockFile {
         disk: &dyn Disk,
         dir: &Path,
         current: Superblock,
-    ) -> Result<SuperblockFile, Error> {
+    ) -> Result<SuperblockFile, LogError> {
         let path = dir.join(FILE_NAME);
         let file = disk
             .open(&path)
-            .map_err(|e| Error::io("open superblock", &path, e))?;
+            .map_err(|e| LogError::io("open superblock", &path, e))?;
         Ok(SuperblockFile {
             path,
             file,
@@ -261,7 +261,7 @@ impl SuperblockFile {
 
     /// Records that the log is durable through `durable` (a position and the checksum of the
     /// record ending there), unless the superblock already says so or more.
-    pub(crate) fn record_durable(&mut self, durable: (Position, u32)) -> Result<(), Error> {
+    pub(crate) fn record_durable(&mut self, durable: (Position, u32)) -> Result<(), LogError> {
         if self.current.durable >= durable.0 {
             return Ok(());
         }
@@ -273,12 +273,12 @@ impl SuperblockFile {
 
     /// Writes `change` of the current superblock as the next sequence: the first half of the
     /// copies, synced, then the second half, synced.
-    pub(crate) fn update(&mut self, change: impl FnOnce(&mut Superblock)) -> Result<(), Error> {
+    pub(crate) fn update(&mut self, change: impl FnOnce(&mut Superblock)) -> Result<(), LogError> {
         let mut next = self.current;
         change(&mut next);
         next.sequence += 1;
         if next.sequence > SEQUENCE_MAX {
-            return Err(Error::corrupt(
+            return Err(LogError::corrupt(
                 &self.path,
                 0,
                 format!(
@@ -291,11 +291,11 @@ impl SuperblockFile {
             for copy in half {
                 self.file
                     .write_at(&next.encode_copy(copy), (copy * COPY_LEN) as u64)
-                    .map_err(|e| Error::io("write superblock", &self.path, e))?;
+                    .map_err(|e| LogError::io("write superblock", &self.path, e))?;
             }
             self.file
                 .sync_data()
-                .map_err(|e| Error::io("fdatasync superblock", &self.path, e))?;
+                .map_err(|e| LogError::io("fdatasync superblock", &self.path, e))?;
         }
         self.current = next;
         Ok(())

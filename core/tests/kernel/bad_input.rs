@@ -3,7 +3,10 @@
 use std::fs;
 
 use fencekit::limits::{BATCH_MAX, KEY_LEN_MAX};
-use fencekit::{Error, Fence, FenceOptions, Generation, NodeId, ResourceId, Token, Verdict};
+use fencekit::{
+    Fence, FenceError, FenceFault, FenceOptions, Generation, LogError, NodeId, ResourceId, Token,
+    Verdict,
+};
 
 use crate::support::small_fence;
 
@@ -14,7 +17,8 @@ fn empty_and_over_long_keys_are_refused() {
     let t = Token::from_parts(1, 1).unwrap();
     let err = fence.register(b"").unwrap_err();
     assert!(
-        matches!(err, Error::InvalidKey(_)) && err.to_string().contains("empty"),
+        matches!(err.fault(), FenceFault::InvalidKey { len: 0 })
+            && err.to_string().contains("empty"),
         "{err}"
     );
     let long = vec![b'k'; KEY_LEN_MAX + 1];
@@ -49,19 +53,24 @@ fn unknown_ids_and_bad_batches_are_refused_before_anything_changes() {
     let t = Token::from_parts(1, 1).unwrap();
     let never = ResourceId::from_u32(5);
     assert!(matches!(
-        fence.check(never, t),
-        Err(Error::UnknownResource(5))
+        fence.check(never, t).map_err(FenceError::into_fault),
+        Err(FenceFault::UnknownResource(5))
     ));
     assert!(matches!(
-        fence.check(ResourceId::from_u32(u32::MAX), t),
-        Err(Error::UnknownResource(_))
+        fence
+            .check(ResourceId::from_u32(u32::MAX), t)
+            .map_err(FenceError::into_fault),
+        Err(FenceFault::UnknownResource(_))
     ));
 
     // A batch with one bad id does nothing at all, not even the good items; like a bad token,
     // the bad id is the batch's error, and it names the item.
     let mut out = [Verdict::Accepted; 2];
-    match fence.check_batch(&[(id, t), (never, t)], &mut out) {
-        Err(Error::InvalidBatch(why)) => assert!(
+    match fence
+        .check_batch(&[(id, t), (never, t)], &mut out)
+        .map_err(FenceError::into_fault)
+    {
+        Err(FenceFault::InvalidBatch(why)) => assert!(
             why.contains("item 1") && why.contains("unknown resource id 5"),
             "{why}"
         ),
@@ -77,8 +86,11 @@ fn unknown_ids_and_bad_batches_are_refused_before_anything_changes() {
     let big = vec![(id, t); BATCH_MAX + 1];
     let mut out = vec![Verdict::Accepted; BATCH_MAX + 1];
     assert!(matches!(
-        fence.check_batch(&big, &mut out),
-        Err(Error::InvalidBatch(_))
+        fence
+            .check_batch(&big, &mut out)
+            .map_err(FenceError::into_fault),
+        Err(FenceFault::BatchTooLong(range)) if range.given == (BATCH_MAX + 1) as u64
+            && range.max == BATCH_MAX as u64
     ));
     assert_eq!(fence.mark(id).unwrap(), None);
 }
@@ -115,7 +127,10 @@ fn a_directory_that_cannot_be_created_is_named() {
     let file = dir.path().join("a-file");
     fs::write(&file, b"not a directory").unwrap();
     let err = Fence::open(file.join("data"), small_fence()).unwrap_err();
-    assert!(matches!(err, Error::Io { .. }), "{err}");
+    assert!(
+        matches!(err.fault(), FenceFault::Log(LogError::Io { .. })),
+        "{err}"
+    );
     let message = err.to_string();
     assert!(
         message.contains("create data directory") && message.contains("a-file"),
@@ -128,7 +143,10 @@ fn a_directory_in_use_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _first = Fence::open(dir.path(), small_fence()).unwrap();
     let err = Fence::open(dir.path(), small_fence()).unwrap_err();
-    assert!(matches!(err, Error::Locked { .. }), "{err}");
+    assert!(
+        matches!(err.fault(), FenceFault::Log(LogError::Locked { .. })),
+        "{err}"
+    );
     assert!(
         err.to_string().contains(&dir.path().display().to_string()),
         "{err}"
@@ -163,6 +181,9 @@ fn a_regressing_mark_in_the_log_is_corruption() {
             .unwrap();
     }
     let err = Fence::open(dir.path(), small_fence()).unwrap_err();
-    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    assert!(
+        matches!(err.fault(), FenceFault::Log(LogError::Corrupt { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("already"), "{err}");
 }

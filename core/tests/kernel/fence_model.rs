@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use fencekit::{Error, Fence, Source, Token, Verdict};
+use fencekit::{Fence, FenceFault, Source, Token, Verdict};
 use proptest::prelude::*;
 
 use crate::support::small_fence;
@@ -142,7 +142,10 @@ proptest! {
                     let resource = state.entry(key_of(key)).or_default();
                     let result = fence.rebase(&key_of(key), &sources()[source], "model");
                     if resource.bound == Some(source) {
-                        prop_assert!(matches!(result, Err(Error::RebaseRefused(_))), "{result:?}");
+                        prop_assert!(
+                            matches!(&result, Err(e) if matches!(e.fault(), FenceFault::RebaseRefused(_))),
+                            "{result:?}"
+                        );
                     } else {
                         let rebase = result.unwrap();
                         prop_assert_eq!(rebase.cleared_mark, resource.mark);

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fencekit::{Error, Fence, FenceOptions, Token, Verdict};
+use fencekit::{Fence, FenceFault, FenceOptions, LogError, Token, Verdict};
 
 use crate::support::small_wal;
 
@@ -61,7 +61,10 @@ fn a_full_disk_fails_the_append_and_loses_nothing_acknowledged() {
                     acked.push(key);
                 }
                 Err(err) => {
-                    assert!(matches!(err, Error::Io { .. }), "{err}");
+                    assert!(
+                        matches!(err.fault(), FenceFault::Log(LogError::Io { .. })),
+                        "{err}"
+                    );
                     assert!(err.to_string().contains("space"), "{err}");
                     break key;
                 }
@@ -76,7 +79,10 @@ fn a_full_disk_fails_the_append_and_loses_nothing_acknowledged() {
         // fence that cannot advance may no longer own its marks (reopen to go on).
         let first = fence.lookup(acked[0].as_bytes()).unwrap();
         let err = fence.check(first, token).unwrap_err();
-        assert!(matches!(err, Error::Poisoned(_)), "{err}");
+        assert!(
+            matches!(err.fault(), FenceFault::Log(LogError::Poisoned(_))),
+            "{err}"
+        );
     }
     assert!(
         acked.len() > 1000,

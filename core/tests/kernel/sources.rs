@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use fencekit::wal::LogOwner;
-use fencekit::{Error, Fence, RecordKind, Source, Token, Verdict, Wal};
+use fencekit::{Fence, FenceError, FenceFault, LogError, RecordKind, Source, Token, Verdict, Wal};
 
 use crate::support::{small_fence, small_wal};
 
@@ -119,15 +119,19 @@ fn a_rebase_to_the_same_source_is_refused_and_writes_nothing() {
         let id = fence.register(b"k").unwrap();
         fence.check_from(id, sid, t(9, 2)).unwrap();
         let e = fence.rebase(b"k", &source, "bob").unwrap_err();
-        assert!(matches!(e, Error::RebaseRefused(_)), "{e}");
+        assert!(matches!(e.fault(), FenceFault::RebaseRefused(_)), "{e}");
         assert!(e.to_string().contains("new source"), "{e}");
         assert!(matches!(
-            fence.rebase(b"k", &Source::etcd_cluster(0xb), "\n"),
-            Err(Error::RebaseRefused(_))
+            fence
+                .rebase(b"k", &Source::etcd_cluster(0xb), "\n")
+                .map_err(FenceError::into_fault),
+            Err(FenceFault::RebaseRefused(_))
         ));
         assert!(matches!(
-            fence.rebase(b"", &Source::etcd_cluster(0xb), "bob"),
-            Err(Error::InvalidKey(_))
+            fence
+                .rebase(b"", &Source::etcd_cluster(0xb), "bob")
+                .map_err(FenceError::into_fault),
+            Err(FenceFault::InvalidKey { len: 0 })
         ));
     }
     let fence = Fence::open(dir.path(), small_fence()).unwrap();
@@ -203,7 +207,7 @@ fn a_rebase_between_unnamed_and_a_fencekit_group_is_refused() {
     let e = fence
         .rebase(b"ledger", &Source::fencekit_group(1), "ops")
         .unwrap_err();
-    assert!(matches!(e, Error::RebaseRefused(_)), "{e}");
+    assert!(matches!(e.fault(), FenceFault::RebaseRefused(_)), "{e}");
     assert!(matches!(
         fence.check(id, t(10, 2)).unwrap(),
         Verdict::Stale { .. }
@@ -217,7 +221,7 @@ fn a_rebase_between_unnamed_and_a_fencekit_group_is_refused() {
             .is_accepted()
     );
     let e = fence.rebase(b"other", &Source::UNNAMED, "ops").unwrap_err();
-    assert!(matches!(e, Error::RebaseRefused(_)), "{e}");
+    assert!(matches!(e.fault(), FenceFault::RebaseRefused(_)), "{e}");
 }
 
 /// A name an earlier build wrote in the log stays readable when the rules for new names
@@ -277,18 +281,27 @@ fn source_ids_and_counts_are_checked() {
     let id = fence.register(b"k").unwrap();
     let never = fencekit::SourceId::from_u32(77);
     assert!(matches!(
-        fence.check_from(id, never, t(1, 1)),
-        Err(Error::InvalidSource(_))
+        fence
+            .check_from(id, never, t(1, 1))
+            .map_err(FenceError::into_fault),
+        Err(FenceFault::InvalidSource(_))
     ));
-    assert!(matches!(fence.source(never), Err(Error::InvalidSource(_))));
+    assert!(matches!(
+        fence.source(never).map_err(FenceError::into_fault),
+        Err(FenceFault::InvalidSource(_))
+    ));
     for i in 1..fencekit::limits::SOURCES_MAX {
         fence
             .source_id(&Source::named(&i.to_string()).unwrap())
             .unwrap();
     }
     assert!(matches!(
-        fence.source_id(&Source::named("one-too-many").unwrap()),
-        Err(Error::TooManySources { .. })
+        fence
+            .source_id(&Source::named("one-too-many").unwrap())
+            .map_err(FenceError::into_fault),
+        Err(FenceFault::TooManySources {
+            max: fencekit::limits::SOURCES_MAX
+        })
     ));
     // Known ones are still found, and the wide mark takes ids beyond the packed form's 128.
     let late = fence.source_id(&Source::named("1000").unwrap()).unwrap();
@@ -321,7 +334,10 @@ fn a_log_mixing_sources_without_a_rebase_is_refused() {
             .unwrap();
     }
     let e = Fence::open(dir.path(), small_fence()).unwrap_err();
-    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    assert!(
+        matches!(e.fault(), FenceFault::Log(LogError::Corrupt { .. })),
+        "{e}"
+    );
     assert!(
         e.to_string().contains("bound to etcd:000000000000000a"),
         "{e}"

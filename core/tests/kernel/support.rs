@@ -4,7 +4,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use fencekit::wal::LogOwner;
-use fencekit::{Error, FenceOptions, Record, RecordKind, Wal, WalOptions};
+use fencekit::{FenceOptions, LogError, Record, RecordKind, Wal, WalOptions};
 
 /// The smallest segment, so that tests roll segments often.
 pub(crate) const SMALL_SEGMENT: u64 = 64 << 10;
@@ -59,7 +59,7 @@ impl Owned {
     }
 }
 
-pub(crate) fn open_wal(dir: &Path) -> Result<(Wal, Vec<Owned>), Error> {
+pub(crate) fn open_wal(dir: &Path) -> Result<(Wal, Vec<Owned>), LogError> {
     let mut records = Vec::new();
     let wal = Wal::open(dir, LogOwner::Fence, small_wal(), &mut |r: Record<'_>| {
         records.push(Owned::of(&r));

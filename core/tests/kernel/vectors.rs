@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use fencekit::fence::validate_key;
-use fencekit::{Counters, Error, Fence, FenceOptions, ResourceId, Token, Verdict};
+use fencekit::{
+    Counters, ErrorKind, Fence, FenceError, FenceFault, FenceOptions, ResourceId, Token, Verdict,
+};
 use serde_json::Value;
 
 /// What a step answered.
@@ -20,13 +22,13 @@ enum Outcome {
     Counters(Counters),
 }
 
-fn status_name(error: &Error) -> &'static str {
-    match error {
-        Error::InvalidToken(_) => "invalid_token",
-        Error::InvalidKey(_) => "invalid_key",
-        Error::UnknownResource(_) => "unknown_resource",
-        Error::InvalidBatch(_) => "invalid_batch",
-        other => panic!("a vector met an unexpected error: {other}"),
+fn status_name(error: &FenceError) -> &'static str {
+    match error.kind() {
+        ErrorKind::InvalidToken => "invalid_token",
+        ErrorKind::InvalidKey => "invalid_key",
+        ErrorKind::UnknownResource => "unknown_resource",
+        ErrorKind::InvalidBatch => "invalid_batch",
+        _ => panic!("a vector met an unexpected error: {error}"),
     }
 }
 
@@ -43,7 +45,7 @@ fn pair(value: &Value) -> (u64, u64) {
     (number(&items[0]), number(&items[1]))
 }
 
-fn token(value: &Value) -> Result<Token, Error> {
+fn token(value: &Value) -> Result<Token, FenceError> {
     let (generation, holder) = pair(value);
     Token::from_parts(generation, holder)
 }
@@ -166,7 +168,7 @@ fn run(path: &Path) {
             *ids.get(&key(step))
                 .unwrap_or_else(|| panic!("{context}: the key was not registered"))
         };
-        let result: Result<Outcome, Error> = match op {
+        let result: Result<Outcome, FenceError> = match op {
             "register" => fence.register(&key(step)).map(|id| {
                 ids.insert(key(step), id);
                 Outcome::Ok
@@ -177,7 +179,7 @@ fn run(path: &Path) {
                 fence
                     .lookup(&key(step))
                     .map(|_| Outcome::Ok)
-                    .ok_or(Error::UnknownResource(u32::MAX))
+                    .ok_or_else(|| FenceFault::UnknownResource(u32::MAX).into())
             }),
             "check" => token(&step["token"])
                 .and_then(|t| fence.check(id_of(&ids), t).map(|v| Outcome::Verdict(v, t))),

@@ -4,7 +4,7 @@
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
 
-use fencekit::{Error, Position, WalOptions};
+use fencekit::{LogError, Position, WalOptions};
 
 use crate::support::{Owned, copy_dir, kind, open_wal, segments};
 
@@ -207,7 +207,7 @@ fn a_flipped_bit_in_any_acknowledged_record_is_refused_with_file_and_offset() {
             file.write_all_at(&byte, start + bit / 8).unwrap();
             drop(file);
             match open_wal(copy.path()) {
-                Err(Error::Corrupt { path, offset, .. }) => {
+                Err(LogError::Corrupt { path, offset, .. }) => {
                     assert_eq!(path.file_name().unwrap(), name, "record {k}");
                     assert_eq!(offset, start, "record {k}, bit {bit}");
                 }
@@ -366,7 +366,7 @@ fn oversized_records_and_bad_options_are_refused() {
     let too_big = vec![1u8; (64 << 10) + 1];
     assert!(matches!(
         wal.append(kind(1), 1, &too_big),
-        Err(Error::RecordTooLarge { .. })
+        Err(LogError::RecordTooLarge { .. })
     ));
     drop(wal);
     let bad = WalOptions {
@@ -396,7 +396,7 @@ fn a_zeroed_sector_inside_an_acknowledged_record_is_refused_not_truncated() {
     file.write_all_at(&[0u8; 512], sector).unwrap();
     drop(file);
     match open_wal(dir.path()) {
-        Err(Error::Corrupt { offset, reason, .. }) => {
+        Err(LogError::Corrupt { offset, reason, .. }) => {
             assert_eq!(offset, victim);
             assert!(reason.contains("had been synced"), "{reason}");
         }
@@ -417,7 +417,7 @@ fn snapshot_files(dir: &std::path::Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
     files
 }
 
-fn inspect(dir: &std::path::Path) -> Result<(fencekit::RecoveryReport, Vec<Owned>), Error> {
+fn inspect(dir: &std::path::Path) -> Result<(fencekit::RecoveryReport, Vec<Owned>), LogError> {
     let mut records = Vec::new();
     let report = fencekit::Wal::inspect(dir, &Default::default(), &mut |r| {
         records.push(Owned::of(&r));
@@ -461,7 +461,7 @@ fn inspection_reports_a_torn_tail_without_repairing_it() {
 #[test]
 fn inspection_refuses_damage_and_an_empty_directory() {
     let dir = tempfile::tempdir().unwrap();
-    assert!(matches!(inspect(dir.path()), Err(Error::Corrupt { .. })));
+    assert!(matches!(inspect(dir.path()), Err(LogError::Corrupt { .. })));
     assert!(
         fs::read_dir(dir.path()).unwrap().next().is_none(),
         "inspection created a log"
@@ -472,7 +472,7 @@ fn inspection_refuses_damage_and_an_empty_directory() {
     file.write_all_at(&[0xFF], starts[3].offset() + 40).unwrap();
     drop(file);
     match inspect(dir.path()) {
-        Err(Error::Corrupt { offset, .. }) => assert_eq!(offset, starts[3].offset()),
+        Err(LogError::Corrupt { offset, .. }) => assert_eq!(offset, starts[3].offset()),
         other => panic!("expected corruption, got {:?}", other.map(|(r, _)| r)),
     }
 }

@@ -1,7 +1,7 @@
 //! `raft::Storage` on the log: what was persisted is exactly what a reopen finds.
 
 use fencekit::raft_storage::{Identity, RaftStorage};
-use fencekit::{Error, NodeId, WalOptions};
+use fencekit::{Error, FenceFault, LogError, NodeId, WalOptions};
 use raft::Storage as _;
 use raft::eraftpb::{ConfState, Entry, HardState};
 
@@ -145,11 +145,11 @@ fn a_directory_of_another_cluster_or_node_is_refused() {
     assert!(
         matches!(
             err,
-            Error::WrongCluster {
+            Error::Log(LogError::WrongCluster {
                 found_cluster: 7,
                 expected_cluster: 8,
                 ..
-            }
+            })
         ),
         "{err}"
     );
@@ -157,7 +157,10 @@ fn a_directory_of_another_cluster_or_node_is_refused() {
     assert!(err.to_string().contains("node 1"), "{err}");
     // A fence refuses a node's directory, and the node still opens it.
     let err = fencekit::Fence::open(dir.path(), Default::default()).unwrap_err();
-    assert!(matches!(err, Error::WrongOwner { .. }), "{err}");
+    assert!(
+        matches!(err.fault(), FenceFault::Log(LogError::WrongOwner { .. })),
+        "{err}"
+    );
     let mut s = open(dir.path());
     s.bootstrap(identity(7, 1), &voters()).unwrap();
 }

@@ -7,7 +7,7 @@ use fencekit::disk::DiskHandle;
 use fencekit::node::{NodeConfig, Replica};
 use fencekit::raft_storage::SyncRequest;
 use fencekit::wal::WalOptions;
-use fencekit::{Error, NodeId};
+use fencekit::{Error, ErrorKind, NodeId};
 use rand::Rng;
 
 use super::{EPOCH, STEP_NS, Simulation, id};
@@ -154,14 +154,14 @@ impl Simulation {
                 self.fix_timeout(n, &mut slot);
                 self.process(n, &mut slot);
             }
-            Err(Error::Corrupt { .. }) if self.flipped.contains(&n) => {
+            Err(e) if e.kind() == ErrorKind::Corrupt && self.flipped.contains(&n) => {
                 // Damage at rest was found and refused, as I6 wants: the node stays down.
                 self.stats.refused_restarts += 1;
                 self.trace
                     .note(self.now, format_args!("node {n} refuses its damaged log"));
                 slot.broken = Some("damaged log".into());
             }
-            Err(Error::Io { .. }) if slot.disk.is_full() => {
+            Err(e) if e.kind() == ErrorKind::Io && slot.disk.is_full() => {
                 slot.restart_at = Some(self.now + 100 * STEP_NS);
             }
             Err(e) => {
@@ -258,7 +258,7 @@ impl Simulation {
     /// A replica call failed: the node's process exits (its log refuses to go on after an I/O
     /// failure). A failure that is not I/O is a bug.
     pub(super) fn node_failed(&mut self, n: u64, slot: &mut Slot, e: Error) {
-        let io = matches!(e, Error::Io { .. } | Error::Poisoned(_));
+        let io = matches!(e.kind(), ErrorKind::Io | ErrorKind::LogFailed);
         self.trace
             .note(self.now, format_args!("node {n} stops: {e}"));
         if !io {

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use fencekit::Error;
 use fencekit::node::Applied;
+use fencekit::{Error, LogError};
 
 use crate::{ms, wait_for_leader, world};
 
@@ -157,7 +157,7 @@ fn a_batch_is_refused_whole() {
     let one_too_large = vec![(vec![1], 1), (vec![0; PROPOSAL_MAX + 1], 2)];
     assert!(matches!(
         r.propose_batch(one_too_large),
-        Err(Error::RecordTooLarge { .. })
+        Err(Error::Log(LogError::RecordTooLarge { .. }))
     ));
     assert_eq!(r.raft().raft_log.last_index(), last, "nothing was appended");
 }
