@@ -436,7 +436,7 @@ impl Wal {
     pub fn record_durable_now(&self) -> Result<(), LogError> {
         let state = self.lock_state_idle();
         if let Some(reason) = &state.failed {
-            return Err(LogError::Poisoned(reason.clone()).into());
+            return Err(LogError::Poisoned(reason.clone()));
         }
         let durable = (state.durable, state.durable_checksum);
         let mut io = self.lock_io();
@@ -468,14 +468,13 @@ impl Wal {
             return Err(LogError::RecordTooLarge {
                 len: payload.len(),
                 max,
-            }
-            .into());
+            });
         }
         self.opened_in.check("log")?;
         let len = record::encoded_len(payload.len()) as u64;
         let mut state = self.lock_state();
         if let Some(reason) = &state.failed {
-            return Err(LogError::Poisoned(reason.clone()).into());
+            return Err(LogError::Poisoned(reason.clone()));
         }
         let mut opens = None;
         if state.next.offset() + len > state.segment_end {
@@ -528,7 +527,7 @@ impl Wal {
         let mut state = self.lock_state();
         loop {
             if let Some(reason) = &state.failed {
-                return Err(LogError::Poisoned(reason.clone()).into());
+                return Err(LogError::Poisoned(reason.clone()));
             }
             if state.durable >= through {
                 return Ok(());
@@ -608,7 +607,7 @@ impl Wal {
         self.opened_in.check("log")?;
         let mut state = self.lock_state_idle();
         if let Some(reason) = &state.failed {
-            return Err(LogError::Poisoned(reason.clone()).into());
+            return Err(LogError::Poisoned(reason.clone()));
         }
         let mut io = self.lock_io();
         // Flush what is buffered first, so that the old log is complete on disk.
@@ -797,8 +796,7 @@ impl SnapshotWriter {
             return Err(LogError::RecordTooLarge {
                 len: payload.len(),
                 max: self.payload_max,
-            }
-            .into());
+            });
         }
         let at = Position::new(self.segment, SEGMENT_HEADER_LEN + self.bytes.len() as u64);
         // Nothing in the new segment is durable until it is renamed into place.

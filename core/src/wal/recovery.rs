@@ -692,8 +692,7 @@ fn create(
                 "an empty directory, where a new log of {owner} is created (an existing log \
                  has a superblock)"
             ),
-        }
-        .into());
+        });
     }
     for path in &own_temps {
         segment::remove(disk, path, "remove left-over file")?;

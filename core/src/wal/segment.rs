@@ -214,8 +214,7 @@ impl DirLock {
         }
         Err(LogError::Locked {
             path: dir.to_path_buf(),
-        }
-        .into())
+        })
     }
 
     /// Refuses if the locked directory was moved away or replaced while the log was open:
