@@ -53,6 +53,17 @@
 //!    elected. [`raft_storage`] keeps Raft's state in the log; [`transport`] carries messages
 //!    (TCP, or in-process); [`detect::audit`] finds split-brain evidence in many statuses.
 //!
+//! 6. **Errors.** One type per layer: [`FenceError`] (what [`FenceFault`] went wrong in the
+//!    fence), [`LogError`] for the log, [`Error`] for the node and its transport, wrapping the
+//!    others. Each has `kind()`, an [`ErrorKind`] to match on whatever the layer:
+//!
+//!    ```
+//!    use fencekit::{ErrorKind, FenceFault, Token};
+//!    let err = Token::from_parts(0, 1).unwrap_err();
+//!    assert_eq!(err.kind(), ErrorKind::InvalidToken);
+//!    assert!(matches!(err.fault(), FenceFault::InvalidToken(_)));
+//!    ```
+//!
 //! # Driving a group: a tutorial
 //!
 //! One node first, on the in-process network ([`transport::local::LocalNetwork`]; a real
