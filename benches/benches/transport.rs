@@ -87,7 +87,7 @@ impl TcpTrio {
                 .collect(),
             security,
         };
-        Node::start(config, |inbox| TcpTransport::bind(tcp, inbox)).expect("start a node")
+        Node::start(config, |inbox| Ok(TcpTransport::bind(tcp, inbox)?)).expect("start a node")
     }
 
     /// The index of the node with usable leadership, other than `except`.

@@ -1,5 +1,6 @@
 //! Errors, one type per layer: [`FenceError`] (the fence and its tokens), [`LogError`] (the
-//! write-ahead log), and [`Error`] (the node and its transport, wrapping the others). Each has
+//! write-ahead log), [`TransportError`] (TCP and TLS), and [`Error`] (the node, wrapping the
+//! others). Each has
 //! a `kind()`: one flat [`ErrorKind`] to `match` on, whatever the layer. A value out of its
 //! range is an [`OutOfRange`], whose bound comes from `limits.rs`.
 
@@ -8,12 +9,14 @@ mod forked;
 mod kind;
 mod log;
 mod out_of_range;
+mod transport;
 
 pub use fence::{FenceError, FenceFault};
 pub use forked::Forked;
 pub use kind::ErrorKind;
 pub use log::LogError;
 pub use out_of_range::OutOfRange;
+pub use transport::TransportError;
 
 /// Everything that can go wrong in the kernel, as a value. A failed operation leaves the state
 /// it was called on unchanged, unless the variant says otherwise ([`LogError::Poisoned`]).
@@ -60,14 +63,9 @@ pub enum Error {
     #[error("the node failed: {0}; it reports no leadership until it is restarted")]
     Failed(String),
 
-    /// A transport failure: binding, connecting, or a peer that broke the protocol.
-    #[error("transport: {0}")]
-    Transport(String),
-
-    /// TLS files that cannot be used: unreadable, unsafe permissions, not PEM, a certificate
-    /// that names another node or that the CA did not sign (the message names the file).
-    #[error("TLS: {0}")]
-    Tls(String),
+    /// The node's transport failed: binding, or TLS files that cannot be used.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
 
     /// An operation did not finish in time.
     #[error("timed out: {0}")]
@@ -124,8 +122,7 @@ impl Error {
             Error::Membership(_) => ErrorKind::Membership,
             Error::Stopped => ErrorKind::Stopped,
             Error::Failed(_) => ErrorKind::NodeFailed,
-            Error::Transport(_) => ErrorKind::Transport,
-            Error::Tls(_) => ErrorKind::Tls,
+            Error::Transport(e) => e.kind(),
             Error::Timeout(_) => ErrorKind::Timeout,
             Error::Raft(_) | Error::RaftRefusal(_) | Error::ProposalDropped => ErrorKind::Raft,
             Error::Encoding(_) => ErrorKind::Encoding,

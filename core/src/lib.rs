@@ -207,12 +207,15 @@ pub mod token;
 pub mod transport;
 pub mod wal;
 
-pub use error::{Error, ErrorKind, FenceError, FenceFault, Forked, LogError, OutOfRange};
+pub use error::{
+    Error, ErrorKind, FenceError, FenceFault, Forked, LogError, OutOfRange, TransportError,
+};
 
 /// Whether this build of the kernel contains the simulator's planted bugs: `false` in the
 /// `fencekit` package whatever features are on; `true` only in the simulator's own build of
 /// these sources (`sim/kernel/`, package `fencekit-planted`). The shipped crates assert it.
 pub const PLANTED_COMPILED_IN: bool = cfg!(fencekit_planted);
+
 pub use fence::{
     Counters, Fence, FenceOptions, Rebase, ResourceId, SourceId, Verdict, WriteVerdict,
 };

@@ -255,7 +255,7 @@ unsafe fn start(
     let test_hooks = config.test_hooks;
     let tcp = parsed.tcp;
     let node = Node::start_with_clock(config, clock.clone(), |inbox| {
-        TcpTransport::bind(tcp, inbox)
+        Ok(TcpTransport::bind(tcp, inbox)?)
     })?;
     Ok(Box::into_raw(Box::new(fk_node {
         node,

@@ -41,7 +41,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounde
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 
-use crate::error::Error;
+use crate::error::TransportError;
 use crate::limits::{
     ENTRIES_PER_MESSAGE_MAX, FRAME_MAX, HANDSHAKES_MAX, KEEPALIVE_INTERVAL, PEER_CONNECTIONS_MAX,
     PEER_QUEUE_MAX,
@@ -234,7 +234,7 @@ impl TcpMonitor {
     /// Reloads the certificate files now (on SIGHUP, say); the transport also does so by
     /// itself within a second of a change. New connections use them; on an error the
     /// previous ones stay in use. `Ok` without TLS.
-    pub fn reload_tls(&self) -> Result<(), Error> {
+    pub fn reload_tls(&self) -> Result<(), TransportError> {
         match &self.0.tls {
             None => Ok(()),
             Some(tls) => {
@@ -275,7 +275,7 @@ impl std::fmt::Debug for TcpTransport {
 impl TcpTransport {
     /// Loads the certificates, binds the listening socket and starts the threads. Unreadable
     /// or unsafe certificate files are an error naming the file; so is a port in use.
-    pub fn bind(config: TcpConfig, inbox: Inbox) -> Result<TcpTransport, Error> {
+    pub fn bind(config: TcpConfig, inbox: Inbox) -> Result<TcpTransport, TransportError> {
         let tls = match config.security {
             Security::Tls(files) => Some(TlsState::load(
                 files,
@@ -294,14 +294,21 @@ impl TcpTransport {
                 None
             }
         };
-        let listener = TcpListener::bind(config.listen)
-            .map_err(|e| Error::Transport(format!("cannot listen on {}: {e}", config.listen)))?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| Error::Transport(format!("local address: {e}")))?;
+        let listener =
+            TcpListener::bind(config.listen).map_err(|source| TransportError::Listen {
+                address: config.listen.to_string(),
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| TransportError::Io {
+            op: "local address",
+            source,
+        })?;
         listener
             .set_nonblocking(true)
-            .map_err(|e| Error::Transport(format!("listener: {e}")))?;
+            .map_err(|source| TransportError::Io {
+                op: "listener",
+                source,
+            })?;
         let mut members: HashSet<u64> = config.peers.iter().map(|(id, _)| id.get()).collect();
         members.insert(config.node.get());
         let shared = Arc::new(Shared {
@@ -322,7 +329,10 @@ impl TcpTransport {
         let listener = std::thread::Builder::new()
             .name(format!("fencekit-tcp-accept-{}", config.node))
             .spawn(move || accept_loop(listener, accept_shared, inbox))
-            .map_err(|e| Error::Transport(format!("spawn: {e}")))?;
+            .map_err(|source| TransportError::Io {
+                op: "spawn",
+                source,
+            })?;
         let mut transport = TcpTransport {
             shared,
             local,

@@ -28,7 +28,7 @@ use rcgen::{
     KeyUsagePurpose, SanType,
 };
 
-use crate::error::Error;
+use crate::error::TransportError;
 use crate::token::NodeId;
 use crate::transport::tcp::tls::{self, Identity, TlsFiles};
 
@@ -40,18 +40,18 @@ pub fn node_dir(dir: &Path, id: NodeId) -> PathBuf {
     dir.join(format!("node-{id}"))
 }
 
-fn cert_error(what: impl std::fmt::Display) -> Error {
-    Error::Tls(what.to_string())
+fn cert_error(what: impl std::fmt::Display) -> TransportError {
+    TransportError::Tls(what.to_string())
 }
 
 /// Makes a new CA for `cluster` in `dir` (created if missing), and a certificate for each of
 /// `nodes`. Refuses a directory that already holds a CA.
-pub fn init(dir: &Path, cluster: u64, nodes: &[NodeId]) -> Result<(), Error> {
+pub fn init(dir: &Path, cluster: u64, nodes: &[NodeId]) -> Result<(), TransportError> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| Error::io("create directory", dir, e))?;
+        .map_err(|e| TransportError::file("create directory", dir, e))?;
     if dir.join(CA_KEY).exists() || dir.join(CA_CERT).exists() {
         return Err(cert_error(format!(
             "{} already holds a CA: use `add` for another node, or an empty directory",
@@ -83,7 +83,7 @@ pub fn init(dir: &Path, cluster: u64, nodes: &[NodeId]) -> Result<(), Error> {
 
 /// Makes a certificate for `node` with the CA in `dir` (made by [`init`]), in its own
 /// directory. Refuses a node that already has one.
-pub fn add(dir: &Path, node: NodeId) -> Result<TlsFiles, Error> {
+pub fn add(dir: &Path, node: NodeId) -> Result<TlsFiles, TransportError> {
     let ca = Ca::open(dir)?;
     let id = Identity {
         cluster: ca.cluster,
@@ -117,7 +117,7 @@ pub fn store_dir(dir: &Path) -> PathBuf {
 /// `fencekit://<cluster>/store` (no node: it cannot join the group) and `hosts`, the DNS
 /// names and IP addresses clients reach the store by (they check it, as web TLS does). It
 /// serves only; it cannot act as a client. Refuses a store that already has one.
-pub fn add_store(dir: &Path, hosts: &[String]) -> Result<TlsFiles, Error> {
+pub fn add_store(dir: &Path, hosts: &[String]) -> Result<TlsFiles, TransportError> {
     if hosts.is_empty() {
         return Err(cert_error(
             "the store's certificate needs at least one host name or IP address",
@@ -154,7 +154,7 @@ struct Ca {
 }
 
 impl Ca {
-    fn open(dir: &Path) -> Result<Ca, Error> {
+    fn open(dir: &Path) -> Result<Ca, TransportError> {
         if !dir.join(CA_CERT).is_file() || !dir.join(CA_KEY).is_file() {
             return Err(cert_error(format!(
                 "{} holds no development CA ({CA_CERT} and {CA_KEY}): make one with init",
@@ -186,7 +186,7 @@ impl Ca {
         out: &Path,
         files: TlsFiles,
         who: &str,
-    ) -> Result<TlsFiles, Error> {
+    ) -> Result<TlsFiles, TransportError> {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate().map_err(cert_error)?;
@@ -199,7 +199,7 @@ impl Ca {
                     "{} exists: {who} has certificates already",
                     out.display()
                 )),
-                _ => Error::io("create directory", out, e),
+                _ => TransportError::file("create directory", out, e),
             })?;
         write_new(&files.key, key.serialize_pem().as_bytes(), 0o600)?;
         write_new(&files.cert, cert.pem().as_bytes(), 0o644)?;
@@ -216,22 +216,22 @@ fn cluster_of_ca(pem: &str) -> Result<u64, String> {
     tls::cluster_of_ca(&der)
 }
 
-fn uri(text: &str) -> Result<SanType, Error> {
+fn uri(text: &str) -> Result<SanType, TransportError> {
     Ok(SanType::URI(text.try_into().map_err(cert_error)?))
 }
 
-fn read_text(path: &Path) -> Result<String, Error> {
-    fs::read_to_string(path).map_err(|e| Error::io("read", path, e))
+fn read_text(path: &Path) -> Result<String, TransportError> {
+    fs::read_to_string(path).map_err(|e| TransportError::file("read", path, e))
 }
 
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TransportError> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
         .open(path)
-        .map_err(|e| Error::io("create", path, e))?;
+        .map_err(|e| TransportError::file("create", path, e))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io("write", path, e))
+        .map_err(|e| TransportError::file("write", path, e))
 }

@@ -26,7 +26,7 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{NoServerSessionStorage, ParsedCertificate, WebPkiClientVerifier};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
-use crate::error::Error;
+use crate::error::TransportError;
 use crate::limits::TLS_FILE_MAX;
 use crate::token::NodeId;
 
@@ -170,7 +170,7 @@ impl TlsFiles {
 
     /// Reads the three files, refusing a key others may read, a certificate or CA file
     /// others may write, and anything that is not PEM.
-    pub fn read(&self) -> Result<TlsMaterial, Error> {
+    pub fn read(&self) -> Result<TlsMaterial, TransportError> {
         let chain = read_certs(&self.cert, "certificate")?;
         let ca = read_certs(&self.ca, "CA certificate")?;
         let key_pem = read_private(&self.key)?;
@@ -202,7 +202,7 @@ pub fn store_uri(cluster: u64) -> String {
 impl TlsContext {
     /// Loads the files for `me`: refuses a key others may read, a certificate that does not
     /// name `me`, or one the CA did not sign.
-    fn load(files: &TlsFiles, me: Identity) -> Result<TlsContext, Error> {
+    fn load(files: &TlsFiles, me: Identity) -> Result<TlsContext, TransportError> {
         let TlsMaterial { chain, key, ca, .. } = files.read()?;
         let mut roots = RootCertStore::empty();
         for cert in ca {
@@ -253,8 +253,8 @@ impl TlsContext {
     }
 }
 
-fn tls_error(path: &Path, reason: impl fmt::Display) -> Error {
-    Error::Tls(format!("{}: {reason}", path.display()))
+fn tls_error(path: &Path, reason: impl fmt::Display) -> TransportError {
+    TransportError::Tls(format!("{}: {reason}", path.display()))
 }
 
 fn server_config(
@@ -358,7 +358,7 @@ impl ServerCertVerifier for GroupCaVerifier {
 
 /// Reads a file of at most `TLS_FILE_MAX` bytes, refusing one that its group or others may
 /// write (they could swap in a certificate or a CA of their own).
-fn read_public(path: &Path) -> Result<Vec<u8>, Error> {
+fn read_public(path: &Path) -> Result<Vec<u8>, TransportError> {
     read_checked(path, 0o022, "writable by its group or others")
 }
 
@@ -367,7 +367,7 @@ fn read_public(path: &Path) -> Result<Vec<u8>, Error> {
 /// path others could swap.
 pub fn read_secret_file(path: &Path) -> Result<Vec<u8>, String> {
     read_private(path).map_err(|e| match e {
-        Error::Tls(reason) => reason,
+        TransportError::Tls(reason) => reason,
         other => other.to_string(),
     })
 }
@@ -402,17 +402,17 @@ pub fn check_private_path(path: &Path) -> Result<(), String> {
         }
     }
     check_directories(dir, me, 0).map_err(|e| match e {
-        Error::Tls(reason) => reason,
+        TransportError::Tls(reason) => reason,
         other => other.to_string(),
     })
 }
 
 /// Reads a private key, refusing one that its group or others may read or write.
-fn read_private(path: &Path) -> Result<Vec<u8>, Error> {
+fn read_private(path: &Path) -> Result<Vec<u8>, TransportError> {
     read_checked(path, 0o077, "readable by its group or others")
 }
 
-fn read_checked(path: &Path, forbidden: u32, what: &str) -> Result<Vec<u8>, Error> {
+fn read_checked(path: &Path, forbidden: u32, what: &str) -> Result<Vec<u8>, TransportError> {
     use std::os::unix::fs::OpenOptionsExt as _;
     // Non-blocking, so that a FIFO put in a file's place cannot hang the open (it is refused
     // below, as anything but a regular file is); a regular file ignores the flag.
@@ -475,7 +475,7 @@ fn read_checked(path: &Path, forbidden: u32, what: &str) -> Result<Vec<u8>, Erro
 /// `/tmp`: there others cannot rename or remove what is not theirs).
 /// Refuses `path` when a directory on its way (from `skip` levels up: 1 for a file, 0 for a
 /// directory itself), as named or as resolved, may be written by others than `me` and root.
-fn check_directories(path: &Path, me: u32, skip: usize) -> Result<(), Error> {
+fn check_directories(path: &Path, me: u32, skip: usize) -> Result<(), TransportError> {
     let named = std::path::absolute(path).map_err(|e| tls_error(path, e))?;
     let resolved = std::fs::canonicalize(path).map_err(|e| tls_error(path, e))?;
     for way in [named, resolved] {
@@ -502,7 +502,7 @@ fn check_directories(path: &Path, me: u32, skip: usize) -> Result<(), Error> {
     Ok(())
 }
 
-fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, Error> {
+fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, TransportError> {
     let pem = read_public(path)?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
@@ -557,7 +557,7 @@ pub(crate) struct TlsState {
 
 impl TlsState {
     /// Loads the files for `me`.
-    pub(crate) fn load(files: TlsFiles, me: Identity) -> Result<TlsState, Error> {
+    pub(crate) fn load(files: TlsFiles, me: Identity) -> Result<TlsState, TransportError> {
         let seen = Stamp::of(&files);
         let context = TlsContext::load(&files, me)?;
         Ok(TlsState {
@@ -582,7 +582,7 @@ impl TlsState {
     }
 
     /// Reloads the files now. On an error, the configuration in use stays.
-    pub(crate) fn reload(&self) -> Result<(), Error> {
+    pub(crate) fn reload(&self) -> Result<(), TransportError> {
         let stamp = Stamp::of(&self.files);
         let loaded = TlsContext::load(&self.files, self.me);
         *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = stamp;
@@ -593,7 +593,7 @@ impl TlsState {
 
     /// Reloads the files if they changed since they were last looked at: `None` if they did
     /// not, else the outcome.
-    pub(crate) fn reload_if_changed(&self) -> Option<Result<(), Error>> {
+    pub(crate) fn reload_if_changed(&self) -> Option<Result<(), TransportError>> {
         let stamp = Stamp::of(&self.files);
         if *self.seen.lock().unwrap_or_else(|p| p.into_inner()) == stamp {
             return None;
