@@ -54,8 +54,9 @@
 //!    (TCP, or in-process); [`detect::audit`] finds split-brain evidence in many statuses.
 //!
 //! 6. **Errors.** One type per layer: [`FenceError`] (what [`FenceFault`] went wrong in the
-//!    fence), [`LogError`] for the log, [`Error`] for the node and its transport, wrapping the
-//!    others. Each has `kind()`, an [`ErrorKind`] to match on whatever the layer:
+//!    fence), [`LogError`] for the log, [`TransportError`] for TCP and TLS, [`Error`] for the
+//!    node, wrapping the others. Each has `kind()`, an [`ErrorKind`] to match on whatever the
+//!    layer:
 //!
 //!    ```
 //!    use fencekit::{ErrorKind, FenceFault, Token};
