@@ -57,12 +57,4 @@ impl TransportError {
             TransportError::File { .. } => ErrorKind::Io,
         }
     }
-
-    pub(crate) fn file(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        TransportError::File {
-            op,
-            path: path.into(),
-            source,
-        }
-    }
 }

@@ -40,6 +40,14 @@ pub fn node_dir(dir: &Path, id: NodeId) -> PathBuf {
     dir.join(format!("node-{id}"))
 }
 
+fn file_error(op: &'static str, path: &Path, source: std::io::Error) -> TransportError {
+    TransportError::File {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 fn cert_error(what: impl std::fmt::Display) -> TransportError {
     TransportError::Tls(what.to_string())
 }
@@ -51,7 +59,7 @@ pub fn init(dir: &Path, cluster: u64, nodes: &[NodeId]) -> Result<(), TransportE
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| TransportError::file("create directory", dir, e))?;
+        .map_err(|e| file_error("create directory", dir, e))?;
     if dir.join(CA_KEY).exists() || dir.join(CA_CERT).exists() {
         return Err(cert_error(format!(
             "{} already holds a CA: use `add` for another node, or an empty directory",
@@ -199,7 +207,7 @@ impl Ca {
                     "{} exists: {who} has certificates already",
                     out.display()
                 )),
-                _ => TransportError::file("create directory", out, e),
+                _ => file_error("create directory", out, e),
             })?;
         write_new(&files.key, key.serialize_pem().as_bytes(), 0o600)?;
         write_new(&files.cert, cert.pem().as_bytes(), 0o644)?;
@@ -221,7 +229,7 @@ fn uri(text: &str) -> Result<SanType, TransportError> {
 }
 
 fn read_text(path: &Path) -> Result<String, TransportError> {
-    fs::read_to_string(path).map_err(|e| TransportError::file("read", path, e))
+    fs::read_to_string(path).map_err(|e| file_error("read", path, e))
 }
 
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TransportError> {
@@ -230,8 +238,8 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TransportError>
         .create_new(true)
         .mode(mode)
         .open(path)
-        .map_err(|e| TransportError::file("create", path, e))?;
+        .map_err(|e| file_error("create", path, e))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
-        .map_err(|e| TransportError::file("write", path, e))
+        .map_err(|e| file_error("write", path, e))
 }
