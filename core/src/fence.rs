@@ -37,7 +37,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::error::{FenceError, FenceFault, LogError, OutOfRange};
 use crate::fork::Usable;
-use crate::limits::{BATCH_MAX, KEY_LEN_MAX, RESOURCES_DEFAULT, RESOURCES_MAX};
+use crate::limits::{
+    BATCH_MAX, COMPACT_AFTER_BYTES_MAX, COMPACT_AFTER_BYTES_MIN, KEY_LEN_MAX, RESOURCES_DEFAULT,
+    RESOURCES_MAX,
+};
 use crate::planted::{self, PlantedBug};
 use crate::policy::{ConflictResolution, RejectConflicts, TieBreaker, WriteValidator};
 use crate::source::Source;
@@ -46,7 +49,7 @@ use crate::wal::{LogOwner, RecordKind, RecoveryReport, Wal, WalOptions};
 use accepted::AcceptedCounters;
 use key_index::KeyIndex;
 use mark::Replayed;
-pub use rebase::Rebase;
+pub use rebase::{Rebase, validate_by_len};
 use slot::{AdvanceGuard, Slot};
 pub use sources::SourceId;
 use sources::Sources;
@@ -206,8 +209,14 @@ impl fmt::Debug for Fence {
 /// ([`FenceFault::InvalidKey`], saying which). Every call that takes a key checks it; a lookup by
 /// key across the C ABI checks it too, so that a bad key reads as bad, not as unregistered.
 pub fn validate_key(key: &[u8]) -> Result<(), FenceError> {
-    if key.is_empty() || key.len() > KEY_LEN_MAX {
-        return Err(FenceFault::InvalidKey { len: key.len() }.into());
+    validate_key_len(key.len())
+}
+
+/// [`validate_key`] on a key's length alone: the C ABI refuses a length no key can have
+/// before it reads a byte, so a claimed length is never hashed or copied.
+pub fn validate_key_len(len: usize) -> Result<(), FenceError> {
+    if len == 0 || len > KEY_LEN_MAX {
+        return Err(FenceFault::InvalidKey { len }.into());
     }
     Ok(())
 }
@@ -223,6 +232,15 @@ impl Fence {
                 RESOURCES_MAX as u64,
             ))
             .into());
+        }
+        let compact = OutOfRange::new(
+            "FenceOptions::compact_after_bytes",
+            options.compact_after_bytes,
+            COMPACT_AFTER_BYTES_MIN,
+            COMPACT_AFTER_BYTES_MAX,
+        );
+        if !compact.holds() {
+            return Err(FenceFault::Option(compact).into());
         }
         if matches!(options.owner, LogOwner::Node { .. }) {
             return Err(LogError::WrongOwner {
@@ -265,7 +283,7 @@ impl Fence {
             index,
             wal,
             compaction_gate: RwLock::new(()),
-            compact_at: AtomicU64::new(live + options.compact_after_bytes.max(live)),
+            compact_at: AtomicU64::new(live.saturating_add(options.compact_after_bytes.max(live))),
             compact_after_bytes: options.compact_after_bytes,
             tie_breaker: RwLock::new(Arc::new(RejectConflicts)),
             sources,
@@ -382,6 +400,8 @@ impl Fence {
         source: SourceId,
         token: Token,
     ) -> Result<Verdict, FenceError> {
+        // Before the lookup: a key no fence holds is refused, not hashed however long it is.
+        validate_key_len(key.len())?;
         let id = match self.index.find(key, &self.slots) {
             Some(index) => ResourceId(index as u32),
             None => self.register(key)?,
@@ -695,7 +715,7 @@ impl Fence {
         let next = match self.compact() {
             Ok(()) => {
                 let snapshot = self.wal.live_bytes();
-                snapshot + self.compact_after_bytes.max(snapshot)
+                snapshot.saturating_add(self.compact_after_bytes.max(snapshot))
             }
             Err(_) => {
                 self.revoke_if_log_failed();

@@ -22,6 +22,13 @@ pub const RESOURCES_MAX: usize = 1 << 20;
 /// Resources a fence is opened for unless told otherwise.
 pub const RESOURCES_DEFAULT: usize = 1 << 16;
 
+/// Fewest and most bytes a fence's log grows past its last snapshot before it is compacted
+/// (`FenceOptions::compact_after_bytes`). The most is more than any log holds (256 TiB), so
+/// it means "never"; beyond it the arithmetic of the next threshold could overflow.
+pub const COMPACT_AFTER_BYTES_MIN: u64 = 1 << 12;
+/// See [`COMPACT_AFTER_BYTES_MIN`].
+pub const COMPACT_AFTER_BYTES_MAX: u64 = 1 << 48;
+
 /// Most checks in one `Fence::check_batch` call.
 pub const BATCH_MAX: usize = 4096;
 

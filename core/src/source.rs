@@ -55,6 +55,18 @@ impl Source {
         Ok(source)
     }
 
+    /// Refuses a name too long to be a source's by its length alone (the C ABI does so before
+    /// it reads a byte of it).
+    pub fn validate_name_len(len: usize) -> Result<(), FenceError> {
+        if len > SOURCE_NAME_MAX {
+            return Err(FenceFault::InvalidSource(format!(
+                "a name of {len} bytes; a source name is at most {SOURCE_NAME_MAX}"
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
     /// A source name as a log holds it: the general form only. A name an earlier build wrote
     /// stays readable when the rules for new names grow stricter.
     pub(crate) fn parse_stored(name: &str) -> Result<Source, FenceError> {
@@ -63,12 +75,7 @@ impl Source {
         }
         let invalid =
             |why: String| Err(FenceFault::InvalidSource(format!("{name:?}: {why}")).into());
-        if name.len() > SOURCE_NAME_MAX {
-            return invalid(format!(
-                "{} bytes; a source name is at most {SOURCE_NAME_MAX}",
-                name.len()
-            ));
-        }
+        Source::validate_name_len(name.len())?;
         if let Some(bad) = name.bytes().find(|b| !b.is_ascii_graphic()) {
             return invalid(format!(
                 "byte {bad:#04x}; a source name is printable ASCII without spaces"

@@ -7,7 +7,7 @@ use kernel::limits::{BATCH_MAX, KEY_LEN_MAX};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use kernel::fence::validate_key;
+use kernel::fence::validate_key_len;
 use kernel::{Fence, FenceOptions, ResourceId, WalOptions, WriteVerdict};
 
 use crate::boundary::{
@@ -45,7 +45,8 @@ pub struct fk_fence_options {
     /// How many resources the fence can hold: 1 to 2^20. Memory for all of them is reserved
     /// at open (about 90 bytes each).
     pub max_resources: u64,
-    /// Compact the log once it has grown this many bytes beyond its last snapshot.
+    /// Compact the log once it has grown this many bytes beyond its last snapshot: 4 KiB to
+    /// 2^48 (which means never).
     pub compact_after_bytes: u64,
     /// Size of each log segment file: a multiple of 4096 from 64 KiB to 1 GiB.
     pub segment_size: u64,
@@ -180,6 +181,7 @@ pub unsafe extern "C" fn fk_fence_register(
     // contract).
     let (fence, out_resource) = unsafe { (fence.as_ref(), Out::new(out_resource)) };
     with_handle_out(fence, "fence", out_resource, "out_resource", |f| {
+        validate_key_len(key_len)?;
         // SAFETY: `key_len` readable bytes (the caller's contract).
         let key = unsafe { bytes(key, key_len, "key") }?;
         Ok(f.fence.register(key)?.as_u32())
@@ -207,10 +209,10 @@ pub unsafe extern "C" fn fk_fence_lookup(
     // contract).
     let (fence, out_resource) = unsafe { (fence.as_ref(), Out::new(out_resource)) };
     with_handle_out(fence, "fence", out_resource, "out_resource", |f| {
+        // A bad key is bad, not unregistered: the same answer as registering it.
+        validate_key_len(key_len)?;
         // SAFETY: `key_len` readable bytes (the caller's contract).
         let key = unsafe { bytes(key, key_len, "key") }?;
-        // A bad key is bad, not unregistered: the same answer as registering it.
-        validate_key(key)?;
         let id = f.fence.lookup(key).ok_or_else(|| {
             Failure::new(
                 FK_STATUS_UNKNOWN_RESOURCE,
@@ -287,6 +289,7 @@ pub unsafe extern "C" fn fk_fence_check_key(
     let (fence, out) = unsafe { (fence.as_ref(), Out::new(out)) };
     with_handle_out_or_reject(fence, "fence", out, "out", |f| {
         let token = token.to_kernel()?;
+        validate_key_len(key_len)?;
         // SAFETY: `key_len` readable bytes (the caller's contract).
         let key = unsafe { bytes(key, key_len, "key") }?;
         answer(f.fence.check_key(key, token), token)
@@ -763,6 +766,56 @@ mod tests {
         assert_eq!(mark, fk_token::default(), "nothing was checked");
         // SAFETY: freed once.
         unsafe { fk_fence_free(fence) };
+    }
+
+    /// A length no key, source name or "who did it" can have is refused with its own status
+    /// before a byte is read. The buffer is far shorter than the lengths claimed, so reading
+    /// it would fault: a check by key used to hash every claimed byte first.
+    #[test]
+    fn a_length_over_its_limit_is_refused_before_a_byte_is_read() {
+        let (_dir, fence, _) = open_with_jobs();
+        let short = b"jobs";
+        use kernel::limits::{KEY_LEN_MAX, REBASED_BY_MAX, SOURCE_NAME_MAX};
+        let over_every_limit = KEY_LEN_MAX.max(REBASED_BY_MAX).max(SOURCE_NAME_MAX) + 1;
+        for len in [over_every_limit, 1 << 40, usize::MAX] {
+            let (mut verdict, mut resource, mut source) = (fk_verdict::default(), 0, 0);
+            // SAFETY: a live fence and valid out-pointers; the lengths are refused before
+            // the short buffers are read, which is what this test shows.
+            unsafe {
+                let key = short.as_ptr();
+                assert_eq!(
+                    fk_fence_check_key(fence, key, len, TOKEN, &mut verdict),
+                    FK_STATUS_INVALID_KEY
+                );
+                assert_eq!(verdict.kind, FK_VERDICT_NONE);
+                assert_eq!(
+                    fk_fence_register(fence, key, len, &mut resource),
+                    FK_STATUS_INVALID_KEY
+                );
+                assert_eq!(
+                    fk_fence_lookup(fence, key, len, &mut resource),
+                    FK_STATUS_INVALID_KEY
+                );
+                assert_eq!(
+                    crate::source::fk_fence_source_id(fence, key.cast(), len, &mut source),
+                    FK_STATUS_INVALID_SOURCE
+                );
+                let to = b"etcd:x";
+                assert_eq!(
+                    crate::source::fk_fence_rebase(
+                        fence,
+                        key,
+                        short.len(),
+                        to.as_ptr().cast(),
+                        to.len(),
+                        key.cast(),
+                        len,
+                        std::ptr::null_mut(),
+                    ),
+                    FK_STATUS_REBASE_REFUSED
+                );
+            }
+        }
     }
 
     /// I7: a single check that fails writes a rejection over a verdict reused from a call

@@ -32,6 +32,7 @@ const _: () = assert!(FK_SOURCE_UNNAMED == SourceId::UNNAMED.as_u32());
 ///
 /// As for [`text`].
 unsafe fn source_arg(name: *const c_char, len: usize, what: &str) -> Result<Source, Failure> {
+    Source::validate_name_len(len)?;
     // SAFETY: forwarded from the caller.
     let name = unsafe { text(name, len, what) }?;
     Ok(Source::parse(name)?)
@@ -171,6 +172,9 @@ pub unsafe extern "C" fn fk_fence_rebase(
     // SAFETY: `fence` is NULL or live (the caller's contract).
     let fence = unsafe { fence.as_ref() };
     with_handle(fence, "fence", |f| {
+        // The lengths first, so that a claimed length is refused before a byte is read.
+        kernel::fence::validate_key_len(key_len)?;
+        kernel::fence::validate_by_len(by_len)?;
         // SAFETY: the lengths' readable bytes (the caller's contract).
         let (key, to, by) = unsafe {
             (

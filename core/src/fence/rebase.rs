@@ -70,6 +70,18 @@ impl History {
     }
 }
 
+/// Refuses a "who did it" too long to keep by its length alone (the C ABI does so before it
+/// reads a byte of it).
+pub fn validate_by_len(len: usize) -> Result<(), FenceError> {
+    if len > REBASED_BY_MAX {
+        return Err(FenceFault::RebaseRefused(format!(
+            "who rebases is said in at most {REBASED_BY_MAX} bytes; this is {len}"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 /// Refuses a "who did it" that would not tell anyone anything, or could forge log lines.
 fn validate_by(by: &str) -> Result<(), FenceError> {
     if by.trim().is_empty() {
@@ -78,13 +90,7 @@ fn validate_by(by: &str) -> Result<(), FenceError> {
         )
         .into());
     }
-    if by.len() > REBASED_BY_MAX {
-        return Err(FenceFault::RebaseRefused(format!(
-            "who rebases is said in at most {REBASED_BY_MAX} bytes; this is {}",
-            by.len()
-        ))
-        .into());
-    }
+    validate_by_len(by.len())?;
     if by.chars().any(char::is_control) {
         return Err(FenceFault::RebaseRefused(
             "who rebases is said without control characters".into(),

@@ -121,6 +121,49 @@ fn a_full_fence_refuses_new_resources_and_keeps_the_old() {
     );
 }
 
+/// A compaction threshold out of range is refused at open with its bounds, the mark kept; the
+/// largest one (never compact) reopens a fence that has advanced (its next threshold used to
+/// overflow).
+#[test]
+fn a_compaction_threshold_out_of_range_is_refused_and_the_largest_reopens() {
+    use fencekit::limits::{COMPACT_AFTER_BYTES_MAX, COMPACT_AFTER_BYTES_MIN};
+    let dir = tempfile::tempdir().unwrap();
+    for bad in [
+        0,
+        COMPACT_AFTER_BYTES_MIN - 1,
+        COMPACT_AFTER_BYTES_MAX + 1,
+        u64::MAX,
+    ] {
+        let options = FenceOptions {
+            compact_after_bytes: bad,
+            ..small_fence()
+        };
+        let err = Fence::open(dir.path(), options).unwrap_err();
+        match err.fault() {
+            FenceFault::Option(range) => {
+                assert_eq!(range.what, "FenceOptions::compact_after_bytes");
+                assert_eq!(range.given, bad);
+                assert_eq!(
+                    (range.min, range.max),
+                    (COMPACT_AFTER_BYTES_MIN, COMPACT_AFTER_BYTES_MAX)
+                );
+            }
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+    let never = FenceOptions {
+        compact_after_bytes: COMPACT_AFTER_BYTES_MAX,
+        ..small_fence()
+    };
+    let token = Token::from_parts(7, 1).unwrap();
+    {
+        let fence = Fence::open(dir.path(), never.clone()).unwrap();
+        fence.check_key(b"jobs", token).unwrap();
+    }
+    let fence = Fence::open(dir.path(), never).unwrap();
+    assert_eq!(fence.check_key(b"jobs", token).unwrap(), Verdict::Accepted);
+}
+
 #[test]
 fn a_directory_that_cannot_be_created_is_named() {
     let dir = tempfile::tempdir().unwrap();
