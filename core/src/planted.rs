@@ -5,7 +5,8 @@
 //! `fencekit_planted`, which its build script sets for that crate alone. A cargo feature would
 //! not do: cargo unifies features, so `cargo build --workspace` would compile the planted code
 //! into the shipped binaries. In the `fencekit` package this module is private, holds no
-//! switch, and every check below is a constant `false` that compiles away. Even where it is
+//! switch, and every check below is a constant `false`: the branches it guards are dead code that
+//! optimised builds remove (a debug build keeps them, unreachable, since nothing can plant). Even where it is
 //! compiled in, a bug is switched on only for the calling thread, so tests running in parallel
 //! do not see each other's bugs.
 
