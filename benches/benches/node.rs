@@ -23,11 +23,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant as StdInstant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
-use fencekit::NodeId;
 use fencekit::Position;
 use fencekit::node::{Node, NodeConfig, Replica, Syncer};
 use fencekit::time::Instant;
 use fencekit::transport::local::LocalNetwork;
+use fencekit::{ClusterId, NodeId};
 use fencekit_benches::{bench_dir, settle_disk};
 use raft::eraftpb::Message;
 use raft::storage::MemStorage;
@@ -97,7 +97,7 @@ impl Trio {
         let mut replicas = Vec::new();
         for n in 1..=3 {
             let dir = tempfile::tempdir_in(root).expect("bench dir");
-            let config = NodeConfig::new(id(n), 1, dir.path(), voters.clone());
+            let config = NodeConfig::new(id(n), ClusterId::new(1), dir.path(), voters.clone());
             replicas.push(Replica::open(&config, now).expect("open replica"));
             dirs.push(dir);
         }
@@ -358,8 +358,12 @@ impl Threaded {
         let voters: Vec<NodeId> = (1..=3).map(id).collect();
         let nodes: Vec<Node> = (1..=3)
             .map(|n| {
-                let config =
-                    NodeConfig::new(id(n), 1, dirs[(n - 1) as usize].path(), voters.clone());
+                let config = NodeConfig::new(
+                    id(n),
+                    ClusterId::new(1),
+                    dirs[(n - 1) as usize].path(),
+                    voters.clone(),
+                );
                 Node::start(config, |inbox| Ok(net.attach(inbox))).expect("start node")
             })
             .collect();
@@ -399,7 +403,12 @@ fn failover(trials: usize) {
     let voters: Vec<NodeId> = (1..=3).map(id).collect();
     let nodes: Vec<Node> = (1..=3)
         .map(|n| {
-            let config = NodeConfig::new(id(n), 1, dirs[(n - 1) as usize].path(), voters.clone());
+            let config = NodeConfig::new(
+                id(n),
+                ClusterId::new(1),
+                dirs[(n - 1) as usize].path(),
+                voters.clone(),
+            );
             Node::start(config, |inbox| Ok(net.attach(inbox))).expect("start node")
         })
         .collect();

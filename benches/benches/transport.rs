@@ -21,10 +21,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
-use fencekit::NodeId;
 use fencekit::node::{Node, NodeConfig};
 use fencekit::transport::tcp::tls::TlsFiles;
 use fencekit::transport::tcp::{Security, TcpConfig, TcpTransport, dev_certs};
+use fencekit::{ClusterId, NodeId};
 use fencekit_benches::{bench_dir, settle_disk};
 
 const BATCH: usize = 16;
@@ -52,7 +52,8 @@ impl TcpTrio {
     fn new(root: &Path, tls: bool) -> TcpTrio {
         let certs = tls.then(|| {
             let dir = tempfile::tempdir().expect("a certificates directory");
-            dev_certs::init(dir.path(), 1, &[id(1), id(2), id(3)]).expect("certificates");
+            dev_certs::init(dir.path(), ClusterId::new(1), &[id(1), id(2), id(3)])
+                .expect("certificates");
             dir
         });
         let mut trio = TcpTrio {
@@ -72,13 +73,18 @@ impl TcpTrio {
 
     fn start(&self, n: u64) -> Node {
         let voters: Vec<NodeId> = (1..=3).map(id).collect();
-        let config = NodeConfig::new(id(n), 1, self.dirs[(n - 1) as usize].path(), voters);
+        let config = NodeConfig::new(
+            id(n),
+            ClusterId::new(1),
+            self.dirs[(n - 1) as usize].path(),
+            voters,
+        );
         let security = match &self.certs {
             Some(dir) => Security::Tls(TlsFiles::in_dir(dev_certs::node_dir(dir.path(), id(n)))),
             None => Security::Insecure,
         };
         let tcp = TcpConfig {
-            cluster: 1,
+            cluster: ClusterId::new(1),
             node: id(n),
             listen: self.addrs[(n - 1) as usize],
             peers: (1..=3u64)

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::{Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use fencekit::NodeId;
 use fencekit::transport::tcp::dev_certs;
+use fencekit::{ClusterId, NodeId};
 
 /// Makes certificates for a group's nodes.
 #[derive(Subcommand, Debug)]
@@ -63,7 +63,7 @@ pub(crate) fn run(command: &CertsCommand) -> Result<()> {
                 .iter()
                 .map(|&id| node_id(id))
                 .collect::<Result<Vec<_>>>()?;
-            dev_certs::init(&args.dir, args.cluster, &ids)?;
+            dev_certs::init(&args.dir, ClusterId::new(args.cluster), &ids)?;
             dev_certs::add_store(&args.dir, &args.store_hosts)?;
             println!(
                 "a development CA for cluster {} is in {} (keep ca.key private: it makes members)",

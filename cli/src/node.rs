@@ -21,10 +21,10 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 use clap::Args;
-use fencekit::NodeId;
 use fencekit::lease::Timing;
 use fencekit::node::{Node, NodeConfig};
 use fencekit::transport::tcp::{Security, TcpConfig, TcpMonitor, TcpTransport};
+use fencekit::{ClusterId, NodeId};
 
 use crate::http::{self, Handler, Limits, Listener, Reply, Request};
 use crate::store_api::StoreClient;
@@ -137,9 +137,10 @@ pub(crate) fn start(args: &NodeArgs) -> Result<Running> {
     let me = members.iter().find(|m| m.id == id).ok_or_else(|| {
         anyhow!("--peers does not list this node ({id}): list every member, this one included")
     })?;
+    let cluster = ClusterId::new(args.cluster);
     let mut config = NodeConfig::new(
         id,
-        args.cluster,
+        cluster,
         &args.data,
         members.iter().map(|m| m.id).collect(),
     );
@@ -155,7 +156,7 @@ pub(crate) fn start(args: &NodeArgs) -> Result<Running> {
         .map_err(|e| anyhow!("the node's configuration: {e}"))?;
     let max_drift = config.timing.max_drift;
     let tcp = TcpConfig {
-        cluster: args.cluster,
+        cluster,
         node: id,
         listen: me.addr,
         peers: members
@@ -328,7 +329,7 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
         let app = App::start(
             running.node.clone(),
             running.clock.clone(),
-            args.cluster,
+            ClusterId::new(args.cluster),
             token,
         );
         listeners.push(Listener {

@@ -10,7 +10,7 @@ use clap::Args;
 use fencekit::detect::audit;
 use fencekit::node::{Leadership, Role, Status};
 use fencekit::time::Instant;
-use fencekit::{NodeId, Token};
+use fencekit::{LogIndex, NodeId, Term, Token};
 use serde::Deserialize;
 
 use crate::client::Client;
@@ -83,15 +83,15 @@ impl Reported {
         };
         Ok(Status {
             id: node(self.id)?,
-            term: self.term,
+            term: Term::new(self.term),
             role,
             leader: self.leader.map(node).transpose()?,
             leadership,
             lease_remaining: self
                 .lease_remaining_ms
                 .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1e3)),
-            commit: self.commit,
-            applied: self.applied,
+            commit: LogIndex::new(self.commit),
+            applied: LogIndex::new(self.applied),
             last_quorum_contact: None,
             voters: self
                 .voters

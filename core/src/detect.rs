@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use crate::node::{Role, Status};
+use crate::term::Term;
 use crate::token::NodeId;
 
 /// Something that must not happen in a healthy group.
@@ -16,7 +17,7 @@ pub enum Anomaly {
     /// Two nodes claim Raft leadership of the same term (I1 broken).
     TwoLeadersInOneTerm {
         /// The term.
-        term: u64,
+        term: Term,
         /// The nodes claiming it.
         nodes: Vec<NodeId>,
     },
@@ -31,11 +32,11 @@ pub enum Anomaly {
         /// The node with the old claim.
         node: NodeId,
         /// Its term.
-        term: u64,
+        term: Term,
         /// The newer leader.
         newer_leader: NodeId,
         /// The newer term.
-        newer_term: u64,
+        newer_term: Term,
         /// Whether the stale node still reports a live lease (the dangerous case).
         with_lease: bool,
     },
@@ -99,7 +100,7 @@ pub fn audit(statuses: &[Status]) -> Vec<Anomaly> {
     let mut found = Vec::new();
     let leaders: Vec<&Status> = statuses.iter().filter(|s| s.role == Role::Leader).collect();
 
-    let mut by_term: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
+    let mut by_term: BTreeMap<Term, Vec<NodeId>> = BTreeMap::new();
     for s in &leaders {
         by_term.entry(s.term).or_default().push(s.id);
     }
@@ -156,6 +157,7 @@ pub fn audit(statuses: &[Status]) -> Vec<Anomaly> {
 mod tests {
     use super::*;
     use crate::node::Leadership;
+    use crate::term::LogIndex;
     use crate::time::Instant;
     use crate::token::{Generation, Token};
 
@@ -163,7 +165,7 @@ mod tests {
         let node = NodeId::new(id).unwrap();
         Status {
             id: node,
-            term,
+            term: Term::new(term),
             role,
             leader: None,
             leadership: lease.then(|| Leadership {
@@ -171,8 +173,8 @@ mod tests {
                 lease_deadline: Instant::from_nanos(1_000),
             }),
             lease_remaining: None,
-            commit: 0,
-            applied: 0,
+            commit: LogIndex::ZERO,
+            applied: LogIndex::ZERO,
             last_quorum_contact: None,
             voters: voters.iter().map(|&v| NodeId::new(v).unwrap()).collect(),
             learners: vec![],
@@ -204,7 +206,8 @@ mod tests {
             status(2, 5, Role::Leader, false, &v),
         ];
         assert!(matches!(&audit(&two_in_one_term)[..],
-            [Anomaly::TwoLeadersInOneTerm { term: 5, nodes }] if nodes.len() == 2));
+            [Anomaly::TwoLeadersInOneTerm { term, nodes }]
+                if *term == Term::new(5) && nodes.len() == 2));
 
         let stale = [
             status(1, 4, Role::Leader, true, &v),
@@ -220,11 +223,11 @@ mod tests {
         assert!(found.iter().any(|a| matches!(
             a,
             Anomaly::StaleLeader {
-                term: 4,
-                newer_term: 5,
+                term,
+                newer_term,
                 with_lease: true,
                 ..
-            }
+            } if *term == Term::new(4) && *newer_term == Term::new(5)
         )));
         let disagreement = found
             .iter()

@@ -38,8 +38,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::error::{FenceError, FenceFault, LogError, OutOfRange};
 use crate::fork::Usable;
 use crate::limits::{
-    BATCH_MAX, COMPACT_AFTER_BYTES_MAX, COMPACT_AFTER_BYTES_MIN, KEY_LEN_MAX, RESOURCES_DEFAULT,
-    RESOURCES_MAX,
+    BATCH_MAX, COMPACT_AFTER_BYTES_DEFAULT, COMPACT_AFTER_BYTES_MAX, COMPACT_AFTER_BYTES_MIN,
+    KEY_LEN_MAX, RESOURCES_DEFAULT, RESOURCES_MAX,
 };
 use crate::planted::{self, PlantedBug};
 use crate::policy::{ConflictResolution, RejectConflicts, TieBreaker, WriteValidator};
@@ -155,7 +155,7 @@ impl Default for FenceOptions {
     fn default() -> Self {
         FenceOptions {
             max_resources: RESOURCES_DEFAULT,
-            compact_after_bytes: 8 << 20,
+            compact_after_bytes: COMPACT_AFTER_BYTES_DEFAULT,
             wal: WalOptions::default(),
             owner: LogOwner::Fence,
         }

@@ -9,10 +9,16 @@
 //! counted from the *send* time of the acknowledged round, is
 //! `election_timeout × (1 − max_drift) − margin`, and [`Timing::validate`] refuses any
 //! configuration whose lease would outlive that window (a margin below one tick).
+//!
+//! The rounds themselves, and how an acknowledged one extends the lease, are in
+//! `lease/rounds.rs`.
 
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::limits::{ELECTION_TICK_MAX, ELECTION_TICK_MIN, TICK_MAX};
+
+pub(crate) mod rounds;
 
 /// Ticks, timeouts and the drift bound of a Raft group. Every member must use the same.
 #[derive(Copy, Clone, Debug, PartialEq)]
@@ -69,15 +75,18 @@ impl Timing {
     /// Checks every bound; the message names the field and what it must be.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |reason: String| Err(Error::InvalidConfig(reason));
-        if self.tick.is_zero() || self.tick > Duration::from_secs(10) {
-            return bad(format!("tick = {:?}: must be from 1 ns to 10 s", self.tick));
+        if self.tick.is_zero() || self.tick > TICK_MAX {
+            return bad(format!(
+                "tick = {:?}: must be from 1 ns to {TICK_MAX:?}",
+                self.tick
+            ));
         }
         if self.heartbeat_tick == 0 {
             return bad("heartbeat_tick = 0: must be at least 1".into());
         }
-        if self.election_tick < 3 || self.election_tick > 10_000 {
+        if !(ELECTION_TICK_MIN..=ELECTION_TICK_MAX).contains(&self.election_tick) {
             return bad(format!(
-                "election_tick = {}: must be from 3 to 10000",
+                "election_tick = {}: must be from {ELECTION_TICK_MIN} to {ELECTION_TICK_MAX}",
                 self.election_tick
             ));
         }

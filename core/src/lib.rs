@@ -76,7 +76,7 @@
 //! use std::time::{Duration, Instant};
 //! use fencekit::node::{Applied, Node, NodeConfig};
 //! use fencekit::transport::{Inbox, local::LocalNetwork};
-//! use fencekit::NodeId;
+//! use fencekit::{ClusterId, NodeId};
 //! # fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 //! #     let deadline = Instant::now() + Duration::from_secs(20);
 //! #     loop {
@@ -90,7 +90,7 @@
 //! let dir = tempfile::tempdir()?;
 //! let one = NodeId::new(1)?;
 //! // Member 1 of group 0xC1, whose only voter is itself. The directory holds its log.
-//! let config = NodeConfig::new(one, 0xC1, dir.path(), vec![one]);
+//! let config = NodeConfig::new(one, ClusterId::new(0xC1), dir.path(), vec![one]);
 //! let node = Node::start(config, |inbox: Inbox| Ok(net.attach(inbox)))?;
 //!
 //! let leadership = until("leader", || node.leadership());
@@ -116,7 +116,7 @@
 //! use std::time::{Duration, Instant};
 //! use fencekit::node::{Node, NodeConfig};
 //! use fencekit::transport::{Inbox, local::LocalNetwork};
-//! use fencekit::{Fence, FenceOptions, NodeId, Verdict};
+//! use fencekit::{ClusterId, Fence, FenceOptions, NodeId, Verdict};
 //! # fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 //! #     let deadline = Instant::now() + Duration::from_secs(20);
 //! #     loop {
@@ -133,7 +133,7 @@
 //!     .iter()
 //!     .zip(&dirs)
 //!     .map(|(&id, dir)| {
-//!         let config = NodeConfig::new(id, 0xC1, dir.path(), voters.clone());
+//!         let config = NodeConfig::new(id, ClusterId::new(0xC1), dir.path(), voters.clone());
 //!         Node::start(config, |inbox: Inbox| Ok(net.attach(inbox)))
 //!     })
 //!     .collect::<Result<Vec<Node>, _>>()?;
@@ -184,6 +184,7 @@
 //! sources (`sim/kernel/`), never in this crate, whatever the cargo command
 //! ([`PLANTED_COMPILED_IN`]).
 
+pub mod cluster;
 pub mod coordinators;
 pub mod detect;
 pub mod disk;
@@ -203,11 +204,13 @@ mod planted;
 pub mod policy;
 pub mod raft_storage;
 pub mod source;
+pub mod term;
 pub mod time;
 pub mod token;
 pub mod transport;
 pub mod wal;
 
+pub use cluster::ClusterId;
 pub use error::{
     Error, ErrorKind, FenceError, FenceFault, Forked, LogError, OutOfRange, TransportError,
 };
@@ -224,5 +227,6 @@ pub use policy::{
     ConflictResolution, RejectConflicts, Rejection, TieBreaker, Validation, WriteValidator,
 };
 pub use source::Source;
+pub use term::{LogIndex, Term};
 pub use token::{Generation, NodeId, Token};
 pub use wal::{Position, Record, RecordKind, RecoveryReport, Wal, WalOptions};

@@ -28,6 +28,9 @@ pub const RESOURCES_DEFAULT: usize = 1 << 16;
 pub const COMPACT_AFTER_BYTES_MIN: u64 = 1 << 12;
 /// See [`COMPACT_AFTER_BYTES_MIN`].
 pub const COMPACT_AFTER_BYTES_MAX: u64 = 1 << 48;
+/// Bytes of log a fence lets grow before it rewrites the log as its marks, unless told
+/// otherwise.
+pub const COMPACT_AFTER_BYTES_DEFAULT: u64 = 8 << 20;
 
 /// Most checks in one `Fence::check_batch` call.
 pub const BATCH_MAX: usize = 4096;
@@ -108,6 +111,77 @@ pub const EVENT_QUEUE_MAX: usize = 1024;
 /// atomic row (correct, slower).
 pub const COUNTER_SHARDS_MAX: usize = 64;
 
+/// Most proposals in one `Replica::propose_batch` (and `Node::propose_batch`, and the C ABI's
+/// batch): one raft-rs proposal, appended in one Ready and made durable by one sync.
+pub const PROPOSE_BATCH_MAX: usize = 4096;
+
+/// Inputs queued for the node thread. Peer messages beyond this are dropped (Raft
+/// retransmits); host calls wait for room.
+pub const INPUT_QUEUE_MAX: usize = 16 * 1024;
+
+/// Inputs the node thread handles per wake-up before ticking and processing again, so that a
+/// flood of messages cannot starve the clock.
+pub const INPUTS_PER_WAKE: usize = 1024;
+
+/// Lease rounds kept in flight; older ones are forgotten (their acknowledgements then count
+/// for nothing, which only shortens the lease).
+pub const ROUNDS_IN_FLIGHT_MAX: usize = 64;
+
+/// Peers whose first refused message is logged; later refusals (and further peers) are only
+/// counted, so a flood of bad messages cannot flood the log.
+pub const REFUSAL_LOGS_MAX: usize = 64;
+
+/// Bytes of entries in one append a leader sends (raft-rs `max_size_per_msg`).
+pub const APPEND_BYTES_MAX: u64 = 1 << 20;
+
+/// Appends a leader sends a follower before it hears back (raft-rs `max_inflight_msgs`).
+pub const APPENDS_IN_FLIGHT_MAX: usize = 256;
+
+/// Longest Raft tick a [`crate::lease::Timing`] takes.
+pub const TICK_MAX: Duration = Duration::from_secs(10);
+
+/// Fewest and most ticks of an election timeout (`Timing::election_tick`): below 3, a tick's
+/// granularity and the margin leave no lease.
+pub const ELECTION_TICK_MIN: usize = 3;
+/// See [`ELECTION_TICK_MIN`].
+pub const ELECTION_TICK_MAX: usize = 10_000;
+
+/// Zeros written per call when the log pre-fills a segment: bounds the buffer it allocates.
+pub const ZERO_CHUNK: usize = 1 << 20;
+
+/// Times a held directory lock is tried again before it is reported held: a process that
+/// forks shares its open files with the child until the child's `exec` closes them, so a lock
+/// released and retaken in that window looks held for a moment. 25 tries 4 ms apart: 100 ms.
+pub const LOCK_RETRIES: u32 = 25;
+/// The pause between two tries of [`LOCK_RETRIES`].
+pub const LOCK_RETRY_PAUSE: Duration = Duration::from_millis(4);
+
+/// The TCP transport's first pause before dialling a peer again; it doubles up to
+/// [`BACKOFF_MAX`].
+pub const BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// The longest pause between two dials of a peer. Well under an election timeout: messages
+/// queued for a peer that is down are dropped, so a peer that comes back must be reached again
+/// before the next election needs it. A refused attempt costs the peer one connection (or one
+/// TLS handshake) per interval.
+pub const BACKOFF_MAX: Duration = Duration::from_millis(100);
+
+/// Refused TCP connections are logged at most this often (the rest are counted).
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long stopping the TCP transport waits for a sender to end. Its queue is closed, so it
+/// ends at once unless it is inside a dial: a name lookup (the resolver's timeout, 5 s and
+/// more), a connection or a handshake (bounded, but seconds). Such a sender is left to end by
+/// itself: it sends nothing more, since its queue is closed and the stop flag set, and a
+/// delayed message is one Raft already tolerates. A node's stop must not take a DNS outage's
+/// time.
+pub const SENDER_STOP_WAIT: Duration = Duration::from_millis(200);
+
+/// A TCP frame buffer that grew past this is given back after use.
+pub const BUFFER_KEEP_MAX: usize = 64 * 1024;
+
+/// Longest answer frame the connecting side of a TCP handshake reads.
+pub const ANSWER_MAX: usize = 1024;
+
 // A fence mark record (holder + key) must fit in the smallest segment with room to spare.
 const _: () = assert!(8 + KEY_LEN_MAX < RECORD_PAYLOAD_MAX);
 const _: () = assert!((SEGMENT_SIZE_MIN as usize) > 128 + 32 + 8 + KEY_LEN_MAX);
@@ -120,3 +194,13 @@ const _: () = assert!(SEGMENT_SIZE_MAX <= u32::MAX as u64);
 // Keepalives arrive well within the idle bound, and a handshake ends long before it.
 const _: () = assert!(KEEPALIVE_INTERVAL.as_secs() * 3 <= IDLE_MAX.as_secs());
 const _: () = assert!(HANDSHAKE_TIMEOUT.as_secs() < IDLE_MAX.as_secs());
+// An append's entries fit in a frame, and their count in the decoded bound.
+const _: () = assert!(APPEND_BYTES_MAX as usize <= FRAME_MAX);
+const _: () = assert!(ELECTION_TICK_MIN < ELECTION_TICK_MAX);
+// A thread woken by a flood drains at most one queue's worth before it ticks again.
+const _: () = assert!(INPUTS_PER_WAKE <= INPUT_QUEUE_MAX);
+const _: () = assert!(BACKOFF_MIN.as_millis() <= BACKOFF_MAX.as_millis());
+const _: () = assert!(
+    COMPACT_AFTER_BYTES_MIN <= COMPACT_AFTER_BYTES_DEFAULT
+        && COMPACT_AFTER_BYTES_DEFAULT <= COMPACT_AFTER_BYTES_MAX
+);

@@ -25,23 +25,22 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
+pub use crate::limits::PROPOSE_BATCH_MAX;
 pub use config::NodeConfig;
 pub use event::{Applied, Event, Leadership, LostReason};
 pub use membership::MembershipChange;
-pub use replica::{Output, PROPOSE_BATCH_MAX, ProposalId, Replica};
+pub use replica::{Output, ProposalId, Replica};
 pub use status::{Role, Status};
 pub use syncer::Syncer;
 
 use crate::error::{Error, LogError};
 use crate::fork::OpenedIn;
-use crate::limits::EVENT_QUEUE_MAX;
+use crate::limits::{EVENT_QUEUE_MAX, INPUT_QUEUE_MAX};
+use crate::term::LogIndex;
 use crate::time::{Clock, MonotonicClock};
 use crate::token::NodeId;
 use crate::transport::{Inbox, Transport};
 use driver::{Command, Driver, Input};
-
-/// Inputs queued for the node thread. Peer messages beyond this are dropped; host calls wait.
-const INPUT_QUEUE_MAX: usize = 16 * 1024;
 
 /// What the node thread last published.
 #[derive(Debug, Default)]
@@ -87,14 +86,14 @@ pub(crate) struct Shared {
 /// The answer to a proposal or membership change, once it is committed.
 #[derive(Debug)]
 pub struct Ticket {
-    reply: Receiver<Result<u64, Error>>,
+    reply: Receiver<Result<LogIndex, Error>>,
     shared: Arc<Shared>,
 }
 
 impl Ticket {
     /// Waits for the outcome: the committed index, or why it was not committed
     /// ([`Error::NotLeader`] when another leader's entry took its place).
-    pub fn wait(self, timeout: Duration) -> Result<u64, Error> {
+    pub fn wait(self, timeout: Duration) -> Result<LogIndex, Error> {
         match self.reply.recv_timeout(timeout) {
             Ok(result) => result,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
@@ -107,7 +106,7 @@ impl Ticket {
     }
 
     /// The outcome if it is known already.
-    pub fn try_result(&self) -> Option<Result<u64, Error>> {
+    pub fn try_result(&self) -> Option<Result<LogIndex, Error>> {
         self.reply.try_recv().ok()
     }
 }
@@ -361,7 +360,7 @@ impl Node {
     }
 
     /// Compacts the log: the host's state as of `index` (an index it has applied) is `data`.
-    pub fn compact(&self, index: u64, data: Vec<u8>) -> Result<(), Error> {
+    pub fn compact(&self, index: LogIndex, data: Vec<u8>) -> Result<(), Error> {
         let (tx, rx) = bounded(1);
         self.send(Input::Command(Command::Compact(index, data, tx)))?;
         rx.recv().map_err(|_| self.ended_error())?
@@ -410,7 +409,7 @@ impl Node {
         }
     }
 
-    fn ticket(&self, reply: Receiver<Result<u64, Error>>) -> Ticket {
+    fn ticket(&self, reply: Receiver<Result<LogIndex, Error>>) -> Ticket {
         Ticket {
             reply,
             shared: self.shared.clone(),

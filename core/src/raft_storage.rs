@@ -25,8 +25,10 @@ use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
+use crate::cluster::ClusterId;
 use crate::error::{Error, LogError};
 use crate::limits::RAFT_LOG_COMPACT_MIN_BYTES;
+use crate::term::{LogIndex, Term};
 use crate::token::NodeId;
 use crate::wal::{LogOwner, Position, Record, RecordKind, Wal, WalOptions};
 
@@ -34,7 +36,7 @@ use crate::wal::{LogOwner, Position, Record, RecordKind, Wal, WalOptions};
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
     /// The cluster's id, the same on every member.
-    pub cluster: u64,
+    pub cluster: ClusterId,
     /// This node's id.
     pub node: NodeId,
 }
@@ -42,7 +44,7 @@ pub struct Identity {
 impl Identity {
     fn encode(self) -> [u8; 16] {
         let mut out = [0; 16];
-        out[..8].copy_from_slice(&self.cluster.to_le_bytes());
+        out[..8].copy_from_slice(&self.cluster.get().to_le_bytes());
         out[8..].copy_from_slice(&self.node.get().to_le_bytes());
         out
     }
@@ -52,7 +54,7 @@ impl Identity {
             .payload
             .try_into()
             .map_err(|_| record.corrupt("identity record is not 16 bytes"))?;
-        let cluster = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+        let cluster = ClusterId::new(u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")));
         let node = u64::from_le_bytes(bytes[8..].try_into().expect("8 bytes"));
         let node = NodeId::new(node).map_err(|_| record.corrupt("identity with node id 0"))?;
         Ok(Identity { cluster, node })
@@ -152,16 +154,16 @@ impl RaftStorage {
             Some(found) => {
                 return Err(LogError::WrongCluster {
                     path: self.wal.dir().to_path_buf(),
-                    found_cluster: found.cluster,
+                    found_cluster: found.cluster.get(),
                     found_node: found.node.get(),
-                    expected_cluster: identity.cluster,
+                    expected_cluster: identity.cluster.get(),
                     expected_node: identity.node.get(),
                 }
                 .into());
             }
             None => {}
         }
-        self.push(RecordKind::RAFT_IDENTITY, 0, &identity.encode())?;
+        self.push(RecordKind::RAFT_IDENTITY, Term::ZERO, &identity.encode())?;
         if !voters.is_empty() {
             let mut run = Vec::with_capacity(voters.len());
             for (i, voter) in voters.iter().enumerate() {
@@ -209,8 +211,8 @@ impl RaftStorage {
     }
 
     /// The index of the latest snapshot (0 before any compaction).
-    pub fn snapshot_index(&self) -> u64 {
-        self.snapshot.get_metadata().index
+    pub fn snapshot_index(&self) -> LogIndex {
+        LogIndex::new(self.snapshot.get_metadata().index)
     }
 
     /// Buffers a run of entries, replacing any suffix they conflict with.
@@ -226,7 +228,7 @@ impl RaftStorage {
         for (term, payload) in entry_records(run, self.wal_payload_max())? {
             self.push(RecordKind::RAFT_ENTRIES, term, &payload)?;
         }
-        let keep = (run[0].index - first) as usize;
+        let keep = (run[0].index - first.get()) as usize;
         let removed: u64 = self
             .entries
             .get(keep..)
@@ -247,7 +249,7 @@ impl RaftStorage {
         }
         self.push(
             RecordKind::RAFT_HARD_STATE,
-            hard_state.term,
+            Term::new(hard_state.term),
             &hard_state.write_to_bytes()?,
         )?;
         self.hard_state = hard_state.clone();
@@ -255,15 +257,15 @@ impl RaftStorage {
     }
 
     /// Buffers a commit index (the rest of the hard state unchanged).
-    pub fn set_commit(&mut self, commit: u64) -> Result<(), Error> {
+    pub fn set_commit(&mut self, commit: LogIndex) -> Result<(), Error> {
         let mut hard_state = self.hard_state.clone();
-        hard_state.commit = commit;
+        hard_state.commit = commit.get();
         self.set_hard_state(&hard_state)
     }
 
     /// Buffers a snapshot received from the leader: it replaces every entry it covers.
     pub fn apply_snapshot(&mut self, snap: Snapshot) -> Result<(), Error> {
-        let index = snap.get_metadata().index;
+        let index = LogIndex::new(snap.get_metadata().index);
         if index < self.snapshot_index() {
             return Err(Error::InvalidRaftLog(format!(
                 "snapshot at index {index} is older than the one held, at {}",
@@ -272,7 +274,7 @@ impl RaftStorage {
         }
         self.push(
             RecordKind::RAFT_SNAPSHOT_META,
-            snap.get_metadata().term,
+            Term::new(snap.get_metadata().term),
             &snap.write_to_bytes()?,
         )?;
         install_snapshot(
@@ -289,11 +291,16 @@ impl RaftStorage {
     /// Log compaction: the host's state up to `index` (applied, so committed) is `data`, and
     /// `conf_state` is the membership as of `index`. Entries up to `index` are dropped; a
     /// follower that needs them gets this snapshot instead.
-    pub fn compact(&mut self, index: u64, conf_state: ConfState, data: &[u8]) -> Result<(), Error> {
+    pub fn compact(
+        &mut self,
+        index: LogIndex,
+        conf_state: ConfState,
+        data: &[u8],
+    ) -> Result<(), Error> {
         if index <= self.snapshot_index() {
             return Ok(());
         }
-        if index > self.hard_state.commit {
+        if index.get() > self.hard_state.commit {
             return Err(Error::InvalidRaftLog(format!(
                 "cannot compact to index {index}: only {} is committed",
                 self.hard_state.commit
@@ -305,8 +312,8 @@ impl RaftStorage {
         let mut snap = Snapshot::default();
         snap.set_data(data.to_vec().into());
         let meta = snap.mut_metadata();
-        meta.index = index;
-        meta.term = term;
+        meta.index = index.get();
+        meta.term = term.get();
         meta.set_conf_state(conf_state);
         self.apply_snapshot(snap)
     }
@@ -374,7 +381,7 @@ impl RaftStorage {
             }
             writer.push(RecordKind::RAFT_SNAPSHOT_META, 0, &snapshot)?;
             for (term, payload) in &entries {
-                writer.push(RecordKind::RAFT_ENTRIES, *term, payload)?;
+                writer.push(RecordKind::RAFT_ENTRIES, term.get(), payload)?;
             }
             // The hard state last: its commit may refer to the entries above.
             writer.push(RecordKind::RAFT_HARD_STATE, 0, &hard_state)
@@ -385,27 +392,28 @@ impl RaftStorage {
         self.wal.payload_max()
     }
 
-    fn push(&mut self, kind: RecordKind, generation: u64, payload: &[u8]) -> Result<(), Error> {
-        let end = self.wal.append(kind, generation, payload)?;
+    /// Buffers a record; the log's generation field carries the term the record is of.
+    fn push(&mut self, kind: RecordKind, term: Term, payload: &[u8]) -> Result<(), Error> {
+        let end = self.wal.append(kind, term.get(), payload)?;
         self.unsynced = Some(end);
         self.buffered = end;
         Ok(())
     }
 
-    fn term_of(&self, index: u64) -> Option<u64> {
+    fn term_of(&self, index: LogIndex) -> Option<Term> {
         let meta = self.snapshot.get_metadata();
-        if index == meta.index {
-            return Some(meta.term);
+        if index.get() == meta.index {
+            return Some(Term::new(meta.term));
         }
         let first = first_after(&self.snapshot);
-        let at = index.checked_sub(first)?;
-        self.entries.get(at as usize).map(|e| e.term)
+        let at = index.get().checked_sub(first.get())?;
+        self.entries.get(at as usize).map(|e| Term::new(e.term))
     }
 
-    fn last_index(&self) -> u64 {
+    fn last_index(&self) -> LogIndex {
         self.entries
             .last()
-            .map_or(self.snapshot_index(), |e| e.index)
+            .map_or(self.snapshot_index(), |e| LogIndex::new(e.index))
     }
 }
 
@@ -436,10 +444,10 @@ impl SyncRequest {
 /// Packs entries into `RAFT_ENTRIES` payloads of at most `max` bytes, each a run of
 /// length-prefixed encodings, with the term of its last entry. Refuses an entry that cannot fit
 /// in a record of its own.
-fn entry_records(entries: &[Entry], max: usize) -> Result<Vec<(u64, Vec<u8>)>, Error> {
+fn entry_records(entries: &[Entry], max: usize) -> Result<Vec<(Term, Vec<u8>)>, Error> {
     let mut records = Vec::new();
     let mut chunk = Vec::new();
-    let mut term = 0;
+    let mut term = Term::ZERO;
     for entry in entries {
         let bytes = entry.write_to_bytes()?;
         if 4 + bytes.len() > max {
@@ -454,7 +462,7 @@ fn entry_records(entries: &[Entry], max: usize) -> Result<Vec<(u64, Vec<u8>)>, E
         }
         chunk.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
         chunk.extend_from_slice(&bytes);
-        term = entry.term;
+        term = Term::new(entry.term);
     }
     if !chunk.is_empty() {
         records.push((term, chunk));
@@ -468,8 +476,8 @@ fn encoded_size(entry: &Entry) -> u64 {
 }
 
 /// The index of the first entry after a snapshot.
-fn first_after(snapshot: &Snapshot) -> u64 {
-    snapshot.get_metadata().index + 1
+fn first_after(snapshot: &Snapshot) -> LogIndex {
+    LogIndex::new(snapshot.get_metadata().index + 1)
 }
 
 fn install_snapshot(
@@ -497,10 +505,11 @@ fn install_snapshot(
 }
 
 /// Why a run of entries cannot follow `entries` (which start at index `first`), if it cannot.
-fn check_run(entries: &[Entry], first: u64, run: &[Entry]) -> Result<(), String> {
+fn check_run(entries: &[Entry], first: LogIndex, run: &[Entry]) -> Result<(), String> {
     let Some(head) = run.first() else {
         return Ok(());
     };
+    let first = first.get();
     let last = entries.last().map_or(first - 1, |e| e.index);
     if head.index < first {
         return Err(format!(
@@ -527,10 +536,10 @@ fn check_run(entries: &[Entry], first: u64, run: &[Entry]) -> Result<(), String>
 }
 
 /// Appends `run` to `entries` (which start at `first`), replacing the suffix it overlaps.
-fn splice(entries: &mut Vec<Entry>, first: u64, run: Vec<Entry>) -> Result<(), String> {
+fn splice(entries: &mut Vec<Entry>, first: LogIndex, run: Vec<Entry>) -> Result<(), String> {
     check_run(entries, first, &run)?;
     if let Some(head) = run.first() {
-        entries.truncate((head.index - first) as usize);
+        entries.truncate((head.index - first.get()) as usize);
         entries.extend(run);
     }
     Ok(())
@@ -574,11 +583,11 @@ impl raft::Storage for RaftStorage {
         max_size: impl Into<Option<u64>>,
         _context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
-        let first = first_after(&self.snapshot);
+        let first = first_after(&self.snapshot).get();
         if low < first {
             return Err(storage_error(StorageError::Compacted));
         }
-        if high > self.last_index() + 1 || low > high {
+        if high > self.last_index().get() + 1 || low > high {
             return Err(storage_error(StorageError::Unavailable));
         }
         let mut run = self.entries[(low - first) as usize..(high - first) as usize].to_vec();
@@ -587,19 +596,21 @@ impl raft::Storage for RaftStorage {
     }
 
     fn term(&self, index: u64) -> raft::Result<u64> {
+        let index = LogIndex::new(index);
         if index < self.snapshot_index() {
             return Err(storage_error(StorageError::Compacted));
         }
         self.term_of(index)
+            .map(Term::get)
             .ok_or_else(|| storage_error(StorageError::Unavailable))
     }
 
     fn first_index(&self) -> raft::Result<u64> {
-        Ok(first_after(&self.snapshot))
+        Ok(first_after(&self.snapshot).get())
     }
 
     fn last_index(&self) -> raft::Result<u64> {
-        Ok(RaftStorage::last_index(self))
+        Ok(RaftStorage::last_index(self).get())
     }
 
     fn snapshot(&self, _request_index: u64, to: u64) -> raft::Result<Snapshot> {

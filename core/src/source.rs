@@ -25,6 +25,7 @@
 
 use std::fmt;
 
+use crate::cluster::ClusterId;
 use crate::error::{FenceError, FenceFault};
 use crate::limits::SOURCE_NAME_MAX;
 
@@ -99,7 +100,7 @@ impl Source {
     }
 
     /// A fencekit group's terms, named by the group's cluster id (`--cluster`).
-    pub fn fencekit_group(cluster: u64) -> Source {
+    pub fn fencekit_group(cluster: ClusterId) -> Source {
         Source(Some(format!("fencekit:{cluster}").into()))
     }
 
@@ -263,7 +264,10 @@ mod tests {
                 .as_str(),
             "k8s-lease:ops/sched/u-1"
         );
-        assert_eq!(Source::fencekit_group(7).as_str(), "fencekit:7");
+        assert_eq!(
+            Source::fencekit_group(ClusterId::new(7)).as_str(),
+            "fencekit:7"
+        );
         assert_eq!(
             Source::zookeeper_ensemble("zk").unwrap().as_str(),
             "zookeeper:zk"

@@ -5,8 +5,8 @@
 use std::ffi::c_char;
 use std::path::Path;
 
-use kernel::NodeId;
 use kernel::transport::tcp::dev_certs;
+use kernel::{ClusterId, NodeId};
 
 use crate::boundary::{self, Failure, directory, without_handle};
 use crate::status::{FK_STATUS_INVALID_ARGUMENT, fk_status};
@@ -65,7 +65,11 @@ pub unsafe extern "C" fn fk_dev_certs_init(
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(dev_certs::init(Path::new(dir), cluster, &ids)?)
+        Ok(dev_certs::init(
+            Path::new(dir),
+            ClusterId::new(cluster),
+            &ids,
+        )?)
     })
 }
 

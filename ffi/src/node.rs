@@ -8,7 +8,7 @@ use crossbeam_channel::RecvTimeoutError;
 use kernel::node::{Applied, Event, LostReason, Node};
 use kernel::time::{Clock, MonotonicClock};
 use kernel::transport::tcp::TcpTransport;
-use kernel::{Error, NodeId};
+use kernel::{Error, LogIndex, NodeId};
 
 use crate::boundary::{
     self, Failure, Handle, Out, bytes, text, with_handle, with_handle_out,
@@ -148,7 +148,7 @@ fn event(event: Event) -> fk_event {
         Event::LeaderChanged { leader, term } => {
             out.kind = FK_EVENT_LEADER_CHANGED;
             out.leader = leader.map_or(0, NodeId::get);
-            out.term = term;
+            out.term = term.get();
         }
         Event::MembershipChanged { .. } => out.kind = FK_EVENT_MEMBERSHIP_CHANGED,
     }
@@ -419,8 +419,8 @@ pub unsafe extern "C" fn fk_node_next_applied(
         Ok(fk_applied {
             kind,
             reserved: 0,
-            index,
-            term,
+            index: index.get(),
+            term: term.get(),
             data: fk_buf::new(data),
         })
     })
@@ -451,7 +451,7 @@ pub unsafe extern "C" fn fk_node_propose(
         // SAFETY: `len` readable bytes (the caller's contract).
         let data = unsafe { bytes(data, len, "data") }?;
         let ticket = n.node.propose(data.to_vec())?;
-        Ok(ticket.wait(Duration::from_millis(timeout_ms.into()))?)
+        Ok(ticket.wait(Duration::from_millis(timeout_ms.into()))?.get())
     })
 }
 
@@ -519,7 +519,7 @@ pub unsafe extern "C" fn fk_node_propose_batch(
             let index = ticket.wait(left)?;
             first.get_or_insert(index);
         }
-        Ok(first.expect("a batch holds at least one item"))
+        Ok(first.expect("a batch holds at least one item").get())
     })
 }
 
@@ -586,7 +586,7 @@ pub unsafe extern "C" fn fk_node_compact(
     with_handle(node, "node", |n| {
         // SAFETY: `len` readable bytes (the caller's contract).
         let data = unsafe { bytes(data, len, "data") }?;
-        Ok(n.node.compact(index, data.to_vec())?)
+        Ok(n.node.compact(LogIndex::new(index), data.to_vec())?)
     })
 }
 
@@ -695,7 +695,7 @@ mod tests {
             }
         }
         for (i, (index, data)) in seen.iter().enumerate() {
-            assert_eq!(*index, first + i as u64);
+            assert_eq!(index.get(), first + i as u64);
             assert_eq!(data, &items[i]);
         }
 

@@ -37,7 +37,7 @@ use kernel::lease::Timing;
 use kernel::node::NodeConfig;
 use kernel::transport::tcp::tls::TlsFiles;
 use kernel::transport::tcp::{Security, TcpConfig};
-use kernel::{Error, LogError, NodeId};
+use kernel::{ClusterId, Error, LogError, NodeId};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -291,7 +291,7 @@ pub(crate) fn parse(json: &str) -> Result<Parsed, Error> {
     };
     // Checked here first, so that the error names the JSON field.
     timing.validate().map_err(timing_error)?;
-    let mut node = NodeConfig::new(id, config.cluster, config.data_dir, voters);
+    let mut node = NodeConfig::new(id, ClusterId::new(config.cluster), config.data_dir, voters);
     node.timing = timing;
     node.test_hooks = config.test_hooks;
     if let Some(size) = config.segment_size {
@@ -324,7 +324,7 @@ pub(crate) fn parse(json: &str) -> Result<Parsed, Error> {
         }
     };
     let tcp = TcpConfig {
-        cluster: config.cluster,
+        cluster: ClusterId::new(config.cluster),
         node: id,
         listen,
         peers,

@@ -179,7 +179,7 @@ impl Checker {
 
     /// Node `node` applied `item`; `machine` is its state after.
     pub fn on_applied(&mut self, node: u64, item: &Applied, machine: &Machine) {
-        let index = item.index();
+        let index = item.index().get();
         match self.digests.get(&index) {
             Some(&digest) if digest != machine.digest => self.fail(
                 "committed entries never change",

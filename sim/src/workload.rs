@@ -37,11 +37,11 @@ impl Machine {
     pub fn apply(&mut self, item: &Applied) {
         match item {
             Applied::Entry { index, term, data } => {
-                self.digest = Machine::step(self.digest, *index, *term, data);
-                self.index = *index;
+                self.digest = Machine::step(self.digest, index.get(), term.get(), data);
+                self.index = index.get();
             }
             Applied::Snapshot { index, data, .. } => {
-                *self = Machine::decode(*index, data);
+                *self = Machine::decode(index.get(), data);
             }
         }
     }

@@ -97,7 +97,8 @@ impl Cluster {
         let ids = (1..=size as u64)
             .map(NodeId::new)
             .collect::<Result<Vec<_>, _>>()?;
-        dev_certs::init(&certs, 1, &ids).context("making the demo's certificates")?;
+        dev_certs::init(&certs, fencekit::ClusterId::new(1), &ids)
+            .context("making the demo's certificates")?;
         dev_certs::add_store(&certs, &["127.0.0.1".to_owned()])
             .context("making the demo store's certificate")?;
         // The observer reads the ledger as node 1.

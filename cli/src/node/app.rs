@@ -21,7 +21,7 @@ use anyhow::{Result, anyhow, bail};
 use clap::Args;
 use fencekit::node::Node;
 use fencekit::time::{Clock, MonotonicClock};
-use fencekit::{NodeId, Token};
+use fencekit::{ClusterId, NodeId, Token};
 use serde_json::json;
 
 use super::admin::{bears, read_token_file};
@@ -123,7 +123,7 @@ impl App {
     pub(crate) fn start(
         node: Arc<Node>,
         clock: Arc<SkewedClock>,
-        cluster: u64,
+        cluster: ClusterId,
         token: Option<String>,
     ) -> Arc<App> {
         // Versions start from the wall clock, in microseconds, so that a client long-polling
@@ -304,7 +304,7 @@ impl App {
             Err(e) => return Reply::error(503, e),
         };
         match ticket.wait(PROPOSE_TIMEOUT) {
-            Ok(index) => Reply::json(200, json!({ "index": index }).to_string()),
+            Ok(index) => Reply::json(200, json!({ "index": index.get() }).to_string()),
             Err(e @ fencekit::Error::Timeout(_)) => Reply::error(
                 503,
                 format!("{e}: the proposal may or may not commit; look before proposing again"),

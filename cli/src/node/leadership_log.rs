@@ -42,7 +42,11 @@ impl LeadershipLog {
             .name(format!("fencekit-leadership-log-{me}"))
             .spawn(move || {
                 for event in events.iter() {
-                    let term_now = || weak.upgrade().and_then(|n| n.status().ok()).map(|s| s.term);
+                    let term_now = || {
+                        weak.upgrade()
+                            .and_then(|n| n.status().ok())
+                            .map(|s| s.term.get())
+                    };
                     if let Some((level, line)) = describe(me, &mut known, &event, term_now) {
                         log::log!(target: TARGET, level, "{line}");
                     }
@@ -118,8 +122,8 @@ pub(crate) fn describe(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fencekit::Token;
     use fencekit::time::Instant;
+    use fencekit::{Term, Token};
 
     fn id(n: u64) -> NodeId {
         NodeId::new(n).expect("a node id")
@@ -140,7 +144,7 @@ mod tests {
             (
                 Event::LeaderChanged {
                     leader: None,
-                    term: 4,
+                    term: Term::new(4),
                 },
                 None,
                 Some("leader changed from=2 to=none term=4"),
@@ -148,7 +152,7 @@ mod tests {
             (
                 Event::LeaderChanged {
                     leader: Some(id(3)),
-                    term: 5,
+                    term: Term::new(5),
                 },
                 None,
                 Some("leader changed from=none to=3 term=5"),
@@ -157,7 +161,7 @@ mod tests {
             (
                 Event::LeaderChanged {
                     leader: Some(id(3)),
-                    term: 5,
+                    term: Term::new(5),
                 },
                 None,
                 None,
@@ -166,7 +170,7 @@ mod tests {
             (
                 Event::LeaderChanged {
                     leader: Some(id(1)),
-                    term: 6,
+                    term: Term::new(6),
                 },
                 None,
                 None,

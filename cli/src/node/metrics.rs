@@ -140,7 +140,7 @@ impl NodeMetrics {
     /// The exposition text for `status` and the transport's counters.
     pub(crate) fn render(&self, status: &Status, transport: Option<&TcpMonitor>) -> String {
         let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        self.term.set(to_i64(status.term));
+        self.term.set(to_i64(status.term.get()));
         self.leader
             .set(status.leader.map_or(0, |l| to_i64(l.get())));
         for role in ROLES {
@@ -155,8 +155,8 @@ impl NodeMetrics {
         );
         self.lease_remaining
             .set(status.lease_remaining.map_or(0.0, |d| d.as_secs_f64()));
-        self.commit.set(to_i64(status.commit));
-        self.applied.set(to_i64(status.applied));
+        self.commit.set(to_i64(status.commit.get()));
+        self.applied.set(to_i64(status.applied.get()));
         self.events_dropped.set(to_i64(status.events_dropped));
         self.failed.set(i64::from(status.failure.is_some()));
         self.refused_messages.set(to_i64(status.refused_messages));

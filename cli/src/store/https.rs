@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow, bail};
+use fencekit::ClusterId;
 use fencekit::transport::tcp::tls::{self, TlsFiles, TlsMaterial};
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
@@ -13,7 +14,7 @@ use rustls::server::WebPkiClientVerifier;
 /// The server configuration, and the cluster the CA was made for.
 pub(crate) struct StoreTls {
     pub(crate) config: Arc<rustls::ServerConfig>,
-    pub(crate) cluster: u64,
+    pub(crate) cluster: ClusterId,
 }
 
 /// Loads the store's TLS files from `dir` (`store.crt`, `store.key`, `ca.crt`, as `fencekit

@@ -1,8 +1,8 @@
 //! Who is writing: on HTTPS, the node the client's certificate names, in the store's cluster;
 //! on an `--insecure` store, whoever the `holder` parameter says (anyone can say anything).
 
-use fencekit::NodeId;
 use fencekit::transport::tcp::tls::Identity;
+use fencekit::{ClusterId, NodeId};
 
 use crate::http::{Reply, Request};
 
@@ -10,7 +10,7 @@ use crate::http::{Reply, Request};
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Writers {
     /// Client certificates of this cluster's CA name them.
-    Certified { cluster: u64 },
+    Certified { cluster: ClusterId },
     /// The request says (`--insecure`).
     Declared,
 }
@@ -56,7 +56,7 @@ impl Writers {
 }
 
 /// The identity `request`'s certificate names, in `cluster`.
-fn certified(request: &Request, cluster: u64) -> Result<Identity, Reply> {
+fn certified(request: &Request, cluster: ClusterId) -> Result<Identity, Reply> {
     let Some(peer) = request.peer else {
         return Err(Reply::error(
             401,

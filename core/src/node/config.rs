@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::cluster::ClusterId;
 use crate::error::Error;
 use crate::lease::Timing;
 use crate::policy::{RejectConflicts, TieBreaker};
@@ -17,7 +18,7 @@ pub struct NodeConfig {
     pub id: NodeId,
     /// The group's id: the same on every member; a data directory or a peer of another
     /// cluster is refused.
-    pub cluster: u64,
+    pub cluster: ClusterId,
     /// Where the Raft log lives (one directory per node).
     pub data_dir: PathBuf,
     /// The first membership, used only when `data_dir` is new. Empty: join an existing group
@@ -53,7 +54,7 @@ impl NodeConfig {
     /// A configuration with default timing for node `id` of `cluster`, first members `voters`.
     pub fn new(
         id: NodeId,
-        cluster: u64,
+        cluster: ClusterId,
         data_dir: impl Into<PathBuf>,
         voters: Vec<NodeId>,
     ) -> NodeConfig {

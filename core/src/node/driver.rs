@@ -18,27 +18,25 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use raft::eraftpb::Message;
 
 use crate::error::{Error, LogError};
+use crate::limits::INPUTS_PER_WAKE;
 use crate::node::event::{Applied, Event, LostReason};
 use crate::node::membership::MembershipChange;
 use crate::node::replica::{Output, ProposalId, Replica};
 use crate::node::syncer::Syncer;
 use crate::node::{Ended, Shared, View};
+use crate::term::LogIndex;
 use crate::time::{Clock, Instant};
 use crate::token::NodeId;
 use crate::transport::Transport;
 use crate::wal::Position;
 
-/// Inputs handled per wake-up before ticking and processing again, so that a flood of
-/// messages cannot starve the clock.
-const INPUTS_PER_WAKE: usize = 1024;
-
 /// Where a proposal's outcome goes.
-pub(crate) type Reply = Sender<Result<u64, Error>>;
+pub(crate) type Reply = Sender<Result<LogIndex, Error>>;
 
 /// What the node thread receives.
 pub(crate) enum Input {
     Peer(Message),
-    Propose(Vec<u8>, Sender<Result<u64, Error>>),
+    Propose(Vec<u8>, Sender<Result<LogIndex, Error>>),
     ProposeBatch(Vec<(Vec<u8>, Reply)>),
     Command(Command),
 }
@@ -46,8 +44,8 @@ pub(crate) enum Input {
 pub(crate) enum Command {
     Transfer(NodeId, Sender<Result<(), Error>>),
     StepDown(Sender<Result<NodeId, Error>>),
-    Membership(Vec<MembershipChange>, Sender<Result<u64, Error>>),
-    Compact(u64, Vec<u8>, Sender<Result<(), Error>>),
+    Membership(Vec<MembershipChange>, Sender<Result<LogIndex, Error>>),
+    Compact(LogIndex, Vec<u8>, Sender<Result<(), Error>>),
     /// Test hook: the thread stops dead for this long, as in a long GC pause.
     Stall(Duration),
     /// Test hook: the thread panics (only with `NodeConfig::test_hooks`).
@@ -65,7 +63,7 @@ pub(crate) struct Driver<T: Transport> {
     /// The events channel's own receiver, to drop the oldest event when the host lags.
     pub(crate) events_overflow: Receiver<Event>,
     pub(crate) applied: Sender<Applied>,
-    pub(crate) tickets: HashMap<ProposalId, Sender<Result<u64, Error>>>,
+    pub(crate) tickets: HashMap<ProposalId, Sender<Result<LogIndex, Error>>>,
     pub(crate) next_ticket: ProposalId,
     pub(crate) stopping: bool,
     pub(crate) test_hooks: bool,

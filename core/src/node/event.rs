@@ -1,5 +1,6 @@
 //! What a node tells its host: leadership, its loss, who leads, and the committed log.
 
+use crate::term::{LogIndex, Term};
 use crate::time::Instant;
 use crate::token::{NodeId, Token};
 
@@ -55,7 +56,7 @@ pub enum Event {
         /// The leader.
         leader: Option<NodeId>,
         /// The term.
-        term: u64,
+        term: Term,
     },
     /// A membership change was applied.
     MembershipChanged {
@@ -72,9 +73,9 @@ pub enum Applied {
     /// A proposal's data, committed at `index` in `term`.
     Entry {
         /// Its log index.
-        index: u64,
+        index: LogIndex,
         /// The term it was proposed in.
-        term: u64,
+        term: Term,
         /// What was proposed.
         data: Vec<u8>,
     },
@@ -82,9 +83,9 @@ pub enum Applied {
     /// this node fell behind a compacted log, and after a restart from a compacted log.
     Snapshot {
         /// The last index it covers.
-        index: u64,
+        index: LogIndex,
         /// The term of that index.
-        term: u64,
+        term: Term,
         /// The host's data, as given to `compact`.
         data: Vec<u8>,
     },
@@ -92,7 +93,7 @@ pub enum Applied {
 
 impl Applied {
     /// The log index this item brings the host to.
-    pub fn index(&self) -> u64 {
+    pub fn index(&self) -> LogIndex {
         match self {
             Applied::Entry { index, .. } | Applied::Snapshot { index, .. } => *index,
         }

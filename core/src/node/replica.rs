@@ -25,7 +25,8 @@
 //!    durable here;
 //! 4. leadership is reported only after a quorum acknowledged a heartbeat round sent in this
 //!    term, which raft-rs serves only once an entry of the term is committed (I4); the lease
-//!    runs from that round's send time (I3).
+//!    runs from that round's send time (I3). The rounds' bookkeeping and the extension are in
+//!    `lease/rounds.rs`; whether an acknowledged round still counts is decided here.
 //!
 //! A node becomes leader only after its vote requests left, which waited for every earlier
 //! Ready to be durable, so raft-rs's rule that a new leader holds nothing unpersisted is kept.
@@ -42,7 +43,10 @@ use raft::{RawNode, ReadState, SnapshotStatus, StateRole};
 
 use crate::error::{Error, LogError};
 use crate::lease::Timing;
-use crate::limits::PROPOSAL_MAX;
+use crate::lease::rounds::{self, Rounds};
+use crate::limits::{
+    APPEND_BYTES_MAX, APPENDS_IN_FLIGHT_MAX, PROPOSAL_MAX, PROPOSE_BATCH_MAX, REFUSAL_LOGS_MAX,
+};
 use crate::node::config::NodeConfig;
 use crate::node::event::{Applied, Event, Leadership, LostReason};
 use crate::node::membership::{self, MembershipChange};
@@ -50,20 +54,10 @@ use crate::node::status::{Role, Status};
 use crate::node::step_guard::{self, Refusal};
 use crate::planted::{self, PlantedBug};
 use crate::raft_storage::{Identity, RaftStorage, SyncRequest};
+use crate::term::{LogIndex, Term};
 use crate::time::Instant;
-use crate::token::{Generation, NodeId, Token};
+use crate::token::{NodeId, Token};
 use crate::wal::Position;
-
-/// Lease rounds kept in flight; older ones are forgotten (their acknowledgements then count
-/// for nothing, which only shortens the lease).
-const ROUNDS_IN_FLIGHT_MAX: usize = 64;
-
-/// Peers whose first refused message is logged; later refusals (and further peers) are only
-/// counted, so a flood of bad messages cannot flood the log.
-const REFUSAL_LOGS_MAX: usize = 64;
-
-/// Most proposals in one [`Replica::propose_batch`] (and `Node::propose_batch`).
-pub const PROPOSE_BATCH_MAX: usize = 4096;
 
 /// A host's handle on one proposal, echoed back when it is resolved.
 pub type ProposalId = u64;
@@ -78,7 +72,7 @@ pub struct Output {
     /// Events, in order.
     pub events: Vec<Event>,
     /// Proposals resolved: committed at an index, or lost.
-    pub resolved: Vec<(ProposalId, Result<u64, Error>)>,
+    pub resolved: Vec<(ProposalId, Result<LogIndex, Error>)>,
     /// Peer addresses learnt from membership changes (`None`: the peer was removed).
     pub peers: Vec<(NodeId, Option<String>)>,
 }
@@ -110,29 +104,6 @@ impl Output {
     }
 }
 
-/// A heartbeat round of the lease: the context given to raft's read index, and when it left.
-#[derive(Copy, Clone, Debug)]
-struct Round {
-    term: u64,
-    number: u64,
-    sent: Instant,
-}
-
-impl Round {
-    fn context(&self) -> Vec<u8> {
-        let mut ctx = Vec::with_capacity(16);
-        ctx.extend_from_slice(&self.term.to_le_bytes());
-        ctx.extend_from_slice(&self.number.to_le_bytes());
-        ctx
-    }
-
-    fn parse(ctx: &[u8]) -> Option<(u64, u64)> {
-        let term = u64::from_le_bytes(ctx.get(..8)?.try_into().ok()?);
-        let number = u64::from_le_bytes(ctx.get(8..16)?.try_into().ok()?);
-        Some((term, number))
-    }
-}
-
 /// One Raft member. See the module documentation.
 pub struct Replica {
     raw: RawNode<RaftStorage>,
@@ -140,21 +111,21 @@ pub struct Replica {
     timing: Timing,
     /// Votes are refused until then (I3's second trap: a restarted node forgot whom it heard).
     votes_refused_until: Instant,
-    rounds: VecDeque<Round>,
-    next_round: u64,
-    ticks_since_round: usize,
+    /// The lease's heartbeat rounds in flight (`lease/rounds.rs`).
+    rounds: Rounds,
     /// The lease: usable leadership, until its deadline.
     lease: Option<Leadership>,
     /// A term in which the lease was revoked for good (a transfer or step-down began).
-    revoked_term: Option<u64>,
+    revoked_term: Option<Term>,
     /// Send time of the latest round a quorum acknowledged (leader), or the last time the
     /// leader was heard (follower).
     last_contact: Option<Instant>,
-    reported_leader: (Option<NodeId>, u64),
+    reported_leader: (Option<NodeId>, Term),
     /// Membership as applied, and its history since the snapshot (for compaction).
     conf: ConfState,
-    conf_history: Vec<(u64, ConfState)>,
-    pending: BTreeMap<u64, (u64, ProposalId)>,
+    conf_history: Vec<(LogIndex, ConfState)>,
+    /// Proposals awaiting their commit: index → the term they were proposed in, and their id.
+    pending: BTreeMap<LogIndex, (Term, ProposalId)>,
     /// Snapshots sent and not yet acknowledged: peer → when.
     snapshots_sent: BTreeMap<u64, Instant>,
     removed: bool,
@@ -174,7 +145,7 @@ pub struct Replica {
     /// Whether raft-rs's latest Ready was taken as leader.
     ready_as_leader: bool,
     /// The index through which the host was handed the log (entries, or a snapshot).
-    applied_through: u64,
+    applied_through: LogIndex,
     out: Output,
 }
 
@@ -225,12 +196,12 @@ impl Replica {
             id: config.id.get(),
             election_tick: config.timing.election_tick,
             heartbeat_tick: config.timing.heartbeat_tick,
-            applied,
+            applied: applied.get(),
             check_quorum: true,
             pre_vote: true,
             priority,
-            max_size_per_msg: 1 << 20,
-            max_inflight_msgs: 256,
+            max_size_per_msg: APPEND_BYTES_MAX,
+            max_inflight_msgs: APPENDS_IN_FLIGHT_MAX,
             ..Default::default()
         };
         raft_config.validate()?;
@@ -241,13 +212,11 @@ impl Replica {
             id: config.id,
             timing: config.timing,
             votes_refused_until: now.saturating_add(config.timing.election_timeout()),
-            rounds: VecDeque::new(),
-            next_round: 0,
-            ticks_since_round: 0,
+            rounds: Rounds::default(),
             lease: None,
             revoked_term: None,
             last_contact: None,
-            reported_leader: (None, 0),
+            reported_leader: (None, Term::ZERO),
             conf_history: vec![(applied, conf.clone())],
             conf,
             pending: BTreeMap::new(),
@@ -266,7 +235,7 @@ impl Replica {
         };
         replica.out.applied.push(Applied::Snapshot {
             index: applied,
-            term: snapshot.get_metadata().term,
+            term: Term::new(snapshot.get_metadata().term),
             data: snapshot.get_data().to_vec(),
         });
         Ok(replica)
@@ -294,8 +263,8 @@ impl Replica {
     }
 
     /// The term.
-    pub fn term(&self) -> u64 {
-        self.raw.raft.term
+    pub fn term(&self) -> Term {
+        Term::new(self.raw.raft.term)
     }
 
     /// The leader this node knows of.
@@ -326,8 +295,7 @@ impl Replica {
             self.raw.tick();
         }
         self.retry_snapshots(now);
-        self.ticks_since_round += 1;
-        if self.ticks_since_round >= self.timing.heartbeat_tick {
+        if self.rounds.tick(self.timing.heartbeat_tick) {
             self.start_round(now);
         }
     }
@@ -436,7 +404,7 @@ impl Replica {
 
     /// Proposes `data`; it is resolved (under `id`) once committed, or lost if another
     /// leader's entry takes its index.
-    pub fn propose(&mut self, data: Vec<u8>, id: ProposalId) -> Result<u64, Error> {
+    pub fn propose(&mut self, data: Vec<u8>, id: ProposalId) -> Result<LogIndex, Error> {
         if data.len() > PROPOSAL_MAX {
             return Err(LogError::RecordTooLarge {
                 len: data.len(),
@@ -456,7 +424,7 @@ impl Replica {
     /// Each item is resolved under its id, as [`Replica::propose`]'s are. Returns the index of
     /// the first. All or nothing: an item over [`PROPOSAL_MAX`], a batch over
     /// [`PROPOSE_BATCH_MAX`] items, or a node that does not lead refuses the whole batch.
-    pub fn propose_batch(&mut self, batch: Vec<(Vec<u8>, ProposalId)>) -> Result<u64, Error> {
+    pub fn propose_batch(&mut self, batch: Vec<(Vec<u8>, ProposalId)>) -> Result<LogIndex, Error> {
         if batch.is_empty() || batch.len() > PROPOSE_BATCH_MAX {
             return Err(Error::InvalidBatch(format!(
                 "{} proposals; a batch holds 1 to {PROPOSE_BATCH_MAX}",
@@ -489,11 +457,11 @@ impl Replica {
         self.raw.raft.step(m).map_err(|e| self.refusal(e))?;
         let last = self.raw.raft.raft_log.last_index();
         let first = last + 1 - count;
-        let term = self.raw.raft.term;
+        let term = self.term();
         for (index, id) in (first..=last).zip(ids) {
-            self.pending.insert(index, (term, id));
+            self.pending.insert(LogIndex::new(index), (term, id));
         }
-        Ok(first)
+        Ok(LogIndex::new(first))
     }
 
     /// Proposes a membership change (joint consensus when it takes more than one step).
@@ -501,7 +469,7 @@ impl Replica {
         &mut self,
         changes: &[MembershipChange],
         id: ProposalId,
-    ) -> Result<u64, Error> {
+    ) -> Result<LogIndex, Error> {
         self.require_leader()?;
         if self.raw.raft.has_pending_conf() {
             return Err(Error::Membership(
@@ -557,13 +525,13 @@ impl Replica {
     }
 
     /// Compacts the log: the host's state as of `index` (at most what was applied) is `data`.
-    pub fn compact(&mut self, index: u64, data: &[u8]) -> Result<(), Error> {
+    pub fn compact(&mut self, index: LogIndex, data: &[u8]) -> Result<(), Error> {
         // A snapshot from the leader is handed to the host at once but counts as applied only
         // once durable: compacting at it waits for the sync (this call syncs anyway).
-        if index > self.raw.raft.raft_log.applied && index <= self.applied_through {
+        if index > self.applied() && index <= self.applied_through {
             self.flush()?;
         }
-        let applied = self.raw.raft.raft_log.applied;
+        let applied = self.applied();
         if index > applied {
             return Err(Error::InvalidRaftLog(format!(
                 "cannot compact to index {index}: only {applied} is applied"
@@ -637,11 +605,11 @@ impl Replica {
                 let snapshot = ready.snapshot().clone();
                 self.raw.mut_store().apply_snapshot(snapshot.clone())?;
                 self.conf = snapshot.get_metadata().get_conf_state().clone();
-                let index = snapshot.get_metadata().index;
+                let index = LogIndex::new(snapshot.get_metadata().index);
                 self.conf_history = vec![(index, self.conf.clone())];
                 self.out.applied.push(Applied::Snapshot {
                     index,
-                    term: snapshot.get_metadata().term,
+                    term: Term::new(snapshot.get_metadata().term),
                     data: snapshot.get_data().to_vec(),
                 });
                 self.resolve_through(index);
@@ -684,7 +652,7 @@ impl Replica {
             // applied yet.
             let committed = ready.take_committed_entries();
             if let Some(last) = committed.last() {
-                self.applied_through = self.applied_through.max(last.index);
+                self.applied_through = self.applied_through.max(LogIndex::new(last.index));
             }
             self.apply(committed)?;
             let read_states = ready.take_read_states();
@@ -755,7 +723,11 @@ impl Replica {
     /// (raft-rs refuses an applied index beyond what is persisted).
     fn advance_apply(&mut self) {
         let log = &self.raw.raft.raft_log;
-        let to = self.applied_through.min(log.committed).min(log.persisted);
+        let to = self
+            .applied_through
+            .get()
+            .min(log.committed)
+            .min(log.persisted);
         if to > log.applied {
             self.raw.advance_apply_to(to);
         }
@@ -793,13 +765,13 @@ impl Replica {
         };
         Status {
             id: self.id,
-            term: self.raw.raft.term,
+            term: self.term(),
             role: Role::from_raft(self.raw.raft.state),
             leader: self.leader(),
             leadership,
             lease_remaining: leadership.map(|l| l.lease_deadline.saturating_duration_since(now)),
-            commit: self.raw.raft.raft_log.committed,
-            applied: self.raw.raft.raft_log.applied,
+            commit: LogIndex::new(self.raw.raft.raft_log.committed),
+            applied: self.applied(),
             last_quorum_contact: self.last_contact.map(|t| now.saturating_duration_since(t)),
             voters: to_ids(&self.conf.voters),
             learners: to_ids(&self.conf.learners),
@@ -836,10 +808,15 @@ impl Replica {
 
     /// Remembers the entry just proposed (the last in the log) under `id`, to resolve it when
     /// its index commits.
-    fn track(&mut self, id: ProposalId) -> u64 {
-        let index = self.raw.raft.raft_log.last_index();
-        self.pending.insert(index, (self.raw.raft.term, id));
+    fn track(&mut self, id: ProposalId) -> LogIndex {
+        let index = LogIndex::new(self.raw.raft.raft_log.last_index());
+        self.pending.insert(index, (self.term(), id));
         index
+    }
+
+    /// The index raft-rs was last told the host applied.
+    fn applied(&self) -> LogIndex {
+        LogIndex::new(self.raw.raft.raft_log.applied)
     }
 
     fn require_leader(&self) -> Result<(), Error> {
@@ -868,7 +845,7 @@ impl Replica {
     /// leadership over.
     fn start_round(&mut self, now: Instant) {
         let raft = &self.raw.raft;
-        let term = raft.term;
+        let term = Term::new(raft.term);
         if raft.state != StateRole::Leader
             || !raft.commit_to_current_term()
             || raft.lead_transferee.is_some()
@@ -876,36 +853,22 @@ impl Replica {
         {
             return;
         }
-        self.ticks_since_round = 0;
-        let round = Round {
-            term,
-            number: self.next_round,
-            sent: now,
-        };
-        self.next_round += 1;
-        if self.rounds.len() == ROUNDS_IN_FLIGHT_MAX {
-            self.rounds.pop_front();
-        }
-        self.rounds.push_back(round);
         // Safe read index: raft-rs broadcasts a heartbeat carrying the context and reports it
         // back (a ReadState) once a quorum has answered that very heartbeat.
-        self.raw.read_index(round.context());
+        let context = self.rounds.start(term, now);
+        self.raw.read_index(context);
     }
 
-    /// Rounds a quorum acknowledged extend the lease from their send time.
+    /// Rounds a quorum acknowledged extend the lease from their send time, if this node still
+    /// leads in the round's term with no transfer begun.
     fn acknowledged(&mut self, read_states: Vec<ReadState>, now: Instant) {
-        let term = self.raw.raft.term;
+        let term = self.term();
         for state in read_states {
-            let Some((round_term, number)) = Round::parse(&state.request_ctx) else {
-                continue;
-            };
-            let Some(at) = self.rounds.iter().position(|r| r.number == number) else {
-                continue;
-            };
-            let round = self.rounds[at];
             // This round and every older one are settled.
-            self.rounds.drain(..=at);
-            if round_term != term
+            let Some(round) = self.rounds.settle(&state.request_ctx) else {
+                continue;
+            };
+            if round.term != term
                 || self.raw.raft.state != StateRole::Leader
                 || self.revoked_term == Some(term)
                 || self.raw.raft.lead_transferee.is_some()
@@ -913,26 +876,13 @@ impl Replica {
                 continue;
             }
             self.last_contact = Some(self.last_contact.map_or(round.sent, |t| t.max(round.sent)));
-            let deadline = round.sent.saturating_add(self.timing.lease_duration());
-            if deadline <= now {
-                continue;
-            }
-            let Ok(generation) = Generation::new(term) else {
+            let Some(generation) = round.term.generation() else {
                 continue;
             };
             let token = Token::new(generation, self.id);
-            match &mut self.lease {
-                Some(lease) => lease.lease_deadline = lease.lease_deadline.max(deadline),
-                None => {
-                    self.lease = Some(Leadership {
-                        token,
-                        lease_deadline: deadline,
-                    });
-                    self.out.events.push(Event::Elected {
-                        token,
-                        lease_deadline: deadline,
-                    });
-                }
+            if let Some(elected) = rounds::extend(&mut self.lease, round, token, &self.timing, now)
+            {
+                self.out.events.push(elected);
             }
         }
     }
@@ -940,7 +890,7 @@ impl Replica {
     /// Applies committed entries: the host's proposals, membership changes, and resolutions.
     fn apply(&mut self, entries: Vec<Entry>) -> Result<(), Error> {
         for entry in entries {
-            let (index, term) = (entry.index, entry.term);
+            let (index, term) = (LogIndex::new(entry.index), Term::new(entry.term));
             match entry.get_entry_type() {
                 EntryType::EntryNormal => {
                     if !entry.data.is_empty() {
@@ -992,7 +942,7 @@ impl Replica {
             learners: ids(&cs.learners),
         });
         self.conf = cs.clone();
-        self.conf_history.push((entry.index, cs));
+        self.conf_history.push((LogIndex::new(entry.index), cs));
         // A member that a change leaves out is removed; a node not yet added (bootstrap entries
         // naming others first, or a node joining) is not.
         if before.contains(&self.id.get()) && !after.contains(&self.id.get()) {
@@ -1002,9 +952,9 @@ impl Replica {
         Ok(())
     }
 
-    fn resolve(&mut self, index: u64, term: u64) {
+    fn resolve(&mut self, index: LogIndex, term: Term) {
         // Everything below `index` was committed (or lost) already.
-        self.resolve_through(index.saturating_sub(1));
+        self.resolve_through(index.prev());
         if let Some((proposed_in, id)) = self.pending.remove(&index) {
             let result = if proposed_in == term {
                 Ok(index)
@@ -1019,7 +969,7 @@ impl Replica {
 
     /// Proposals at or below `index` that were not resolved were overtaken (by a snapshot, or
     /// another leader's log): their outcome is not ours to know.
-    fn resolve_through(&mut self, index: u64) {
+    fn resolve_through(&mut self, index: LogIndex) {
         while let Some(entry) = self.pending.first_entry() {
             if *entry.key() > index {
                 break;
@@ -1038,11 +988,11 @@ impl Replica {
     fn observe_roles(&mut self) {
         let raft = &self.raw.raft;
         let leader = NodeId::new(raft.leader_id).ok();
-        let (term, is_leader) = (raft.term, raft.state == StateRole::Leader);
+        let (term, is_leader) = (Term::new(raft.term), raft.state == StateRole::Leader);
         let transferring = raft.lead_transferee.is_some();
         if self
             .lease
-            .is_some_and(|l| !is_leader || l.token.generation.get() != term)
+            .is_some_and(|l| !is_leader || Some(l.token.generation) != term.generation())
         {
             self.lose(LostReason::SteppedDown);
         }
@@ -1058,13 +1008,13 @@ impl Replica {
         // A transfer that raft-rs gave up on leaves this node leader without a lease for the
         // rest of the term: step down, so that a new term (and a lease) can follow.
         if is_leader && !transferring && self.revoked_term == Some(term) {
-            self.raw.raft.become_follower(term, raft::INVALID_ID);
+            self.raw.raft.become_follower(term.get(), raft::INVALID_ID);
         }
     }
 
     /// Ends the lease for good in this term.
     fn revoke(&mut self, reason: LostReason) {
-        self.revoked_term = Some(self.raw.raft.term);
+        self.revoked_term = Some(self.term());
         self.rounds.clear();
         self.lose(reason);
     }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::node::Leadership;
+use crate::term::{LogIndex, Term};
 use crate::time::Instant;
 use crate::token::NodeId;
 
@@ -46,7 +47,7 @@ pub struct Status {
     /// The node.
     pub id: NodeId,
     /// Its current term.
-    pub term: u64,
+    pub term: Term,
     /// Its Raft role (as last seen by the node thread).
     pub role: Role,
     /// The leader it knows of.
@@ -56,9 +57,9 @@ pub struct Status {
     /// Time left on the lease at `at`.
     pub lease_remaining: Option<Duration>,
     /// Highest committed index.
-    pub commit: u64,
+    pub commit: LogIndex,
     /// Highest index delivered to the host.
-    pub applied: u64,
+    pub applied: LogIndex,
     /// For a leader: time since the send time of the latest heartbeat round a quorum
     /// acknowledged. For a follower: time since it last heard from the leader.
     pub last_quorum_contact: Option<Duration>,

@@ -21,6 +21,7 @@ use raft::{Raft, StateRole};
 
 use crate::limits::{INDEX_MAX, TERM_JUMP_MAX};
 use crate::raft_storage::RaftStorage;
+use crate::term::{LogIndex, Term};
 use crate::token::Generation;
 
 /// Why a peer's message was refused.
@@ -42,21 +43,21 @@ pub enum Refusal {
     TermZero(MessageType),
     /// A term that is not a generation (above `Generation::MAX`): adopting it would leave the
     /// group unable to report leadership for good.
-    TermBeyondRange(u64),
+    TermBeyondRange(Term),
     /// A term further ahead of this node's than any honest history of elections can reach.
     TermJump {
         /// The message's term.
-        term: u64,
+        term: Term,
         /// This node's term.
-        current: u64,
+        current: Term,
     },
     /// A heartbeat committing past this node's log: a leader only commits on a follower what
     /// the follower acknowledged holding.
     CommitBeyondLog {
         /// The commit index it carries.
-        commit: u64,
+        commit: LogIndex,
         /// This node's last log index.
-        last: u64,
+        last: LogIndex,
     },
     /// A leader's message of this node's term from a node that is not the leader it knows of
     /// for that term: there is one leader per term (I1).
@@ -69,9 +70,9 @@ pub enum Refusal {
     /// An acknowledgement of log entries this leader does not have.
     AckBeyondLog {
         /// The index acknowledged or hinted.
-        index: u64,
+        index: LogIndex,
         /// This leader's last log index.
-        last: u64,
+        last: LogIndex,
     },
     /// Entries that cannot follow one another or the message, or that no leader proposes.
     BadEntries(String),
@@ -153,12 +154,12 @@ pub(crate) fn check(raft: &Raft<RaftStorage>, m: &Message) -> Result<(), Refusal
         return Err(Refusal::TermZero(kind));
     }
     if m.term > Generation::MAX {
-        return Err(Refusal::TermBeyondRange(m.term));
+        return Err(Refusal::TermBeyondRange(Term::new(m.term)));
     }
     if m.term > raft.term.saturating_add(TERM_JUMP_MAX) {
         return Err(Refusal::TermJump {
-            term: m.term,
-            current: raft.term,
+            term: Term::new(m.term),
+            current: Term::new(raft.term),
         });
     }
     // The terms a message quotes (the log's, a commit's) are its sender's history: never
@@ -205,8 +206,8 @@ pub(crate) fn check(raft: &Raft<RaftStorage>, m: &Message) -> Result<(), Refusal
             let last = log.last_index();
             if m.commit > last {
                 return Err(Refusal::CommitBeyondLog {
-                    commit: m.commit,
-                    last,
+                    commit: LogIndex::new(m.commit),
+                    last: LogIndex::new(last),
                 });
             }
         }
@@ -217,7 +218,10 @@ pub(crate) fn check(raft: &Raft<RaftStorage>, m: &Message) -> Result<(), Refusal
             let last = log.last_index();
             for index in [m.index, m.reject_hint] {
                 if index > last {
-                    return Err(Refusal::AckBeyondLog { index, last });
+                    return Err(Refusal::AckBeyondLog {
+                        index: LogIndex::new(index),
+                        last: LogIndex::new(last),
+                    });
                 }
             }
         }

@@ -41,29 +41,22 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounde
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 
+use crate::cluster::ClusterId;
 use crate::error::TransportError;
 use crate::limits::{
-    ENTRIES_PER_MESSAGE_MAX, FRAME_MAX, HANDSHAKES_MAX, KEEPALIVE_INTERVAL, PEER_CONNECTIONS_MAX,
-    PEER_QUEUE_MAX,
+    BACKOFF_MAX, BACKOFF_MIN, BUFFER_KEEP_MAX, ENTRIES_PER_MESSAGE_MAX, FRAME_MAX, HANDSHAKES_MAX,
+    KEEPALIVE_INTERVAL, PEER_CONNECTIONS_MAX, PEER_QUEUE_MAX, REFUSAL_LOG_INTERVAL,
+    SENDER_STOP_WAIT,
 };
 use crate::token::NodeId;
 use crate::transport::{Inbox, Transport};
 use connection::{DialError, dial, peer_gone};
 use tls::{Identity, TlsFiles, TlsState};
 
-const BACKOFF_MIN: Duration = Duration::from_millis(10);
-/// Well under an election timeout: messages queued for a peer that is down are dropped, so a
-/// peer that comes back must be reached again before the next election needs it. A refused
-/// attempt costs the peer one connection (or one TLS handshake) per interval.
-const BACKOFF_MAX: Duration = Duration::from_millis(100);
 /// How often blocked threads look at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
 /// How often the certificate files are looked at for a replacement.
 const TLS_RELOAD_CHECK: Duration = Duration::from_secs(1);
-/// Refused connections are logged at most this often (the rest are counted).
-const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
-/// A frame buffer that grew past this is given back after use.
-const BUFFER_KEEP_MAX: usize = 64 * 1024;
 
 /// Who may speak to the node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,7 +74,7 @@ pub enum Security {
 #[derive(Clone, Debug)]
 pub struct TcpConfig {
     /// The group's id; peers of another cluster are refused.
-    pub cluster: u64,
+    pub cluster: ClusterId,
     /// This node.
     pub node: NodeId,
     /// Where to listen (port 0: any free port; see [`TcpTransport::local_addr`]).
@@ -121,7 +114,7 @@ struct Inbound {
 }
 
 pub(crate) struct Shared {
-    cluster: u64,
+    cluster: ClusterId,
     node: NodeId,
     tls: Option<TlsState>,
     members: Mutex<HashSet<u64>>,
@@ -442,13 +435,6 @@ impl Drop for TcpTransport {
         self.shut_down();
     }
 }
-
-/// How long stopping waits for a sender to end. Its queue is closed, so it ends at once unless
-/// it is inside a dial: a name lookup (the resolver's timeout, 5 s and more), a connection or a
-/// handshake (bounded, but seconds). Such a sender is left to end by itself: it sends nothing
-/// more, since its queue is closed and the stop flag set, and a delayed message is one Raft
-/// already tolerates. A node's stop must not take a DNS outage's time.
-const SENDER_STOP_WAIT: Duration = Duration::from_millis(200);
 
 /// Closes the senders' queues and joins those that end within [`SENDER_STOP_WAIT`].
 fn finish_senders(peers: Vec<Peer>) {
@@ -834,7 +820,7 @@ mod tests {
     ) -> TcpTransport {
         let node = NodeId::new(n).expect("node id");
         let config = TcpConfig {
-            cluster: 7,
+            cluster: ClusterId::new(7),
             node,
             listen,
             peers: vec![(NodeId::new(peer.0).expect("node id"), peer.1.to_string())],
@@ -870,7 +856,7 @@ mod tests {
     fn the_first_message_after_a_peer_restart_is_not_lost() {
         let certs = tempfile::tempdir().expect("a directory");
         let ids = [1, 2].map(|n| NodeId::new(n).expect("node id"));
-        dev_certs::init(certs.path(), 7, &ids).expect("certificates");
+        dev_certs::init(certs.path(), ClusterId::new(7), &ids).expect("certificates");
         first_message_after_restart(None);
         first_message_after_restart(Some(certs.path()));
     }

@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::cluster::ClusterId;
 use crate::token::NodeId;
 
 /// A log's random id, drawn when it is created.
@@ -44,7 +45,7 @@ pub enum LogOwner {
     /// The Raft log of one node of a cluster.
     Node {
         /// The cluster's id.
-        cluster: u64,
+        cluster: ClusterId,
         /// The node's id.
         node: NodeId,
     },
@@ -62,7 +63,7 @@ impl LogOwner {
         match self {
             LogOwner::Fence => (OWNER_FENCE, 0, 0),
             LogOwner::Store => (OWNER_STORE, 0, 0),
-            LogOwner::Node { cluster, node } => (OWNER_NODE, cluster, node.get()),
+            LogOwner::Node { cluster, node } => (OWNER_NODE, cluster.get(), node.get()),
         }
     }
 
@@ -71,7 +72,10 @@ impl LogOwner {
             (OWNER_FENCE, 0, 0) => Ok(LogOwner::Fence),
             (OWNER_STORE, 0, 0) => Ok(LogOwner::Store),
             (OWNER_NODE, cluster, node) => NodeId::new(node)
-                .map(|node| LogOwner::Node { cluster, node })
+                .map(|node| LogOwner::Node {
+                    cluster: ClusterId::new(cluster),
+                    node,
+                })
                 .map_err(|_| "the log's owner is node 0".to_owned()),
             _ => Err(format!(
                 "unknown log owner {kind} (cluster {cluster}, node {node})"
@@ -150,7 +154,10 @@ mod tests {
         for owner in [
             LogOwner::Fence,
             LogOwner::Store,
-            LogOwner::Node { cluster: 7, node },
+            LogOwner::Node {
+                cluster: ClusterId::new(7),
+                node,
+            },
         ] {
             let identity = LogIdentity {
                 id: LogId([9; 16]),

@@ -277,9 +277,9 @@ fn owner_error(dir: &Path, found: LogOwner, expected: LogOwner) -> LogError {
             },
         ) => LogError::WrongCluster {
             path: dir.to_path_buf(),
-            found_cluster,
+            found_cluster: found_cluster.get(),
             found_node: found_node.get(),
-            expected_cluster,
+            expected_cluster: expected_cluster.get(),
             expected_node: expected_node.get(),
         },
         _ => LogError::WrongOwner {

@@ -11,12 +11,10 @@ use std::path::{Path, PathBuf};
 use super::record::{SEGMENT_HEADER_LEN, SegmentHeader};
 use crate::disk::{Disk, DiskFile, DiskLock};
 use crate::error::LogError;
+use crate::limits::{LOCK_RETRIES, LOCK_RETRY_PAUSE, ZERO_CHUNK};
 
 const SUFFIX: &str = ".wal";
 const TEMP_SUFFIX: &str = ".wal.tmp";
-const ZERO_CHUNK: usize = 1 << 20;
-const LOCK_RETRIES: u32 = 25;
-const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(4);
 
 /// What a directory entry is to the log.
 #[derive(Debug, PartialEq, Eq)]

@@ -28,7 +28,7 @@ use fencekit::disk::{Disk, DiskFile, DiskHandle, DiskLock, OsDisk};
 use fencekit::raft_storage::{Identity, RaftStorage};
 use fencekit::wal::LogOwner;
 use fencekit::{
-    Error, ErrorKind, Fence, FenceOptions, NodeId, RecoveryReport, Token, Verdict, Wal,
+    ClusterId, Error, ErrorKind, Fence, FenceOptions, NodeId, RecoveryReport, Token, Verdict, Wal,
 };
 use raft::Storage as _;
 use raft::eraftpb::{Entry, HardState};
@@ -96,7 +96,7 @@ enum Which {
 /// A node log of ours is node 1 of cluster 7; the other one is node 1 of cluster 8.
 fn node_identity(which: Which) -> Identity {
     Identity {
-        cluster: if which == Which::Ours { 7 } else { 8 },
+        cluster: ClusterId::new(if which == Which::Ours { 7 } else { 8 }),
         node: NodeId::new(1).unwrap(),
     }
 }

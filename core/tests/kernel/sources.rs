@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use fencekit::wal::LogOwner;
-use fencekit::{Fence, FenceError, FenceFault, LogError, RecordKind, Source, Token, Verdict, Wal};
+use fencekit::{
+    ClusterId, Fence, FenceError, FenceFault, LogError, RecordKind, Source, Token, Verdict, Wal,
+};
 
 use crate::support::{small_fence, small_wal};
 
@@ -205,7 +207,7 @@ fn a_rebase_between_unnamed_and_a_fencekit_group_is_refused() {
     let id = fence.register(b"ledger").unwrap();
     assert!(fence.check(id, t(50, 1)).unwrap().is_accepted());
     let e = fence
-        .rebase(b"ledger", &Source::fencekit_group(1), "ops")
+        .rebase(b"ledger", &Source::fencekit_group(ClusterId::new(1)), "ops")
         .unwrap_err();
     assert!(matches!(e.fault(), FenceFault::RebaseRefused(_)), "{e}");
     assert!(matches!(
@@ -213,7 +215,9 @@ fn a_rebase_between_unnamed_and_a_fencekit_group_is_refused() {
         Verdict::Stale { .. }
     ));
     let other = fence.register(b"other").unwrap();
-    let group = fence.source_id(&Source::fencekit_group(1)).unwrap();
+    let group = fence
+        .source_id(&Source::fencekit_group(ClusterId::new(1)))
+        .unwrap();
     assert!(
         fence
             .check_from(other, group, t(5, 1))

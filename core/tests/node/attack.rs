@@ -17,6 +17,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
+use fencekit::Term;
 use fencekit::transport::tcp::dev_certs;
 use fencekit::transport::tcp::tls::TlsFiles;
 use fencekit::transport::tcp::wire::{Handshake, read_frame, write_frame};
@@ -41,7 +42,7 @@ fn assert_group_intact(group: &TcpGroup, what: &str) {
         assert_eq!(voters, [1, 2, 3], "{what}: node {n}'s membership changed");
         assert!(status.learners.is_empty(), "{what}: a learner was added");
         assert!(
-            status.term < 1000,
+            status.term < Term::new(1000),
             "{what}: node {n} took term {}",
             status.term
         );
@@ -242,7 +243,7 @@ fn strangers_impostors_and_misbehaving_members_are_refused() {
     // An authenticated member that misbehaves: what it sends is refused at the step boundary,
     // counted, and changes nothing.
     let status = group.node(target).status().unwrap();
-    let term = status.term;
+    let term = status.term.get();
     let mut add_66 = ConfChangeV2::default();
     let mut single = ConfChangeSingle::default();
     single.set_change_type(ConfChangeType::AddNode);

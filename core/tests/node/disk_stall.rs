@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use fencekit::NodeId;
 use fencekit::disk::{Disk, DiskFile, DiskHandle, DiskLock, OsDisk};
 use fencekit::lease::Timing;
 use fencekit::node::{Event, LostReason, Node, NodeConfig, Role};
 use fencekit::transport::Inbox;
 use fencekit::transport::local::LocalNetwork;
+use fencekit::{ClusterId, NodeId};
 
 use crate::id;
 
@@ -129,7 +129,7 @@ fn a_leader_whose_fdatasync_hangs_still_ticks_loses_its_lease_and_steps_down_on_
     let mut nodes = Vec::new();
     for i in 1..=3u64 {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = NodeConfig::new(id(i), 0xD5, dir.path(), voters.clone());
+        let mut config = NodeConfig::new(id(i), ClusterId::new(0xD5), dir.path(), voters.clone());
         config.wal.disk = DiskHandle::new(StallDisk(stalls[(i - 1) as usize].clone()));
         nodes.push(Node::start(config, |inbox: Inbox| Ok(net.attach(inbox))).unwrap());
         dirs.push(dir);

@@ -1,7 +1,7 @@
 //! `raft::Storage` on the log: what was persisted is exactly what a reopen finds.
 
 use fencekit::raft_storage::{Identity, RaftStorage};
-use fencekit::{Error, FenceFault, LogError, NodeId, WalOptions};
+use fencekit::{ClusterId, Error, FenceFault, LogError, LogIndex, NodeId, WalOptions};
 use raft::Storage as _;
 use raft::eraftpb::{ConfState, Entry, HardState};
 
@@ -16,7 +16,7 @@ fn entry(index: u64, term: u64, data: &str) -> Entry {
 
 fn identity(cluster: u64, node: u64) -> Identity {
     Identity {
-        cluster,
+        cluster: ClusterId::new(cluster),
         node: NodeId::new(node).unwrap(),
     }
 }
@@ -113,10 +113,10 @@ fn compaction_keeps_what_follows_and_survives_reopen() {
             voters: vec![1, 2, 3],
             ..Default::default()
         };
-        s.compact(4, cs, b"host-state").unwrap();
+        s.compact(LogIndex::new(4), cs, b"host-state").unwrap();
         // Past the commit index is refused and changes nothing.
         assert!(matches!(
-            s.compact(5, ConfState::default(), b""),
+            s.compact(LogIndex::new(5), ConfState::default(), b""),
             Err(Error::InvalidRaftLog(_))
         ));
         s.sync().unwrap();

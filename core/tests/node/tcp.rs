@@ -6,15 +6,15 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use fencekit::NodeId;
 use fencekit::node::{Node, NodeConfig};
 use fencekit::transport::tcp::tls::TlsFiles;
 use fencekit::transport::tcp::wire::{Handshake, read_frame};
 use fencekit::transport::tcp::{Security, TcpConfig, TcpMonitor, TcpTransport, dev_certs};
+use fencekit::{ClusterId, NodeId};
 
 use crate::id;
 
-pub(crate) const CLUSTER: u64 = 0xFE4CE;
+pub(crate) const CLUSTER: ClusterId = ClusterId::new(0xFE4CE);
 
 pub(crate) fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
@@ -204,7 +204,7 @@ fn an_insecure_node_tells_a_stranger_nothing() {
     let refusals = [
         (
             Handshake {
-                cluster: 0xBAD,
+                cluster: ClusterId::new(0xBAD),
                 from: 2,
                 to: 1,
             },
@@ -344,7 +344,7 @@ fn a_port_in_use_and_a_data_directory_of_another_cluster_are_clear_errors() {
     let addr = taken.local_addr().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = NodeConfig::new(id(1), CLUSTER, dir.path(), vec![id(1)]);
-    let tcp = |cluster: u64, listen: SocketAddr| TcpConfig {
+    let tcp = |cluster: ClusterId, listen: SocketAddr| TcpConfig {
         cluster,
         node: id(1),
         listen,
@@ -358,9 +358,10 @@ fn a_port_in_use_and_a_data_directory_of_another_cluster_are_clear_errors() {
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
 
     let mut other = config.clone();
-    other.cluster = 0xBAD;
+    other.cluster = ClusterId::new(0xBAD);
     let err = Node::start(other, |inbox| {
-        TcpTransport::bind(tcp(0xBAD, free_addr()), inbox).map_err(fencekit::Error::from)
+        TcpTransport::bind(tcp(ClusterId::new(0xBAD), free_addr()), inbox)
+            .map_err(fencekit::Error::from)
     })
     .unwrap_err();
     assert!(err.to_string().contains("belongs to cluster"), "{err}");

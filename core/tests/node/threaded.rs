@@ -6,7 +6,7 @@ use fencekit::detect::{Anomaly, audit};
 use fencekit::node::{Applied, Event, LostReason, Node, NodeConfig, Role};
 use fencekit::transport::Inbox;
 use fencekit::transport::local::LocalNetwork;
-use fencekit::{Error, NodeId};
+use fencekit::{ClusterId, Error, LogIndex, NodeId};
 
 use crate::id;
 
@@ -27,7 +27,8 @@ impl Group {
         let mut nodes = Vec::new();
         for i in 1..=n {
             let dir = tempfile::tempdir().unwrap();
-            let mut config = NodeConfig::new(id(i), 0xC1, dir.path(), voters.clone());
+            let mut config =
+                NodeConfig::new(id(i), ClusterId::new(0xC1), dir.path(), voters.clone());
             adjust(&mut config);
             let node = Node::start(config, |inbox: Inbox| Ok(net.attach(inbox))).unwrap();
             dirs.push(dir);
@@ -77,7 +78,7 @@ fn a_threaded_group_elects_reports_and_replicates() {
                 .unwrap()
         })
         .collect();
-    let indexes: Vec<u64> = tickets
+    let indexes: Vec<LogIndex> = tickets
         .into_iter()
         .map(|t| t.wait(Duration::from_secs(5)).unwrap())
         .collect();
@@ -250,7 +251,7 @@ fn a_node_whose_thread_panics_is_reported_failed_everywhere() {
         node.propose(b"x".to_vec()).map(|_| ()),
         node.step_down().map(|_| ()),
         node.transfer_leadership(id(leader % 3 + 1)),
-        node.compact(0, Vec::new()),
+        node.compact(LogIndex::ZERO, Vec::new()),
     ] {
         assert!(
             matches!(result, Err(Error::Failed(ref c)) if c.contains("panicked")),
@@ -290,7 +291,7 @@ fn a_batch_through_the_node_commits_in_order() {
     assert_eq!(tickets.len(), 32);
     let indexes: Vec<u64> = tickets
         .into_iter()
-        .map(|t| t.wait(Duration::from_secs(5)).unwrap())
+        .map(|t| t.wait(Duration::from_secs(5)).unwrap().get())
         .collect();
     for pair in indexes.windows(2) {
         assert_eq!(pair[1], pair[0] + 1, "{indexes:?}");

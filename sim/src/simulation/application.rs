@@ -1,6 +1,7 @@
 //! Each node's application: the job scheduler while `leadership()` says it leads, a stream of
 //! proposals from the leader, and compaction of the replicated state machine.
 
+use fencekit::LogIndex;
 use fencekit::time::Instant;
 use rand::Rng;
 
@@ -29,7 +30,7 @@ impl Simulation {
         }
         if slot.machine.index >= slot.last_compact + COMPACT_EVERY {
             let (index, data) = (slot.machine.index, slot.machine.encode());
-            match replica.compact(index, &data) {
+            match replica.compact(LogIndex::new(index), &data) {
                 Ok(()) => slot.last_compact = index,
                 Err(e) => self.node_failed(n, slot, e),
             }

@@ -7,7 +7,7 @@ use fencekit::disk::DiskHandle;
 use fencekit::node::{NodeConfig, Replica};
 use fencekit::raft_storage::SyncRequest;
 use fencekit::wal::WalOptions;
-use fencekit::{Error, ErrorKind, NodeId};
+use fencekit::{ClusterId, Error, ErrorKind, NodeId};
 use rand::Rng;
 
 use super::{EPOCH, STEP_NS, Simulation, id};
@@ -108,7 +108,12 @@ impl Simulation {
         if drift > 0.0 {
             clock.set_rate(EPOCH, 1.0 + self.rng.gen_range(-drift..=drift));
         }
-        let mut node = NodeConfig::new(id(n), 0xC1, PathBuf::from(format!("/node{n}")), voters);
+        let mut node = NodeConfig::new(
+            id(n),
+            ClusterId::new(0xC1),
+            PathBuf::from(format!("/node{n}")),
+            voters,
+        );
         node.timing = self.config.timing;
         node.wal = WalOptions {
             segment_size: 256 << 10,

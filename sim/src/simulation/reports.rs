@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use fencekit::Token;
 use fencekit::node::{Applied, Event};
+use fencekit::{LogIndex, Token};
 
 /// Something a node reported, stamped with the global time (ns).
 #[derive(Clone, Debug)]
@@ -41,7 +41,7 @@ pub struct Reports {
     /// machine keeps a digest instead); a test may clear a node's list before restarting it.
     pub applied: BTreeMap<u64, Vec<Applied>>,
     /// How each proposal was resolved, by ticket: its index, or why it failed.
-    pub resolved: BTreeMap<u64, Result<u64, String>>,
+    pub resolved: BTreeMap<u64, Result<LogIndex, String>>,
 }
 
 impl Reports {

@@ -17,7 +17,7 @@ fn three_nodes_elect_one_leader_whose_token_is_its_term() {
     let leader = wait_for_leader(&mut c);
     let r = c.running(leader);
     let l = r.leadership(c.local(leader)).unwrap();
-    assert_eq!(l.token.generation.get(), r.term());
+    assert_eq!(l.token.generation.get(), r.term().get());
     assert_eq!(l.token.holder, id(leader));
     // I4: reported only once an entry of the term is committed.
     let raft = r.raft();

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use fencekit::node::Applied;
-use fencekit::{Error, LogError};
+use fencekit::{Error, LogError, LogIndex};
 
 use crate::{ms, wait_for_leader, world};
 
@@ -34,7 +34,7 @@ fn proposals_commit_in_order_on_every_node_and_followers_refuse_with_a_hint() {
             .collect();
         let expected: Vec<Vec<u8>> = (0..20).map(|i| format!("job-{i}").into_bytes()).collect();
         assert_eq!(data, expected, "node {n}");
-        let indexes: Vec<u64> = c.reports.applied[&n].iter().map(Applied::index).collect();
+        let indexes: Vec<LogIndex> = c.reports.applied[&n].iter().map(Applied::index).collect();
         assert!(
             indexes.windows(2).all(|w| w[0] < w[1]),
             "node {n}: {indexes:?}"
@@ -111,7 +111,7 @@ fn a_batch_is_one_ready_one_sync_and_one_append_per_follower() {
     assert_eq!(appends.len(), 2, "one append per follower: {appends:?}");
     for m in &appends {
         assert_eq!(m.entries.len(), 16);
-        assert_eq!(m.entries[0].index, first);
+        assert_eq!(m.entries[0].index, first.get());
     }
     // The whole batch was in that Ready: nothing more to sync, and nothing commits before the
     // sync is reported (the followers have not even seen it).
@@ -125,7 +125,11 @@ fn a_batch_is_one_ready_one_sync_and_one_append_per_follower() {
     }
     c.run_for(ms(100));
     for i in 0..16 {
-        assert_eq!(c.reports.resolved[&(1000 + i)], Ok(first + i), "item {i}");
+        assert_eq!(
+            c.reports.resolved[&(1000 + i)],
+            Ok(LogIndex::new(first.get() + i)),
+            "item {i}"
+        );
     }
 }
 

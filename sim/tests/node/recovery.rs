@@ -2,6 +2,7 @@
 //! delivered again, and a compacted log restarts from its snapshot and feeds a lagging
 //! follower.
 
+use fencekit::LogIndex;
 use fencekit::node::Applied;
 use fencekit_sim::simulation::Crash;
 
@@ -84,7 +85,9 @@ fn compaction_then_a_lagging_follower_catches_up_from_the_snapshot() {
     );
     // Compacting past what is applied is refused.
     let err = c
-        .with(leader, |r| r.compact(applied + 1_000, b""))
+        .with(leader, |r| {
+            r.compact(LogIndex::new(applied.get() + 1_000), b"")
+        })
         .unwrap_err();
     assert!(err.to_string().contains("applied"), "{err}");
     // The leader's own log restarts from the snapshot.

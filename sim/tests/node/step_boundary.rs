@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use raft::eraftpb::{Entry, EntryType, Message, MessageType, Snapshot};
 
+use fencekit::{LogIndex, Term};
 use fencekit_sim::simulation::{Crash, Simulation};
 
 use crate::{assert_clean, id, message, wait_for_leader, world};
@@ -15,8 +16,8 @@ use crate::{assert_clean, id, message, wait_for_leader, world};
 /// What the group looked like before a forged message.
 struct Before {
     leader: u64,
-    terms: Vec<u64>,
-    commits: Vec<u64>,
+    terms: Vec<Term>,
+    commits: Vec<LogIndex>,
     voters: Vec<Vec<fencekit::NodeId>>,
 }
 
@@ -257,7 +258,7 @@ fn every_forged_message_is_refused_and_the_group_goes_on() {
             leader,
             follower: followers[0],
             sender: followers[1],
-            term: status.term,
+            term: status.term.get(),
             last: cluster.running(leader).raft().raft_log.last_index(),
         };
         let forged = forge(&roles);

@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, ServerConnection, StreamOwned};
 
+use crate::limits::ANSWER_MAX;
 use crate::limits::{CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT, IDLE_MAX};
 use crate::token::NodeId;
 use crate::transport::tcp::Shared;
 use crate::transport::tcp::socket::Socket;
 use crate::transport::tcp::tls::{Identity, identity_of};
-use crate::transport::tcp::wire::{ACCEPTED, ANSWER_MAX, Handshake, read_frame, write_frame};
+use crate::transport::tcp::wire::{ACCEPTED, Handshake, read_frame, write_frame};
 
 /// An established connection: plaintext, or either side of a TLS session.
 pub(crate) enum Connection {

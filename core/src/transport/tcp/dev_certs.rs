@@ -28,6 +28,7 @@ use rcgen::{
     KeyUsagePurpose, SanType,
 };
 
+use crate::cluster::ClusterId;
 use crate::error::TransportError;
 use crate::token::NodeId;
 use crate::transport::tcp::tls::{self, Identity, TlsFiles};
@@ -54,7 +55,7 @@ fn cert_error(what: impl std::fmt::Display) -> TransportError {
 
 /// Makes a new CA for `cluster` in `dir` (created if missing), and a certificate for each of
 /// `nodes`. Refuses a directory that already holds a CA.
-pub fn init(dir: &Path, cluster: u64, nodes: &[NodeId]) -> Result<(), TransportError> {
+pub fn init(dir: &Path, cluster: ClusterId, nodes: &[NodeId]) -> Result<(), TransportError> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -156,7 +157,7 @@ pub fn add_store(dir: &Path, hosts: &[String]) -> Result<TlsFiles, TransportErro
 
 /// A development CA, read from the directory [`init`] wrote.
 struct Ca {
-    cluster: u64,
+    cluster: ClusterId,
     pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
@@ -217,7 +218,7 @@ impl Ca {
 }
 
 /// The cluster a development CA was made for (its URI `fencekit://<cluster>`).
-fn cluster_of_ca(pem: &str) -> Result<u64, String> {
+fn cluster_of_ca(pem: &str) -> Result<ClusterId, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let der = CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| e.to_string())?;

@@ -26,6 +26,7 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{NoServerSessionStorage, ParsedCertificate, WebPkiClientVerifier};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
+use crate::cluster::ClusterId;
 use crate::error::TransportError;
 use crate::limits::TLS_FILE_MAX;
 use crate::token::NodeId;
@@ -58,7 +59,7 @@ impl TlsFiles {
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Identity {
     /// The cluster id.
-    pub cluster: u64,
+    pub cluster: ClusterId,
     /// The node.
     pub node: NodeId,
 }
@@ -78,7 +79,7 @@ impl Identity {
         // Canonical decimal only: one identity has one spelling ("02" is not node 2).
         let number = |s: &str| s.parse::<u64>().ok().filter(|n| n.to_string() == s);
         Some(Identity {
-            cluster: number(cluster)?,
+            cluster: ClusterId::new(number(cluster)?),
             node: NodeId::new(number(node)?).ok()?,
         })
     }
@@ -186,16 +187,17 @@ impl TlsFiles {
 }
 
 /// The cluster a fencekit CA certificate was made for: its URI `fencekit://<cluster>`.
-pub fn cluster_of_ca(cert: &[u8]) -> Result<u64, String> {
+pub fn cluster_of_ca(cert: &[u8]) -> Result<ClusterId, String> {
     uris(cert)?
         .iter()
         .find_map(|u| u.strip_prefix(SCHEME).and_then(|c| c.parse().ok()))
+        .map(ClusterId::new)
         .ok_or_else(|| "not a fencekit CA (no fencekit://<cluster> URI)".into())
 }
 
 /// The URI naming the fenced store of `cluster` in its certificate: `fencekit://<cluster>/store`.
 /// It is no node's identity, so the store's certificate cannot join the Raft group.
-pub fn store_uri(cluster: u64) -> String {
+pub fn store_uri(cluster: ClusterId) -> String {
     format!("{SCHEME}{cluster}/store")
 }
 
@@ -609,7 +611,7 @@ mod tests {
     #[test]
     fn identities_round_trip_and_nothing_else_parses() {
         let id = Identity {
-            cluster: 7,
+            cluster: ClusterId::new(7),
             node: NodeId::new(3).unwrap(),
         };
         assert_eq!(id.uri(), "fencekit://7/3");

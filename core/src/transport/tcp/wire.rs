@@ -28,6 +28,7 @@
 
 use std::io::{self, Read, Write};
 
+use crate::cluster::ClusterId;
 use crate::limits::FRAME_MAX;
 
 /// Bytes of a handshake.
@@ -35,14 +36,12 @@ pub const HANDSHAKE_LEN: usize = 4 + 8 + 8 + 8;
 const MAGIC: &[u8; 4] = b"FKT2";
 /// The accepting side's answer when it takes the connection.
 pub(crate) const ACCEPTED: &[u8] = b"OK";
-/// Longest answer frame read by the connecting side.
-pub(crate) const ANSWER_MAX: usize = 1024;
 
 /// The opening of a connection: who speaks to whom, in which cluster.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Handshake {
     /// The cluster id.
-    pub cluster: u64,
+    pub cluster: ClusterId,
     /// The connecting node.
     pub from: u64,
     /// The node it means to reach.
@@ -54,7 +53,7 @@ impl Handshake {
     pub fn encode(&self) -> [u8; HANDSHAKE_LEN] {
         let mut out = [0u8; HANDSHAKE_LEN];
         out[..4].copy_from_slice(MAGIC);
-        out[4..12].copy_from_slice(&self.cluster.to_le_bytes());
+        out[4..12].copy_from_slice(&self.cluster.get().to_le_bytes());
         out[12..20].copy_from_slice(&self.from.to_le_bytes());
         out[20..28].copy_from_slice(&self.to.to_le_bytes());
         out
@@ -71,7 +70,7 @@ impl Handshake {
             u64::from_le_bytes(b)
         };
         Ok(Handshake {
-            cluster: field(4),
+            cluster: ClusterId::new(field(4)),
             from: field(12),
             to: field(20),
         })
@@ -154,7 +153,7 @@ mod tests {
     #[test]
     fn a_handshake_round_trips_and_other_bytes_are_refused() {
         let h = Handshake {
-            cluster: 7,
+            cluster: ClusterId::new(7),
             from: 2,
             to: u64::MAX,
         };
