@@ -7,6 +7,20 @@
 //! term and a valid index (0 is the term before any election and the index before any entry),
 //! so neither refuses a value; the bounds a *peer's* numbers must keep are the step guard's
 //! (`limits::TERM_JUMP_MAX`, `limits::INDEX_MAX`).
+//!
+//! A term is never an index:
+//!
+//! ```compile_fail
+//! use fencekit::{LogIndex, Term};
+//! let commit: LogIndex = Term::new(3);
+//! ```
+//!
+//! nor compared with one:
+//!
+//! ```compile_fail
+//! use fencekit::{LogIndex, Term};
+//! assert!(Term::new(3) < LogIndex::new(4));
+//! ```
 
 use std::fmt;
 
