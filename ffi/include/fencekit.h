@@ -69,7 +69,8 @@ typedef struct fk_fence_options {
   // How many resources the fence can hold: 1 to 2^20. Memory for all of them is reserved
   // at open (about 90 bytes each).
   uint64_t max_resources;
-  // Compact the log once it has grown this many bytes beyond its last snapshot.
+  // Compact the log once it has grown this many bytes beyond its last snapshot: 4 KiB to
+  // 2^48 (which means never).
   uint64_t compact_after_bytes;
   // Size of each log segment file: a multiple of 4096 from 64 KiB to 1 GiB.
   uint64_t segment_size;
