@@ -31,9 +31,14 @@ pub enum Error {
     )]
     EmptyProposal,
 
-    /// A batch longer than `limits::BATCH_MAX`, or whose output is not as long as its input.
+    /// A batch of proposals with no item or more than `limits::PROPOSE_BATCH_MAX`.
     #[error("invalid batch: {0}")]
-    InvalidBatch(String),
+    InvalidBatch(OutOfRange),
+
+    /// A proposal longer than `limits::PROPOSAL_MAX`: an entry must fit in one log record,
+    /// with room for its framing.
+    #[error("proposal too large: {0}")]
+    ProposalTooLarge(OutOfRange),
 
     /// Raft log entries or a snapshot that cannot follow what the log holds.
     #[error("invalid Raft log operation: {0}")]
@@ -116,6 +121,7 @@ impl Error {
         match self {
             Error::EmptyProposal => ErrorKind::InvalidArgument,
             Error::InvalidBatch(_) => ErrorKind::InvalidBatch,
+            Error::ProposalTooLarge(_) => ErrorKind::TooLarge,
             Error::InvalidRaftLog(_) => ErrorKind::InvalidRaftLog,
             Error::InvalidConfig(_) => ErrorKind::InvalidConfig,
             Error::NotLeader { .. } => ErrorKind::NotLeader,

@@ -12,6 +12,7 @@ pub mod config;
 pub(crate) mod driver;
 pub mod event;
 pub mod membership;
+mod proposal_len;
 pub mod replica;
 pub mod status;
 pub mod step_guard;
@@ -29,11 +30,12 @@ pub use crate::limits::PROPOSE_BATCH_MAX;
 pub use config::NodeConfig;
 pub use event::{Applied, Event, Leadership, LostReason};
 pub use membership::MembershipChange;
+pub use proposal_len::{validate_batch_len, validate_proposal_len};
 pub use replica::{Output, ProposalId, Replica};
 pub use status::{Role, Status};
 pub use syncer::Syncer;
 
-use crate::error::{Error, LogError};
+use crate::error::Error;
 use crate::fork::OpenedIn;
 use crate::limits::{EVENT_QUEUE_MAX, INPUT_QUEUE_MAX};
 use crate::term::LogIndex;
@@ -307,21 +309,12 @@ impl Node {
     /// refused whole, as is a batch that reaches a node that does not lead (every ticket then
     /// fails with [`Error::NotLeader`]).
     pub fn propose_batch(&self, batch: Vec<Vec<u8>>) -> Result<Vec<Ticket>, Error> {
-        if batch.is_empty() || batch.len() > PROPOSE_BATCH_MAX {
-            return Err(Error::InvalidBatch(format!(
-                "{} proposals; a batch holds 1 to {PROPOSE_BATCH_MAX}",
-                batch.len()
-            )));
-        }
+        validate_batch_len(batch.len())?;
         if batch.iter().any(Vec::is_empty) {
             return Err(Error::EmptyProposal);
         }
-        if let Some(data) = batch.iter().find(|d| d.len() > crate::limits::PROPOSAL_MAX) {
-            return Err(LogError::RecordTooLarge {
-                len: data.len(),
-                max: crate::limits::PROPOSAL_MAX,
-            }
-            .into());
+        for data in &batch {
+            validate_proposal_len(data.len())?;
         }
         self.refuse_if_not_leader()?;
         let mut items = Vec::with_capacity(batch.len());

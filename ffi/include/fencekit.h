@@ -905,8 +905,8 @@ fk_status fk_node_next_applied(const struct fk_node *node,
                                struct fk_applied *out);
 
 // Proposes `data` (`len` bytes) and waits up to `timeout_ms` for it to commit, then writes its
-// log index to `*out_index`. Fails at once with `FK_STATUS_NOT_LEADER` on a follower, and
-// with `FK_STATUS_TIMEOUT` if it did not commit in time (it may still commit later).
+// log index to `*out_index`. Fails at once with `FK_STATUS_TOO_LARGE` for more than 2^19 bytes
+// (before a byte is read), `FK_STATUS_NOT_LEADER` on a follower, and with `FK_STATUS_TIMEOUT` if it did not commit in time (it may still commit later).
 //
 // Thread safety: any thread, concurrently with any call but `fk_node_free`.
 //
@@ -925,7 +925,8 @@ fk_status fk_node_propose(const struct fk_node *node,
 // node and are replicated in one append per follower. Waits up to `timeout_ms` in all for every
 // item to commit, then writes the index of the first to `*out_first_index`; the others follow it
 // in order, at consecutive indexes. All or nothing up front: `FK_STATUS_INVALID_BATCH` for no
-// items or more than 4096, `FK_STATUS_INVALID_ARGUMENT` for an empty item,
+// items or more than 4096, `FK_STATUS_TOO_LARGE` for an item of more than 2^19 bytes (before a
+// byte is read), `FK_STATUS_INVALID_ARGUMENT` for an empty item,
 // `FK_STATUS_NOT_LEADER` on a follower; `FK_STATUS_TIMEOUT` if not every item committed in time
 // (they may still commit later).
 //
@@ -968,6 +969,7 @@ fk_status fk_node_transfer(const struct fk_node *node, uint64_t to);
 fk_status fk_node_step_down(const struct fk_node *node, uint64_t *out_successor);
 
 // Compacts the log: the host's state as of `index` (an index it has applied) is `data`.
+// Fails with `FK_STATUS_TOO_LARGE` for more than 2^20 bytes, before a byte is read.
 //
 // Thread safety: any thread, concurrently with any call but `fk_node_free`.
 //

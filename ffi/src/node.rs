@@ -8,7 +8,7 @@ use crossbeam_channel::RecvTimeoutError;
 use kernel::node::{Applied, Event, LostReason, Node};
 use kernel::time::{Clock, MonotonicClock};
 use kernel::transport::tcp::TcpTransport;
-use kernel::{Error, LogIndex, NodeId};
+use kernel::{Error, LogError, LogIndex, NodeId};
 
 use crate::boundary::{
     self, Failure, Handle, Out, bytes, text, with_handle, with_handle_out,
@@ -427,8 +427,8 @@ pub unsafe extern "C" fn fk_node_next_applied(
 }
 
 /// Proposes `data` (`len` bytes) and waits up to `timeout_ms` for it to commit, then writes its
-/// log index to `*out_index`. Fails at once with `FK_STATUS_NOT_LEADER` on a follower, and
-/// with `FK_STATUS_TIMEOUT` if it did not commit in time (it may still commit later).
+/// log index to `*out_index`. Fails at once with `FK_STATUS_TOO_LARGE` for more than 2^19 bytes
+/// (before a byte is read), `FK_STATUS_NOT_LEADER` on a follower, and with `FK_STATUS_TIMEOUT` if it did not commit in time (it may still commit later).
 ///
 /// Thread safety: any thread, concurrently with any call but `fk_node_free`.
 ///
@@ -448,6 +448,8 @@ pub unsafe extern "C" fn fk_node_propose(
     // contract).
     let (node, out_index) = unsafe { (node.as_ref(), Out::new(out_index)) };
     with_handle_out(node, "node", out_index, "out_index", |n| {
+        // The length first: a claimed length is never copied before it is known to fit.
+        kernel::node::validate_proposal_len(len)?;
         // SAFETY: `len` readable bytes (the caller's contract).
         let data = unsafe { bytes(data, len, "data") }?;
         let ticket = n.node.propose(data.to_vec())?;
@@ -460,7 +462,8 @@ pub unsafe extern "C" fn fk_node_propose(
 /// node and are replicated in one append per follower. Waits up to `timeout_ms` in all for every
 /// item to commit, then writes the index of the first to `*out_first_index`; the others follow it
 /// in order, at consecutive indexes. All or nothing up front: `FK_STATUS_INVALID_BATCH` for no
-/// items or more than 4096, `FK_STATUS_INVALID_ARGUMENT` for an empty item,
+/// items or more than 4096, `FK_STATUS_TOO_LARGE` for an item of more than 2^19 bytes (before a
+/// byte is read), `FK_STATUS_INVALID_ARGUMENT` for an empty item,
 /// `FK_STATUS_NOT_LEADER` on a follower; `FK_STATUS_TIMEOUT` if not every item committed in time
 /// (they may still commit later).
 ///
@@ -484,11 +487,7 @@ pub unsafe extern "C" fn fk_node_propose_batch(
     let (node, out_first_index) = unsafe { (node.as_ref(), Out::new(out_first_index)) };
     with_handle_out(node, "node", out_first_index, "out_first_index", |n| {
         if count > kernel::node::PROPOSE_BATCH_MAX {
-            return Err(Error::InvalidBatch(format!(
-                "{count} proposals; a batch holds 1 to {}",
-                kernel::node::PROPOSE_BATCH_MAX
-            ))
-            .into());
+            kernel::node::validate_batch_len(count)?;
         }
         let mut batch = Vec::with_capacity(count);
         if count > 0 {
@@ -506,6 +505,11 @@ pub unsafe extern "C" fn fk_node_propose_batch(
                     std::slice::from_raw_parts(lens, count),
                 )
             };
+            // Every length before any copy: a claimed length over the limit is refused before a
+            // byte of any item is read.
+            for &len in lens {
+                kernel::node::validate_proposal_len(len)?;
+            }
             for (&item, &len) in items.iter().zip(lens) {
                 // SAFETY: `len` readable bytes (the caller's contract).
                 batch.push(unsafe { bytes(item, len, "items[i]") }?.to_vec());
@@ -568,6 +572,7 @@ pub unsafe extern "C" fn fk_node_step_down(
 }
 
 /// Compacts the log: the host's state as of `index` (an index it has applied) is `data`.
+/// Fails with `FK_STATUS_TOO_LARGE` for more than 2^20 bytes, before a byte is read.
 ///
 /// Thread safety: any thread, concurrently with any call but `fk_node_free`.
 ///
@@ -584,6 +589,15 @@ pub unsafe extern "C" fn fk_node_compact(
     // SAFETY: `node` is NULL or live (the caller's contract).
     let node = unsafe { node.as_ref() };
     with_handle(node, "node", |n| {
+        // The state goes into one log record, so the log's record limit bounds it; checked
+        // before the caller's bytes are copied.
+        if len > kernel::limits::RECORD_PAYLOAD_MAX {
+            return Err(LogError::RecordTooLarge {
+                len,
+                max: kernel::limits::RECORD_PAYLOAD_MAX,
+            }
+            .into());
+        }
         // SAFETY: `len` readable bytes (the caller's contract).
         let data = unsafe { bytes(data, len, "data") }?;
         Ok(n.node.compact(LogIndex::new(index), data.to_vec())?)
@@ -717,6 +731,37 @@ mod tests {
             fk_node_propose_batch(node, std::ptr::null(), lens.as_ptr(), 1, 100, &mut first)
         };
         assert_eq!(status, FK_STATUS_NULL_ARGUMENT);
+        // SAFETY: live node, freed once.
+        unsafe {
+            assert_eq!(fk_node_stop(node), FK_STATUS_OK);
+            fk_node_free(node);
+        }
+    }
+
+    /// A claimed length over the limit is refused before a byte is copied: a short buffer with
+    /// a claimed length of 2^40 or usize::MAX would abort the host (allocation failure) or fault
+    /// if any of these copied first.
+    #[test]
+    fn a_huge_claimed_length_is_too_large_before_any_copy() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let node = start_single(dir.path());
+        let short = [7u8; 4];
+        for claimed in [1usize << 40, usize::MAX] {
+            let mut out = 0;
+            // SAFETY: live node; the claimed length is refused before `short` is read.
+            let status = unsafe { fk_node_propose(node, short.as_ptr(), claimed, 100, &mut out) };
+            assert_eq!(status, FK_STATUS_TOO_LARGE, "propose, {claimed}");
+            let items = [short.as_ptr(), short.as_ptr()];
+            let lens = [short.len(), claimed];
+            // SAFETY: as above; two readable pointers and lengths.
+            let status = unsafe {
+                fk_node_propose_batch(node, items.as_ptr(), lens.as_ptr(), 2, 100, &mut out)
+            };
+            assert_eq!(status, FK_STATUS_TOO_LARGE, "propose_batch, {claimed}");
+            // SAFETY: as above.
+            let status = unsafe { fk_node_compact(node, 1, short.as_ptr(), claimed) };
+            assert_eq!(status, FK_STATUS_TOO_LARGE, "compact, {claimed}");
+        }
         // SAFETY: live node, freed once.
         unsafe {
             assert_eq!(fk_node_stop(node), FK_STATUS_OK);

@@ -398,7 +398,8 @@ fn duplicate(e: &Error) -> Error {
         Error::NotLeader { hint } => Error::NotLeader { hint: *hint },
         Error::Stopped => Error::Stopped,
         Error::ProposalDropped => Error::ProposalDropped,
-        Error::InvalidBatch(why) => Error::InvalidBatch(why.clone()),
+        Error::InvalidBatch(range) => Error::InvalidBatch(*range),
+        Error::ProposalTooLarge(range) => Error::ProposalTooLarge(*range),
         Error::Log(LogError::RecordTooLarge { len, max }) => LogError::RecordTooLarge {
             len: *len,
             max: *max,

@@ -41,12 +41,10 @@ use protobuf::Message as _;
 use raft::eraftpb::{ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType};
 use raft::{RawNode, ReadState, SnapshotStatus, StateRole};
 
-use crate::error::{Error, LogError};
+use crate::error::Error;
 use crate::lease::Timing;
 use crate::lease::rounds::{self, Rounds};
-use crate::limits::{
-    APPEND_BYTES_MAX, APPENDS_IN_FLIGHT_MAX, PROPOSAL_MAX, PROPOSE_BATCH_MAX, REFUSAL_LOGS_MAX,
-};
+use crate::limits::{APPEND_BYTES_MAX, APPENDS_IN_FLIGHT_MAX, REFUSAL_LOGS_MAX};
 use crate::node::config::NodeConfig;
 use crate::node::event::{Applied, Event, Leadership, LostReason};
 use crate::node::membership::{self, MembershipChange};
@@ -405,13 +403,7 @@ impl Replica {
     /// Proposes `data`; it is resolved (under `id`) once committed, or lost if another
     /// leader's entry takes its index.
     pub fn propose(&mut self, data: Vec<u8>, id: ProposalId) -> Result<LogIndex, Error> {
-        if data.len() > PROPOSAL_MAX {
-            return Err(LogError::RecordTooLarge {
-                len: data.len(),
-                max: PROPOSAL_MAX,
-            }
-            .into());
-        }
+        super::validate_proposal_len(data.len())?;
         self.require_leader()?;
         self.raw
             .propose(Vec::new(), data)
@@ -422,21 +414,13 @@ impl Replica {
     /// Proposes every item of `batch` at once: one raft-rs proposal, so the batch is appended
     /// in one Ready, made durable by one sync, and replicated in one append per follower.
     /// Each item is resolved under its id, as [`Replica::propose`]'s are. Returns the index of
-    /// the first. All or nothing: an item over [`PROPOSAL_MAX`], a batch over
-    /// [`PROPOSE_BATCH_MAX`] items, or a node that does not lead refuses the whole batch.
+    /// the first. All or nothing: an item over [`PROPOSAL_MAX`](crate::limits::PROPOSAL_MAX),
+    /// a batch over [`PROPOSE_BATCH_MAX`](crate::limits::PROPOSE_BATCH_MAX) items, or a node
+    /// that does not lead refuses the whole batch.
     pub fn propose_batch(&mut self, batch: Vec<(Vec<u8>, ProposalId)>) -> Result<LogIndex, Error> {
-        if batch.is_empty() || batch.len() > PROPOSE_BATCH_MAX {
-            return Err(Error::InvalidBatch(format!(
-                "{} proposals; a batch holds 1 to {PROPOSE_BATCH_MAX}",
-                batch.len()
-            )));
-        }
-        if let Some((data, _)) = batch.iter().find(|(data, _)| data.len() > PROPOSAL_MAX) {
-            return Err(LogError::RecordTooLarge {
-                len: data.len(),
-                max: PROPOSAL_MAX,
-            }
-            .into());
+        super::validate_batch_len(batch.len())?;
+        for (data, _) in &batch {
+            super::validate_proposal_len(data.len())?;
         }
         self.require_leader()?;
         let count = batch.len() as u64;

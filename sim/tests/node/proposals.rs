@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use fencekit::node::Applied;
-use fencekit::{Error, LogError, LogIndex};
+use fencekit::{Error, LogIndex};
 
 use crate::{ms, wait_for_leader, world};
 
@@ -161,7 +161,7 @@ fn a_batch_is_refused_whole() {
     let one_too_large = vec![(vec![1], 1), (vec![0; PROPOSAL_MAX + 1], 2)];
     assert!(matches!(
         r.propose_batch(one_too_large),
-        Err(Error::Log(LogError::RecordTooLarge { .. }))
+        Err(Error::ProposalTooLarge(range)) if range.max == PROPOSAL_MAX as u64
     ));
     assert_eq!(r.raft().raft_log.last_index(), last, "nothing was appended");
 }
