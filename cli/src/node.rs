@@ -221,7 +221,7 @@ pub(crate) fn start(args: &NodeArgs) -> Result<Running> {
 
 /// What failed to start, and what to do about it (the library's messages say it already,
 /// except for a port in use).
-fn start_error(e: fencekit::Error) -> anyhow::Error {
+fn start_error(e: fencekit::NodeError) -> anyhow::Error {
     match e.kind() {
         fencekit::ErrorKind::Transport => {
             anyhow!("{e}: is another process using the port? Fix this node's entry in --peers")

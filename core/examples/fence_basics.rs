@@ -8,7 +8,7 @@
 
 use fencekit::{Fence, FenceOptions, Token, Verdict};
 
-fn write(fence: &Fence, key: &[u8], token: Token, what: &str) -> Result<(), fencekit::Error> {
+fn write(fence: &Fence, key: &[u8], token: Token, what: &str) -> Result<(), fencekit::FenceError> {
     let verdict = fence.check_key(key, token)?;
     let outcome = match verdict {
         Verdict::Accepted => "accepted".to_owned(),

@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use crate::error::Error;
+use crate::error::{NodeError, OutOfRange};
 use crate::limits::{ELECTION_TICK_MAX, ELECTION_TICK_MIN, TICK_MAX};
 
 pub(crate) mod rounds;
@@ -73,22 +73,34 @@ impl Timing {
     }
 
     /// Checks every bound; the message names the field and what it must be.
-    pub fn validate(&self) -> Result<(), Error> {
-        let bad = |reason: String| Err(Error::InvalidConfig(reason));
-        if self.tick.is_zero() || self.tick > TICK_MAX {
-            return bad(format!(
-                "tick = {:?}: must be from 1 ns to {TICK_MAX:?}",
-                self.tick
-            ));
-        }
+    pub fn validate(&self) -> Result<(), NodeError> {
+        let bad = |reason: String| Err(NodeError::InvalidConfig(reason));
+        let in_range = |range: OutOfRange| {
+            if range.holds() {
+                Ok(())
+            } else {
+                Err(NodeError::ConfigOutOfRange(range))
+            }
+        };
+        in_range(OutOfRange::new(
+            "tick (ns)",
+            u64::try_from(self.tick.as_nanos()).unwrap_or(u64::MAX),
+            1,
+            TICK_MAX.as_nanos() as u64,
+        ))?;
+        in_range(OutOfRange::new(
+            "election_tick",
+            self.election_tick as u64,
+            ELECTION_TICK_MIN as u64,
+            ELECTION_TICK_MAX as u64,
+        ))?;
         if self.heartbeat_tick == 0 {
-            return bad("heartbeat_tick = 0: must be at least 1".into());
-        }
-        if !(ELECTION_TICK_MIN..=ELECTION_TICK_MAX).contains(&self.election_tick) {
-            return bad(format!(
-                "election_tick = {}: must be from {ELECTION_TICK_MIN} to {ELECTION_TICK_MAX}",
-                self.election_tick
-            ));
+            in_range(OutOfRange::new(
+                "heartbeat_tick",
+                0,
+                1,
+                self.election_tick as u64 - 1,
+            ))?;
         }
         if self.heartbeat_tick >= self.election_tick {
             return bad(format!(

@@ -14,7 +14,7 @@
 //!    let token = Token::new(Generation::new(7)?, NodeId::new(2)?);
 //!    assert_eq!(Token::from_bytes(&token.to_bytes())?, token);
 //!    assert!(Generation::new(0).is_err()); // generation 0 means "none"
-//!    # Ok::<(), fencekit::Error>(())
+//!    # Ok::<(), fencekit::FenceError>(())
 //!    ```
 //!
 //! 2. **The fence.** The storage opens a [`Fence`] on a directory and checks the token of every
@@ -54,7 +54,7 @@
 //!    (TCP, or in-process); [`detect::audit`] finds split-brain evidence in many statuses.
 //!
 //! 6. **Errors.** One type per layer: [`FenceError`] (what [`FenceFault`] went wrong in the
-//!    fence), [`LogError`] for the log, [`TransportError`] for TCP and TLS, [`Error`] for the
+//!    fence), [`LogError`] for the log, [`TransportError`] for TCP and TLS, [`NodeError`] for the
 //!    node, wrapping the others. Each has `kind()`, an [`ErrorKind`] to match on whatever the
 //!    layer:
 //!
@@ -212,7 +212,7 @@ pub mod wal;
 
 pub use cluster::ClusterId;
 pub use error::{
-    Error, ErrorKind, FenceError, FenceFault, Forked, LogError, OutOfRange, TransportError,
+    ErrorKind, FenceError, FenceFault, Forked, LogError, NodeError, OutOfRange, TransportError,
 };
 
 /// Whether this build of the kernel contains the simulator's planted bugs: `false` in the

@@ -35,7 +35,7 @@ pub use replica::{Output, ProposalId, Replica};
 pub use status::{Role, Status};
 pub use syncer::Syncer;
 
-use crate::error::Error;
+use crate::error::NodeError;
 use crate::fork::OpenedIn;
 use crate::limits::{EVENT_QUEUE_MAX, INPUT_QUEUE_MAX};
 use crate::term::LogIndex;
@@ -64,17 +64,17 @@ pub(crate) enum Ended {
 
 impl Ended {
     /// The error a call on the ended node gets.
-    pub(crate) fn error(&self) -> Error {
+    pub(crate) fn error(&self) -> NodeError {
         match self {
-            Ended::Stopped(_) => Error::Stopped,
-            Ended::Failed(cause) => Error::Failed(cause.clone()),
+            Ended::Stopped(_) => NodeError::Stopped,
+            Ended::Failed(cause) => NodeError::Failed(cause.clone()),
         }
     }
 }
 
 impl View {
     /// The error a call on an ended node gets, if it ended.
-    fn ended_error(&self) -> Option<Error> {
+    fn ended_error(&self) -> Option<NodeError> {
         self.ended.as_ref().map(Ended::error)
     }
 }
@@ -88,27 +88,29 @@ pub(crate) struct Shared {
 /// The answer to a proposal or membership change, once it is committed.
 #[derive(Debug)]
 pub struct Ticket {
-    reply: Receiver<Result<LogIndex, Error>>,
+    reply: Receiver<Result<LogIndex, NodeError>>,
     shared: Arc<Shared>,
 }
 
 impl Ticket {
     /// Waits for the outcome: the committed index, or why it was not committed
-    /// ([`Error::NotLeader`] when another leader's entry took its place).
-    pub fn wait(self, timeout: Duration) -> Result<LogIndex, Error> {
+    /// ([`NodeError::NotLeader`] when another leader's entry took its place).
+    pub fn wait(self, timeout: Duration) -> Result<LogIndex, NodeError> {
         match self.reply.recv_timeout(timeout) {
             Ok(result) => result,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                Err(Error::Timeout("waiting for a proposal to commit"))
+                Err(NodeError::Timeout("waiting for a proposal to commit"))
             }
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                Err(self.shared.lock().ended_error().unwrap_or(Error::Stopped))
-            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(self
+                .shared
+                .lock()
+                .ended_error()
+                .unwrap_or(NodeError::Stopped)),
         }
     }
 
     /// The outcome if it is known already.
-    pub fn try_result(&self) -> Option<Result<LogIndex, Error>> {
+    pub fn try_result(&self) -> Option<Result<LogIndex, NodeError>> {
         self.reply.try_recv().ok()
     }
 }
@@ -139,8 +141,8 @@ impl Node {
     /// Starts a node on the real monotonic clock. `transport` is built with the node's inbox.
     pub fn start<T: Transport>(
         config: NodeConfig,
-        transport: impl FnOnce(Inbox) -> Result<T, Error>,
-    ) -> Result<Node, Error> {
+        transport: impl FnOnce(Inbox) -> Result<T, NodeError>,
+    ) -> Result<Node, NodeError> {
         Node::start_with_clock(config, Arc::new(MonotonicClock::new()), transport)
     }
 
@@ -148,8 +150,8 @@ impl Node {
     pub fn start_with_clock<T: Transport>(
         config: NodeConfig,
         clock: Arc<dyn Clock>,
-        transport: impl FnOnce(Inbox) -> Result<T, Error>,
-    ) -> Result<Node, Error> {
+        transport: impl FnOnce(Inbox) -> Result<T, NodeError>,
+    ) -> Result<Node, NodeError> {
         let mut replica = Replica::open(&config, clock.now())?;
         let first = replica.process(clock.now())?;
         let (input_tx, input_rx) = bounded(INPUT_QUEUE_MAX);
@@ -165,7 +167,10 @@ impl Node {
             // The node thread ended: nobody waits for the report.
             let _ = synced_tx.send(done);
         })
-        .map_err(|e| Error::io("spawn the log's sync thread", &config.data_dir, e))?;
+        .map_err(|source| NodeError::Spawn {
+            op: "spawn the log's sync thread",
+            source,
+        })?;
         let driver = Driver {
             replica,
             transport,
@@ -187,7 +192,10 @@ impl Node {
         let thread = std::thread::Builder::new()
             .name(format!("fencekit-node-{}", config.id))
             .spawn(move || driver.run(first))
-            .map_err(|e| Error::io("spawn the node thread", &config.data_dir, e))?;
+            .map_err(|source| NodeError::Spawn {
+                op: "spawn the node thread",
+                source,
+            })?;
         Ok(Node {
             id: config.id,
             shared,
@@ -219,11 +227,11 @@ impl Node {
     }
 
     /// The node's view, with leadership and times as of now.
-    pub fn status(&self) -> Result<Status, Error> {
+    pub fn status(&self) -> Result<Status, NodeError> {
         self.opened_in.check("node")?;
         let now = self.clock.now();
         let view = self.shared.lock();
-        let mut status = view.status.clone().ok_or(Error::Stopped)?;
+        let mut status = view.status.clone().ok_or(NodeError::Stopped)?;
         let elapsed = now.saturating_duration_since(status.at);
         status.leadership = if view.ended.is_some() {
             None
@@ -260,7 +268,7 @@ impl Node {
     }
 
     /// Why the node failed, if it did (I9): a panic on its thread, or a log it could not
-    /// write. A failed node reports no leadership, and every call answers [`Error::Failed`].
+    /// write. A failed node reports no leadership, and every call answers [`NodeError::Failed`].
     pub fn failure(&self) -> Option<String> {
         match &self.shared.lock().ended {
             Some(Ended::Failed(cause)) => Some(cause.clone()),
@@ -268,11 +276,11 @@ impl Node {
         }
     }
 
-    /// `Err(Error::Forked)` in a child process after `fork`: the node, its thread and its
+    /// `Err(NodeError::Forked)` in a child process after `fork`: the node, its thread and its
     /// queues are its parent's, and the child must take no part. A host that reads
     /// [`Node::events`] or [`Node::applied`] from a process that may have forked calls this
     /// first; every other method checks it by itself.
-    pub fn check_process(&self) -> Result<(), Error> {
+    pub fn check_process(&self) -> Result<(), NodeError> {
         Ok(self.opened_in.check("node")?)
     }
 
@@ -288,12 +296,12 @@ impl Node {
         &self.applied
     }
 
-    /// Proposes `data` (at least one byte: [`Error::EmptyProposal`]). Refused at once with
-    /// [`Error::NotLeader`] when this node is known not
+    /// Proposes `data` (at least one byte: [`NodeError::EmptyProposal`]). Refused at once with
+    /// [`NodeError::NotLeader`] when this node is known not
     /// to lead; otherwise the ticket completes when the entry commits, or fails.
-    pub fn propose(&self, data: Vec<u8>) -> Result<Ticket, Error> {
+    pub fn propose(&self, data: Vec<u8>) -> Result<Ticket, NodeError> {
         if data.is_empty() {
-            return Err(Error::EmptyProposal);
+            return Err(NodeError::EmptyProposal);
         }
         self.refuse_if_not_leader()?;
         let (tx, rx) = bounded(1);
@@ -304,14 +312,14 @@ impl Node {
     /// Proposes every item of `batch` at once, in order: raft-rs takes them as one proposal,
     /// so they reach the log in one Ready, are made durable by one sync on each node and are
     /// replicated in one append per follower. One ticket per item, in the same order. All or
-    /// nothing: an empty item ([`Error::EmptyProposal`]), one over the proposal size limit, a
-    /// batch of more than [`PROPOSE_BATCH_MAX`] items or none ([`Error::InvalidBatch`]) is
+    /// nothing: an empty item ([`NodeError::EmptyProposal`]), one over the proposal size limit, a
+    /// batch of more than [`PROPOSE_BATCH_MAX`] items or none ([`NodeError::InvalidBatch`]) is
     /// refused whole, as is a batch that reaches a node that does not lead (every ticket then
-    /// fails with [`Error::NotLeader`]).
-    pub fn propose_batch(&self, batch: Vec<Vec<u8>>) -> Result<Vec<Ticket>, Error> {
+    /// fails with [`NodeError::NotLeader`]).
+    pub fn propose_batch(&self, batch: Vec<Vec<u8>>) -> Result<Vec<Ticket>, NodeError> {
         validate_batch_len(batch.len())?;
         if batch.iter().any(Vec::is_empty) {
-            return Err(Error::EmptyProposal);
+            return Err(NodeError::EmptyProposal);
         }
         for data in &batch {
             validate_proposal_len(data.len())?;
@@ -330,7 +338,7 @@ impl Node {
 
     /// Changes the membership (joint consensus for several changes at once). The ticket
     /// completes when the change is committed.
-    pub fn change_membership(&self, changes: Vec<MembershipChange>) -> Result<Ticket, Error> {
+    pub fn change_membership(&self, changes: Vec<MembershipChange>) -> Result<Ticket, NodeError> {
         self.refuse_if_not_leader()?;
         let (tx, rx) = bounded(1);
         self.send(Input::Command(Command::Membership(changes, tx)))?;
@@ -338,7 +346,7 @@ impl Node {
     }
 
     /// Revokes this leader's lease, then hands leadership to `to`.
-    pub fn transfer_leadership(&self, to: NodeId) -> Result<(), Error> {
+    pub fn transfer_leadership(&self, to: NodeId) -> Result<(), NodeError> {
         let (tx, rx) = bounded(1);
         self.send(Input::Command(Command::Transfer(to, tx)))?;
         rx.recv().map_err(|_| self.ended_error())?
@@ -346,14 +354,14 @@ impl Node {
 
     /// Revokes this leader's lease and hands leadership to the most up-to-date other voter,
     /// which it returns.
-    pub fn step_down(&self) -> Result<NodeId, Error> {
+    pub fn step_down(&self) -> Result<NodeId, NodeError> {
         let (tx, rx) = bounded(1);
         self.send(Input::Command(Command::StepDown(tx)))?;
         rx.recv().map_err(|_| self.ended_error())?
     }
 
     /// Compacts the log: the host's state as of `index` (an index it has applied) is `data`.
-    pub fn compact(&self, index: LogIndex, data: Vec<u8>) -> Result<(), Error> {
+    pub fn compact(&self, index: LogIndex, data: Vec<u8>) -> Result<(), NodeError> {
         let (tx, rx) = bounded(1);
         self.send(Input::Command(Command::Compact(index, data, tx)))?;
         rx.recv().map_err(|_| self.ended_error())?
@@ -362,7 +370,7 @@ impl Node {
     /// Test hook: stalls the node thread for `d`, as a long GC pause or a descheduled thread
     /// would. Queries from other threads keep working meanwhile.
     #[doc(hidden)]
-    pub fn stall_for_testing(&self, d: Duration) -> Result<(), Error> {
+    pub fn stall_for_testing(&self, d: Duration) -> Result<(), NodeError> {
         self.send(Input::Command(Command::Stall(d)))
     }
 
@@ -371,7 +379,7 @@ impl Node {
     /// few seconds). Does nothing unless the node was started with
     /// [`NodeConfig::test_hooks`].
     #[doc(hidden)]
-    pub fn panic_for_testing(&self) -> Result<(), Error> {
+    pub fn panic_for_testing(&self) -> Result<(), NodeError> {
         self.send(Input::Command(Command::Panic))?;
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while self.shared.lock().ended.is_none() && std::time::Instant::now() < deadline {
@@ -402,7 +410,7 @@ impl Node {
         }
     }
 
-    fn ticket(&self, reply: Receiver<Result<LogIndex, Error>>) -> Ticket {
+    fn ticket(&self, reply: Receiver<Result<LogIndex, NodeError>>) -> Ticket {
         Ticket {
             reply,
             shared: self.shared.clone(),
@@ -410,25 +418,28 @@ impl Node {
     }
 
     /// The error for a call that found the node gone.
-    fn ended_error(&self) -> Error {
-        self.shared.lock().ended_error().unwrap_or(Error::Stopped)
+    fn ended_error(&self) -> NodeError {
+        self.shared
+            .lock()
+            .ended_error()
+            .unwrap_or(NodeError::Stopped)
     }
 
-    fn refuse_if_not_leader(&self) -> Result<(), Error> {
+    fn refuse_if_not_leader(&self) -> Result<(), NodeError> {
         self.opened_in.check("node")?;
         let view = self.shared.lock();
         if let Some(e) = view.ended_error() {
             return Err(e);
         }
         match &view.status {
-            Some(s) if s.role != Role::Leader => Err(Error::NotLeader {
+            Some(s) if s.role != Role::Leader => Err(NodeError::NotLeader {
                 hint: s.leader.map(NodeId::get),
             }),
             _ => Ok(()),
         }
     }
 
-    fn send(&self, input: Input) -> Result<(), Error> {
+    fn send(&self, input: Input) -> Result<(), NodeError> {
         self.opened_in.check("node")?;
         let ended = self.shared.lock().ended.clone();
         if let Some(ended) = ended {

@@ -26,7 +26,7 @@ use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, Har
 use raft::{GetEntriesContext, RaftState, StorageError};
 
 use crate::cluster::ClusterId;
-use crate::error::{Error, LogError};
+use crate::error::{LogError, NodeError};
 use crate::limits::RAFT_LOG_COMPACT_MIN_BYTES;
 use crate::term::{LogIndex, Term};
 use crate::token::NodeId;
@@ -88,7 +88,7 @@ impl RaftStorage {
         dir: impl AsRef<Path>,
         identity: Identity,
         options: WalOptions,
-    ) -> Result<RaftStorage, Error> {
+    ) -> Result<RaftStorage, NodeError> {
         let owner = LogOwner::Node {
             cluster: identity.cluster,
             node: identity.node,
@@ -148,7 +148,7 @@ impl RaftStorage {
     /// a node that joins later replays them from the leader's log like any other change. With
     /// no voters the node waits to be added to an existing group. A used directory is checked
     /// instead: one of another cluster or node is refused, naming both.
-    pub fn bootstrap(&mut self, identity: Identity, voters: &[NodeId]) -> Result<(), Error> {
+    pub fn bootstrap(&mut self, identity: Identity, voters: &[NodeId]) -> Result<(), NodeError> {
         match self.identity {
             Some(found) if found == identity => return Ok(()),
             Some(found) => {
@@ -216,13 +216,13 @@ impl RaftStorage {
     }
 
     /// Buffers a run of entries, replacing any suffix they conflict with.
-    pub fn append(&mut self, run: &[Entry]) -> Result<(), Error> {
+    pub fn append(&mut self, run: &[Entry]) -> Result<(), NodeError> {
         if run.is_empty() {
             return Ok(());
         }
         let first = first_after(&self.snapshot);
         // Validate before buffering, so a refused run leaves memory and log alike.
-        check_run(&self.entries, first, run).map_err(Error::InvalidRaftLog)?;
+        check_run(&self.entries, first, run).map_err(NodeError::InvalidRaftLog)?;
         // Encoded in full first, so an entry too large for a record is refused with nothing
         // buffered.
         for (term, payload) in entry_records(run, self.wal_payload_max())? {
@@ -237,13 +237,13 @@ impl RaftStorage {
             .map(encoded_size)
             .sum();
         let added: u64 = run.iter().map(encoded_size).sum();
-        splice(&mut self.entries, first, run.to_vec()).map_err(Error::InvalidRaftLog)?;
+        splice(&mut self.entries, first, run.to_vec()).map_err(NodeError::InvalidRaftLog)?;
         self.entry_bytes = self.entry_bytes.saturating_sub(removed) + added;
         Ok(())
     }
 
     /// Buffers a new hard state.
-    pub fn set_hard_state(&mut self, hard_state: &HardState) -> Result<(), Error> {
+    pub fn set_hard_state(&mut self, hard_state: &HardState) -> Result<(), NodeError> {
         if *hard_state == self.hard_state {
             return Ok(());
         }
@@ -257,17 +257,17 @@ impl RaftStorage {
     }
 
     /// Buffers a commit index (the rest of the hard state unchanged).
-    pub fn set_commit(&mut self, commit: LogIndex) -> Result<(), Error> {
+    pub fn set_commit(&mut self, commit: LogIndex) -> Result<(), NodeError> {
         let mut hard_state = self.hard_state.clone();
         hard_state.commit = commit.get();
         self.set_hard_state(&hard_state)
     }
 
     /// Buffers a snapshot received from the leader: it replaces every entry it covers.
-    pub fn apply_snapshot(&mut self, snap: Snapshot) -> Result<(), Error> {
+    pub fn apply_snapshot(&mut self, snap: Snapshot) -> Result<(), NodeError> {
         let index = LogIndex::new(snap.get_metadata().index);
         if index < self.snapshot_index() {
-            return Err(Error::InvalidRaftLog(format!(
+            return Err(NodeError::InvalidRaftLog(format!(
                 "snapshot at index {index} is older than the one held, at {}",
                 self.snapshot_index()
             )));
@@ -296,19 +296,19 @@ impl RaftStorage {
         index: LogIndex,
         conf_state: ConfState,
         data: &[u8],
-    ) -> Result<(), Error> {
+    ) -> Result<(), NodeError> {
         if index <= self.snapshot_index() {
             return Ok(());
         }
         if index.get() > self.hard_state.commit {
-            return Err(Error::InvalidRaftLog(format!(
+            return Err(NodeError::InvalidRaftLog(format!(
                 "cannot compact to index {index}: only {} is committed",
                 self.hard_state.commit
             )));
         }
         let term = self
             .term_of(index)
-            .ok_or_else(|| Error::InvalidRaftLog(format!("no entry at index {index}")))?;
+            .ok_or_else(|| NodeError::InvalidRaftLog(format!("no entry at index {index}")))?;
         let mut snap = Snapshot::default();
         snap.set_data(data.to_vec().into());
         let meta = snap.mut_metadata();
@@ -320,7 +320,7 @@ impl RaftStorage {
 
     /// Makes everything buffered durable. Then, if the log has grown to several times the live
     /// state, rewrites it as that state alone.
-    pub fn sync(&mut self) -> Result<(), Error> {
+    pub fn sync(&mut self) -> Result<(), NodeError> {
         if let Some(end) = self.unsynced.take() {
             self.wal.sync_through(end)?;
         }
@@ -339,14 +339,14 @@ impl RaftStorage {
 
     /// Makes the log durable through `through` on this thread (waiting for a sync in progress
     /// on another).
-    pub fn sync_through(&self, through: Position) -> Result<(), Error> {
+    pub fn sync_through(&self, through: Position) -> Result<(), NodeError> {
         Ok(self.wal.sync_through(through)?)
     }
 
     /// Rewrites the log as the live state alone if it has grown to several times that. Runs
     /// on the calling thread and waits for a sync in progress: rare (every
     /// `RAFT_LOG_COMPACT_MIN_BYTES` of log at the least).
-    pub fn rewrite_if_grown(&mut self) -> Result<(), Error> {
+    pub fn rewrite_if_grown(&mut self) -> Result<(), NodeError> {
         let live = self.wal.live_bytes();
         if live > RAFT_LOG_COMPACT_MIN_BYTES && live > 4 * self.state_bytes() {
             self.rewrite()?;
@@ -370,7 +370,7 @@ impl RaftStorage {
     }
 
     /// Rewrites the log as identity, snapshot, hard state and entries.
-    fn rewrite(&mut self) -> Result<(), Error> {
+    fn rewrite(&mut self) -> Result<(), NodeError> {
         let identity = self.identity.map(Identity::encode);
         let snapshot = self.snapshot.write_to_bytes()?;
         let hard_state = self.hard_state.write_to_bytes()?;
@@ -393,7 +393,7 @@ impl RaftStorage {
     }
 
     /// Buffers a record; the log's generation field carries the term the record is of.
-    fn push(&mut self, kind: RecordKind, term: Term, payload: &[u8]) -> Result<(), Error> {
+    fn push(&mut self, kind: RecordKind, term: Term, payload: &[u8]) -> Result<(), NodeError> {
         let end = self.wal.append(kind, term.get(), payload)?;
         self.unsynced = Some(end);
         self.buffered = end;
@@ -435,7 +435,7 @@ impl SyncRequest {
 
     /// Writes and fdatasyncs (waiting for a sync in progress, which may carry these records
     /// too). An error poisons the log: the node must stop (DESIGN.md I9).
-    pub fn run(&self) -> Result<Position, Error> {
+    pub fn run(&self) -> Result<Position, NodeError> {
         self.wal.sync_through(self.through)?;
         Ok(self.through)
     }
@@ -444,7 +444,7 @@ impl SyncRequest {
 /// Packs entries into `RAFT_ENTRIES` payloads of at most `max` bytes, each a run of
 /// length-prefixed encodings, with the term of its last entry. Refuses an entry that cannot fit
 /// in a record of its own.
-fn entry_records(entries: &[Entry], max: usize) -> Result<Vec<(Term, Vec<u8>)>, Error> {
+fn entry_records(entries: &[Entry], max: usize) -> Result<Vec<(Term, Vec<u8>)>, NodeError> {
     let mut records = Vec::new();
     let mut chunk = Vec::new();
     let mut term = Term::ZERO;

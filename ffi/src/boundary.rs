@@ -37,7 +37,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use kernel::{Error, FenceError, LogError, TransportError};
+use kernel::{FenceError, LogError, NodeError, TransportError};
 
 use crate::last_error::record;
 use crate::status::{self, *};
@@ -75,7 +75,7 @@ macro_rules! failure_from {
         }
     )*};
 }
-failure_from!(Error, FenceError, LogError, TransportError);
+failure_from!(NodeError, FenceError, LogError, TransportError);
 
 /// A handle that a caught panic poisons.
 pub(crate) trait Handle {

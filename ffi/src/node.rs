@@ -8,7 +8,7 @@ use crossbeam_channel::RecvTimeoutError;
 use kernel::node::{Applied, Event, LostReason, Node};
 use kernel::time::{Clock, MonotonicClock};
 use kernel::transport::tcp::TcpTransport;
-use kernel::{Error, LogError, LogIndex, NodeId};
+use kernel::{LogError, LogIndex, NodeError, NodeId};
 
 use crate::boundary::{
     self, Failure, Handle, Out, bytes, text, with_handle, with_handle_out,
@@ -169,16 +169,16 @@ fn receive<T>(
         .map_err(|e| match e {
             // A failed node's thread may still be shutting down: nothing more will come.
             RecvTimeoutError::Timeout => match node.failure() {
-                Some(cause) => Error::Failed(cause).into(),
-                None => Error::Timeout(what).into(),
+                Some(cause) => NodeError::Failed(cause).into(),
+                None => NodeError::Timeout(what).into(),
             },
             RecvTimeoutError::Disconnected => ended(node).into(),
         })
 }
 
 /// The error for a node whose thread has ended: why it failed, or that it stopped.
-fn ended(node: &Node) -> Error {
-    node.failure().map_or(Error::Stopped, Error::Failed)
+fn ended(node: &Node) -> NodeError {
+    node.failure().map_or(NodeError::Stopped, NodeError::Failed)
 }
 
 /// Starts a node from its JSON configuration (`config_len` bytes of UTF-8; the fields are in
@@ -283,7 +283,7 @@ pub unsafe extern "C" fn fk_node_stop(node: *const fk_node) -> fk_status {
         if let Some(cause) = n.node.failure() {
             // Reaps the failed node's thread; the caller still hears why it ended.
             n.node.stop();
-            return Err(Error::Failed(cause).into());
+            return Err(NodeError::Failed(cause).into());
         }
         if let Some(reason) = n.node.stopped() {
             return Err(Failure::new(
@@ -336,10 +336,10 @@ pub unsafe extern "C" fn fk_node_leadership(
     with_handle_out_or_reject(node, "node", out, "out", |n| {
         let Some(leadership) = n.node.leadership() else {
             if let Some(cause) = n.node.failure() {
-                return Err(Error::Failed(cause).into());
+                return Err(NodeError::Failed(cause).into());
             }
             let hint = n.node.status().ok().and_then(|s| s.leader).map(NodeId::get);
-            return Err(Error::NotLeader { hint }.into());
+            return Err(NodeError::NotLeader { hint }.into());
         };
         let now = n.clock.now();
         Ok(fk_leadership {

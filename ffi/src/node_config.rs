@@ -37,7 +37,7 @@ use kernel::lease::Timing;
 use kernel::node::NodeConfig;
 use kernel::transport::tcp::tls::TlsFiles;
 use kernel::transport::tcp::{Security, TcpConfig};
-use kernel::{ClusterId, Error, LogError, NodeId};
+use kernel::{ClusterId, LogError, NodeError, NodeId};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,7 +75,7 @@ struct TlsConfig {
 }
 
 impl TlsConfig {
-    fn files(self) -> Result<TlsFiles, Error> {
+    fn files(self) -> Result<TlsFiles, NodeError> {
         match (self.dir, self.cert, self.key, self.ca) {
             (Some(dir), None, None, None) if !dir.is_empty() => Ok(TlsFiles::in_dir(dir)),
             (None, Some(cert), Some(key), Some(ca))
@@ -114,8 +114,8 @@ struct TimingConfig {
     margin_ms: Option<u64>,
 }
 
-fn invalid(reason: String) -> Error {
-    Error::InvalidConfig(reason)
+fn invalid(reason: String) -> NodeError {
+    NodeError::InvalidConfig(reason)
 }
 
 /// The JSON field of each `Timing` field, by the name `Timing::validate` starts its message
@@ -130,24 +130,24 @@ const TIMING_FIELDS: [(&str, &str); 5] = [
 
 /// `Timing::validate`'s error, naming the JSON field it is about (`timing` for a rule that
 /// relates several).
-fn timing_error(error: Error) -> Error {
-    match error {
-        Error::InvalidConfig(reason) => {
-            let first = reason.split([' ', '=', ':']).next().unwrap_or_default();
-            let field = TIMING_FIELDS
-                .iter()
-                .find(|(name, _)| *name == first)
-                .map_or("timing", |(_, json)| json);
-            invalid(format!("{field}: {reason}"))
-        }
-        other => other,
-    }
+fn timing_error(error: NodeError) -> NodeError {
+    let reason = match error {
+        NodeError::InvalidConfig(reason) => reason,
+        NodeError::ConfigOutOfRange(range) => range.to_string(),
+        other => return other,
+    };
+    let first = reason.split([' ', '=', ':']).next().unwrap_or_default();
+    let field = TIMING_FIELDS
+        .iter()
+        .find(|(name, _)| *name == first)
+        .map_or("timing", |(_, json)| json);
+    invalid(format!("{field}: {reason}"))
 }
 
 /// Reads the JSON into a `Config`. An error names the field at fault by its path from the
 /// top (`timing.tick_ms: invalid value: integer `-1`, expected u64`); text that is not JSON
 /// "does not parse".
-fn read(json: &str) -> Result<Config, Error> {
+fn read(json: &str) -> Result<Config, NodeError> {
     refuse_arrays(json)?;
     let mut deserializer = serde_json::Deserializer::from_str(json);
     let config: Config = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
@@ -171,7 +171,7 @@ fn read(json: &str) -> Result<Config, Error> {
 /// serde's derived structs also read a JSON array, by position: `[1, 7, "/d", ...]` would
 /// configure a node without naming a field, and unknown fields could not be refused. Only
 /// objects are configurations (a JSON that does not parse is left to the typed read's error).
-fn refuse_arrays(json: &str) -> Result<(), Error> {
+fn refuse_arrays(json: &str) -> Result<(), NodeError> {
     use serde_json::Value;
     let Ok(value) = serde_json::from_str::<Value>(json) else {
         return Ok(());
@@ -199,7 +199,7 @@ fn refuse_arrays(json: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn node_id(value: u64, field: &str) -> Result<NodeId, Error> {
+fn node_id(value: u64, field: &str) -> Result<NodeId, NodeError> {
     NodeId::new(value).map_err(|_| invalid(format!("{field} = {value}: must be 1 to 2^64 - 1")))
 }
 
@@ -212,7 +212,7 @@ pub(crate) struct Parsed {
 }
 
 /// Parses and validates `json` into the node's and the transport's configuration.
-pub(crate) fn parse(json: &str) -> Result<Parsed, Error> {
+pub(crate) fn parse(json: &str) -> Result<Parsed, NodeError> {
     let config = read(json)?;
     let id = node_id(config.id, "id")?;
     if config.data_dir.is_empty() {
@@ -506,11 +506,11 @@ mod tests {
             // Each rule of Timing::validate, under the JSON field it is about.
             (
                 with("\"timing\": {\"tick_ms\": 0}"),
-                "timing.tick_ms: tick = 0ns",
+                "timing.tick_ms: tick (ns) = 0 is out of range",
             ),
             (
                 with("\"timing\": {\"tick_ms\": 20000}"),
-                "timing.tick_ms: tick = 20s",
+                "timing.tick_ms: tick (ns) = 20000000000 is out of range",
             ),
             (
                 with("\"timing\": {\"election_tick\": 2}"),

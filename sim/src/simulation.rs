@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use fencekit::node::{NodeConfig, Replica};
 use fencekit::time::Instant;
-use fencekit::{Error, NodeId};
+use fencekit::{NodeError, NodeId};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -130,7 +130,7 @@ fn id(n: u64) -> NodeId {
 
 impl Simulation {
     /// Builds the world and starts every node and the store.
-    pub fn new(config: SimConfig) -> Result<Simulation, Error> {
+    pub fn new(config: SimConfig) -> Result<Simulation, NodeError> {
         Simulation::new_with(config, |_| {})
     }
 
@@ -139,7 +139,7 @@ impl Simulation {
     pub fn new_with(
         config: SimConfig,
         adjust: impl Fn(&mut NodeConfig),
-    ) -> Result<Simulation, Error> {
+    ) -> Result<Simulation, NodeError> {
         fencekit::planted::plant(config.bug);
         let rng = ChaCha8Rng::seed_from_u64(config.seed);
         let voters: Vec<NodeId> = (1..=config.nodes).map(id).collect();

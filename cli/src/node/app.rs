@@ -300,12 +300,12 @@ impl App {
         }
         let ticket = match self.node.propose(data) {
             Ok(ticket) => ticket,
-            Err(e @ fencekit::Error::NotLeader { .. }) => return Reply::error(409, e),
+            Err(e @ fencekit::NodeError::NotLeader { .. }) => return Reply::error(409, e),
             Err(e) => return Reply::error(503, e),
         };
         match ticket.wait(PROPOSE_TIMEOUT) {
             Ok(index) => Reply::json(200, json!({ "index": index.get() }).to_string()),
-            Err(e @ fencekit::Error::Timeout(_)) => Reply::error(
+            Err(e @ fencekit::NodeError::Timeout(_)) => Reply::error(
                 503,
                 format!("{e}: the proposal may or may not commit; look before proposing again"),
             ),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::cluster::ClusterId;
-use crate::error::Error;
+use crate::error::NodeError;
 use crate::lease::Timing;
 use crate::policy::{RejectConflicts, TieBreaker};
 use crate::token::NodeId;
@@ -71,19 +71,19 @@ impl NodeConfig {
     }
 
     /// Checks the configuration; the message says what is wrong.
-    pub fn validate(&self) -> Result<(), Error> {
+    pub fn validate(&self) -> Result<(), NodeError> {
         self.timing.validate()?;
         self.wal.validate()?;
         let mut seen = BTreeSet::new();
         for voter in &self.voters {
             if !seen.insert(voter.get()) {
-                return Err(Error::InvalidConfig(format!(
+                return Err(NodeError::InvalidConfig(format!(
                     "node {voter} appears twice in the voters"
                 )));
             }
         }
         if !self.voters.is_empty() && !seen.contains(&self.id.get()) {
-            return Err(Error::InvalidConfig(format!(
+            return Err(NodeError::InvalidConfig(format!(
                 "the voters {:?} do not include this node ({}); to join an existing group, \
                  give no voters",
                 self.voters, self.id

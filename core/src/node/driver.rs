@@ -17,7 +17,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use raft::eraftpb::Message;
 
-use crate::error::{Error, LogError};
+use crate::error::{LogError, NodeError};
 use crate::limits::INPUTS_PER_WAKE;
 use crate::node::event::{Applied, Event, LostReason};
 use crate::node::membership::MembershipChange;
@@ -31,21 +31,21 @@ use crate::transport::Transport;
 use crate::wal::Position;
 
 /// Where a proposal's outcome goes.
-pub(crate) type Reply = Sender<Result<LogIndex, Error>>;
+pub(crate) type Reply = Sender<Result<LogIndex, NodeError>>;
 
 /// What the node thread receives.
 pub(crate) enum Input {
     Peer(Message),
-    Propose(Vec<u8>, Sender<Result<LogIndex, Error>>),
+    Propose(Vec<u8>, Sender<Result<LogIndex, NodeError>>),
     ProposeBatch(Vec<(Vec<u8>, Reply)>),
     Command(Command),
 }
 
 pub(crate) enum Command {
-    Transfer(NodeId, Sender<Result<(), Error>>),
-    StepDown(Sender<Result<NodeId, Error>>),
-    Membership(Vec<MembershipChange>, Sender<Result<LogIndex, Error>>),
-    Compact(LogIndex, Vec<u8>, Sender<Result<(), Error>>),
+    Transfer(NodeId, Sender<Result<(), NodeError>>),
+    StepDown(Sender<Result<NodeId, NodeError>>),
+    Membership(Vec<MembershipChange>, Sender<Result<LogIndex, NodeError>>),
+    Compact(LogIndex, Vec<u8>, Sender<Result<(), NodeError>>),
     /// Test hook: the thread stops dead for this long, as in a long GC pause.
     Stall(Duration),
     /// Test hook: the thread panics (only with `NodeConfig::test_hooks`).
@@ -63,13 +63,13 @@ pub(crate) struct Driver<T: Transport> {
     /// The events channel's own receiver, to drop the oldest event when the host lags.
     pub(crate) events_overflow: Receiver<Event>,
     pub(crate) applied: Sender<Applied>,
-    pub(crate) tickets: HashMap<ProposalId, Sender<Result<LogIndex, Error>>>,
+    pub(crate) tickets: HashMap<ProposalId, Sender<Result<LogIndex, NodeError>>>,
     pub(crate) next_ticket: ProposalId,
     pub(crate) stopping: bool,
     pub(crate) test_hooks: bool,
     /// Runs the replica's syncs; reports on `synced`.
     pub(crate) syncer: Syncer,
-    pub(crate) synced: Receiver<Result<Position, Error>>,
+    pub(crate) synced: Receiver<Result<Position, NodeError>>,
 }
 
 impl<T: Transport> Driver<T> {
@@ -93,13 +93,13 @@ impl<T: Transport> Driver<T> {
     }
 
     /// The loop: input, ticks, processing. Returns the failure that ended it, if any.
-    fn serve(&mut self, first: Output) -> Option<Error> {
+    fn serve(&mut self, first: Output) -> Option<NodeError> {
         let tick = self.replica.timing().tick;
         let catch_up_max = self.replica.timing().election_tick * 2;
         let mut next_tick = self.clock.now().saturating_add(tick);
         self.deliver(self.clock.now(), first);
         let mut woken_by: Option<Input> = None;
-        let mut synced: Option<Result<Position, Error>> = None;
+        let mut synced: Option<Result<Position, NodeError>> = None;
         loop {
             // First thing on waking, whatever woke us: a lapsed lease is withdrawn (I4).
             let now = self.clock.now();
@@ -159,7 +159,7 @@ impl<T: Transport> Driver<T> {
                 recv(self.synced) -> done => {
                     // The syncer's thread ended without a report: it panicked.
                     synced = Some(done.unwrap_or_else(|_| {
-                        Err(Error::Failed("the log's sync thread ended".into()))
+                        Err(NodeError::Failed("the log's sync thread ended".into()))
                     }));
                 }
                 default(wait) => {}
@@ -217,7 +217,7 @@ impl<T: Transport> Driver<T> {
         }
     }
 
-    fn handle(&mut self, input: Input, now: Instant) -> Result<(), Error> {
+    fn handle(&mut self, input: Input, now: Instant) -> Result<(), NodeError> {
         match input {
             Input::Peer(message) => self.replica.step(message, now)?,
             Input::Propose(data, reply) => {
@@ -393,20 +393,20 @@ pub(crate) fn refuse(input: Input, ended: &Ended) {
 }
 
 /// The same refusal for each proposal of a refused batch.
-fn duplicate(e: &Error) -> Error {
+fn duplicate(e: &NodeError) -> NodeError {
     match e {
-        Error::NotLeader { hint } => Error::NotLeader { hint: *hint },
-        Error::Stopped => Error::Stopped,
-        Error::ProposalDropped => Error::ProposalDropped,
-        Error::InvalidBatch(range) => Error::InvalidBatch(*range),
-        Error::ProposalTooLarge(range) => Error::ProposalTooLarge(*range),
-        Error::Log(LogError::RecordTooLarge { len, max }) => LogError::RecordTooLarge {
+        NodeError::NotLeader { hint } => NodeError::NotLeader { hint: *hint },
+        NodeError::Stopped => NodeError::Stopped,
+        NodeError::ProposalDropped => NodeError::ProposalDropped,
+        NodeError::InvalidBatch(range) => NodeError::InvalidBatch(*range),
+        NodeError::ProposalTooLarge(range) => NodeError::ProposalTooLarge(*range),
+        NodeError::Log(LogError::RecordTooLarge { len, max }) => LogError::RecordTooLarge {
             len: *len,
             max: *max,
         }
         .into(),
         // Raft's own refusals are not `Clone`: the other proposals carry the text.
-        other => Error::RaftRefusal(other.to_string()),
+        other => NodeError::RaftRefusal(other.to_string()),
     }
 }
 

@@ -7,7 +7,7 @@ use raft::eraftpb::{
     ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState,
 };
 
-use crate::error::Error;
+use crate::error::NodeError;
 use crate::token::NodeId;
 
 /// One change to the membership. Several in one request go through joint consensus.
@@ -54,9 +54,9 @@ pub(crate) fn plan(
     current: &ConfState,
     changes: &[MembershipChange],
     reachable: impl Fn(u64) -> bool,
-) -> Result<ConfChangeV2, Error> {
+) -> Result<ConfChangeV2, NodeError> {
     if changes.is_empty() {
-        return Err(Error::Membership("no change given".into()));
+        return Err(NodeError::Membership("no change given".into()));
     }
     let mut seen = BTreeSet::new();
     let mut voters: BTreeSet<u64> = current.voters.iter().copied().collect();
@@ -65,7 +65,7 @@ pub(crate) fn plan(
     for change in changes {
         let id = change.id().get();
         if !seen.insert(id) {
-            return Err(Error::Membership(format!("node {id} is named twice")));
+            return Err(NodeError::Membership(format!("node {id} is named twice")));
         }
         let (kind, address) = match change {
             MembershipChange::AddVoter { address, .. } => {
@@ -79,7 +79,7 @@ pub(crate) fn plan(
             MembershipChange::Remove { .. } => {
                 let known = current.voters.contains(&id) || current.learners.contains(&id);
                 if !known {
-                    return Err(Error::Membership(format!("node {id} is not a member")));
+                    return Err(NodeError::Membership(format!("node {id} is not a member")));
                 }
                 voters.remove(&id);
                 (ConfChangeType::RemoveNode, None)
@@ -87,7 +87,7 @@ pub(crate) fn plan(
         };
         if let Some(address) = address {
             if address.contains(['\n', '=']) {
-                return Err(Error::Membership(format!(
+                return Err(NodeError::Membership(format!(
                     "address {address:?} of node {id} contains '=' or a newline"
                 )));
             }
@@ -99,12 +99,14 @@ pub(crate) fn plan(
         steps.push(step);
     }
     if voters.is_empty() {
-        return Err(Error::Membership("the change would leave no voter".into()));
+        return Err(NodeError::Membership(
+            "the change would leave no voter".into(),
+        ));
     }
     let quorum = voters.len() / 2 + 1;
     let live = voters.iter().filter(|&&v| reachable(v)).count();
     if live < quorum && current.voters.len() > 1 {
-        return Err(Error::Membership(format!(
+        return Err(NodeError::Membership(format!(
             "the change would leave {live} reachable voter(s) of {}, fewer than the quorum of \
              {quorum}; add the new nodes as learners first, or bring the others back",
             voters.len()

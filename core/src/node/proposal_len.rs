@@ -1,15 +1,15 @@
 //! The size checks of proposals, in one place: the node, its replica and the C ABI (before it
 //! copies a caller's bytes) refuse the same lengths with the same error.
 
-use crate::error::{Error, OutOfRange};
+use crate::error::{NodeError, OutOfRange};
 use crate::limits::{PROPOSAL_MAX, PROPOSE_BATCH_MAX};
 
-/// Refuses a proposal longer than [`PROPOSAL_MAX`] bytes ([`Error::ProposalTooLarge`]): an
+/// Refuses a proposal longer than [`PROPOSAL_MAX`] bytes ([`NodeError::ProposalTooLarge`]): an
 /// entry must fit in one log record. An empty proposal is the node's to refuse
-/// ([`Error::EmptyProposal`]); this checks the length alone, so it can run before a byte is read.
-pub fn validate_proposal_len(len: usize) -> Result<(), Error> {
+/// ([`NodeError::EmptyProposal`]); this checks the length alone, so it can run before a byte is read.
+pub fn validate_proposal_len(len: usize) -> Result<(), NodeError> {
     if len > PROPOSAL_MAX {
-        return Err(Error::ProposalTooLarge(OutOfRange::new(
+        return Err(NodeError::ProposalTooLarge(OutOfRange::new(
             "proposal length",
             len as u64,
             1,
@@ -20,13 +20,13 @@ pub fn validate_proposal_len(len: usize) -> Result<(), Error> {
 }
 
 /// Refuses a batch of no proposals or more than [`PROPOSE_BATCH_MAX`]
-/// ([`Error::InvalidBatch`]).
-pub fn validate_batch_len(count: usize) -> Result<(), Error> {
+/// ([`NodeError::InvalidBatch`]).
+pub fn validate_batch_len(count: usize) -> Result<(), NodeError> {
     let range = OutOfRange::new("batch length", count as u64, 1, PROPOSE_BATCH_MAX as u64);
     if range.holds() {
         Ok(())
     } else {
-        Err(Error::InvalidBatch(range))
+        Err(NodeError::InvalidBatch(range))
     }
 }
 
@@ -41,7 +41,7 @@ mod tests {
         assert!(validate_proposal_len(PROPOSAL_MAX).is_ok());
         let e = validate_proposal_len(PROPOSAL_MAX + 1).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::TooLarge);
-        assert!(matches!(e, Error::ProposalTooLarge(r) if r.max == PROPOSAL_MAX as u64));
+        assert!(matches!(e, NodeError::ProposalTooLarge(r) if r.max == PROPOSAL_MAX as u64));
         assert_eq!(
             validate_proposal_len(usize::MAX).unwrap_err().kind(),
             ErrorKind::TooLarge

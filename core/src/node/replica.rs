@@ -41,7 +41,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType};
 use raft::{RawNode, ReadState, SnapshotStatus, StateRole};
 
-use crate::error::Error;
+use crate::error::NodeError;
 use crate::lease::Timing;
 use crate::lease::rounds::{self, Rounds};
 use crate::limits::{APPEND_BYTES_MAX, APPENDS_IN_FLIGHT_MAX, REFUSAL_LOGS_MAX};
@@ -70,7 +70,7 @@ pub struct Output {
     /// Events, in order.
     pub events: Vec<Event>,
     /// Proposals resolved: committed at an index, or lost.
-    pub resolved: Vec<(ProposalId, Result<LogIndex, Error>)>,
+    pub resolved: Vec<(ProposalId, Result<LogIndex, NodeError>)>,
     /// Peer addresses learnt from membership changes (`None`: the peer was removed).
     pub peers: Vec<(NodeId, Option<String>)>,
 }
@@ -174,7 +174,7 @@ impl Replica {
     /// Opens the node's log, binds it to the cluster (or checks it belongs to it), and starts
     /// the Raft state machine at `now`. The first output holds the snapshot to restore and the
     /// committed entries after it.
-    pub fn open(config: &NodeConfig, now: Instant) -> Result<Replica, Error> {
+    pub fn open(config: &NodeConfig, now: Instant) -> Result<Replica, NodeError> {
         config.validate()?;
         let identity = Identity {
             cluster: config.cluster,
@@ -339,7 +339,7 @@ impl Replica {
     /// A message from a peer. A message no honest member sends is refused before raft-rs
     /// sees it (see [`step_guard`]): counted, logged once per peer, and otherwise ignored. An
     /// error means this node's own log failed, never that the message was bad.
-    pub fn step(&mut self, message: Message, now: Instant) -> Result<(), Error> {
+    pub fn step(&mut self, message: Message, now: Instant) -> Result<(), NodeError> {
         self.expire(now);
         if self.removed {
             return Ok(());
@@ -402,7 +402,7 @@ impl Replica {
 
     /// Proposes `data`; it is resolved (under `id`) once committed, or lost if another
     /// leader's entry takes its index.
-    pub fn propose(&mut self, data: Vec<u8>, id: ProposalId) -> Result<LogIndex, Error> {
+    pub fn propose(&mut self, data: Vec<u8>, id: ProposalId) -> Result<LogIndex, NodeError> {
         super::validate_proposal_len(data.len())?;
         self.require_leader()?;
         self.raw
@@ -417,7 +417,10 @@ impl Replica {
     /// the first. All or nothing: an item over [`PROPOSAL_MAX`](crate::limits::PROPOSAL_MAX),
     /// a batch over [`PROPOSE_BATCH_MAX`](crate::limits::PROPOSE_BATCH_MAX) items, or a node
     /// that does not lead refuses the whole batch.
-    pub fn propose_batch(&mut self, batch: Vec<(Vec<u8>, ProposalId)>) -> Result<LogIndex, Error> {
+    pub fn propose_batch(
+        &mut self,
+        batch: Vec<(Vec<u8>, ProposalId)>,
+    ) -> Result<LogIndex, NodeError> {
         super::validate_batch_len(batch.len())?;
         for (data, _) in &batch {
             super::validate_proposal_len(data.len())?;
@@ -453,10 +456,10 @@ impl Replica {
         &mut self,
         changes: &[MembershipChange],
         id: ProposalId,
-    ) -> Result<LogIndex, Error> {
+    ) -> Result<LogIndex, NodeError> {
         self.require_leader()?;
         if self.raw.raft.has_pending_conf() {
-            return Err(Error::Membership(
+            return Err(NodeError::Membership(
                 "another membership change is still in progress".into(),
             ));
         }
@@ -473,15 +476,15 @@ impl Replica {
 
     /// Revokes the lease, then hands leadership to `to` (DESIGN.md I3: the successor is
     /// elected at once, overriding the followers' lease, so the old lease must end first).
-    pub fn transfer_leadership(&mut self, to: NodeId) -> Result<(), Error> {
+    pub fn transfer_leadership(&mut self, to: NodeId) -> Result<(), NodeError> {
         self.require_leader()?;
         if to == self.id {
-            return Err(Error::Membership(
+            return Err(NodeError::Membership(
                 "cannot transfer leadership to this node itself".into(),
             ));
         }
         if !self.conf.voters.contains(&to.get()) {
-            return Err(Error::Membership(format!("node {to} is not a voter")));
+            return Err(NodeError::Membership(format!("node {to} is not a voter")));
         }
         self.revoke(LostReason::Transferring);
         self.raw.transfer_leader(to.get());
@@ -490,7 +493,7 @@ impl Replica {
 
     /// Gives up leadership: revokes the lease and transfers to the voter whose log is most
     /// up to date. Refused when there is no other voter.
-    pub fn step_down(&mut self) -> Result<NodeId, Error> {
+    pub fn step_down(&mut self) -> Result<NodeId, NodeError> {
         self.require_leader()?;
         let me = self.id.get();
         let prs = self.raw.raft.prs();
@@ -502,14 +505,14 @@ impl Replica {
             .filter_map(|&v| prs.get(v).map(|p| (p.matched, p.recent_active, v)))
             .max()
             .and_then(|(_, _, v)| NodeId::new(v).ok())
-            .ok_or_else(|| Error::Membership("no other voter to hand leadership to".into()))?;
+            .ok_or_else(|| NodeError::Membership("no other voter to hand leadership to".into()))?;
         self.revoke(LostReason::Transferring);
         self.raw.transfer_leader(best.get());
         Ok(best)
     }
 
     /// Compacts the log: the host's state as of `index` (at most what was applied) is `data`.
-    pub fn compact(&mut self, index: LogIndex, data: &[u8]) -> Result<(), Error> {
+    pub fn compact(&mut self, index: LogIndex, data: &[u8]) -> Result<(), NodeError> {
         // A snapshot from the leader is handed to the host at once but counts as applied only
         // once durable: compacting at it waits for the sync (this call syncs anyway).
         if index > self.applied() && index <= self.applied_through {
@@ -517,7 +520,7 @@ impl Replica {
         }
         let applied = self.applied();
         if index > applied {
-            return Err(Error::InvalidRaftLog(format!(
+            return Err(NodeError::InvalidRaftLog(format!(
                 "cannot compact to index {index}: only {applied} is applied"
             )));
         }
@@ -528,7 +531,7 @@ impl Replica {
             .find(|(at, _)| *at <= index)
             .map(|(_, cs)| cs.clone())
             .ok_or_else(|| {
-                Error::InvalidRaftLog(format!("index {index} is before the latest snapshot"))
+                NodeError::InvalidRaftLog(format!("index {index} is before the latest snapshot"))
             })?;
         self.raw.mut_store().compact(index, conf.clone(), data)?;
         self.raw.mut_store().sync()?;
@@ -542,7 +545,7 @@ impl Replica {
     /// (the simulator and the single-threaded harnesses drive this one): every sync it asks
     /// for runs at once, then [`Replica::persisted`] is told, and so on until raft-rs has
     /// nothing more.
-    pub fn process(&mut self, now: Instant) -> Result<Output, Error> {
+    pub fn process(&mut self, now: Instant) -> Result<Output, NodeError> {
         let mut total = Output::default();
         loop {
             let (out, sync) = self.process_async(now)?;
@@ -563,7 +566,10 @@ impl Replica {
     /// persisted messages) are held until [`Replica::persisted`] reports a sync that covers
     /// them; the node keeps ticking, stepping and proposing meanwhile. See the module
     /// documentation for the order of operations.
-    pub fn process_async(&mut self, now: Instant) -> Result<(Output, Option<SyncRequest>), Error> {
+    pub fn process_async(
+        &mut self,
+        now: Instant,
+    ) -> Result<(Output, Option<SyncRequest>), NodeError> {
         self.expire(now);
         self.release();
         while self.raw.has_ready() {
@@ -664,13 +670,13 @@ impl Replica {
     /// `through`. The messages it held are released, and raft-rs is told (it may then commit,
     /// and apply); they come out of the next `process_async`. Reports may come late, twice or
     /// out of order: only the furthest counts.
-    pub fn persisted(&mut self, through: Position, now: Instant) -> Result<(), Error> {
+    pub fn persisted(&mut self, through: Position, now: Instant) -> Result<(), NodeError> {
         self.mark_durable(through)?;
         self.expire(now);
         Ok(())
     }
 
-    fn mark_durable(&mut self, through: Position) -> Result<(), Error> {
+    fn mark_durable(&mut self, through: Position) -> Result<(), NodeError> {
         self.durable = self.durable.max(through);
         self.release();
         if self.unpersisted.is_empty() {
@@ -718,7 +724,7 @@ impl Replica {
     }
 
     /// Syncs the log on this thread and releases everything held.
-    fn flush(&mut self) -> Result<(), Error> {
+    fn flush(&mut self) -> Result<(), NodeError> {
         if let Some(request) = self.raw.mut_store().take_sync() {
             self.buffered = self.buffered.max(request.through());
         }
@@ -734,7 +740,7 @@ impl Replica {
         self.revoke(LostReason::Stopped);
         let pending = std::mem::take(&mut self.pending);
         for (_, (_, id)) in pending {
-            self.out.resolved.push((id, Err(Error::Stopped)));
+            self.out.resolved.push((id, Err(NodeError::Stopped)));
         }
         std::mem::take(&mut self.out)
     }
@@ -803,23 +809,23 @@ impl Replica {
         LogIndex::new(self.raw.raft.raft_log.applied)
     }
 
-    fn require_leader(&self) -> Result<(), Error> {
+    fn require_leader(&self) -> Result<(), NodeError> {
         if self.removed {
-            return Err(Error::Stopped);
+            return Err(NodeError::Stopped);
         }
         if self.raw.raft.state != StateRole::Leader {
-            return Err(Error::NotLeader {
+            return Err(NodeError::NotLeader {
                 hint: self.leader().map(NodeId::get),
             });
         }
         Ok(())
     }
 
-    fn refusal(&self, e: raft::Error) -> Error {
+    fn refusal(&self, e: raft::Error) -> NodeError {
         match e {
             raft::Error::ProposalDropped => match self.raw.raft.lead_transferee {
-                Some(to) => Error::NotLeader { hint: Some(to) },
-                None => Error::ProposalDropped,
+                Some(to) => NodeError::NotLeader { hint: Some(to) },
+                None => NodeError::ProposalDropped,
             },
             other => other.into(),
         }
@@ -872,7 +878,7 @@ impl Replica {
     }
 
     /// Applies committed entries: the host's proposals, membership changes, and resolutions.
-    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), Error> {
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {
         for entry in entries {
             let (index, term) = (LogIndex::new(entry.index), Term::new(entry.term));
             match entry.get_entry_type() {
@@ -894,7 +900,7 @@ impl Replica {
         Ok(())
     }
 
-    fn apply_conf_change(&mut self, entry: &Entry) -> Result<(), Error> {
+    fn apply_conf_change(&mut self, entry: &Entry) -> Result<(), NodeError> {
         // This node proposes only V2 changes; V1 is applied as raft-rs defines it.
         let (cs, context) = if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
             let cc = ConfChangeV2::parse_from_bytes(&entry.data)?;
@@ -943,7 +949,7 @@ impl Replica {
             let result = if proposed_in == term {
                 Ok(index)
             } else {
-                Err(Error::NotLeader {
+                Err(NodeError::NotLeader {
                     hint: self.leader().map(NodeId::get),
                 })
             };
@@ -961,7 +967,7 @@ impl Replica {
             let (_, (_, id)) = entry.remove_entry();
             self.out.resolved.push((
                 id,
-                Err(Error::NotLeader {
+                Err(NodeError::NotLeader {
                     hint: self.leader().map(NodeId::get),
                 }),
             ));

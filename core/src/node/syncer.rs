@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, unbounded};
 
-use crate::error::Error;
+use crate::error::NodeError;
 use crate::raft_storage::SyncRequest;
 use crate::wal::Position;
 
@@ -31,7 +31,7 @@ impl Syncer {
     /// position the log is durable through, or the error that poisoned it (the last call).
     pub fn spawn(
         name: String,
-        done: impl Fn(Result<Position, Error>) + Send + 'static,
+        done: impl Fn(Result<Position, NodeError>) + Send + 'static,
     ) -> std::io::Result<Syncer> {
         let (tx, rx) = unbounded::<SyncRequest>();
         let thread = std::thread::Builder::new().name(name).spawn(move || {

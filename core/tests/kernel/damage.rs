@@ -28,7 +28,8 @@ use fencekit::disk::{Disk, DiskFile, DiskHandle, DiskLock, OsDisk};
 use fencekit::raft_storage::{Identity, RaftStorage};
 use fencekit::wal::LogOwner;
 use fencekit::{
-    ClusterId, Error, ErrorKind, Fence, FenceOptions, NodeId, RecoveryReport, Token, Verdict, Wal,
+    ClusterId, ErrorKind, Fence, FenceOptions, NodeError, NodeId, RecoveryReport, Token, Verdict,
+    Wal,
 };
 use raft::Storage as _;
 use raft::eraftpb::{Entry, HardState};
@@ -483,7 +484,7 @@ impl Damaged {
 }
 
 /// Opens the log of `kind` in `dir` and lists what acknowledged went back.
-fn open_and_check(kind: Kind, dir: &Path, acked: &Acked) -> Result<Vec<String>, Error> {
+fn open_and_check(kind: Kind, dir: &Path, acked: &Acked) -> Result<Vec<String>, NodeError> {
     let mut went_back = Vec::new();
     match (kind, acked) {
         (Kind::Fence | Kind::Store, Acked::Marks(marks)) => {
@@ -724,7 +725,7 @@ fn child_entry() {
             let opened = match kind {
                 Kind::Fence | Kind::Store => Fence::open(dir, fence_options(kind))
                     .map(drop)
-                    .map_err(Error::from),
+                    .map_err(NodeError::from),
                 Kind::Node => {
                     RaftStorage::open(dir, node_identity(Which::Ours), small_wal()).map(drop)
                 }
@@ -751,7 +752,7 @@ enum Held {
 
 impl Held {
     /// One acknowledged write: a new mark, or a new term.
-    fn advance(&mut self, generation: u64) -> Result<(), Error> {
+    fn advance(&mut self, generation: u64) -> Result<(), NodeError> {
         match self {
             Held::Fence(fence) => {
                 let token = Token::from_parts(generation, 1)?;

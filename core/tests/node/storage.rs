@@ -1,7 +1,7 @@
 //! `raft::Storage` on the log: what was persisted is exactly what a reopen finds.
 
 use fencekit::raft_storage::{Identity, RaftStorage};
-use fencekit::{ClusterId, Error, FenceFault, LogError, LogIndex, NodeId, WalOptions};
+use fencekit::{ClusterId, FenceFault, LogError, LogIndex, NodeError, NodeId, WalOptions};
 use raft::Storage as _;
 use raft::eraftpb::{ConfState, Entry, HardState};
 
@@ -25,7 +25,7 @@ fn open(dir: &std::path::Path) -> RaftStorage {
     open_as(dir, identity(7, 1)).unwrap()
 }
 
-fn open_as(dir: &std::path::Path, identity: Identity) -> Result<RaftStorage, Error> {
+fn open_as(dir: &std::path::Path, identity: Identity) -> Result<RaftStorage, NodeError> {
     RaftStorage::open(
         dir,
         identity,
@@ -117,7 +117,7 @@ fn compaction_keeps_what_follows_and_survives_reopen() {
         // Past the commit index is refused and changes nothing.
         assert!(matches!(
             s.compact(LogIndex::new(5), ConfState::default(), b""),
-            Err(Error::InvalidRaftLog(_))
+            Err(NodeError::InvalidRaftLog(_))
         ));
         s.sync().unwrap();
     }
@@ -145,7 +145,7 @@ fn a_directory_of_another_cluster_or_node_is_refused() {
     assert!(
         matches!(
             err,
-            Error::Log(LogError::WrongCluster {
+            NodeError::Log(LogError::WrongCluster {
                 found_cluster: 7,
                 expected_cluster: 8,
                 ..

@@ -267,7 +267,7 @@ fn bad_certificate_files_are_refused_with_the_file_named() {
                 },
                 inbox,
             )
-            .map_err(fencekit::Error::from)
+            .map_err(fencekit::NodeError::from)
         })
         .map(|_| ())
         .unwrap_err()
@@ -352,7 +352,7 @@ fn a_port_in_use_and_a_data_directory_of_another_cluster_are_clear_errors() {
         security: Security::Insecure,
     };
     let err = Node::start(config.clone(), |inbox| {
-        TcpTransport::bind(tcp(CLUSTER, addr), inbox).map_err(fencekit::Error::from)
+        TcpTransport::bind(tcp(CLUSTER, addr), inbox).map_err(fencekit::NodeError::from)
     })
     .unwrap_err();
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
@@ -361,7 +361,7 @@ fn a_port_in_use_and_a_data_directory_of_another_cluster_are_clear_errors() {
     other.cluster = ClusterId::new(0xBAD);
     let err = Node::start(other, |inbox| {
         TcpTransport::bind(tcp(ClusterId::new(0xBAD), free_addr()), inbox)
-            .map_err(fencekit::Error::from)
+            .map_err(fencekit::NodeError::from)
     })
     .unwrap_err();
     assert!(err.to_string().contains("belongs to cluster"), "{err}");
@@ -369,7 +369,7 @@ fn a_port_in_use_and_a_data_directory_of_another_cluster_are_clear_errors() {
     let mut bad = config;
     bad.voters = vec![id(1), id(1)];
     let err = Node::start(bad, |inbox| {
-        TcpTransport::bind(tcp(CLUSTER, free_addr()), inbox).map_err(fencekit::Error::from)
+        TcpTransport::bind(tcp(CLUSTER, free_addr()), inbox).map_err(fencekit::NodeError::from)
     })
     .unwrap_err();
     assert!(err.to_string().contains("twice"));

@@ -6,7 +6,7 @@ use fencekit::detect::{Anomaly, audit};
 use fencekit::node::{Applied, Event, LostReason, Node, NodeConfig, Role};
 use fencekit::transport::Inbox;
 use fencekit::transport::local::LocalNetwork;
-use fencekit::{ClusterId, Error, LogIndex, NodeId};
+use fencekit::{ClusterId, LogIndex, NodeError, NodeId};
 
 use crate::id;
 
@@ -100,7 +100,7 @@ fn a_threaded_group_elects_reports_and_replicates() {
     let follower = (1..=3).find(|&n| n != leader).unwrap();
     let err = g.node(follower).propose(b"x".to_vec()).unwrap_err();
     assert!(
-        matches!(err, Error::NotLeader { hint: Some(h) } if h == leader),
+        matches!(err, NodeError::NotLeader { hint: Some(h) } if h == leader),
         "{err}"
     );
     let statuses: Vec<_> = g.nodes.iter().map(|n| n.status().unwrap()).collect();
@@ -157,7 +157,7 @@ fn transfer_step_down_and_stop_through_the_node() {
     // revokes nothing.
     for bad in [4, leader] {
         match g.node(leader).transfer_leadership(id(bad)) {
-            Err(Error::Membership(why)) => assert!(
+            Err(NodeError::Membership(why)) => assert!(
                 why.contains(&bad.to_string()) || why.contains("itself"),
                 "{why}"
             ),
@@ -181,8 +181,11 @@ fn transfer_step_down_and_stop_through_the_node() {
     node.stop();
     node.stop();
     assert!(node.leadership().is_none());
-    assert!(matches!(node.propose(b"x".to_vec()), Err(Error::Stopped)));
-    assert!(matches!(node.step_down(), Err(Error::Stopped)));
+    assert!(matches!(
+        node.propose(b"x".to_vec()),
+        Err(NodeError::Stopped)
+    ));
+    assert!(matches!(node.step_down(), Err(NodeError::Stopped)));
     assert!(node.stopped().unwrap().contains("stopped"));
     // A stopped node's status claims no leadership, whatever role its Raft had.
     let status = node.status().unwrap();
@@ -218,7 +221,7 @@ fn transfer_step_down_and_stop_through_the_node() {
 
 /// I9: a node whose thread dies (a panic in the kernel or in raft-rs) is reported failed at
 /// once through every API: no leadership, a `Lost { Failed }` event with the cause, a status
-/// that says failed and why, and every call answered with `Error::Failed`. The others elect
+/// that says failed and why, and every call answered with `NodeError::Failed`. The others elect
 /// a successor.
 #[test]
 fn a_node_whose_thread_panics_is_reported_failed_everywhere() {
@@ -254,7 +257,7 @@ fn a_node_whose_thread_panics_is_reported_failed_everywhere() {
         node.compact(LogIndex::ZERO, Vec::new()),
     ] {
         assert!(
-            matches!(result, Err(Error::Failed(ref c)) if c.contains("panicked")),
+            matches!(result, Err(NodeError::Failed(ref c)) if c.contains("panicked")),
             "{result:?}"
         );
     }
@@ -314,15 +317,15 @@ fn a_batch_through_the_node_commits_in_order() {
     let follower = (1..=3).find(|&n| n != leader).unwrap();
     assert!(matches!(
         g.node(follower).propose_batch(vec![b"x".to_vec()]),
-        Err(Error::NotLeader { .. })
+        Err(NodeError::NotLeader { .. })
     ));
     assert!(matches!(
         g.node(leader)
             .propose_batch(vec![b"x".to_vec(), Vec::new()]),
-        Err(Error::EmptyProposal)
+        Err(NodeError::EmptyProposal)
     ));
     assert!(matches!(
         g.node(leader).propose_batch(Vec::new()),
-        Err(Error::InvalidBatch(_))
+        Err(NodeError::InvalidBatch(_))
     ));
 }

@@ -7,7 +7,7 @@ use fencekit::disk::DiskHandle;
 use fencekit::node::{NodeConfig, Replica};
 use fencekit::raft_storage::SyncRequest;
 use fencekit::wal::WalOptions;
-use fencekit::{ClusterId, Error, ErrorKind, NodeId};
+use fencekit::{ClusterId, ErrorKind, NodeError, NodeId};
 use rand::Rng;
 
 use super::{EPOCH, STEP_NS, Simulation, id};
@@ -262,7 +262,7 @@ impl Simulation {
 
     /// A replica call failed: the node's process exits (its log refuses to go on after an I/O
     /// failure). A failure that is not I/O is a bug.
-    pub(super) fn node_failed(&mut self, n: u64, slot: &mut Slot, e: Error) {
+    pub(super) fn node_failed(&mut self, n: u64, slot: &mut Slot, e: NodeError) {
         let io = matches!(e.kind(), ErrorKind::Io | ErrorKind::LogFailed);
         self.trace
             .note(self.now, format_args!("node {n} stops: {e}"));

@@ -3,7 +3,7 @@
 //! hand, or one it forged), and looks at the messages in flight and the leases. What a call
 //! produces leaves as the node's own output would, and every checker still runs.
 
-use fencekit::Error;
+use fencekit::NodeError;
 use fencekit::node::Replica;
 use fencekit::time::Instant;
 use raft::eraftpb::Message;
@@ -38,7 +38,7 @@ impl Simulation {
 
     /// Proposes `data` on node `n` under a fresh ticket, returned; how it was resolved is in
     /// [`super::Reports::resolved`] under that ticket.
-    pub fn propose(&mut self, n: u64, data: &[u8]) -> Result<u64, Error> {
+    pub fn propose(&mut self, n: u64, data: &[u8]) -> Result<u64, NodeError> {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         self.with(n, |r| r.propose(data.to_vec(), ticket))?;
@@ -47,8 +47,8 @@ impl Simulation {
 
     /// Steps `message` into node `n` now, as if it had just arrived, then processes and routes
     /// what that produced. An error is the node's own failure: the step's, or
-    /// [`Error::Stopped`] when processing what followed stopped the node (the trace says why).
-    pub fn step_into(&mut self, n: u64, message: Message) -> Result<(), Error> {
+    /// [`NodeError::Stopped`] when processing what followed stopped the node (the trace says why).
+    pub fn step_into(&mut self, n: u64, message: Message) -> Result<(), NodeError> {
         let mut slot = self.take(n);
         let local = slot.clock.read(self.now);
         let replica = slot
@@ -63,14 +63,14 @@ impl Simulation {
         let stopped = slot.replica.is_none();
         self.put(n, slot);
         match stepped {
-            Ok(()) if stopped => Err(Error::Stopped),
+            Ok(()) if stopped => Err(NodeError::Stopped),
             other => other,
         }
     }
 
     /// Steps `message`, which no honest member sends, into node `n` as a misbehaving member
     /// would (see [`Simulation::step_into`]): the checker lets the node refuse it (I8).
-    pub fn forge(&mut self, n: u64, message: Message) -> Result<(), Error> {
+    pub fn forge(&mut self, n: u64, message: Message) -> Result<(), NodeError> {
         self.checker.on_forged(n);
         self.step_into(n, message)
     }

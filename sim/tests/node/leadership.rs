@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fencekit::node::{Event, LostReason, Role};
-use fencekit::{ConflictResolution, Error, NodeId, TieBreaker, Token};
+use fencekit::{ConflictResolution, NodeError, NodeId, TieBreaker, Token};
 use fencekit_sim::simulation::Crash;
 
 use crate::{assert_leases_disjoint, id, ms, wait_for_leader, world, world_with};
@@ -218,7 +218,7 @@ fn transfer_revokes_the_lease_before_the_successor_is_elected() {
     let err = c
         .with(follower, |r| r.transfer_leadership(id(new)))
         .unwrap_err();
-    assert!(matches!(err, Error::NotLeader { hint: Some(h) } if h == new));
+    assert!(matches!(err, NodeError::NotLeader { hint: Some(h) } if h == new));
     let err = c.with(new, |r| r.transfer_leadership(id(9))).unwrap_err();
     assert!(err.to_string().contains("not a voter"));
 }

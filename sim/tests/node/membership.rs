@@ -1,7 +1,7 @@
 //! Membership changes: a joining node gets the state by snapshot, a removed one stops, two
 //! changes go through joint consensus, and a change that would leave no quorum is refused.
 
-use fencekit::Error;
+use fencekit::NodeError;
 use fencekit::node::{Applied, MembershipChange};
 
 use crate::{assert_leases_disjoint, id, ms, wait_for_leader, world};
@@ -58,7 +58,7 @@ fn membership_add_a_joining_node_then_remove_one() {
     assert!(c.reports.resolved[&1000].is_ok());
     assert!(c.running(gone).is_removed());
     let err = c.propose(gone, b"x").unwrap_err();
-    assert!(matches!(err, Error::Stopped), "{err}");
+    assert!(matches!(err, NodeError::Stopped), "{err}");
     let s = c.running(leader).status(c.local(leader));
     assert_eq!(s.voters.len(), 3);
     assert!(!s.voters.contains(&id(gone)));

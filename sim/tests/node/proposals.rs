@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use fencekit::node::Applied;
-use fencekit::{Error, LogIndex};
+use fencekit::{LogIndex, NodeError};
 
 use crate::{ms, wait_for_leader, world};
 
@@ -43,7 +43,7 @@ fn proposals_commit_in_order_on_every_node_and_followers_refuse_with_a_hint() {
     let follower = (1..=3).find(|&n| n != leader).unwrap();
     let err = c.propose(follower, b"x").unwrap_err();
     assert!(
-        matches!(err, Error::NotLeader { hint: Some(h) } if h == leader),
+        matches!(err, NodeError::NotLeader { hint: Some(h) } if h == leader),
         "{err}"
     );
 }
@@ -146,22 +146,25 @@ fn a_batch_is_refused_whole() {
     let r = c.running_mut(follower);
     assert!(matches!(
         r.propose_batch(vec![(b"x".to_vec(), 1)]),
-        Err(Error::NotLeader { .. })
+        Err(NodeError::NotLeader { .. })
     ));
     let r = c.running_mut(leader);
     let last = r.raft().raft_log.last_index();
     assert!(matches!(
         r.propose_batch(Vec::new()),
-        Err(Error::InvalidBatch(_))
+        Err(NodeError::InvalidBatch(_))
     ));
     let long = (0..=PROPOSE_BATCH_MAX as u64)
         .map(|i| (vec![1], i))
         .collect();
-    assert!(matches!(r.propose_batch(long), Err(Error::InvalidBatch(_))));
+    assert!(matches!(
+        r.propose_batch(long),
+        Err(NodeError::InvalidBatch(_))
+    ));
     let one_too_large = vec![(vec![1], 1), (vec![0; PROPOSAL_MAX + 1], 2)];
     assert!(matches!(
         r.propose_batch(one_too_large),
-        Err(Error::ProposalTooLarge(range)) if range.max == PROPOSAL_MAX as u64
+        Err(NodeError::ProposalTooLarge(range)) if range.max == PROPOSAL_MAX as u64
     ));
     assert_eq!(r.raft().raft_log.last_index(), last, "nothing was appended");
 }

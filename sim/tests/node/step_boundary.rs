@@ -325,7 +325,7 @@ fn honest_traffic_is_never_refused() {
     let leader = wait_for_leader(&mut cluster);
     // A leader elected a moment ago may not have heard from its peers yet, and refuses a
     // change that would seem to leave it without a quorum: let a few heartbeats pass.
-    let mut changed = Err(fencekit::Error::Stopped);
+    let mut changed = Err(fencekit::NodeError::Stopped);
     for _ in 0..20 {
         changed = cluster.with(leader, |r| {
             r.change_membership(
