@@ -354,19 +354,7 @@ struct Threaded {
 impl Threaded {
     fn new() -> Threaded {
         let net = LocalNetwork::new();
-        let dirs: Vec<_> = (0..3).map(|_| bench_dir()).collect();
-        let voters: Vec<NodeId> = (1..=3).map(id).collect();
-        let nodes: Vec<Node> = (1..=3)
-            .map(|n| {
-                let config = NodeConfig::new(
-                    id(n),
-                    ClusterId::new(1),
-                    dirs[(n - 1) as usize].path(),
-                    voters.clone(),
-                );
-                Node::start(config, |inbox| Ok(net.attach(inbox))).expect("start node")
-            })
-            .collect();
+        let (nodes, dirs) = three_nodes(&net);
         let deadline = StdInstant::now() + Duration::from_secs(20);
         let leader = loop {
             if let Some(at) = nodes.iter().position(|n| n.leadership().is_some()) {
@@ -396,12 +384,12 @@ impl Threaded {
     }
 }
 
-/// Failover trials in real time: isolate the leader, wait for the next usable leadership.
-fn failover(trials: usize) {
-    let net = LocalNetwork::new();
+/// Three threaded nodes of one group on `net`, each on its own directory (kept by the second
+/// item).
+fn three_nodes(net: &LocalNetwork) -> (Vec<Node>, Vec<tempfile::TempDir>) {
     let dirs: Vec<_> = (0..3).map(|_| bench_dir()).collect();
     let voters: Vec<NodeId> = (1..=3).map(id).collect();
-    let nodes: Vec<Node> = (1..=3)
+    let nodes = (1..=3)
         .map(|n| {
             let config = NodeConfig::new(
                 id(n),
@@ -412,6 +400,13 @@ fn failover(trials: usize) {
             Node::start(config, |inbox| Ok(net.attach(inbox))).expect("start node")
         })
         .collect();
+    (nodes, dirs)
+}
+
+/// Failover trials in real time: isolate the leader, wait for the next usable leadership.
+fn failover(trials: usize) {
+    let net = LocalNetwork::new();
+    let (nodes, _dirs) = three_nodes(&net);
     let timing = fencekit::lease::Timing::default();
     let wait_leader = |except: Option<NodeId>| -> NodeId {
         let deadline = StdInstant::now() + Duration::from_secs(20);

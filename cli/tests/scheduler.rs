@@ -5,26 +5,16 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Https, certs, free_port, get, spawn, store_tls_dir, tls_dir, wait_healthy};
+use common::{Https, certs, free_port, get, spawn, start_tls_store, tls_dir, wait_healthy};
 
 #[test]
 fn a_leader_runs_each_due_job_once_with_its_token() {
     let root = tempfile::tempdir().unwrap();
-    let store_addr = format!("127.0.0.1:{}", free_port());
     let status_addr = format!("127.0.0.1:{}", free_port());
     let data = |name: &str| root.path().join(name).to_string_lossy().into_owned();
     let certs = certs(root.path(), 1);
-    let _store = spawn(&[
-        "store",
-        "--data",
-        &data("store"),
-        "--listen",
-        &store_addr,
-        "--tls-dir",
-        &store_tls_dir(&certs),
-    ]);
+    let (_store, store_addr) = start_tls_store(&root.path().join("store"), &certs);
     let reader = Https::new(&certs, Some(1));
-    reader.wait_healthy(&store_addr);
     let _node = spawn(&[
         "node",
         "--id",
@@ -135,20 +125,10 @@ fn a_leader_runs_each_due_job_once_with_its_token() {
 #[test]
 fn a_node_taking_over_starts_at_the_first_undone_run() {
     let root = tempfile::tempdir().unwrap();
-    let store_addr = format!("127.0.0.1:{}", free_port());
     let data = |name: &str| root.path().join(name).to_string_lossy().into_owned();
     let certs = certs(root.path(), 1);
-    let _store = spawn(&[
-        "store",
-        "--data",
-        &data("store"),
-        "--listen",
-        &store_addr,
-        "--tls-dir",
-        &store_tls_dir(&certs),
-    ]);
+    let (_store, store_addr) = start_tls_store(&root.path().join("store"), &certs);
     let reader = Https::new(&certs, Some(1));
-    reader.wait_healthy(&store_addr);
     let raft = format!("1=127.0.0.1:{}", free_port());
     let start = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

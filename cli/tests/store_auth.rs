@@ -8,26 +8,12 @@ mod common;
 use std::path::Path;
 
 use common::{
-    Daemon, Https, certs, fencekit, free_port, get, post, spawn, store_tls_dir, text, wait_healthy,
+    Https, certs, fencekit, free_port, get, post, spawn, start_tls_store, store_tls_dir, text,
+    wait_healthy,
 };
 
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
-}
-
-fn start_tls_store(data: &Path, certs: &Path) -> (Daemon, String) {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let daemon = spawn(&[
-        "store",
-        "--data",
-        &data.to_string_lossy(),
-        "--listen",
-        &addr,
-        "--tls-dir",
-        &store_tls_dir(certs),
-    ]);
-    Https::new(certs, None).wait_healthy(&addr);
-    (daemon, addr)
 }
 
 /// The value of the store's metric `name` (no labels).

@@ -221,6 +221,14 @@ pub fn validate_key_len(len: usize) -> Result<(), FenceError> {
     Ok(())
 }
 
+/// The verdict for a token of `source` if the resource, under its lock, takes tokens from
+/// another source (counted as such), or `None` if `source` is the resource's.
+fn foreign_to(slot: &Slot, guard: &AdvanceGuard<'_>, source: SourceId) -> Option<Verdict> {
+    let bound = slot.bound(guard).filter(|&bound| bound != source)?;
+    slot.foreign.fetch_add(1, Ordering::Relaxed);
+    Some(Verdict::ForeignSource { bound })
+}
+
 impl Fence {
     /// Opens (creating if needed) the fence whose log is in `dir`, restoring every mark.
     pub fn open(dir: impl AsRef<Path>, options: FenceOptions) -> Result<Fence, FenceError> {
@@ -569,11 +577,8 @@ impl Fence {
             return Ok(Verdict::Stale { current });
         }
         let guard = slot.lock();
-        if let Some(bound) = slot.bound(&guard)
-            && bound != source
-        {
-            slot.foreign.fetch_add(1, Ordering::Relaxed);
-            return Ok(Verdict::ForeignSource { bound });
+        if let Some(foreign) = foreign_to(slot, &guard, source) {
+            return Ok(foreign);
         }
         let verdict = match slot.current_locked(&guard).map(|(token, _)| token) {
             None => self.advance(slot, &guard, token, source, None)?,
@@ -618,11 +623,8 @@ impl Fence {
         let resolution = self.resolve_conflict(slot, current, token);
         let guard = slot.lock();
         // A rebase meanwhile made the token's source foreign.
-        if let Some(bound) = slot.bound(&guard)
-            && bound != source
-        {
-            slot.foreign.fetch_add(1, Ordering::Relaxed);
-            return Ok(Verdict::ForeignSource { bound });
+        if let Some(foreign) = foreign_to(slot, &guard, source) {
+            return Ok(foreign);
         }
         let verdict = match slot.current_locked(&guard).map(|(token, _)| token) {
             Some(now) if now == current => match resolution {

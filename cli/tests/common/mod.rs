@@ -212,6 +212,23 @@ pub(crate) fn start_insecure_store(data: &std::path::Path, extra: &[&str]) -> (D
     (daemon, addr)
 }
 
+/// A store on `data` serving HTTPS with the TLS files under `certs`, once healthy: the daemon
+/// and its address.
+pub(crate) fn start_tls_store(data: &std::path::Path, certs: &std::path::Path) -> (Daemon, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let daemon = spawn(&[
+        "store",
+        "--data",
+        &data.to_string_lossy(),
+        "--listen",
+        &addr,
+        "--tls-dir",
+        &store_tls_dir(certs),
+    ]);
+    Https::new(certs, None).wait_healthy(&addr);
+    (daemon, addr)
+}
+
 /// The arguments of a one-node group: node 1 on `data`, serving status on `status`.
 pub(crate) fn lone_node(data: &std::path::Path, status: &str) -> Vec<String> {
     [
